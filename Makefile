@@ -1,0 +1,38 @@
+# EveryCSR — `make demo` runs the service, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo run test lint locales migrations prod-test bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EveryCSR needs Python 3.11 or newer")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m bot demo
+
+run: $(STAMP)
+	$(PY) -m bot run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m compileall -q bot handlers community gamification sms_gateway
+
+# re-extract member-facing strings and update every catalog
+locales: $(STAMP)
+	$(PY) -m bot.locales_tool
+
+# write a migration for model changes (developers)
+migrations: $(STAMP)
+	$(PY) -m tortoise -c bot.tortoise_conf.TORTOISE_ORM makemigrations
+
+clean:
+	rm -rf $(VENV) data/*.sqlite3*

@@ -1,0 +1,1 @@
+"""EveryCSR service assembly: settings, app factory, pipeline, channels and outbox."""

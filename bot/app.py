@@ -1,0 +1,155 @@
+"""The aiohttp application factory: one app serves every channel, the pages and the API."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
+
+from aiohttp import web
+
+from bot import metrics, storage
+from bot.app_keys import SERVICES
+from bot.channels import CHANNEL_MODULES
+from bot.channels.registry import ChannelRegistry
+from bot.i18n import get_translator
+from bot.outbox import Outbox, OutboxWorker
+from bot.pipeline import Pipeline
+from bot.services import Services
+from bot.settings import Settings, get_settings
+from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+from bot.web import STATIC_DIR
+from community.knowledge import KnowledgeService
+from community.search import MatcherConfig
+from handlers import build_router
+
+log = logging.getLogger(__name__)
+
+DbSetup = Literal["none", "migrate", "schema"]
+# Feature packages that add routes/services: each exposes setup(app, settings)
+FEATURE_MODULES: list[str] = []
+
+
+def matcher_config(settings: Settings) -> MatcherConfig:
+    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir)
+    if settings.search_answer_threshold is not None:
+        cfg.answer_threshold = settings.search_answer_threshold
+    if settings.search_suggest_threshold is not None:
+        cfg.suggest_threshold = settings.search_suggest_threshold
+    return cfg
+
+
+async def build_services(settings: Settings) -> Services:
+    if settings.redis_url:
+        from bot.redis_stores import connect_redis_stores
+
+        dedup, state, limiter = await connect_redis_stores(settings)
+    else:
+        dedup, state, limiter = MemoryDedupStore(), MemoryStateStore(), MemoryRateLimiter()
+    services = Services(
+        settings=settings,
+        translator=get_translator(),
+        dedup=dedup,
+        state=state,
+        limiter=limiter,
+        channels=ChannelRegistry(),
+        kb=KnowledgeService(matcher_config(settings)),
+        outbox=Outbox(settings),
+    )
+    services.pipeline = Pipeline(services, build_router())
+    return services
+
+
+def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if db_setup == "migrate":
+            await storage.migrate(settings.database_url)
+        await storage.open_db(settings.database_url, create_schema=db_setup == "schema")
+        services = await build_services(settings)
+        app[SERVICES] = services
+        await services.kb.load()
+        try:
+            yield
+        finally:
+            await storage.close_db()
+
+    return ctx
+
+
+def _outbox_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter)
+        services.extras["outbox_worker"] = worker
+        task = asyncio.create_task(worker.run()) if settings.outbox_enabled else None
+        yield
+        if task:
+            await worker.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Clear errors, never a traceback; JSON errors on the API."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": "internal error"}, status=500)
+        return web.Response(status=500, text="Internal error. It has been logged.")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    from tortoise import connections
+
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+        db = "ok"
+    except Exception as exc:  # report, don't crash
+        db = f"error: {type(exc).__name__}"
+    services = request.app[SERVICES]
+    status = 200 if db == "ok" else 503
+    return web.json_response(
+        {"status": "ok" if status == 200 else "degraded", "database": db,
+         "knowledge_items": len(services.kb.matcher), "channels": services.channels.names()},
+        status=status,
+    )
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/chat")
+
+
+def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") -> web.Application:
+    settings = settings or get_settings()
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app.cleanup_ctx.append(_services_ctx(settings, db_setup))
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_static("/static", STATIC_DIR)
+    for name in [*CHANNEL_MODULES, *FEATURE_MODULES]:
+        importlib.import_module(name).setup(app, settings)
+    app.cleanup_ctx.append(_outbox_ctx(settings))
+    return app

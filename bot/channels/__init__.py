@@ -1,0 +1,7 @@
+"""Channel adapters. Each module listed in ``CHANNEL_MODULES`` exposes
+``setup(app, settings)``: it mounts its routes and appends a cleanup context that
+registers its sender with the :class:`~bot.channels.registry.ChannelRegistry`."""
+
+CHANNEL_MODULES: list[str] = [
+    "bot.channels.webchat",
+]

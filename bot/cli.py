@@ -1,0 +1,214 @@
+"""Command line: ``python -m bot`` (or ``everycsr``)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.settings import ROOT, Settings, get_settings
+
+SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
+# Feature packages that add sub-commands: each exposes register(subparsers)
+COMMAND_MODULES: list[str] = []
+# Called by `demo` after the sample data is loaded: each returns lines to print
+DEMO_HOOKS: list[Callable[[Settings], "asyncio.Future[list[str]] | object"]] = []
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+
+
+async def _with_db(settings: Settings, coro_fn: Callable[[], "asyncio.Future[int]"]) -> int:
+    from bot import storage
+
+    await storage.open_db(settings.database_url)
+    try:
+        return await coro_fn()
+    finally:
+        await storage.close_db()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import storage
+
+    asyncio.run(storage.migrate(settings.database_url))
+    print(f"migrations applied to {settings.database_url}")
+    return 0
+
+
+async def import_kb(path: Path, *, quiet: bool = False) -> "object":
+    from tqdm import tqdm
+
+    from community.kb_io import import_rows, parse_file
+
+    rows = parse_file(path)
+    with tqdm(total=len(rows), desc=f"importing {path.name}", unit="row", disable=quiet, file=sys.stderr) as bar:
+        return await import_rows(rows, progress=bar.update)
+
+
+def cmd_kb_import(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no such file: {path}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        report = await import_kb(path, quiet=args.quiet)
+        for line, reason in report.rejected:
+            print(f"{path}:{line}: {reason}", file=sys.stderr)
+        print(report.summary())
+        return 1 if report.rejected else 0
+
+    from bot import storage
+
+    asyncio.run(storage.migrate(settings.database_url))
+    return asyncio.run(_with_db(settings, run))
+
+
+def cmd_kb_export(args: argparse.Namespace, settings: Settings) -> int:
+    from community.kb_io import export_items
+
+    fmt = args.format or ("csv" if args.output and args.output.endswith(".csv") else "yaml")
+
+    async def run() -> int:
+        text = await export_items(fmt)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
+
+
+def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import matcher_config
+    from community.knowledge import KnowledgeService
+
+    async def run() -> int:
+        kb = KnowledgeService(matcher_config(settings))
+        await kb.load()
+        decision = kb.decide(args.text, args.locale)
+        matches = kb.matcher.search(args.text, locale=args.locale, limit=args.limit)
+        print(f"decision: {decision.kind}")
+        for m in matches:
+            print(f"{m.score:6.3f}  #{m.item_id:<5} [{m.locale}] {m.title}")
+        if not matches:
+            print("no matches")
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    if args.port:
+        settings.port = args.port
+    if args.host:
+        settings.host = args.host
+    if getattr(args, "telegram_polling", False):
+        settings.telegram_polling = True
+    db_setup = "migrate" if settings.is_sqlite else "none"
+    app = create_app(settings, db_setup=db_setup)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    return 0
+
+
+async def _load_sample_if_empty(settings: Settings) -> str:
+    from community.models import KnowledgeItem
+
+    if await KnowledgeItem.all().count():
+        return "knowledge base already loaded"
+    report = await import_kb(SAMPLE_KB)
+    return f"sample knowledge base: {report.summary()}"
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import storage
+
+    async def prepare() -> list[str]:
+        await storage.migrate(settings.database_url)
+        await storage.open_db(settings.database_url)
+        try:
+            lines = [await _load_sample_if_empty(settings)]
+            for hook in DEMO_HOOKS:
+                result = hook(settings)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                lines.extend(result or [])
+            return lines
+        finally:
+            await storage.close_db()
+
+    lines = asyncio.run(prepare())
+    base = f"http://{settings.host}:{settings.port}"
+    print("\nEveryCSR demo is starting")
+    for line in lines:
+        print(f"  {line}")
+    print(f"  web chat:     {base}/chat")
+    print(f"  agent inbox:  {base}/inbox")
+    print(f"  health:       {base}/healthz")
+    print(f"  metrics:      {base}/metrics")
+    print(f"  chat API:     curl -s {base}/api/v1/chat -H 'Content-Type: application/json' "
+          "-d '{\"user\":\"demo\",\"text\":\"我的流量还剩多少，怎么查？\"}'")
+    print("  stop with Ctrl+C\n", flush=True)
+    args.port = None
+    args.host = None
+    return cmd_run(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="EveryCSR customer-service bot")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start the service")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of the webhook")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="migrate, load the sample knowledge base and start the service")
+    p.add_argument("--telegram-polling", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    kb = sub.add_parser("kb", help="knowledge base: import, export, search")
+    kbsub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
+    p = kbsub.add_parser("import", help="import items from YAML or CSV (idempotent)")
+    p.add_argument("file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_kb_import)
+    p = kbsub.add_parser("export", help="export every item as YAML or CSV")
+    p.add_argument("-o", "--output")
+    p.add_argument("--format", choices=["yaml", "csv"])
+    p.set_defaults(func=cmd_kb_export)
+    p = kbsub.add_parser("search", help="show the top matches with their scores")
+    p.add_argument("text")
+    p.add_argument("--locale", choices=["zh_CN", "zh_TW", "en"])
+    p.add_argument("--limit", type=int, default=5)
+    p.set_defaults(func=cmd_kb_search)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    _setup_logging(settings)
+    return int(args.func(args, settings) or 0)

@@ -1,0 +1,117 @@
+"""Member-facing text: Babel catalogs under ``locales/``, zh_CN first.
+
+Each package keeps its own catalog domain (``locales/<locale>/LC_MESSAGES/<domain>.po``);
+all domains of a locale are merged. Catalogs are compiled in memory at start-up, so no
+build step is needed; ``make locales`` re-extracts and updates them.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+from bot.settings import ROOT
+
+log = logging.getLogger(__name__)
+
+LOCALES = ("zh_CN", "zh_TW", "en")
+DEFAULT_LOCALE = "zh_CN"
+LOCALES_DIR = ROOT / "locales"
+LOCALE_NAMES = {"zh_CN": "简体中文", "zh_TW": "繁體中文", "en": "English"}
+
+Gettext = Callable[..., str]
+
+
+def N_(msgid: str) -> str:
+    """Mark a constant for extraction; translate it later with a locale's gettext."""
+    return msgid
+
+
+def normalize_locale(hint: str | None) -> str | None:
+    """Map a client's language tag (``zh-hans``, ``zh-TW``, ``en-US`` …) to one of ours."""
+    if not hint:
+        return None
+    tag = hint.strip().lower().replace("_", "-")
+    if tag.startswith("zh"):
+        if any(p in tag for p in ("hant", "-tw", "-hk", "-mo")):
+            return "zh_TW"
+        return "zh_CN"
+    if tag.startswith("en"):
+        return "en"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _t2s():  # type: ignore[no-untyped-def]
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def is_traditional(text: str) -> bool:
+    """Whether Chinese text is written in traditional characters (it changes under t2s)."""
+    return _t2s().convert(text) != text
+
+
+class Translator:
+    def __init__(self, locales_dir: Path = LOCALES_DIR) -> None:
+        self._dir = locales_dir
+        self._cache: dict[str, NullTranslations] = {}
+
+    def translations(self, locale: str) -> NullTranslations:
+        if locale not in self._cache:
+            self._cache[locale] = self._load(locale)
+        return self._cache[locale]
+
+    def _load(self, locale: str) -> NullTranslations:
+        merged: NullTranslations | None = None
+        folder = self._dir / locale / "LC_MESSAGES"
+        for po_path in sorted(folder.glob("*.po")):
+            with po_path.open("rb") as fh:
+                catalog = read_po(fh, locale=locale)
+            buf = io.BytesIO()
+            write_mo(buf, catalog, use_fuzzy=False)
+            buf.seek(0)
+            tr = Translations(buf, domain=po_path.stem)
+            if merged is None:
+                merged = tr
+            else:
+                merged.merge(tr)  # type: ignore[union-attr]
+        return merged or NullTranslations()
+
+    def gettext(self, locale: str, msgid: str, **params: Any) -> str:
+        text = self.translations(locale if locale in LOCALES else DEFAULT_LOCALE).gettext(msgid)
+        return _format(text, params)
+
+    def ngettext(self, locale: str, singular: str, plural: str, n: int, **params: Any) -> str:
+        text = self.translations(locale).ngettext(singular, plural, n)
+        return _format(text, {"n": n, **params})
+
+    def bind(self, locale: str) -> Gettext:
+        """A ``_(msgid, **params)`` for one locale."""
+
+        def _(msgid: str, **params: Any) -> str:
+            return self.gettext(locale, msgid, **params)
+
+        return _
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def _format(text: str, params: dict[str, Any]) -> str:
+    if not params:
+        return text
+    return _PLACEHOLDER.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
+
+
+@lru_cache(maxsize=1)
+def get_translator() -> Translator:
+    return Translator()

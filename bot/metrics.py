@@ -1,0 +1,26 @@
+"""Prometheus metrics, exposed at ``GET /metrics``."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+INBOUND = Counter(
+    "everycsr_inbound_messages", "Inbound messages processed (duplicates excluded)", ["channel"]
+)
+DUPLICATES = Counter(
+    "everycsr_duplicate_messages", "Inbound messages dropped as channel retries", ["channel"]
+)
+ANSWERS = Counter("everycsr_answers", "Replies by kind (answer, suggest, none, ...)", ["channel", "kind"])
+LATENCY = Histogram(
+    "everycsr_answer_latency_seconds",
+    "Time from an inbound message to its replies being ready",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OUTBOX_SENT = Counter("everycsr_outbox_sent", "Outbox messages sent", ["channel"])
+OUTBOX_FAILED = Counter("everycsr_outbox_failures", "Outbox send failures", ["channel", "kind"])
+OUTBOX_PENDING = Gauge("everycsr_outbox_pending", "Outbox messages waiting to be sent")
+HANDLER_ERRORS = Counter("everycsr_handler_errors", "Messages whose handler raised", ["channel"])
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

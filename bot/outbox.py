@@ -1,0 +1,219 @@
+"""The durable outbox: every message that does not go back inline is stored, then sent.
+
+Workers claim a due row with a conditional update (safe with several processes),
+respect each channel's global and per-chat rate, retry with exponential backoff and
+dead-letter what keeps failing. Unsolicited messages to opted-out members are
+suppressed here, so every sender honours opt-out.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+
+from tortoise.exceptions import IntegrityError
+
+from bot import metrics
+from bot.channels.registry import ChannelRegistry, SendError
+from bot.messages import Outgoing, Reply
+from bot.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
+from bot.settings import Settings
+from bot.stores import RateLimiter
+
+log = logging.getLogger(__name__)
+
+DUE_STATUSES = ("queued", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Outbox:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.wakeup = asyncio.Event()
+
+    async def enqueue(self, out: Outgoing, *, transcribe: bool = True) -> OutboxMessage:
+        """Store a message for sending; the same ``idempotency_key`` is stored once."""
+        if out.idempotency_key:
+            existing = await OutboxMessage.get_or_none(idempotency_key=out.idempotency_key)
+            if existing:
+                return existing
+        try:
+            row = await OutboxMessage.create(
+                channel=out.channel,
+                address=out.address,
+                member_id=out.member_id,
+                payload=out.reply.to_dict(),
+                purpose=out.purpose,
+                idempotency_key=out.idempotency_key,
+                next_attempt_at=utcnow(),
+            )
+        except IntegrityError:
+            return await OutboxMessage.get(idempotency_key=out.idempotency_key)
+        if transcribe and out.member_id and out.purpose != "reply":
+            await TranscriptEntry.create(
+                member_id=out.member_id,
+                channel=out.channel,
+                direction="out",
+                text=out.reply.text,
+                kind=out.purpose,
+                item_id=out.reply.item_id,
+            )
+        self.wakeup.set()
+        return row
+
+    async def to_member(
+        self, member_id: int, reply: Reply, *, purpose: str, idempotency_key: str | None = None,
+        channel: str | None = None,
+    ) -> OutboxMessage | None:
+        """Send on the member's most recently used active channel (or the one named)."""
+        q = ChannelAccount.filter(member_id=member_id, active=True)
+        if channel:
+            q = q.filter(channel=channel)
+        account = await q.order_by("-last_inbound_at").first()
+        if account is None:
+            return None
+        return await self.enqueue(
+            Outgoing(
+                channel=account.channel,
+                address=account.chat_id or account.external_id,
+                reply=reply,
+                member_id=member_id,
+                purpose=purpose,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+
+class OutboxWorker:
+    """In-process sender loop (embedded mode); production runs the same ``send_one``
+    from task-queue workers."""
+
+    def __init__(
+        self, settings: Settings, outbox: Outbox, channels: ChannelRegistry, limiter: RateLimiter,
+        concurrency: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.channels = channels
+        self.limiter = limiter
+        self._sem = asyncio.Semaphore(concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                count = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database hiccup: keep the loop alive
+                log.exception("outbox poll failed")
+                count = 0
+            if count == 0:
+                self.outbox.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.outbox.wakeup.wait(), self.settings.outbox_poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def drain_once(self, limit: int = 200) -> int:
+        due = (
+            await OutboxMessage.filter(status__in=DUE_STATUSES, next_attempt_at__lte=utcnow())
+            .order_by("id")
+            .limit(limit)
+            .values_list("id", "status")
+        )
+        started = 0
+        for msg_id, status in due:
+            claimed = await OutboxMessage.filter(id=msg_id, status=status).update(status="sending")
+            if not claimed:
+                continue  # another worker has it
+            await self._sem.acquire()
+            task = asyncio.create_task(self._send_guarded(msg_id))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            started += 1
+        return started
+
+    async def wait_idle(self) -> None:
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def _send_guarded(self, msg_id: int) -> None:
+        try:
+            await self.send_one(msg_id)
+        except Exception:
+            log.exception("outbox send %s crashed", msg_id)
+            await OutboxMessage.filter(id=msg_id, status="sending").update(
+                status="failed", next_attempt_at=utcnow() + timedelta(seconds=30), last_error="internal error"
+            )
+        finally:
+            self._sem.release()
+
+    async def send_one(self, msg_id: int) -> str:
+        """Send one claimed (status ``sending``) message; returns its new status."""
+        msg = await OutboxMessage.get(id=msg_id)
+        member = await Member.get_or_none(id=msg.member_id) if msg.member_id else None
+        if member and member.opted_out and msg.purpose not in ("reply", "agent", "survey", "system"):
+            return await self._finish(msg, "suppressed", "member opted out")
+        sender = self.channels.get(msg.channel)
+        if sender is None:
+            return await self._finish(msg, "held", f"channel {msg.channel} is not configured")
+        if sender.rate_global:
+            await asyncio.sleep(await self.limiter.reserve(f"rate:{msg.channel}", sender.rate_global, 1))
+        if sender.rate_per_chat:
+            await asyncio.sleep(
+                await self.limiter.reserve(f"rate:{msg.channel}:{msg.address}", sender.rate_per_chat, 1)
+            )
+        locale = member.locale if member else self.settings.default_locale
+        attempts = msg.attempts + 1
+        try:
+            result = await sender.send(msg, Reply.from_dict(msg.payload), locale)
+        except SendError as err:
+            metrics.OUTBOX_FAILED.labels(msg.channel, "hold" if err.hold else "error").inc()
+            if err.unreachable and msg.member_id:
+                await ChannelAccount.filter(member_id=msg.member_id, channel=msg.channel).update(
+                    active=False, inactive_reason=err.reason[:64]
+                )
+            if err.permanent or err.unreachable:
+                return await self._finish(msg, "dead", err.reason, attempts=attempts)
+            if err.hold:
+                return await self._finish(msg, "held", err.reason, attempts=attempts)
+            if err.ambiguous:
+                return await self._finish(
+                    msg, "dead", f"{err.reason} (may have been delivered; not repeated)", attempts=attempts
+                )
+            return await self._retry(msg, attempts, err.reason, err.retry_after)
+        except Exception as exc:  # network errors and the like
+            metrics.OUTBOX_FAILED.labels(msg.channel, "exception").inc()
+            return await self._retry(msg, attempts, f"{type(exc).__name__}: {exc}"[:500], None)
+        metrics.OUTBOX_SENT.labels(msg.channel).inc()
+        await OutboxMessage.filter(id=msg.id).update(
+            status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=result.provider_ref[:128],
+            segments=result.segments, last_error="",
+        )
+        return "sent"
+
+    async def _retry(self, msg: OutboxMessage, attempts: int, reason: str, retry_after: float | None) -> str:
+        if attempts >= self.settings.outbox_max_attempts:
+            return await self._finish(msg, "dead", reason, attempts=attempts)
+        delay = retry_after if retry_after is not None else self.settings.outbox_backoff_base_seconds * 2 ** (attempts - 1)
+        await OutboxMessage.filter(id=msg.id).update(
+            status="failed", attempts=attempts, last_error=reason[:1000], next_attempt_at=utcnow() + timedelta(seconds=delay)
+        )
+        self.outbox.wakeup.set()
+        return "failed"
+
+    async def _finish(self, msg: OutboxMessage, status: str, reason: str, *, attempts: int | None = None) -> str:
+        await OutboxMessage.filter(id=msg.id).update(
+            status=status, last_error=reason[:1000], attempts=attempts if attempts is not None else msg.attempts
+        )
+        return status
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.outbox.wakeup.set()
+        await self.wait_idle()

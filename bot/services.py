@@ -1,0 +1,30 @@
+"""The per-process service container handed to channels and handlers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.i18n import Translator
+from bot.settings import Settings
+from bot.stores import DedupStore, RateLimiter, StateStore
+
+if TYPE_CHECKING:
+    from bot.channels.registry import ChannelRegistry
+    from bot.outbox import Outbox
+    from bot.pipeline import Pipeline
+    from community.knowledge import KnowledgeService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    translator: Translator
+    dedup: DedupStore
+    state: StateStore
+    limiter: RateLimiter
+    channels: "ChannelRegistry"
+    kb: "KnowledgeService"
+    outbox: "Outbox"
+    pipeline: "Pipeline | None" = None
+    # domain services added by later features (community, gamification, offers ...)
+    extras: dict[str, Any] = field(default_factory=dict)

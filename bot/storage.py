@@ -1,0 +1,58 @@
+"""Database wiring: one tortoise-orm app ("models") over every domain's model module.
+
+Schema changes go through the migrations in ``bot/migrations`` (tortoise-orm's built-in
+migration framework): ``python -m bot migrate`` applies them.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+log = logging.getLogger(__name__)
+
+# Every module holding models. Add a domain's module here, then `make migrations`.
+MODEL_MODULES: list[str] = [
+    "bot.models",
+    "community.models",
+]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("sqlite://") and not database_url.startswith("sqlite://:memory:"):
+        Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    if database_url.startswith("postgresql://"):
+        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "bot.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def migrate(database_url: str) -> None:
+    """Apply all pending migrations (idempotent)."""
+    await tortoise_migrate(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
+
+
+async def open_db(database_url: str, *, create_schema: bool = False) -> None:
+    """Open the connection pool for this process (global so request tasks see it)."""
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    if create_schema:
+        await Tortoise.generate_schemas(safe=True)
+
+
+async def close_db() -> None:
+    """Close the pool; also clears tortoise's global fallback so tests can reopen."""
+    await Tortoise.close_connections()

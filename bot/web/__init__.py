@@ -1,0 +1,68 @@
+"""Server-rendered pages: jinja2 (autoescape on) with the member's or staff's locale."""
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, get_translator, normalize_locale
+from bot.settings import ROOT
+
+TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]
+STATIC_DIR = ROOT / "bot" / "web" / "static"
+
+_env: jinja2.Environment | None = None
+
+
+def environment() -> jinja2.Environment:
+    global _env
+    if _env is None:
+        _env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(p) for p in TEMPLATE_DIRS]),
+            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+            extensions=["jinja2.ext.i18n"],
+            enable_async=False,
+        )
+        _env.install_null_translations(newstyle=True)  # real ones are passed per render
+    return _env
+
+
+def add_template_dir(path: Any) -> None:
+    """Let a feature package ship its own templates."""
+    global _env
+    TEMPLATE_DIRS.append(path)
+    _env = None
+
+
+def request_locale(request: web.Request) -> str:
+    chosen = request.query.get("lang") or request.cookies.get("lang")
+    if chosen in LOCALES:
+        return chosen
+    for part in request.headers.get("Accept-Language", "").split(","):
+        loc = normalize_locale(part.split(";")[0])
+        if loc:
+            return loc
+    return DEFAULT_LOCALE
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    locale = request_locale(request)
+    tr = get_translator().translations(locale)
+
+    def gettext(msgid: str, **kw: Any) -> str:
+        text = tr.gettext(msgid)
+        return text % kw if kw else text
+
+    def ngettext(s: str, p: str, n: int, **kw: Any) -> str:
+        text = tr.ngettext(s, p, n)
+        return text % {"num": n, **kw}
+
+    html = environment().get_template(template).render(
+        gettext=gettext, ngettext=ngettext, _=gettext, locale=locale, locales=LOCALE_NAMES,
+        request=request, **context,
+    )
+    resp = web.Response(text=html, status=status, content_type="text/html")
+    if request.query.get("lang") in LOCALES:
+        resp.set_cookie("lang", request.query["lang"], max_age=365 * 86400, samesite="Lax")
+    return resp

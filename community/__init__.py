@@ -1,0 +1,1 @@
+"""Community domain: knowledge base and search, Q&A posts, moderation, tickets, offers."""

@@ -1,0 +1,227 @@
+"""Knowledge base import and export (YAML or CSV), idempotent, with line-numbered errors."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from tortoise.transactions import in_transaction
+
+from community.models import STATUSES, KnowledgeItem
+
+LOCALES = ("zh_CN", "zh_TW", "en")
+FIELDS = ("title", "variants", "answer", "category", "sms_code", "difficulty", "tags", "status", "is_notice")
+
+
+class ItemRow(BaseModel):
+    """One knowledge item in one locale, as a file states it."""
+
+    key: str = Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    locale: str = "zh_CN"
+    title: str = Field(min_length=1, max_length=255)
+    variants: list[str] = Field(default_factory=list)
+    answer: str = Field(min_length=1)
+    category: str = ""
+    sms_code: str | None = Field(default=None, max_length=16)
+    difficulty: int = Field(default=1, ge=1, le=5)
+    tags: list[str] = Field(default_factory=list)
+    status: str = "published"
+    is_notice: bool = False
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        if v not in LOCALES:
+            raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
+        return v
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        if v not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        return v
+
+    @field_validator("sms_code")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        if v is None or not str(v).strip():
+            return None
+        v = str(v).strip().upper()
+        if not v.isalnum() or not v.isascii():
+            raise ValueError("sms_code must be letters and digits")
+        return v
+
+    @field_validator("variants", "tags")
+    @classmethod
+    def _clean(cls, v: list[str]) -> list[str]:
+        return [str(x).strip() for x in v if str(x).strip()]
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    changed_items: list[KnowledgeItem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"rejected {len(self.rejected)}"
+        )
+
+
+def _error_text(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "row"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _yaml_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line, row-or-error) for each item/locale block of a YAML file."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        yield (mark.line + 1 if mark else 0), f"invalid YAML: {getattr(exc, 'problem', exc)}"
+        return
+    if root is None:
+        return
+    if not isinstance(root, yaml.SequenceNode):
+        yield root.start_mark.line + 1, "the file must be a list of items"
+        return
+    for node in root.value:
+        line = node.start_mark.line + 1
+        data = yaml.safe_load(yaml.serialize(node))
+        if not isinstance(data, dict):
+            yield line, "an item must be a mapping"
+            continue
+        if "notice" in data:
+            data["is_notice"] = bool(data.pop("notice"))
+        common = {k: v for k, v in data.items() if k not in LOCALES}
+        blocks = {k: v for k, v in data.items() if k in LOCALES}
+        if not blocks:  # flat form: one locale per entry
+            yield line, data
+            continue
+        for locale, block in blocks.items():
+            if not isinstance(block, dict):
+                yield line, f"{locale}: must be a mapping with title, variants, answer"
+                continue
+            yield line, {**common, **block, "locale": locale}
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "key" not in reader.fieldnames:
+        yield 1, "CSV needs a header row with at least key,title,answer"
+        return
+    for row in reader:
+        line = reader.line_num
+        data: dict[str, Any] = {k: (v or "").strip() for k, v in row.items() if k}
+        for listy in ("variants", "tags"):
+            data[listy] = [p for p in data.get(listy, "").split("|") if p.strip()]
+        if not data.get("difficulty"):
+            data.pop("difficulty", None)
+        if not data.get("locale"):
+            data.pop("locale", None)
+        if not data.get("status"):
+            data.pop("status", None)
+        data["is_notice"] = str(data.get("is_notice", "")).lower() in ("1", "true", "yes")
+        yield line, data
+
+
+def parse_file(path: Path) -> list[tuple[int, ItemRow | str]]:
+    """Rows of a YAML or CSV file, each validated or with its error."""
+    text = path.read_text(encoding="utf-8-sig")
+    source = _csv_rows(text) if path.suffix.lower() == ".csv" else _yaml_rows(text)
+    out: list[tuple[int, ItemRow | str]] = []
+    for line, data in source:
+        if isinstance(data, str):
+            out.append((line, data))
+            continue
+        try:
+            out.append((line, ItemRow.model_validate(data)))
+        except ValidationError as exc:
+            out.append((line, _error_text(exc)))
+    return out
+
+
+async def import_rows(
+    rows: list[tuple[int, ItemRow | str]], progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    report = ImportReport()
+    seen: set[tuple[str, str]] = set()
+    codes: dict[str, str] = {
+        code: key for key, code in await KnowledgeItem.exclude(sms_code=None).values_list("key", "sms_code")
+    }
+    for line, row in rows:
+        if progress:
+            progress(1)
+        if isinstance(row, str):
+            report.rejected.append((line, row))
+            continue
+        ident = (row.key, row.locale)
+        if ident in seen:
+            report.rejected.append((line, f"duplicate item {row.key} ({row.locale}) in this file"))
+            continue
+        seen.add(ident)
+        if row.sms_code and codes.get(row.sms_code, row.key) != row.key:
+            report.rejected.append((line, f"sms_code {row.sms_code} already belongs to {codes[row.sms_code]}"))
+            continue
+        if row.sms_code:
+            codes[row.sms_code] = row.key
+        values = row.model_dump(exclude={"key", "locale"})
+        async with in_transaction():
+            item = await KnowledgeItem.get_or_none(key=row.key, locale=row.locale)
+            if item is None:
+                item = await KnowledgeItem.create(key=row.key, locale=row.locale, **values)
+                report.created += 1
+                report.changed_items.append(item)
+            elif any(getattr(item, f) != values[f] for f in FIELDS):
+                for f in FIELDS:
+                    setattr(item, f, values[f])
+                item.version += 1
+                await item.save()
+                report.updated += 1
+                report.changed_items.append(item)
+            else:
+                report.unchanged += 1
+    return report
+
+
+async def export_items(fmt: str = "yaml") -> str:
+    items = await KnowledgeItem.all().order_by("key", "locale")
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["key", "locale", *FIELDS])
+        for i in items:
+            writer.writerow(
+                [i.key, i.locale, i.title, "|".join(i.variants), i.answer, i.category, i.sms_code or "",
+                 i.difficulty, "|".join(i.tags), i.status, int(i.is_notice)]
+            )
+        return buf.getvalue()
+    grouped: dict[str, dict[str, Any]] = {}
+    for i in items:
+        entry = grouped.setdefault(
+            i.key,
+            {"key": i.key, "category": i.category, "difficulty": i.difficulty, "tags": list(i.tags)},
+        )
+        if i.sms_code:
+            entry["sms_code"] = i.sms_code
+        if i.is_notice:
+            entry["notice"] = True
+        block: dict[str, Any] = {"title": i.title, "variants": list(i.variants), "answer": i.answer}
+        if i.status != "published":
+            block["status"] = i.status
+        entry[i.locale] = block
+    return yaml.safe_dump(list(grouped.values()), allow_unicode=True, sort_keys=False, width=100)

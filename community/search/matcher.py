@@ -1,0 +1,316 @@
+"""The knowledge matcher: question text -> ranked knowledge items.
+
+Pipeline of one query (all in memory, pure Python + numpy):
+
+1. ``normalize`` (width/case/traditional folding) and an exact SMS-code
+   lookup (confidence 1.0);
+2. first stage: four BM25 channels (words, word bigrams, CJK chars/English
+   char trigrams, fuzzy pinyin) scored over every indexed *unit* (a title,
+   a variant, a learned variant or, weakly, an answer) and fused;
+3. the best units are collapsed to items and re-ranked with rapidfuzz
+   ratios (text and pinyin) and coverage features (``confidence.rank_score``);
+4. ``confidence.confidence`` turns the best score and its margin into a
+   calibrated probability of being right; ``decide`` applies the thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+from rapidfuzz import fuzz
+
+from . import confidence as conf
+from .index import BM25Channel
+from .normalize import normalize
+from .synonyms import load_synonyms
+from .tokenize import Analyzer
+from .types import Decision, KBDoc, Match
+
+__all__ = ["Matcher", "MatcherConfig"]
+
+_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+_DEFAULT_USERDICT = os.path.join(_DATA_DIR, "userdict.txt")
+_DEFAULT_SYNONYMS = os.path.join(_DATA_DIR, "synonyms.txt")
+
+
+def _default_path(path: str) -> str | None:
+    return path if os.path.exists(path) else None
+
+
+@dataclass
+class MatcherConfig:
+    # Confidence thresholds, chosen on the dev sets (see bench/RESULTS.md,
+    # "FAQ matching accuracy"): answer aims at >= 90% precision on Banking77.
+    answer_threshold: float = 0.5
+    suggest_threshold: float = 0.2
+    userdict_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_USERDICT))
+    synonyms_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_SYNONYMS))
+    extra_synonyms: list[list[str]] = field(default_factory=list)
+    jieba_tmp_dir: str | None = None
+
+
+# First-stage channel weights and BM25 parameters (tuned on the dev sets).
+CHANNEL_WEIGHTS: dict[str, float] = {"w": 1.0, "b": 0.3, "c": 1.0, "p": 0.5}
+BM25_PARAMS: dict[str, tuple[float, float]] = {
+    "w": (1.2, 0.5), "b": (1.2, 0.5), "c": (1.2, 0.5), "p": (1.2, 0.5),
+}
+UNIT_WEIGHT = {"title": 1.0, "variant": 1.0, "learned": 1.0, "answer": 0.3}
+FIRST_STAGE_UNITS = 60     # units kept from the first stage
+RERANK_ITEMS = 20          # items re-ranked with rapidfuzz/coverage features
+UNITS_PER_ITEM = 3         # best units of one item looked at in the re-rank
+LOCALE_PENALTY = 1.0       # logit subtracted for an item of another language
+SUGGEST_FLOOR = 0.5        # suggestions besides the first need >= floor*suggest
+
+
+def _family(locale: str | None) -> str | None:
+    if not locale:
+        return None
+    loc = locale.lower().replace("-", "_")
+    return "zh" if loc.startswith("zh") else loc.split("_")[0]
+
+
+class _Unit:
+    __slots__ = ("item_id", "kind", "text", "pinyin", "tids")
+
+    def __init__(self, item_id, kind, text, pinyin, tids):
+        self.item_id = item_id
+        self.kind = kind
+        self.text = text
+        self.pinyin = pinyin
+        self.tids = tids
+
+
+class _Item:
+    __slots__ = ("doc", "slots", "learned", "family")
+
+    def __init__(self, doc: KBDoc, learned: list[str]):
+        self.doc = doc
+        self.slots: list[int] = []
+        self.learned = learned
+        self.family = _family(doc.locale)
+
+
+class Matcher:
+    def __init__(self, config: MatcherConfig | None = None) -> None:
+        self.config = config or MatcherConfig()
+        syn: list[list[str]] = []
+        if self.config.synonyms_path:
+            syn.extend(load_synonyms(self.config.synonyms_path))
+        syn.extend(list(g) for g in self.config.extra_synonyms)
+        self._analyzer = Analyzer(
+            userdict_path=self.config.userdict_path,
+            synonyms=syn,
+            jieba_tmp_dir=self.config.jieba_tmp_dir,
+        )
+        self._reset()
+
+    # ---------------------------------------------------------- building
+    def _reset(self) -> None:
+        self._channels = {ch: BM25Channel(*BM25_PARAMS[ch]) for ch in Analyzer.CHANNELS}
+        self._units: list[_Unit | None] = []
+        self._free: list[int] = []
+        self._cap = 0
+        self._unit_w = np.zeros(0, dtype=np.float64)
+        self._unit_item = np.zeros(0, dtype=np.int64)
+        self._items: dict[int, _Item] = {}
+        self._sms: dict[str, int] = {}
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap:
+            return
+        cap = max(need, self._cap * 2, 64)
+        w = np.zeros(cap, dtype=np.float64)
+        w[: self._cap] = self._unit_w
+        it = np.full(cap, -1, dtype=np.int64)
+        it[: self._cap] = self._unit_item
+        self._unit_w, self._unit_item, self._cap = w, it, cap
+
+    def _add_unit(self, item: _Item, kind: str, text: str) -> None:
+        norm = normalize(text)
+        if not norm:
+            return
+        for s in item.slots:  # same text already indexed for this item
+            u = self._units[s]
+            if u is not None and u.text == norm and u.kind != "answer":
+                return
+        a = self._analyzer.analyze(norm)
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._units)
+            self._units.append(None)
+            self._grow(slot + 1)
+        tids = {ch: self._channels[ch].add(slot, a.terms[ch]) for ch in Analyzer.CHANNELS}
+        self._units[slot] = _Unit(item.doc.id, kind, a.text, a.pinyin, tids)
+        self._unit_w[slot] = UNIT_WEIGHT[kind]
+        self._unit_item[slot] = item.doc.id
+        item.slots.append(slot)
+
+    def _drop_slots(self, item: _Item) -> None:
+        for s in item.slots:
+            u = self._units[s]
+            if u is None:
+                continue
+            for ch, tids in u.tids.items():
+                self._channels[ch].remove(s, tids)
+            self._units[s] = None
+            self._unit_w[s] = 0.0
+            self._unit_item[s] = -1
+            self._free.append(s)
+        item.slots = []
+
+    def _index_item(self, doc: KBDoc, learned: list[str]) -> None:
+        item = _Item(doc, learned)
+        self._items[doc.id] = item
+        self._add_unit(item, "title", doc.title)
+        for v in doc.variants:
+            self._add_unit(item, "variant", v)
+        for v in learned:
+            self._add_unit(item, "learned", v)
+        if doc.answer:
+            self._add_unit(item, "answer", doc.answer)
+        if doc.sms_code:
+            code = normalize(doc.sms_code).replace(" ", "")
+            if code:
+                self._sms[code] = doc.id
+
+    def build(self, docs: Iterable[KBDoc]) -> None:
+        """Full (re)build; learned variants of items that are still present
+        are kept."""
+        learned = {i: it.learned for i, it in self._items.items()}
+        self._reset()
+        for doc in docs:
+            if doc.id in self._items:
+                self._unindex(doc.id)
+            self._index_item(doc, learned.get(doc.id, []))
+        for ch in self._channels.values():
+            ch.freeze_avgdl()
+            ch.materialize()
+
+    def _unindex(self, item_id: int) -> _Item | None:
+        item = self._items.pop(item_id, None)
+        if item is None:
+            return None
+        self._drop_slots(item)
+        self._sms = {c: i for c, i in self._sms.items() if i != item_id}
+        return item
+
+    def upsert(self, doc: KBDoc) -> None:
+        """Add or replace one item incrementally (its learned variants stay)."""
+        old = self._unindex(doc.id)
+        self._index_item(doc, old.learned if old else [])
+
+    def remove(self, item_id: int) -> None:
+        self._unindex(item_id)
+
+    def add_variant(self, item_id: int, text: str) -> None:
+        """Index a learned question phrasing for an item (e.g. a question a
+        member confirmed was answered by it).  Unknown items raise KeyError."""
+        item = self._items[item_id]
+        norm = normalize(text)
+        if not norm or norm in item.learned:
+            return
+        item.learned.append(norm)
+        self._add_unit(item, "learned", norm)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    # ---------------------------------------------------------- querying
+    def _candidates(self, text: str, locale: str | None):
+        """Re-ranked candidates: list of (rank_score, item_id, features)."""
+        if not self._items:
+            return [], None
+        a = self._analyzer.analyze(text)
+        scores = np.zeros(self._cap, dtype=np.float64)
+        for ch, w in CHANNEL_WEIGHTS.items():
+            if w:
+                self._channels[ch].score_into(scores, a.terms[ch], w)
+        scores *= self._unit_w
+        nz = np.flatnonzero(scores)
+        if nz.size == 0:
+            return [], a
+        if nz.size > FIRST_STAGE_UNITS:
+            part = np.argpartition(scores[nz], -FIRST_STAGE_UNITS)[-FIRST_STAGE_UNITS:]
+            nz = nz[part]
+        order = nz[np.argsort(-scores[nz], kind="stable")]
+        per_item: dict[int, list[int]] = {}
+        for s in order.tolist():
+            iid = int(self._unit_item[s])
+            lst = per_item.get(iid)
+            if lst is None:
+                if len(per_item) >= RERANK_ITEMS:
+                    continue
+                per_item[iid] = [s]
+            elif len(lst) < UNITS_PER_ITEM:
+                lst.append(s)
+        qt_c = self._channels["c"].query_tids(a.terms["c"])
+        qt_w = self._channels["w"].query_tids(a.terms["w"])
+        ch_c, ch_w = self._channels["c"], self._channels["w"]
+        qfam = _family(locale)
+        out = []
+        for iid, slots in per_item.items():
+            best = None
+            for s in slots:
+                u = self._units[s]
+                f = (
+                    float(scores[s]),
+                    fuzz.ratio(a.text, u.text) / 100.0,
+                    fuzz.ratio(a.pinyin, u.pinyin) / 100.0 if a.has_cjk else 0.0,
+                    ch_c.coverage(qt_c, u.tids["c"]),
+                    ch_w.coverage(qt_w, u.tids["w"]),
+                )
+                r = conf.rank_score(f)
+                if u.kind == "answer":
+                    r -= 2.0
+                if best is None or r > best[0]:
+                    best = (r, f)
+            r, f = best
+            if qfam and self._items[iid].family != qfam:
+                r -= LOCALE_PENALTY
+            out.append((r, iid, f))
+        out.sort(key=lambda x: -x[0])
+        return out, a
+
+    def search(self, text: str, *, locale: str | None = None, limit: int = 5) -> list[Match]:
+        norm = normalize(text)
+        if not norm or limit <= 0:
+            return []
+        result: list[Match] = []
+        code_hit = self._sms.get(norm.replace(" ", ""))
+        if code_hit is not None:
+            d = self._items[code_hit].doc
+            result.append(Match(d.id, d.title, 1.0, d.locale))
+        cands, a = self._candidates(norm, locale)
+        short = 1.0 if a is not None and len(a.words) <= 2 else 0.0
+        cjk = 1.0 if a is not None and a.has_cjk else 0.0
+        for i, (r, iid, _f) in enumerate(cands):
+            if len(result) >= limit:
+                break
+            if iid == code_hit:
+                continue
+            if len(cands) == 1:
+                other = r - conf.MARGIN_CAP
+            else:
+                other = cands[1][0] if i == 0 else cands[0][0]
+            margin = max(-conf.MARGIN_CAP, min(conf.MARGIN_CAP, r - other))
+            p = conf.confidence((r, margin, cjk, short))
+            d = self._items[iid].doc
+            result.append(Match(d.id, d.title, round(p, 6), d.locale))
+        return result
+
+    def decide(self, text: str, *, locale: str | None = None) -> Decision:
+        matches = self.search(text, locale=locale, limit=3)
+        cfg = self.config
+        if not matches or matches[0].score < cfg.suggest_threshold:
+            return Decision("none", ())
+        if matches[0].score >= cfg.answer_threshold:
+            return Decision("answer", tuple(matches))
+        floor = cfg.suggest_threshold * SUGGEST_FLOOR
+        return Decision("suggest", tuple(m for m in matches if m.score >= floor)[:3])

@@ -1,0 +1,84 @@
+"""Self-service: answer from the knowledge base, offer "did you mean", or hand on."""
+from __future__ import annotations
+
+from bot.messages import Choice, Reply
+from bot.models import UnansweredQuestion
+from community.search import normalize
+from handlers.replies import answer_reply, next_steps
+from handlers.router import Context, Router
+
+router = Router("ask")
+
+MAX_SUGGESTIONS = 3
+
+
+async def record_unanswered(ctx: Context, text: str, best_item: int | None, best_score: float) -> None:
+    await UnansweredQuestion.create(
+        member_id=ctx.member.id,
+        channel=ctx.channel,
+        text=text[:2000],
+        normalized=normalize(text)[:2000],
+        best_item_id=best_item,
+        best_score=best_score,
+    )
+
+
+async def no_answer(ctx: Context, text: str, best_item: int | None = None, best_score: float = 0.0) -> Reply:
+    await record_unanswered(ctx, text, best_item, best_score)
+    ctx.state["last_unanswered"] = text
+    return next_steps(
+        ctx,
+        ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
+    )
+
+
+@router.fallback()
+async def ask(ctx: Context) -> Reply | None:
+    text = ctx.text
+    if not text:
+        return Reply(text=ctx._("I can read text messages. Type your question, or send 帮助 (help)."), kind="help")
+    kb = ctx.services.kb
+    ctx.state["last_query"] = text
+    if text.isascii() and text.replace(" ", "").isalnum() and len(text) <= 16:
+        item = await kb.by_code(text.replace(" ", ""), ctx.locale)
+        if item:
+            return answer_reply(ctx, await kb.localized(item, ctx.locale), 1.0)
+    decision = kb.decide(text, ctx.locale)
+    if decision.kind == "answer":
+        best = decision.matches[0]
+        item = await kb.get(best.item_id)
+        if item:
+            return answer_reply(ctx, await kb.localized(item, ctx.locale), best.score)
+    if decision.kind in ("answer", "suggest") and decision.matches:
+        choices = [Choice(label=m.title, action=f"kb:{m.item_id}") for m in decision.matches[:MAX_SUGGESTIONS]]
+        choices.append(Choice(label=ctx._("None of these"), action="none"))
+        return Reply(
+            text=ctx._("Did you mean one of these?"),
+            choices=choices,
+            kind="suggest",
+            confidence=decision.matches[0].score,
+        )
+    best = decision.matches[0] if decision.matches else None
+    return await no_answer(ctx, text, best.item_id if best else None, best.score if best else 0.0)
+
+
+@router.action("kb")
+async def show_item(ctx: Context) -> Reply:
+    """A picked "did you mean" choice, or a menu/deep link to an item."""
+    kb = ctx.services.kb
+    item = await kb.get(int(ctx.args)) if ctx.args.isdigit() else None
+    if item is None:
+        return Reply(text=ctx._("Sorry, that answer is no longer available."), kind="error")
+    query = ctx.state.get("last_query")
+    if query:
+        ctx.extra["picked"] = (item.id, query)
+        hook = ctx.services.extras.get("on_pick")
+        if hook:
+            await hook(ctx, item.id, query)
+    return answer_reply(ctx, await kb.localized(item, ctx.locale), None, kind="answer_pick")
+
+
+@router.action("none")
+async def none_of_these(ctx: Context) -> Reply:
+    text = ctx.state.get("last_query") or ""
+    return await no_answer(ctx, text) if text else next_steps(ctx, ctx._("What can I help you with? You can:"))

@@ -1,0 +1,244 @@
+"""Routing of one incoming message to one handler, in the manner of aiogram's Router.
+
+Handlers are registered by command word, action prefix, channel event or awaited
+conversation state; outer middlewares (moderation, agent ownership) wrap dispatch.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.messages import Incoming, Reply
+from community.search import normalize
+
+if TYPE_CHECKING:
+    from bot.models import ChannelAccount, Member
+    from bot.services import Services
+    from bot.i18n import Gettext
+
+log = logging.getLogger(__name__)
+
+HandlerResult = list[Reply] | Reply | None
+Handler = Callable[["Context"], Awaitable[HandlerResult]]
+Middleware = Callable[["Context", Callable[[], Awaitable[list[Reply]]]], Awaitable[list[Reply]]]
+
+
+@dataclass
+class Context:
+    """Everything a handler may use for one message; no wire protocol in sight."""
+
+    incoming: Incoming
+    member: "Member"
+    account: "ChannelAccount"
+    locale: str
+    state: dict[str, Any]
+    services: "Services"
+    _: "Gettext"
+    args: str = ""
+    transcript_id: int | None = None
+    # what the handler chose to record about its answer (transcript kind, item, confidence)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return (self.incoming.text or "").strip()
+
+    @property
+    def channel(self) -> str:
+        return self.incoming.channel
+
+
+def as_list(result: HandlerResult) -> list[Reply]:
+    if result is None:
+        return []
+    if isinstance(result, Reply):
+        return [result]
+    return list(result)
+
+
+@dataclass
+class _Command:
+    names: tuple[str, ...]
+    handler: Handler
+    help: str | None
+
+
+class Router:
+    def __init__(self, name: str = "root") -> None:
+        self.name = name
+        self._commands: list[_Command] = []
+        self._actions: dict[str, Handler] = {}
+        self._events: dict[str, Handler] = {}
+        self._states: dict[str, Handler] = {}
+        self._payloads: dict[str, Handler] = {}
+        self._fallback: Handler | None = None
+        self._middlewares: list[Middleware] = []
+        self._children: list[Router] = []
+
+    # --- registration ----------------------------------------------------------------
+    def command(self, *names: str, help: str | None = None) -> Callable[[Handler], Handler]:
+        """Text commands: ``/points``, ``points`` or a keyword such as ``积分``."""
+        keys = tuple(normalize(n.lstrip("/")) for n in names)
+
+        def deco(fn: Handler) -> Handler:
+            self._commands.append(_Command(keys, fn, help))
+            return fn
+
+        return deco
+
+    def action(self, prefix: str) -> Callable[[Handler], Handler]:
+        """Button actions ``prefix:args``; the args reach the handler as ``ctx.args``."""
+
+        def deco(fn: Handler) -> Handler:
+            self._actions[prefix] = fn
+            return fn
+
+        return deco
+
+    def event(self, name: str) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
+            self._events[name] = fn
+            return fn
+
+        return deco
+
+    def state(self, name: str) -> Callable[[Handler], Handler]:
+        """Free text while the conversation awaits ``name`` (``state["await"]``)."""
+
+        def deco(fn: Handler) -> Handler:
+            self._states[name] = fn
+            return fn
+
+        return deco
+
+    def payload(self, prefix: str) -> Callable[[Handler], Handler]:
+        """Deep-link / QR scene payloads ``prefix_rest`` (``fw_<token>``, ``q_<id>``) that
+        arrive with a channel event (Telegram /start, WeChat subscribe/SCAN)."""
+
+        def deco(fn: Handler) -> Handler:
+            self._payloads[prefix] = fn
+            return fn
+
+        return deco
+
+    def fallback(self) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
+            self._fallback = fn
+            return fn
+
+        return deco
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        self._middlewares.append(fn)
+        return fn
+
+    def include_router(self, router: "Router") -> "Router":
+        self._children.append(router)
+        return router
+
+    # --- lookup ----------------------------------------------------------------------------
+    def _walk(self) -> list["Router"]:
+        out = [self]
+        for child in self._children:
+            out.extend(child._walk())
+        return out
+
+    def commands(self) -> list[_Command]:
+        return [c for r in self._walk() for c in r._commands]
+
+    def find_action(self, action: str) -> tuple[Handler | None, str]:
+        prefix, _, args = action.partition(":")
+        for r in self._walk():
+            if prefix in r._actions:
+                return r._actions[prefix], args
+        return None, ""
+
+    def find_command(self, text: str) -> tuple[Handler | None, str]:
+        raw = text.strip()
+        if raw.startswith("/"):
+            raw = raw[1:]
+        head, _, rest = raw.partition(" ")
+        head = head.split("@", 1)[0]  # Telegram: /points@everycsr_bot
+        key = normalize(head)
+        whole = normalize(raw)
+        for r in self._walk():
+            for c in r._commands:
+                if key in c.names:
+                    return c.handler, rest.strip()
+                if whole in c.names:
+                    return c.handler, ""
+        return None, ""
+
+    def find_event(self, name: str) -> Handler | None:
+        for r in self._walk():
+            if name in r._events:
+                return r._events[name]
+        return None
+
+    def find_payload(self, payload: str) -> tuple[Handler | None, str]:
+        prefix, _, rest = payload.partition("_")
+        for r in self._walk():
+            if prefix in r._payloads:
+                return r._payloads[prefix], rest
+        return None, ""
+
+    def find_state(self, name: str) -> Handler | None:
+        for r in self._walk():
+            if name in r._states:
+                return r._states[name]
+        return None
+
+    def find_fallback(self) -> Handler | None:
+        for r in self._walk():
+            if r._fallback:
+                return r._fallback
+        return None
+
+    def middlewares(self) -> list[Middleware]:
+        return [m for r in self._walk() for m in r._middlewares]
+
+    # --- dispatch ---------------------------------------------------------------------------
+    async def dispatch(self, ctx: Context) -> list[Reply]:
+        async def call(index: int) -> list[Reply]:
+            mws = self.middlewares()
+            if index < len(mws):
+                return await mws[index](ctx, lambda: call(index + 1))
+            return await self._route(ctx)
+
+        return await call(0)
+
+    async def _route(self, ctx: Context) -> list[Reply]:
+        inc = ctx.incoming
+        handler: Handler | None = None
+        if inc.event and inc.payload:
+            handler, ctx.args = self.find_payload(inc.payload)
+        if handler is not None:
+            pass
+        elif inc.event:
+            handler = self.find_event(inc.event)
+            if handler is None:
+                return []
+        elif inc.action:
+            handler, ctx.args = self.find_action(inc.action)
+            if handler is None:
+                handler = self.find_event("unknown_action")
+        else:
+            text = ctx.text
+            pending = ctx.state.get("choices") or []
+            if text.isdigit() and pending and 1 <= int(text) <= len(pending):
+                # "回复 1": a numbered choice on a channel without buttons
+                inc.action = pending[int(text) - 1]
+                handler, ctx.args = self.find_action(inc.action)
+            if handler is None:
+                handler, ctx.args = self.find_command(text)
+            if handler is None and ctx.state.get("await"):
+                handler = self.find_state(ctx.state["await"])
+                ctx.args = text
+            if handler is None:
+                handler = self.find_fallback()
+                ctx.args = text
+        if handler is None:
+            return []
+        return as_list(await handler(ctx))

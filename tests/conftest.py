@@ -1,0 +1,57 @@
+"""Shared fixtures: an app on a fresh SQLite database, and a client for it."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+# jieba caches its dictionary: keep it out of /tmp and shared across tests
+os.environ.setdefault("BOT_JIEBA_CACHE_DIR", tempfile.gettempdir())
+
+from bot.app import create_app  # noqa: E402
+from bot.app_keys import SERVICES  # noqa: E402
+from bot.settings import ROOT, Settings  # noqa: E402
+
+SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": f"sqlite://{tmp_path / 'test.sqlite3'}",
+        "redis_url": "",
+        "outbox_poll_seconds": 0.05,
+        "outbox_backoff_base_seconds": 0.05,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def load_sample_kb(app) -> None:  # type: ignore[no-untyped-def]
+    from bot.cli import import_kb
+
+    await import_kb(SAMPLE_KB, quiet=True)
+    await app[SERVICES].kb.load()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient]:
+    """A running app with the sample knowledge base loaded."""
+    app = create_app(settings, db_setup="schema")
+    async with TestClient(TestServer(app)) as c:
+        await load_sample_kb(app)
+        yield c
+
+
+@pytest_asyncio.fixture
+async def services(client: TestClient):  # type: ignore[no-untyped-def]
+    return client.app[SERVICES]
