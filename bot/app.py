@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 DbSetup = Literal["none", "migrate", "schema"]
 # Feature packages that add routes/services: each exposes setup(app, settings)
-FEATURE_MODULES: list[str] = []
+FEATURE_MODULES: list[str] = [
+    "bot.staff.web",
+]
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:

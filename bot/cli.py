@@ -6,16 +6,21 @@ import asyncio
 import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.settings import ROOT, Settings, get_settings
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 # Feature packages that add sub-commands: each exposes register(subparsers)
-COMMAND_MODULES: list[str] = []
-# Called by `demo` after the sample data is loaded: each returns lines to print
-DEMO_HOOKS: list[Callable[[Settings], "asyncio.Future[list[str]] | object"]] = []
+COMMAND_MODULES: list[str] = [
+    "bot.staff.cli",
+]
+# Called by `demo` after the sample data is loaded: "module:function" names of
+# async functions (settings) -> list of lines to print (logins, URLs)
+DEMO_HOOKS: list[str] = [
+    "bot.staff.cli:demo_staff",
+]
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -26,7 +31,7 @@ def _setup_logging(settings: Settings) -> None:
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
-async def _with_db(settings: Settings, coro_fn: Callable[[], "asyncio.Future[int]"]) -> int:
+async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[int]]) -> int:
     from bot import storage
 
     await storage.open_db(settings.database_url)
@@ -142,11 +147,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         await storage.open_db(settings.database_url)
         try:
             lines = [await _load_sample_if_empty(settings)]
-            for hook in DEMO_HOOKS:
-                result = hook(settings)
-                if asyncio.iscoroutine(result):
-                    result = await result
-                lines.extend(result or [])
+            for ref in DEMO_HOOKS:
+                module, _, func = ref.partition(":")
+                lines.extend(await getattr(importlib.import_module(module), func)(settings) or [])
             return lines
         finally:
             await storage.close_db()

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 MODEL_MODULES: list[str] = [
     "bot.models",
     "community.models",
+    "bot.staff.models",
 ]
 
 

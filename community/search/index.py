@@ -1,8 +1,12 @@
 """A small in-memory BM25 inverted index with incremental updates.
 
-Postings live in per-term dicts (cheap to update one document) and are
-materialised lazily as numpy arrays (fast to score); an update only
-invalidates the arrays of the terms it touched.  Scores for all slots are
+Postings live in per-term dicts (the truth, cheap to update one document)
+and are materialised as numpy arrays (fast to score).  An addition after
+materialisation goes to a small per-term "pending" dict scored in Python,
+until it outgrows 1/8 of the array, which is then rebuilt; a removal leaves
+a stale array entry behind that the caller must zero out (the matcher
+multiplies by a per-slot weight that is 0 for removed slots and never
+reuses a slot number until the next full build).  Scores for all slots are
 accumulated into one dense numpy vector, so a query costs
 O(sum of posting lengths of its terms) vectorised work.
 """
@@ -24,6 +28,7 @@ class BM25Channel:
         self.vocab: dict[str, int] = {}
         self._post: list[dict[int, float]] = []
         self._arr: list[tuple[np.ndarray, np.ndarray] | None] = []
+        self._pending: dict[int, dict[int, float]] = {}
         self.n_docs = 0
         self._total_len = 0
         self._avgdl: float | None = None  # frozen at build; running mean before
@@ -62,8 +67,15 @@ class BM25Channel:
         out: dict[int, int] = {}
         for term, f in tf.items():
             tid = self._tid(term)
-            self._post[tid][slot] = f * (k1 + 1.0) / (f + denom_base)
-            self._arr[tid] = None
+            v = f * (k1 + 1.0) / (f + denom_base)
+            self._post[tid][slot] = v
+            arr = self._arr[tid]
+            if arr is not None:
+                pend = self._pending.setdefault(tid, {})
+                pend[slot] = v
+                if len(pend) > 32 + len(arr[0]) // 8:
+                    self._arr[tid] = None
+                    del self._pending[tid]
             out[tid] = f
         return out
 
@@ -71,8 +83,10 @@ class BM25Channel:
         self.n_docs -= 1
         self._total_len -= sum(tids.values())
         for tid in tids:
-            if self._post[tid].pop(slot, None) is not None:
-                self._arr[tid] = None
+            self._post[tid].pop(slot, None)
+            pend = self._pending.get(tid)
+            if pend is not None:
+                pend.pop(slot, None)
 
     def materialize(self) -> None:
         for tid in range(len(self._post)):
@@ -94,6 +108,7 @@ class BM25Channel:
                 np.fromiter(p.values(), dtype=np.float64, count=len(p)),
             )
             self._arr[tid] = a
+            self._pending.pop(tid, None)
         return a
 
     def score_into(self, out: np.ndarray, terms: list[str], weight: float) -> float:
@@ -119,7 +134,12 @@ class BM25Channel:
         scale = weight / mass
         for tid, idf in idfs:
             idx, vals = self._array(tid)
-            out[idx] += (idf * scale) * vals
+            f = idf * scale
+            out[idx] += f * vals
+            pend = self._pending.get(tid)
+            if pend:
+                for slot, v in pend.items():
+                    out[slot] += f * v
         return mass
 
     def coverage(self, qtids: set[int], slot_tids: dict[int, int]) -> float:

@@ -44,7 +44,7 @@ def _default_path(path: str) -> str | None:
 class MatcherConfig:
     # Confidence thresholds, chosen on the dev sets (see bench/RESULTS.md,
     # "FAQ matching accuracy"): answer aims at >= 90% precision on Banking77.
-    answer_threshold: float = 0.5
+    answer_threshold: float = 0.75
     suggest_threshold: float = 0.2
     userdict_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_USERDICT))
     synonyms_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_SYNONYMS))
@@ -111,7 +111,6 @@ class Matcher:
     def _reset(self) -> None:
         self._channels = {ch: BM25Channel(*BM25_PARAMS[ch]) for ch in Analyzer.CHANNELS}
         self._units: list[_Unit | None] = []
-        self._free: list[int] = []
         self._cap = 0
         self._unit_w = np.zeros(0, dtype=np.float64)
         self._unit_item = np.zeros(0, dtype=np.int64)
@@ -137,12 +136,10 @@ class Matcher:
             if u is not None and u.text == norm and u.kind != "answer":
                 return
         a = self._analyzer.analyze(norm)
-        if self._free:
-            slot = self._free.pop()
-        else:
-            slot = len(self._units)
-            self._units.append(None)
-            self._grow(slot + 1)
+        # slot numbers are never reused before the next build (see index.py)
+        slot = len(self._units)
+        self._units.append(None)
+        self._grow(slot + 1)
         tids = {ch: self._channels[ch].add(slot, a.terms[ch]) for ch in Analyzer.CHANNELS}
         self._units[slot] = _Unit(item.doc.id, kind, a.text, a.pinyin, tids)
         self._unit_w[slot] = UNIT_WEIGHT[kind]
@@ -159,7 +156,6 @@ class Matcher:
             self._units[s] = None
             self._unit_w[s] = 0.0
             self._unit_item[s] = -1
-            self._free.append(s)
         item.slots = []
 
     def _index_item(self, doc: KBDoc, learned: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""Staff accounts (agents, reviewers, marketers, admins): login, sessions, CSRF, roles."""
