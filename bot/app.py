@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 DbSetup = Literal["none", "migrate", "schema"]
 # Feature packages that add routes/services: each exposes setup(app, settings)
 FEATURE_MODULES: list[str] = [
+    "bot.ops_web",
     "bot.staff.web",
+    "community.offers.web",
+    "bot.dashboard.web",
 ]
 
 
@@ -153,5 +156,10 @@ def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") 
     app.router.add_static("/static", STATIC_DIR)
     for name in [*CHANNEL_MODULES, *FEATURE_MODULES]:
         importlib.import_module(name).setup(app, settings)
-    app.cleanup_ctx.append(_outbox_ctx(settings))
+    if settings.redis_url:  # production: the durable outbox runs on the taskiq queue
+        from bot.queue import queue_ctx
+
+        app.cleanup_ctx.append(queue_ctx(settings))
+    else:
+        app.cleanup_ctx.append(_outbox_ctx(settings))
     return app

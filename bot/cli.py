@@ -15,6 +15,7 @@ SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 # Feature packages that add sub-commands: each exposes register(subparsers)
 COMMAND_MODULES: list[str] = [
     "bot.staff.cli",
+    "bot.channels.wechat.cli",
 ]
 # Called by `demo` after the sample data is loaded: "module:function" names of
 # async functions (settings) -> list of lines to print (logins, URLs)
@@ -34,6 +35,8 @@ def _setup_logging(settings: Settings) -> None:
 async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[int]]) -> int:
     from bot import storage
 
+    if settings.is_sqlite:  # embedded mode keeps its own schema current
+        await storage.migrate(settings.database_url)
     await storage.open_db(settings.database_url)
     try:
         return await coro_fn()
@@ -72,9 +75,6 @@ def cmd_kb_import(args: argparse.Namespace, settings: Settings) -> int:
         print(report.summary())
         return 1 if report.rejected else 0
 
-    from bot import storage
-
-    asyncio.run(storage.migrate(settings.database_url))
     return asyncio.run(_with_db(settings, run))
 
 
@@ -214,4 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     _setup_logging(settings)
-    return int(args.func(args, settings) or 0)
+    from tortoise.exceptions import DBConnectionError, OperationalError
+
+    try:
+        return int(args.func(args, settings) or 0)
+    except (OperationalError, DBConnectionError) as exc:
+        print(f"error: database {settings.database_url.split('@')[-1]}: {exc}", file=sys.stderr)
+        print("hint: is the database reachable, and migrated (python -m bot migrate)?", file=sys.stderr)
+        return 3

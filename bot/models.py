@@ -102,7 +102,7 @@ class AnswerFeedback(Model):
 
 
 class OutboxMessage(Model):
-    """A message stored before it is sent; sent, retried or dead-lettered by the outbox."""
+    """A message stored before it is sent, then sent, retried or dead-lettered by the outbox."""
 
     id = fields.BigIntField(primary_key=True)
     channel = fields.CharField(max_length=16, db_index=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from tortoise.exceptions import IntegrityError
 
 from bot import metrics
-from bot.channels.registry import ChannelRegistry, SendError
+from bot.channels.registry import ChannelRegistry, ChannelSender, SendError
 from bot.messages import Outgoing, Reply
 from bot.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from bot.settings import Settings
@@ -29,10 +30,33 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def chat_rate(sender: ChannelSender, address: str) -> float | None:
+    """The sender's rate for one address: ``rate_for_address`` when the channel has
+    different limits per kind of chat (Telegram groups), else ``rate_per_chat``."""
+    rate_for = getattr(sender, "rate_for_address", None)
+    return rate_for(address) if rate_for is not None else sender.rate_per_chat
+
+
+async def pace(limiter: RateLimiter, sender: ChannelSender, address: str) -> None:
+    """Wait for the chat's slot, then for the channel's global slot.
+
+    The global slot is reserved last, when the message is otherwise ready, so a message
+    held back by its chat never spends a global slot it does not use. Channels that send
+    inline (outside the outbox) call this too, so both share one budget.
+    """
+    per_chat = chat_rate(sender, address)
+    if per_chat:
+        await asyncio.sleep(await limiter.reserve(f"rate:{sender.name}:{address}", per_chat, 1))
+    if sender.rate_global:
+        await asyncio.sleep(await limiter.reserve(f"rate:{sender.name}", sender.rate_global, 1))
+
+
 class Outbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.wakeup = asyncio.Event()
+        # called with the id of each newly stored row (production: hand it to the task queue)
+        self.on_stored: list[Callable[[int], Awaitable[None]]] = []
 
     async def enqueue(self, out: Outgoing, *, transcribe: bool = True) -> OutboxMessage:
         """Store a message for sending; the same ``idempotency_key`` is stored once."""
@@ -62,6 +86,8 @@ class Outbox:
                 item_id=out.reply.item_id,
             )
         self.wakeup.set()
+        for hook in self.on_stored:
+            await hook(row.id)
         return row
 
     async def to_member(
@@ -162,12 +188,7 @@ class OutboxWorker:
         sender = self.channels.get(msg.channel)
         if sender is None:
             return await self._finish(msg, "held", f"channel {msg.channel} is not configured")
-        if sender.rate_global:
-            await asyncio.sleep(await self.limiter.reserve(f"rate:{msg.channel}", sender.rate_global, 1))
-        if sender.rate_per_chat:
-            await asyncio.sleep(
-                await self.limiter.reserve(f"rate:{msg.channel}:{msg.address}", sender.rate_per_chat, 1)
-            )
+        await pace(self.limiter, sender, msg.address)
         locale = member.locale if member else self.settings.default_locale
         attempts = msg.attempts + 1
         try:

@@ -126,6 +126,7 @@ class Pipeline:
         locale = member.locale
         if not member.locale_explicit:
             locale = detect_locale(incoming.text or "", hint or member.locale)
+        incoming.meta["locale"] = locale  # channels render numbered choices in it
         skey = state_key(member.id)
         state = await self.services.state.get(skey)
         before = dict(state)

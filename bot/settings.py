@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     outbox_backoff_base_seconds: float = 2.0
     outbox_enabled: bool = True
+    # production mode (BOT_REDIS_URL set): taskiq workers; a claimed row not finished within
+    # the lease is taken back by the sweeper; a row handed to the queue is not re-kicked
+    # within the grace
+    outbox_lease_seconds: float = 120.0
+    outbox_kick_grace_seconds: float = 10.0
+    outbox_queue_concurrency: int = 64
 
     # --- WeChat ---------------------------------------------------------------------------
     wechat_token: str = ""
@@ -54,6 +60,10 @@ class Settings(BaseSettings):
     telegram_webhook_secret: str = ""
     telegram_bot_username: str = ""
     telegram_polling: bool = False
+    telegram_rate_global: float = 30.0  # messages/s over all chats (Telegram's broadcast limit)
+    telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
+    telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)
+    telegram_timeout_seconds: float = 10.0  # one Bot API request
 
     # --- SMS ------------------------------------------------------------------------------
     sms_provider: Literal["none", "twilio", "smpp"] = "none"
@@ -68,6 +78,25 @@ class Settings(BaseSettings):
     smpp_port: int = 2775
     smpp_system_id: str = ""
     smpp_password: str = ""
+
+    # --- community Q&A, moderation, agent inbox ---------------------------------------------
+    qa_deadline_minutes: float = 30.0  # an open question becomes a ticket after this
+    qa_bump_minutes: float = 15.0  # ... and is offered to more helpers once before that
+    qa_helpers_per_question: int = 3
+    qa_helper_daily_limit: int = 3  # help requests one member receives per day at most
+    qa_deadline_check_seconds: float = 30.0
+    moderation_warn_freeze_after: int = 2  # warnings before forwarding points are frozen
+    inbox_first_response_minutes: float = 10.0
+    inbox_resolution_minutes: float = 240.0
+
+    # --- offers and dashboard (community/offers, bot/dashboard) ------------------------------
+    service_timezone: str = "Asia/Shanghai"  # quiet hours, daily budgets and caps, dashboard days
+    offers_enabled: bool = True
+    offers_quiet_hours: str = "22:00-08:00"  # local time, no offers in this span; empty = none
+    offers_max_per_member_per_day: int = 1  # offers of any kind one member sees per day
+    dashboard_refresh_seconds: float = 60.0  # how often /metrics KPI gauges are recomputed
+    kpi_answer_window_minutes: int = 10  # 👎 / rephrase / hand-on within this marks an answer wrong
+    kpi_conversation_gap_minutes: int = 30  # silence that ends a conversation
 
     # --- demo -------------------------------------------------------------------------------
     demo_staff_password: str = Field(default="demo-pass-2026")

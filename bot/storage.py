@@ -18,7 +18,13 @@ log = logging.getLogger(__name__)
 MODEL_MODULES: list[str] = [
     "bot.models",
     "community.models",
+    "community.consent",
+    "sms_gateway.models",
     "bot.staff.models",
+    "community.offers.models",
+    "community.qa.models",
+    "community.moderation.models",
+    "community.inbox.models",
 ]
 
 
@@ -43,8 +49,10 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 
 async def migrate(database_url: str) -> None:
     """Apply all pending migrations (idempotent)."""
-    await tortoise_migrate(config=tortoise_config(database_url))
-    await Tortoise.close_connections()
+    try:
+        await tortoise_migrate(config=tortoise_config(database_url))
+    finally:
+        await Tortoise.close_connections()
 
 
 async def open_db(database_url: str, *, create_schema: bool = False) -> None:

@@ -57,6 +57,11 @@ class ItemRow(BaseModel):
             raise ValueError("sms_code must be letters and digits")
         return v
 
+    @field_validator("title", "answer", "category", mode="before")
+    @classmethod
+    def _strip(cls, v: object) -> object:
+        return v.strip() if isinstance(v, str) else v
+
     @field_validator("variants", "tags")
     @classmethod
     def _clean(cls, v: list[str]) -> list[str]:

@@ -4,4 +4,7 @@ registers its sender with the :class:`~bot.channels.registry.ChannelRegistry`.""
 
 CHANNEL_MODULES: list[str] = [
     "bot.channels.webchat",
+    "bot.channels.telegram",
+    "bot.channels.wechat",
+    "sms_gateway.channel",
 ]

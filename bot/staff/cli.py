@@ -19,7 +19,6 @@ DEMO_STAFF = (
 
 
 def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import storage
     from bot.cli import _with_db
     from bot.staff.auth import create_staff
 
@@ -39,7 +38,6 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
         print(f"staff {user.username} ({', '.join(user.roles)}) saved")
         return 0
 
-    asyncio.run(storage.migrate(settings.database_url))
     return asyncio.run(_with_db(settings, run))
 
 

@@ -25,7 +25,7 @@ class StaffUser(Model):
 
 
 class StaffSession(Model):
-    """A login: only the token's hash is stored; the CSRF token is bound to it."""
+    """A login. Only the token's hash is stored, and the CSRF token is bound to it."""
 
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)

@@ -62,6 +62,7 @@ FIRST_STAGE_UNITS = 60     # units kept from the first stage
 RERANK_ITEMS = 20          # items re-ranked with rapidfuzz/coverage features
 UNITS_PER_ITEM = 3         # best units of one item looked at in the re-rank
 LOCALE_PENALTY = 1.0       # logit subtracted for an item of another language
+VERBATIM_CONFIDENCE = 0.95  # floor for a query identical to a unique KB question
 SUGGEST_FLOOR = 0.5        # suggestions besides the first need >= floor*suggest
 
 
@@ -286,7 +287,7 @@ class Matcher:
         cands, a = self._candidates(norm, locale)
         short = 1.0 if a is not None and len(a.words) <= 2 else 0.0
         cjk = 1.0 if a is not None and a.has_cjk else 0.0
-        for i, (r, iid, _f) in enumerate(cands):
+        for i, (r, iid, f) in enumerate(cands):
             if len(result) >= limit:
                 break
             if iid == code_hit:
@@ -297,6 +298,8 @@ class Matcher:
                 other = cands[1][0] if i == 0 else cands[0][0]
             margin = max(-conf.MARGIN_CAP, min(conf.MARGIN_CAP, r - other))
             p = conf.confidence((r, margin, cjk, short))
+            if f[1] >= 0.999 and margin > 0:
+                p = max(p, VERBATIM_CONFIDENCE)  # the very question is in the KB
             d = self._items[iid].doc
             result.append(Match(d.id, d.title, round(p, 6), d.locale))
         return result

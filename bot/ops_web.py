@@ -1,0 +1,138 @@
+"""Operations wiring: live-update fan-out, dead letters for staff, clear 503s on outages.
+
+- ``services.extras["fanout"]``: :mod:`bot.fanout` over Redis when configured, else in-process.
+- ``GET /api/v1/admin/outbox?status=dead``: the outbox rows staff must look at (agents
+  and admins), ``POST /api/v1/admin/outbox/{id}/retry``: send a dead/held row again (admins).
+- A Redis or database outage during a request answers 503 with ``Retry-After`` (channel
+  providers retry; the dedup claim was released), never a 500 with a traceback.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tortoise.exceptions import DBConnectionError
+from tortoise.functions import Count
+
+from bot.app_keys import SERVICES
+from bot.fanout import make_fanout
+from bot.models import OutboxMessage
+from bot.outbox import utcnow
+from bot.redis_stores import close_redis_stores
+from bot.settings import Settings
+from bot.staff.auth import require_role
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "sending", "sent", "failed", "dead", "held", "suppressed")
+RETRY_AFTER_SECONDS = 5
+
+
+def _outage_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [
+        RedisConnectionError, RedisTimeoutError, DBConnectionError, ConnectionRefusedError, ConnectionResetError,
+    ]
+    try:
+        import asyncpg
+
+        types += [asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                  asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.InterfaceError]
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        pass
+    return tuple(types)
+
+
+OUTAGES = _outage_types()
+
+
+@web.middleware
+async def outage_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A backend outage is a temporary condition: say so (503 + Retry-After)."""
+    try:
+        return await handler(request)
+    except OUTAGES as exc:
+        log.warning("backend unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if request.path.startswith("/api/"):
+            return web.json_response(
+                {"error": "service temporarily unavailable, please retry shortly"}, status=503, headers=headers
+            )
+        return web.Response(status=503, text="Service temporarily unavailable, please retry shortly.",
+                            headers=headers)
+
+
+def _row(m: OutboxMessage) -> dict[str, object]:
+    payload = m.payload if isinstance(m.payload, dict) else {}
+    return {
+        "id": m.id, "channel": m.channel, "address": m.address, "member_id": m.member_id,  # type: ignore[attr-defined]
+        "purpose": m.purpose, "status": m.status, "attempts": m.attempts, "last_error": m.last_error,
+        "text": str(payload.get("text", ""))[:500], "provider_ref": m.provider_ref,
+        "created_at": m.created_at.isoformat() if m.created_at else None,
+        "next_attempt_at": m.next_attempt_at.isoformat() if m.next_attempt_at else None,
+        "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+    }
+
+
+@require_role("agent", "admin")
+async def outbox_list(request: web.Request) -> web.Response:
+    """Outbox rows by status (default ``dead``), newest first, with per-status counts."""
+    status = request.query.get("status", "dead")
+    if status not in STATUSES:
+        return web.json_response({"error": f"status must be one of {', '.join(STATUSES)}"}, status=400)
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+        before = int(request.query["before_id"]) if "before_id" in request.query else None
+    except ValueError:
+        return web.json_response({"error": "limit and before_id must be integers"}, status=400)
+    q = OutboxMessage.filter(status=status)
+    if request.query.get("channel"):
+        q = q.filter(channel=request.query["channel"][:16])
+    if before is not None:
+        q = q.filter(id__lt=before)
+    rows = await q.order_by("-id").limit(limit)
+    counts = await OutboxMessage.all().annotate(n=Count("id")).group_by("status").values_list("status", "n")
+    return web.json_response({"status": status, "messages": [_row(m) for m in rows], "counts": dict(counts)})
+
+
+@require_role("admin")
+async def outbox_retry(request: web.Request) -> web.Response:
+    """Send a dead or held message again (after fixing its cause); counts restart."""
+    try:
+        msg_id = int(request.match_info["id"])
+    except ValueError:
+        return web.json_response({"error": "id must be an integer"}, status=400)
+    updated = await OutboxMessage.filter(id=msg_id, status__in=("dead", "held")).update(
+        status="queued", attempts=0, next_attempt_at=utcnow(), last_error=""
+    )
+    if not updated:
+        return web.json_response({"error": "no dead or held message with this id"}, status=404)
+    outbox = request.app[SERVICES].outbox
+    outbox.wakeup.set()
+    for hook in outbox.on_stored:
+        await hook(msg_id)
+    return web.json_response({"id": msg_id, "status": "queued"})
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    app.middlewares.append(outage_middleware)
+    app.router.add_get("/api/v1/admin/outbox", outbox_list)
+    app.router.add_post("/api/v1/admin/outbox/{id}/retry", outbox_retry)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        redis = getattr(services.dedup, "redis", None) if settings.redis_url else None
+        fanout = make_fanout(redis)
+        services.extras["fanout"] = fanout
+        try:
+            yield
+        finally:
+            await fanout.close()
+            if settings.redis_url:
+                await close_redis_stores(services.dedup, services.state, services.limiter)
+
+    app.cleanup_ctx.append(ctx)
