@@ -1,0 +1,118 @@
+"""Answered web-chat messages per second through the full pipeline vs a bare aiohttp echo.
+
+Usage: .venv/bin/python bench/pipeline.py [--concurrency 64] [--duration 10]
+
+Starts two servers as separate processes on loopback, one after the other: a bare
+aiohttp JSON echo (the baseline) and EveryCSR (`python -m bot run`, SQLite, sample
+knowledge base), and drives each with the same closed-loop load of ``/api/v1/chat``
+requests (real questions from the sample knowledge base, distinct users, unique
+message ids). Prints a table and, last, one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench._loadgen import closed_loop  # noqa: E402
+
+ECHO_SERVER = """
+import sys
+from aiohttp import web
+async def echo(request):
+    body = await request.json()
+    return web.json_response({"replies": [{"text": body.get("text", ""), "choices": [], "cards": []}]})
+app = web.Application()
+app.router.add_post("/api/v1/chat", echo)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_up(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+def questions() -> list[str]:
+    data = yaml.safe_load((ROOT / "community" / "data" / "sample_kb.yaml").read_text(encoding="utf-8"))
+    out: list[str] = []
+    for item in data:
+        for loc in ("zh_CN", "en"):
+            if loc in item:
+                out += item[loc]["variants"]
+    out += ["火星上明天会下雨吗", "what is the meaning of life"]  # no-answer path too
+    return out
+
+
+async def run_one(name: str, cmd: list[str], env: dict[str, str], port: int, args: argparse.Namespace,
+                  qs: list[str]):  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_up(port)
+        rnd = random.Random(7)
+
+        def body(cid: int, seq: int) -> dict[str, str]:
+            return {"user": f"bench-{cid}-{seq % 50}", "text": rnd.choice(qs), "msg_id": f"{name}-{cid}-{seq}"}
+
+        return await closed_loop(f"http://127.0.0.1:{port}/api/v1/chat", body,
+                                 concurrency=args.concurrency, duration=args.duration)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=10.0)
+    args = parser.parse_args()
+    qs = questions()
+    tmp = Path(tempfile.mkdtemp(prefix="everycsr-bench-"))
+    env = {**os.environ, "BOT_DATABASE_URL": f"sqlite://{tmp / 'bench.sqlite3'}", "BOT_LOG_LEVEL": "WARNING",
+           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": ""}
+    subprocess.run([sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"),
+                    "--quiet"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+    echo_port, bot_port = free_port(), free_port()
+    echo = await run_one("echo", [sys.executable, "-c", ECHO_SERVER, str(echo_port)], env, echo_port, args, qs)
+    full = await run_one("bot", [sys.executable, "-m", "bot", "run", "--port", str(bot_port)], env, bot_port,
+                         args, qs)
+    print(f"concurrency {args.concurrency}, {args.duration:.0f} s each, {len(qs)} distinct questions\n")
+    print("| server | requests | errors | req/s | p50 ms | p99 ms | mean ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(echo.row("bare aiohttp JSON echo"))
+    print(full.row("EveryCSR /api/v1/chat (full pipeline)"))
+    ratio = full.rps / echo.rps if echo.rps else 0.0
+    print(f"\nfull pipeline throughput = {ratio:.1%} of the bare echo")
+    print(json.dumps({"echo_rps": round(echo.rps, 1), "pipeline_rps": round(full.rps, 1), "ratio": round(ratio, 3),
+                      "pipeline_p50_ms": round(full.pct(50), 2), "pipeline_p99_ms": round(full.pct(99), 2),
+                      "echo_p99_ms": round(echo.pct(99), 2), "errors": full.errors}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
