@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+LAST_SEEN_PRECISION = timedelta(seconds=60)
 
 
 class DuplicateMessage(Exception):
@@ -101,15 +104,21 @@ class Pipeline:
         member = account.member
         now = datetime.now(timezone.utc)
         chat = incoming.chat or incoming.user
-        updates = {"last_inbound_at": now}
+        updates: dict[str, object] = {}
+        # last contact is kept to the minute: enough for service windows, one write less per message
+        if account.last_inbound_at is None or now - account.last_inbound_at > LAST_SEEN_PRECISION:
+            updates["last_inbound_at"] = now
         if account.chat_id != chat and not incoming.meta.get("group"):
             updates["chat_id"] = chat
         if not account.active and incoming.event != "unsubscribe":
             updates.update(active=True, inactive_reason="")
-        await ChannelAccount.filter(id=account.id).update(**updates)
-        for k, v in updates.items():
-            setattr(account, k, v)
-        await Member.filter(id=member.id).update(last_seen_at=now)
+        if updates:
+            await ChannelAccount.filter(id=account.id).update(**updates)
+            for k, v in updates.items():
+                setattr(account, k, v)
+        if member.last_seen_at is None or now - member.last_seen_at > LAST_SEEN_PRECISION:
+            await Member.filter(id=member.id).update(last_seen_at=now)
+            member.last_seen_at = now
 
         try:
             entry = await TranscriptEntry.create(
