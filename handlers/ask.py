@@ -1,8 +1,10 @@
 """Self-service: answer from the knowledge base, offer "did you mean", or hand on."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from bot.messages import Choice, Reply
-from bot.models import UnansweredQuestion
+from bot.models import TranscriptEntry, UnansweredQuestion
 from community.search import normalize
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
@@ -32,6 +34,29 @@ async def no_answer(ctx: Context, text: str, best_item: int | None = None, best_
     )
 
 
+async def with_repeat_notice(ctx: Context, reply: Reply) -> Reply:
+    """Proactive help for a repeat contact: the same answer earlier today did not settle it."""
+    since = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    earlier = await TranscriptEntry.filter(
+        member_id=ctx.member.id, direction="out", item_id=reply.item_id, created_at__gte=since
+    ).count()
+    if earlier:
+        ctx.extra["repeat_contact"] = earlier + 1
+        note = ctx._(
+            "This is your %(n)s time asking about this today. If it is still not solved, a person can help.",
+            n=ordinal(ctx, earlier + 1),
+        )
+        reply.text = f"{note}\n\n{reply.text}"
+        reply.choices.append(Choice(label=ctx._("Talk to a person"), action="human"))
+    return reply
+
+
+def ordinal(ctx: Context, n: int) -> str:
+    if ctx.locale == "en":
+        return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+    return ctx._("#%(n)s", n=n)
+
+
 @router.fallback()
 async def ask(ctx: Context) -> Reply | None:
     text = ctx.text
@@ -48,7 +73,7 @@ async def ask(ctx: Context) -> Reply | None:
         best = decision.matches[0]
         item = await kb.get(best.item_id)
         if item:
-            return answer_reply(ctx, await kb.localized(item, ctx.locale), best.score)
+            return await with_repeat_notice(ctx, answer_reply(ctx, await kb.localized(item, ctx.locale), best.score))
     if decision.kind in ("answer", "suggest") and decision.matches:
         choices = [Choice(label=m.title, action=f"kb:{m.item_id}") for m in decision.matches[:MAX_SUGGESTIONS]]
         choices.append(Choice(label=ctx._("None of these"), action="none"))

@@ -94,3 +94,11 @@ async def test_healthz_and_metrics(client) -> None:
     text = await (await client.get("/metrics")).text()
     assert 'everycsr_inbound_messages_total{channel="web"}' in text
     assert "everycsr_answer_latency_seconds_bucket" in text
+
+
+async def test_repeat_contact_is_noticed_and_offers_a_person(client) -> None:
+    first = await chat(client, user="rep", text="我的流量还剩多少，怎么查？")
+    assert "human" not in [c["action"] for c in first[0]["choices"]]
+    second = await chat(client, user="rep", text="我的流量还剩多少，怎么查？")
+    assert "第 2 次" in second[0]["text"]
+    assert "human" in [c["action"] for c in second[0]["choices"]]
