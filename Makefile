@@ -23,6 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# production mode: contract, fault and fuzz tests against a throw-away redis-server and
+# PostgreSQL cluster started on loopback (Debian packages redis-server, postgresql)
+prod-test: $(STAMP)
+	BOT_REQUIRE_SERVICES=1 $(PY) -m pytest tests/test_prod_stores.py tests/test_prod_pipeline.py \
+		tests/test_prod_outbox.py tests/test_prod_workers.py tests/test_fuzz_wire.py
+
 lint: $(STAMP)
 	$(PY) -m compileall -q bot handlers community gamification sms_gateway
 

@@ -277,38 +277,47 @@ def fit(args) -> None:
         raise SystemExit("--entries and --queries must pair up")
     sets = [load_set(e, q) for e, q in zip(args.entries, args.queries)]
     cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)
-    # 1) ranking model: pointwise logistic over re-ranked candidates
+    # 1) ranking model: listwise (conditional) logit over re-ranked candidates
+    #    of the cold KB
     X, per_query = [], []
+    # optional per-set weights of the confidence fit (--conf-weight SET=W)
+    weights = dict(w.split("=", 1) for w in args.conf_weight)
+    weights = {k: float(v) for k, v in weights.items()}
     for es in sets:
-        m = Matcher(cfg)
-        m.build(kb_docs(es))
         wq = 1.0 / len(es.queries)
-        for q, y in es.queries:
-            from community.search.normalize import normalize
+        for online in (False, True):
+            m = Matcher(cfg)
+            m.build(kb_docs(es))
+            half = len(es.queries) // 2
+            for k, (q, y) in enumerate(es.queries):
+                from community.search.normalize import normalize
 
-            cands, a = m._candidates(normalize(q), None)
-            short = 1.0 if a is not None and len(a.words) <= 2 else 0.0
-            cjk = 1.0 if a is not None and a.has_cjk else 0.0
-            per_query.append((cands, y, cjk, short, wq))
-            if y is None or len(cands) < 2 or not any(c[1] == y for c in cands):
-                continue
-            gi = [c[1] for c in cands].index(y)
-            X.append((np.array([c[2] for c in cands]), gi, wq))
+                cands, a = m._candidates(normalize(q), None)
+                if online and y is not None:
+                    m.add_variant(y, q)
+                if online and k < half:
+                    continue  # the replay's first half only teaches variants
+                nq = {iid: m.n_questions(iid) for _r, iid, _f in cands}
+                per_query.append((cands, a, y, wq, es.name, nq))
+                if online or y is None or len(cands) < 2 or not any(c[1] == y for c in cands):
+                    continue
+                gi = [c[1] for c in cands].index(y)
+                X.append((np.array([c[2] for c in cands]), gi, wq))
     beta = np.r_[0.0, _condlogit(X)]
     print("RANK_FEATURES =", conf.RANK_FEATURES)
     print("RANK_COEF: tuple[float, ...] = (" + ", ".join(f"{b:.4f}" for b in beta) + ")")
-    # 2) confidence model over the best candidate of every query
+    # 2) confidence model over the best candidate of every query, on the
+    # cold KB (one question per item) and on the second half of the online
+    # replay (items that learned phrasings, like a curated KB)
     Xc, Yc, Wc = [], [], []
-    for cands, y, cjk, short, wq in per_query:
+    for cands, a, y, wq, set_name, nq in per_query:
         if not cands:
             continue
-        rs = sorted(((float(beta[0] + np.dot(beta[1:], f)), iid) for _r, iid, f in cands), reverse=True)
-        top, iid = rs[0]
-        other = rs[1][0] if len(rs) > 1 else top - conf.MARGIN_CAP
-        margin = max(-conf.MARGIN_CAP, min(conf.MARGIN_CAP, top - other))
-        Xc.append((top, margin, cjk, short))
-        Yc.append(1.0 if y is not None and iid == y else 0.0)
-        Wc.append(wq)
+        rs = sorted(((float(beta[0] + np.dot(beta[1:], f)), iid, f) for _r, iid, f in cands),
+                    key=lambda x: -x[0])
+        Xc.append(conf.conf_features([x[0] for x in rs], 0, rs[0][2], a, nq[rs[0][1]]))
+        Yc.append(1.0 if y is not None and rs[0][1] == y else 0.0)
+        Wc.append(wq * weights.get(set_name, 1.0))
     gamma = _logreg(np.array(Xc), Yc, Wc)
     print("CONF_FEATURES =", conf.CONF_FEATURES)
     print("CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{g:.4f}" for g in gamma) + ")")
@@ -407,6 +416,8 @@ def main(argv=None) -> None:
     ap.add_argument("--items", type=int, default=0, help="synthetic scale mode with N items")
     ap.add_argument("--n-queries", type=int, default=2000)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--conf-weight", action="append", default=[], metavar="SET=W",
+                    help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)")
     ap.add_argument("--jieba-tmp-dir", default=os.path.join(ROOT, ".cache", "jieba"))
     args = ap.parse_args(argv)
     import logging

@@ -33,6 +33,9 @@ FEATURE_MODULES: list[str] = [
     "bot.staff.web",
     "community.offers.web",
     "bot.dashboard.web",
+    "community.web",  # agent inbox, community questions, moderation
+    "community.knowledge_admin.web",  # /admin/knowledge: review, versions, contributions, learned variants
+    "gamification.web",  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
 ]
 
 

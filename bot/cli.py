@@ -124,6 +124,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         settings.host = args.host
     if getattr(args, "telegram_polling", False):
         settings.telegram_polling = True
+    if getattr(args, "workers", 1) != 1:
+        from bot.workers import run_workers
+
+        return run_workers(settings, args.workers)
     db_setup = "migrate" if settings.is_sqlite else "none"
     app = create_app(settings, db_setup=db_setup)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
@@ -179,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of the webhook")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N web processes on one port (SO_REUSEPORT) plus the outbox queue worker; needs Redis + PostgreSQL")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="migrate, load the sample knowledge base and start the service")

@@ -48,7 +48,16 @@ async def pace(limiter: RateLimiter, sender: ChannelSender, address: str) -> Non
     if per_chat:
         await asyncio.sleep(await limiter.reserve(f"rate:{sender.name}:{address}", per_chat, 1))
     if sender.rate_global:
-        await asyncio.sleep(await limiter.reserve(f"rate:{sender.name}", sender.rate_global, 1))
+        loop = asyncio.get_running_loop()
+        slot = 1.0 / sender.rate_global
+        for _ in range(4):
+            delay = await limiter.reserve(f"rate:{sender.name}", sender.rate_global, 1)
+            due = loop.time() + delay
+            await asyncio.sleep(delay)
+            if loop.time() - due <= slot:
+                break
+            # woke up more than a slot late (a busy process): going now would bunch up
+            # with the next slots' messages into a burst the provider may punish
 
 
 class Outbox:
@@ -58,8 +67,11 @@ class Outbox:
         # called with the id of each newly stored row (production: hand it to the task queue)
         self.on_stored: list[Callable[[int], Awaitable[None]]] = []
 
-    async def enqueue(self, out: Outgoing, *, transcribe: bool = True) -> OutboxMessage:
-        """Store a message for sending; the same ``idempotency_key`` is stored once."""
+    async def enqueue(
+        self, out: Outgoing, *, transcribe: bool = True, not_before: datetime | None = None
+    ) -> OutboxMessage:
+        """Store a message for sending; the same ``idempotency_key`` is stored once.
+        ``not_before``: first attempt no earlier (a provider already said "retry after")."""
         if out.idempotency_key:
             existing = await OutboxMessage.get_or_none(idempotency_key=out.idempotency_key)
             if existing:
@@ -72,7 +84,7 @@ class Outbox:
                 payload=out.reply.to_dict(),
                 purpose=out.purpose,
                 idempotency_key=out.idempotency_key,
-                next_attempt_at=utcnow(),
+                next_attempt_at=max(not_before, utcnow()) if not_before else utcnow(),
             )
         except IntegrityError:
             return await OutboxMessage.get(idempotency_key=out.idempotency_key)

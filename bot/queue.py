@@ -105,7 +105,11 @@ class OutboxQueue:
             socket_connect_timeout=2,
             socket_timeout=5,
         )
-        self.task = self.broker.register_task(self.handle, task_name=TASK_NAME)
+
+        async def send_outbox_message(msg_id: int) -> str:
+            return await self.handle(msg_id)
+
+        self.task = self.broker.register_task(send_outbox_message, task_name=TASK_NAME)
         self._tasks: list[asyncio.Task[None]] = []
         self.stats = {"sent": 0, "skipped": 0, "reclaimed": 0, "kick_errors": 0}
 

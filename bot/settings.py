@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # None: the matcher's own evaluated defaults (see bench/RESULTS.md)
     search_answer_threshold: float | None = None
     search_suggest_threshold: float | None = None
+    kb_variant_auto_accept: int = 3  # distinct members agreeing on a learned question variant; 0 = reviewer only
 
     # --- outbox --------------------------------------------------------------------------
     outbox_poll_seconds: float = 0.5
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     telegram_webhook_secret: str = ""
     telegram_bot_username: str = ""
     telegram_polling: bool = False
+
+    # --- rewards: phone-credit top-up provider (empty base: top-ups go to the manual queue) ---
+    topup_api_base: str = ""
+    topup_secret: str = ""
     telegram_rate_global: float = 30.0  # messages/s over all chats (Telegram's broadcast limit)
     telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
     telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)

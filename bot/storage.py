@@ -25,6 +25,8 @@ MODEL_MODULES: list[str] = [
     "community.qa.models",
     "community.moderation.models",
     "community.inbox.models",
+    "community.knowledge_admin.models",
+    "gamification.models",
 ]
 
 
@@ -57,6 +59,11 @@ async def migrate(database_url: str) -> None:
 
 async def open_db(database_url: str, *, create_schema: bool = False) -> None:
     """Open the connection pool for this process (global so request tasks see it)."""
+    # tortoise caches each model's INSERT/DELETE SQL per connection *name*: after a
+    # SQLite database, a PostgreSQL one under the same name would get "?" placeholders
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    EXECUTOR_CACHE.clear()
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
     if create_schema:
         await Tortoise.generate_schemas(safe=True)

@@ -1,9 +1,9 @@
-"""Knowledge base import and export (YAML or CSV), idempotent, with line-numbered errors."""
+"""Knowledge base import and export (YAML, CSV or XLSX), idempotent, with line-numbered errors."""
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +126,48 @@ def _yaml_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "key" not in reader.fieldnames:
-        yield 1, "CSV needs a header row with at least key,title,answer"
+    yield from _flat_rows(reader.fieldnames, ((reader.line_num, row) for row in reader))
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """The first sheet of a workbook, laid out like the CSV (header row first)."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile/XML errors of a damaged or non-XLSX file
+        yield 1, f"not a readable XLSX workbook ({type(exc).__name__})"
         return
-    for row in reader:
-        line = reader.line_num
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = next(rows, None) or ()
+        names = [str(h).strip() if h is not None else "" for h in header]
+
+        def cell(v: Any) -> str:
+            if v is None:
+                return ""
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            return str(v)
+
+        body = (
+            (n, dict(zip(names, map(cell, r))))
+            for n, r in enumerate(rows, start=2)
+            if any(v is not None and str(v).strip() for v in r)
+        )
+        yield from _flat_rows(names, body)
+    finally:
+        wb.close()
+
+
+def _flat_rows(
+    fieldnames: Any, rows: Iterable[tuple[int, dict[str, Any]]]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """CSV and XLSX rows: one item per row, lists joined with "|"."""
+    if not fieldnames or "key" not in fieldnames:
+        yield 1, "the file needs a header row with at least key,title,answer"
+        return
+    for line, row in rows:
         data: dict[str, Any] = {k: (v or "").strip() for k, v in row.items() if k}
         for listy in ("variants", "tags"):
             data[listy] = [p for p in data.get(listy, "").split("|") if p.strip()]
@@ -145,9 +182,13 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def parse_file(path: Path) -> list[tuple[int, ItemRow | str]]:
-    """Rows of a YAML or CSV file, each validated or with its error."""
-    text = path.read_text(encoding="utf-8-sig")
-    source = _csv_rows(text) if path.suffix.lower() == ".csv" else _yaml_rows(text)
+    """Rows of a YAML, CSV or XLSX file, each validated or with its error."""
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        source = _xlsx_rows(path)
+    else:
+        text = path.read_text(encoding="utf-8-sig")
+        source = _csv_rows(text) if suffix == ".csv" else _yaml_rows(text)
     out: list[tuple[int, ItemRow | str]] = []
     for line, data in source:
         if isinstance(data, str):
@@ -203,17 +244,36 @@ async def import_rows(
     return report
 
 
+def _flat_table(items: list[KnowledgeItem]) -> list[list[Any]]:
+    """Header and one row per item: the CSV/XLSX layout."""
+    table: list[list[Any]] = [["key", "locale", *FIELDS]]
+    for i in items:
+        table.append(
+            [i.key, i.locale, i.title, "|".join(i.variants), i.answer, i.category, i.sms_code or "",
+             i.difficulty, "|".join(i.tags), i.status, int(i.is_notice)]
+        )
+    return table
+
+
+async def export_xlsx() -> bytes:
+    """Every item as a workbook (same columns as the CSV export)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "knowledge"
+    for row in _flat_table(await KnowledgeItem.all().order_by("key", "locale")):
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
 async def export_items(fmt: str = "yaml") -> str:
     items = await KnowledgeItem.all().order_by("key", "locale")
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["key", "locale", *FIELDS])
-        for i in items:
-            writer.writerow(
-                [i.key, i.locale, i.title, "|".join(i.variants), i.answer, i.category, i.sms_code or "",
-                 i.difficulty, "|".join(i.tags), i.status, int(i.is_notice)]
-            )
+        csv.writer(buf).writerows(_flat_table(items))
         return buf.getvalue()
     grouped: dict[str, dict[str, Any]] = {}
     for i in items:

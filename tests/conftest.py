@@ -18,6 +18,7 @@ from bot.app_keys import SERVICES  # noqa: E402
 from bot.settings import ROOT, Settings  # noqa: E402
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
+pytest_plugins = ["tests.fixtures_services"]
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:

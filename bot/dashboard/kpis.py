@@ -7,7 +7,7 @@ tests build one by hand with known answers. Every figure is a :class:`Ratio`
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -122,6 +122,7 @@ class Conversation:
     channel: str  # where it started
     start: datetime
     events: list[Event] = field(default_factory=list)
+    _depth: int | None = None  # computed once the conversation is complete
 
     def kinds(self) -> set[str]:
         return {e.kind for e in self.events if e.direction == "out"}
@@ -131,6 +132,11 @@ class Conversation:
 
     def depth(self) -> int:
         """The furthest layer of the funnel this conversation reached (index into LAYERS)."""
+        if self._depth is None:
+            self._depth = self._compute_depth()
+        return self._depth
+
+    def _compute_depth(self) -> int:
         kinds, actions = self.kinds(), self.actions()
         if kinds & HOTLINE_KINDS:
             return 4
@@ -145,12 +151,12 @@ class Conversation:
     @property
     def asked(self) -> bool:
         """The member asked something (not just help or a language switch)."""
-        return bool(self.kinds() & QUESTION_KINDS) or self.depth() in (1, 3, 4)
+        return any(e.kind in QUESTION_KINDS for e in self.events if e.direction == "out") or self.depth() in (1, 3, 4)
 
     @property
     def self_served(self) -> bool:
         """Answered by the knowledge base and never handed to a person (peer or agent)."""
-        return bool(self.kinds() & ANSWER_KINDS) and self.depth() in (0, 2)
+        return self.depth() in (0, 2) and any(e.kind in ANSWER_KINDS for e in self.events if e.direction == "out")
 
 
 @dataclass(slots=True)
@@ -343,10 +349,10 @@ def top_unanswered(rows: Iterable[Unanswered], limit: int = 20) -> list[Unanswer
 
 
 def points_totals(entries: Iterable[PointsEntry]) -> tuple[int, int]:
-    """(issued, redeemed): positive grants, and points spent on rewards."""
+    """(issued, redeemed): positive grants (refunds excluded), and points spent on rewards."""
     issued = redeemed = 0
     for e in entries:
-        if e.granted > 0:
+        if e.granted > 0 and e.event != "reversal":
             issued += e.granted
         elif e.granted < 0 and e.event in ("spend", "redeem", "redemption"):
             redeemed += -e.granted
@@ -415,7 +421,7 @@ def report(history: History, *, start: datetime, end: datetime, period: Period, 
            unanswered_limit: int = 20) -> Report:
     """Every dashboard figure for [start, end), per period and per channel."""
     in_range = lambda at: start <= at < end  # noqa: E731
-    convs = [c for c in conversations(history.events, gap) if in_range(c.start)]
+    convs = [c for c in conversations(history.events, gap) if in_range(c.start) and c.asked]
     answers = [(e, ok) for e, ok in answer_verdicts(history.events, history.feedback, window) if in_range(e.at)]
     surveys = [s for s in history.surveys if in_range(s.at)]
     repeats = [(t, r) for t, r in repeat_verdicts(history.tickets, history.contacts, repeat_days) if in_range(t.at)]
@@ -454,7 +460,3 @@ def report(history: History, *, start: datetime, end: datetime, period: Period, 
         mean_survey=mean_score(surveys),
     )
 
-
-def most_common_topic(topics: Iterable[str]) -> str:
-    c = Counter(t for t in topics if t)
-    return c.most_common(1)[0][0] if c else ""

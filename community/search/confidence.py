@@ -17,7 +17,7 @@ import math
 
 __all__ = [
     "RANK_FEATURES", "RANK_COEF", "rank_score",
-    "CONF_FEATURES", "CONF_COEF", "confidence", "sigmoid",
+    "CONF_FEATURES", "CONF_COEF", "conf_features", "confidence", "sigmoid", "MARGIN_CAP",
 ]
 
 # Candidate features (per knowledge item, best of its question units):
@@ -27,19 +27,49 @@ __all__ = [
 #   pyfz  - rapidfuzz ratio of the fuzzy-pinyin strings (0..1)
 #   ucov  - share of the unit's char-channel idf mass covered by the query
 #   wcov  - share of the unit's word-channel idf mass covered by the query
-RANK_FEATURES = ("bm25", "fuzz", "pyfz", "ucov", "wcov")
+#   qcov  - share of the query's char-channel idf mass found in the unit
+#   qwcov - share of the query's word-channel idf mass found in the unit
+RANK_FEATURES = ("bm25", "fuzz", "pyfz", "ucov", "wcov", "qcov", "qwcov")
 # intercept first, then one weight per feature
-RANK_COEF: tuple[float, ...] = (0.0000, 2.2452, 1.5201, 0.3701, 1.9576, 0.4252)
+RANK_COEF: tuple[float, ...] = (0.0000, 0.6886, 1.2922, 0.4467, 1.7969, 0.7782, 2.6157, 1.5835)
 
-# Decision features (about the best candidate of a query):
-#   top    - rank score (logit) of the candidate
+# Decision features (about one candidate of a query, normally the best):
 #   margin - its rank-score lead over the best other candidate (capped)
-#   cjk    - 1 if the query contains CJK characters
+#   share  - its softmax probability among the re-ranked candidates and a
+#            "none of these" pseudo-candidate (NULL_RANK): how far ahead it
+#            is of *all* the others, not only the runner-up
+#   qcov   - share of the query (char idf mass) its best question explains
 #   short  - 1 if the query has at most 2 content words
-CONF_FEATURES = ("top", "margin", "cjk", "short")
-CONF_COEF: tuple[float, ...] = (-1.3794, 0.0679, 0.6348, -1.3145, -0.0727)
+#   phr    - log2 of the item's number of question phrasings (capped): an
+#            item known by several phrasings is matched more reliably, so a
+#            curated KB (or one that learned from use) earns more confidence
+#            than a bare one-question-per-item list
+CONF_FEATURES = ("margin", "share", "qcov", "short", "phr")
+CONF_COEF: tuple[float, ...] = (-2.1033, 0.8178, 0.2217, 0.5395, -0.2504, 0.2931)
 
 MARGIN_CAP = 4.0
+# A "none of these" pseudo-candidate in the share's softmax: few weak
+# candidates must not look certain just because they have no rivals.
+NULL_RANK = 5.0
+PHRASINGS_CAP = 8
+
+
+def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed,
+                  n_questions: int = 1) -> tuple[float, ...]:
+    """Decision features of candidate ``i`` given every candidate's rank
+    score (best first) and its rank features; shared by the matcher and the
+    fitting script so that both always compute the same thing."""
+    r = ranks[i]
+    if len(ranks) == 1:
+        other = r - MARGIN_CAP
+    else:
+        other = ranks[1] if i == 0 else ranks[0]
+    margin = max(-MARGIN_CAP, min(MARGIN_CAP, r - other))
+    share = 1.0 / (sum(math.exp(max(-50.0, min(50.0, x - r))) for x in ranks)
+                   + math.exp(max(-50.0, min(50.0, NULL_RANK - r))))
+    short = 1.0 if analyzed is not None and len(analyzed.words) <= 2 else 0.0
+    phr = math.log2(min(max(n_questions, 1), PHRASINGS_CAP))
+    return (margin, share, feats[5], short, phr)
 
 
 def sigmoid(x: float) -> float:

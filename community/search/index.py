@@ -1,7 +1,9 @@
 """A small in-memory BM25 inverted index with incremental updates.
 
 Postings live in per-term dicts (the truth, cheap to update one document)
-and are materialised as numpy arrays (fast to score).  An addition after
+and are materialised as numpy arrays (fast to score).  A full build
+(``bulk_load``) computes every array at once, vectorised, and creates a
+term's dict only when an update first touches that term.  An addition after
 materialisation goes to a small per-term "pending" dict scored in Python,
 until it outgrows 1/8 of the array, which is then rebuilt; a removal leaves
 a stale array entry behind that the caller must zero out (the matcher
@@ -26,7 +28,8 @@ class BM25Channel:
         self.k1 = k1
         self.b = b
         self.vocab: dict[str, int] = {}
-        self._post: list[dict[int, float]] = []
+        self._post: list[dict[int, float] | None] = []   # None: derive from _arr
+        self._df: list[int] = []
         self._arr: list[tuple[np.ndarray, np.ndarray] | None] = []
         self._pending: dict[int, dict[int, float]] = {}
         self.n_docs = 0
@@ -40,6 +43,7 @@ class BM25Channel:
             tid = len(self._post)
             self.vocab[term] = tid
             self._post.append({})
+            self._df.append(0)
             self._arr.append(None)
         return tid
 
@@ -50,6 +54,66 @@ class BM25Channel:
 
     def freeze_avgdl(self) -> None:
         self._avgdl = max(1.0, self._total_len / self.n_docs) if self.n_docs else None
+
+    def _postings(self, tid: int) -> dict[int, float]:
+        p = self._post[tid]
+        if p is None:
+            idx, vals = self._arr[tid]
+            p = dict(zip(idx.tolist(), vals.tolist()))
+            self._post[tid] = p
+        return p
+
+    def bulk_load(self, slots: list[int], term_lists: list[list[str]]) -> list[dict[int, int]]:
+        """Index many slots into an empty channel at once (a full build):
+        one vectorised pass instead of per-term dict updates.  Returns each
+        slot's {term id: tf}, as ``add`` does."""
+        if self.n_docs:
+            raise ValueError("bulk_load needs an empty channel")
+        vocab = self.vocab
+        tid_of = self._tid
+        out: list[dict[int, int]] = []
+        flat_tid: list[int] = []
+        flat_tf: list[int] = []
+        lens: list[int] = []
+        dls: list[int] = []
+        for terms in term_lists:
+            d: dict[int, int] = {}
+            for term in terms:
+                tid = vocab.get(term)
+                if tid is None:
+                    tid = tid_of(term)
+                d[tid] = d.get(tid, 0) + 1
+            out.append(d)
+            flat_tid.extend(d.keys())
+            flat_tf.extend(d.values())
+            lens.append(len(d))
+            dls.append(len(terms))
+        n = len(term_lists)
+        self.n_docs = n
+        self._total_len = sum(dls)
+        self.freeze_avgdl()
+        if not flat_tid:
+            return out
+        lens_a = np.asarray(lens, dtype=np.int64)
+        tid_a = np.asarray(flat_tid, dtype=np.int64)
+        tf_a = np.asarray(flat_tf, dtype=np.float64)
+        slot_a = np.repeat(np.asarray(slots, dtype=np.int64), lens_a)
+        dl_a = np.repeat(np.asarray(dls, dtype=np.float64), lens_a)
+        k1, b = self.k1, self.b
+        val_a = tf_a * (k1 + 1.0) / (tf_a + k1 * (1.0 - b + b * dl_a / self.avgdl()))
+        order = np.argsort(tid_a, kind="stable")
+        tid_s, slot_s, val_s = tid_a[order], slot_a[order], val_a[order]
+        df = np.bincount(tid_s, minlength=len(self._post))
+        bounds = np.concatenate(([0], np.cumsum(df)))
+        self._df = df.tolist()
+        arr = self._arr
+        post = self._post
+        for tid, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+            if hi > lo:
+                arr[tid] = (slot_s[lo:hi], val_s[lo:hi])
+                post[tid] = None
+        self._pending.clear()
+        return out
 
     def add(self, slot: int, terms: list[str]) -> dict[int, int]:
         """Index ``terms`` under ``slot``; returns {term id: tf} (keep it to
@@ -68,7 +132,10 @@ class BM25Channel:
         for term, f in tf.items():
             tid = self._tid(term)
             v = f * (k1 + 1.0) / (f + denom_base)
-            self._post[tid][slot] = v
+            post = self._postings(tid)
+            if slot not in post:
+                self._df[tid] += 1
+            post[slot] = v
             arr = self._arr[tid]
             if arr is not None:
                 pend = self._pending.setdefault(tid, {})
@@ -83,7 +150,8 @@ class BM25Channel:
         self.n_docs -= 1
         self._total_len -= sum(tids.values())
         for tid in tids:
-            self._post[tid].pop(slot, None)
+            if self._postings(tid).pop(slot, None) is not None:
+                self._df[tid] -= 1
             pend = self._pending.get(tid)
             if pend is not None:
                 pend.pop(slot, None)
@@ -95,7 +163,7 @@ class BM25Channel:
 
     # ------------------------------------------------------------ scoring
     def idf(self, tid: int | None) -> float:
-        df = len(self._post[tid]) if tid is not None else 0
+        df = self._df[tid] if tid is not None else 0
         n = max(self.n_docs, 1)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
@@ -123,7 +191,7 @@ class BM25Channel:
         mass = 0.0
         for term in q:
             tid = self.vocab.get(term)
-            if tid is not None and not self._post[tid]:
+            if tid is not None and not self._df[tid]:
                 tid = None
             idf = self.idf(tid)
             mass += idf
@@ -150,6 +218,30 @@ class BM25Channel:
             w = self.idf(tid)
             tot += w
             if tid in qtids:
+                hit += w
+        return hit / tot if tot > 0 else 0.0
+
+    def query_mass(self, terms: list[str]) -> dict[int | None, float]:
+        """idf of each distinct query term by term id (OOV terms pooled
+        under ``None``, each with the maximal idf): the query's side of
+        ``query_coverage``."""
+        out: dict[int | None, float] = {}
+        for term in set(terms):
+            tid = self.vocab.get(term)
+            if tid is not None and not self._df[tid]:
+                tid = None
+            out[tid] = out.get(tid, 0.0) + self.idf(tid)
+        return out
+
+    @staticmethod
+    def query_coverage(qmass: dict[int | None, float], slot_tids: dict[int, int]) -> float:
+        """Share of the query's idf mass that the slot holds: how much of
+        what the member asked this question explains."""
+        tot = 0.0
+        hit = 0.0
+        for tid, w in qmass.items():
+            tot += w
+            if tid is not None and tid in slot_tids:
                 hit += w
         return hit / tot if tot > 0 else 0.0
 

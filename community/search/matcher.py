@@ -44,7 +44,7 @@ def _default_path(path: str) -> str | None:
 class MatcherConfig:
     # Confidence thresholds, chosen on the dev sets (see bench/RESULTS.md,
     # "FAQ matching accuracy"): answer aims at >= 90% precision on Banking77.
-    answer_threshold: float = 0.75
+    answer_threshold: float = 0.85
     suggest_threshold: float = 0.2
     userdict_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_USERDICT))
     synonyms_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_SYNONYMS))
@@ -176,16 +176,56 @@ class Matcher:
 
     def build(self, docs: Iterable[KBDoc]) -> None:
         """Full (re)build; learned variants of items that are still present
-        are kept."""
+        are kept.  Each distinct text is analysed once and every channel is
+        loaded in one vectorised pass (``BM25Channel.bulk_load``)."""
         learned = {i: it.learned for i, it in self._items.items()}
+        latest: dict[int, KBDoc] = {}
+        for doc in docs:  # a repeated id: the last one wins, as with upsert
+            latest.pop(doc.id, None)
+            latest[doc.id] = doc
         self._reset()
-        for doc in docs:
-            if doc.id in self._items:
-                self._unindex(doc.id)
-            self._index_item(doc, learned.get(doc.id, []))
-        for ch in self._channels.values():
-            ch.freeze_avgdl()
-            ch.materialize()
+        plan: list[tuple[_Item, str, str]] = []  # (item, kind, normalised text)
+        for doc in latest.values():
+            item = _Item(doc, learned.get(doc.id, []))
+            self._items[doc.id] = item
+            seen: set[str] = set()
+            texts = [("title", doc.title)]
+            texts += [("variant", v) for v in doc.variants]
+            texts += [("learned", v) for v in item.learned]
+            if doc.answer:
+                texts.append(("answer", doc.answer))
+            for kind, text in texts:
+                norm = normalize(text)
+                if not norm or norm in seen:
+                    continue
+                if kind != "answer":
+                    seen.add(norm)
+                plan.append((item, kind, norm))
+            if doc.sms_code:
+                code = normalize(doc.sms_code).replace(" ", "")
+                if code:
+                    self._sms[code] = doc.id
+        analyzed: dict[str, object] = {}
+        for _item, _kind, norm in plan:
+            if norm not in analyzed:
+                analyzed[norm] = self._analyzer.analyze(norm)
+        n = len(plan)
+        self._grow(n)
+        slots = list(range(n))
+        tids = {
+            ch: self._channels[ch].bulk_load(slots, [analyzed[norm].terms[ch] for _i, _k, norm in plan])
+            for ch in Analyzer.CHANNELS
+        }
+        units: list[_Unit | None] = []
+        for slot, (item, kind, norm) in enumerate(plan):
+            an = analyzed[norm]
+            units.append(_Unit(item.doc.id, kind, an.text, an.pinyin,
+                               {ch: tids[ch][slot] for ch in Analyzer.CHANNELS}))
+            item.slots.append(slot)
+        self._units = units
+        if n:
+            self._unit_w[:n] = [UNIT_WEIGHT[k] for _i, k, _n in plan]
+            self._unit_item[:n] = [it.doc.id for it, _k, _n in plan]
 
     def _unindex(self, item_id: int) -> _Item | None:
         item = self._items.pop(item_id, None)
@@ -212,6 +252,11 @@ class Matcher:
             return
         item.learned.append(norm)
         self._add_unit(item, "learned", norm)
+
+    def n_questions(self, item_id: int) -> int:
+        """How many question phrasings (title, variants, learned) an item has."""
+        item = self._items[item_id]
+        return sum(1 for s in item.slots if self._units[s] is not None and self._units[s].kind != "answer")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -247,9 +292,11 @@ class Matcher:
                 per_item[iid] = [s]
             elif len(lst) < UNITS_PER_ITEM:
                 lst.append(s)
-        qt_c = self._channels["c"].query_tids(a.terms["c"])
-        qt_w = self._channels["w"].query_tids(a.terms["w"])
         ch_c, ch_w = self._channels["c"], self._channels["w"]
+        qt_c = ch_c.query_tids(a.terms["c"])
+        qt_w = ch_w.query_tids(a.terms["w"])
+        qm_c = ch_c.query_mass(a.terms["c"])
+        qm_w = ch_w.query_mass(a.terms["w"])
         qfam = _family(locale)
         out = []
         for iid, slots in per_item.items():
@@ -262,6 +309,8 @@ class Matcher:
                     fuzz.ratio(a.pinyin, u.pinyin) / 100.0 if a.has_cjk else 0.0,
                     ch_c.coverage(qt_c, u.tids["c"]),
                     ch_w.coverage(qt_w, u.tids["w"]),
+                    ch_c.query_coverage(qm_c, u.tids["c"]),
+                    ch_w.query_coverage(qm_w, u.tids["w"]),
                 )
                 r = conf.rank_score(f)
                 if u.kind == "answer":
@@ -285,20 +334,14 @@ class Matcher:
             d = self._items[code_hit].doc
             result.append(Match(d.id, d.title, 1.0, d.locale))
         cands, a = self._candidates(norm, locale)
-        short = 1.0 if a is not None and len(a.words) <= 2 else 0.0
-        cjk = 1.0 if a is not None and a.has_cjk else 0.0
+        ranks = [c[0] for c in cands]
         for i, (r, iid, f) in enumerate(cands):
             if len(result) >= limit:
                 break
             if iid == code_hit:
                 continue
-            if len(cands) == 1:
-                other = r - conf.MARGIN_CAP
-            else:
-                other = cands[1][0] if i == 0 else cands[0][0]
-            margin = max(-conf.MARGIN_CAP, min(conf.MARGIN_CAP, r - other))
-            p = conf.confidence((r, margin, cjk, short))
-            if f[1] >= 0.999 and margin > 0:
+            p = conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid)))
+            if f[1] >= 0.999 and i == 0 and (len(ranks) == 1 or r > ranks[1]):
                 p = max(p, VERBATIM_CONFIDENCE)  # the very question is in the KB
             d = self._items[iid].doc
             result.append(Match(d.id, d.title, round(p, 6), d.locale))

@@ -1,5 +1,8 @@
 """Function words that carry no intent in a customer question.
 
+Question words (为什么/怎么/什么时候 …) are *not* here: they tell a "why"
+question from a "how" or "when" one, and synonyms.txt folds their variants.
+
 Removed from the word channels only (the character channels keep every
 character; BM25's idf already damps the frequent ones there)."""
 
@@ -11,10 +14,10 @@ ZH_STOPWORDS = frozenset(
     我 我们 你 你们 您 他 她 它 他们 自己 咱 俺
     是 有 在 和 与 及 或 或者 跟 把 被 给 让 对 从 向 到 为 于
     请 请问 问 问下 问一下 想 想问 想知道 知道 一下 下 一 个 些 点 一点 个人
-    怎么 怎么样 怎样 怎么办 如何 咋 咋办 怎 什么 啥 哪里 哪儿 哪个 多少 几
+    怎么样 怎 什么 啥 哪里 哪儿 哪个 多少 几
     能 能不能 可以 可不可以 会 会不会 要 需要 应该 得
     你好 您好 谢谢 好 好的 嗯 呃 喂 哎 诶 亲 客服 小姐 先生 麻烦
-    吗吗 呢呢 现在 已经 为什么 为啥 因为 所以 但是 可是 然后 如果 的话
+    吗吗 呢呢 现在 已经 因为 所以 但是 可是 然后 如果 的话
     """.split()
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from aiogram import Bot
@@ -39,6 +40,7 @@ class TelegramChannel:
         self.dispatcher = build_dispatcher()
         self._me: User | None = None
         self._me_lock = asyncio.Lock()
+        self._me_retry_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- the bot's own identity (for group mentions) -------------------------------------
@@ -47,14 +49,19 @@ class TelegramChannel:
         configured username still recognise replies and mentions."""
         if self._me is not None:
             return self._me
+        fallback = User(id=self.bot.id, is_bot=True, first_name="bot",
+                        username=self.settings.telegram_bot_username or None)
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._me_retry_at:
+            return fallback  # don't stall every update on an unreachable Bot API
         async with self._me_lock:
             if self._me is None:
                 try:
                     self._me = await self.bot.get_me()
                 except TelegramAPIError as exc:
                     log.warning("telegram getMe failed: %s", exc)
-                    return User(id=self.bot.id, is_bot=True, first_name="bot",
-                                username=self.settings.telegram_bot_username or None)
+                    self._me_retry_at = loop.time() + 60
+                    return fallback
         return self._me
 
     # --- background processing -----------------------------------------------------------
@@ -104,6 +111,8 @@ class TelegramChannel:
 
     # --- answering -------------------------------------------------------------------------
     async def deliver(self, incoming: Incoming, replies: list[Reply]) -> None:
+        if incoming.event == "unsubscribe":
+            return  # the member blocked the bot: anything sent now would bounce with 403
         chat = incoming.address
         meta = incoming.meta
         reply_to = meta.get("message_id") if meta.get("group") and not meta.get("callback_id") else None
@@ -162,8 +171,10 @@ class TelegramChannel:
             member_id = account.member_id if account else None  # type: ignore[attr-defined]
         key = f"{CHANNEL}:{incoming.msg_id}:{chat}:{len(parts)}" if incoming and incoming.msg_id else None
         log.info("telegram send to %s deferred to the outbox: %s", chat, err.reason)
+        not_before = datetime.now(timezone.utc) + timedelta(seconds=err.retry_after) if err.retry_after else None
         await self.services.outbox.enqueue(
             Outgoing(channel=CHANNEL, address=chat, reply=rest, member_id=member_id, idempotency_key=key, purpose="reply"),
+            not_before=not_before,
         )
 
     async def _group_note(self, group_chat: str, incoming: Incoming, delivered: bool) -> None:

@@ -6,7 +6,6 @@ Telegram's "/" button is published per language with ``setMyCommands``.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
@@ -14,8 +13,6 @@ from aiogram import Bot
 from aiogram.types import BotCommand
 
 from bot.i18n import LOCALES, N_, Translator
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +36,10 @@ MENU: tuple[MenuCommand, ...] = (
 )
 BY_NAME = {c.name: c for c in MENU}
 
-# Telegram's language_code per locale of ours; "" is the default menu for everyone else.
-# Telegram only knows two-letter codes, so zh_TW shares "zh" with zh_CN.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?(?:\s+(.*))?$", re.DOTALL)
 
+# Telegram's language_code per locale of ours; the menu without a code is for everyone
+# else. Telegram only knows two-letter codes, so zh_TW shares "zh" with zh_CN.
 MENU_LANGUAGES: dict[str, str] = {"zh": "zh_CN", "en": "en"}
 
 

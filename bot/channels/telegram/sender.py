@@ -9,6 +9,7 @@ connection that never opened is simply retried.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -82,9 +83,28 @@ class TelegramSender:
         # outbox id -> parts already delivered, so a retry of a split message goes on
         # where it stopped instead of repeating the first parts (in-process only)
         self._progress: dict[int, int] = {}
+        # chat -> when we last sent to it (monotonic): the final per-chat guard
+        self._last_sent: dict[str, float] = {}
 
     def rate_for_address(self, address: str) -> float | None:
         return self.rate_per_group if is_group(address) else self.rate_per_chat
+
+    async def _keep_chat_spacing(self, chat_id: str) -> None:
+        """The limiter hands out per-chat slots, but two messages to one chat can still
+        swap places while waiting for global slots; never let them go closer than the
+        chat's interval (in this process)."""
+        rate = self.rate_for_address(chat_id)
+        if not rate:
+            return
+        loop = asyncio.get_running_loop()
+        last = self._last_sent.get(chat_id)
+        if last is not None and (wait := last + 1.0 / rate - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        now = loop.time()
+        self._last_sent[chat_id] = now
+        if len(self._last_sent) > 50_000:  # forget chats idle longer than any interval
+            horizon = now - 1.0 / min(r for r in (self.rate_per_chat, self.rate_per_group) if r)
+            self._last_sent = {k: t for k, t in self._last_sent.items() if t > horizon}
 
     async def send_part(self, chat_id: str, part: Part, *, reply_to: int | None = None) -> Message:
         """One sendMessage; raises :class:`SendError`."""
@@ -97,6 +117,7 @@ class TelegramSender:
             raise send_error(exc) from exc
 
     async def _send(self, chat_id: str, part: Part, reply_to: int | None) -> Message:
+        await self._keep_chat_spacing(chat_id)
         return await self.bot.send_message(
             chat_id=int(chat_id), text=part.html, parse_mode=ParseMode.HTML, reply_markup=part.markup,
             reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None,
@@ -104,6 +125,7 @@ class TelegramSender:
 
     async def edit_part(self, chat_id: str, message_id: int, part: Part) -> None:
         """Replace a message the member pressed a button on; raises :class:`SendError`."""
+        await self._keep_chat_spacing(chat_id)
         try:
             await self.bot.edit_message_text(
                 chat_id=int(chat_id), message_id=message_id, text=part.html, parse_mode=ParseMode.HTML,

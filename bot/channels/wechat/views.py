@@ -75,6 +75,7 @@ class WeChatEndpoint:
 
     # --- callback ------------------------------------------------------------------------------
     async def receive(self, request: web.Request) -> web.Response:
+        started = asyncio.get_running_loop().time()
         query = request.query
         self._authenticate(query)
         if request.content_length is not None and request.content_length > MAX_XML_BYTES:
@@ -95,7 +96,7 @@ class WeChatEndpoint:
         elif inbound.incoming is None:
             return _plain(200, SUCCESS)
         else:
-            xml = await self._answer(services, inbound)
+            xml = await self._answer(services, inbound, started)
         if xml is None:
             return _plain(200, SUCCESS)
         if encrypted and self.crypto is not None:
@@ -120,12 +121,22 @@ class WeChatEndpoint:
             raise XmlError(f"cannot decrypt: {type(exc).__name__}") from exc
         return parse_xml(plain.encode("utf-8"))
 
-    async def _answer(self, services: "Services", inbound: Inbound) -> str | None:
-        """Run the pipeline; passive reply within the deadline, else the outbox later."""
+    async def _answer(self, services: "Services", inbound: Inbound, started: float) -> str | None:
+        """Run the pipeline; passive reply within the deadline, else the outbox later.
+
+        The work is never cancelled: when the deadline passes (or WeChat hangs up) it goes
+        on, and its replies are queued as customer-service messages.
+        """
         incoming = inbound.incoming
         assert incoming is not None and services.pipeline is not None
         work = asyncio.create_task(services.pipeline.process(incoming))
-        done, _ = await asyncio.wait({work}, timeout=self.settings.wechat_reply_deadline_seconds)
+        elapsed = asyncio.get_running_loop().time() - started
+        try:
+            remaining = max(self.settings.wechat_reply_deadline_seconds - elapsed, 0.0)
+            done, _ = await asyncio.wait({work}, timeout=remaining)
+        except asyncio.CancelledError:
+            self._spawn(self._deliver_late(services, inbound, work))
+            raise
         if work not in done:
             self._spawn(self._deliver_late(services, inbound, work))
             return None
@@ -142,9 +153,16 @@ class WeChatEndpoint:
         )
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(coro)
+        task = asyncio.create_task(self._logged(coro))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    @staticmethod
+    async def _logged(coro) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await coro
+        except Exception:
+            log.exception("queueing a WeChat answer failed")
 
     async def _deliver_late(self, services: "Services", inbound: Inbound, work: "asyncio.Task[list[Reply]]") -> None:
         try:
@@ -160,9 +178,9 @@ class WeChatEndpoint:
         assert incoming is not None
         if start >= len(replies):
             return
-        member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).values_list(
+        member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
             "member_id", flat=True
-        ).first()
+        )
         for i, reply in enumerate(replies[start:], start):
             key = f"wechat:{incoming.msg_id}:{i}" if incoming.msg_id else None
             await services.outbox.enqueue(
@@ -172,9 +190,9 @@ class WeChatEndpoint:
 
     async def _media_reply(self, services: "Services", inbound: Inbound) -> str:
         """What we say to a picture, voice note, location …: we read text, and what we can do."""
-        locale = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).values_list(
+        locale = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
             "member__locale", flat=True
-        ).first() or self.settings.default_locale
+        ) or self.settings.default_locale
         _ = services.translator.bind(locale)
         kind = _(MEDIA_NAMES.get(inbound.media or "", N_("files")))
         text = "\n".join([

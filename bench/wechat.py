@@ -1,0 +1,258 @@
+#!/usr/bin/env python
+"""WeChat safe-mode callbacks answered per second, and latency, under concurrent senders.
+
+Side by side in one run, each server in its own subprocess on 127.0.0.1, the same load
+generator (aiohttp, ``--concurrency`` senders, each request built as WeChat builds it:
+AES-encrypted text message, signature + msg_signature query parameters):
+
+* **EveryCSR** ``/wechat``: the real service — safe-mode decrypt, the whole pipeline
+  (dedup, member lookup, transcript, knowledge-base answer with choices, outbound
+  transcript) on SQLite, encrypted passive reply. Every request has its own MsgId so
+  nothing is served from the dedup cache.
+* **WeRoBot 1.13.1** (the established Python WeChat framework): the same encrypted
+  message, a fixed text reply, served by its WSGI app on a threaded wsgiref server.
+
+    python bench/wechat.py                      # 200 senders, 8 s per server
+    python bench/wechat.py --concurrency 200 --seconds 8 --json
+
+Every answer is decrypted and checked. Prints a table; the last line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds scripts named like the packages (bench/gamification.py): import the packages
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+TOKEN = "bench-token"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APPID = "wx0123456789abcdef"
+QUESTION = "我的流量还剩多少，怎么查？"
+FIXED = "收到，我们会尽快答复。"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the servers (run as subprocesses of this script) ----------------------------------------------
+class FixedPipeline:
+    """Stands in for the pipeline to measure the channel layer alone: WeRoBot's job."""
+
+    async def process(self, incoming):  # type: ignore[no-untyped-def]
+        from bot.messages import Reply
+
+        return [Reply(text=FIXED)]
+
+
+def serve_everycsr(port: int, db: str, fixed: bool) -> None:
+    os.environ.update(BOT_WECHAT_TOKEN=TOKEN, BOT_WECHAT_AES_KEY=AES_KEY, BOT_WECHAT_APPID=APPID,
+                      BOT_DATABASE_URL=f"sqlite://{db}", BOT_OUTBOX_ENABLED="false", BOT_LOG_LEVEL="WARNING",
+                      BOT_JIEBA_CACHE_DIR=str(Path(db).parent))
+    import logging
+
+    from aiohttp import web
+
+    from bot.app import create_app
+    from bot.app_keys import SERVICES
+    from bot.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    app = create_app(settings, db_setup="schema")
+
+    async def load_kb(app: web.Application):  # type: ignore[no-untyped-def]
+        from bot.cli import SAMPLE_KB, import_kb
+
+        await import_kb(SAMPLE_KB, quiet=True)
+        await app[SERVICES].kb.load()
+        if fixed:
+            app[SERVICES].pipeline = FixedPipeline()  # type: ignore[assignment]
+        yield
+
+    app.cleanup_ctx.insert(1, load_kb)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
+
+
+def serve_werobot(port: int) -> None:
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    import werobot
+
+    robot = werobot.WeRoBot(token=TOKEN, app_id=APPID, encoding_aes_key=AES_KEY, SESSION_STORAGE=False)
+    robot.logger.setLevel("ERROR")
+
+    @robot.text
+    def reply(message):  # type: ignore[no-untyped-def]
+        return FIXED
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 1024
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    make_server("127.0.0.1", port, robot.wsgi, server_class=Server, handler_class=Quiet).serve_forever()
+
+
+# --- the load ---------------------------------------------------------------------------------------------
+async def wait_up(port: int, timeout: float = 90) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+async def load(port: int, *, concurrency: int, seconds: float, unique: bool, expect: str,
+               max_requests: int, offset: int = 10_000_000) -> dict[str, float]:
+    import aiohttp
+
+    from tests.fakes.wechat_api import WeChatCallbacks
+
+    from urllib.parse import urlencode
+
+    from yarl import URL
+
+    wx = WeChatCallbacks(TOKEN, AES_KEY, APPID)
+    base = f"http://127.0.0.1:{port}/wechat?"
+
+    def request(i: int) -> tuple[dict[str, str], URL, bytes]:
+        params, body = wx.build(wx.text_xml(f"oBench{i % 500}", QUESTION, str(offset + i)), mode="safe",
+                                openid=f"oBench{i % 500}")
+        return params, URL(base + urlencode(params), encoded=True), body
+
+    same = request(0)
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    # build requests ahead: encrypting is WeChat's work, not the server's
+    pool = [request(i) for i in range(max_requests)] if unique else []
+    checked = 0
+    stop_at = time.monotonic() + seconds
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        nonlocal counter, errors, checked
+        while time.monotonic() < stop_at and counter < max_requests:
+            i = counter
+            counter += 1
+            params, url, body = pool[i] if unique else same
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=body) as resp:
+                    text = await resp.text()
+                    ok = resp.status == 200
+            except aiohttp.ClientError:
+                ok, text = False, ""
+            latencies.append(time.perf_counter() - t0)
+            if not ok:
+                errors += 1
+            elif checked < 50 or i % 97 == 0:  # decrypt and check a sample of answers
+                reply = wx.read_reply(text, params)
+                if expect not in reply.get("Content", ""):
+                    errors += 1
+                checked += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*[sender(session) for _ in range(concurrency)])
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n, "errors": errors, "rps": n / elapsed,
+        "p50_ms": 1000 * latencies[n // 2], "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))],
+        "max_ms": 1000 * latencies[-1], "near_deadline": sum(1 for x in latencies if x >= 4.0),
+        "mean_ms": 1000 * statistics.fmean(latencies),
+    }
+
+
+def run_one(name: str, cmd: list[str], port: int, **kw) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        try:
+            asyncio.run(wait_up(port))
+        except RuntimeError:
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", "replace")[-3000:])
+            raise
+        asyncio.run(load(port, concurrency=20, seconds=1.0, unique=kw["unique"], expect=kw["expect"],
+                         max_requests=200, offset=1))  # warm-up (its own MsgIds): jieba, caches, connections
+        result = asyncio.run(load(port, concurrency=kw["concurrency"], seconds=kw["seconds"],
+                                  unique=kw["unique"], expect=kw["expect"], max_requests=kw["max_requests"]))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--max-requests", type=int, default=40_000)
+    ap.add_argument("--serve", choices=["everycsr", "werobot"], help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--fixed", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve == "everycsr":
+        serve_everycsr(args.port, args.db, args.fixed)
+        return 0
+    if args.serve == "werobot":
+        serve_werobot(args.port)
+        return 0
+
+    common = dict(concurrency=args.concurrency, seconds=args.seconds, max_requests=args.max_requests)
+    results: dict[str, dict[str, float]] = {}
+    port = free_port()
+    results["werobot"] = run_one("werobot", [sys.executable, __file__, "--serve", "werobot", "--port", str(port)],
+                                 port, unique=False, expect=FIXED, **common)
+    for name, fixed in (("everycsr", True), ("everycsr+kb", False)):
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            cmd = [sys.executable, __file__, "--serve", "everycsr", "--port", str(port),
+                   "--db", str(Path(tmp) / "bench.sqlite3")] + (["--fixed"] if fixed else [])
+            results[name] = run_one(name, cmd, port, unique=True, expect=FIXED if fixed else "流量", **common)
+    print(f"safe-mode text callbacks, {args.concurrency} concurrent senders, {args.seconds:g} s each, "
+          f"nproc={os.cpu_count()}")
+    print(f"{'server':<12} {'req':>7} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>=4s':>5}")
+    for name, r in results.items():
+        print(f"{name:<12} {r['requests']:>7.0f} {r['errors']:>4.0f} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} "
+              f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['near_deadline']:>5.0f}")
+    ratio = results["everycsr"]["rps"] / results["werobot"]["rps"]
+    print(f"throughput ratio EveryCSR / WeRoBot (both a fixed reply): {ratio:.2f}x; "
+          f"with the whole pipeline: {results['everycsr+kb']['rps'] / results['werobot']['rps']:.2f}x")
+    print(json.dumps({"ratio": round(ratio, 2), **{k: {m: round(v, 2) for m, v in r.items()}
+                                                  for k, r in results.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""``python -m bot run --workers N``: N aiohttp processes on one port, plus the queue worker.
+
+Each web process opens its own listening socket with ``SO_REUSEPORT`` on the same
+host:port, and the Linux kernel spreads incoming connections across them (no shared
+accept lock, no master in the data path). With Redis configured, one more process runs
+the durable outbox's taskiq worker (``python -m bot.queue``). This supervisor restarts
+a process that dies and forwards SIGTERM/SIGINT for a clean stop.
+
+Several workers need the shared stores: ``BOT_REDIS_URL`` must be set (in-process dedup
+keys and rate limits would be per process), and PostgreSQL is the database to use
+(SQLite allows one writer at a time). Platforms without ``SO_REUSEPORT``: run N single
+processes on different ports behind nginx instead (docs/operations.md).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bot.settings import ROOT, Settings
+
+RESTART_WINDOW_SECONDS = 60.0
+MAX_RESTARTS_PER_WINDOW = 5
+
+
+@dataclass
+class Child:
+    """One supervised process and its recent restarts."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT)
+
+    def may_restart(self) -> bool:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_SECONDS]
+        if len(self.restarts) >= MAX_RESTARTS_PER_WINDOW:
+            return False
+        self.restarts.append(now)
+        return True
+
+
+def check_config(settings: Settings, workers: int) -> str | None:
+    """Why this configuration cannot run several workers, or None."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers > 1 and not settings.redis_url:
+        return ("several workers share dedup keys, conversation state and rate limits through Redis: "
+                "set BOT_REDIS_URL (see docs/operations.md)")
+    if workers > 1 and settings.is_sqlite:
+        return ("several workers need PostgreSQL (SQLite allows one writer at a time): "
+                "set BOT_DATABASE_URL=postgres://... (see docs/operations.md)")
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return "this platform has no SO_REUSEPORT: run single workers on separate ports behind nginx"
+    return None
+
+
+def build_children(settings: Settings, workers: int) -> list[Child]:
+    env = {**os.environ, "BOT_HOST": settings.host, "BOT_PORT": str(settings.port)}
+    children = [Child(f"web-{i + 1}", [sys.executable, "-m", "bot.workers", "web"], env) for i in range(workers)]
+    if settings.redis_url and settings.outbox_enabled:
+        children.append(Child("outbox-queue", [sys.executable, "-m", "bot.queue"], env))
+    return children
+
+
+def supervise(children: list[Child]) -> int:
+    """Run until SIGTERM/SIGINT or until a process keeps dying; returns the exit code."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
+    try:
+        for child in children:
+            child.start()
+        print(f"EveryCSR: {len(children)} processes started "
+              f"({', '.join(f'{c.name} pid {c.proc.pid}' for c in children if c.proc)})", flush=True)
+        while not stopping:
+            time.sleep(0.5)
+            for child in children:
+                if child.proc is None or child.proc.poll() is None:
+                    continue
+                rc = child.proc.returncode
+                if not child.may_restart():
+                    print(f"EveryCSR: {child.name} keeps exiting (last code {rc}); stopping", file=sys.stderr)
+                    stopping, code = True, 1
+                    break
+                print(f"EveryCSR: {child.name} exited with {rc}; restarting", file=sys.stderr, flush=True)
+                child.start()
+    finally:
+        for child in children:
+            if child.proc and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def run_workers(settings: Settings, workers: int) -> int:
+    """Entry of ``python -m bot run --workers N``."""
+    problem = check_config(settings, workers)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    return supervise(build_children(settings, workers))
+
+
+def serve_web(settings: Settings) -> None:
+    """One web process: the app on the shared port, handing outbox rows to the queue."""
+    from aiohttp import web
+
+    from bot.app import create_app
+    from bot.queue import QUEUE_ROLE
+
+    app = create_app(settings)
+    app[QUEUE_ROLE] = "web"
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, print=None, access_log=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bot.cli import _setup_logging
+    from bot.settings import get_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["web"]:
+        print("usage: python -m bot.workers web   (started by `python -m bot run --workers N`)", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    _setup_logging(settings)
+    serve_web(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The hotline agent inbox: tickets, their queue, agent replies and satisfaction surveys."""

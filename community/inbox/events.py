@@ -1,0 +1,20 @@
+"""Live inbox updates over ``bot.fanout`` (in-process, or Redis pub/sub across workers)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot.fanout import Subscription, get_fanout
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+TOPIC = "inbox"
+
+
+async def publish(services: "Services", data: dict[str, Any]) -> None:
+    """Tell open inbox pages that something changed (ticket id and what)."""
+    await get_fanout(services).publish(TOPIC, data)
+
+
+def subscribe(services: "Services") -> Subscription:
+    return get_fanout(services).subscribe(TOPIC)

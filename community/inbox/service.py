@@ -1,0 +1,235 @@
+"""Tickets: opening (one live ticket per member), the queue order, claiming without
+double assignment, agent replies through the outbox, closing with one survey."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+
+from bot.messages import Choice, Reply
+from bot.models import ChannelAccount, Member
+from community.inbox import events
+from community.inbox.models import REASONS, Ticket, TicketMessage
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+LIVE = ("open", "claimed")
+SURVEY_WINDOW = timedelta(days=3)  # a late "4" still counts; older digits are just digits
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def contact_counts(member_id: int, now: datetime | None = None) -> tuple[int, int]:
+    """How many tickets the member opened today and in the last 7 days (this one included)."""
+    now = now or utcnow()
+    today = await Ticket.filter(member_id=member_id, created_at__gte=day_start(now)).count()
+    week = await Ticket.filter(member_id=member_id, created_at__gte=now - timedelta(days=7)).count()
+    return today, week
+
+
+async def open_ticket(
+    services: "Services", member_id: int, channel: str, reason: str, *, summary: str = "",
+    question_id: int | None = None, unanswered_id: int | None = None,
+) -> tuple[Ticket, bool]:
+    """The member's live ticket, created if there is none; returns (ticket, created)."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown reason {reason!r}")
+    now = utcnow()
+    existing = await Ticket.get_or_none(open_key=member_id)
+    if existing is None:
+        member = await Member.get(id=member_id)
+        why: list[str] = []
+        if reason == "complaint":
+            why.append("complaint")
+        if "vip" in [str(t).lower() for t in (member.tags or [])]:
+            why.append("vip")
+        if await Ticket.filter(member_id=member_id, created_at__gte=now - timedelta(days=7)).exists():
+            why.append("repeat")
+        s = services.settings
+        try:
+            ticket = await Ticket.create(
+                member_id=member_id, channel=channel, reason=reason, summary=summary[:4000], open_key=member_id,
+                urgent=bool(why), urgent_why=why, question_id=question_id, unanswered_id=unanswered_id,
+                first_response_due=now + timedelta(minutes=s.inbox_first_response_minutes),
+                resolution_due=now + timedelta(minutes=s.inbox_resolution_minutes),
+            )
+        except IntegrityError:  # a concurrent request opened it first
+            existing = await Ticket.get(open_key=member_id)
+        else:
+            if summary:
+                await TicketMessage.create(ticket=ticket, author="member", text=summary[:4000], channel=channel)
+            await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "opened"})
+            return ticket, True
+    # already live: a complaint makes it urgent, new context is appended
+    if reason == "complaint" and "complaint" not in existing.urgent_why:
+        existing.urgent_why = [*existing.urgent_why, "complaint"]
+        existing.urgent = True
+        await Ticket.filter(id=existing.id).update(urgent=True, urgent_why=existing.urgent_why)
+    if summary:
+        await TicketMessage.create(ticket=existing, author="member", text=summary[:4000], channel=channel)
+    await events.publish(services, {"type": "ticket", "ticket": existing.id, "what": "updated"})
+    return existing, False
+
+
+def sla_breached(ticket: Ticket, now: datetime) -> bool:
+    if ticket.status == "closed":
+        return False
+    if ticket.first_response_at is None and ticket.first_response_due < now:
+        return True
+    return ticket.resolution_due < now
+
+
+def queue_key(ticket: Ticket, now: datetime) -> tuple[int, datetime]:
+    """Urgent (complaint, VIP, repeat contact, SLA breach) first, then first in, first out."""
+    return (0 if ticket.urgent or sla_breached(ticket, now) else 1, ticket.created_at)
+
+
+async def queue(limit: int = 200) -> list[Ticket]:
+    now = utcnow()
+    rows = await Ticket.filter(status__in=LIVE).select_related("member", "assignee").order_by("created_at").limit(limit)
+    return sorted(rows, key=lambda t: queue_key(t, now))
+
+
+async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
+    """Take an unassigned ticket; exactly one of several concurrent claims wins."""
+    done = await Ticket.filter(id=ticket_id, status="open", assignee_id=None).update(
+        status="claimed", assignee_id=staff_id, claimed_at=utcnow())
+    if done:
+        await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "claimed"})
+    return bool(done)
+
+
+async def assign(services: "Services", ticket_id: int, to_staff_id: int, *, expected_assignee: int | None) -> bool:
+    """Hand a ticket over, only if it is still with ``expected_assignee`` (compare and set)."""
+    done = await Ticket.filter(id=ticket_id, status__in=LIVE, assignee_id=expected_assignee).update(
+        status="claimed", assignee_id=to_staff_id, claimed_at=utcnow())
+    if done:
+        await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "assigned"})
+    return bool(done)
+
+
+async def release(services: "Services", ticket_id: int, staff_id: int) -> bool:
+    done = await Ticket.filter(id=ticket_id, status="claimed", assignee_id=staff_id).update(
+        status="open", assignee_id=None, claimed_at=None)
+    if done:
+        await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "released"})
+    return bool(done)
+
+
+class ReplyRefused(Exception):
+    """The ticket is closed or owned by someone else."""
+
+
+@dataclass(slots=True)
+class Sent:
+    message: TicketMessage
+    delivered: bool  # False: the member has no reachable channel
+
+
+async def agent_reply(services: "Services", ticket: Ticket, staff_id: int, text: str, nonce: str) -> Sent:
+    """Send the agent's reply on the member's own channel, once per form nonce."""
+    if ticket.status == "closed":
+        raise ReplyRefused("closed")
+    if ticket.assignee_id not in (None, staff_id):
+        raise ReplyRefused("owned by another agent")
+    if ticket.assignee_id is None:
+        if not await claim(services, ticket.id, staff_id):
+            raise ReplyRefused("owned by another agent")
+    old = await TicketMessage.get_or_none(nonce=nonce)
+    if old:
+        return Sent(old, old.outbox_id is not None)
+    try:
+        msg = await TicketMessage.create(ticket_id=ticket.id, author="agent", staff_id=staff_id, text=text, nonce=nonce)
+    except IntegrityError:
+        old = await TicketMessage.get(nonce=nonce)
+        return Sent(old, old.outbox_id is not None)
+    row = await send_to_member(services, ticket, Reply(text=text, kind="agent"), purpose="agent",
+                               key=f"agent:{msg.id}")
+    if row is not None:
+        await TicketMessage.filter(id=msg.id).update(outbox_id=row.id, channel=row.channel)
+        msg.outbox_id = row.id
+    await Ticket.filter(id=ticket.id, first_response_at=None).update(first_response_at=utcnow())
+    await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "reply"})
+    return Sent(msg, row is not None)
+
+
+async def send_to_member(services: "Services", ticket: Ticket, reply: Reply, *, purpose: str, key: str):  # type: ignore[no-untyped-def]
+    """On the ticket's channel when the member is still reachable there, else their latest."""
+    usable = await ChannelAccount.filter(member_id=ticket.member_id, channel=ticket.channel, active=True).exists()
+    return await services.outbox.to_member(ticket.member_id, reply, purpose=purpose, idempotency_key=key,
+                                           channel=ticket.channel if usable else None)
+
+
+async def add_member_message(services: "Services", ticket: Ticket, text: str, channel: str) -> TicketMessage:
+    msg = await TicketMessage.create(ticket_id=ticket.id, author="member", text=text[:4000], channel=channel)
+    await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "message"})
+    return msg
+
+
+def survey_reply(services: "Services", locale: str, ticket_id: int) -> Reply:
+    _ = services.translator.bind(locale)
+    return Reply(
+        text=_("Your request has been closed. How satisfied are you with our service? Reply with a number from 1 (very unsatisfied) to 5 (very satisfied)."),
+        choices=[Choice(label=str(n), action=f"sv:{ticket_id}:{n}") for n in range(1, 6)],
+        kind="survey",
+    )
+
+
+async def close(services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False) -> bool:
+    """Close once; the one close that wins sends the satisfaction survey."""
+    q = Ticket.filter(id=ticket_id, status__in=LIVE)
+    if not admin:  # an agent closes their own or an unassigned ticket
+        q = q.filter(Q(assignee_id=staff_id) | Q(assignee_id=None))
+    now = utcnow()
+    done = await q.update(status="closed", closed_at=now, open_key=None)
+    if not done:
+        return False
+    ticket = await Ticket.get(id=ticket_id).select_related("member")
+    await TicketMessage.create(ticket_id=ticket.id, author="system", text="closed")
+    if await Ticket.filter(id=ticket_id, survey_sent_at=None).update(survey_sent_at=now):
+        await send_to_member(services, ticket, survey_reply(services, ticket.member.locale, ticket.id),
+                             purpose="survey", key=f"survey:{ticket.id}")
+    await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "closed"})
+    return True
+
+
+async def record_survey(services: "Services", member_id: int, score: int, ticket_id: int | None = None) -> Ticket | None:
+    """Store the 1–5 answer once, on the named ticket or the member's latest surveyed one."""
+    if not 1 <= score <= 5:
+        return None
+    q = Ticket.filter(member_id=member_id, status="closed", survey_score=None, survey_sent_at__not_isnull=True,
+                      survey_sent_at__gte=utcnow() - SURVEY_WINDOW)
+    if ticket_id is not None:
+        q = q.filter(id=ticket_id)
+    ticket = await q.order_by("-survey_sent_at").first()
+    if ticket is None:
+        return None
+    done = await Ticket.filter(id=ticket.id, survey_score=None).update(survey_score=score, survey_at=utcnow())
+    if not done:
+        return None
+    await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "survey"})
+    ticket.survey_score = score
+    return ticket
+
+
+async def awaiting_survey(member_id: int) -> bool:
+    return await Ticket.filter(member_id=member_id, status="closed", survey_score=None,
+                               survey_sent_at__gte=utcnow() - SURVEY_WINDOW).exists()
+
+
+async def live_ticket(member_id: int) -> Ticket | None:
+    """The member's open or claimed ticket (an agent owning it keeps the bot quiet)."""
+    return await Ticket.get_or_none(open_key=member_id)

@@ -1,0 +1,211 @@
+"""The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiohttp import web
+from tortoise.exceptions import IntegrityError
+
+from bot.app_keys import SERVICES
+from bot.staff.auth import require_role
+from bot.staff.models import StaffUser
+from bot.web import render
+from community.inbox import events, service
+from community.inbox.models import Ticket, TicketMessage
+from community.inbox.view import minutes_left, ticket_view
+from community.models import KnowledgeItem
+from community.qa.models import Question
+
+TEMPLATES = Path(__file__).parent / "templates"
+AGENTS = ("agent",)  # admin passes every role check
+MAX_REPLY = 4000
+SSE_KEEPALIVE = 15.0
+SSE_STOP: web.AppKey[asyncio.Event] = web.AppKey("inbox_sse_stop", asyncio.Event)
+
+
+def _ticket_id(request: web.Request) -> int:
+    raw = request.match_info["ticket_id"]
+    if not raw.isdigit():
+        raise web.HTTPNotFound(text="No such ticket.")
+    return int(raw)
+
+
+async def _ticket(request: web.Request) -> Ticket:
+    ticket = await Ticket.get_or_none(id=_ticket_id(request)).select_related("member", "assignee")
+    if ticket is None:
+        raise web.HTTPNotFound(text="No such ticket.")
+    return ticket
+
+
+def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"/inbox/t/{ticket_id}" + (f"?flash={flash}" if flash else ""))
+
+
+async def _queue_rows() -> list[dict]:
+    now = datetime.now(timezone.utc)
+    rows = []
+    for t in await service.queue():
+        rows.append({
+            "t": t,
+            "breached": service.sla_breached(t, now),
+            "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
+            "resolution_left": minutes_left(t.resolution_due, now),
+            "age": int((now - t.created_at).total_seconds() // 60),
+        })
+    return rows
+
+
+@require_role(*AGENTS)
+async def queue_page(request: web.Request) -> web.Response:
+    return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
+                  rows=await _queue_rows(), flash=request.query.get("flash", ""))
+
+
+@require_role(*AGENTS)
+async def queue_fragment(request: web.Request) -> web.Response:
+    return render(request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"],
+                  rows=await _queue_rows())
+
+
+@require_role(*AGENTS)
+async def ticket_page(request: web.Request) -> web.Response:
+    ticket = await _ticket(request)
+    view = await ticket_view(request.app[SERVICES], ticket)
+    staff = request["staff"]
+    agents = await StaffUser.filter(active=True).order_by("username") if staff.has_role("admin") else []
+    return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
+                  messages=view.messages, ticket=ticket,
+                  agents=[a for a in agents if a.has_role("agent")], nonce=secrets.token_urlsafe(16),
+                  flash=request.query.get("flash", ""))
+
+
+@require_role(*AGENTS)
+async def messages_fragment(request: web.Request) -> web.Response:
+    ticket = await _ticket(request)
+    messages = await TicketMessage.filter(ticket_id=ticket.id).order_by("id").select_related("staff")
+    return render(request, "inbox_messages.html", messages=messages, ticket=ticket, staff=request["staff"],
+                  csrf_token=request["csrf_token"])
+
+
+@require_role(*AGENTS)
+async def claim(request: web.Request) -> web.Response:
+    tid = _ticket_id(request)
+    ok = await service.claim(request.app[SERVICES], tid, request["staff"].id)
+    raise _back(tid, "" if ok else "taken")
+
+
+@require_role(*AGENTS)
+async def release(request: web.Request) -> web.Response:
+    tid = _ticket_id(request)
+    await service.release(request.app[SERVICES], tid, request["staff"].id)
+    raise web.HTTPSeeOther("/inbox")
+
+
+@require_role("admin")
+async def assign(request: web.Request) -> web.Response:
+    tid = _ticket_id(request)
+    form = await request.post()
+    to = str(form.get("staff_id", ""))
+    expected = str(form.get("expected", ""))
+    if not to.isdigit() or not await StaffUser.filter(id=int(to), active=True).exists():
+        raise web.HTTPBadRequest(text="Choose an agent.")
+    ok = await service.assign(request.app[SERVICES], tid, int(to),
+                              expected_assignee=int(expected) if expected.isdigit() else None)
+    raise _back(tid, "" if ok else "changed")
+
+
+@require_role(*AGENTS)
+async def reply(request: web.Request) -> web.Response:
+    ticket = await _ticket(request)
+    form = await request.post()
+    text = str(form.get("text", "")).strip()
+    nonce = str(form.get("nonce", ""))[:64]
+    if not text or len(text) > MAX_REPLY:
+        raise web.HTTPBadRequest(text=f"The reply must have 1 to {MAX_REPLY} characters.")
+    if len(nonce) < 8:
+        raise web.HTTPBadRequest(text="Reload the page and send again.")
+    try:
+        sent = await service.agent_reply(request.app[SERVICES], ticket, request["staff"].id, text, nonce)
+    except service.ReplyRefused:
+        raise _back(ticket.id, "refused") from None
+    raise _back(ticket.id, "" if sent.delivered else "unreachable")
+
+
+@require_role(*AGENTS)
+async def close(request: web.Request) -> web.Response:
+    tid = _ticket_id(request)
+    staff = request["staff"]
+    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"))
+    raise _back(tid, "" if ok else "refused")
+
+
+@require_role(*AGENTS)
+async def publish(request: web.Request) -> web.Response:
+    """Turn a good agent reply into a draft knowledge item for reviewers."""
+    ticket = await _ticket(request)
+    form = await request.post()
+    raw = str(form.get("message_id", ""))
+    msg = await TicketMessage.get_or_none(id=int(raw), ticket_id=ticket.id, author="agent") if raw.isdigit() else None
+    if msg is None:
+        raise web.HTTPBadRequest(text="Choose one of your replies on this ticket.")
+    question = await Question.get_or_none(id=ticket.question_id) if ticket.question_id else None
+    title = str(form.get("title", "")).strip() or (question.text if question else ticket.summary) or msg.text
+    try:
+        await KnowledgeItem.create(
+            key=f"agent-reply-{msg.id}", locale=ticket.member.locale, title=title[:255], variants=[],
+            answer=msg.text, category=question.category if question else "", status="draft",
+            tags=["from-agent", f"ticket:{ticket.id}"],
+        )
+    except IntegrityError:
+        raise _back(ticket.id, "already-drafted") from None
+    raise _back(ticket.id, "drafted")
+
+
+@require_role(*AGENTS)
+async def sse(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``data:`` line per inbox change; pages re-fetch what changed."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    stop = request.app[SSE_STOP]
+    waited = 0.0
+    try:
+        async with events.subscribe(request.app[SERVICES]) as sub:
+            await resp.write(b"retry: 3000\n: connected\n\n")
+            while not stop.is_set():
+                item = await sub.get(timeout=1.0)
+                if item is None:
+                    waited += 1.0
+                    if waited >= SSE_KEEPALIVE:
+                        waited = 0.0
+                        await resp.write(b": keep-alive\n\n")
+                    continue
+                waited = 0.0
+                await resp.write(f"data: {json.dumps(item, ensure_ascii=False)}\n\n".encode())
+    except ConnectionResetError:  # the page went away
+        pass
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    app[SSE_STOP] = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[SSE_STOP].set()
+
+    app.on_shutdown.append(stop_streams)
+    app.router.add_get("/inbox", queue_page)
+    app.router.add_get("/inbox/queue", queue_fragment)
+    app.router.add_get("/inbox/events", sse)
+    app.router.add_get("/inbox/t/{ticket_id}", ticket_page)
+    app.router.add_get("/inbox/t/{ticket_id}/messages", messages_fragment)
+    app.router.add_post("/inbox/t/{ticket_id}/claim", claim)
+    app.router.add_post("/inbox/t/{ticket_id}/release", release)
+    app.router.add_post("/inbox/t/{ticket_id}/assign", assign)
+    app.router.add_post("/inbox/t/{ticket_id}/reply", reply)
+    app.router.add_post("/inbox/t/{ticket_id}/close", close)
+    app.router.add_post("/inbox/t/{ticket_id}/publish", publish)

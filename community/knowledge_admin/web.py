@@ -1,0 +1,220 @@
+"""/admin/knowledge: list, search, edit, diff, approve/reject with a reason, retire,
+candidate variants and "knowledge wanted".
+
+Agents (and reviewers) read and write drafts; only reviewers (admin passes every check)
+approve, reject, retire, mark notices and accept learned variants.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+from tortoise.expressions import Q
+
+from bot.app_keys import SERVICES
+from bot.i18n import N_
+from bot.settings import Settings
+from bot.staff.auth import require_role
+from bot.staff.web import STAFF_LINKS
+from bot.web import add_template_dir, render
+from community.knowledge_admin import learning, service, wanted
+from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
+from community.models import STATUSES, KnowledgeItem
+
+TEMPLATES = Path(__file__).parent / "templates"
+WRITERS = ("agent", "reviewer")
+REVIEWERS = ("reviewer",)
+PAGE = 100
+
+
+def _ctx(request: web.Request, **kw: Any) -> dict[str, Any]:
+    return {"staff": request["staff"], "csrf_token": request["csrf_token"], **kw}
+
+
+def _form_data(form: Any) -> dict[str, Any]:
+    title = str(form.get("title", "")).strip()[:255]
+    answer = str(form.get("answer", "")).strip()
+    if not title or not answer:
+        raise web.HTTPBadRequest(text="Title and answer are required.")
+    locale = str(form.get("locale", "zh_CN"))
+    if locale not in ("zh_CN", "zh_TW", "en"):
+        raise web.HTTPBadRequest(text="Unknown locale.")
+    try:
+        difficulty = min(5, max(1, int(form.get("difficulty", 1) or 1)))
+    except ValueError:
+        raise web.HTTPBadRequest(text="Difficulty must be 1-5.") from None
+    code = str(form.get("sms_code", "")).strip().upper() or None
+    if code and not (code.isascii() and code.isalnum() and len(code) <= 16):
+        raise web.HTTPBadRequest(text="SMS code must be letters and digits.")
+    return {
+        "title": title, "answer": answer[:20000], "locale": locale, "difficulty": difficulty, "sms_code": code,
+        "category": str(form.get("category", "")).strip()[:32],
+        "variants": [v.strip()[:255] for v in str(form.get("variants", "")).splitlines() if v.strip()][:100],
+        "tags": [t.strip() for t in re.split(r"[,，]", str(form.get("tags", ""))) if t.strip()][:20],
+    }
+
+
+@require_role(*WRITERS)
+async def item_list(request: web.Request) -> web.Response:
+    q = request.query.get("q", "").strip()
+    status = request.query.get("status", "")
+    qs = KnowledgeItem.all()
+    if status in STATUSES:
+        qs = qs.filter(status=status)
+    if q:
+        qs = qs.filter(Q(title__icontains=q) | Q(answer__icontains=q) | Q(key__icontains=q))
+    items = await qs.order_by("-updated_at").limit(PAGE)
+    pending = await KnowledgeVersion.filter(state="pending").order_by("created_at").prefetch_related("item").limit(PAGE)
+    notices = await service.notices(10)
+    return render(request, "knowledge_list.html", **_ctx(request, items=items, q=q, status_filter=status,
+                  statuses=STATUSES, pending=pending, notices=notices,
+                  can_review=service.can_approve(request["staff"])))
+
+
+@require_role(*WRITERS)
+async def item_new(request: web.Request) -> web.Response:
+    if request.method == "POST":
+        form = await request.post()
+        data = _form_data(form)
+        key = str(form.get("key", "")).strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}", key):
+            raise web.HTTPBadRequest(text="Key: letters, digits, _ . - only.")
+        if await KnowledgeItem.exists(key=key, locale=data["locale"]):
+            raise web.HTTPBadRequest(text="An item with this key and locale exists.")
+        item, _v = await service.create_item(key, data, service.author_of(request["staff"]),
+                                             submit=bool(form.get("submit")), reason=str(form.get("reason", "")))
+        raise web.HTTPFound(f"/admin/knowledge/{item.id}")
+    return render(request, "knowledge_edit.html", **_ctx(request, item=None, versions=[], candidates=[],
+                  can_review=service.can_approve(request["staff"])))
+
+
+async def _item(request: web.Request) -> KnowledgeItem:
+    item = await KnowledgeItem.get_or_none(id=int(request.match_info["item_id"]))
+    if item is None:
+        raise web.HTTPNotFound(text="No such item.")
+    return item
+
+
+@require_role(*WRITERS)
+async def item_edit(request: web.Request) -> web.Response:
+    item = await _item(request)
+    if request.method == "POST":
+        form = await request.post()
+        await service.propose(item, _form_data(form), service.author_of(request["staff"]),
+                              submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
+        raise web.HTTPFound(f"/admin/knowledge/{item.id}")
+    versions = await KnowledgeVersion.filter(item_id=item.id).order_by("-number")
+    candidates = await CandidateVariant.filter(item_id=item.id, status="candidate").order_by("-updated_at")
+    return render(request, "knowledge_edit.html", **_ctx(request, item=item, versions=versions,
+                  candidates=candidates, can_review=service.can_approve(request["staff"])))
+
+
+@require_role(*WRITERS)
+async def item_diff(request: web.Request) -> web.Response:
+    item = await _item(request)
+    try:
+        a, b = int(request.query.get("a", "0")), int(request.query.get("b", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="a and b are version numbers.") from None
+    va = await KnowledgeVersion.get_or_none(item_id=item.id, number=a)
+    vb = await KnowledgeVersion.get_or_none(item_id=item.id, number=b)
+    if va is None or vb is None:
+        raise web.HTTPNotFound(text="No such version.")
+    return render(request, "knowledge_diff.html", **_ctx(request, item=item, a=va, b=vb,
+                  lines=service.diff(va, vb)))
+
+
+async def _version(request: web.Request) -> KnowledgeVersion:
+    v = await KnowledgeVersion.get_or_none(id=int(request.match_info["version_id"]))
+    if v is None:
+        raise web.HTTPNotFound(text="No such version.")
+    return v
+
+
+@require_role(*REVIEWERS)
+async def version_decide(request: web.Request) -> web.Response:
+    v = await _version(request)
+    form = await request.post()
+    reason = str(form.get("reason", "")).strip()[:2000]
+    try:
+        if request.match_info["verdict"] == "approve":
+            await service.approve(v, request["staff"], reason, kb=request.app[SERVICES].kb)
+        else:
+            await service.reject(v, request["staff"], reason)
+    except service.BadState as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    raise web.HTTPFound(f"/admin/knowledge/{v.item_id}")
+
+
+@require_role(*REVIEWERS)
+async def item_retire(request: web.Request) -> web.Response:
+    item = await _item(request)
+    reason = str((await request.post()).get("reason", "")).strip()[:2000]
+    await service.retire(item, request["staff"], reason, kb=request.app[SERVICES].kb)
+    raise web.HTTPFound(f"/admin/knowledge/{item.id}")
+
+
+@require_role(*REVIEWERS)
+async def item_notice(request: web.Request) -> web.Response:
+    item = await _item(request)
+    item.is_notice = (await request.post()).get("notice") == "1"
+    await item.save(update_fields=["is_notice", "updated_at"])
+    raise web.HTTPFound(f"/admin/knowledge/{item.id}")
+
+
+@require_role(*WRITERS)
+async def candidates(request: web.Request) -> web.Response:
+    rows = await CandidateVariant.filter(status="candidate").order_by("-updated_at").limit(PAGE * 2)
+    titles = dict(await KnowledgeItem.filter(id__in=[r.item_id for r in rows]).values_list("id", "title"))
+    return render(request, "knowledge_candidates.html", **_ctx(request, rows=rows, titles=titles,
+                  can_review=service.can_approve(request["staff"])))
+
+
+@require_role(*REVIEWERS)
+async def candidate_decide(request: web.Request) -> web.Response:
+    cv = await CandidateVariant.get_or_none(id=int(request.match_info["cand_id"]))
+    if cv is None:
+        raise web.HTTPNotFound(text="No such candidate.")
+    who = service.author_of(request["staff"])
+    if request.match_info["verdict"] == "accept":
+        await learning.accept(request.app[SERVICES], cv, who)
+    else:
+        await learning.reject(cv, who)
+    raise web.HTTPFound(request.headers.get("Referer") or "/admin/knowledge/candidates")
+
+
+@require_role(*WRITERS)
+async def wanted_page(request: web.Request) -> web.Response:
+    return render(request, "knowledge_wanted.html", **_ctx(request, clusters=await wanted.knowledge_wanted()))
+
+
+async def _hooks(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    service.configure(services)
+    services.extras["on_pick"] = learning.on_pick
+    services.extras["on_feedback"] = learning.on_feedback
+    services.extras["on_ticket_resolved"] = learning.on_ticket_resolved
+    yield
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    add_template_dir(TEMPLATES)
+    r = app.router
+    r.add_get("/admin/knowledge", item_list)
+    r.add_route("*", "/admin/knowledge/new", item_new)
+    r.add_get("/admin/knowledge/candidates", candidates)
+    r.add_post(r"/admin/knowledge/candidates/{cand_id:\d+}/{verdict:accept|reject}", candidate_decide)
+    r.add_get("/admin/knowledge/wanted", wanted_page)
+    r.add_route("*", r"/admin/knowledge/{item_id:\d+}", item_edit)
+    r.add_get(r"/admin/knowledge/{item_id:\d+}/diff", item_diff)
+    r.add_post(r"/admin/knowledge/{item_id:\d+}/retire", item_retire)
+    r.add_post(r"/admin/knowledge/{item_id:\d+}/notice", item_notice)
+    r.add_post(r"/admin/knowledge/versions/{version_id:\d+}/{verdict:approve|reject}", version_decide)
+    app.cleanup_ctx.append(_hooks)
+    entry = ("/admin/knowledge", N_("Knowledge base"), WRITERS)
+    if entry not in STAFF_LINKS:
+        STAFF_LINKS.append(entry)

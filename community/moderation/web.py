@@ -1,0 +1,70 @@
+"""``/admin/moderation``: the review queue (approve/reject with a reason) and the watch list."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.staff.auth import require_role
+from bot.web import render
+from community.moderation import service
+from community.moderation.models import ACTIONS, KINDS, ModerationAudit, ReviewItem, WatchedWord
+
+TEMPLATES = Path(__file__).parent / "templates"
+REVIEWERS = ("reviewer",)  # admin passes every role check
+
+
+async def _page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    items = await ReviewItem.filter(status="pending").order_by("id").limit(100)
+    words = await WatchedWord.filter(active=True).order_by("id")
+    log = await ModerationAudit.all().order_by("-id").limit(50)
+    return render(request, "moderation.html", status=status, staff=request["staff"],
+                  csrf_token=request["csrf_token"], items=items, words=words, log=log, kinds=KINDS,
+                  actions=ACTIONS, error=error)
+
+
+@require_role(*REVIEWERS)
+async def moderation_page(request: web.Request) -> web.Response:
+    return await _page(request)
+
+
+@require_role(*REVIEWERS)
+async def decide(request: web.Request) -> web.Response:
+    raw = request.match_info["item_id"]
+    form = await request.post()
+    verdict = str(form.get("decision", ""))
+    reason = str(form.get("reason", "")).strip()
+    if not raw.isdigit() or verdict not in ("approve", "reject"):
+        raise web.HTTPBadRequest(text="Choose approve or reject.")
+    if verdict == "reject" and not reason:
+        return await _page(request, error="reason", status=400)
+    await service.decide(int(raw), approve=verdict == "approve", reason=reason,
+                         reviewer=request["staff"].username)
+    raise web.HTTPSeeOther("/admin/moderation")
+
+
+@require_role(*REVIEWERS)
+async def add_word(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
+                               replacement=str(form.get("replacement", "***")), note=str(form.get("note", "")),
+                               actor=f"staff:{request['staff'].username}")
+    except ValueError as exc:
+        return await _page(request, error=str(exc), status=400)
+    raise web.HTTPSeeOther("/admin/moderation")
+
+
+@require_role(*REVIEWERS)
+async def remove_word(request: web.Request) -> web.Response:
+    raw = request.match_info["word_id"]
+    if raw.isdigit():
+        await service.remove_word(int(raw), actor=f"staff:{request['staff'].username}")
+    raise web.HTTPSeeOther("/admin/moderation")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/moderation", moderation_page)
+    app.router.add_post("/admin/moderation/items/{item_id}", decide)
+    app.router.add_post("/admin/moderation/words", add_word)
+    app.router.add_post("/admin/moderation/words/{word_id}/remove", remove_word)

@@ -1,0 +1,55 @@
+"""Community pages and background work: agent inbox, community questions, moderation.
+
+``setup`` wires the routes, the templates, the staff links, the review callbacks and the
+periodic question-deadline check.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot.app_keys import SERVICES
+from bot.i18n import N_
+from bot.settings import Settings
+from bot.staff.web import STAFF_LINKS
+from bot.web import add_template_dir
+from community.inbox import web as inbox_web
+from community.moderation import service as moderation
+from community.moderation import web as moderation_web
+from community.qa import service as qa
+from community.qa import web as qa_web
+from community.qa.deadlines import run_deadline_loop
+
+LINKS = [
+    ("/inbox", N_("Agent inbox"), ("agent",)),
+    ("/admin/moderation", N_("Moderation"), ("reviewer",)),
+    ("/questions", N_("Community questions"), ()),
+]
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    for module in (inbox_web, qa_web, moderation_web):
+        add_template_dir(module.TEMPLATES)
+        module.add_routes(app)
+    for entry in LINKS:
+        if entry not in STAFF_LINKS:
+            STAFF_LINKS.append(entry)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        services = app[SERVICES]
+        moderation.invalidate()  # the watch list is read from this app's database
+        for kind in ("question", "answer"):
+            moderation.on_review(kind, lambda cid, ok, kind=kind: qa.on_review(services, kind, cid, ok))
+        services.extras["moderation"] = moderation  # contributions and forwards screen through this
+        task = None
+        if settings.qa_deadline_check_seconds > 0:
+            task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),
+                                       name="qa-deadlines")
+        yield
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(background)

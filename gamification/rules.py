@@ -1,0 +1,107 @@
+"""Scoring rules loaded from ``rules.yaml``: data, not code, so operators tune them."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RULES_PATH = Path(__file__).with_name("rules.yaml")
+
+
+@dataclass(frozen=True)
+class EventRule:
+    points: int
+    exempt_from_daily_cap: bool = False
+    hourly_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    events: dict[str, EventRule]
+    daily_cap: int
+    difficulty_weights: dict[int, float]
+    breadth_new: float
+    breadth_repeat: float
+    per_item_cap: int
+    per_recipient_daily_cap: int
+    per_fingerprint_daily_cap: int
+    min_ratings: int
+    credible_rate: float
+    credible_multiplier: float
+    poor_rate: float
+    poor_multiplier: float
+    ring_window_days: int
+    ring_min_each_way: int
+    expiry_days: int
+    expiry_reminder_days: int
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def event(self, name: str) -> EventRule | None:
+        return self.events.get(name)
+
+    def difficulty_weight(self, difficulty: int | None) -> float:
+        if not self.difficulty_weights:
+            return 1.0
+        d = max(min(int(difficulty or 1), max(self.difficulty_weights)), min(self.difficulty_weights))
+        return self.difficulty_weights.get(d, 1.0)
+
+    def forward_points(self, difficulty: int | None, new_person: bool, credibility_multiplier: float = 1.0) -> int:
+        """base × difficulty weight × breadth factor × credibility, rounded half up, at least 1."""
+        rule = self.events.get("forward_engaged")
+        if rule is None or rule.points <= 0:
+            return 0
+        breadth = self.breadth_new if new_person else self.breadth_repeat
+        value = rule.points * self.difficulty_weight(difficulty) * breadth * credibility_multiplier
+        return max(1, math.floor(value + 0.5))
+
+
+def parse_rules(data: dict[str, Any]) -> Rules:
+    """Validate a rules mapping (clear ValueError on a bad file, never a half-loaded one)."""
+    try:
+        events = {
+            str(name): EventRule(
+                points=int(spec["points"]),
+                exempt_from_daily_cap=bool(spec.get("exempt_from_daily_cap", False)),
+                hourly_limit=int(spec["hourly_limit"]) if spec.get("hourly_limit") is not None else None,
+            )
+            for name, spec in (data.get("events") or {}).items()
+        }
+        fwd = data.get("forward") or {}
+        cred = data.get("credibility") or {}
+        ring = data.get("ring") or {}
+        exp = data.get("expiry") or {}
+        rules = Rules(
+            events=events,
+            daily_cap=int(data.get("daily_cap", 200)),
+            difficulty_weights={int(k): float(v) for k, v in (fwd.get("difficulty_weights") or {}).items()},
+            breadth_new=float((fwd.get("breadth") or {}).get("new_person", 1.0)),
+            breadth_repeat=float((fwd.get("breadth") or {}).get("repeat_person", 1.0)),
+            per_item_cap=int(fwd.get("per_item_cap", 20)),
+            per_recipient_daily_cap=int(fwd.get("per_recipient_daily_cap", 3)),
+            per_fingerprint_daily_cap=int(fwd.get("per_fingerprint_daily_cap", 2)),
+            min_ratings=int(cred.get("min_ratings", 5)),
+            credible_rate=float(cred.get("credible_rate", 0.9)),
+            credible_multiplier=float(cred.get("credible_multiplier", 1.0)),
+            poor_rate=float(cred.get("poor_rate", 0.5)),
+            poor_multiplier=float(cred.get("poor_multiplier", 1.0)),
+            ring_window_days=int(ring.get("window_days", 30)),
+            ring_min_each_way=int(ring.get("min_each_way", 3)),
+            expiry_days=int(exp.get("days", 365)),
+            expiry_reminder_days=int(exp.get("reminder_days", 30)),
+            raw=data,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"invalid gamification rules: {exc}") from exc
+    if any(r.points < 0 for r in rules.events.values()) or rules.daily_cap < 0:
+        raise ValueError("invalid gamification rules: points and caps must not be negative")
+    return rules
+
+
+@lru_cache(maxsize=4)
+def load_rules(path: str | None = None) -> Rules:
+    with open(path or RULES_PATH, encoding="utf-8") as fh:
+        return parse_rules(yaml.safe_load(fh) or {})

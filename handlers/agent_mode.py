@@ -1,0 +1,33 @@
+"""While an agent owns a member's ticket, the bot stays quiet and forwards to the ticket;
+while the ticket waits for an agent, messages are copied onto it and the bot still answers.
+
+Registered first in ``HANDLER_MODULES`` so it wraps every other handler and middleware.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.messages import Reply
+from community.inbox import service as inbox
+from handlers.router import Context, Router
+
+router = Router("agent_mode")
+
+
+@router.middleware
+async def agent_mode(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
+    inc = ctx.incoming
+    if inc.event or (not inc.text and not inc.action):
+        return await call_next()
+    ticket = await inbox.live_ticket(ctx.member.id)
+    if ticket is None:
+        return await call_next()
+    text = ctx.text or f"[{inc.action}]"
+    if ticket.status != "claimed":
+        # waiting for an agent: the bot still helps, and the agent will see what was said
+        if ctx.text:
+            await inbox.add_member_message(ctx.services, ticket, text, ctx.channel)
+        return await call_next()
+    await inbox.add_member_message(ctx.services, ticket, text, ctx.channel)
+    ctx.extra["kind"] = "to_agent"
+    return []  # the agent answers from the inbox

@@ -1,0 +1,52 @@
+"""Members grow the knowledge base: 我来补充 / /contribute, and 公告 / /notices."""
+from __future__ import annotations
+
+from bot.messages import Reply
+from community.knowledge_admin import service
+from handlers.router import Context, Router
+
+router = Router("contribute")
+
+
+@router.command("contribute", "我来补充", "我來補充", "补充", help="Add to the knowledge base")
+async def start(ctx: Context) -> Reply:
+    if ctx.args.strip():
+        return await _save(ctx, ctx.args)
+    ctx.state["await"] = "contribute"
+    return Reply(text=ctx._("Thank you for helping! Send the question on the first line and the answer on the "
+                            "next lines. To improve an answer you just got, send #<item number> and your text."),
+                 kind="contribute")
+
+
+@router.state("contribute")
+async def receive(ctx: Context) -> Reply:
+    ctx.state.pop("await", None)
+    return await _save(ctx, ctx.text)
+
+
+async def _save(ctx: Context, text: str) -> Reply:
+    text = text.strip()
+    item_id = None
+    if text.startswith("#"):
+        head, _, rest = text[1:].partition(" ")
+        if head.isdigit() and rest.strip():
+            item_id, text = int(head), rest
+    if len(text) < 4:
+        return Reply(text=ctx._("That is a bit short. Please send a question and its answer."), kind="contribute")
+    c = await service.contribute(ctx.member.id, ctx.channel, text[:4000], item_id, ctx.locale)
+    return Reply(text=ctx._("Thanks! Your contribution #%(id)s is waiting for review. We will tell you the outcome.",
+                            id=c.id), kind="contribute")
+
+
+@router.command("notices", "公告", "通知", help="Latest announcements")
+async def notices(ctx: Context) -> Reply:
+    items = await service.notices(5, ctx.locale)
+    if not items:
+        return Reply(text=ctx._("There are no announcements right now."), kind="notices")
+    seen = ctx.state.get("notices_seen", 0)
+    lines = [ctx._("Announcements:")]
+    for i in items:
+        mark = ctx._("[new] ") if i.id > seen else ""
+        lines.append(f"{mark}{i.title}\n{i.answer.strip()}")
+    ctx.state["notices_seen"] = max(i.id for i in items)
+    return Reply(text="\n\n".join(lines), kind="notices")

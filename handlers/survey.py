@@ -1,0 +1,42 @@
+"""The one-question satisfaction survey after a ticket closes: a 1–5 answer."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.messages import Reply
+from community.inbox import service as inbox
+from handlers.router import Context, Router
+
+router = Router("survey")
+
+
+def _thanks(ctx: Context, score: int) -> Reply:
+    if score <= 2:
+        text = ctx._("Thank you for rating us %(score)s. We are sorry we fell short; your feedback goes to our service team.", score=score)
+    else:
+        text = ctx._("Thank you for rating us %(score)s!", score=score)
+    return Reply(text=text, kind="survey_answer")
+
+
+@router.middleware
+async def survey_digit(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
+    """A bare 1–5 right after a survey is the answer, even on SMS where the survey's
+    numbered choices were not the last inline reply."""
+    text = ctx.text
+    if not ctx.incoming.action and len(text) == 1 and text in "12345" and await inbox.awaiting_survey(ctx.member.id):
+        ticket = await inbox.record_survey(ctx.services, ctx.member.id, int(text))
+        if ticket is not None:
+            ctx.state.pop("choices", None)
+            return [_thanks(ctx, int(text))]
+    return await call_next()
+
+
+@router.action("sv")
+async def survey_button(ctx: Context) -> Reply:
+    raw_ticket, _, raw_score = ctx.args.partition(":")
+    if not (raw_ticket.isdigit() and raw_score.isdigit()):
+        return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
+    ticket = await inbox.record_survey(ctx.services, ctx.member.id, int(raw_score), int(raw_ticket))
+    if ticket is None:
+        return Reply(text=ctx._("Thanks, we already have your rating for this request."), kind="survey_answer")
+    return _thanks(ctx, int(raw_score))

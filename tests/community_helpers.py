@@ -1,0 +1,45 @@
+"""Shared helpers for the community / inbox tests: chatting, staff login, CSRF tokens."""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from bot.models import OutboxMessage
+from bot.staff.auth import create_staff
+
+PASSWORD = "secret-pass-1"
+NO_ANSWER = "我家的猫为什么总是半夜唱京剧"
+
+
+async def chat(client: Any, user: str, **body: Any) -> list[dict]:
+    resp = await client.post("/api/v1/chat", json={"user": user, **body})
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["replies"]
+
+
+async def staff_login(client: Any, username: str, roles: list[str]) -> None:
+    await create_staff(username, PASSWORD, roles)
+    resp = await client.post("/login", data={"username": username, "password": PASSWORD, "next": "/staff"},
+                             allow_redirects=False)
+    assert resp.status == 302, await resp.text()
+
+
+async def csrf(client: Any, path: str) -> tuple[str, str]:
+    """The page's HTML and its CSRF token."""
+    resp = await client.get(path)
+    assert resp.status == 200, await resp.text()
+    html = await resp.text()
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no csrf token on " + path
+    return html, m.group(1)
+
+
+async def wait_sent(**filters: Any) -> OutboxMessage:
+    """The outbox row once the worker has sent it (the web chat sender stores delivery)."""
+    for _ in range(200):
+        row = await OutboxMessage.filter(**filters).order_by("-id").first()
+        if row is not None and row.status == "sent":
+            return row
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not sent: {filters} -> {row and row.status}")

@@ -1,0 +1,101 @@
+"""Headless Chromium drives /inbox: login, claim, reply, close; member text stays text;
+no CSRF token or the wrong role is refused."""
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from bot.app_keys import SERVICES
+from bot.models import OutboxMessage
+from bot.staff.auth import create_staff
+from community.inbox.models import Ticket
+from tests.community_helpers import PASSWORD, chat, wait_sent
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def login(page, base: str, username: str) -> None:  # type: ignore[no-untyped-def]
+    await page.goto(f"{base}/login?next=/inbox")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_load_state()
+
+
+async def test_agent_claims_replies_and_closes(client, browser) -> None:
+    base = str(client.make_url("")).rstrip("/")
+    await create_staff("agnes", PASSWORD, ["agent"])
+    await chat(client, "b1", text="人工")
+    await chat(client, "b1", text='<script>document.title="pwned"</script><img src=x onerror="window.pwned=1">网速慢')
+    ticket = await Ticket.get(member__accounts__external_id="b1")
+    page = await browser.new_page()
+    await login(page, base, "agnes")
+    assert page.url.endswith("/inbox")
+    await page.click(f"tr[data-ticket='{ticket.id}'] a")
+    await page.wait_for_selector("#claim")
+    # the member's markup is shown as text and never runs
+    body = await page.inner_text("#ticket-messages")
+    assert '<script>document.title="pwned"</script>' in body
+    assert await page.title() != "pwned" and await page.evaluate("window.pwned === undefined")
+    await page.click("#claim")
+    await page.wait_for_selector("#send")
+    await page.fill("#reply-text", "您好，已为您检查线路，请重启路由器。")
+    await page.click("#send")
+    await page.wait_for_selector("text=已为您检查线路")
+    sent = await wait_sent(channel="web", address="b1", purpose="agent")
+    assert "重启路由器" in sent.payload["text"]
+    await page.click("#close")
+    await page.wait_for_selector("text=Survey sent" if False else ".survey")
+    assert (await Ticket.get(id=ticket.id)).status == "closed"
+    await wait_sent(channel="web", address="b1", purpose="survey")
+
+
+async def test_live_update_shows_new_ticket_without_reload(client, browser) -> None:
+    base = str(client.make_url("")).rstrip("/")
+    await create_staff("lena", PASSWORD, ["agent"])
+    page = await browser.new_page()
+    await login(page, base, "lena")
+    await page.wait_for_timeout(300)  # EventSource connected
+    await chat(client, "b2", text="我要投诉")
+    ticket = await Ticket.get(member__accounts__external_id="b2")
+    await page.wait_for_selector(f"tr[data-ticket='{ticket.id}']", timeout=5000)
+
+
+async def test_requests_without_csrf_or_with_wrong_role_are_refused(client, browser) -> None:
+    base = str(client.make_url("")).rstrip("/")
+    await create_staff("otto", PASSWORD, ["agent"])
+    await chat(client, "b3", text="人工")
+    ticket = await Ticket.get(member__accounts__external_id="b3")
+    page = await browser.new_page()
+    await login(page, base, "otto")
+    # a form posted without the token (as a forged cross-site form would be)
+    status = await page.evaluate(
+        """async (id) => (await fetch('/inbox/t/' + id + '/claim', {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: ''})).status""", ticket.id)
+    assert status == 403
+    assert (await Ticket.get(id=ticket.id)).status == "open"
+    resp = await page.goto(f"{base}/admin/moderation")
+    assert resp is not None and resp.status == 403
+    assert await OutboxMessage.filter(purpose="agent").count() == 0
+    assert client.app[SERVICES] is not None

@@ -1,0 +1,172 @@
+"""Contract tests: the in-process stores and the Redis stores behave the same.
+
+Every test runs twice, ``memory`` and ``redis`` (a real redis-server on loopback, see
+tests/fixtures_services.py). The rate-limiter test uses two limiter instances on two
+connections, as two workers would.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.fanout import MemoryFanout, RedisFanout
+from bot.redis_stores import RedisDedupStore, RedisRateLimiter, RedisStateStore, make_redis
+from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+
+
+@dataclass
+class Backend:
+    name: str
+    dedup: Any
+    state: Any
+    limiter: Any
+    second_limiter: Any  # another "worker"'s limiter on the same shared state
+    fanout: Any
+    second_fanout: Any
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        limiter, fanout = MemoryRateLimiter(), MemoryFanout()
+        yield Backend("memory", MemoryDedupStore(), MemoryStateStore(), limiter, limiter, fanout, fanout)
+        return
+    url = request.getfixturevalue("fresh_redis_url")
+    r1, r2 = make_redis(url), make_redis(url)
+    f1, f2 = RedisFanout(r1), RedisFanout(r2)
+    yield Backend("redis", RedisDedupStore(r1), RedisStateStore(r1), RedisRateLimiter(r1),
+                  RedisRateLimiter(r2), f1, f2)
+    await f1.close()
+    await f2.close()
+    await r1.aclose()
+    await r2.aclose()
+
+
+async def test_dedup_claims_once_and_hands_the_result_to_retries(backend: Backend) -> None:
+    d = backend.dedup
+    assert await d.claim("web:m1", 60) is True
+    assert await d.claim("web:m1", 60) is False
+    assert await d.claim("web:m2", 60) is True
+    waiter = asyncio.create_task(d.wait_result("web:m1", timeout=2))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await d.store_result("web:m1", '[{"text": "你好"}]', 60)
+    assert await asyncio.wait_for(waiter, 2) == '[{"text": "你好"}]'
+    assert await d.wait_result("web:m1", timeout=0.01) == '[{"text": "你好"}]'
+
+
+async def test_dedup_concurrent_claims_have_one_winner(backend: Backend) -> None:
+    results = await asyncio.gather(*[backend.dedup.claim("tg:42", 60) for _ in range(50)])
+    assert results.count(True) == 1
+
+
+async def test_dedup_release_lets_the_retry_through(backend: Backend) -> None:
+    d = backend.dedup
+    assert await d.claim("sms:x", 60)
+    waiter = asyncio.create_task(d.wait_result("sms:x", timeout=2))
+    await asyncio.sleep(0.05)
+    await d.release("sms:x")
+    assert await asyncio.wait_for(waiter, 2) is None
+    assert await d.claim("sms:x", 60) is True
+    assert await d.wait_result("sms:x", timeout=0.05) is None  # new claim, no stale answer
+
+
+async def test_dedup_wait_times_out_and_unknown_keys_return_none(backend: Backend) -> None:
+    d = backend.dedup
+    assert await d.wait_result("never-claimed", timeout=0.05) is None
+    await d.claim("slow", 60)
+    t0 = time.monotonic()
+    assert await d.wait_result("slow", timeout=0.15) is None
+    assert 0.1 <= time.monotonic() - t0 < 1.0
+
+
+async def test_dedup_claim_expires(backend: Backend) -> None:
+    assert await backend.dedup.claim("exp", 1)
+    await asyncio.sleep(1.1)
+    assert await backend.dedup.claim("exp", 1) is True
+
+
+async def test_state_round_trip_delete_and_expiry(backend: Backend) -> None:
+    s = backend.state
+    assert await s.get("member:1") == {}
+    value = {"choices": ["kb:1", "kb:2"], "await": "post", "名字": "张三"}
+    await s.set("member:1", value, 60)
+    assert await s.get("member:1") == value
+    await s.set("member:1", {"a": 1}, 60)
+    assert await s.get("member:1") == {"a": 1}
+    await s.delete("member:1")
+    assert await s.get("member:1") == {}
+    await s.set("member:2", {"b": 2}, 1)
+    await asyncio.sleep(1.1)
+    assert await s.get("member:2") == {}
+
+
+async def test_rate_limiter_spaces_reservations(backend: Backend) -> None:
+    delays = [await backend.limiter.reserve("rate:tg", 10.0, 1) for _ in range(5)]
+    # slot k is k/10 s away (minus the time spent reserving)
+    for k, d in enumerate(delays):
+        assert k * 0.1 - 0.05 <= d <= k * 0.1 + 0.01, (k, d)
+
+
+async def test_rate_limiter_burst(backend: Backend) -> None:
+    delays = [await backend.limiter.reserve("rate:burst", 5.0, 3) for _ in range(5)]
+    assert delays[:3] == [0.0, 0.0, 0.0]
+    assert 0.15 <= delays[3] <= 0.21
+    assert 0.35 <= delays[4] <= 0.41
+
+
+async def test_rate_limit_holds_across_two_limiters(backend: Backend) -> None:
+    """Two workers reserving on one key share one budget: 40 sends at 20/s span ~2 s."""
+    a, b = backend.limiter, backend.second_limiter
+    delays = await asyncio.gather(*[(a if i % 2 else b).reserve("rate:telegram", 20.0, 1) for i in range(40)])
+    delays = sorted(delays)
+    assert delays[0] == 0.0
+    assert delays[-1] >= 39 / 20 - 0.1  # not 19/20, as two independent buckets would give
+    gaps = [y - x for x, y in zip(delays, delays[1:])]
+    assert min(gaps) >= 0.05 - 0.01  # every slot is 1/20 s after the previous one
+    # per-chat buckets are independent of the global one
+    assert await a.reserve("rate:telegram:chat1", 1.0, 1) == 0.0
+
+
+async def test_rate_limiter_rejects_nonsense(backend: Backend) -> None:
+    with pytest.raises((ValueError, ZeroDivisionError)):
+        await backend.limiter.reserve("rate:bad", 0.0, 1)
+
+
+async def test_fanout_reaches_subscribers_on_every_worker(backend: Backend) -> None:
+    async with backend.fanout.subscribe("inbox") as s1, backend.second_fanout.subscribe("inbox") as s2, \
+            backend.fanout.subscribe("other") as s3:
+        await backend.second_fanout.publish("inbox", {"ticket": 7, "text": "新消息"})
+        await backend.fanout.publish("inbox", {"ticket": 8})
+        for sub in (s1, s2):
+            assert await sub.get(2) == {"ticket": 7, "text": "新消息"}
+            assert await sub.get(2) == {"ticket": 8}
+        assert await s3.get(0.1) is None
+    # after unsubscribing nothing is queued for the closed subscription
+    await backend.fanout.publish("inbox", {"ticket": 9})
+    assert s1.queue.empty()
+
+
+async def test_fanout_async_for_and_slow_consumer(backend: Backend) -> None:
+    sub = backend.fanout.subscribe("t")
+    await sub.start()
+    for i in range(300):
+        await backend.fanout.publish("t", {"i": i})
+    got: list[int] = []
+
+    async def read() -> None:
+        async for event in sub:
+            got.append(event["i"])
+            if event["i"] == 299:
+                return
+
+    await asyncio.wait_for(read(), 5)
+    await sub.close()
+    assert got[-1] == 299
+    assert len(got) <= 256  # bounded: the oldest were dropped, the publisher never blocked
+    assert got == sorted(got)
