@@ -88,7 +88,7 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
 def _outbox_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
-        worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter)
+        worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter, state=services.state)
         services.extras["outbox_worker"] = worker
         task = asyncio.create_task(worker.run()) if settings.outbox_enabled else None
         yield

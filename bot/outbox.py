@@ -19,7 +19,7 @@ from bot.channels.registry import ChannelRegistry, ChannelSender, SendError
 from bot.messages import Outgoing, Reply
 from bot.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from bot.settings import Settings
-from bot.stores import RateLimiter
+from bot.stores import RateLimiter, StateStore, member_state_key
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,10 @@ class OutboxWorker:
 
     def __init__(
         self, settings: Settings, outbox: Outbox, channels: ChannelRegistry, limiter: RateLimiter,
-        concurrency: int = 32,
+        concurrency: int = 32, state: StateStore | None = None,
     ) -> None:
         self.settings = settings
+        self.state = state
         self.outbox = outbox
         self.channels = channels
         self.limiter = limiter
@@ -203,8 +204,9 @@ class OutboxWorker:
         await pace(self.limiter, sender, msg.address)
         locale = member.locale if member else self.settings.default_locale
         attempts = msg.attempts + 1
+        reply = Reply.from_dict(msg.payload)
         try:
-            result = await sender.send(msg, Reply.from_dict(msg.payload), locale)
+            result = await sender.send(msg, reply, locale)
         except SendError as err:
             metrics.OUTBOX_FAILED.labels(msg.channel, "hold" if err.hold else "error").inc()
             if err.unreachable and msg.member_id:
@@ -228,7 +230,16 @@ class OutboxWorker:
             status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=result.provider_ref[:128],
             segments=result.segments, last_error="",
         )
+        if reply.choices and msg.member_id and self.state is not None:
+            await self._remember_choices(msg.member_id, reply)
         return "sent"
+
+    async def _remember_choices(self, member_id: int, reply: Reply) -> None:
+        """A later "1" answers the choices of a message sent now (SMS, WeChat text)."""
+        key = member_state_key(member_id)
+        state = await self.state.get(key)  # type: ignore[union-attr]
+        state["choices"] = [c.action for c in reply.choices]
+        await self.state.set(key, state, self.settings.state_ttl_seconds)  # type: ignore[union-attr]
 
     async def _retry(self, msg: OutboxMessage, attempts: int, reason: str, retry_after: float | None) -> str:
         if attempts >= self.settings.outbox_max_attempts:

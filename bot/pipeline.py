@@ -14,6 +14,7 @@ from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
 from bot.services import Services
+from bot.stores import member_state_key
 from handlers.router import Context, Router
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ class DuplicateMessage(Exception):
     """The channel delivered a message we already processed."""
 
 
-def state_key(member_id: int) -> str:
-    return f"member:{member_id}"
+state_key = member_state_key
 
 
 def detect_locale(text: str, fallback: str) -> str:

@@ -237,7 +237,7 @@ def queue_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
-        worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter)
+        worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter, state=services.state)
         queue = OutboxQueue(settings, worker)
         role = app.get(QUEUE_ROLE, "both") if settings.outbox_enabled else "web"
         await queue.start(role)

@@ -11,6 +11,11 @@ import time
 from typing import Any, Protocol
 
 
+def member_state_key(member_id: int) -> str:
+    """The conversation-state key of a member (shared by the pipeline and the outbox)."""
+    return f"member:{member_id}"
+
+
 class DedupStore(Protocol):
     """Claims a message key once, and keeps the answer so retries get the same one."""
 

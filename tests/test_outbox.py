@@ -49,3 +49,17 @@ async def test_to_member_uses_the_latest_active_account(services) -> None:
     account = await get_or_create_account("web", "out-3")
     await ChannelAccount.filter(id=account.id).update(active=False)
     assert await services.outbox.to_member(account.member_id, Reply(text="x"), purpose="notification") is None
+
+
+async def test_choices_of_a_later_message_answer_a_digit(services) -> None:
+    from bot.messages import Choice, Incoming
+    from bot.stores import member_state_key
+
+    account = await get_or_create_account("web", "out-4")
+    reply = Reply(text="请为本次服务打分", choices=[Choice("满意", "lang:en"), Choice("不满意", "lang:zh_CN")])
+    row = await services.outbox.to_member(account.member_id, reply, purpose="survey")
+    assert (await wait_status(row.id, "sent")).status == "sent"
+    assert (await services.state.get(member_state_key(account.member_id)))["choices"] == ["lang:en", "lang:zh_CN"]
+    answered = await services.pipeline.process(Incoming(channel="web", user="out-4", text="1"))
+    assert answered[0].kind == "command"
+    assert (await Member.get(id=account.member_id)).locale == "en"

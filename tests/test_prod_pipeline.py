@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.app_keys import SERVICES
 from bot.models import ChannelAccount, Member, TranscriptEntry
+from bot.pipeline import get_or_create_account
 from bot.redis_stores import RedisDedupStore
 from tests.conftest import make_settings
 
@@ -72,3 +73,34 @@ async def test_retry_after_dedup_store_loss_still_acts_once(client: TestClient) 
     r = await client.post("/api/v1/chat", json=body)
     assert r.status == 200
     assert await TranscriptEntry.filter(msg_id="late-1", direction="in").count() == 1
+
+
+async def test_ledger_under_concurrency_awards_once_never_below_zero(client: TestClient) -> None:
+    """Row locks on PostgreSQL (select_for_update), the same outcome on SQLite."""
+    from gamification import ledger
+
+    account = await get_or_create_account("web", "points-user")
+    mid = account.member.id
+    awards = await asyncio.gather(*[ledger.award(mid, "answer_accepted", 10, key="award:once") for _ in range(10)])
+    assert len({r.entry_id for r in awards}) == 1
+    assert (await ledger.balance_of(mid)).balance == 10
+    outcomes = await asyncio.gather(*[ledger.spend(mid, 3, key=f"spend:{i}") for i in range(6)],
+                                    return_exceptions=True)
+    spent = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, ledger.InsufficientPoints)]
+    assert len(spent) == 3 and len(refused) == 3, outcomes
+    assert (await ledger.balance_of(mid)).balance == 1
+
+
+async def test_ticket_claim_under_concurrency_has_one_winner(client: TestClient) -> None:
+    from bot.staff.auth import create_staff
+    from community.inbox import service as inbox
+    from community.inbox.models import Ticket
+
+    services = client.app[SERVICES]
+    account = await get_or_create_account("web", "needs-human")
+    ticket, _ = await inbox.open_ticket(services, account.member.id, "web", "human")
+    agents = [await create_staff(f"agent{i}", "secret-pass-1", ["agent"]) for i in range(6)]
+    wins = await asyncio.gather(*[inbox.claim(services, ticket.id, a.id) for a in agents])
+    assert sum(wins) == 1
+    assert (await Ticket.get(id=ticket.id)).assignee_id == agents[wins.index(True)].id
