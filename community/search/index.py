@@ -16,6 +16,7 @@ O(sum of posting lengths of its terms) vectorised work.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from collections import Counter
 
 import numpy as np
@@ -163,9 +164,7 @@ class BM25Channel:
 
     # ------------------------------------------------------------ scoring
     def idf(self, tid: int | None) -> float:
-        df = self._df[tid] if tid is not None else 0
-        n = max(self.n_docs, 1)
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        return _idf(max(self.n_docs, 1), self._df[tid] if tid is not None else 0)
 
     def _array(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         a = self._arr[tid]
@@ -212,10 +211,12 @@ class BM25Channel:
 
     def coverage(self, qtids: set[int], slot_tids: dict[int, int]) -> float:
         """Share of the slot's idf mass that the query covers."""
+        n = max(self.n_docs, 1)
+        df = self._df
         tot = 0.0
         hit = 0.0
         for tid in slot_tids:
-            w = self.idf(tid)
+            w = _idf(n, df[tid])
             tot += w
             if tid in qtids:
                 hit += w
@@ -248,3 +249,9 @@ class BM25Channel:
     def query_tids(self, terms: list[str]) -> set[int]:
         v = self.vocab
         return {v[t] for t in terms if t in v}
+
+
+@lru_cache(maxsize=65536)
+def _idf(n: int, df: int) -> float:
+    """BM25 idf; memoised because re-ranking asks for the same (n, df) pairs constantly."""
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
