@@ -33,6 +33,10 @@ MODEL_MODULES: list[str] = [
 def tortoise_config(database_url: str) -> dict[str, Any]:
     if database_url.startswith("sqlite://") and not database_url.startswith("sqlite://:memory:"):
         Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    if database_url.startswith("sqlite://") and "synchronous=" not in database_url:
+        # WAL (tortoise's default) with synchronous=NORMAL: no fsync per commit, still
+        # crash-safe (a power cut can lose only the last transactions, never corrupt)
+        database_url += ("&" if "?" in database_url else "?") + "synchronous=NORMAL"
     if database_url.startswith("postgresql://"):
         database_url = "postgres://" + database_url.removeprefix("postgresql://")
     return {
