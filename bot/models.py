@@ -62,6 +62,7 @@ class TranscriptEntry(Model):
     class Meta:
         table = "transcript_entry"
         unique_together = (("channel", "msg_id"),)
+        indexes = (("member_id", "created_at"),)
 
 
 class UnansweredQuestion(Model):

@@ -33,7 +33,7 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "gam_ledger_entry"
-        indexes = (("member", "created_at"),)
+        indexes = (("member_id", "created_at"),)
 
 
 class Balance(Model):

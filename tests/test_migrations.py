@@ -24,3 +24,16 @@ async def test_migrations_apply_and_match_models(tmp_path: Path) -> None:
         assert not pending, "models changed without a migration: run `make migrations`"
     finally:
         await storage.close_db()
+
+
+async def test_migrations_apply_on_postgresql(fresh_postgres_url: str) -> None:
+    await storage.migrate(fresh_postgres_url)
+    await storage.migrate(fresh_postgres_url)
+    await storage.open_db(fresh_postgres_url)
+    try:
+        member = await Member.create(display_name="pg")
+        assert await Member.filter(id=member.id).exists()
+        detector = MigrationAutodetector(Tortoise.apps, storage.tortoise_config(fresh_postgres_url)["apps"])
+        assert not await detector.changes()
+    finally:
+        await storage.close_db()

@@ -206,7 +206,7 @@ class Migration(migrations.Migration):
                 ('earning', fields.BooleanField(default=False)),
                 ('created_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'gam_ledger_entry', 'app': 'models', 'indexes': [Index(fields=['member', 'created_at'])], 'pk_attr': 'id', 'table_description': 'One points event. Never updated or deleted, a correction is a new linked entry.'},
+            options={'table': 'gam_ledger_entry', 'app': 'models', 'indexes': [Index(fields=['member_id', 'created_at'])], 'pk_attr': 'id', 'table_description': 'One points event. Never updated or deleted, a correction is a new linked entry.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -554,7 +554,7 @@ class Migration(migrations.Migration):
                 ('payload', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('created_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'transcript_entry', 'app': 'models', 'unique_together': (('channel', 'msg_id'),), 'pk_attr': 'id', 'table_description': 'Every message in and out, per member and channel: what an agent reads.'},
+            options={'table': 'transcript_entry', 'app': 'models', 'unique_together': (('channel', 'msg_id'),), 'indexes': [Index(fields=['member_id', 'created_at'])], 'pk_attr': 'id', 'table_description': 'Every message in and out, per member and channel: what an agent reads.'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -1,0 +1,1 @@
+"""Gamification: points ledger, scoring rules, caps, credibility, badges, leaderboards, rewards."""
