@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -128,9 +130,13 @@ def setup(app: web.Application, settings: Settings) -> None:
         redis = getattr(services.dedup, "redis", None) if settings.redis_url else None
         fanout = make_fanout(redis)
         services.extras["fanout"] = fanout
+        # knowledge edits made on one worker reach every worker's index
+        follow = asyncio.create_task(services.kb.follow(fanout))
         try:
             yield
         finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
             await fanout.close()
             if settings.redis_url:
                 await close_redis_stores(services.dedup, services.state, services.limiter)

@@ -1,10 +1,11 @@
 """Self-service: answer from the knowledge base, offer "did you mean", or hand on."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bot.messages import Choice, Reply
-from bot.models import TranscriptEntry, UnansweredQuestion
+from bot.models import UnansweredQuestion
 from community.search import normalize
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
@@ -35,11 +36,18 @@ async def no_answer(ctx: Context, text: str, best_item: int | None = None, best_
 
 
 async def with_repeat_notice(ctx: Context, reply: Reply) -> Reply:
-    """Proactive help for a repeat contact: the same answer earlier today did not settle it."""
-    since = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    earlier = await TranscriptEntry.filter(
-        member_id=ctx.member.id, direction="out", item_id=reply.item_id, created_at__gte=since
-    ).count()
+    """Proactive help for a repeat contact: the same answer earlier today did not settle it.
+
+    Counted in the conversation state (per member, across channels), not by a query.
+    """
+    today = datetime.now(ZoneInfo(ctx.services.settings.service_timezone)).date().isoformat()
+    seen = ctx.state.get("seen")
+    if not seen or seen.get("day") != today:
+        seen = {"day": today, "items": {}}
+    key = str(reply.item_id)
+    earlier = seen["items"].get(key, 0)
+    seen["items"][key] = earlier + 1
+    ctx.state["seen"] = seen
     if earlier:
         ctx.extra["repeat_contact"] = earlier + 1
         note = ctx._(
