@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -70,3 +71,22 @@ async def closed_loop(
         await asyncio.gather(*(client(i) for i in range(concurrency)))
         elapsed = min(time.perf_counter(), stop_at) - measure_from
     return LoadResult(count, errors, elapsed, latencies)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_up(port: int, timeout: float = 90) -> None:
+    """Until a server accepts connections on 127.0.0.1:``port``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"server on {port} did not start")

@@ -34,18 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # bench/ holds scripts named like the packages (bench/gamification.py): import the packages
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+from bench._loadgen import free_port, wait_up  # noqa: E402
 
 TOKEN = "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx0123456789abcdef"
 QUESTION = "我的流量还剩多少，怎么查？"
 FIXED = "收到，我们会尽快答复。"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the servers (run as subprocesses of this script) ----------------------------------------------
@@ -113,18 +108,6 @@ def serve_werobot(port: int) -> None:
 
 
 # --- the load ---------------------------------------------------------------------------------------------
-async def wait_up(port: int, timeout: float = 90) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"server on {port} did not start")
-
-
 async def load(port: int, *, concurrency: int, seconds: float, unique: bool, expect: str,
                max_requests: int, offset: int = 10_000_000) -> dict[str, float]:
     import aiohttp

@@ -30,6 +30,7 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("jieba").setLevel(logging.WARNING)
+    logging.getLogger("tortoise").setLevel(logging.WARNING)
 
 
 async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[int]]) -> int:

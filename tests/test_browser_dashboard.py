@@ -1,92 +1,62 @@
 """Headless Chromium opens the dashboard and the offer editor, as a marketer would."""
 from __future__ import annotations
 
-import shutil
-import socket
 from pathlib import Path
-
-import pytest
-from aiohttp import web
 
 from bot.app import create_app
 from bot.staff.auth import create_staff
 from community.offers.models import Offer
+from tests.browser import MARKS, chromium, served
 from tests.conftest import load_sample_kb, make_settings
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = MARKS
 
 
 async def test_dashboard_and_offer_editor_in_chromium(tmp_path: Path) -> None:
-    from playwright.async_api import async_playwright
-
     app = create_app(make_settings(tmp_path, offers_quiet_hours=""), db_setup="schema")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with served(app) as base:
         await load_sample_kb(app)
         await create_staff("mkt", "secret-pass-1", ["marketer"])
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-            try:
-                page = await browser.new_page(locale="zh-CN")
-                blocked: list[str] = []
-                page.on("request", lambda r: blocked.append(r.url) if not r.url.startswith(base) else None)
-                await page.goto(f"{base}/login?next=/dashboard")
-                await page.fill("input[name=username]", "mkt")
-                await page.fill("input[name=password]", "secret-pass-1")
-                await page.click("button[type=submit]")
-                await page.wait_for_url(f"{base}/dashboard")
-                assert await page.locator("h1").inner_text() == "服务看板"
-                assert await page.locator("#kpis svg.chart").count() == 4
-                assert await page.locator("#funnel svg.chart").is_visible()
-                assert "自助服务占比" in await page.locator("#kpi-self-service").inner_text()
-                await page.select_option("select[name=period]", "week")
-                await page.click("#dash-filters button")
-                await page.wait_for_url("**period=week**")
-                assert "按周" in await page.locator("#per-period h2").inner_text()
-                # English works too
-                await page.goto(f"{base}/dashboard?lang=en")
-                assert await page.locator("h1").inner_text() == "Service dashboard"
+        async with chromium() as browser:
+            page = await browser.new_page(locale="zh-CN")
+            blocked: list[str] = []
+            page.on("request", lambda r: blocked.append(r.url) if not r.url.startswith(base) else None)
+            await page.goto(f"{base}/login?next=/dashboard")
+            await page.fill("input[name=username]", "mkt")
+            await page.fill("input[name=password]", "secret-pass-1")
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/dashboard")
+            assert await page.locator("h1").inner_text() == "服务看板"
+            assert await page.locator("#kpis svg.chart").count() == 4
+            assert await page.locator("#funnel svg.chart").is_visible()
+            assert "自助服务占比" in await page.locator("#kpi-self-service").inner_text()
+            await page.select_option("select[name=period]", "week")
+            await page.click("#dash-filters button")
+            await page.wait_for_url("**period=week**")
+            assert "按周" in await page.locator("#per-period h2").inner_text()
+            # English works too
+            await page.goto(f"{base}/dashboard?lang=en")
+            assert await page.locator("h1").inner_text() == "Service dashboard"
 
-                # the offer editor: create an offer, then see it listed
-                await page.goto(f"{base}/admin/offers/new?lang=zh_CN")
-                await page.fill("input[name=title]", "流量叠加包")
-                await page.fill("textarea[name=body]", "{{ member.name }}您好，10 元 10GB")
-                await page.fill("input[name=url]", "https://shop.example/addon")
-                await page.fill("input[name=action_label]", "开通流量叠加包")
-                await page.fill("input[name=trigger_categories]", "data")
-                await page.check("input[name=channels][value=web]")
-                await page.fill("input[name=daily_budget]", "100")
-                await page.click("#offer-form button[type=submit]")
-                await page.wait_for_url("**/admin/offers?saved=*")
-                assert "流量叠加包" in await page.locator("#offers").inner_text()
-                offer = await Offer.get(title="流量叠加包")
-                assert offer.channels == ["web"] and offer.daily_budget == 100 and offer.active
-                # a bad link is refused with the form kept
-                await page.goto(f"{base}/admin/offers/{offer.id}")
-                await page.fill("input[name=url]", "javascript:alert(1)")
-                await page.evaluate("document.querySelector('input[name=url]').type = 'text'")
-                await page.click("#offer-form button[type=submit]")
-                assert await page.locator("[role=alert]").is_visible()
-                assert (await Offer.get(id=offer.id)).url == "https://shop.example/addon"
-                assert blocked == []  # no CDN, nothing fetched from elsewhere
-            finally:
-                await browser.close()
-    finally:
-        await runner.cleanup()
+            # the offer editor: create an offer, then see it listed
+            await page.goto(f"{base}/admin/offers/new?lang=zh_CN")
+            await page.fill("input[name=title]", "流量叠加包")
+            await page.fill("textarea[name=body]", "{{ member.name }}您好，10 元 10GB")
+            await page.fill("input[name=url]", "https://shop.example/addon")
+            await page.fill("input[name=action_label]", "开通流量叠加包")
+            await page.fill("input[name=trigger_categories]", "data")
+            await page.check("input[name=channels][value=web]")
+            await page.fill("input[name=daily_budget]", "100")
+            await page.click("#offer-form button[type=submit]")
+            await page.wait_for_url("**/admin/offers?saved=*")
+            assert "流量叠加包" in await page.locator("#offers").inner_text()
+            offer = await Offer.get(title="流量叠加包")
+            assert offer.channels == ["web"] and offer.daily_budget == 100 and offer.active
+            # a bad link is refused with the form kept
+            await page.goto(f"{base}/admin/offers/{offer.id}")
+            await page.fill("input[name=url]", "javascript:alert(1)")
+            await page.evaluate("document.querySelector('input[name=url]').type = 'text'")
+            await page.click("#offer-form button[type=submit]")
+            assert await page.locator("[role=alert]").is_visible()
+            assert (await Offer.get(id=offer.id)).url == "https://shop.example/addon"
+            assert blocked == []  # no CDN, nothing fetched from elsewhere

@@ -2,37 +2,24 @@
 no CSRF token or the wrong role is refused."""
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from bot.app_keys import SERVICES
 from bot.models import OutboxMessage
 from bot.staff.auth import create_staff
 from community.inbox.models import Ticket
+from tests.browser import MARKS, chromium
 from tests.community_helpers import PASSWORD, chat, wait_sent
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
-]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+pytestmark = MARKS
 
 
 @pytest_asyncio.fixture
 async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium() as b:
+        yield b
 
 
 async def login(page, base: str, username: str) -> None:  # type: ignore[no-untyped-def]
