@@ -167,7 +167,7 @@ class RedisFanout(MemoryFanout):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):
-                    await self._pubsub.reset()
+                    await self._pubsub.aclose()
                     self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                     if self._subs:
                         await self._pubsub.subscribe(*[self.prefix + t for t in self._subs])
