@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -75,10 +76,12 @@ def build_children(settings: Settings, workers: int) -> list[Child]:
 def supervise(children: list[Child]) -> int:
     """Run until SIGTERM/SIGINT or until a process keeps dying; returns the exit code."""
     stopping = False
+    wake = threading.Event()  # set by a signal: the loop reacts at once, not at its next tick
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        wake.set()
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = 0
@@ -88,7 +91,7 @@ def supervise(children: list[Child]) -> int:
         print(f"EveryCSR: {len(children)} processes started "
               f"({', '.join(f'{c.name} pid {c.proc.pid}' for c in children if c.proc)})", flush=True)
         while not stopping:
-            time.sleep(0.5)
+            wake.wait(0.5)
             for child in children:
                 if child.proc is None or child.proc.poll() is None:
                     continue

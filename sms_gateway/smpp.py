@@ -210,6 +210,7 @@ class SmppEsme:
         self._next_slot = 0.0  # writer thread only
         self._paused_until = 0.0
         self._stopping = False
+        self._stop_wait = threading.Event()  # wakes a paced write that is waiting for its slot on stop
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbound: set[asyncio.Task[None]] = set()
@@ -229,6 +230,7 @@ class SmppEsme:
     async def stop(self) -> None:
         """Unbind politely, then close; an SMSC that closes on unbind is fine too."""
         self._stopping = True
+        self._stop_wait.set()
         client = self._client
         if client is not None and self.connected.is_set():
             try:
@@ -377,7 +379,7 @@ class SmppEsme:
         now = time.monotonic()
         slot = max(self._next_slot, now, self._paused_until)
         if slot > now:
-            time.sleep(slot - now)  # off the event loop, in the single writer thread
+            self._stop_wait.wait(slot - now)  # off the event loop, in the single writer thread
         # no bursts: after a stall the next write may follow at once, then the grid restarts
         # (catching up a whole stall would overrun an SMSC's token bucket)
         self._next_slot = max(slot + interval, time.monotonic())
