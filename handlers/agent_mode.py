@@ -20,6 +20,7 @@ async def agent_mode(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]
     if inc.event or (not inc.text and not inc.action):
         return await call_next()
     ticket = await inbox.live_ticket(ctx.member.id)
+    ctx.extra["live_ticket"] = ticket  # later middlewares (offers) need not ask again
     if ticket is None:
         return await call_next()
     text = ctx.text or f"[{inc.action}]"

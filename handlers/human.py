@@ -27,6 +27,7 @@ async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int
         unanswered_id=failed.id if failed else None, question_id=question_id,
     )
     ctx.extra["ticket"] = ticket.id
+    ctx.extra["live_ticket"] = ticket
     if reason == "complaint":
         text = ctx._("We are sorry for the trouble. Your complaint has been passed to our service staff with priority (ticket %(id)s); an agent will reply to you here.", id=ticket.id)
     elif created:

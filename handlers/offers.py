@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from bot.messages import Reply
+from community.offers.engine import UNKNOWN
 from community.offers.service import ANSWER_KINDS, build_context, follow, offer_for_answer
 from handlers.router import Context, Router
 
@@ -31,6 +32,7 @@ async def offers_middleware(ctx: Context, call_next) -> list[Reply]:  # type: ig
             ctx.member, channel=ctx.channel, locale=ctx.locale,
             question=str(ctx.state.get("last_query") or ctx.text), item_id=target.item_id,
             category=item.category if item else "", state=ctx.state,
+            ticket=ctx.extra.get("live_ticket", UNKNOWN),
         )
         await offer_for_answer(ctx.member, target, octx, ctx.services.settings)
     except Exception:  # an offer is never worth losing the answer

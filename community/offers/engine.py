@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 from tortoise.functions import Count
 
-from bot import storage
 from bot.i18n import N_
 from bot.settings import Settings
 from community.offers.models import Offer, OfferEvent
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 # state keys other handlers set while a person owns the conversation (until the inbox's
 # Ticket model is there to ask, see conversation_block)
 AGENT_STATE_KEYS = ("agent_ticket", "ticket_id")
-OPEN_TICKET_DONE = ("closed", "resolved", "cancelled", "canceled", "done")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,27 +193,22 @@ def choose(verdicts: Sequence[Verdict]) -> Verdict | None:
 # --- loading context and history ---------------------------------------------------------
 
 
-async def conversation_block(member_id: int, state: dict[str, Any] | None) -> str | None:
+UNKNOWN: Any = object()  # "the live ticket was not looked up yet"
+
+
+async def conversation_block(member_id: int, state: dict[str, Any] | None, ticket: Any = UNKNOWN) -> str | None:
     """"complaint" / "agent" while a person owns the member's conversation, else None.
 
-    Uses the inbox's Ticket model when it is installed (any ticket not closed blocks
-    offers; a complaint-kind ticket is reported as a complaint); the conversation
-    state markers cover handlers that hand on without a ticket.
+    ``ticket`` is the member's live inbox ticket when the caller already looked it up (the
+    agent-mode middleware does, once per message); the conversation-state markers cover
+    handlers that hand on without a ticket.
     """
-    Ticket = None  # noqa: N806
-    if "community.inbox.models" in storage.MODEL_MODULES:  # the inbox is part of this build
-        from community.inbox.models import Ticket  # noqa: N806
-    if Ticket is not None:
-        fields_map = Ticket._meta.fields_map
-        q = Ticket.filter(member_id=member_id)
-        if "status" in fields_map:
-            q = q.exclude(status__in=OPEN_TICKET_DONE)
-        elif "closed_at" in fields_map:
-            q = q.filter(closed_at__isnull=True)
-        ticket = await q.first()
-        if ticket is not None:
-            kind = " ".join(str(getattr(ticket, f, "") or "") for f in ("kind", "category", "reason", "type"))
-            return "complaint" if "complaint" in kind.lower() or getattr(ticket, "is_complaint", False) else "agent"
+    if ticket is UNKNOWN:
+        from community.inbox.service import live_ticket
+
+        ticket = await live_ticket(member_id)
+    if ticket is not None:
+        return "complaint" if ticket.reason == "complaint" else "agent"
     if state:
         if state.get("complaint"):
             return "complaint"

@@ -16,7 +16,7 @@ from bot.messages import Reply
 from bot.models import Member
 from bot.settings import Settings
 from community.offers.engine import (
-    OfferContext, OfferHistory, Rules, _member_reasons, choose, conversation_block, evaluate_all,
+    UNKNOWN, OfferContext, OfferHistory, Rules, _member_reasons, choose, conversation_block, evaluate_all,
     record_impression, tags_text,
 )
 from community.offers.models import Offer, OfferEvent
@@ -45,12 +45,12 @@ def base_url(settings: Settings) -> str:
 
 async def build_context(
     member: Member, *, channel: str, locale: str, question: str, item_id: int | None, category: str,
-    state: dict[str, Any] | None = None, now: datetime | None = None,
+    state: dict[str, Any] | None = None, now: datetime | None = None, ticket: Any = UNKNOWN,
 ) -> OfferContext:
     return OfferContext(
         member_id=member.id, opted_out=member.opted_out, tags=tuple(member.tags or ()), channel=channel,
         locale=locale, question=question, item_id=item_id, category=category,
-        now=now or datetime.now(timezone.utc), blocked_by=await conversation_block(member.id, state),
+        now=now or datetime.now(timezone.utc), blocked_by=await conversation_block(member.id, state, ticket),
     )
 
 
