@@ -80,11 +80,18 @@ def cmd_kb_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kb_export(args: argparse.Namespace, settings: Settings) -> int:
-    from community.kb_io import export_items
+    from community.kb_io import export_items, export_xlsx
 
-    fmt = args.format or ("csv" if args.output and args.output.endswith(".csv") else "yaml")
+    suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+    fmt = args.format or (suffix if suffix in ("csv", "xlsx") else "yaml")
+    if fmt == "xlsx" and not args.output:
+        print("error: an XLSX export needs --output FILE.xlsx", file=sys.stderr)
+        return 2
 
     async def run() -> int:
+        if fmt == "xlsx":
+            Path(args.output).write_bytes(await export_xlsx())
+            return 0
         text = await export_items(fmt)
         if args.output:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -197,13 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     kb = sub.add_parser("kb", help="knowledge base: import, export, search")
     kbsub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
-    p = kbsub.add_parser("import", help="import items from YAML or CSV (idempotent)")
+    p = kbsub.add_parser("import", help="import items from YAML, CSV or XLSX (idempotent)")
     p.add_argument("file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_kb_import)
-    p = kbsub.add_parser("export", help="export every item as YAML or CSV")
+    p = kbsub.add_parser("export", help="export every item as YAML, CSV or XLSX")
     p.add_argument("-o", "--output")
-    p.add_argument("--format", choices=["yaml", "csv"])
+    p.add_argument("--format", choices=["yaml", "csv", "xlsx"])
     p.set_defaults(func=cmd_kb_export)
     p = kbsub.add_parser("search", help="show the top matches with their scores")
     p.add_argument("text")

@@ -117,3 +117,14 @@ def test_cli_import_migrates_reports_and_searches(tmp_path: Path) -> None:
     assert res.returncode == 0 and "decision:" in res.stdout and "#" in res.stdout
     missing = run_cli(tmp_path, "kb", "import", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_cli_xlsx_export_round_trips(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "kb", "import", str(SAMPLE), "--quiet").returncode == 0
+    out = tmp_path / "kb.xlsx"
+    res = run_cli(tmp_path, "kb", "export", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:2] == b"PK"  # a zip container, as XLSX is
+    again = run_cli(tmp_path, "kb", "import", str(out), "--quiet")
+    assert again.returncode == 0 and "created 0, updated 0" in again.stdout
+    assert run_cli(tmp_path, "kb", "export", "--format", "xlsx").returncode == 2
