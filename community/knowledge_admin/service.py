@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from tortoise.transactions import in_transaction
 
+from bot.i18n import N_
+
 from community.knowledge_admin.models import KnowledgeContribution, KnowledgeVersion
 from community.models import KnowledgeItem
 
@@ -213,10 +215,10 @@ async def _decide_contribution(contribution_id: int, status: str, reason: str) -
     loc = c.member.locale or "zh_CN"
     excerpt = c.text[:40]
     if status == "approved":
-        text = tr.gettext(loc, "Thank you! Your contribution \"%(text)s\" was approved and is now in the knowledge base.",
+        text = tr.gettext(loc, N_("Thank you! Your contribution \"%(text)s\" was approved and is now in the knowledge base."),
                           text=excerpt)
     else:
-        text = tr.gettext(loc, "Your contribution \"%(text)s\" was not accepted: %(reason)s", text=excerpt,
+        text = tr.gettext(loc, N_("Your contribution \"%(text)s\" was not accepted: %(reason)s"), text=excerpt,
                           reason=reason)
     await _services.outbox.to_member(c.member_id, Reply(text=text, kind="notification"), purpose="notification",
                                      idempotency_key=f"kbcontrib:{c.id}:{status}")
