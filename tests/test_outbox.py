@@ -6,15 +6,7 @@ import asyncio
 from bot.messages import Outgoing, Reply
 from bot.models import ChannelAccount, Member, OutboxMessage
 from bot.pipeline import get_or_create_account
-
-
-async def wait_status(msg_id: int, *statuses: str, timeout: float = 5.0) -> OutboxMessage:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        row = await OutboxMessage.get(id=msg_id)
-        if row.status in statuses or asyncio.get_running_loop().time() > deadline:
-            return row
-        await asyncio.sleep(0.02)
+from tests.outbox_waits import wait_status
 
 
 async def test_message_is_stored_then_sent_once(client, services) -> None:

@@ -21,6 +21,7 @@ from bot.messages import Outgoing, Reply
 from bot.models import ChannelAccount, Member, OutboxMessage
 from bot.stores import MemoryRateLimiter
 from tests.conftest import make_settings
+from tests.outbox_waits import wait_status
 from tests.fakes.telegram_api import FakeTelegram, fake_tg  # noqa: F401
 
 
@@ -55,18 +56,9 @@ async def enqueue(client: TestClient, address: str, text: str, **kw: Any) -> int
     return row.id
 
 
-async def wait_status(msg_id: int, statuses: set[str], timeout: float = 5.0) -> OutboxMessage:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        row = await OutboxMessage.get(id=msg_id)
-        if row.status in statuses or asyncio.get_running_loop().time() > deadline:
-            return row
-        await asyncio.sleep(0.02)
-
-
 async def test_outbox_message_is_sent_as_escaped_html(app_client: TestClient, fake_tg: FakeTelegram) -> None:  # noqa: F811
     msg_id = await enqueue(app_client, "5001", "<b>agent</b> says: 5 < 6 & ok", purpose="agent")
-    row = await wait_status(msg_id, {"sent"})
+    row = await wait_status(msg_id, "sent")
     assert row.status == "sent" and row.segments == 1 and row.provider_ref
     [call] = fake_tg.sent(chat_id=5001)
     assert call.text == "&lt;b&gt;agent&lt;/b&gt; says: 5 &lt; 6 &amp; ok"
@@ -76,7 +68,7 @@ async def test_outbox_message_is_sent_as_escaped_html(app_client: TestClient, fa
 async def test_429_waits_retry_after_then_sends(app_client: TestClient, fake_tg: FakeTelegram) -> None:  # noqa: F811
     fake_tg.rate_limit(5002, retry_after=1)
     msg_id = await enqueue(app_client, "5002", "稍后送达")
-    row = await wait_status(msg_id, {"sent", "dead"})
+    row = await wait_status(msg_id, "sent", "dead")
     assert row.status == "sent" and row.attempts == 2
     calls = [c for c in fake_tg.calls if c.chat_id == "5002"]
     assert [c.status for c in calls] == [429, 200]
@@ -88,7 +80,7 @@ async def test_403_blocked_marks_member_unreachable(app_client: TestClient, fake
     await ChannelAccount.create(member=member, channel="telegram", external_id="5003", chat_id="5003")
     fake_tg.block(5003)
     msg_id = await enqueue(app_client, "5003", "通知", member_id=member.id, purpose="notification")
-    row = await wait_status(msg_id, {"dead"})
+    row = await wait_status(msg_id, "dead")
     assert row.status == "dead" and "blocked" in row.last_error
     account = await ChannelAccount.get(external_id="5003")
     assert account.active is False
@@ -98,7 +90,7 @@ async def test_403_blocked_marks_member_unreachable(app_client: TestClient, fake
 async def test_timeout_after_sending_is_not_repeated(app_client: TestClient, fake_tg: FakeTelegram) -> None:  # noqa: F811
     fake_tg.stall(5004, 1.5)  # answers after the 0.5 s client timeout
     msg_id = await enqueue(app_client, "5004", "可能已送达")
-    row = await wait_status(msg_id, {"dead", "sent"})
+    row = await wait_status(msg_id, "dead", "sent")
     assert row.status == "dead" and "not repeated" in row.last_error
     await asyncio.sleep(0.6)
     assert len([c for c in fake_tg.calls if c.chat_id == "5004"]) == 1
@@ -108,7 +100,7 @@ async def test_split_message_retry_does_not_repeat_delivered_parts(app_client: T
     text = "\n\n".join(["甲" * 3000, "乙" * 3000, "丙" * 3000])
     fake_tg.fail("sendMessage", 5005, 429, "Too Many Requests: retry after 1", retry_after=1, skip=1)
     msg_id = await enqueue(app_client, "5005", text)
-    row = await wait_status(msg_id, {"sent", "dead"})
+    row = await wait_status(msg_id, "sent", "dead")
     assert row.status == "sent" and row.segments == 3
     texts = [c.text[0] for c in fake_tg.sent(chat_id=5005)]
     assert texts == ["甲", "乙", "丙"]  # the first part was not sent again
@@ -138,7 +130,7 @@ async def test_burst_to_one_chat_is_paced(tmp_path: Path, fake_tg: FakeTelegram)
     try:
         ids = [await enqueue(client, "5006", f"第{i}条") for i in range(10)]
         for i in ids:
-            await wait_status(i, {"sent"})
+            await wait_status(i, "sent")
         times = [c.at for c in fake_tg.sent(chat_id=5006)]
         gaps = [b - a for a, b in zip(times, times[1:])]
         assert len(times) == 10
@@ -155,7 +147,7 @@ async def test_group_uses_group_rate(tmp_path: Path, fake_tg: FakeTelegram) -> N
         assert sender.rate_for_address("-100123") == 5.0 and sender.rate_for_address("42") == 100.0
         ids = [await enqueue(client, "-100123", f"群消息{i}") for i in range(4)]
         for i in ids:
-            await wait_status(i, {"sent"})
+            await wait_status(i, "sent")
         times = [c.at for c in fake_tg.sent(chat_id=-100123)]
         assert len(times) == 4
         assert min(b - a for a, b in zip(times, times[1:])) >= 0.18  # 0.2 s minus jitter

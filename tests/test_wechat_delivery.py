@@ -9,6 +9,7 @@ import pytest
 from bot.messages import Outgoing, Reply
 from bot.models import AnswerFeedback, ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from tests.conftest import make_settings
+from tests.outbox_waits import settled
 from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN, WeChatCallbacks
 from tests.fakes.wechat_api import wechat_api_fixture, wechat_client, wechat_kb_db, wx_fixture  # noqa: F401  (fixtures)
 
@@ -32,16 +33,6 @@ async def post(client, wx, xml, *, openid="oA", mode="safe"):  # type: ignore[no
     resp = await client.post("/wechat", params=params, data=body)
     assert resp.status == 200, await resp.text()
     return wx.read_reply(await resp.text(), params)
-
-
-async def settled(row_id: int, timeout: float = 5.0) -> OutboxMessage:
-    """The outbox row once the worker has finished with it."""
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        row = await OutboxMessage.get(id=row_id)
-        if row.status not in ("queued", "sending") or asyncio.get_running_loop().time() > end:
-            return row
-        await asyncio.sleep(0.02)
 
 
 async def member_of(openid: str) -> Member:
