@@ -76,6 +76,7 @@ class Router:
         self._fallback: Handler | None = None
         self._middlewares: list[Middleware] = []
         self._children: list[Router] = []
+        self._tree: list[Router] | None = None  # this router and its descendants, computed once
 
     # --- registration ----------------------------------------------------------------
     def command(self, *names: str, help: str | None = None) -> Callable[[Handler], Handler]:
@@ -136,14 +137,18 @@ class Router:
 
     def include_router(self, router: "Router") -> "Router":
         self._children.append(router)
+        self._tree = None
         return router
 
     # --- lookup ----------------------------------------------------------------------------
     def _walk(self) -> list["Router"]:
-        out = [self]
-        for child in self._children:
-            out.extend(child._walk())
-        return out
+        # routers are assembled once at start-up; dispatch asks for the tree on every message
+        if self._tree is None:
+            tree = [self]
+            for child in self._children:
+                tree.extend(child._walk())
+            self._tree = tree
+        return self._tree
 
     def commands(self) -> list[_Command]:
         return [c for r in self._walk() for c in r._commands]
