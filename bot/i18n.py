@@ -48,16 +48,11 @@ def normalize_locale(hint: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def _t2s():  # type: ignore[no-untyped-def]
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
 def is_traditional(text: str) -> bool:
     """Whether Chinese text is written in traditional characters (it changes under t2s)."""
-    return _t2s().convert(text) != text
+    from community.search.normalize import to_simplified  # the matcher's fast t2s, loaded lazily
+
+    return to_simplified(text) != text
 
 
 class Translator:

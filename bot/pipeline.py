@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot import metrics
+from bot import metrics, point_queries
 from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
@@ -47,15 +47,20 @@ def detect_locale(text: str, fallback: str) -> str:
 
 
 async def get_or_create_account(
-    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None
+    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None,
+    chat_id: str = "", seen_at: datetime | None = None,
 ) -> ChannelAccount:
-    account = await ChannelAccount.get_or_none(channel=channel, external_id=external_id).select_related("member")
+    """The sender's account with its member; a first contact creates both, already
+    marked as seen at ``seen_at`` (so the first message writes no extra updates)."""
+    account = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
     if account:
         return account
     try:
         async with in_transaction():
-            member = await Member.create(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE)
-            account = await ChannelAccount.create(member=member, channel=channel, external_id=external_id)
+            member = await Member.create(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE,
+                                         last_seen_at=seen_at)
+            account = await ChannelAccount.create(member=member, channel=channel, external_id=external_id,
+                                                  chat_id=chat_id, last_inbound_at=seen_at)
     except IntegrityError:
         # a concurrent first message of the same person won the race
         account = await ChannelAccount.get(channel=channel, external_id=external_id).select_related("member")
@@ -98,17 +103,19 @@ class Pipeline:
         if incoming.text and len(incoming.text) > MAX_TEXT:
             incoming.text = incoming.text[:MAX_TEXT]
         hint = normalize_locale(incoming.locale_hint)
-        account = await get_or_create_account(
-            incoming.channel, incoming.user, display_name=incoming.display_name, locale=hint
-        )
-        member = account.member
         now = datetime.now(timezone.utc)
         chat = incoming.chat or incoming.user
+        group = bool(incoming.meta.get("group"))
+        account = await get_or_create_account(
+            incoming.channel, incoming.user, display_name=incoming.display_name, locale=hint,
+            chat_id="" if group else chat, seen_at=now,
+        )
+        member = account.member
         updates: dict[str, object] = {}
         # last contact is kept to the minute: enough for service windows, one write less per message
         if account.last_inbound_at is None or now - account.last_inbound_at > LAST_SEEN_PRECISION:
             updates["last_inbound_at"] = now
-        if account.chat_id != chat and not incoming.meta.get("group"):
+        if account.chat_id != chat and not group:
             updates["chat_id"] = chat
         if not account.active and incoming.event != "unsubscribe":
             updates.update(active=True, inactive_reason="")

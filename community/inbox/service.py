@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from bot import point_queries
 from bot.messages import Choice, Reply
 from bot.models import ChannelAccount, Member
 from community.inbox import events
@@ -232,4 +233,4 @@ async def awaiting_survey(member_id: int) -> bool:
 
 async def live_ticket(member_id: int) -> Ticket | None:
     """The member's open or claimed ticket (an agent owning it keeps the bot quiet)."""
-    return await Ticket.get_or_none(open_key=member_id)
+    return await point_queries.get_or_none(Ticket, open_key=member_id)

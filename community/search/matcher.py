@@ -16,6 +16,7 @@ Pipeline of one query (all in memory, pure Python + numpy):
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -25,6 +26,7 @@ from rapidfuzz import fuzz
 from . import confidence as conf
 from .index import BM25Channel
 from .normalize import normalize
+from .parallel import analyze_all
 from .synonyms import load_synonyms
 from .tokenize import Analyzer
 from .types import Decision, KBDoc, Match
@@ -64,6 +66,7 @@ UNITS_PER_ITEM = 3         # best units of one item looked at in the re-rank
 LOCALE_PENALTY = 1.0       # logit subtracted for an item of another language
 VERBATIM_CONFIDENCE = 0.95  # floor for a query identical to a unique KB question
 SUGGEST_FLOOR = 0.5        # suggestions besides the first need >= floor*suggest
+DECISION_CACHE = 8192      # FAQ traffic repeats itself: top matches remembered per index state
 
 
 def _family(locale: str | None) -> str | None:
@@ -117,6 +120,7 @@ class Matcher:
         self._unit_item = np.zeros(0, dtype=np.int64)
         self._items: dict[int, _Item] = {}
         self._sms: dict[str, int] = {}
+        self._decisions: OrderedDict[tuple[str, str | None], tuple[Match, ...]] = OrderedDict()
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -129,6 +133,7 @@ class Matcher:
         self._unit_w, self._unit_item, self._cap = w, it, cap
 
     def _add_unit(self, item: _Item, kind: str, text: str) -> None:
+        self._decisions.clear()
         norm = normalize(text)
         if not norm:
             return
@@ -148,6 +153,7 @@ class Matcher:
         item.slots.append(slot)
 
     def _drop_slots(self, item: _Item) -> None:
+        self._decisions.clear()
         for s in item.slots:
             u = self._units[s]
             if u is None:
@@ -205,10 +211,8 @@ class Matcher:
                 code = normalize(doc.sms_code).replace(" ", "")
                 if code:
                     self._sms[code] = doc.id
-        analyzed: dict[str, object] = {}
-        for _item, _kind, norm in plan:
-            if norm not in analyzed:
-                analyzed[norm] = self._analyzer.analyze(norm)
+        distinct = list(dict.fromkeys(norm for _i, _k, norm in plan))
+        analyzed = dict(zip(distinct, analyze_all(self._analyzer, distinct)))
         n = len(plan)
         self._grow(n)
         slots = list(range(n))
@@ -348,11 +352,26 @@ class Matcher:
         return result
 
     def decide(self, text: str, *, locale: str | None = None) -> Decision:
-        matches = self.search(text, locale=locale, limit=3)
+        matches = self._top3(text, locale)
         cfg = self.config
         if not matches or matches[0].score < cfg.suggest_threshold:
             return Decision("none", ())
         if matches[0].score >= cfg.answer_threshold:
-            return Decision("answer", tuple(matches))
+            return Decision("answer", matches)
         floor = cfg.suggest_threshold * SUGGEST_FLOOR
         return Decision("suggest", tuple(m for m in matches if m.score >= floor)[:3])
+
+    def _top3(self, text: str, locale: str | None) -> tuple[Match, ...]:
+        """The best three matches, remembered per (normalised text, language
+        family) until the index changes: the same few questions make up most
+        of a service centre's traffic and need not be ranked again each time."""
+        key = (normalize(text), _family(locale))
+        cached = self._decisions.get(key)
+        if cached is not None:
+            self._decisions.move_to_end(key)
+            return cached
+        matches = tuple(self.search(text, locale=locale, limit=3))
+        self._decisions[key] = matches
+        if len(self._decisions) > DECISION_CACHE:
+            self._decisions.popitem(last=False)
+        return matches

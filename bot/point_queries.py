@@ -1,0 +1,83 @@
+"""Point lookups on the per-message hot path, without the query builder.
+
+Every message asks the same few lookups (the sender's account with its member,
+the member's live ticket). Through tortoise's query builder each costs ~0.4–0.7
+ms of CPU, most of it building the same SQL again; here the SQL is built once per
+model, filter and database dialect, and rows still become model instances through
+tortoise's own ``_init_from_db`` — the same objects the ORM would return.
+"""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
+
+_SQL: dict[tuple[Any, ...], tuple[str, list[str], list[str]]] = {}
+
+
+def _dialect_marks(conn: Any) -> tuple[str, str]:
+    """(identifier quote, placeholder style) for the connection's dialect."""
+    dialect = conn.capabilities.dialect
+    if dialect == "postgres":
+        return '"', "$"
+    if dialect == "mysql":
+        return "`", "%s"
+    return '"', "?"
+
+
+def _columns(model: type[Model]) -> list[str]:
+    return list(model._meta.fields_db_projection.values())
+
+
+def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ...]) -> tuple[str, list[str], list[str]]:
+    """SELECT with the model's (and optionally one foreign key's) columns, aliased t0__/t1__."""
+    cache_key = (conn.capabilities.dialect, model, related, keys)
+    hit = _SQL.get(cache_key)
+    if hit is not None:
+        return hit
+    q, mark = _dialect_marks(conn)
+    meta = model._meta
+    cols = _columns(model)
+    select = [f"t0.{q}{c}{q} AS {q}t0__{c}{q}" for c in cols]
+    join = ""
+    rel_cols: list[str] = []
+    if related:
+        fk = meta.fields_map[related]
+        rel_model = fk.related_model
+        rel_cols = _columns(rel_model)
+        select += [f"t1.{q}{c}{q} AS {q}t1__{c}{q}" for c in rel_cols]
+        join = (f" JOIN {q}{rel_model._meta.db_table}{q} t1 ON t1.{q}{rel_model._meta.db_pk_column}{q}"
+                f" = t0.{q}{fk.source_field}{q}")
+    where = []
+    for i, key in enumerate(keys, start=1):
+        col = meta.fields_db_projection[key] if key in meta.fields_db_projection else meta.fields_map[key].source_field
+        ph = f"${i}" if mark == "$" else mark
+        where.append(f"t0.{q}{col}{q} = {ph}")
+    sql = f"SELECT {', '.join(select)} FROM {q}{meta.db_table}{q} t0{join} WHERE {' AND '.join(where)} LIMIT 2"
+    out = (sql, cols, rel_cols)
+    _SQL[cache_key] = out
+    return out
+
+
+async def get_or_none(model: type[M], related: str | None = None, /, **eq: Any) -> M | None:
+    """``model.get_or_none(**eq)`` (plus ``.select_related(related)``), equality filters only.
+
+    Raises ``MultipleObjectsReturned`` like the ORM when the filter is not unique."""
+    conn = model._meta.db
+    keys = tuple(sorted(eq))
+    sql, cols, rel_cols = _sql(conn, model, related, keys)
+    _n, rows = await conn.execute_query(sql, [eq[k] for k in keys])
+    if not rows:
+        return None
+    if len(rows) > 1:
+        from tortoise.exceptions import MultipleObjectsReturned
+
+        raise MultipleObjectsReturned(model)
+    row = dict(rows[0])
+    obj = model._init_from_db(**{c: row[f"t0__{c}"] for c in cols})
+    if related:
+        rel_model = model._meta.fields_map[related].related_model
+        setattr(obj, related, rel_model._init_from_db(**{c: row[f"t1__{c}"] for c in rel_cols}))
+    return obj
