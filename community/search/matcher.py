@@ -26,7 +26,6 @@ from rapidfuzz import fuzz
 from . import confidence as conf
 from .index import BM25Channel
 from .normalize import normalize
-from .parallel import analyze_all
 from .synonyms import load_synonyms
 from .tokenize import Analyzer
 from .types import Decision, KBDoc, Match
@@ -211,8 +210,10 @@ class Matcher:
                 code = normalize(doc.sms_code).replace(" ", "")
                 if code:
                     self._sms[code] = doc.id
-        distinct = list(dict.fromkeys(norm for _i, _k, norm in plan))
-        analyzed = dict(zip(distinct, analyze_all(self._analyzer, distinct)))
+        analyzed: dict[str, object] = {}
+        for _item, _kind, norm in plan:
+            if norm not in analyzed:
+                analyzed[norm] = self._analyzer.analyze(norm)
         n = len(plan)
         self._grow(n)
         slots = list(range(n))

@@ -136,9 +136,6 @@ class Analyzer:
     ) -> None:
         from .normalize import normalize
 
-        synonyms = [list(g) for g in synonyms]
-        # what another process needs to build the same analyzer (parallel builds)
-        self.init_args = {"userdict_path": userdict_path, "synonyms": synonyms, "jieba_tmp_dir": jieba_tmp_dir}
         self._syn: dict[str, str] = {}
         words: list[str] = []
         for group in synonyms:
