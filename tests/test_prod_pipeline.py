@@ -104,3 +104,32 @@ async def test_ticket_claim_under_concurrency_has_one_winner(client: TestClient)
     wins = await asyncio.gather(*[inbox.claim(services, ticket.id, a.id) for a in agents])
     assert sum(wins) == 1
     assert (await Ticket.get(id=ticket.id)).assignee_id == agents[wins.index(True)].id
+
+
+async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> None:
+    """The hot-path lookups bypass the query builder; the objects must be the ORM's own."""
+    from bot import point_queries
+    from community.inbox import service as inbox
+    from community.inbox.models import Ticket
+
+    r = await client.post("/api/v1/chat", json={"user": "pq", "text": "我的流量还剩多少", "msg_id": "pq-1",
+                                                "locale": "zh-TW"})
+    assert r.status == 200
+    fast = await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="pq")
+    slow = await ChannelAccount.get(channel="web", external_id="pq").select_related("member")
+    assert fast is not None
+    assert {f: getattr(fast, f) for f in ChannelAccount._meta.db_fields} == \
+        {f: getattr(slow, f) for f in ChannelAccount._meta.db_fields}
+    assert {f: getattr(fast.member, f) for f in Member._meta.db_fields} == \
+        {f: getattr(slow.member, f) for f in Member._meta.db_fields}
+    assert fast.member.locale == "zh_TW" and fast.last_inbound_at is not None and fast.last_inbound_at.tzinfo
+    assert fast.chat_id == "pq" and fast.member.last_seen_at is not None  # set by the first contact itself
+    assert await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="nobody") is None
+
+    ticket, _ = await inbox.open_ticket(client.app[SERVICES], fast.member_id, "web", "human")
+    live = await inbox.live_ticket(fast.member_id)
+    orm = await Ticket.get(id=ticket.id)
+    assert live is not None
+    assert {f: getattr(live, f) for f in Ticket._meta.db_fields} == {f: getattr(orm, f) for f in Ticket._meta.db_fields}
+    assert isinstance(live.urgent_why, list) and isinstance(live.urgent, bool)
+    await live.save(update_fields=["summary"])  # an instance from a point query saves like any other

@@ -184,3 +184,26 @@ def test_jieba_tmp_dir_used(tmpdir_jieba):
     Matcher(MatcherConfig(jieba_tmp_dir=tmpdir_jieba))
     assert jieba.dt.tmp_dir == tmpdir_jieba
     assert os.path.isdir(tmpdir_jieba)
+
+
+def test_remembered_decisions_follow_every_index_change(matcher):
+    """Repeated questions reuse the ranked matches, but never across an index change."""
+    q = "积分兑换话费的步骤"
+    first = matcher.decide(q)
+    assert matcher.decide("积分兑换话费的步骤！") == first  # the same normalised text
+    matcher.upsert(KBDoc(20, "积分兑换话费的步骤", variants=("积分怎么换话费",)))
+    after_add = matcher.decide(q)
+    assert after_add.kind == "answer" and after_add.matches[0].item_id == 20
+    matcher.remove(20)
+    assert all(m.item_id != 20 for m in matcher.decide(q).matches)
+    matcher.add_variant(3, q)
+    assert matcher.decide(q).matches[0].item_id == 3
+    matcher.build([d for d in KB if d.id != 3])  # a full rebuild starts a fresh memory too
+    assert all(m.item_id != 3 for m in matcher.decide(q).matches)
+
+
+def test_thresholds_apply_to_remembered_matches(matcher):
+    q = "我的流量还剩多少"
+    assert matcher.decide(q).kind == "answer"
+    matcher.config.answer_threshold = 1.01
+    assert matcher.decide(q).kind == "suggest"
