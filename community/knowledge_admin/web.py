@@ -14,12 +14,13 @@ from aiohttp import web
 from tortoise.expressions import Q
 
 from bot.app_keys import SERVICES
+from bot.dashboard.csvexport import csv_response
 from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
-from community.knowledge_admin import learning, service, wanted
+from community.knowledge_admin import learning, service, wanted, weak
 from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
 from community.models import STATUSES, KnowledgeItem
 
@@ -192,6 +193,18 @@ async def wanted_page(request: web.Request) -> web.Response:
     return render(request, "knowledge_wanted.html", **_ctx(request, clusters=await wanted.knowledge_wanted()))
 
 
+@require_role(*REVIEWERS)
+async def weak_page(request: web.Request) -> web.StreamResponse:
+    """Items members vote down or the bot answers with little confidence; ?format=csv downloads."""
+    days = weak.window_days(request.query.get("days"))
+    threshold = request.app[SERVICES].kb.matcher.config.answer_threshold
+    as_csv = request.query.get("format") == "csv"
+    report = await weak.collect(days, threshold, limit=None if as_csv else PAGE * 2)
+    if as_csv:
+        return csv_response(f"knowledge-weak-{days}d.csv", weak.CSV_HEADER, weak.csv_rows(report))
+    return render(request, "knowledge_weak.html", **_ctx(request, report=report, days=days))
+
+
 async def _hooks(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     service.configure(services)
@@ -209,6 +222,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     r.add_get("/admin/knowledge/candidates", candidates)
     r.add_post(r"/admin/knowledge/candidates/{cand_id:\d+}/{verdict:accept|reject}", candidate_decide)
     r.add_get("/admin/knowledge/wanted", wanted_page)
+    r.add_get("/admin/knowledge/weak", weak_page)
     r.add_route("*", r"/admin/knowledge/{item_id:\d+}", item_edit)
     r.add_get(r"/admin/knowledge/{item_id:\d+}/diff", item_diff)
     r.add_post(r"/admin/knowledge/{item_id:\d+}/retire", item_retire)

@@ -78,6 +78,19 @@ def _one_pass(text: str) -> str:
     return text.strip()
 
 
+# Text made only of these is a fixed point of ``_one_pass`` (NFKC, lower-casing
+# and the separator rule leave it alone) unless OpenCC would still convert it.
+_SETTLED_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffa-z0-9]+(?: [\u3400-\u4dbf\u4e00-\u9fffa-z0-9]+)*")
+
+
+def _settled(text: str) -> bool:
+    """Whether another pass provably changes nothing (saves the usual second pass)."""
+    if not _SETTLED_RE.fullmatch(text):
+        return False
+    trad = _traditional_chars()
+    return bool(trad) and trad.isdisjoint(text)
+
+
 def normalize(text: str) -> str:
     """Fold ``text`` for matching (see module doc).  Never raises on ``str``;
     ``None`` becomes ``""``."""
@@ -89,6 +102,8 @@ def normalize(text: str) -> str:
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         text = "".join(ch for ch in text if not ("\ud800" <= ch <= "\udfff"))
     out = _one_pass(text)
+    if _settled(out):
+        return out
     # Folding steps can interact (e.g. lowercasing yields a non-NFKC form);
     # iterate to a fixed point so the function is idempotent.
     for _ in range(_MAX_PASSES):
