@@ -14,6 +14,7 @@ from bot.app_keys import SERVICES
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
 from bot.web import render
+from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
 from community.inbox.models import Ticket, TicketMessage
 from community.inbox.view import minutes_left, ticket_view
@@ -28,17 +29,11 @@ SSE_STOP: web.AppKey[asyncio.Event] = web.AppKey("inbox_sse_stop", asyncio.Event
 
 
 def _ticket_id(request: web.Request) -> int:
-    raw = request.match_info["ticket_id"]
-    if not raw.isdigit():
-        raise web.HTTPNotFound(text="No such ticket.")
-    return int(raw)
+    return path_id(request, "ticket_id", "ticket")
 
 
 async def _ticket(request: web.Request) -> Ticket:
-    ticket = await Ticket.get_or_none(id=_ticket_id(request)).select_related("member", "assignee")
-    if ticket is None:
-        raise web.HTTPNotFound(text="No such ticket.")
-    return ticket
+    return await object_or_404(Ticket, request, "ticket_id", "ticket", "member", "assignee")
 
 
 def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render, request_locale
+from bot.web.lookup import object_or_404
 from community.offers.engine import explain
 from community.offers.models import Offer, OfferEvent
 from community.offers.render import check_template, member_fields, render_body
@@ -195,11 +196,7 @@ async def offer_new(request: web.Request) -> web.Response:
 
 
 async def _load(request: web.Request) -> Offer:
-    raw = request.match_info["offer_id"]
-    offer = await Offer.get_or_none(id=int(raw)) if raw.isdigit() and len(raw) < 10 else None
-    if offer is None:
-        raise web.HTTPNotFound(text="No such offer.")
-    return offer
+    return await object_or_404(Offer, request, "offer_id", "offer")
 
 
 @require_role(*MARKETING)
