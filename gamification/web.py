@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
+from bot.web.lookup import path_id
 from community.models import KnowledgeItem
 from gamification import rewards, service, topup
 from gamification.leaderboard import PERIODS, make_leaderboard
@@ -192,9 +193,8 @@ async def reward_save(request: web.Request) -> web.Response:
         "per_member_limit": _int(form, "per_member_limit", 1, lo=1), "face_value": _int(form, "face_value"),
         "active": form.get("active") == "on",
     }
-    rid = request.match_info.get("reward_id")
-    if rid:
-        if not await Reward.filter(id=int(rid)).update(**values):
+    if "reward_id" in request.match_info:
+        if not await Reward.filter(id=path_id(request, "reward_id", "reward")).update(**values):
             raise web.HTTPNotFound(text="No such reward.")
     else:
         await Reward.create(**values)
@@ -204,7 +204,7 @@ async def reward_save(request: web.Request) -> web.Response:
 @require_role("admin")
 async def redemption_action(request: web.Request) -> web.Response:
     form = await request.post()
-    rid = int(request.match_info["redemption_id"])
+    rid = path_id(request, "redemption_id", "redemption")
     action = str(form.get("action", ""))
     if action == "fulfilled":
         await rewards.complete(rid, str(form.get("ref", ""))[:128])
@@ -218,7 +218,7 @@ async def redemption_action(request: web.Request) -> web.Response:
 @require_role("admin")
 async def flag_action(request: web.Request) -> web.Response:
     form = await request.post()
-    fid = int(request.match_info["flag_id"])
+    fid = path_id(request, "flag_id", "flag")
     action = str(form.get("action", ""))
     if action not in ("cleared", "confirmed"):
         raise web.HTTPBadRequest(text="Unknown action.")

@@ -20,6 +20,7 @@ from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
+from bot.web.lookup import object_or_404
 from community.knowledge_admin import learning, service, wanted, weak
 from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
 from community.models import STATUSES, KnowledgeItem
@@ -92,10 +93,7 @@ async def item_new(request: web.Request) -> web.Response:
 
 
 async def _item(request: web.Request) -> KnowledgeItem:
-    item = await KnowledgeItem.get_or_none(id=int(request.match_info["item_id"]))
-    if item is None:
-        raise web.HTTPNotFound(text="No such item.")
-    return item
+    return await object_or_404(KnowledgeItem, request, "item_id", "item")
 
 
 @require_role(*WRITERS)
@@ -128,10 +126,7 @@ async def item_diff(request: web.Request) -> web.Response:
 
 
 async def _version(request: web.Request) -> KnowledgeVersion:
-    v = await KnowledgeVersion.get_or_none(id=int(request.match_info["version_id"]))
-    if v is None:
-        raise web.HTTPNotFound(text="No such version.")
-    return v
+    return await object_or_404(KnowledgeVersion, request, "version_id", "version")
 
 
 @require_role(*REVIEWERS)
@@ -177,9 +172,7 @@ async def candidates(request: web.Request) -> web.Response:
 
 @require_role(*REVIEWERS)
 async def candidate_decide(request: web.Request) -> web.Response:
-    cv = await CandidateVariant.get_or_none(id=int(request.match_info["cand_id"]))
-    if cv is None:
-        raise web.HTTPNotFound(text="No such candidate.")
+    cv = await object_or_404(CandidateVariant, request, "cand_id", "candidate")
     who = service.author_of(request["staff"])
     if request.match_info["verdict"] == "accept":
         await learning.accept(request.app[SERVICES], cv, who)
