@@ -49,3 +49,30 @@ async def test_polling_answers_updates_once(tmp_path: Path, fake_tg: FakeTelegra
 def test_cli_flag_is_wired() -> None:
     args = build_parser().parse_args(["run", "--telegram-polling"])
     assert args.telegram_polling is True
+
+
+async def test_polling_keeps_an_update_until_it_could_be_recorded(tmp_path: Path, fake_tg: FakeTelegram) -> None:  # noqa: F811
+    """The offset moves past an update only once it is processed: a database outage
+    delays the answer, it does not lose it."""
+    from tortoise import connections
+
+    settings = make_settings(
+        tmp_path, telegram_token=fake_tg.token, telegram_api_base=fake_tg.url, telegram_polling=True,
+        telegram_rate_per_chat=100.0, telegram_rate_global=1000.0,
+    )
+    app = create_app(settings, db_setup="schema")
+    async with TestClient(TestServer(app)) as client:
+        await load_sample_kb(app)
+        assert await wait_for(lambda: bool(fake_tg.sent("getUpdates")))
+        conn = connections.get("default")
+        await conn.execute_script('ALTER TABLE "transcript_entry" RENAME TO "transcript_entry_away"')
+        await fake_tg.push_update(message_update(310, 7010, "怎么充值话费"))
+        await asyncio.sleep(0.5)  # the first attempt fails; the retry waits 1 s
+        assert fake_tg.sent(chat_id=7010) == []
+        assert not any(c.params.get("offset") == "311" for c in fake_tg.sent("getUpdates"))
+        await conn.execute_script('ALTER TABLE "transcript_entry_away" RENAME TO "transcript_entry"')
+        assert await wait_for(lambda: len(fake_tg.sent(chat_id=7010)) == 1)
+        assert await wait_for(lambda: any(c.params.get("offset") == "311" for c in fake_tg.sent("getUpdates")))
+        await client.app[TELEGRAM].drain()
+        assert len(fake_tg.sent(chat_id=7010)) == 1
+        assert await TranscriptEntry.filter(msg_id="u310", direction="in").count() == 1

@@ -306,3 +306,24 @@ async def test_oversize_body_is_413_and_not_processed(tg: TG) -> None:
     assert await tg.post(update) == 413
     await tg.settle()
     assert await TranscriptEntry.all().count() == 0
+
+
+async def test_update_that_cannot_be_recorded_is_500_then_the_retry_is_answered_once(tg: TG) -> None:
+    """A database failure must not lose the update: Telegram gets 500 and delivers it again."""
+    from tortoise import connections
+
+    conn = connections.get("default")
+    await conn.execute_script('ALTER TABLE "transcript_entry" RENAME TO "transcript_entry_away"')
+    update = message_update(77, 1077, "怎么充值话费")
+    try:
+        assert await tg.post(update) == 500
+        await tg.settle()
+        assert tg.fake.sent(chat_id=1077) == []
+    finally:
+        await conn.execute_script('ALTER TABLE "transcript_entry_away" RENAME TO "transcript_entry"')
+    assert await tg.post(update) == 200  # Telegram's redelivery
+    await tg.settle()
+    assert await tg.post(update) == 200  # and one more, after it was answered
+    await tg.settle()
+    assert len(tg.fake.sent(chat_id=1077)) == 1
+    assert await TranscriptEntry.filter(msg_id="u77", direction="in").count() == 1

@@ -42,7 +42,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """Check the secret, validate the Update, answer 200 at once; work happens after."""
+    """Check the secret, validate the Update, process it, then answer 200 (a 500 makes
+    Telegram deliver it again, so nothing is lost); sending the answers happens after."""
     channel = request.app.get(TELEGRAM)
     secret = request.app[SERVICES].settings.telegram_webhook_secret
     if channel is None or not secret:
@@ -57,7 +58,11 @@ async def webhook(request: web.Request) -> web.Response:
         return _error(400, "body must be a JSON Update")
     except (ValidationError, TypeError, ValueError) as exc:
         return _error(400, f"not a Telegram Update: {str(exc).splitlines()[0][:200]}")
-    channel.submit(update)
+    try:
+        await channel.accept(update)
+    except Exception:
+        log.exception("telegram update %s could not be processed; Telegram will deliver it again", update.update_id)
+        return _error(500, "the update could not be processed now; deliver it again later")
     return web.json_response({"ok": True})
 
 

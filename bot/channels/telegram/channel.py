@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from aiogram import Bot
@@ -64,43 +65,62 @@ class TelegramChannel:
                     return fallback
         return self._me
 
-    # --- background processing -----------------------------------------------------------
-    def submit(self, update: Update) -> None:
-        """Process after the webhook has answered (Telegram wants a quick 200)."""
-        task = asyncio.create_task(self.handle(update))
+    # --- processing ----------------------------------------------------------------------
+    async def accept(self, update: Update) -> None:
+        """Record and answer an update before Telegram hears "200"; only sending the
+        answers (Bot API calls, paced) happens in the background.
+
+        Raises when the update could not be processed (the database is down, say): the
+        webhook then answers 500 and polling keeps its offset, so Telegram delivers the
+        update again instead of it being lost. Its dedup claim is released for that retry.
+        """
+        result = await self.dispatcher.feed_update(self.bot, update, me=await self.me())
+        if result is UNHANDLED or result is None:
+            return
+        key = f"{CHANNEL}:update:{update.update_id}"
+        if not await self.services.dedup.claim(key, self.settings.dedup_ttl_seconds):
+            return  # redelivered while (or after) we handled it: no second answer
+        try:
+            if isinstance(result, Unsupported):
+                self._spawn(self._unsupported(result))
+                return
+            incoming: Incoming = result
+            callback_id = incoming.meta.get("callback_id")
+            # stop the button's spinner at once; the answer follows it
+            spinner = asyncio.create_task(self._answer_callback(callback_id)) if callback_id else None
+            assert self.services.pipeline is not None
+            replies = await self.services.pipeline.process(incoming)
+        except BaseException:
+            await self.services.dedup.release(key)
+            raise
+        self._spawn(self._after(spinner, self.deliver(incoming, replies)))
+
+    @staticmethod
+    async def _after(first: asyncio.Task[None] | None, then: Awaitable[None]) -> None:
+        if first is not None:
+            await first
+        await then
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:  # a send that fails for good is already in the outbox
+                log.exception("telegram delivery failed")
+
+        task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
-        """Wait until every submitted update is processed (tests, shutdown)."""
+        """Wait until every answer in flight is sent (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def handle(self, update: Update) -> None:
-        try:
-            await self._handle(update)
-        except Exception:
-            log.exception("telegram update %s failed", update.update_id)
-
-    async def _handle(self, update: Update) -> None:
-        result = await self.dispatcher.feed_update(self.bot, update, me=await self.me())
-        if result is UNHANDLED or result is None:
-            return
-        ttl = self.settings.dedup_ttl_seconds
-        if not await self.services.dedup.claim(f"{CHANNEL}:update:{update.update_id}", ttl):
-            return  # redelivered while (or after) we handled it: no second answer
-        if isinstance(result, Unsupported):
-            _ = self.services.translator.bind(result.locale_hint or self.settings.default_locale)
-            text = _("I can only read text messages for now. Please type your question.")
-            await self._send_parts(result.chat_id, render(Reply(text=text)), reply_to=result.reply_to)
-            return
-        incoming: Incoming = result
-        callback_id = incoming.meta.get("callback_id")
-        if callback_id:
-            await self._answer_callback(callback_id)
-        assert self.services.pipeline is not None
-        replies = await self.services.pipeline.process(incoming)
-        await self.deliver(incoming, replies)
+    async def _unsupported(self, result: Unsupported) -> None:
+        _ = self.services.translator.bind(result.locale_hint or self.settings.default_locale)
+        text = _("I can only read text messages for now. Please type your question.")
+        await self._send_parts(result.chat_id, render(Reply(text=text)), reply_to=result.reply_to)
 
     async def _answer_callback(self, callback_id: str) -> None:
         """Stop the button's spinner first; the answer itself follows."""

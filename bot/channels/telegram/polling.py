@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from aiogram.exceptions import TelegramAPIError, TelegramConflictError
+from aiogram.types import Update
 
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.updates import ALLOWED_UPDATES
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 async def poll(channel: TelegramChannel, *, timeout: int = 25, max_backoff: float = 30.0) -> None:
     """Fetch and process updates until cancelled; each update is confirmed (by the next
-    offset) only after it was handed over, and the pipeline dedups what comes twice."""
+    offset) only after it was processed, and the pipeline dedups what comes twice."""
     bot = channel.bot
     try:
         await bot.delete_webhook(drop_pending_updates=False)
@@ -46,5 +47,26 @@ async def poll(channel: TelegramChannel, *, timeout: int = 25, max_backoff: floa
             continue
         backoff = 1.0
         for update in updates:
-            channel.submit(update)
+            await _accept_with_retries(channel, update, max_backoff)
             offset = update.update_id + 1
+
+
+MAX_ATTEMPTS = 5  # per update, before it is skipped (logged) so one cannot stall the bot
+
+
+async def _accept_with_retries(channel: TelegramChannel, update: Update, max_backoff: float) -> None:
+    """Process one update, retrying with backoff while it fails (the database is down,
+    say); the offset moves past it only after that, or after MAX_ATTEMPTS (logged)."""
+    delay = 1.0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            await channel.accept(update)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("telegram update %s failed (attempt %d of %d)", update.update_id, attempt, MAX_ATTEMPTS)
+            if attempt < MAX_ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff)
+    log.error("telegram update %s skipped after %d attempts", update.update_id, MAX_ATTEMPTS)
