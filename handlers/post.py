@@ -1,6 +1,7 @@
 """The community from any channel: post a question, browse, answer, vote, accept."""
 from __future__ import annotations
 
+from bot.i18n import N_
 from bot.messages import Card, Choice, Reply
 from bot.models import UnansweredQuestion
 from community.qa import service as qa
@@ -127,17 +128,31 @@ async def answer_text(ctx: Context) -> Reply:
     return Reply(text=_("This question is already settled. Thank you anyway!"), kind="error")
 
 
+# what the member hears for each outcome of accepting / voting: (text, reply kind)
+_GONE = (N_("Sorry, that answer is no longer available."), "error")
+ACCEPT_OUTCOMES: dict[Status, tuple[str, str]] = {
+    Status.OK: (N_("Thanks! The answer is accepted and its author rewarded. Glad your question is solved."),
+                "accepted"),
+    Status.ALREADY: (N_("This question already has an accepted answer."), "accepted"),
+    Status.NOT_ALLOWED: (N_("Only the member who asked can accept an answer."), "error"),
+}
+VOTE_OUTCOMES: dict[Status, tuple[str, str]] = {
+    Status.OK: (N_("Thanks for your vote!"), "vote"),
+    Status.ALREADY: (N_("You already voted for this answer."), "vote"),
+    Status.NOT_ALLOWED: (N_("You cannot vote for your own answer."), "error"),
+}
+
+
+def _outcome(ctx: Context, status: Status, outcomes: dict[Status, tuple[str, str]]) -> Reply:
+    text, kind = outcomes.get(status, _GONE)
+    return Reply(text=ctx._(text), kind=kind)
+
+
 async def _accept(ctx: Context, raw: str) -> Reply:
     if not raw.strip().isdigit():
         return Reply(text=ctx._("Which answer? Send for example: accept 12"), kind="error")
-    status, answer = await qa.accept(ctx.services, ctx.member.id, int(raw))
-    if status is Status.OK:
-        return Reply(text=ctx._("Thanks! The answer is accepted and its author rewarded. Glad your question is solved."), kind="accepted")
-    if status is Status.ALREADY:
-        return Reply(text=ctx._("This question already has an accepted answer."), kind="accepted")
-    if status is Status.NOT_ALLOWED:
-        return Reply(text=ctx._("Only the member who asked can accept an answer."), kind="error")
-    return Reply(text=ctx._("Sorry, that answer is no longer available."), kind="error")
+    status, _answer = await qa.accept(ctx.services, ctx.member.id, int(raw))
+    return _outcome(ctx, status, ACCEPT_OUTCOMES)
 
 
 @router.action("acc")
@@ -154,14 +169,7 @@ async def accept_command(ctx: Context) -> Reply:
 async def vote_button(ctx: Context) -> Reply:
     if not ctx.args.isdigit():
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
-    status = await qa.vote_helpful(ctx.services, ctx.member.id, int(ctx.args))
-    if status is Status.OK:
-        return Reply(text=ctx._("Thanks for your vote!"), kind="vote")
-    if status is Status.ALREADY:
-        return Reply(text=ctx._("You already voted for this answer."), kind="vote")
-    if status is Status.NOT_ALLOWED:
-        return Reply(text=ctx._("You cannot vote for your own answer."), kind="error")
-    return Reply(text=ctx._("Sorry, that answer is no longer available."), kind="error")
+    return _outcome(ctx, await qa.vote_helpful(ctx.services, ctx.member.id, int(ctx.args)), VOTE_OUTCOMES)
 
 
 @router.action("unhelp")
