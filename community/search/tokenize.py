@@ -159,30 +159,36 @@ class Analyzer:
         return self._syn.get(tok, tok)
 
     def analyze(self, text: str) -> Analyzed:
-        for phrase, canon in self._phrases:
-            if phrase in text:
-                text = re.sub(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", canon, text)
+        if " " in text:  # every phrase is several (English) words
+            for phrase, canon in self._phrases:
+                if phrase in text:
+                    text = re.sub(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", canon, text)
         has_cjk = bool(_IS_CJK_RE.search(text))
         jb = self._jieba
         # --- words (search mode) and the precise sequence for bigrams
         w_terms: list[str] = []
         seq: list[str] = []
         if has_cjk:
-            precise = [t for t in jb.lcut(text, HMM=True) if t.strip()]
-            for t in precise:
-                c = self._canon(t)
-                if _ASCII_WORD_RE.match(c):
+            syn = self._syn
+            freq = jb.FREQ
+            for t in jb.lcut(text, HMM=True):
+                if t in STOPWORDS or not t.strip():
+                    continue
+                c = syn.get(t, t)
+                ascii_word = c.isascii() and _ASCII_WORD_RE.match(c) is not None
+                if ascii_word:
                     c = stem_en(c)
-                if c not in STOPWORDS and t not in STOPWORDS:
-                    seq.append(c)
-                    w_terms.append(c)
-                    if len(t) > 2 and c == t and not _ASCII_WORD_RE.match(t):
-                        # search mode: the dictionary sub-words of long words
-                        for n in (2, 3):
-                            for i in range(len(t) - n + 1):
-                                g = t[i : i + n]
-                                if g != t and jb.FREQ.get(g) and g not in STOPWORDS:
-                                    w_terms.append(self._canon(g))
+                if c in STOPWORDS:
+                    continue
+                seq.append(c)
+                w_terms.append(c)
+                if len(t) > 2 and c == t and not ascii_word:
+                    # search mode: the dictionary sub-words of long words
+                    for n in (2, 3):
+                        for i in range(len(t) - n + 1):
+                            g = t[i : i + n]
+                            if g != t and freq.get(g) and g not in STOPWORDS:
+                                w_terms.append(syn.get(g, g))
         else:
             for t in text.split():
                 c = self._canon(t)
