@@ -1,6 +1,9 @@
 """Answered web-chat messages per second through the full pipeline vs a bare aiohttp echo.
 
-Usage: .venv/bin/python bench/pipeline.py [--concurrency 64] [--duration 10]
+Usage: .venv/bin/python bench/pipeline.py [--concurrency 64] [--duration 10] [--also DIR ...]
+
+``--also DIR`` adds another EveryCSR checkout (say ``git worktree add /tmp/before REV``) to the
+same run, started the same way, so a change is measured against its own past too.
 
 Starts two servers as separate processes on loopback, one after the other: a bare
 aiohttp JSON echo (the baseline) and EveryCSR (`python -m bot run`, SQLite, sample
@@ -51,8 +54,8 @@ def questions() -> list[str]:
 
 
 async def run_one(name: str, cmd: list[str], env: dict[str, str], port: int, args: argparse.Namespace,
-                  qs: list[str]):  # type: ignore[no-untyped-def]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  qs: list[str], cwd: Path = ROOT):  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_up(port)
         rnd = random.Random(7)
@@ -71,28 +74,38 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--also", action="append", default=[], metavar="DIR",
+                        help="another EveryCSR checkout to measure in the same run")
     args = parser.parse_args()
     qs = questions()
     tmp = Path(tempfile.mkdtemp(prefix="everycsr-bench-"))
     env = {**os.environ, "BOT_DATABASE_URL": f"sqlite://{tmp / 'bench.sqlite3'}", "BOT_LOG_LEVEL": "WARNING",
            "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": ""}
-    subprocess.run([sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"),
-                    "--quiet"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-
-    echo_port, bot_port = free_port(), free_port()
+    echo_port = free_port()
     echo = await run_one("echo", [sys.executable, "-c", ECHO_SERVER, str(echo_port)], env, echo_port, args, qs)
-    full = await run_one("bot", [sys.executable, "-m", "bot", "run", "--port", str(bot_port)], env, bot_port,
-                         args, qs)
+    others = []
+    for i, root in enumerate([ROOT, *map(Path, args.also)]):
+        db_env = {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / f'bench{i}.sqlite3'}", "PYTHONPATH": str(root)}
+        subprocess.run([sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"),
+                        "--quiet"], env=db_env, cwd=root, check=True, stdout=subprocess.DEVNULL)
+        port = free_port()
+        others.append((root, await run_one(f"bot{i}", [sys.executable, "-m", "bot", "run", "--port", str(port)],
+                                           db_env, port, args, qs, cwd=root)))
+    full = others[0][1]
     print(f"concurrency {args.concurrency}, {args.duration:.0f} s each, {len(qs)} distinct questions\n")
     print("| server | requests | errors | req/s | p50 ms | p99 ms | mean ms |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print(echo.row("bare aiohttp JSON echo"))
     print(full.row("EveryCSR /api/v1/chat (full pipeline)"))
+    for root, result in others[1:]:
+        print(result.row(f"EveryCSR at {root} (full pipeline)"))
     ratio = full.rps / echo.rps if echo.rps else 0.0
     print(f"\nfull pipeline throughput = {ratio:.1%} of the bare echo")
     print(json.dumps({"echo_rps": round(echo.rps, 1), "pipeline_rps": round(full.rps, 1), "ratio": round(ratio, 3),
                       "pipeline_p50_ms": round(full.pct(50), 2), "pipeline_p99_ms": round(full.pct(99), 2),
-                      "echo_p99_ms": round(echo.pct(99), 2), "errors": full.errors}))
+                      "echo_p99_ms": round(echo.pct(99), 2), "errors": full.errors,
+                      "also": [{"root": str(root), "rps": round(r.rps, 1), "p99_ms": round(r.pct(99), 2)}
+                               for root, r in others[1:]]}))
 
 
 if __name__ == "__main__":
