@@ -207,3 +207,20 @@ def test_thresholds_apply_to_remembered_matches(matcher):
     assert matcher.decide(q).kind == "answer"
     matcher.config.answer_threshold = 1.01
     assert matcher.decide(q).kind == "suggest"
+
+
+def test_a_search_overlapping_an_index_change_is_not_remembered(matcher):
+    """A full build runs in a worker thread while questions are answered: what was ranked
+    against the half-changed index must not be served from memory afterwards."""
+    real = matcher.search
+
+    def search_while_the_index_changes(*args, **kwargs):
+        out = real(*args, **kwargs)
+        matcher.upsert(KBDoc(30, "积分换流量", variants=("积分可以换流量吗",)))
+        return out
+
+    matcher.search = search_while_the_index_changes
+    stale = matcher.decide("积分可以换流量吗")
+    matcher.search = real
+    assert all(m.item_id != 30 for m in stale.matches)
+    assert matcher.decide("积分可以换流量吗").matches[0].item_id == 30

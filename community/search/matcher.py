@@ -120,6 +120,7 @@ class Matcher:
         self._items: dict[int, _Item] = {}
         self._sms: dict[str, int] = {}
         self._decisions: OrderedDict[tuple[str, str | None], tuple[Match, ...]] = OrderedDict()
+        self._generation = getattr(self, "_generation", 0) + 1
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -131,8 +132,13 @@ class Matcher:
         it[: self._cap] = self._unit_item
         self._unit_w, self._unit_item, self._cap = w, it, cap
 
-    def _add_unit(self, item: _Item, kind: str, text: str) -> None:
+    def _changed(self) -> None:
+        """Forget remembered matches; a search that overlapped the change won't be kept."""
+        self._generation += 1
         self._decisions.clear()
+
+    def _add_unit(self, item: _Item, kind: str, text: str) -> None:
+        self._changed()
         norm = normalize(text)
         if not norm:
             return
@@ -152,7 +158,7 @@ class Matcher:
         item.slots.append(slot)
 
     def _drop_slots(self, item: _Item) -> None:
-        self._decisions.clear()
+        self._changed()
         for s in item.slots:
             u = self._units[s]
             if u is None:
@@ -231,6 +237,7 @@ class Matcher:
         if n:
             self._unit_w[:n] = [UNIT_WEIGHT[k] for _i, k, _n in plan]
             self._unit_item[:n] = [it.doc.id for it, _k, _n in plan]
+        self._changed()  # searches that ran while the index was half built are not remembered
 
     def _unindex(self, item_id: int) -> _Item | None:
         item = self._items.pop(item_id, None)
@@ -371,7 +378,10 @@ class Matcher:
         if cached is not None:
             self._decisions.move_to_end(key)
             return cached
+        generation = self._generation
         matches = tuple(self.search(text, locale=locale, limit=3))
+        if generation != self._generation:  # a (threaded) build changed the index meanwhile
+            return matches
         self._decisions[key] = matches
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)
