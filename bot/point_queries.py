@@ -17,14 +17,15 @@ M = TypeVar("M", bound=Model)
 _SQL: dict[tuple[Any, ...], tuple[str, list[str], list[str]]] = {}
 
 
-def _dialect_marks(conn: Any) -> tuple[str, str]:
-    """(identifier quote, placeholder style) for the connection's dialect."""
-    dialect = conn.capabilities.dialect
-    if dialect == "postgres":
-        return '"', "$"
+def for_dialect(sql: str, dialect: str) -> str:
+    """SQL written with ``?`` placeholders, for the connection's dialect (PostgreSQL
+    numbers them ``$1, $2 …``, MySQL wants ``%s``). ``?`` must only be placeholders."""
     if dialect == "mysql":
-        return "`", "%s"
-    return '"', "?"
+        return sql.replace("?", "%s")
+    if dialect != "postgres":
+        return sql
+    parts = sql.split("?")
+    return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, start=1))
 
 
 def _columns(model: type[Model]) -> list[str]:
@@ -37,7 +38,8 @@ def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ..
     hit = _SQL.get(cache_key)
     if hit is not None:
         return hit
-    q, mark = _dialect_marks(conn)
+    dialect = conn.capabilities.dialect
+    q = "`" if dialect == "mysql" else '"'
     meta = model._meta
     cols = _columns(model)
     select = [f"t0.{q}{c}{q} AS {q}t0__{c}{q}" for c in cols]
@@ -51,11 +53,11 @@ def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ..
         join = (f" JOIN {q}{rel_model._meta.db_table}{q} t1 ON t1.{q}{rel_model._meta.db_pk_column}{q}"
                 f" = t0.{q}{fk.source_field}{q}")
     where = []
-    for i, key in enumerate(keys, start=1):
+    for key in keys:
         col = meta.fields_db_projection[key] if key in meta.fields_db_projection else meta.fields_map[key].source_field
-        ph = f"${i}" if mark == "$" else mark
-        where.append(f"t0.{q}{col}{q} = {ph}")
-    sql = f"SELECT {', '.join(select)} FROM {q}{meta.db_table}{q} t0{join} WHERE {' AND '.join(where)} LIMIT 2"
+        where.append(f"t0.{q}{col}{q} = ?")
+    sql = for_dialect(
+        f"SELECT {', '.join(select)} FROM {q}{meta.db_table}{q} t0{join} WHERE {' AND '.join(where)} LIMIT 2", dialect)
     out = (sql, cols, rel_cols)
     _SQL[cache_key] = out
     return out

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from tortoise import connections
 
+from bot.point_queries import for_dialect
+
 PERIODS = ("week", "month", "all")
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TIE_BITS = 2**32  # score = points * 2^32 + (2^32 - 1 - seconds since EPOCH): exact below 2^53
@@ -83,19 +85,6 @@ WHERE rn <= ? OR (rn >= (SELECT rn FROM r WHERE m = ?) - ? AND rn <= (SELECT rn 
 ORDER BY rn"""
 
 
-def _placeholders(sql: str, dialect: str) -> str:
-    if dialect != "postgres":
-        return sql
-    out, n = [], 0
-    for ch in sql:
-        if ch == "?":
-            n += 1
-            out.append(f"${n}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _split(rows: list[tuple[int, int, int, int]], member_id: int | None, limit: int) -> tuple[list[Row], Row | None, list[Row]]:
     top = [Row(int(dr), int(m), int(p)) for m, p, dr, rn in rows if rn <= limit]
     around = [Row(int(dr), int(m), int(p)) for m, p, dr, rn in rows]
@@ -125,7 +114,7 @@ class SqlLeaderboard:
             start = period_start(period, now or datetime.now(timezone.utc))
             sql, params = _PERIOD_SQL + _RANKED_SQL, [True, start if dialect == "postgres" else start.isoformat(sep=" "), False]
         params += [limit, me, around, me, around]
-        _, raw = await conn.execute_query(_placeholders(sql, dialect), params)
+        _, raw = await conn.execute_query(for_dialect(sql, dialect), params)
         rows = [(r["m"], r["p"], r["dr"], r["rn"]) for r in (dict(x) for x in raw)]
         top, mine, near = _split(rows, member_id, limit)
         return Standing(period, top, mine, near)

@@ -133,3 +133,23 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
     assert {f: getattr(live, f) for f in Ticket._meta.db_fields} == {f: getattr(orm, f) for f in Ticket._meta.db_fields}
     assert isinstance(live.urgent_why, list) and isinstance(live.urgent, bool)
     await live.save(update_fields=["summary"])  # an instance from a point query saves like any other
+
+
+def test_for_dialect_numbers_placeholders() -> None:
+    import re
+
+    from hypothesis import given, strategies as st
+
+    from bot.point_queries import for_dialect
+
+    assert for_dialect("a = ? AND b = ?", "postgres") == "a = $1 AND b = $2"
+    assert for_dialect("a = ? AND b = ?", "sqlite") == "a = ? AND b = ?"
+    assert for_dialect("a = ?", "mysql") == "a = %s"
+
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="?$"), max_size=5), min_size=1, max_size=8))
+    def numbered_in_order(chunks: list[str]) -> None:
+        parts = re.split(r"\$(\d+)", for_dialect("?".join(chunks), "postgres"))
+        assert parts[0::2] == chunks  # the SQL around the placeholders is untouched
+        assert [int(n) for n in parts[1::2]] == list(range(1, len(chunks)))  # $1, $2, … in order
+
+    numbered_in_order()
