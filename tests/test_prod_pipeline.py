@@ -146,7 +146,9 @@ def test_for_dialect_numbers_placeholders() -> None:
     assert for_dialect("a = ? AND b = ?", "sqlite") == "a = ? AND b = ?"
     assert for_dialect("a = ?", "mysql") == "a = %s"
 
-    @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="?$"), max_size=5), min_size=1, max_size=8))
+    # (a placeholder is never followed by a digit in SQL, so digits stay out of the chunks)
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="?$0123456789", blacklist_categories=("Nd",)),
+                            max_size=5), min_size=1, max_size=8))
     def numbered_in_order(chunks: list[str]) -> None:
         parts = re.split(r"\$(\d+)", for_dialect("?".join(chunks), "postgres"))
         assert parts[0::2] == chunks  # the SQL around the placeholders is untouched
