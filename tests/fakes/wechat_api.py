@@ -1,14 +1,25 @@
 """A loopback stand-in for api.weixin.qq.com speaking the real JSON wire format.
 
-Implements ``GET /cgi-bin/token``, ``POST /cgi-bin/message/custom/send`` and
-``POST /cgi-bin/menu/create`` with WeChat's error codes: 40013 (bad appid), 40125 (bad
-secret), 40001 (invalid token), 42001 (expired token), 45015 (outside the 48 h window),
-45047 (quota), 43004 (unsubscribed). Errors can be queued per path for a test.
+Implements ``GET /cgi-bin/token``, ``POST /cgi-bin/stable_token``,
+``POST /cgi-bin/message/custom/send`` and ``POST /cgi-bin/menu/create`` with WeChat's error
+codes: 40013 (bad appid), 40125 (bad secret), 40001 (invalid token), 42001 (expired token),
+45009/45011 (force-refresh quota), 45015 (outside the 48 h window), 45047 (quota), 43004
+(unsubscribed). Errors can be queued per path for a test.
+
+The stable token follows WeChat's documented semantics: in normal mode every caller gets
+the same token while it is valid, with the remaining ``expires_in``; in its last 5 minutes
+a new one is issued and the old one keeps working until it expires; ``force_refresh``
+issues a new token at once and the previous one stops working, at most
+``force_refresh_daily_limit`` times (45009) and ``force_refresh_interval`` seconds apart
+(45011). Stable tokens and ``/cgi-bin/token`` tokens are independent, as on WeChat. The
+fake's clock can be moved forward with :meth:`FakeWeChatAPI.advance`.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,17 +27,32 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+TOKEN_LIFETIME = 7200
+HANDOVER_SECONDS = 300  # normal mode issues the next stable token in the last 5 minutes
+
 
 @dataclass
 class FakeWeChatAPI:
     appid: str = "wx0123456789abcdef"
     secret: str = "s3cr3t-0123456789abcdef0123456789"
     tokens: dict[str, bool] = field(default_factory=dict)  # token -> expired?
-    token_requests: int = 0
+    token_requests: int = 0  # token fetches of either kind (cgi-bin/token and stable_token)
+    legacy_token_requests: int = 0  # GET /cgi-bin/token only
+    stable_token_requests: int = 0  # POST /cgi-bin/stable_token, normal and forced
+    force_refreshes: int = 0  # forced refreshes granted (new token issued)
+    force_refresh_refusals: int = 0  # forced refreshes answered 45009/45011
+    force_refresh_daily_limit: int = 20
+    force_refresh_interval: float = 30.0
+    stable_delay: float = 0.0  # seconds the stable_token endpoint takes to answer
     sent: list[dict[str, Any]] = field(default_factory=list)
     menus: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (path, token)
     unsubscribed: set[str] = field(default_factory=set)
+    stable_token: str | None = None  # the token normal mode hands out
+    rejected: set[str] = field(default_factory=set)  # refused with 40001 though stable_token still returns them
+    _expires_at: dict[str, float] = field(default_factory=dict)  # stable token -> fake-clock expiry
+    _last_force: float | None = None
+    _clock_offset: float = 0.0
     _errors: dict[str, deque[int]] = field(default_factory=lambda: defaultdict(deque))
     server: TestServer | None = None
 
@@ -36,11 +62,27 @@ class FakeWeChatAPI:
         self._errors[path].extend([errcode] * times)
 
     def expire_tokens(self) -> None:
+        """Every token issued so far answers 42001; normal mode then issues a new stable token."""
         for t in self.tokens:
             self.tokens[t] = True
 
     def revoke_tokens(self) -> None:
+        """Every token issued so far answers 40001; normal mode then issues a new stable token."""
         self.tokens.clear()
+
+    def reject_stable_token(self) -> str:
+        """WeChat refuses the current stable token (40001) while normal mode still returns it;
+        only a ``force_refresh`` gets past it. Returns that token."""
+        assert self.stable_token is not None, "no stable token issued yet"
+        self.rejected.add(self.stable_token)
+        return self.stable_token
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock (token lifetimes, force-refresh spacing) forward."""
+        self._clock_offset += seconds
+
+    def now(self) -> float:
+        return time.monotonic() + self._clock_offset
 
     @property
     def base(self) -> str:
@@ -51,6 +93,7 @@ class FakeWeChatAPI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/cgi-bin/token", self._token)
+        app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         return app
@@ -68,25 +111,77 @@ class FakeWeChatAPI:
     def _err(code: int, msg: str) -> web.Response:
         return web.json_response({"errcode": code, "errmsg": msg})
 
+    def _bad_credentials(self, grant_type: Any, appid: Any, secret: Any) -> web.Response | None:
+        if grant_type != "client_credential":
+            return self._err(40002, "invalid grant_type")
+        if appid != self.appid:
+            return self._err(40013, "invalid appid")
+        if secret != self.secret:
+            return self._err(40125, "invalid appsecret")
+        return None
+
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
+        self.legacy_token_requests += 1
         q = request.query
-        if q.get("grant_type") != "client_credential":
-            return self._err(40002, "invalid grant_type")
-        if q.get("appid") != self.appid:
-            return self._err(40013, "invalid appid")
-        if q.get("secret") != self.secret:
-            return self._err(40125, "invalid appsecret")
+        if (err := self._bad_credentials(q.get("grant_type"), q.get("appid"), q.get("secret"))) is not None:
+            return err
         token = secrets.token_urlsafe(48)
         self.tokens[token] = False
-        return web.json_response({"access_token": token, "expires_in": 7200})
+        return web.json_response({"access_token": token, "expires_in": TOKEN_LIFETIME})
+
+    def _issue_stable(self) -> str:
+        token = secrets.token_urlsafe(48)
+        self.tokens[token] = False
+        self._expires_at[token] = self.now() + TOKEN_LIFETIME
+        self.stable_token = token
+        return token
+
+    def _remaining(self, token: str) -> float:
+        return self._expires_at.get(token, 0.0) - self.now()
+
+    async def _stable_token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        self.stable_token_requests += 1
+        if self.stable_delay:
+            await asyncio.sleep(self.stable_delay)
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        if (err := self._bad_credentials(body.get("grant_type"), body.get("appid"), body.get("secret"))) is not None:
+            return err
+        force = body.get("force_refresh", False)
+        if not isinstance(force, bool):
+            return self._err(47001, "data format error")
+        current = self.stable_token
+        if force:
+            now = self.now()
+            if self.force_refreshes >= self.force_refresh_daily_limit:
+                self.force_refresh_refusals += 1
+                return self._err(45009, "reach max api daily quota limit")
+            if self._last_force is not None and now - self._last_force < self.force_refresh_interval:
+                self.force_refresh_refusals += 1
+                return self._err(45011, "api minute-quota reach limit mostly 5000 per minute")
+            self.force_refreshes += 1
+            self._last_force = now
+            if current is not None:  # the previous token stops working at once
+                self.tokens.pop(current, None)
+                self._expires_at.pop(current, None)
+                self.rejected.discard(current)
+            token = self._issue_stable()
+        else:
+            valid = (current is not None and current in self.tokens and not self.tokens[current]
+                     and self._remaining(current) > HANDOVER_SECONDS)
+            # the old token keeps working until its own expiry (hand-over), unless expired/revoked
+            token = current if valid else self._issue_stable()  # type: ignore[assignment]
+        return web.json_response({"access_token": token, "expires_in": round(self._remaining(token))})
 
     def _check_token(self, request: web.Request, path: str) -> web.Response | None:
         token = request.query.get("access_token", "")
         self.calls.append((path, token))
-        if token not in self.tokens:
+        if token not in self.tokens or token in self.rejected:
             return self._err(40001, "invalid credential, access_token is invalid or not latest")
-        if self.tokens[token]:
+        if self.tokens[token] or (token in self._expires_at and self._remaining(token) <= 0):
             return self._err(42001, "access_token expired")
         queued = self._errors[path]
         if queued:

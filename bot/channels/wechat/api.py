@@ -1,8 +1,15 @@
 """Asynchronous client for the WeChat Official Account API (api.weixin.qq.com).
 
 wechatpy's own client is synchronous (requests), so outbound calls go through aiohttp.
-The access token is cached until shortly before it expires and refreshed once when
-WeChat says it is invalid or expired (40001/40014/42001).
+
+The access token comes from WeChat's *stable* token API (``POST /cgi-bin/stable_token``),
+not ``GET /cgi-bin/token``: every fetch from the latter invalidates the previous token, so
+several workers would knock each other's tokens out. In normal mode (``force_refresh``
+false) every caller gets the same token while it is valid, so workers share one token
+without talking to each other. Each process caches it until shortly before it expires.
+When WeChat rejects it (40001/40014/42001) the call re-fetches in normal mode once (another
+worker may hold a newer token, or the old one rolled over); only if WeChat hands back the
+very token it just rejected is one ``force_refresh`` spent (limited to 20 a day, 30 s apart).
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ UNREACHABLE_ERRORS = {43004: "the member has unsubscribed from the Official Acco
                       43019: "the member has blocked the Official Account (errcode 43019)"}
 RETRY_ERRORS = {-1: 5.0, 45009: 60.0, 45011: 1.0}  # system busy, API frequency limits
 TOKEN_MARGIN_SECONDS = 300
+STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
+FORCE_REFRESH_REFUSED = frozenset({45009, 45011})  # daily force-refresh quota / too soon after the last
 
 
 class WeChatAPIError(Exception):
@@ -86,23 +95,51 @@ class WeChatAPI:
         """The cached token; fetched when missing, near expiry or ``refresh`` is asked.
 
         ``stale`` is the token a failed call used: if another task already replaced it,
-        that new one is returned instead of fetching again.
+        that new one is returned instead of fetching again. A forced refresh is spent only
+        when WeChat's normal mode still hands out ``stale``.
         """
         async with self._lock:
-            usable = self._token and time.monotonic() < self._token_expires
+            usable = self._token is not None and time.monotonic() < self._token_expires
             if usable and not (refresh and self._token == stale):
                 return self._token  # type: ignore[return-value]
-            data = await self._request(
-                "GET", "/cgi-bin/token",
-                params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
-            )
-            token = data.get("access_token")
-            if not token:
-                raise WeChatAPIError(-2, "no access_token in the token response")
-            expires_in = int(data.get("expires_in", 7200))
-            self._token = str(token)
-            self._token_expires = time.monotonic() + max(expires_in - TOKEN_MARGIN_SECONDS, 60)
-            return self._token
+            token = await self._fetch_stable(force=False)
+            if refresh and stale is not None and token == stale:
+                log.warning("WeChat's stable token API returned the token it rejected; forcing a new one")
+                token = await self._force_refresh(stale)
+            return token
+
+    async def _force_refresh(self, stale: str) -> str:
+        """One ``force_refresh``; if WeChat refuses it (quota), take another worker's fresh token."""
+        try:
+            return await self._fetch_stable(force=True)
+        except WeChatAPIError as err:
+            if err.errcode not in FORCE_REFRESH_REFUSED:
+                self._token = None
+                raise
+            # 45011: a force refresh happened moments ago, perhaps by another worker
+            token = await self._fetch_stable(force=False)
+            if token == stale:
+                self._token = None  # known bad: don't hand it to the next call
+                raise
+            return token
+
+    async def _fetch_stable(self, *, force: bool) -> str:
+        data = await self._request("POST", STABLE_TOKEN_PATH, body={
+            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+            "force_refresh": force,
+        })
+        token = data.get("access_token")
+        if not token:
+            raise WeChatAPIError(-2, "no access_token in the token response")
+        try:
+            expires_in = max(int(data.get("expires_in", 7200)), 1)
+        except (TypeError, ValueError):
+            expires_in = 7200
+        self._token = str(token)
+        # refetch in WeChat's own hand-over window (its last 5 minutes), when normal mode
+        # issues the next token while the old one keeps working
+        self._token_expires = time.monotonic() + max(expires_in - TOKEN_MARGIN_SECONDS, expires_in / 2)
+        return self._token
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST JSON with the access token; refreshes the token once if WeChat rejects it."""
@@ -122,7 +159,7 @@ class WeChatAPI:
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         return await self.call("/cgi-bin/menu/create", menu)
 
-    async def _request(self, method: str, path: str, *, params: dict[str, str],
+    async def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                        body: dict[str, Any] | None = None) -> dict[str, Any]:
         # WeChat shows \\uXXXX literally unless the JSON carries real UTF-8
         data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
