@@ -132,11 +132,14 @@ def setup(app: web.Application, settings: Settings) -> None:
         services.extras["fanout"] = fanout
         # knowledge edits made on one worker reach every worker's index
         follow = asyncio.create_task(services.kb.follow(fanout))
+        # ... and changes made elsewhere (kb import, another process) within kb_refresh_seconds
+        watch = asyncio.create_task(services.kb.watch(settings.kb_refresh_seconds))
         try:
             yield
         finally:
             follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
+            watch.cancel()
+            await asyncio.gather(follow, watch, return_exceptions=True)
             await fanout.close()
             if settings.redis_url:
                 await close_redis_stores(services.dedup, services.state, services.limiter)

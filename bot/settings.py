@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     search_answer_threshold: float | None = None
     search_suggest_threshold: float | None = None
     kb_variant_auto_accept: int = 3  # distinct members agreeing on a learned question variant; 0 = reviewer only
+    kb_refresh_seconds: float = 30.0  # how often each worker applies items changed in the database; 0 = never
 
     # --- outbox --------------------------------------------------------------------------
     outbox_poll_seconds: float = 0.5

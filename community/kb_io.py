@@ -5,6 +5,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from tortoise.transactions import in_transaction
 
+from community.knowledge_admin.models import KnowledgeVersion
+from community.knowledge_admin.service import next_number, snapshot
 from community.models import STATUSES, KnowledgeItem
 
 LOCALES = ("zh_CN", "zh_TW", "en")
@@ -201,9 +204,29 @@ def parse_file(path: Path) -> list[tuple[int, ItemRow | str]]:
     return out
 
 
+IMPORT_AUTHOR = "import"
+RETIRED_REASON = "retired by a reviewer"
+
+
+async def _record_version(item: KnowledgeItem, number: int) -> None:
+    """The import as a version row, like a decided review step (a published import
+    supersedes the published version before it)."""
+    decided = item.status in ("published", "retired")
+    if item.status == "published":
+        await KnowledgeVersion.filter(item_id=item.id, state="published").update(state="superseded")
+    await KnowledgeVersion.create(
+        item=item, number=number, data=snapshot(item), state=item.status, author=IMPORT_AUTHOR,
+        reason="imported from a file", decided_by=IMPORT_AUTHOR if decided else "",
+        decided_at=datetime.now(timezone.utc) if decided else None,
+    )
+
+
 async def import_rows(
     rows: list[tuple[int, ItemRow | str]], progress: Callable[[int], None] | None = None
 ) -> ImportReport:
+    """Create or update items; each created or updated item gets a ``KnowledgeVersion``
+    (author ``import``). A retired item is never brought back by a file: its row is rejected
+    unless it keeps the item retired (bringing it back is a reviewer's edit and approval)."""
     report = ImportReport()
     seen: set[tuple[str, str]] = set()
     codes: dict[str, str] = {
@@ -223,24 +246,29 @@ async def import_rows(
         if row.sms_code and codes.get(row.sms_code, row.key) != row.key:
             report.rejected.append((line, f"sms_code {row.sms_code} already belongs to {codes[row.sms_code]}"))
             continue
-        if row.sms_code:
-            codes[row.sms_code] = row.key
         values = row.model_dump(exclude={"key", "locale"})
         async with in_transaction():
-            item = await KnowledgeItem.get_or_none(key=row.key, locale=row.locale)
+            item = await KnowledgeItem.select_for_update().get_or_none(key=row.key, locale=row.locale)
             if item is None:
                 item = await KnowledgeItem.create(key=row.key, locale=row.locale, **values)
+                await _record_version(item, item.version)
                 report.created += 1
                 report.changed_items.append(item)
+            elif item.status == "retired" and values["status"] != "retired":
+                report.rejected.append((line, f"{row.key} ({row.locale}): {RETIRED_REASON}; not re-published"))
+                continue
             elif any(getattr(item, f) != values[f] for f in FIELDS):
                 for f in FIELDS:
                     setattr(item, f, values[f])
-                item.version += 1
+                item.version = await next_number(item)
                 await item.save()
+                await _record_version(item, item.version)
                 report.updated += 1
                 report.changed_items.append(item)
             else:
                 report.unchanged += 1
+        if row.sms_code:
+            codes[row.sms_code] = row.key
     return report
 
 

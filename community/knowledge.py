@@ -5,6 +5,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from community.models import KnowledgeItem
@@ -39,6 +40,8 @@ class KnowledgeService:
         self._by_key: dict[tuple[str, str], int] = {}
         self._fanout: Any = None
         self._origin = uuid.uuid4().hex
+        self._checked_at: datetime | None = None     # start of the last look at the database
+        self._seen: dict[int, datetime] = {}         # item id -> updated_at already applied
 
     def _cache(self, item: KnowledgeItem) -> None:
         self._drop(item.id)
@@ -53,6 +56,7 @@ class KnowledgeService:
 
     async def load(self) -> int:
         """(Re)build the index from every published item."""
+        self._checked_at = _utcnow()
         items = await KnowledgeItem.filter(status="published").all()
         docs = [to_doc(i) for i in items]
         # building is CPU work: keep the event loop free while it runs
@@ -61,6 +65,8 @@ class KnowledgeService:
         self._by_key.clear()
         for item in items:
             self._cache(item)
+        # what the build holds needs no catch-up (the next look prunes this)
+        self._seen = {i.id: i.updated_at for i in items if i.updated_at is not None}
         log.info("knowledge index built: %d items", len(docs))
         return len(docs)
 
@@ -77,6 +83,8 @@ class KnowledgeService:
             task.add_done_callback(_log_failure)
 
     def _apply(self, item: KnowledgeItem) -> None:
+        if item.updated_at is not None:
+            self._seen[item.id] = item.updated_at
         if item.status == "published":
             self.matcher.upsert(to_doc(item))
         else:
@@ -105,6 +113,37 @@ class KnowledgeService:
                     except Exception:  # keep following; the next full load repairs
                         log.exception("knowledge refresh failed")
 
+    async def catch_up(self) -> list[int]:
+        """Apply items changed in the database since the last look, whoever changed them
+        (``kb import`` in another process, a worker without fan-out). One query on
+        ``updated_at``; the window overlaps the previous one by :data:`CATCH_UP_OVERLAP` so
+        that late commits and small clock differences are not missed, and items already
+        applied at that ``updated_at`` are skipped. Returns the ids applied."""
+        started = _utcnow()
+        if self._checked_at is None:  # never loaded: nothing to catch up with
+            self._checked_at = started
+            return []
+        since = self._checked_at - CATCH_UP_OVERLAP
+        rows = await KnowledgeItem.filter(updated_at__gte=since).values_list("id", "updated_at")
+        changed = [item_id for item_id, ts in rows if self._seen.get(item_id) != ts]
+        if changed:
+            await self.refresh(changed)
+            log.info("knowledge catch-up: %d changed items applied", len(changed))
+        self._checked_at = started
+        self._seen = {i: ts for i, ts in self._seen.items() if ts >= started - CATCH_UP_OVERLAP}
+        return changed
+
+    async def watch(self, every: float) -> None:
+        """Call :meth:`catch_up` every ``every`` seconds (runs until cancelled; 0 = never)."""
+        if every <= 0:
+            return
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.catch_up()
+            except Exception:  # a database hiccup: the next round looks again over the same window
+                log.exception("knowledge catch-up failed")
+
     def decide(self, text: str, locale: str | None) -> Decision:
         return self.matcher.decide(text, locale=locale)
 
@@ -128,6 +167,12 @@ class KnowledgeService:
 
 
 KB_TOPIC = "knowledge"
+# how far each look at the database reaches back before the previous one
+CATCH_UP_OVERLAP = timedelta(seconds=60)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _log_failure(task: "asyncio.Task[None]") -> None:

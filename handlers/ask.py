@@ -13,6 +13,9 @@ from handlers.router import Context, Router
 router = Router("ask")
 
 MAX_SUGGESTIONS = 3
+# state key: item ids offered as "did you mean" for state["last_query"]; only a pick among
+# them (at once, or later as the better pick after a 👎) is evidence about that question
+OFFERED = "offered"
 
 
 async def record_unanswered(ctx: Context, text: str, best_item: int | None, best_score: float) -> None:
@@ -72,6 +75,7 @@ async def ask(ctx: Context) -> Reply | None:
         return Reply(text=ctx._("I can read text messages. Type your question, or send 帮助 (help)."), kind="help")
     kb = ctx.services.kb
     ctx.state["last_query"] = text
+    ctx.state.pop(OFFERED, None)  # choices offered for an earlier question no longer count as picks
     if text.isascii() and text.replace(" ", "").isalnum() and len(text) <= 16:
         item = await kb.by_code(text.replace(" ", ""), ctx.locale)
         if item:
@@ -84,6 +88,7 @@ async def ask(ctx: Context) -> Reply | None:
             return await with_repeat_notice(ctx, answer_reply(ctx, await kb.localized(item, ctx.locale), best.score))
     if decision.kind in ("answer", "suggest") and decision.matches:
         choices = [Choice(label=m.title, action=f"kb:{m.item_id}") for m in decision.matches[:MAX_SUGGESTIONS]]
+        ctx.state[OFFERED] = [m.item_id for m in decision.matches[:MAX_SUGGESTIONS]]
         choices.append(Choice(label=ctx._("None of these"), action="none"))
         return Reply(
             text=ctx._("Did you mean one of these?"),
@@ -97,13 +102,17 @@ async def ask(ctx: Context) -> Reply | None:
 
 @router.action("kb")
 async def show_item(ctx: Context) -> Reply:
-    """A picked "did you mean" choice, or a menu/deep link to an item."""
+    """A picked "did you mean" choice, or a menu/deep link to an item.
+
+    Only a choice offered for the member's last question teaches anything: a menu click,
+    deep link or forwarded link after an unrelated question is not a phrasing of the item.
+    """
     kb = ctx.services.kb
     item = await kb.get(int(ctx.args)) if ctx.args.isdigit() else None
     if item is None:
         return Reply(text=ctx._("Sorry, that answer is no longer available."), kind="error")
     query = ctx.state.get("last_query")
-    if query:
+    if query and item.id in (ctx.state.get(OFFERED) or ()):
         ctx.extra["picked"] = (item.id, query)
         hook = ctx.services.extras.get("on_pick")
         if hook:

@@ -12,7 +12,7 @@ from tortoise.expressions import Q
 
 from bot import point_queries
 from bot.messages import Choice, Reply
-from bot.models import ChannelAccount, Member
+from bot.models import ChannelAccount, Member, UnansweredQuestion
 from community.inbox import events
 from community.inbox.models import REASONS, Ticket, TicketMessage
 
@@ -189,8 +189,25 @@ def survey_reply(services: "Services", locale: str, ticket_id: int) -> Reply:
     )
 
 
-async def close(services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False) -> bool:
-    """Close once; the one close that wins sends the satisfaction survey."""
+async def ticket_question(ticket: Ticket) -> str:
+    """What the member asked: the summary stored at hand-over (their failed search or
+    community question), else the failed search the ticket links to."""
+    if ticket.summary.strip():
+        return ticket.summary.strip()
+    if ticket.unanswered_id:
+        failed = await UnansweredQuestion.get_or_none(id=ticket.unanswered_id)
+        if failed is not None:
+            return failed.text.strip()
+    return ""
+
+
+async def close(services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False,
+                answered_by: int | None = None) -> bool:
+    """Close once; the one close that wins sends the satisfaction survey.
+
+    ``answered_by``: the published knowledge item the agent says answered the ticket (the
+    caller checks it); the member's question becomes a candidate variant of that item.
+    """
     q = Ticket.filter(id=ticket_id, status__in=LIVE)
     if not admin:  # an agent closes their own or an unassigned ticket
         q = q.filter(Q(assignee_id=staff_id) | Q(assignee_id=None))
@@ -200,11 +217,26 @@ async def close(services: "Services", ticket_id: int, staff_id: int | None, *, a
         return False
     ticket = await Ticket.get(id=ticket_id).select_related("member")
     await TicketMessage.create(ticket_id=ticket.id, author="system", text="closed")
+    if answered_by is not None:
+        await _learn_from_ticket(services, ticket, answered_by)
     if await Ticket.filter(id=ticket_id, survey_sent_at=None).update(survey_sent_at=now):
         await send_to_member(services, ticket, survey_reply(services, ticket.member.locale, ticket.id),
                              purpose="survey", key=f"survey:{ticket.id}")
     await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "closed"})
     return True
+
+
+async def _learn_from_ticket(services: "Services", ticket: Ticket, item_id: int) -> None:
+    """Note the item on the ticket and offer the member's question as a phrasing of it."""
+    await TicketMessage.create(ticket_id=ticket.id, author="system", text=f"answered by knowledge item #{item_id}")
+    hook = services.extras.get("on_ticket_resolved")
+    question = await ticket_question(ticket)
+    if hook is None or not question:
+        return
+    try:
+        await hook(services, item_id, question, ticket.member_id)
+    except Exception:  # the ticket is closed either way; a lost suggestion is only a lost hint
+        log.exception("learning from ticket %s failed", ticket.id)
 
 
 async def record_survey(services: "Services", member_id: int, score: int, ticket_id: int | None = None) -> Ticket | None:

@@ -6,6 +6,7 @@ import json
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from tortoise.exceptions import IntegrityError
@@ -130,12 +131,29 @@ async def reply(request: web.Request) -> web.Response:
     raise _back(ticket.id, "" if sent.delivered else "unreachable")
 
 
+async def _answered_by(request: web.Request, form: Any) -> int | None:
+    """The optional "answered by knowledge item #id" of the close form, checked before closing
+    so that a bad id changes nothing."""
+    raw = str(form.get("kb_item", "")).strip().lstrip("#").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(id=int(raw), status="published"):
+        raise web.HTTPBadRequest(text="The knowledge item must be the number of a published item "
+                                      "(leave it empty to close without one).")
+    if not await service.ticket_question(await _ticket(request)):
+        raise web.HTTPBadRequest(text="This ticket has no question from the member to learn from; "
+                                      "close it without a knowledge item.")
+    return int(raw)
+
+
 @require_role(*AGENTS)
 async def close(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     staff = request["staff"]
-    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"))
-    raise _back(tid, "" if ok else "refused")
+    item_id = await _answered_by(request, await request.post())
+    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"),
+                             answered_by=item_id)
+    raise _back(tid, ("answered" if item_id else "") if ok else "refused")
 
 
 @require_role(*AGENTS)

@@ -1,11 +1,13 @@
 """Learning from use: question phrasings that members and agents tie to an item.
 
 Sources: a "did you mean" pick (``pick``), a pick made after a 👎 on another item
-(``better_pick``), and an agent's ticket resolved with the item (``ticket``; the inbox calls
-``on_ticket_resolved``). Each is a *candidate* until a reviewer accepts it, or until
-``Settings.kb_variant_auto_accept`` distinct members agreed (0 = reviewer only). Accepting
-appends the phrasing to ``KnowledgeItem.variants`` and to the live index incrementally
-(``Matcher.add_variant``): no rebuild.
+(``better_pick``), and an agent's ticket closed as answered by the item (``ticket``; the inbox
+calls ``on_ticket_resolved``). Only a choice that was offered for the member's last question
+counts (``handlers/ask.py`` keeps the offered item ids beside ``last_query``). Each is a
+*candidate* until a reviewer accepts it, or until ``Settings.kb_variant_auto_accept`` distinct
+members agreed (0 = reviewer only). Accepting appends the phrasing to
+``KnowledgeItem.variants`` and goes through ``KnowledgeService.reindex``: the item is
+re-indexed here (no rebuild) and every other worker reloads it from the database.
 """
 from __future__ import annotations
 
@@ -67,8 +69,9 @@ async def accept(services: Any, cv: CandidateVariant, decided_by: str) -> bool:
             item.variants = [*item.variants, cv.text]
             await item.save(update_fields=["variants", "updated_at"])
     cv.status = "accepted"
-    if item.status == "published" and item.id in services.kb.matcher:
-        services.kb.matcher.add_variant(item.id, cv.text)
+    # through the knowledge service: the cached item gets the new variants, the index is
+    # updated for this one item, and the other workers are told to reload it
+    services.kb.reindex([item])
     return True
 
 

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.i18n import N_
@@ -38,6 +39,13 @@ class BadState(ValueError):
     """The version is not in a state this step applies to."""
 
 
+class LocaleTaken(ValueError):
+    """Another item already holds this key in that locale ((key, locale) is unique)."""
+
+    def __init__(self, key: str, locale: str) -> None:
+        super().__init__(f"an item with key {key} already exists in {locale}; edit that item instead")
+
+
 def author_of(staff: Staff) -> str:
     return f"staff:{staff.username}"
 
@@ -54,9 +62,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def _next_number(item: KnowledgeItem) -> int:
+async def next_number(item: KnowledgeItem) -> int:
+    """The number for the item's next version: after its highest version row and after
+    ``item.version`` (items imported before imports recorded versions have a version but
+    no rows), so numbers never go backwards."""
     last = await KnowledgeVersion.filter(item_id=item.id).order_by("-number").first()
-    return (last.number if last else 0) + 1
+    return max(last.number if last else 0, item.version or 0) + 1
+
+
+async def _check_locale(item: KnowledgeItem, locale: str) -> None:
+    """Moving an item into a locale its key already has would break (key, locale)."""
+    if locale != item.locale and await KnowledgeItem.filter(key=item.key, locale=locale).exclude(id=item.id).exists():
+        raise LocaleTaken(item.key, locale)
 
 
 async def create_item(key: str, data: dict[str, Any], author: str, *, submit: bool, reason: str = "",
@@ -75,15 +92,19 @@ async def propose(item: KnowledgeItem, data: dict[str, Any], author: str, *, sub
     """A new revision of ``item``. An unpublished item takes it at once; a published or
     retired one keeps its live text until a reviewer approves."""
     merged = {**snapshot(item), **{k: v for k, v in data.items() if k in EDITABLE}}
+    await _check_locale(item, merged["locale"])
     state = "pending" if submit else "draft"
     async with in_transaction():
-        v = await KnowledgeVersion.create(item=item, number=await _next_number(item), data=merged, state=state,
+        v = await KnowledgeVersion.create(item=item, number=await next_number(item), data=merged, state=state,
                                           author=author, reason=reason, contribution_id=contribution_id)
         if item.status in ("draft", "pending"):
             for f, val in merged.items():
                 setattr(item, f, val)
             item.status = state
-            await item.save()
+            try:
+                await item.save()
+            except IntegrityError:  # a concurrent item took the key and locale: the version goes too
+                raise LocaleTaken(item.key, item.locale) from None
     return v
 
 
@@ -107,12 +128,16 @@ async def approve(version: KnowledgeVersion, reviewer: Staff, reason: str = "", 
         if version.state not in ("pending", "draft"):
             raise BadState(f"this version is {version.state}")
         item = await KnowledgeItem.get(id=version.item_id)
+        await _check_locale(item, version.data.get("locale", item.locale))
         for f, val in version.data.items():
             if f in EDITABLE:
                 setattr(item, f, val)
         item.status = "published"
-        item.version = version.number
-        await item.save()
+        item.version = max(version.number, item.version)
+        try:
+            await item.save()
+        except IntegrityError:  # a concurrent item took the key and locale: nothing is kept
+            raise LocaleTaken(item.key, item.locale) from None
         await KnowledgeVersion.filter(item_id=item.id, state="published").update(state="superseded")
         version.state = "published"
         version.decided_by = author_of(reviewer)
@@ -151,10 +176,12 @@ async def reject(version: KnowledgeVersion, reviewer: Staff, reason: str) -> Non
 async def retire(item: KnowledgeItem, reviewer: Staff, reason: str, kb: Any = None) -> None:
     if not can_approve(reviewer):
         raise NotAllowed("retiring needs the reviewer role")
+    if not reason.strip():
+        raise ValueError("give a reason")
     async with in_transaction():
         item.status = "retired"
         await item.save()
-        await KnowledgeVersion.create(item=item, number=await _next_number(item), data=snapshot(item),
+        await KnowledgeVersion.create(item=item, number=await next_number(item), data=snapshot(item),
                                       state="retired", author=author_of(reviewer), reason=reason,
                                       decided_by=author_of(reviewer), decision_reason=reason, decided_at=_now())
     if kb is not None:

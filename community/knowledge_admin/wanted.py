@@ -69,5 +69,16 @@ async def knowledge_wanted(limit: int = 30) -> list[Cluster]:
     return cluster(list(reversed(rows)))[:limit]
 
 
+def parse_ids(text: str) -> list[int]:
+    """The question ids a "resolved" button posts: comma-separated, at most SCAN_LIMIT."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("no questions given")
+    if len(parts) > SCAN_LIMIT or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise ValueError("ids: up to %d question numbers, comma-separated" % SCAN_LIMIT)
+    return sorted({int(p) for p in parts})
+
+
 async def resolve(ids: list[int]) -> int:
-    return await UnansweredQuestion.filter(id__in=ids).update(resolved=True)
+    """Take these questions off the list (a reviewer dealt with them); returns how many changed."""
+    return await UnansweredQuestion.filter(id__in=ids, resolved=False).update(resolved=True)

@@ -101,8 +101,11 @@ async def item_edit(request: web.Request) -> web.Response:
     item = await _item(request)
     if request.method == "POST":
         form = await request.post()
-        await service.propose(item, _form_data(form), service.author_of(request["staff"]),
-                              submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
+        try:
+            await service.propose(item, _form_data(form), service.author_of(request["staff"]),
+                                  submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
+        except service.LocaleTaken as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
     versions = await KnowledgeVersion.filter(item_id=item.id).order_by("-number")
     candidates = await CandidateVariant.filter(item_id=item.id, status="candidate").order_by("-updated_at")
@@ -150,7 +153,10 @@ async def version_decide(request: web.Request) -> web.Response:
 async def item_retire(request: web.Request) -> web.Response:
     item = await _item(request)
     reason = str((await request.post()).get("reason", "")).strip()[:2000]
-    await service.retire(item, request["staff"], reason, kb=request.app[SERVICES].kb)
+    try:
+        await service.retire(item, request["staff"], reason, kb=request.app[SERVICES].kb)
+    except ValueError:
+        raise web.HTTPBadRequest(text="Retiring needs a reason.") from None
     raise web.HTTPFound(f"/admin/knowledge/{item.id}")
 
 
@@ -183,7 +189,20 @@ async def candidate_decide(request: web.Request) -> web.Response:
 
 @require_role(*WRITERS)
 async def wanted_page(request: web.Request) -> web.Response:
-    return render(request, "knowledge_wanted.html", **_ctx(request, clusters=await wanted.knowledge_wanted()))
+    return render(request, "knowledge_wanted.html", **_ctx(request, clusters=await wanted.knowledge_wanted(),
+                  can_review=service.can_approve(request["staff"])))
+
+
+@require_role(*REVIEWERS)
+async def wanted_resolve(request: web.Request) -> web.Response:
+    """Mark one cluster's questions (the ids the page showed) as dealt with."""
+    form = await request.post()
+    try:
+        ids = wanted.parse_ids(str(form.get("ids", "")))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    await wanted.resolve(ids)
+    raise web.HTTPFound("/admin/knowledge/wanted")
 
 
 @require_role(*REVIEWERS)
@@ -215,6 +234,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     r.add_get("/admin/knowledge/candidates", candidates)
     r.add_post(r"/admin/knowledge/candidates/{cand_id:\d+}/{verdict:accept|reject}", candidate_decide)
     r.add_get("/admin/knowledge/wanted", wanted_page)
+    r.add_post("/admin/knowledge/wanted/resolve", wanted_resolve)
     r.add_get("/admin/knowledge/weak", weak_page)
     r.add_route("*", r"/admin/knowledge/{item_id:\d+}", item_edit)
     r.add_get(r"/admin/knowledge/{item_id:\d+}/diff", item_diff)
