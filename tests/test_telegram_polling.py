@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,7 +25,9 @@ async def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-
     return False
 
 
-async def test_polling_answers_updates_once(tmp_path: Path, fake_tg: FakeTelegram) -> None:  # noqa: F811
+@asynccontextmanager
+async def polling_service(tmp_path: Path, fake_tg: FakeTelegram) -> AsyncIterator[TestClient]:  # noqa: F811
+    """The service in polling mode with the sample knowledge base, once it has started polling."""
     settings = make_settings(
         tmp_path, telegram_token=fake_tg.token, telegram_api_base=fake_tg.url, telegram_polling=True,
         telegram_rate_per_chat=100.0, telegram_rate_global=1000.0,
@@ -32,6 +36,11 @@ async def test_polling_answers_updates_once(tmp_path: Path, fake_tg: FakeTelegra
     async with TestClient(TestServer(app)) as client:
         await load_sample_kb(app)
         assert await wait_for(lambda: bool(fake_tg.sent("getUpdates")))
+        yield client
+
+
+async def test_polling_answers_updates_once(tmp_path: Path, fake_tg: FakeTelegram) -> None:  # noqa: F811
+    async with polling_service(tmp_path, fake_tg) as client:
         assert fake_tg.sent("deleteWebhook")  # Telegram refuses getUpdates while a webhook is set
         await fake_tg.push_update(message_update(300, 7001, "我的流量还剩多少，怎么查？"))
         await fake_tg.push_update(message_update(301, 7002, "/help", lang="en"))
@@ -56,14 +65,7 @@ async def test_polling_keeps_an_update_until_it_could_be_recorded(tmp_path: Path
     delays the answer, it does not lose it."""
     from tortoise import connections
 
-    settings = make_settings(
-        tmp_path, telegram_token=fake_tg.token, telegram_api_base=fake_tg.url, telegram_polling=True,
-        telegram_rate_per_chat=100.0, telegram_rate_global=1000.0,
-    )
-    app = create_app(settings, db_setup="schema")
-    async with TestClient(TestServer(app)) as client:
-        await load_sample_kb(app)
-        assert await wait_for(lambda: bool(fake_tg.sent("getUpdates")))
+    async with polling_service(tmp_path, fake_tg) as client:
         conn = connections.get("default")
         await conn.execute_script('ALTER TABLE "transcript_entry" RENAME TO "transcript_entry_away"')
         await fake_tg.push_update(message_update(310, 7010, "怎么充值话费"))
