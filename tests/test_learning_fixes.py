@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from bot import storage
 from bot.app_keys import SERVICES
 from bot.fanout import MemoryFanout
-from bot.models import OutboxMessage
+from bot.models import OutboxMessage, UnansweredQuestion
 from community.inbox.models import Ticket, TicketMessage
 from community.knowledge import KnowledgeService
 from community.knowledge_admin import learning
@@ -48,6 +48,8 @@ async def test_close_with_knowledge_item_suggests_the_members_question(client) -
     assert cv.text == NO_ANSWER and cv.sources == ["ticket"] and cv.members == [ticket.member_id]
     assert cv.status == "candidate"  # one vote: waits for a reviewer (quorum 3)
     assert await TicketMessage.filter(ticket_id=ticket.id, text=f"answered by knowledge item #{item.id}").exists()
+    assert ticket.unanswered_id is not None  # answered now: off the "knowledge wanted" list
+    assert (await UnansweredQuestion.get(id=ticket.unanswered_id)).resolved
     await wait_sent(channel="web", address="t1", purpose="survey")  # closing still sends the survey
 
     # a retried close changes nothing

@@ -229,6 +229,8 @@ async def close(services: "Services", ticket_id: int, staff_id: int | None, *, a
 async def _learn_from_ticket(services: "Services", ticket: Ticket, item_id: int) -> None:
     """Note the item on the ticket and offer the member's question as a phrasing of it."""
     await TicketMessage.create(ticket_id=ticket.id, author="system", text=f"answered by knowledge item #{item_id}")
+    if ticket.unanswered_id is not None:  # the knowledge exists now: off the "knowledge wanted" list
+        await UnansweredQuestion.filter(id=ticket.unanswered_id).update(resolved=True)
     hook = services.extras.get("on_ticket_resolved")
     question = await ticket_question(ticket)
     if hook is None or not question:
