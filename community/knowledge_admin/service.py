@@ -70,6 +70,15 @@ async def next_number(item: KnowledgeItem) -> int:
     return max(last.number if last else 0, item.version or 0) + 1
 
 
+async def add_version(item: KnowledgeItem, **fields: Any) -> KnowledgeVersion:
+    """A new version row numbered after the last. The item's row is locked first (FOR
+    UPDATE, until the caller's transaction ends), so staff saving the same item at the same
+    moment are numbered one after the other instead of clashing on (item, number)."""
+    async with in_transaction():
+        await KnowledgeItem.select_for_update().filter(id=item.id).first()
+        return await KnowledgeVersion.create(item=item, number=await next_number(item), **fields)
+
+
 async def _check_locale(item: KnowledgeItem, locale: str) -> None:
     """Moving an item into a locale its key already has would break (key, locale)."""
     if locale != item.locale and await KnowledgeItem.filter(key=item.key, locale=locale).exclude(id=item.id).exists():
@@ -95,8 +104,8 @@ async def propose(item: KnowledgeItem, data: dict[str, Any], author: str, *, sub
     await _check_locale(item, merged["locale"])
     state = "pending" if submit else "draft"
     async with in_transaction():
-        v = await KnowledgeVersion.create(item=item, number=await next_number(item), data=merged, state=state,
-                                          author=author, reason=reason, contribution_id=contribution_id)
+        v = await add_version(item, data=merged, state=state, author=author, reason=reason,
+                              contribution_id=contribution_id)
         if item.status in ("draft", "pending"):
             for f, val in merged.items():
                 setattr(item, f, val)
@@ -181,9 +190,8 @@ async def retire(item: KnowledgeItem, reviewer: Staff, reason: str, kb: Any = No
     async with in_transaction():
         item.status = "retired"
         await item.save()
-        await KnowledgeVersion.create(item=item, number=await next_number(item), data=snapshot(item),
-                                      state="retired", author=author_of(reviewer), reason=reason,
-                                      decided_by=author_of(reviewer), decision_reason=reason, decided_at=_now())
+        await add_version(item, data=snapshot(item), state="retired", author=author_of(reviewer), reason=reason,
+                          decided_by=author_of(reviewer), decision_reason=reason, decided_at=_now())
     if kb is not None:
         kb.reindex([item])
 
