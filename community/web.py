@@ -42,7 +42,6 @@ def setup(app: web.Application, settings: Settings) -> None:
         moderation.invalidate()  # the watch list is read from this app's database
         for kind in ("question", "answer"):
             moderation.on_review(kind, lambda cid, ok, kind=kind: qa.on_review(services, kind, cid, ok))
-        services.extras["moderation"] = moderation  # contributions and forwards screen through this
         task = None
         if settings.qa_deadline_check_seconds > 0:
             task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),

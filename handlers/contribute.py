@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bot.messages import Reply
 from community.knowledge_admin import service
+from community.moderation import service as moderation
 from handlers.router import Context, Router
 
 router = Router("contribute")
@@ -33,7 +34,14 @@ async def _save(ctx: Context, text: str) -> Reply:
             item_id, text = int(head), rest
     if len(text) < 4:
         return Reply(text=ctx._("That is a bit short. Please send a question and its answer."), kind="contribute")
-    c = await service.contribute(ctx.member.id, ctx.channel, text[:4000], item_id, ctx.locale)
+    text = text[:4000]
+    verdict = await moderation.screen(text)
+    if verdict.action == "block":  # the rest (hold, flag, warn) is seen by the reviewer anyway
+        await moderation.record(ctx.services, verdict, member_id=ctx.member.id, content_type="contribution",
+                                content_id=None, text=text)
+        return Reply(text=ctx._("Sorry, your contribution could not be accepted because it contains words our "
+                                "community does not allow. Please rephrase it."), kind="moderation")
+    c = await service.contribute(ctx.member.id, ctx.channel, text, item_id, ctx.locale)
     return Reply(text=ctx._("Thanks! Your contribution #%(id)s is waiting for review. We will tell you the outcome.",
                             id=c.id), kind="contribute")
 

@@ -106,6 +106,20 @@ async def test_member_contribution_cannot_publish_and_is_notified(client):
     assert len(msgs) == 1
 
 
+async def test_contribution_with_blocked_words_is_refused_and_audited(client):
+    from community.moderation import service as moderation
+    from community.moderation.models import ModerationAudit
+
+    await moderation.add_word("赌博", "word", "block", actor="admin")
+    await chat(client, "m2", text="我来补充")
+    replies = await chat(client, "m2", text="怎么赚钱\n来我们的赌博网站")
+    assert replies[0]["kind"] == "moderation"
+    assert await KnowledgeContribution.all().count() == 0
+    assert await ModerationAudit.filter(action="block", content_type="contribution").count() == 1
+    await chat(client, "m2", text="/contribute 营业厅几点开门\n9:00 开门")  # a clean one still goes through
+    assert await KnowledgeContribution.all().count() == 1
+
+
 async def test_pick_becomes_variant_after_quorum(client):
     services = client.app[SERVICES]
     item = await KnowledgeItem.filter(status="published", locale="zh_CN").first()
