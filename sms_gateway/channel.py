@@ -136,7 +136,14 @@ async def status(request: web.Request) -> web.Response:
 
 # --- SMPP inbound ----------------------------------------------------------------------------
 async def handle_deliver_sm(services: Services, runtime: SmsRuntime, pdu: DeliverSm) -> None:
-    """A deliver_sm: a delivery receipt, or (a part of) a member's text."""
+    """A deliver_sm: a delivery receipt, or (a part of) a member's text.
+
+    The ESME acknowledges the deliver_sm only after this returns (ESME_ROK) and answers
+    ESME_RX_T_APPN if it raises, so a failure to store is left to the SMSC to redeliver;
+    bad input (unknown number, undecodable text) returns normally: a retry cannot help.
+    A part that is only buffered for reassembly counts as handled, so a crash before
+    the last part arrives loses the buffered parts of that concatenated text.
+    """
     settings = services.settings
     if pdu.is_receipt:
         receipt = parse_receipt(pdu)

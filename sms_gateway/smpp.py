@@ -6,6 +6,10 @@ loop; writes go through a small executor under a lock. The asyncio side owns the
 policy: a bounded window of outstanding submit_sm, pacing at the configured rate,
 ESME_RTHROTTLED / ESME_RMSGQFUL answered by backing off and resubmitting the same
 part, enquire_link keep-alive, and reconnect with exponential backoff.
+
+A deliver_sm is acknowledged only once ``on_deliver`` has handled it (for a member's
+text: the pipeline recorded it): ESME_ROK then, ESME_RX_T_APPN if handling raised, so
+the SMSC keeps the message and delivers it again instead of it being lost.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ ESME_ROK = 0x00
 ESME_RINVBNDSTS = 0x04
 ESME_RMSGQFUL = 0x14
 ESME_RTHROTTLED = 0x58
+ESME_RX_T_APPN = 0x64  # "ESME receiver temporary app error": the SMSC retries later
 PERMANENT_STATUSES = {0x01, 0x0A, 0x0B, 0x33, 0x42, 0x43, 0x44, 0x48, 0x49, 0x50, 0x51, 0x61, 0x62, 0x63}
 TRANSIENT_STATUSES = {ESME_RMSGQFUL, ESME_RTHROTTLED}
 
@@ -96,6 +101,7 @@ class DeliverSm:
     short_message: bytes
     receipted_message_id: str | None = None
     message_state: int | None = None
+    sequence: int = 0  # the PDU's sequence_number, echoed by our deliver_sm_resp
 
     @property
     def is_receipt(self) -> bool:
@@ -141,6 +147,7 @@ class Stats:
     reconnects: int = 0
     binds: int = 0
     delivered_pdus: int = 0
+    deliver_temp_errors: int = 0  # deliver_sm answered ESME_RX_T_APPN (left to the SMSC to retry)
     enquire_links: int = 0  # sent by us on an idle session
     enquire_link_resps: int = 0
     errors: dict[int, int] = field(default_factory=dict)
@@ -231,6 +238,8 @@ class SmppEsme:
         """Unbind politely, then close; an SMSC that closes on unbind is fine too."""
         self._stopping = True
         self._stop_wait.set()
+        if self._inbound:  # let deliver_sm in hand be handled and acknowledged on this session
+            await asyncio.wait(set(self._inbound), timeout=self.config.response_timeout)
         client = self._client
         if client is not None and self.connected.is_set():
             try:
@@ -351,11 +360,10 @@ class SmppEsme:
                         short_message=bytes(pdu.short_message or b"") or bytes(getattr(pdu, "message_payload", None) or b""),
                         receipted_message_id=_text(getattr(pdu, "receipted_message_id", None)) or None,
                         message_state=getattr(pdu, "message_state", None),
+                        sequence=int(pdu.sequence),
                     )
-                    resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=client, status=ESME_ROK)
-                    resp.sequence = pdu.sequence
-                    client.send_pdu(resp)  # acknowledge first: processing happens on the loop
-                    loop.call_soon_threadsafe(self._dispatch_inbound, inbound)
+                    # no ack here: the loop answers once the message is handled (stored)
+                    loop.call_soon_threadsafe(self._dispatch_inbound, inbound, client)
                 elif command == "enquire_link":
                     resp = smpplib.smpp.make_pdu("enquire_link_resp", client=client)
                     resp.sequence = pdu.sequence
@@ -371,6 +379,11 @@ class SmppEsme:
                     return
             except smpp_exc.ConnectionError:
                 return
+
+    def _send_deliver_sm_resp(self, client: _Client, sequence: int, status: int) -> None:
+        resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=client, status=status)
+        resp.sequence = sequence
+        client.send_pdu(resp)
 
     def _submit_blocking(self, client: _Client, params: dict[str, Any], fut: asyncio.Future[tuple[int, str]]) -> None:
         """Wait for this PDU's slot, then write it (writer thread: the pacing is not
@@ -397,20 +410,37 @@ class SmppEsme:
         if fut is not None and not fut.done():
             fut.set_result((status, message_id))
 
-    def _dispatch_inbound(self, pdu: DeliverSm) -> None:
+    def _dispatch_inbound(self, pdu: DeliverSm, client: _Client) -> None:
         self.stats.delivered_pdus += 1
-        if self.on_deliver is None:
-            return
-        task = asyncio.ensure_future(self._safe_deliver(pdu))
+        task = asyncio.ensure_future(self._safe_deliver(pdu, client))
         self._inbound.add(task)
         task.add_done_callback(self._inbound.discard)
 
-    async def _safe_deliver(self, pdu: DeliverSm) -> None:
+    async def _safe_deliver(self, pdu: DeliverSm, client: _Client) -> None:
+        """Handle, then acknowledge: ESME_ROK once ``on_deliver`` returned (a member's
+        text is recorded, a receipt applied, or a part buffered for reassembly), else
+        ESME_RX_T_APPN so the SMSC delivers it again later. The resp goes to the session
+        the PDU came in on (its sequence number means nothing on another one)."""
+        status = ESME_ROK
         try:
-            assert self.on_deliver is not None
-            await self.on_deliver(pdu)
+            if self.on_deliver is not None:
+                await self.on_deliver(pdu)
         except Exception:
-            log.exception("handling deliver_sm from %s failed", pdu.source_addr)
+            log.exception("handling deliver_sm from %s failed; answering ESME_RX_T_APPN", pdu.source_addr)
+            status = ESME_RX_T_APPN
+        await self._respond(client, pdu.sequence, status)
+
+    async def _respond(self, client: _Client, sequence: int, status: int) -> None:
+        """Write a deliver_sm_resp off the loop (the client's locked send_pdu)."""
+        try:
+            await asyncio.to_thread(self._send_deliver_sm_resp, client, sequence, status)
+        except (smpp_exc.ConnectionError, smpp_exc.PDUError, OSError) as exc:
+            # the session went away meanwhile: the SMSC never got the resp and redelivers
+            log.warning("deliver_sm_resp 0x%08X for sequence %d not sent (%r); the SMSC will redeliver",
+                        status, sequence, exc)
+            return
+        if status != ESME_ROK:
+            self.stats.deliver_temp_errors += 1
 
     async def submit_part(self, destination: str, seg: Segment, *, ton: int = 1) -> str:
         """Submit one part; returns the SMSC message_id. Throttling is waited out here."""

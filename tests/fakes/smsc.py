@@ -7,6 +7,12 @@ error per destination), sends delivery receipts as deliver_sm (esm_class 0x04, t
 conventional ``id:… stat:…`` text plus receipted_message_id / message_state TLVs), and
 sends member texts (MO) as deliver_sm, concatenated with a UDH when long. Note: smpp34
 closes the socket on ``unbind`` without sending ``unbind_resp``.
+
+Every deliver_sm_resp it gets is recorded in ``deliver_resps`` (status and wall-clock
+time, per delivery number and attempt; smpp34 does not expose the PDU sequence number).
+A deliver_sm answered with a temporary error (ESME_RX_T_APPN), or not answered because
+the session went away, is delivered again after ``redeliver_after`` seconds, as a real
+SMSC retries (up to ``max_redeliveries`` times).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import smpp34
 
 DLR_TEXT = "id:{id} sub:001 dlvrd:{d} submit date:2611261200 done date:2611261200 stat:{stat} err:{err} text:"
 STATE_TLV = {"DELIVRD": 2, "EXPIRED": 3, "UNDELIV": 5, "REJECTD": 8}
+ESME_RX_T_APPN = 0x64
 
 
 def free_port() -> int:
@@ -42,6 +49,18 @@ class Submitted:
 
 
 @dataclass
+class DeliverResp:
+    """One deliver_sm_resp as the SMSC saw it (``status`` None: the session went away)."""
+
+    number: int  # the SMSC's own number for the message (the same on every redelivery)
+    attempt: int  # 1 for the first delivery
+    kind: str  # "mo" or "receipt"
+    source_addr: str
+    status: int | None
+    at: float  # time.time() when the resp arrived
+
+
+@dataclass
 class FakeSmsc:
     system_id: str = "FAKESMSC"
     throttle_rate: float | None = None  # submit_sm per second before ESME_RTHROTTLED
@@ -50,6 +69,9 @@ class FakeSmsc:
     receipt_status: dict[str, str] = field(default_factory=dict)  # destination -> stat word
     reject: dict[str, int] = field(default_factory=dict)  # destination -> command_status
     hold_responses: bool = False  # keep submit_sm unanswered (window tests)
+    redeliver_after: float | None = 0.2  # retry a deliver_sm refused with a temporary error
+    max_redeliveries: int = 5
+    deliver_resps: list[DeliverResp] = field(default_factory=list)
     port: int = 0
     submitted: list[Submitted] = field(default_factory=list)
     throttled: int = 0
@@ -60,6 +82,7 @@ class FakeSmsc:
     _task: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    _deliveries: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
     _tokens: float = 0.0
     _last: float = 0.0
 
@@ -74,6 +97,8 @@ class FakeSmsc:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+            for task in self._tasks:
+                task.cancel()  # receipts and redeliveries still waiting for an ESME
             await asyncio.gather(self._task, *self._tasks, return_exceptions=True)
         if self._server:
             await self._server.stop()
@@ -132,17 +157,49 @@ class FakeSmsc:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def resps(self, *, kind: str | None = None, source_addr: str | None = None) -> list[DeliverResp]:
+        return [r for r in self.deliver_resps
+                if (kind is None or r.kind == kind) and (source_addr is None or r.source_addr == source_addr)]
+
+    async def _deliver(self, esme: smpp34.Esme | None, kind: str, params: dict[str, object],
+                       number: int | None = None, attempt: int = 1) -> int | None:
+        """Send one deliver_sm, record its resp, and schedule a redelivery if it was refused
+        for now; returns the resp's command_status (None: no resp)."""
+        number = number if number is not None else next(self._deliveries)
+        if esme is None:  # a redelivery: whichever session is bound now
+            try:
+                esme = await self._esme()
+            except AssertionError:
+                esme = None
+        status: int | None = None
+        if esme is not None:
+            try:
+                status = int((await esme.deliver_sm(**params)).command_status)  # type: ignore[arg-type]
+            except Exception:  # the session ended before the resp came
+                status = None
+        self.deliver_resps.append(DeliverResp(number, attempt, kind, str(params.get("source_addr", "")), status,
+                                              time.time()))
+        if (status is None or status == ESME_RX_T_APPN) and self.redeliver_after is not None \
+                and attempt <= self.max_redeliveries:
+            self._spawn(self._redeliver(kind, params, number, attempt + 1))
+        return status
+
+    async def _redeliver(self, kind: str, params: dict[str, object], number: int, attempt: int) -> None:
+        assert self.redeliver_after is not None
+        await asyncio.sleep(self.redeliver_after)
+        await self._deliver(None, kind, params, number, attempt)
+
     async def _receipt(self, session_id: str, source: str, dest: str, message_id: str, stat: str) -> None:
         esme = self.sessions.get(session_id)
         if esme is None:
             return
         err = "000" if stat == "DELIVRD" else "001"
         text = DLR_TEXT.format(id=message_id, d="001" if stat == "DELIVRD" else "000", stat=stat, err=err)
-        await esme.deliver_sm(
+        await self._deliver(esme, "receipt", dict(
             source_addr=source, destination_addr=dest, esm_class=0x04, short_message=text.encode(),
             tlvs=[smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\x00"),
                   smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([STATE_TLV.get(stat, 7)]))],
-        )
+        ))
 
     async def _esme(self, timeout: float = 3.0) -> smpp34.Esme:
         """A bound receiver (the bind event may still be on its way to our serve loop)."""
@@ -154,13 +211,18 @@ class FakeSmsc:
             await asyncio.sleep(0.01)
         raise AssertionError("no ESME bound to receive")
 
-    async def mo(self, source: str, text: str, *, dest: str = "10086", ton: int = 1) -> None:
-        """A member's short text: GSM (ASCII subset, unpacked) or UCS-2, one PDU."""
+    async def mo(self, source: str, text: str, *, dest: str = "10086", ton: int = 1,
+                 check: bool = True) -> int | None:
+        """A member's short text: GSM (ASCII subset, unpacked) or UCS-2, one PDU; returns
+        the deliver_sm_resp status (asserted ESME_ROK unless ``check`` is false)."""
         ascii_ok = all(" " <= c <= "~" and c not in "`[]{}\\^~|" for c in text)
         body, dc = (text.encode("ascii"), 0) if ascii_ok else (text.encode("utf-16-be"), 8)
-        resp = await (await self._esme()).deliver_sm(source_addr=source, destination_addr=dest, source_addr_ton=ton,
-                                             source_addr_npi=1, data_coding=dc, short_message=body)
-        assert resp.is_success
+        status = await self._deliver(await self._esme(), "mo", dict(
+            source_addr=source, destination_addr=dest, source_addr_ton=ton, source_addr_npi=1, data_coding=dc,
+            short_message=body))
+        if check:
+            assert status == smpp34.ESME_ROK, status
+        return status
 
     async def mo_concatenated(self, source: str, text: str, *, ref: int = 0x1234, octets_per_part: int = 134,
                               order: list[int] | None = None, dest: str = "10086") -> int:
@@ -172,10 +234,10 @@ class FakeSmsc:
         esme = await self._esme()
         for seq in order or list(range(1, total + 1)):
             udh = bytes([6, 0x08, 4, ref >> 8, ref & 0xFF, total, seq])
-            resp = await esme.deliver_sm(source_addr=source, destination_addr=dest, source_addr_ton=1,
-                                         source_addr_npi=1, esm_class=0x40, data_coding=8,
-                                         short_message=udh + chunks[seq - 1])
-            assert resp.is_success
+            status = await self._deliver(esme, "mo", dict(
+                source_addr=source, destination_addr=dest, source_addr_ton=1, source_addr_npi=1, esm_class=0x40,
+                data_coding=8, short_message=udh + chunks[seq - 1]))
+            assert status == smpp34.ESME_ROK, status
         return total
 
     async def unbind_all(self) -> None:
