@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from bot.models import OutboxMessage
@@ -43,3 +45,24 @@ async def wait_sent(**filters: Any) -> OutboxMessage:
             return row
         await asyncio.sleep(0.02)
     raise AssertionError(f"not sent: {filters} -> {row and row.status}")
+
+
+@asynccontextmanager
+async def two_workers() -> AsyncIterator[tuple[Any, Any]]:
+    """Two knowledge services loaded from one database, following each other on an
+    in-process fan-out: what two worker processes do over Redis."""
+    from bot.fanout import MemoryFanout
+    from community.knowledge import KnowledgeService
+
+    a, b = KnowledgeService(), KnowledgeService()
+    await a.load()
+    await b.load()
+    fanout = MemoryFanout()
+    tasks = [asyncio.create_task(a.follow(fanout)), asyncio.create_task(b.follow(fanout))]
+    await asyncio.sleep(0.05)
+    try:
+        yield a, b
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,14 +8,13 @@ from types import SimpleNamespace
 
 from bot import storage
 from bot.app_keys import SERVICES
-from bot.fanout import MemoryFanout
 from bot.models import OutboxMessage, UnansweredQuestion
 from community.inbox.models import Ticket, TicketMessage
 from community.knowledge import KnowledgeService
 from community.knowledge_admin import learning
 from community.knowledge_admin.models import CandidateVariant
 from community.models import KnowledgeItem
-from tests.community_helpers import NO_ANSWER, chat, csrf, staff_login, wait_sent
+from tests.community_helpers import NO_ANSWER, chat, csrf, staff_login, two_workers, wait_sent
 
 
 # --- 1. an agent closes a ticket naming the item that answered it --------------------------
@@ -82,43 +81,38 @@ async def test_close_with_item_needs_a_question_and_plain_close_still_works(clie
 
 async def test_accepted_variant_reaches_every_worker(tmp_path: Path) -> None:
     await storage.open_db(f"sqlite://{tmp_path / 'l.sqlite3'}", create_schema=True)
-    tasks: list[asyncio.Task[None]] = []
     try:
         item = await KnowledgeItem.create(key="roam", locale="zh_CN", title="国际漫游怎么开通", answer="发送 KTMY 开通。",
                                           variants=["开通漫游"])
         await KnowledgeItem.create(key="esim", locale="zh_CN", title="eSIM 怎么办理", answer="到营业厅办理。")
-        a, b = KnowledgeService(), KnowledgeService()
-        await a.load()
-        await b.load()
-        fanout = MemoryFanout()
-        tasks = [asyncio.create_task(a.follow(fanout)), asyncio.create_task(b.follow(fanout))]
-        await asyncio.sleep(0.05)
-        on_a = SimpleNamespace(kb=a, settings=SimpleNamespace(kb_variant_auto_accept=2))
-        phrasings = b.matcher.n_questions(item.id)
-
-        # a reviewer's accept on worker a
-        text = "出国了手机怎么用"
-        await learning.suggest_variant(on_a, item.id, text, "pick", 1)
-        cv = await CandidateVariant.get(item_id=item.id, normalized=learning.normalize(text))
-        assert await learning.accept(on_a, cv, "staff:rev")
-        await _until(lambda: b.matcher.n_questions(item.id) == phrasings + 1)
-        for worker in (a, b):
-            assert text in (await worker.get(item.id)).variants  # the cached record, not only the index
-            assert worker.matcher.n_questions(item.id) == phrasings + 1
-            assert worker.matcher.search(text, limit=1)[0].item_id == item.id
-
-        # the automatic path (quorum of agreeing members) goes the same way
-        auto = "人在国外打不了电话"
-        for member in (1, 2):
-            await learning.suggest_variant(on_a, item.id, auto, "pick", member)
-        assert (await CandidateVariant.get(item_id=item.id, normalized=learning.normalize(auto))).status == "accepted"
-        await _until(lambda: b.matcher.n_questions(item.id) == phrasings + 2)
-        assert auto in (await b.get(item.id)).variants
+        async with two_workers() as (a, b):
+            await _accept_on_a_reaches_b(item, a, b)
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await storage.close_db()
+
+
+async def _accept_on_a_reaches_b(item: KnowledgeItem, a: KnowledgeService, b: KnowledgeService) -> None:
+    on_a = SimpleNamespace(kb=a, settings=SimpleNamespace(kb_variant_auto_accept=2))
+    phrasings = b.matcher.n_questions(item.id)
+
+    # a reviewer's accept on worker a
+    text = "出国了手机怎么用"
+    await learning.suggest_variant(on_a, item.id, text, "pick", 1)
+    cv = await CandidateVariant.get(item_id=item.id, normalized=learning.normalize(text))
+    assert await learning.accept(on_a, cv, "staff:rev")
+    await _until(lambda: b.matcher.n_questions(item.id) == phrasings + 1)
+    for worker in (a, b):
+        assert text in (await worker.get(item.id)).variants  # the cached record, not only the index
+        assert worker.matcher.n_questions(item.id) == phrasings + 1
+        assert worker.matcher.search(text, limit=1)[0].item_id == item.id
+
+    # the automatic path (quorum of agreeing members) goes the same way
+    auto = "人在国外打不了电话"
+    for member in (1, 2):
+        await learning.suggest_variant(on_a, item.id, auto, "pick", member)
+    assert (await CandidateVariant.get(item_id=item.id, normalized=learning.normalize(auto))).status == "accepted"
+    await _until(lambda: b.matcher.n_questions(item.id) == phrasings + 2)
+    assert auto in (await b.get(item.id)).variants
 
 
 async def _until(cond, tries: int = 100) -> None:  # type: ignore[no-untyped-def]

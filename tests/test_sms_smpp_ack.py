@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
@@ -17,7 +16,7 @@ from sms_gateway.models import SmsPart
 from sms_gateway.smpp import ESME_ROK, ESME_RX_T_APPN
 from tests.fakes.smsc import FakeSmsc
 from tests.fakes.twilio_api import wait_for
-from tests.test_sms_smpp import start_app
+from tests.test_sms_smpp import app  # noqa: F401  (fixture, with this module's smsc)
 
 MSISDN = "8613800138000"
 PHONE = "+" + MSISDN
@@ -29,13 +28,6 @@ async def smsc() -> AsyncIterator[FakeSmsc]:
     await fake.start()
     yield fake
     await fake.stop()
-
-
-@pytest_asyncio.fixture
-async def app(tmp_path: Path, smsc: FakeSmsc) -> AsyncIterator[TestClient]:
-    c = await start_app(tmp_path, smsc, kb=False)
-    yield c
-    await c.close()
 
 
 async def test_mo_is_acked_only_after_its_transcript_row_exists(app: TestClient, smsc: FakeSmsc) -> None:
