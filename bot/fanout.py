@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from bot.metrics import FANOUT_DROPPED
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
@@ -39,6 +41,8 @@ class Subscription:
         self.topic = topic
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._active = False
+        self.delivered = 0  # events handed to this subscription, dropped ones included
+        self.dropped = 0
 
     async def __aenter__(self) -> "Subscription":
         await self.start()
@@ -58,9 +62,12 @@ class Subscription:
             await self._hub.remove(self)
 
     def deliver(self, data: dict[str, Any]) -> None:
+        self.delivered += 1
         if self.queue.full():  # slow consumer: drop the oldest, keep the newest
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.queue.get_nowait()
+                self.dropped += 1
+                FANOUT_DROPPED.labels(self.topic).inc()
         self.queue.put_nowait(data)
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:

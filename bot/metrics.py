@@ -19,6 +19,11 @@ LATENCY = Histogram(
 OUTBOX_SENT = Counter("everycsr_outbox_sent", "Outbox messages sent", ["channel"])
 OUTBOX_FAILED = Counter("everycsr_outbox_failures", "Outbox send failures", ["channel", "kind"])
 OUTBOX_PENDING = Gauge("everycsr_outbox_pending", "Outbox messages waiting to be sent")
+FANOUT_DROPPED = Counter(
+    "everycsr_fanout_dropped_events",
+    "Fan-out events dropped because a subscriber fell a full queue behind",
+    ["topic"],
+)
 HANDLER_ERRORS = Counter("everycsr_handler_errors", "Messages whose handler raised", ["channel"])
 
 
