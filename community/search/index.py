@@ -15,9 +15,10 @@ O(sum of posting lengths of its terms) vectorised work.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter, defaultdict
 from functools import lru_cache
-from collections import Counter
 
 import numpy as np
 
@@ -36,6 +37,12 @@ class BM25Channel:
         self.n_docs = 0
         self._total_len = 0
         self._avgdl: float | None = None  # frozen at build; running mean before
+        # per-slot {term id: tf}: dicts for added slots, CSR arrays for bulk-loaded ones
+        self._slot_terms: dict[int, dict[int, int]] = {}
+        self._slot_bounds = np.zeros(1, dtype=np.int64)
+        self._slot_tid = self._slot_tf = np.zeros(0, dtype=np.int64)
+        _empty = np.zeros(0, dtype=np.int64)
+        self._bulk: tuple[np.ndarray, np.ndarray, np.ndarray] = (_empty, _empty.astype(np.float64), _empty)
 
     # ------------------------------------------------------------ updates
     def _tid(self, term: str) -> int:
@@ -59,62 +66,48 @@ class BM25Channel:
     def _postings(self, tid: int) -> dict[int, float]:
         p = self._post[tid]
         if p is None:
-            idx, vals = self._arr[tid]
+            idx, vals = self._array(tid)
             p = dict(zip(idx.tolist(), vals.tolist()))
             self._post[tid] = p
         return p
 
-    def bulk_load(self, slots: list[int], term_lists: list[list[str]]) -> list[dict[int, int]]:
-        """Index many slots into an empty channel at once (a full build):
-        one vectorised pass instead of per-term dict updates.  Returns each
-        slot's {term id: tf}, as ``add`` does."""
-        if self.n_docs:
+    def bulk_load(self, term_lists: list[list[str]]) -> None:
+        """Index slots ``0 .. len(term_lists) - 1`` into an empty channel at
+        once (a full build).  Everything per term occurrence runs in C
+        (``map``, ``np.fromiter``, ``np.unique``); per-term arrays and
+        per-slot term counts are sliced out lazily on first use."""
+        if self.n_docs or self.vocab:
             raise ValueError("bulk_load needs an empty channel")
-        vocab = self.vocab
-        tid_of = self._tid
-        out: list[dict[int, int]] = []
-        flat_tid: list[int] = []
-        flat_tf: list[int] = []
-        lens: list[int] = []
-        dls: list[int] = []
-        for terms in term_lists:
-            d: dict[int, int] = {}
-            for term in terms:
-                tid = vocab.get(term)
-                if tid is None:
-                    tid = tid_of(term)
-                d[tid] = d.get(tid, 0) + 1
-            out.append(d)
-            flat_tid.extend(d.keys())
-            flat_tf.extend(d.values())
-            lens.append(len(d))
-            dls.append(len(terms))
         n = len(term_lists)
+        lens = np.fromiter(map(len, term_lists), dtype=np.int64, count=n)
+        total = int(lens.sum())
+        assign: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+        flat = np.fromiter(
+            map(assign.__getitem__, itertools.chain.from_iterable(term_lists)),
+            dtype=np.int64, count=total,
+        )
+        self.vocab = dict(assign)
+        n_terms = len(self.vocab)
+        self._post = [None] * n_terms
+        self._arr = [None] * n_terms
         self.n_docs = n
-        self._total_len = sum(dls)
+        self._total_len = total
         self.freeze_avgdl()
-        if not flat_tid:
-            return out
-        lens_a = np.asarray(lens, dtype=np.int64)
-        tid_a = np.asarray(flat_tid, dtype=np.int64)
-        tf_a = np.asarray(flat_tf, dtype=np.float64)
-        slot_a = np.repeat(np.asarray(slots, dtype=np.int64), lens_a)
-        dl_a = np.repeat(np.asarray(dls, dtype=np.float64), lens_a)
-        k1, b = self.k1, self.b
-        val_a = tf_a * (k1 + 1.0) / (tf_a + k1 * (1.0 - b + b * dl_a / self.avgdl()))
-        order = np.argsort(tid_a, kind="stable")
-        tid_s, slot_s, val_s = tid_a[order], slot_a[order], val_a[order]
-        df = np.bincount(tid_s, minlength=len(self._post))
-        bounds = np.concatenate(([0], np.cumsum(df)))
-        self._df = df.tolist()
-        arr = self._arr
-        post = self._post
-        for tid, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-            if hi > lo:
-                arr[tid] = (slot_s[lo:hi], val_s[lo:hi])
-                post[tid] = None
         self._pending.clear()
-        return out
+        # one (slot, term) pair per distinct term of a slot, slot-major
+        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
+        pair, tf = np.unique(doc * max(n_terms, 1) + flat, return_counts=True)
+        slot_u, tid_u = np.divmod(pair, max(n_terms, 1))
+        self._slot_bounds = np.concatenate(([0], np.cumsum(np.bincount(slot_u, minlength=n))))
+        self._slot_tid, self._slot_tf = tid_u, tf
+        k1, b = self.k1, self.b
+        tf_f = tf.astype(np.float64)
+        dl = lens[slot_u].astype(np.float64)
+        val = tf_f * (k1 + 1.0) / (tf_f + k1 * (1.0 - b + b * dl / self.avgdl()))
+        order = np.argsort(tid_u, kind="stable")
+        df = np.bincount(tid_u, minlength=n_terms)
+        self._df = df.tolist()
+        self._bulk = (slot_u[order], val[order], np.concatenate(([0], np.cumsum(df))))
 
     def add(self, slot: int, terms: list[str]) -> dict[int, int]:
         """Index ``terms`` under ``slot``; returns {term id: tf} (keep it to
@@ -145,9 +138,21 @@ class BM25Channel:
                     self._arr[tid] = None
                     del self._pending[tid]
             out[tid] = f
+        self._slot_terms[slot] = out
         return out
 
-    def remove(self, slot: int, tids: dict[int, int]) -> None:
+    def slot_terms(self, slot: int) -> dict[int, int]:
+        """{term id: tf} of one slot (what ``coverage`` and ``remove`` need)."""
+        d = self._slot_terms.get(slot)
+        if d is None:
+            lo, hi = self._slot_bounds[slot], self._slot_bounds[slot + 1]
+            d = dict(zip(self._slot_tid[lo:hi].tolist(), self._slot_tf[lo:hi].tolist()))
+            self._slot_terms[slot] = d
+        return d
+
+    def remove(self, slot: int) -> None:
+        tids = self.slot_terms(slot)
+        del self._slot_terms[slot]
         self.n_docs -= 1
         self._total_len -= sum(tids.values())
         for tid in tids:
@@ -170,6 +175,11 @@ class BM25Channel:
         a = self._arr[tid]
         if a is None:
             p = self._post[tid]
+            if p is None:  # untouched since the bulk load: a slice of its arrays
+                slot_s, val_s, bounds = self._bulk
+                lo, hi = bounds[tid], bounds[tid + 1]
+                a = self._arr[tid] = (slot_s[lo:hi], val_s[lo:hi])
+                return a
             a = (
                 np.fromiter(p.keys(), dtype=np.int64, count=len(p)),
                 np.fromiter(p.values(), dtype=np.float64, count=len(p)),

@@ -76,14 +76,13 @@ def _family(locale: str | None) -> str | None:
 
 
 class _Unit:
-    __slots__ = ("item_id", "kind", "text", "pinyin", "tids")
+    __slots__ = ("item_id", "kind", "text", "pinyin")
 
-    def __init__(self, item_id, kind, text, pinyin, tids):
+    def __init__(self, item_id, kind, text, pinyin):
         self.item_id = item_id
         self.kind = kind
         self.text = text
         self.pinyin = pinyin
-        self.tids = tids
 
 
 class _Item:
@@ -151,8 +150,9 @@ class Matcher:
         slot = len(self._units)
         self._units.append(None)
         self._grow(slot + 1)
-        tids = {ch: self._channels[ch].add(slot, a.terms[ch]) for ch in Analyzer.CHANNELS}
-        self._units[slot] = _Unit(item.doc.id, kind, a.text, a.pinyin, tids)
+        for ch in Analyzer.CHANNELS:
+            self._channels[ch].add(slot, a.terms[ch])
+        self._units[slot] = _Unit(item.doc.id, kind, a.text, a.pinyin)
         self._unit_w[slot] = UNIT_WEIGHT[kind]
         self._unit_item[slot] = item.doc.id
         item.slots.append(slot)
@@ -163,8 +163,8 @@ class Matcher:
             u = self._units[s]
             if u is None:
                 continue
-            for ch, tids in u.tids.items():
-                self._channels[ch].remove(s, tids)
+            for channel in self._channels.values():
+                channel.remove(s)
             self._units[s] = None
             self._unit_w[s] = 0.0
             self._unit_item[s] = -1
@@ -222,16 +222,12 @@ class Matcher:
                 analyzed[norm] = self._analyzer.analyze(norm)
         n = len(plan)
         self._grow(n)
-        slots = list(range(n))
-        tids = {
-            ch: self._channels[ch].bulk_load(slots, [analyzed[norm].terms[ch] for _i, _k, norm in plan])
-            for ch in Analyzer.CHANNELS
-        }
+        for ch in Analyzer.CHANNELS:
+            self._channels[ch].bulk_load([analyzed[norm].terms[ch] for _i, _k, norm in plan])
         units: list[_Unit | None] = []
         for slot, (item, kind, norm) in enumerate(plan):
             an = analyzed[norm]
-            units.append(_Unit(item.doc.id, kind, an.text, an.pinyin,
-                               {ch: tids[ch][slot] for ch in Analyzer.CHANNELS}))
+            units.append(_Unit(item.doc.id, kind, an.text, an.pinyin))
             item.slots.append(slot)
         self._units = units
         if n:
@@ -315,14 +311,15 @@ class Matcher:
             best = None
             for s in slots:
                 u = self._units[s]
+                terms_c, terms_w = ch_c.slot_terms(s), ch_w.slot_terms(s)
                 f = (
                     float(scores[s]),
                     fuzz.ratio(a.text, u.text) / 100.0,
                     fuzz.ratio(a.pinyin, u.pinyin) / 100.0 if a.has_cjk else 0.0,
-                    ch_c.coverage(qt_c, u.tids["c"]),
-                    ch_w.coverage(qt_w, u.tids["w"]),
-                    ch_c.query_coverage(qm_c, u.tids["c"]),
-                    ch_w.query_coverage(qm_w, u.tids["w"]),
+                    ch_c.coverage(qt_c, terms_c),
+                    ch_w.coverage(qt_w, terms_w),
+                    ch_c.query_coverage(qm_c, terms_c),
+                    ch_w.query_coverage(qm_w, terms_w),
                 )
                 r = conf.rank_score(f)
                 if u.kind == "answer":
