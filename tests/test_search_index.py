@@ -80,3 +80,28 @@ def test_bulk_load_needs_an_empty_channel() -> None:
         assert "empty" in str(e)
     else:
         raise AssertionError("bulk_load into a used channel must refuse")
+
+
+def test_a_build_pauses_the_cyclic_collector_and_restores_it(tmp_path) -> None:
+    import gc
+
+    from community.search.matcher import Matcher, MatcherConfig
+    from community.search.types import KBDoc
+
+    seen: list[bool] = []
+
+    class Spy(list):
+        def __iter__(self):  # the build iterates the documents inside the pause
+            seen.append(gc.isenabled())
+            return super().__iter__()
+
+    m = Matcher(MatcherConfig(jieba_tmp_dir=str(tmp_path)))
+    assert gc.isenabled()
+    m.build(Spy([KBDoc(id=1, title="查流量", variants=(), answer="", locale="zh_CN")]))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:  # an outer pause is left to its owner
+        m.build(Spy([KBDoc(id=1, title="查流量", variants=(), answer="", locale="zh_CN")]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

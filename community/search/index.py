@@ -2,8 +2,9 @@
 
 Postings live in per-term dicts (the truth, cheap to update one document)
 and are materialised as numpy arrays (fast to score).  A full build
-(``bulk_load``) computes every array at once, vectorised, and creates a
-term's dict only when an update first touches that term.  An addition after
+(``bulk_load``) computes every array at once, vectorised, slices a term's
+array out of them on first use and creates its dict only when an update
+first touches that term.  An addition after
 materialisation goes to a small per-term "pending" dict scored in Python,
 until it outgrows 1/8 of the array, which is then rebuilt; a removal leaves
 a stale array entry behind that the caller must zero out (the matcher

@@ -19,12 +19,13 @@ import functools
 import os
 import re
 import threading
+from operator import add
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from .stopwords import STOPWORDS
 
-__all__ = ["Analyzer", "Analyzed", "stem_en", "pinyin_of"]
+__all__ = ["Analyzer", "Analyzed", "char_terms", "stem_en", "pinyin_of"]
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _RUN_RE = re.compile(rf"[{_CJK}]+|[^\s{_CJK}]+")
@@ -79,6 +80,18 @@ def pinyin_of(ch: str) -> str:
     if s.endswith("ng") and len(s) > 2:
         s = s[:-1]
     return s
+
+
+class _PinyinTable(dict):
+    """char -> ``pinyin_of(char)`` or the char itself; a dict so lookups run in C."""
+
+    def __missing__(self, ch: str) -> str:
+        py = self[ch] = pinyin_of(ch) or ch
+        return py
+
+
+_PINYIN = _PinyinTable()
+_BIGRAM = "{}\x01{}".format
 
 
 # ------------------------------------------------------------------ jieba
@@ -158,11 +171,25 @@ class Analyzer:
     def _canon(self, tok: str) -> str:
         return self._syn.get(tok, tok)
 
-    def analyze(self, text: str) -> Analyzed:
+    def prepare(self, text: str) -> str:
+        """Map multi-word (English) synonym phrases to their canonical form: the text
+        every channel is computed from."""
         if " " in text:  # every phrase is several (English) words
             for phrase, canon in self._phrases:
                 if phrase in text:
                     text = re.sub(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", canon, text)
+        return text
+
+    def analyze(self, text: str) -> Analyzed:
+        text = self.prepare(text)
+        w_terms, b_terms, seq, has_cjk = self.word_terms(text)
+        c_terms, p_terms, pinyin = char_terms(text)
+        return Analyzed(text, {"w": w_terms, "b": b_terms, "c": c_terms, "p": p_terms},
+                        pinyin, has_cjk, seq)
+
+    def word_terms(self, text: str) -> tuple[list[str], list[str], list[str], bool]:
+        """Word (``w``) and word-bigram (``b``) terms of prepared text, the content words
+        in order, and whether it holds CJK."""
         has_cjk = bool(_IS_CJK_RE.search(text))
         jb = self._jieba
         # --- words (search mode) and the precise sequence for bigrams
@@ -197,29 +224,32 @@ class Analyzer:
                 c = stem_en(c)
                 seq.append(c)
                 w_terms.append(c)
-        b_terms = [seq[i] + "\x01" + seq[i + 1] for i in range(len(seq) - 1)]
-        # --- characters and pinyin
-        c_terms: list[str] = []
-        p_terms: list[str] = []
-        py_parts: list[str] = []
-        for m in _RUN_RE.finditer(text):
-            run = m.group()
-            if _IS_CJK_RE.match(run):
-                c_terms.extend(run)
-                c_terms.extend(run[i : i + 2] for i in range(len(run) - 1))
-                syl = [pinyin_of(ch) or ch for ch in run]
-                py_parts.append("".join(syl))
-                if len(syl) == 1:
-                    p_terms.append(syl[0])
-                else:
-                    p_terms.extend(syl[i] + syl[i + 1] for i in range(len(syl) - 1))
+        return w_terms, list(map(_BIGRAM, seq, seq[1:])), seq, has_cjk
+
+
+def char_terms(text: str) -> tuple[list[str], list[str], str]:
+    """Character (``c``) and pinyin (``p``) terms of prepared text and its fuzzy pinyin
+    string.  Needs no jieba and no analyzer state, so a helper process can compute it."""
+    c_terms: list[str] = []
+    p_terms: list[str] = []
+    py_parts: list[str] = []
+    for m in _RUN_RE.finditer(text):
+        run = m.group()
+        if _IS_CJK_RE.match(run):
+            c_terms += run
+            c_terms += map(add, run, run[1:])
+            syl = list(map(_PINYIN.__getitem__, run))
+            py_parts.append("".join(syl))
+            if len(syl) == 1:
+                p_terms.append(syl[0])
             else:
-                py_parts.append(run)
-                if run in STOPWORDS or len(run) < 3:
-                    if run not in STOPWORDS:
-                        c_terms.append("#" + run)
-                    continue
-                padded = f"<{run}>"
-                c_terms.extend(padded[i : i + 3] for i in range(len(padded) - 2))
-        return Analyzed(text, {"w": w_terms, "b": b_terms, "c": c_terms, "p": p_terms},
-                        " ".join(py_parts), has_cjk, seq)
+                p_terms += map(add, syl, syl[1:])
+        else:
+            py_parts.append(run)
+            if run in STOPWORDS or len(run) < 3:
+                if run not in STOPWORDS:
+                    c_terms.append("#" + run)
+                continue
+            padded = f"<{run}>"
+            c_terms += map(add, map(add, padded, padded[1:]), padded[2:])
+    return c_terms, p_terms, " ".join(py_parts)
