@@ -29,3 +29,4 @@ class KnowledgeItem(Model):
     class Meta:
         table = "knowledge_item"
         unique_together = (("key", "locale"),)
+        indexes = (("updated_at",),)  # every worker catches up on changes by it
