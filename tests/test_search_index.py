@@ -105,3 +105,46 @@ def test_a_build_pauses_the_cyclic_collector_and_restores_it(tmp_path) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(TERMS, max_size=8), min_size=1, max_size=6), st.data())
+def test_feeding_repeated_texts_equals_loading_every_slot(texts: list[list[str]], data: st.DataObject) -> None:
+    """A build analyses a text shared by several slots once; the index is as if each slot was fed."""
+    from community.search.index import BulkLoad, feed_slots
+
+    picks = data.draw(st.lists(st.integers(0, len(texts) - 1), min_size=1, max_size=15))
+    order: dict[int, int] = {}  # number texts in order of first appearance, as the matcher does
+    slot_text = [order.setdefault(p, len(order)) for p in picks]
+    distinct = sorted(order, key=order.get)
+    analysed: list[int] = []
+
+    def terms_of(j: int) -> tuple[list[str]]:
+        analysed.append(j)
+        return (texts[distinct[j]],)
+
+    load = BulkLoad()
+    feed_slots([load], slot_text, terms_of)
+    fed = BM25Channel()
+    fed.load(load.result())
+    direct = BM25Channel()
+    direct.bulk_load([texts[p] for p in picks])
+    assert analysed == list(range(len(order)))  # each distinct text once, in order
+    assert fed.vocab == direct.vocab and fed.n_docs == direct.n_docs == len(picks)
+    for slot in range(len(picks)):
+        assert fed.slot_terms(slot) == direct.slot_terms(slot)
+    query = data.draw(QUERY)
+    np.testing.assert_allclose(_scores(fed, len(picks), query), _scores(direct, len(picks), query))
+
+
+def test_slot_tids_of_added_slots_even_empty_ones() -> None:
+    ch = BM25Channel()
+    ch.bulk_load([["流量", "查询"], ["话费"]])
+    ch.add(2, [])          # a text with no term in this channel
+    ch.add(3, ["流量", "流量"])
+    assert set(ch.slot_tids(0)) == {ch.vocab["流量"], ch.vocab["查询"]}
+    assert set(ch.slot_tids(2)) == set()
+    assert set(ch.slot_tids(3)) == {ch.vocab["流量"]}
+    ch.remove(0)
+    ch.remove(2)
+    assert ch.n_docs == 2

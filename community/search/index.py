@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["BM25Channel"]
+__all__ = ["BM25Channel", "BulkLoad", "SlotTerms", "feed_slots"]
 
 
 class BM25Channel:
@@ -40,7 +43,8 @@ class BM25Channel:
         self._avgdl: float | None = None  # frozen at build; running mean before
         # per-slot {term id: tf}: dicts for added slots, CSR arrays for bulk-loaded ones
         self._slot_terms: dict[int, dict[int, int]] = {}
-        self._slot_bounds = np.zeros(1, dtype=np.int64)
+        self._slot_sets: dict[int, set[int]] = {}
+        self._slot_bounds: list[int] = [0]
         self._slot_tid = self._slot_tf = np.zeros(0, dtype=np.int64)
         _empty = np.zeros(0, dtype=np.int64)
         self._bulk: tuple[np.ndarray, np.ndarray, np.ndarray] = (_empty, _empty.astype(np.float64), _empty)
@@ -72,42 +76,39 @@ class BM25Channel:
             self._post[tid] = p
         return p
 
-    def bulk_load(self, term_lists: list[list[str]]) -> None:
-        """Index slots ``0 .. len(term_lists) - 1`` into an empty channel at
-        once (a full build).  Everything per term occurrence runs in C
-        (``map``, ``np.fromiter``, ``np.unique``); per-term arrays and
-        per-slot term counts are sliced out lazily on first use."""
+    def bulk_load(self, term_lists: Iterable[list[str]]) -> None:
+        """Index slots ``0, 1, ...`` of an empty channel at once (a full build)."""
+        load = BulkLoad()
+        for terms in term_lists:
+            load.add(terms)
+        self.load(load.result())
+
+    def load(self, slots: SlotTerms) -> None:
+        """Index a full build's slots into this empty channel, vectorised; per-term
+        arrays and per-slot term counts are sliced out lazily on first use."""
         if self.n_docs or self.vocab:
             raise ValueError("bulk_load needs an empty channel")
-        n = len(term_lists)
-        lens = np.fromiter(map(len, term_lists), dtype=np.int64, count=n)
-        total = int(lens.sum())
-        assign: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-        flat = np.fromiter(
-            map(assign.__getitem__, itertools.chain.from_iterable(term_lists)),
-            dtype=np.int64, count=total,
-        )
-        self.vocab = dict(assign)
-        n_terms = len(self.vocab)
+        n = len(slots.lens)
+        n_terms = len(slots.vocab)
+        self.vocab = slots.vocab
         self._post = [None] * n_terms
         self._arr = [None] * n_terms
         self.n_docs = n
-        self._total_len = total
+        self._total_len = int(slots.lens.sum())
         self.freeze_avgdl()
         self._pending.clear()
-        # one (slot, term) pair per distinct term of a slot, slot-major
-        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
-        pair, tf = np.unique(doc * max(n_terms, 1) + flat, return_counts=True)
-        slot_u, tid_u = np.divmod(pair, max(n_terms, 1))
-        self._slot_bounds = np.concatenate(([0], np.cumsum(np.bincount(slot_u, minlength=n))))
-        self._slot_tid, self._slot_tf = tid_u, tf
+        self._slot_bounds = [0, *np.cumsum(slots.counts, dtype=np.int64).tolist()]
+        self._slot_terms.clear()
+        self._slot_sets.clear()
+        self._slot_tid, self._slot_tf = slots.tid, slots.tf
+        slot_u = np.repeat(np.arange(n, dtype=np.int64), slots.counts)
         k1, b = self.k1, self.b
-        tf_f = tf.astype(np.float64)
-        dl = lens[slot_u].astype(np.float64)
-        val = tf_f * (k1 + 1.0) / (tf_f + k1 * (1.0 - b + b * dl / self.avgdl()))
-        order = np.argsort(tid_u, kind="stable")
-        df = np.bincount(tid_u, minlength=n_terms)
+        tf = slots.tf.astype(np.float64)
+        dl = slots.lens[slot_u].astype(np.float64)
+        val = tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / self.avgdl()))
+        df = np.bincount(slots.tid, minlength=n_terms)
         self._df = df.tolist()
+        order = slots.order
         self._bulk = (slot_u[order], val[order], np.concatenate(([0], np.cumsum(df))))
 
     def add(self, slot: int, terms: list[str]) -> dict[int, int]:
@@ -143,17 +144,28 @@ class BM25Channel:
         return out
 
     def slot_terms(self, slot: int) -> dict[int, int]:
-        """{term id: tf} of one slot (what ``coverage`` and ``remove`` need)."""
+        """{term id: tf} of one slot."""
         d = self._slot_terms.get(slot)
         if d is None:
             lo, hi = self._slot_bounds[slot], self._slot_bounds[slot + 1]
             d = dict(zip(self._slot_tid[lo:hi].tolist(), self._slot_tf[lo:hi].tolist()))
-            self._slot_terms[slot] = d
         return d
+
+    def slot_tids(self, slot: int) -> set[int] | dict[int, int]:
+        """The term ids of one slot, for ``coverage``: made on the slot's first re-rank
+        and kept (a set: half the cost of ``slot_terms`` on a cold query)."""
+        s = self._slot_terms.get(slot)
+        if s is None:
+            s = self._slot_sets.get(slot)
+        if s is None:
+            lo, hi = self._slot_bounds[slot], self._slot_bounds[slot + 1]
+            s = self._slot_sets[slot] = set(self._slot_tid[lo:hi].tolist())
+        return s
 
     def remove(self, slot: int) -> None:
         tids = self.slot_terms(slot)
-        del self._slot_terms[slot]
+        self._slot_terms.pop(slot, None)
+        self._slot_sets.pop(slot, None)
         self.n_docs -= 1
         self._total_len -= sum(tids.values())
         for tid in tids:
@@ -220,7 +232,7 @@ class BM25Channel:
                     out[slot] += f * v
         return mass
 
-    def coverage(self, qtids: set[int], slot_tids: dict[int, int]) -> float:
+    def coverage(self, qtids: set[int], slot_tids: Collection[int]) -> float:
         """Share of the slot's idf mass that the query covers."""
         n = max(self.n_docs, 1)
         df = self._df
@@ -246,7 +258,7 @@ class BM25Channel:
         return out
 
     @staticmethod
-    def query_coverage(qmass: dict[int | None, float], slot_tids: dict[int, int]) -> float:
+    def query_coverage(qmass: dict[int | None, float], slot_tids: Collection[int]) -> float:
         """Share of the query's idf mass that the slot holds: how much of
         what the member asked this question explains."""
         tot = 0.0
@@ -260,6 +272,87 @@ class BM25Channel:
     def query_tids(self, terms: list[str]) -> set[int]:
         v = self.vocab
         return {v[t] for t in terms if t in v}
+
+
+@dataclass(frozen=True)
+class SlotTerms:
+    """A full build's channel, counted and sorted but not yet scored: slot ``i`` holds
+    ``counts[i]`` distinct terms, the next ones of ``tid``/``tf`` (slot-major), and
+    ``order`` sorts those pairs by term.  The expensive part of a load (``np.unique``,
+    the sort) is done; what is left for ``BM25Channel.load`` is cheap.  Compact (int32,
+    16 bytes per pair), so a build helper process can hand it over."""
+
+    vocab: dict[str, int]
+    lens: np.ndarray    # terms per slot, repeats included
+    counts: np.ndarray  # distinct terms per slot
+    tid: np.ndarray
+    tf: np.ndarray
+    order: np.ndarray
+
+
+class BulkLoad:
+    """A full build's channel fed one slot at a time.  Term strings are turned into
+    int32 ids in chunks (in C: ``map`` + ``np.fromiter``) and then dropped: a 100k-item
+    build would otherwise hold millions of small strings until the end."""
+
+    CHUNK = 4096  # slots per conversion
+
+    def __init__(self) -> None:
+        self._vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+        self._chunk: list[list[str]] = []
+        self._parts: list[np.ndarray] = []
+        self._lens = array("q")
+
+    def add(self, terms: list[str]) -> None:
+        """The next slot's terms."""
+        self._chunk.append(terms)
+        self._lens.append(len(terms))
+        if len(self._chunk) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._chunk:
+            total = sum(map(len, self._chunk))
+            ids = map(self._vocab.__getitem__, itertools.chain.from_iterable(self._chunk))
+            self._parts.append(np.fromiter(ids, dtype=np.int32, count=total))
+            self._chunk = []
+
+    def result(self) -> SlotTerms:
+        self._flush()
+        vocab = dict(self._vocab)
+        ids = np.concatenate(self._parts).astype(np.int64) if self._parts else np.zeros(0, dtype=np.int64)
+        lens = np.array(self._lens, dtype=np.int64)
+        self._parts, self._lens = [], array("q")
+        n, n_terms = len(lens), max(len(vocab), 1)
+        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
+        pair, tf = np.unique(doc * n_terms + ids, return_counts=True)  # slot-major
+        slot_u, tid_u = np.divmod(pair, n_terms)
+        i32 = np.int32
+        return SlotTerms(
+            vocab, lens.astype(i32), np.bincount(slot_u, minlength=n).astype(i32),
+            tid_u.astype(i32), tf.astype(i32), np.argsort(tid_u, kind="stable").astype(i32),
+        )
+
+
+def feed_slots(
+    loads: Sequence[BulkLoad], slot_text: Sequence[int], terms_of: Callable[[int], Sequence[list[str]]]
+) -> None:
+    """Feed every slot of a full build to ``loads`` (one per channel).  Slot ``i`` holds
+    text ``slot_text[i]``; ``terms_of(j)`` analyses text ``j`` into one term list per
+    load, once: a text shared by several slots is kept only until its last slot."""
+    left = Counter(slot_text)
+    kept: dict[int, Sequence[list[str]]] = {}
+    for j in slot_text:
+        terms = kept.get(j)
+        if terms is None:
+            terms = terms_of(j)
+        left[j] -= 1
+        if left[j]:
+            kept[j] = terms
+        else:
+            kept.pop(j, None)
+        for ld, t in zip(loads, terms):
+            ld.add(t)
 
 
 @lru_cache(maxsize=65536)

@@ -27,7 +27,7 @@ from rapidfuzz import fuzz
 
 from . import char_channels
 from . import confidence as conf
-from .index import BM25Channel
+from .index import BM25Channel, BulkLoad, feed_slots
 from .normalize import normalize
 from .synonyms import load_synonyms
 from .tokenize import Analyzer
@@ -247,15 +247,15 @@ class Matcher:
         slot_text = [text_no.setdefault(norm, len(text_no)) for _i, _k, norm in plan]
         an = self._analyzer
         texts = [an.prepare(t) for t in text_no]
-        chars = char_channels.start(
-            texts, slot_text, BM25_PARAMS, helper_min_texts=self.config.build_helper_min_texts
-        )
-        words = [an.word_terms(t) for t in texts]
-        for i, ch in enumerate(("w", "b")):  # word_terms() -> (w, b, ...)
-            self._channels[ch].bulk_load([words[j][i] for j in slot_text])
-        del words
-        loaded, pinyins = chars()
-        self._channels.update(loaded)
+        chars = char_channels.start(texts, slot_text, helper_min_texts=self.config.build_helper_min_texts)
+        loads = {"w": BulkLoad(), "b": BulkLoad()}
+        # word_terms() -> (w, b, words, has_cjk)
+        feed_slots(list(loads.values()), slot_text, lambda j: an.word_terms(texts[j])[:2])
+        for ch, ld in loads.items():
+            self._channels[ch].load(ld.result())
+        char_slots, pinyins = chars()
+        for ch, slots in char_slots.items():
+            self._channels[ch].load(slots)
         n = len(plan)
         self._grow(n)
         units: list[_Unit | None] = []
@@ -344,7 +344,7 @@ class Matcher:
             best = None
             for s in slots:
                 u = self._units[s]
-                terms_c, terms_w = ch_c.slot_terms(s), ch_w.slot_terms(s)
+                terms_c, terms_w = ch_c.slot_tids(s), ch_w.slot_tids(s)
                 f = (
                     float(scores[s]),
                     fuzz.ratio(a.text, u.text) / 100.0,
