@@ -39,12 +39,14 @@ async def csrf(client: Any, path: str) -> tuple[str, str]:
 
 async def wait_sent(**filters: Any) -> OutboxMessage:
     """The outbox row once the worker has sent it (the web chat sender stores delivery)."""
-    for _ in range(200):
+    deadline = asyncio.get_running_loop().time() + 10.0  # generous: a loaded CI machine
+    while True:
         row = await OutboxMessage.filter(**filters).order_by("-id").first()
         if row is not None and row.status == "sent":
             return row
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not sent: {filters} -> {row and row.status}")
         await asyncio.sleep(0.02)
-    raise AssertionError(f"not sent: {filters} -> {row and row.status}")
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from bot.models import OutboxMessage
 IN_FLIGHT = ("queued", "sending")
 
 
-async def wait_status(msg_id: int, *statuses: str, timeout: float = 5.0) -> OutboxMessage:
+async def wait_status(msg_id: int, *statuses: str, timeout: float = 10.0) -> OutboxMessage:
     """The row once it reaches one of ``statuses`` (or as it is when ``timeout`` runs out)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -18,7 +18,7 @@ async def wait_status(msg_id: int, *statuses: str, timeout: float = 5.0) -> Outb
         await asyncio.sleep(0.02)
 
 
-async def settled(msg_id: int, timeout: float = 5.0) -> OutboxMessage:
+async def settled(msg_id: int, timeout: float = 10.0) -> OutboxMessage:
     """The row once the worker has finished with it, whatever the outcome."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -2,6 +2,7 @@
 no CSRF token or the wrong role is refused."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -9,6 +10,7 @@ import pytest_asyncio
 from bot.app_keys import SERVICES
 from bot.models import OutboxMessage
 from bot.staff.auth import create_staff
+from community.inbox import events
 from community.inbox.models import Ticket
 from tests.browser import MARKS, chromium
 from tests.community_helpers import PASSWORD, chat, wait_sent
@@ -58,15 +60,33 @@ async def test_agent_claims_replies_and_closes(client, browser) -> None:
     await wait_sent(channel="web", address="b1", purpose="survey")
 
 
-async def test_live_update_shows_new_ticket_without_reload(client, browser) -> None:
+async def test_live_update_shows_new_ticket_without_reload(client, browser, monkeypatch) -> None:
+    # the page's EventSource must be subscribed before the ticket is opened, or the event
+    # is missed: wait for the subscription itself, not a guessed time (a loaded machine
+    # can take more than a second to load the page and connect)
+    subscribed = asyncio.Event()
+    real_subscribe = events.subscribe
+
+    def subscribe(services):  # type: ignore[no-untyped-def]
+        sub = real_subscribe(services)
+        real_start = sub.start
+
+        async def start() -> None:
+            await real_start()
+            subscribed.set()
+
+        sub.start = start  # type: ignore[method-assign]
+        return sub
+
+    monkeypatch.setattr(events, "subscribe", subscribe)
     base = str(client.make_url("")).rstrip("/")
     await create_staff("lena", PASSWORD, ["agent"])
     page = await browser.new_page()
     await login(page, base, "lena")
-    await page.wait_for_timeout(300)  # EventSource connected
+    await asyncio.wait_for(subscribed.wait(), 20)  # EventSource connected
     await chat(client, "b2", text="我要投诉")
     ticket = await Ticket.get(member__accounts__external_id="b2")
-    await page.wait_for_selector(f"tr[data-ticket='{ticket.id}']", timeout=5000)
+    await page.wait_for_selector(f"tr[data-ticket='{ticket.id}']", timeout=15000)
 
 
 async def test_requests_without_csrf_or_with_wrong_role_are_refused(client, browser) -> None:

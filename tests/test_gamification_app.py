@@ -249,10 +249,12 @@ async def topup_env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, FakeTopup
 async def _settle(provider: FakeTopupProvider, n: int) -> None:
     import asyncio
 
-    for _ in range(200):
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while True:
         await asyncio.gather(*service.runtime().tasks, return_exceptions=True)
         if len(provider.callbacks) >= n:
             return
+        assert asyncio.get_running_loop().time() < deadline, f"{len(provider.callbacks)} of {n} callbacks"
         await asyncio.sleep(0.01)
 
 

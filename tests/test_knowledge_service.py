@@ -28,9 +28,8 @@ async def _changes_on_a_reach_b(item: KnowledgeItem, a: KnowledgeService, b: Kno
     item.status = "retired"
     await item.save()
     a.reindex([new, item])
-    for _ in range(50):
-        if await b.get(new.id) is not None:
-            break
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while await b.get(new.id) is None and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
     assert (await b.get(new.id)).title == "eSIM 怎么办理"
     assert await b.get(item.id) is None and await b.by_code("KTMY", "zh_CN") is None

@@ -115,12 +115,12 @@ async def _accept_on_a_reaches_b(item: KnowledgeItem, a: KnowledgeService, b: Kn
     assert auto in (await b.get(item.id)).variants
 
 
-async def _until(cond, tries: int = 100) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(tries):
-        if cond():
-            return
+async def _until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the other worker never caught up")
         await asyncio.sleep(0.02)
-    raise AssertionError("the other worker never caught up")
 
 
 # --- 3. only a choice offered for the question is a pick -----------------------------------

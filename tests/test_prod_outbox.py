@@ -93,10 +93,12 @@ async def test_provider_faults_retry_backoff_dead_letter_no_duplicates(
 ) -> None:
     prov, url = provider
     prov.script = {"a500": [500, 500], "a429": [429], "stall": ["stall"], "bad": [400]}
-    prov.stall_seconds = 1.0
+    # the stall outlasts the client's timeout by far; the timeout itself leaves every other
+    # request ample time even on a loaded machine (a spurious timeout would add an attempt)
+    prov.stall_seconds = 3.0
     client = await start_client(prod_settings(tmp_path, fresh_postgres_url, fresh_redis_url))
     try:
-        client.app[SERVICES].channels.register(ProviderSender(url, timeout=0.3))
+        client.app[SERVICES].channels.register(ProviderSender(url, timeout=1.0))
         outbox = client.app[SERVICES].outbox
         rows = {}
         for to in ("a500", "a429", "stall", "bad", "ok"):

@@ -16,7 +16,7 @@ from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.telegram_api import FakeTelegram, callback_update, fake_tg, message_update  # noqa: F401
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if predicate():
@@ -50,6 +50,9 @@ async def test_polling_answers_updates_once(tmp_path: Path, fake_tg: FakeTelegra
         assert await wait_for(lambda: any(c.params.get("offset") == "302" for c in fake_tg.sent("getUpdates")))
         await fake_tg.push_update(callback_update(302, 7002, "lang:en", message_id=55))
         assert await wait_for(lambda: bool(fake_tg.sent("answerCallbackQuery")))
+        # the spinner is stopped before the update is processed: only the next offset (303)
+        # says it was recorded and its answer is in flight, where drain() can wait for it
+        assert await wait_for(lambda: any(c.params.get("offset") == "303" for c in fake_tg.sent("getUpdates")))
         await client.app[TELEGRAM].drain()
         assert len(fake_tg.sent(chat_id=7001)) == 1
         assert await TranscriptEntry.filter(msg_id__in=["u300", "u301", "u302"], direction="in").count() == 3

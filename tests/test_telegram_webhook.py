@@ -243,7 +243,8 @@ async def test_blocked_member_reply_goes_to_outbox_and_marks_unreachable(tg: TG)
     tg.fake.block(1090)
     await tg.send(message_update(90, 1090, "怎么充值话费"))
     worker = tg.client.app[SERVICES].extras["outbox_worker"]
-    for _ in range(100):
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while asyncio.get_running_loop().time() < deadline:
         row = await OutboxMessage.get_or_none(address="1090")
         if row and row.status == "dead":
             break
@@ -258,9 +259,8 @@ async def test_blocked_member_reply_goes_to_outbox_and_marks_unreachable(tg: TG)
 async def test_rate_limited_reply_is_retried_after_retry_after(tg: TG) -> None:
     tg.fake.rate_limit(1095, retry_after=1, times=1)
     await tg.send(message_update(95, 1095, "怎么充值话费"))
-    for _ in range(200):
-        if tg.fake.sent(chat_id=1095):
-            break
+    deadline = asyncio.get_running_loop().time() + 10.0  # the retry comes after 1 s
+    while not tg.fake.sent(chat_id=1095) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
     calls = [c for c in tg.fake.calls if c.method == "sendMessage" and c.chat_id == "1095"]
     assert [c.status for c in calls] == [429, 200]
@@ -269,9 +269,8 @@ async def test_rate_limited_reply_is_retried_after_retry_after(tg: TG) -> None:
 
 
 async def test_startup_publishes_command_menu_per_language(tg: TG) -> None:
-    for _ in range(100):
-        if len(tg.fake.sent("setMyCommands")) >= 3:
-            break
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while len(tg.fake.sent("setMyCommands")) < 3 and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
     menus = {c.params.get("language_code", ""): json.loads(c.params["commands"]) for c in tg.fake.sent("setMyCommands")}
     assert set(menus) == {"", "zh", "en"}

@@ -100,7 +100,7 @@ class FakeTwilio:
                 return resp.status
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     """Poll an (async or sync) predicate until true; fail the test clearly if it never is."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
