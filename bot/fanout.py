@@ -132,24 +132,39 @@ class RedisFanout(MemoryFanout):
     """Fan-out across workers: one pub/sub connection per process, local dispatch to queues.
 
     The listener reconnects after a Redis outage and re-subscribes every topic it had.
+    A new topic's subscription is confirmed by Redis before ``add`` returns, so an event
+    published once ``subscribe()`` has been entered is never missed.
     """
+
+    CONFIRM_SECONDS = 5.0
 
     def __init__(self, redis: Redis, prefix: str = CHANNEL_PREFIX) -> None:
         super().__init__()
         self.redis = redis
         self.prefix = prefix
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = redis.pubsub()
         self._listener: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._confirming: dict[str, asyncio.Future[None]] = {}  # channel -> Redis said "subscribe"
 
     async def add(self, sub: Subscription) -> None:
         async with self._lock:
             first = sub.topic not in self._subs
             await super().add(sub)
+            confirmed: asyncio.Future[None] | None = None
             if first:
-                await self._pubsub.subscribe(self.prefix + sub.topic)
+                channel = self.prefix + sub.topic
+                confirmed = self._confirming[channel] = asyncio.get_running_loop().create_future()
+                await self._pubsub.subscribe(channel)
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen(), name="fanout-listener")
+            if confirmed is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(confirmed), self.CONFIRM_SECONDS)
+                except asyncio.TimeoutError:  # Redis is slow or away: the listener keeps trying
+                    log.warning("fan-out: Redis has not confirmed the subscription to %s yet", sub.topic)
+                finally:
+                    self._confirming.pop(self.prefix + sub.topic, None)
 
     async def remove(self, sub: Subscription) -> None:
         async with self._lock:
@@ -175,11 +190,18 @@ class RedisFanout(MemoryFanout):
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
-                    self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    self._pubsub = self.redis.pubsub()
                     if self._subs:
                         await self._pubsub.subscribe(*[self.prefix + t for t in self._subs])
                 continue
-            if not msg or msg.get("type") != "message":
+            if not msg:
+                continue
+            if msg.get("type") == "subscribe":
+                waiter = self._confirming.get(msg["channel"].decode("utf-8"))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                continue
+            if msg.get("type") != "message":
                 continue
             topic = msg["channel"].decode("utf-8").removeprefix(self.prefix)
             try:

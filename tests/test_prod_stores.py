@@ -198,3 +198,13 @@ async def test_fanout_async_for_and_slow_consumer(backend: Backend) -> None:
     # bounded: the 44 oldest were dropped and counted, the publisher never blocked
     assert got == list(range(300 - QUEUE_SIZE, 300))
     assert sub.dropped == 300 - QUEUE_SIZE
+
+
+async def test_an_event_published_right_after_subscribing_is_received(backend: Backend) -> None:
+    """``async with subscribe()`` returns only once subscribed: another worker's publish
+    made at once afterwards is delivered (Redis confirms the SUBSCRIBE first)."""
+    for i in range(20):
+        async with backend.fanout.subscribe(f"fresh-{i}") as sub:
+            await backend.second_fanout.publish(f"fresh-{i}", {"i": i})
+            event = await sub.get(5)
+            assert event == {"i": i}
