@@ -124,10 +124,16 @@ def _rows(html: str) -> list[int]:
     return [int(x) for x in re.findall(r'<tr data-item="(\d+)"', html)]
 
 
-async def test_reviewer_sees_items_ranked_weakest_first(client):
+async def _seeded_reviewer(client, login: str) -> tuple[float, dict[str, int]]:
+    """The seeded items (at the app's answer threshold), with a reviewer logged in."""
     threshold = client.app[SERVICES].kb.matcher.config.answer_threshold
     ids = await _seed(threshold)
-    await staff_login(client, "rev-weak", ["reviewer"])
+    await staff_login(client, login, ["reviewer"])
+    return threshold, ids
+
+
+async def test_reviewer_sees_items_ranked_weakest_first(client):
+    threshold, ids = await _seeded_reviewer(client, "rev-weak")
     resp = await client.get("/admin/knowledge/weak")
     assert resp.status == 200
     html = await resp.text()
@@ -150,9 +156,7 @@ async def test_reviewer_sees_items_ranked_weakest_first(client):
 
 
 async def test_csv_download_has_header_and_rows(client):
-    threshold = client.app[SERVICES].kb.matcher.config.answer_threshold
-    ids = await _seed(threshold)
-    await staff_login(client, "rev-csv", ["reviewer"])
+    _threshold, ids = await _seeded_reviewer(client, "rev-csv")
     resp = await client.get("/admin/knowledge/weak?format=csv&days=30")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/csv")
