@@ -18,7 +18,7 @@ from bot.channels.telegram import TELEGRAM, make_bot
 from bot.channels.telegram.render import Part
 from bot.channels.telegram.sender import TelegramSender
 from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, Member, OutboxMessage
+from bot.models import ChannelAccount, Member
 from bot.stores import MemoryRateLimiter
 from tests.conftest import make_settings
 from tests.outbox_waits import wait_status

@@ -2,7 +2,7 @@
 
 Postings live in per-term dicts (the truth, cheap to update one document)
 and are materialised as numpy arrays (fast to score).  A full build
-(``bulk_load``) computes every array at once, vectorised, slices a term's
+(``BulkLoad`` then ``load``) computes every array at once, vectorised, slices a term's
 array out of them on first use and creates its dict only when an update
 first touches that term.  An addition after
 materialisation goes to a small per-term "pending" dict scored in Python,
@@ -77,7 +77,8 @@ class BM25Channel:
         return p
 
     def bulk_load(self, term_lists: Iterable[list[str]]) -> None:
-        """Index slots ``0, 1, ...`` of an empty channel at once (a full build)."""
+        """Index slots ``0, 1, ...`` of an empty channel at once: ``BulkLoad`` + ``load``
+        in one call, for callers that already hold every term list."""
         load = BulkLoad()
         for terms in term_lists:
             load.add(terms)
@@ -87,7 +88,7 @@ class BM25Channel:
         """Index a full build's slots into this empty channel, vectorised; per-term
         arrays and per-slot term counts are sliced out lazily on first use."""
         if self.n_docs or self.vocab:
-            raise ValueError("bulk_load needs an empty channel")
+            raise ValueError("a full build needs an empty channel")
         n = len(slots.lens)
         n_terms = len(slots.vocab)
         self.vocab = slots.vocab
@@ -174,11 +175,6 @@ class BM25Channel:
             pend = self._pending.get(tid)
             if pend is not None:
                 pend.pop(slot, None)
-
-    def materialize(self) -> None:
-        for tid in range(len(self._post)):
-            if self._arr[tid] is None:
-                self._array(tid)
 
     # ------------------------------------------------------------ scoring
     def idf(self, tid: int | None) -> float:

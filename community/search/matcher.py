@@ -209,7 +209,7 @@ class Matcher:
     def build(self, docs: Iterable[KBDoc]) -> None:
         """Full (re)build; learned variants of items that are still present
         are kept.  Each distinct text is analysed once and every channel is
-        loaded in one vectorised pass (``BM25Channel.bulk_load``); a large build
+        loaded in one vectorised pass (``BulkLoad`` + ``BM25Channel.load``); a large build
         loads the character and pinyin channels in a helper process meanwhile
         (``char_channels``)."""
         with _gc_paused():
