@@ -80,6 +80,7 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         try:
             yield
         finally:
+            await services.writes.close()
             await storage.close_db()
 
     return ctx

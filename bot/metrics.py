@@ -25,6 +25,11 @@ FANOUT_DROPPED = Counter(
     ["topic"],
 )
 HANDLER_ERRORS = Counter("everycsr_handler_errors", "Messages whose handler raised", ["channel"])
+GROUP_COMMIT_JOBS = Histogram(
+    "everycsr_db_group_commit_jobs",
+    "Messages' write jobs committed together in one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from bot import metrics, point_queries
+from bot.group_commit import GroupCommit, WriteJob, commit
 from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
@@ -46,24 +47,46 @@ def detect_locale(text: str, fallback: str) -> str:
     return fallback
 
 
-async def get_or_create_account(
-    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None,
-    chat_id: str = "", seen_at: datetime | None = None,
-) -> ChannelAccount:
-    """The sender's account with its member; a first contact creates both, already
-    marked as seen at ``seen_at`` (so the first message writes no extra updates)."""
+FirstWrites = Callable[[WriteJob, Member], None]
+
+
+async def account_for(
+    writes: GroupCommit | None, channel: str, external_id: str, *, display_name: str = "",
+    locale: str | None = None, chat_id: str = "", seen_at: datetime | None = None,
+    first_writes: FirstWrites | None = None,
+) -> tuple[ChannelAccount, bool]:
+    """The sender's account with its member, and whether this call created them.
+
+    A first contact creates both in one write job, already marked as seen at ``seen_at``
+    (so the first message writes no extra updates); ``first_writes`` adds the caller's
+    own writes for the new member to that job, committed with it or not at all. The job
+    goes through ``writes`` (grouped with other messages' writes) or, without it, alone."""
     account = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
     if account:
-        return account
+        return account, False
+    member = Member(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE, last_seen_at=seen_at)
+    account = ChannelAccount(channel=channel, external_id=external_id, chat_id=chat_id, last_inbound_at=seen_at)
+    job = WriteJob().insert(member).insert(account, member_id=member)
+    if first_writes:
+        first_writes(job, member)
     try:
-        async with in_transaction():
-            member = await Member.create(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE,
-                                         last_seen_at=seen_at)
-            account = await ChannelAccount.create(member=member, channel=channel, external_id=external_id,
-                                                  chat_id=chat_id, last_inbound_at=seen_at)
+        await (writes.run(job) if writes else commit(job))
     except IntegrityError:
         # a concurrent first message of the same person won the race
-        account = await ChannelAccount.get(channel=channel, external_id=external_id).select_related("member")
+        found = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
+        if found is None:
+            raise
+        return found, False
+    account.member = member
+    return account, True
+
+
+async def get_or_create_account(
+    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None, chat_id: str = "",
+) -> ChannelAccount:
+    """The account (with its member) of someone who may never have written to us."""
+    account, _created = await account_for(None, channel, external_id, display_name=display_name, locale=locale,
+                                          chat_id=chat_id)
     return account
 
 
@@ -106,38 +129,22 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         chat = incoming.chat or incoming.user
         group = bool(incoming.meta.get("group"))
-        account = await get_or_create_account(
-            incoming.channel, incoming.user, display_name=incoming.display_name, locale=hint,
+        entry = TranscriptEntry(
+            channel=incoming.channel,
+            direction="in",
+            text=incoming.text or "",
+            action=(incoming.action or incoming.event or "")[:128],
+            msg_id=incoming.msg_id,
+        )
+        writes = self.services.writes
+        account, new_member = await account_for(
+            writes, incoming.channel, incoming.user, display_name=incoming.display_name, locale=hint,
             chat_id="" if group else chat, seen_at=now,
+            first_writes=lambda job, member: job.insert(entry, member_id=member),
         )
         member = account.member
-        updates: dict[str, object] = {}
-        # last contact is kept to the minute: enough for service windows, one write less per message
-        if account.last_inbound_at is None or now - account.last_inbound_at > LAST_SEEN_PRECISION:
-            updates["last_inbound_at"] = now
-        if account.chat_id != chat and not group:
-            updates["chat_id"] = chat
-        if not account.active and incoming.event != "unsubscribe":
-            updates.update(active=True, inactive_reason="")
-        if updates:
-            await ChannelAccount.filter(id=account.id).update(**updates)
-            for k, v in updates.items():
-                setattr(account, k, v)
-        if member.last_seen_at is None or now - member.last_seen_at > LAST_SEEN_PRECISION:
-            await Member.filter(id=member.id).update(last_seen_at=now)
-            member.last_seen_at = now
-
-        try:
-            entry = await TranscriptEntry.create(
-                member_id=member.id,
-                channel=incoming.channel,
-                direction="in",
-                text=incoming.text or "",
-                action=(incoming.action or incoming.event or "")[:128],
-                msg_id=incoming.msg_id,
-            )
-        except IntegrityError as exc:
-            raise DuplicateMessage(incoming.dedup_key) from exc
+        if not new_member:
+            await self._record_returning(account, entry, incoming, now, chat, group)
 
         locale = member.locale
         if not member.locale_explicit:
@@ -155,6 +162,7 @@ class Pipeline:
             services=self.services,
             _=self.services.translator.bind(locale),
             transcript_id=entry.id,
+            new_member=new_member,
         )
         try:
             replies = await self.router.dispatch(ctx)
@@ -171,19 +179,49 @@ class Pipeline:
         if state != before:
             await self.services.state.set(skey, state, self.services.settings.state_ttl_seconds)
         if replies:
-            await TranscriptEntry.bulk_create(
-                [
-                    TranscriptEntry(
-                        member_id=member.id,
-                        channel=incoming.channel,
-                        direction="out",
-                        text=r.text,
-                        kind=r.kind,
-                        item_id=r.item_id,
-                        confidence=r.confidence,
-                        payload={"choices": [c.action for c in r.choices]} if r.choices else None,
-                    )
-                    for r in replies
-                ]
-            )
+            job = WriteJob()
+            for r in replies:
+                job.insert(TranscriptEntry(
+                    member_id=member.id,
+                    channel=incoming.channel,
+                    direction="out",
+                    text=r.text,
+                    kind=r.kind,
+                    item_id=r.item_id,
+                    confidence=r.confidence,
+                    payload={"choices": [c.action for c in r.choices]} if r.choices else None,
+                ))
+            await writes.run(job)
         return replies
+
+    async def _record_returning(
+        self, account: ChannelAccount, entry: TranscriptEntry, incoming: Incoming, now: datetime, chat: str,
+        group: bool,
+    ) -> None:
+        """A known sender's inbound message, with the account and member touch-ups it implies,
+        in one job: a retried message id writes none of it."""
+        member = account.member
+        job = WriteJob()
+        entry.member_id = member.id
+        job.insert(entry)
+        updates: dict[str, object] = {}
+        # last contact is kept to the minute: enough for service windows, one write less per message
+        if account.last_inbound_at is None or now - account.last_inbound_at > LAST_SEEN_PRECISION:
+            updates["last_inbound_at"] = now
+        if account.chat_id != chat and not group:
+            updates["chat_id"] = chat
+        if not account.active and incoming.event != "unsubscribe":
+            updates.update(active=True, inactive_reason="")
+        if updates:
+            job.update(ChannelAccount, account.id, **updates)
+        seen = member.last_seen_at is None or now - member.last_seen_at > LAST_SEEN_PRECISION
+        if seen:
+            job.update(Member, member.id, last_seen_at=now)
+        try:
+            await self.services.writes.run(job)
+        except IntegrityError as exc:
+            raise DuplicateMessage(incoming.dedup_key) from exc
+        for k, v in updates.items():
+            setattr(account, k, v)
+        if seen:
+            member.last_seen_at = now

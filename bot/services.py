@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot.group_commit import GroupCommit
 from bot.i18n import Translator
 from bot.settings import Settings
 from bot.stores import DedupStore, RateLimiter, StateStore
@@ -26,5 +27,6 @@ class Services:
     kb: "KnowledgeService"
     outbox: "Outbox"
     pipeline: "Pipeline | None" = None
+    writes: GroupCommit = field(default_factory=GroupCommit)  # the hot path's durable writes
     # domain services added by later features (community, gamification, offers ...)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,8 @@ async def agent_mode(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]
     inc = ctx.incoming
     if inc.event or (not inc.text and not inc.action):
         return await call_next()
-    ticket = await inbox.live_ticket(ctx.member.id)
+    # a member created by this very message cannot have a ticket yet
+    ticket = None if ctx.new_member else await inbox.live_ticket(ctx.member.id)
     ctx.extra["live_ticket"] = ticket  # later middlewares (offers) need not ask again
     if ticket is None:
         return await call_next()

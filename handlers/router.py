@@ -38,6 +38,7 @@ class Context:
     _: "Gettext"
     args: str = ""
     transcript_id: int | None = None
+    new_member: bool = False  # this message created the member (nothing of theirs exists yet)
     # what the handler chose to record about its answer (transcript kind, item, confidence)
     extra: dict[str, Any] = field(default_factory=dict)
 

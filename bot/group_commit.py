@@ -1,0 +1,297 @@
+"""Group commit: the hot path's writes from many messages in one transaction.
+
+Why: on SQLite every statement is a hop to aiosqlite's driver thread, and an open
+transaction keeps the one shared connection locked across event-loop turns. A first
+contact (member, account, inbound transcript) plus its reply took 11 such hops, and
+under load the connection, not the CPU, capped the answered messages per second.
+
+Here a message's writes are one `WriteJob`. A writer task runs every job queued while
+the previous batch was running in a single transaction (on SQLite in one hop to the
+driver thread), each job inside its own savepoint: a job that breaks a constraint (a
+retried message id, a concurrent first contact) is rolled back alone and its caller gets
+tortoise's `IntegrityError`, the others commit. `GroupCommit.run` returns after COMMIT,
+so nothing is acknowledged before it is durable; a lone message is written at once,
+batches only form when messages arrive while a commit is in flight.
+
+The SQL and value conversions are tortoise's own (the model executor's INSERT, each
+field's ``to_db_value``), so defaults and ``auto_now_add`` behave as in ``Model.create``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sqlite3
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.models import Model
+
+from bot import metrics
+from bot.point_queries import for_dialect
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # jobs per transaction: bounds how long one COMMIT keeps others waiting
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One INSERT or UPDATE; ``refs`` put the new id of an earlier INSERT of the same job
+    at a position in ``values`` (a foreign key to a row created in the same job)."""
+
+    sql: str
+    values: tuple[Any, ...]
+    refs: tuple[tuple[int, int], ...] = ()
+    instance: Model | None = None  # an INSERT's model instance: gets its id after COMMIT
+    ref_columns: tuple[tuple[str, int], ...] = ()  # the same refs by field name, set on the instance
+
+
+_INSERT: dict[tuple[str, type[Model]], tuple[str, list[str]]] = {}
+_UPDATE: dict[tuple[str, type[Model], tuple[str, ...]], str] = {}
+
+
+def _client() -> BaseDBAsyncClient:
+    return connections.get("default")
+
+
+def _insert_sql(conn: BaseDBAsyncClient, model: type[Model]) -> tuple[str, list[str]]:
+    key = (conn.capabilities.dialect, model)
+    hit = _INSERT.get(key)
+    if hit is None:
+        executor = conn.executor_class(model=model, db=conn)
+        hit = _INSERT[key] = (executor.insert_query, list(executor.regular_columns))
+    return hit
+
+
+class WriteJob:
+    """The writes of one message, all or nothing."""
+
+    __slots__ = ("statements", "_conn")
+
+    def __init__(self) -> None:
+        self.statements: list[Statement] = []
+        self._conn = _client()
+
+    def insert(self, instance: Model, **refs: Model) -> WriteJob:
+        """INSERT ``instance``; ``refs`` name foreign-key columns (``member_id=member``) that
+        take the id of an instance inserted earlier in this job."""
+        model = type(instance)
+        sql, columns = _insert_sql(self._conn, model)
+        fields = model._meta.fields_map
+        values = tuple(fields[c].to_db_value(getattr(instance, c), instance) for c in columns)
+        positions = []
+        named = []
+        for column, target in refs.items():
+            index = next((i for i, s in enumerate(self.statements) if s.instance is target), None)
+            if index is None:
+                raise ValueError(f"{column}: {target!r} is not inserted earlier in this job")
+            positions.append((columns.index(column), index))
+            named.append((column, index))
+        self.statements.append(Statement(sql, values, tuple(positions), instance, tuple(named)))
+        return self
+
+    def update(self, model: type[Model], pk: Any, **changes: Any) -> WriteJob:
+        """UPDATE one row by primary key."""
+        names = tuple(sorted(changes))
+        dialect = self._conn.capabilities.dialect
+        key = (dialect, model, names)
+        sql = _UPDATE.get(key)
+        meta = model._meta
+        if sql is None:
+            sets = ", ".join(f'"{meta.fields_db_projection[n]}" = ?' for n in names)
+            sql = _UPDATE[key] = for_dialect(
+                f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect)
+        values = tuple(meta.fields_map[n].to_db_value(changes[n], None) for n in names) + (pk,)
+        self.statements.append(Statement(sql, values))
+        return self
+
+
+def _resolved(statement: Statement, ids: list[Any]) -> tuple[Any, ...] | list[Any]:
+    if not statement.refs:
+        return statement.values
+    values = list(statement.values)
+    for position, index in statement.refs:
+        values[position] = ids[index]
+    return values
+
+
+def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any] | sqlite3.IntegrityError]:
+    """All jobs in one transaction, on aiosqlite's thread (one hop for the whole batch)."""
+    out: list[list[Any] | sqlite3.IntegrityError] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for job in jobs:
+            conn.execute("SAVEPOINT everycsr_job")
+            ids: list[Any] = []
+            try:
+                for statement in job.statements:
+                    cursor = conn.execute(statement.sql, _resolved(statement, ids))
+                    ids.append(cursor.lastrowid if statement.instance is not None else None)
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK TO everycsr_job")
+                out.append(exc)
+            else:
+                out.append(ids)
+            conn.execute("RELEASE everycsr_job")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
+
+
+async def _run_postgres(client: BaseDBAsyncClient, job: WriteJob) -> list[Any] | Exception:
+    """One job in its own transaction on a pool connection."""
+    import asyncpg
+
+    ids: list[Any] = []
+    try:
+        async with client.acquire_connection() as con, con.transaction():
+            for statement in job.statements:
+                values = _resolved(statement, ids)
+                if statement.instance is not None:
+                    row = await con.fetchrow(statement.sql, *values)  # INSERT … RETURNING id
+                    ids.append(row[0] if row else None)
+                else:
+                    await con.execute(statement.sql, *values)
+                    ids.append(None)
+    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
+        return exc
+    return ids
+
+
+def _grouped(client: BaseDBAsyncClient) -> bool:
+    """Only SQLite groups jobs: its one connection runs one statement at a time anyway.
+    PostgreSQL runs each job in its own transaction, concurrently on the pool: a batch
+    there would make unrelated messages wait on each other's row locks, and two workers'
+    batches creating the same new accounts in different orders would deadlock."""
+    return client.capabilities.dialect == "sqlite"
+
+
+async def _run_batch(jobs: list[WriteJob]) -> list[list[Any] | Exception]:
+    client = _client()
+    dialect = client.capabilities.dialect
+    if dialect == "sqlite":
+        async with client.acquire_connection() as aconn:  # tortoise's lock on the one connection
+            try:
+                # aiosqlite runs a callable on its thread; the whole batch is one hop
+                return await aconn._execute(_run_sqlite, aconn._conn, jobs)  # noqa: SLF001
+            except sqlite3.OperationalError as exc:
+                raise OperationalError(exc) from exc
+    if dialect == "postgres":
+        return [await _run_postgres(client, job) for job in jobs]
+    raise OperationalError(f"write jobs do not support the {dialect} dialect")
+
+
+class GroupCommit:
+    """One writer per process; `run` a job and get back once it is committed (grouped
+    with other messages' jobs on SQLite, its own transaction on PostgreSQL)."""
+
+    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
+        self._queue: deque[tuple[WriteJob, asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0  # transactions committed (or failed): how well writes are grouped
+        self.jobs = 0
+
+    async def run(self, job: WriteJob) -> None:
+        """Commit ``job``; its inserted instances then carry their ids.
+
+        Raises tortoise's ``IntegrityError`` when the job broke a constraint (nothing of it
+        was written). Never call it inside a transaction: the job commits on its own."""
+        if self._closing or not _grouped(_client()):  # shutting down: still durable, just not grouped
+            await commit(job)
+            return
+        _refuse_inside_transaction()
+        if not job.statements:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        self._wake.set()
+        if self._task is None:
+            # an empty context: the writer must never inherit a caller's transaction
+            self._task = asyncio.create_task(self._write(), name="group-commit", context=contextvars.Context())
+        await future
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _write(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # never leave a caller waiting, never stop the writer
+                log.exception("group commit failed")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    async def _commit(self, batch: list[tuple[WriteJob, asyncio.Future[None]]]) -> None:
+        jobs = [job for job, _ in batch]
+        self.batches += 1
+        self.jobs += len(jobs)
+        metrics.GROUP_COMMIT_JOBS.observe(len(jobs))
+        try:
+            results = await _run_batch(jobs)
+        except Exception as exc:  # the whole transaction failed: every caller hears why
+            log.warning("group commit of %d jobs failed: %s", len(jobs), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (job, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller went away; the rows are written all the same
+                continue
+            try:
+                _apply(job, result)
+            except IntegrityError as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+
+def _apply(job: WriteJob, result: list[Any] | Exception) -> None:
+    """Give a committed job's instances their ids, or raise its constraint violation."""
+    if isinstance(result, Exception):
+        raise IntegrityError(result)
+    for statement, new_id in zip(job.statements, result, strict=True):
+        instance = statement.instance
+        if instance is None:
+            continue
+        instance.pk = new_id
+        instance._saved_in_db = True
+        for column, index in statement.ref_columns:
+            setattr(instance, column, result[index])
+
+
+def _refuse_inside_transaction() -> None:
+    # the job commits on its own; on SQLite it would also wait for the lock its caller holds
+    if isinstance(connections.get("default"), TransactionalDBClient):
+        raise OperationalError("a write job cannot run inside a transaction")
+
+
+async def commit(job: WriteJob) -> None:
+    """Commit one job in its own transaction, now (no grouping)."""
+    _refuse_inside_transaction()
+    if job.statements:
+        _apply(job, (await _run_batch([job]))[0])
