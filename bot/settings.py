@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     default_locale: Literal["zh_CN", "zh_TW", "en"] = "zh_CN"
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # the web processes' loop
     dedup_ttl_seconds: int = 24 * 3600
     state_ttl_seconds: int = 7 * 24 * 3600
     jieba_cache_dir: str = str(ROOT / "data")

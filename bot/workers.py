@@ -134,11 +134,13 @@ def serve_web(settings: Settings) -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.event_loop import new_event_loop
     from bot.queue import QUEUE_ROLE
 
     app = create_app(settings)
     app[QUEUE_ROLE] = "web"
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, print=None, access_log=None)
+    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, print=None, access_log=None,
+                loop=new_event_loop(settings.event_loop))
 
 
 def main(argv: list[str] | None = None) -> int:

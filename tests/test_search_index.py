@@ -97,8 +97,12 @@ def test_a_build_pauses_the_cyclic_collector_and_restores_it(tmp_path) -> None:
 
     m = Matcher(MatcherConfig(jieba_tmp_dir=str(tmp_path)))
     assert gc.isenabled()
+    gc.unfreeze()
     m.build(Spy([KBDoc(id=1, title="查流量", variants=(), answer="", locale="zh_CN")]))
     assert seen == [False] and gc.isenabled()
+    # the index (and all else alive) is frozen out of later collections' walks
+    assert gc.get_freeze_count() > 0
+    assert gc.is_tracked(m._units) and not any(o is m._units for o in gc.get_objects())
     gc.disable()
     try:  # an outer pause is left to its owner
         m.build(Spy([KBDoc(id=1, title="查流量", variants=(), answer="", locale="zh_CN")]))
