@@ -5,9 +5,10 @@ Usage: .venv/bin/python bench/pipeline.py [--concurrency 64] [--duration 10] [--
 ``--also DIR`` adds another EveryCSR checkout (say ``git worktree add /tmp/before REV``) to the
 same run, started the same way, so a change is measured against its own past too.
 
-Starts two servers as separate processes on loopback, one after the other: a bare
-aiohttp JSON echo (the baseline) and EveryCSR (`python -m bot run`, SQLite, sample
-knowledge base), and drives each with the same closed-loop load of ``/api/v1/chat``
+Starts the servers as separate processes on loopback, one after the other: a bare
+aiohttp JSON echo (the baseline), EveryCSR's web layer with a fixed reply instead of the
+pipeline (the ceiling for any answer path behind it) and EveryCSR (`python -m bot run`,
+SQLite, sample knowledge base), and drives each with the same closed-loop load of ``/api/v1/chat``
 requests (real questions from the sample knowledge base, distinct users, unique
 message ids). Prints a table and, last, one JSON line.
 """
@@ -39,6 +40,31 @@ async def echo(request):
 app = web.Application()
 app.router.add_post("/api/v1/chat", echo)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+# EveryCSR's own web layer (middlewares, channel, JSON contract) with the pipeline replaced by a
+# fixed reply: the ceiling of any answer path behind it on this machine
+FIXED_SERVER = """
+import sys
+from aiohttp import web
+from bot.app import create_app
+from bot.app_keys import SERVICES
+from bot.event_loop import new_event_loop
+from bot.messages import Reply
+from bot.settings import Settings
+
+class FixedPipeline:
+    async def process(self, incoming):
+        return [Reply(text=incoming.text or "")]
+
+settings = Settings()
+app = create_app(settings, db_setup="migrate")
+async def fixed(app):
+    app[SERVICES].pipeline = FixedPipeline()
+    yield
+app.cleanup_ctx.append(fixed)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
+            loop=new_event_loop(settings.event_loop))
 """
 
 
@@ -83,6 +109,10 @@ async def main() -> None:
            "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": ""}
     echo_port = free_port()
     echo = await run_one("echo", [sys.executable, "-c", ECHO_SERVER, str(echo_port)], env, echo_port, args, qs)
+    fixed_port = free_port()
+    fixed = await run_one("fixed", [sys.executable, "-c", FIXED_SERVER, str(fixed_port)],
+                          {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / 'fixed.sqlite3'}", "PYTHONPATH": str(ROOT)},
+                          fixed_port, args, qs)
     others = []
     for i, root in enumerate([ROOT, *map(Path, args.also)]):
         db_env = {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / f'bench{i}.sqlite3'}", "PYTHONPATH": str(root)}
@@ -96,12 +126,14 @@ async def main() -> None:
     print("| server | requests | errors | req/s | p50 ms | p99 ms | mean ms |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print(echo.row("bare aiohttp JSON echo"))
+    print(fixed.row("EveryCSR web layer, fixed reply (no pipeline)"))
     print(full.row("EveryCSR /api/v1/chat (full pipeline)"))
     for root, result in others[1:]:
         print(result.row(f"EveryCSR at {root} (full pipeline)"))
     ratio = full.rps / echo.rps if echo.rps else 0.0
-    print(f"\nfull pipeline throughput = {ratio:.1%} of the bare echo")
-    print(json.dumps({"echo_rps": round(echo.rps, 1), "pipeline_rps": round(full.rps, 1), "ratio": round(ratio, 3),
+    print(f"\nfull pipeline throughput = {ratio:.1%} of the bare echo "
+          f"(EveryCSR's web layer alone, fixed reply: {fixed.rps / echo.rps if echo.rps else 0:.1%})")
+    print(json.dumps({"echo_rps": round(echo.rps, 1), "fixed_rps": round(fixed.rps, 1), "pipeline_rps": round(full.rps, 1), "ratio": round(ratio, 3),
                       "pipeline_p50_ms": round(full.pct(50), 2), "pipeline_p99_ms": round(full.pct(99), 2),
                       "echo_p99_ms": round(echo.pct(99), 2), "errors": full.errors,
                       "also": [{"root": str(root), "rps": round(r.rps, 1), "p99_ms": round(r.pct(99), 2)}

@@ -79,8 +79,11 @@ def serve_everycsr(port: int, db: str, fixed: bool) -> None:
             app[SERVICES].pipeline = FixedPipeline()  # type: ignore[assignment]
         yield
 
+    from bot.event_loop import new_event_loop
+
     app.cleanup_ctx.insert(1, load_kb)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024,
+                loop=new_event_loop(settings.event_loop))  # as `python -m bot run` does
 
 
 def serve_werobot(port: int) -> None:

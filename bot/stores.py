@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -39,75 +42,95 @@ class RateLimiter(Protocol):
     async def reserve(self, key: str, rate: float, burst: float) -> float: ...
 
 
+class TTLMap:
+    """Entries that expire. Each write moves its key to the end, so with one TTL the order
+    is expiry order and expired entries are dropped from the front, a couple per write:
+    O(1) per operation and memory bounded by what is live, instead of scanning every entry
+    (a day of dedup keys is hundreds of thousands) on each message."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> Any | None:
+        hit = self._data.get(key)
+        if hit is None or hit[0] < self._clock():
+            return None
+        return hit[1]
+
+    def set(self, key: str, value: Any, ttl: float) -> None:
+        now = self._clock()
+        self._data[key] = (now + ttl, value)
+        self._data.move_to_end(key)
+        for _ in range(2):  # two drops per write outpace one insertion
+            if not self._data:
+                break
+            oldest = next(iter(self._data))
+            if self._data[oldest][0] >= now:
+                break
+            del self._data[oldest]
+
+    def pop(self, key: str) -> Any | None:
+        hit = self._data.pop(key, None)
+        return None if hit is None else hit[1]
+
+
+@dataclass(slots=True)
+class _Claim:
+    done: asyncio.Event
+    result: str | None = None
+
+
 class MemoryDedupStore:
     def __init__(self) -> None:
-        self._claims: dict[str, float] = {}
-        self._results: dict[str, tuple[str, float]] = {}
-        self._events: dict[str, asyncio.Event] = {}
-
-    def _expire(self) -> None:
-        if len(self._claims) < 10_000:
-            return
-        now = time.monotonic()
-        for k in [k for k, exp in self._claims.items() if exp < now]:
-            self._claims.pop(k, None)
-            self._results.pop(k, None)
-            self._events.pop(k, None)
+        self._claims = TTLMap()
 
     async def claim(self, key: str, ttl: int) -> bool:
-        self._expire()
-        now = time.monotonic()
-        exp = self._claims.get(key)
-        if exp is not None and exp > now:
+        if self._claims.get(key) is not None:
             return False
-        self._claims[key] = now + ttl
-        self._events[key] = asyncio.Event()
-        self._results.pop(key, None)
+        self._claims.set(key, _Claim(asyncio.Event()), ttl)
         return True
 
     async def store_result(self, key: str, result: str, ttl: int) -> None:
-        self._results[key] = (result, time.monotonic() + ttl)
-        event = self._events.get(key)
-        if event:
-            event.set()
+        claim = self._claims.get(key) or _Claim(asyncio.Event())
+        claim.result = result
+        claim.done.set()
+        self._claims.set(key, claim, ttl)
 
     async def wait_result(self, key: str, timeout: float) -> str | None:
-        hit = self._results.get(key)
-        if hit:
-            return hit[0]
-        event = self._events.get(key)
-        if event is None:
+        claim = self._claims.get(key)
+        if claim is None:
             return None
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            return None
-        hit = self._results.get(key)
-        return hit[0] if hit else None
+        if claim.result is None:
+            try:
+                await asyncio.wait_for(claim.done.wait(), timeout)
+            except asyncio.TimeoutError:
+                return None
+        return claim.result
 
     async def release(self, key: str) -> None:
         """Forget a claim whose processing failed, so the channel's retry is processed."""
-        self._claims.pop(key, None)
-        event = self._events.pop(key, None)
-        if event:
-            event.set()
+        claim = self._claims.pop(key)
+        if claim is not None:
+            claim.done.set()
 
 
 class MemoryStateStore:
     def __init__(self) -> None:
-        self._data: dict[str, tuple[str, float]] = {}
+        self._data = TTLMap()
 
     async def get(self, key: str) -> dict[str, Any]:
         hit = self._data.get(key)
-        if not hit or hit[1] < time.monotonic():
-            return {}
-        return json.loads(hit[0])
+        return json.loads(hit) if hit is not None else {}
 
     async def set(self, key: str, value: dict[str, Any], ttl: int) -> None:
-        self._data[key] = (json.dumps(value, ensure_ascii=False), time.monotonic() + ttl)
+        self._data.set(key, json.dumps(value, ensure_ascii=False), ttl)
 
     async def delete(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._data.pop(key)
 
 
 class MemoryRateLimiter:

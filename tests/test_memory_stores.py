@@ -1,0 +1,57 @@
+"""The in-process stores' expiring map: reads as a plain TTL dict, and stays bounded."""
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, strategies as st
+
+from bot.stores import MemoryDedupStore, TTLMap
+
+KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), KEYS, st.integers(0, 99)),
+    st.tuples(st.just("pop"), KEYS, st.just(0)),
+    st.tuples(st.just("tick"), st.just(""), st.integers(1, 15)),
+), max_size=80)
+
+
+@given(OPS, st.sampled_from([5.0, 10.0]))
+def test_ttl_map_reads_like_a_dict_with_expiry_and_drops_expired_entries(ops, ttl: float) -> None:
+    now = [0.0]
+    m = TTLMap(clock=lambda: now[0])
+    model: dict[str, tuple[float, int]] = {}
+    for op, key, n in ops:
+        if op == "tick":
+            now[0] += n
+        elif op == "pop":
+            assert m.pop(key) == (model[key][1] if key in model else None)
+            model.pop(key, None)
+        else:
+            expired_before = sum(1 for exp, _ in model.values() if exp < now[0])
+            m.set(key, n, ttl)
+            model[key] = (now[0] + ttl, n)
+            # what the map still holds: every live key, and fewer expired ones than before
+            held = {k: v for k, v in model.items() if k in m._data}
+            assert all(k in held for k, (exp, _) in model.items() if exp >= now[0])
+            expired_after = sum(1 for exp, _ in held.values() if exp < now[0])
+            assert expired_after <= max(0, expired_before - 1)
+            model = held
+        for k in "abcdef":
+            live = model.get(k)
+            assert m.get(k) == (live[1] if live and live[0] >= now[0] else None)
+
+
+def test_a_day_of_dedup_keys_still_answers_retries() -> None:
+    """Past the old 10,000-key mark (where every claim scanned the whole store) retries are
+    still recognised and handed the first result."""
+    store = MemoryDedupStore()
+
+    async def fill() -> None:
+        for i in range(30_000):
+            assert await store.claim(f"web:{i}", 86_400)
+            await store.store_result(f"web:{i}", "[]", 86_400)
+        assert not await store.claim("web:7", 86_400)
+        assert await store.wait_result("web:7", timeout=0.1) == "[]"
+
+    asyncio.run(fill())
+    assert len(store._claims) == 30_000
