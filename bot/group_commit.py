@@ -207,10 +207,10 @@ class GroupCommit:
 
         Raises tortoise's ``IntegrityError`` when the job broke a constraint (nothing of it
         was written). Never call it inside a transaction: the job commits on its own."""
-        if self._closing or not _grouped(_client()):  # shutting down: still durable, just not grouped
+        client = _outside_transaction()
+        if self._closing or not _grouped(client):  # shutting down: still durable, just not grouped
             await commit(job)
             return
-        _refuse_inside_transaction()
         if not job.statements:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -284,14 +284,17 @@ def _apply(job: WriteJob, result: list[Any] | Exception) -> None:
             setattr(instance, column, result[index])
 
 
-def _refuse_inside_transaction() -> None:
-    # the job commits on its own; on SQLite it would also wait for the lock its caller holds
-    if isinstance(connections.get("default"), TransactionalDBClient):
+def _outside_transaction() -> BaseDBAsyncClient:
+    """The connection, refused inside a transaction: a job commits on its own, and on
+    SQLite it would wait for the lock its caller holds."""
+    client = _client()
+    if isinstance(client, TransactionalDBClient):
         raise OperationalError("a write job cannot run inside a transaction")
+    return client
 
 
 async def commit(job: WriteJob) -> None:
     """Commit one job in its own transaction, now (no grouping)."""
-    _refuse_inside_transaction()
+    _outside_transaction()
     if job.statements:
         _apply(job, (await _run_batch([job]))[0])

@@ -207,8 +207,9 @@ class Router:
 
     # --- dispatch ---------------------------------------------------------------------------
     async def dispatch(self, ctx: Context) -> list[Reply]:
+        mws = self.middlewares()
+
         async def call(index: int) -> list[Reply]:
-            mws = self.middlewares()
             if index < len(mws):
                 return await mws[index](ctx, lambda: call(index + 1))
             return await self._route(ctx)

@@ -102,8 +102,9 @@ def test_numbered_text_renders_choices_and_cards() -> None:
 
 @given(st.lists(st.builds(Reply, text=st.text(), choices=st.lists(st.builds(Choice, st.text(), st.text()),
                                                                       max_size=3),
-                          cards=st.lists(st.builds(Card, st.text(), st.text(), st.text()), max_size=2),
-                          kind=st.sampled_from(["answer", "none"])), max_size=3))
+                          cards=st.lists(st.builds(Card, st.text(), st.text(), st.text(), st.text()), max_size=2),
+                          kind=st.sampled_from(["answer", "none"]), item_id=st.none() | st.integers(1, 10**6),
+                          confidence=st.none() | st.floats(0, 1)), max_size=3))
 def test_replies_json_round_trip(replies: list[Reply]) -> None:
     assert replies_from_json(replies_to_json(replies)) == replies
 
