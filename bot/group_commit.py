@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from asyncpg.exceptions import IntegrityConstraintViolationError
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError, OperationalError
@@ -120,9 +121,14 @@ def _resolved(statement: Statement, ids: list[Any]) -> tuple[Any, ...] | list[An
     return values
 
 
-def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any] | sqlite3.IntegrityError]:
+# errors caused by one job's own statements (a constraint, a value the driver cannot bind);
+# anything else (locked, disk, corrupt) fails the whole transaction
+_JOB_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError)
+
+
+def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any] | sqlite3.Error]:
     """All jobs in one transaction, on aiosqlite's thread (one hop for the whole batch)."""
-    out: list[list[Any] | sqlite3.IntegrityError] = []
+    out: list[list[Any] | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for job in jobs:
@@ -132,7 +138,7 @@ def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any
                 for statement in job.statements:
                     cursor = conn.execute(statement.sql, _resolved(statement, ids))
                     ids.append(cursor.lastrowid if statement.instance is not None else None)
-            except sqlite3.IntegrityError as exc:
+            except _JOB_ERRORS as exc:  # this job's own fault: roll it back alone
                 conn.execute("ROLLBACK TO everycsr_job")
                 out.append(exc)
             else:
@@ -148,8 +154,6 @@ def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any
 
 async def _run_postgres(client: BaseDBAsyncClient, job: WriteJob) -> list[Any] | Exception:
     """One job in its own transaction on a pool connection."""
-    import asyncpg
-
     ids: list[Any] = []
     try:
         async with client.acquire_connection() as con, con.transaction():
@@ -161,7 +165,7 @@ async def _run_postgres(client: BaseDBAsyncClient, job: WriteJob) -> list[Any] |
                 else:
                     await con.execute(statement.sql, *values)
                     ids.append(None)
-    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
+    except IntegrityConstraintViolationError as exc:
         return exc
     return ids
 
@@ -264,16 +268,18 @@ class GroupCommit:
                 continue
             try:
                 _apply(job, result)
-            except IntegrityError as exc:
+            except (IntegrityError, OperationalError) as exc:
                 future.set_exception(exc)
             else:
                 future.set_result(None)
 
 
 def _apply(job: WriteJob, result: list[Any] | Exception) -> None:
-    """Give a committed job's instances their ids, or raise its constraint violation."""
-    if isinstance(result, Exception):
+    """Give a committed job's instances their ids, or raise why it was rolled back."""
+    if isinstance(result, (sqlite3.IntegrityError, IntegrityConstraintViolationError)):
         raise IntegrityError(result)
+    if isinstance(result, Exception):
+        raise OperationalError(result)
     for statement, new_id in zip(job.statements, result, strict=True):
         instance = statement.instance
         if instance is None:

@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from bot import storage
-from bot.group_commit import GroupCommit, WriteJob, commit
+from bot.group_commit import GroupCommit, Statement, WriteJob, commit
 from bot.models import ChannelAccount, Member, TranscriptEntry
 
 
@@ -74,6 +74,19 @@ async def test_a_job_breaking_a_constraint_is_rolled_back_alone(db: str) -> None
         ["taken", *(f"ok{i}" for i in range(5))])
     for job in (dup_account, dup_message):
         assert all(s.instance is None or s.instance.pk is None for s in job.statements)
+
+
+async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_db: None) -> None:
+    good = first_contact("fine")[0]
+    bad = first_contact("broken")[0]
+    first = bad.statements[0]
+    bad.statements[0] = Statement(first.sql, (object(), *first.values[1:]), instance=first.instance)
+    writes = GroupCommit()
+    results = await asyncio.gather(writes.run(bad), writes.run(good), return_exceptions=True)
+    await writes.close()
+    assert isinstance(results[0], OperationalError) and results[1] is None
+    assert await ChannelAccount.filter(external_id="broken").count() == 0
+    assert await ChannelAccount.filter(external_id="fine").count() == 1
 
 
 async def test_updates_and_close_drains_what_is_queued(sqlite_db: None) -> None:
