@@ -8,8 +8,10 @@ tortoise's own ``_init_from_db`` — the same objects the ORM would return.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
+from tortoise.fields import DatetimeField
 from tortoise.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -30,6 +32,30 @@ def for_dialect(sql: str, dialect: str) -> str:
 
 def _columns(model: type[Model]) -> list[str]:
     return list(model._meta.fields_db_projection.values())
+
+
+_DATETIME_COLUMNS: dict[type[Model], tuple[str, ...]] = {}
+
+
+def _from_row(model: type[M], row: dict[str, Any], prefix: str, cols: list[str]) -> M:
+    """``model._init_from_db`` for one row, with SQLite's text timestamps parsed by the C
+    ``datetime.fromisoformat`` first: tortoise parses them with the pure-Python iso8601
+    package, which was a third of a point query's CPU. tortoise still applies the zone."""
+    values = {c: row[prefix + c] for c in cols}
+    dt_cols = _DATETIME_COLUMNS.get(model)
+    if dt_cols is None:
+        meta = model._meta
+        dt_cols = _DATETIME_COLUMNS[model] = tuple(
+            meta.fields_db_projection[name] for name, f in meta.fields_map.items()
+            if isinstance(f, DatetimeField) and name in meta.fields_db_projection)
+    for c in dt_cols:
+        v = values[c]
+        if isinstance(v, str):
+            try:
+                values[c] = datetime.fromisoformat(v)
+            except ValueError:
+                pass  # left to tortoise's own parser
+    return model._init_from_db(**values)
 
 
 def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ...]) -> tuple[str, list[str], list[str]]:
@@ -78,8 +104,8 @@ async def get_or_none(model: type[M], related: str | None = None, /, **eq: Any) 
 
         raise MultipleObjectsReturned(model)
     row = dict(rows[0])
-    obj = model._init_from_db(**{c: row[f"t0__{c}"] for c in cols})
+    obj = _from_row(model, row, "t0__", cols)
     if related:
         rel_model = model._meta.fields_map[related].related_model
-        setattr(obj, related, rel_model._init_from_db(**{c: row[f"t1__{c}"] for c in rel_cols}))
+        setattr(obj, related, _from_row(rel_model, row, "t1__", rel_cols))
     return obj

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
@@ -169,3 +171,13 @@ async def test_concurrent_staff_edits_each_get_a_version_number(client: TestClie
     numbers = sorted(v.number for v in versions)
     assert numbers == list(range(numbers[0], numbers[0] + 6))
     assert await KnowledgeVersion.filter(item_id=item.id).count() == 6
+
+
+@given(st.datetimes(timezones=st.none() | st.just(timezone.utc) | st.just(timezone(timedelta(hours=8)))))
+def test_point_queries_parse_stored_timestamps_as_tortoise_does(dt: datetime) -> None:
+    """SQLite keeps timestamps as text (tortoise's adapter: ``isoformat(" ")``); the point
+    queries parse them with ``datetime.fromisoformat`` before tortoise sees them."""
+    field = Member._meta.fields_map["last_seen_at"]
+    text = dt.isoformat(" ")
+    ours, theirs = field.to_python_value(datetime.fromisoformat(text)), field.to_python_value(text)
+    assert (ours, ours.utcoffset()) == (theirs, theirs.utcoffset())
