@@ -44,6 +44,18 @@ async def load_sample_kb(app) -> None:  # type: ignore[no-untyped-def]
     await app[SERVICES].kb.load()
 
 
+@pytest_asyncio.fixture
+async def sqlite_orm(tmp_path: Path) -> AsyncIterator[None]:
+    """The ORM on a fresh SQLite database with the schema, no app around it."""
+    from bot import storage
+
+    await storage.open_db(f"sqlite://{tmp_path / 'orm.sqlite3'}", create_schema=True)
+    try:
+        yield
+    finally:
+        await storage.close_db()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

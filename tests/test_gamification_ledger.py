@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from tortoise.functions import Sum
 
@@ -17,15 +14,6 @@ from gamification.models import Balance, LedgerEntry, Redemption, Reward
 from gamification.rules import load_rules
 
 RULES = load_rules()
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[None]:
-    await storage.open_db(f"sqlite://{tmp_path / 'g.sqlite3'}", create_schema=True)
-    try:
-        yield
-    finally:
-        await storage.close_db()
 
 
 async def check_invariants(member_id: int) -> None:
@@ -57,7 +45,7 @@ ops = st.lists(
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seq=ops)
-async def test_random_sequences_keep_the_ledger_consistent(db: None, seq: list[tuple[str, int, int]]) -> None:
+async def test_random_sequences_keep_the_ledger_consistent(sqlite_orm: None, seq: list[tuple[str, int, int]]) -> None:
     member = await Member.create(display_name="p")
     paid: dict[str, int] = {}
     entries: list[int] = []
@@ -92,7 +80,7 @@ async def test_random_sequences_keep_the_ledger_consistent(db: None, seq: list[t
     await check_invariants(member.id)
 
 
-async def test_concurrent_replays_of_one_event_pay_once(db: None) -> None:
+async def test_concurrent_replays_of_one_event_pay_once(sqlite_orm: None) -> None:
     m = await Member.create()
     results = await asyncio.gather(*[ledger.award(m.id, "answer_accepted", 20, key="answer:1") for _ in range(50)])
     assert sum(1 for r in results if not r.duplicate) == 1
@@ -100,7 +88,7 @@ async def test_concurrent_replays_of_one_event_pay_once(db: None) -> None:
     assert await LedgerEntry.filter(member_id=m.id).count() == 1
 
 
-async def test_reversal_after_spending_records_debt_then_earnings_repay_it(db: None) -> None:
+async def test_reversal_after_spending_records_debt_then_earnings_repay_it(sqlite_orm: None) -> None:
     m = await Member.create()
     first = await ledger.award(m.id, "answer_accepted", 20, key="a1")
     await ledger.spend(m.id, 15, key="s1")
@@ -116,7 +104,7 @@ async def test_reversal_after_spending_records_debt_then_earnings_repay_it(db: N
     await check_invariants(m.id)
 
 
-async def test_daily_cap_limits_but_accepted_answers_are_exempt(db: None) -> None:
+async def test_daily_cap_limits_but_accepted_answers_are_exempt(sqlite_orm: None) -> None:
     m = await Member.create()
     granted = []
     for i in range(45):
@@ -153,7 +141,7 @@ async def _redeem_race(n: int) -> None:
     await check_invariants(m.id)
 
 
-async def test_200_simultaneous_redemptions_on_sqlite(db: None) -> None:
+async def test_200_simultaneous_redemptions_on_sqlite(sqlite_orm: None) -> None:
     await _redeem_race(200)
 
 

@@ -76,7 +76,7 @@ async def test_a_job_breaking_a_constraint_is_rolled_back_alone(db: str) -> None
         assert all(s.instance is None or s.instance.pk is None for s in job.statements)
 
 
-async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_db: None) -> None:
+async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_orm: None) -> None:
     good = first_contact("fine")[0]
     bad = first_contact("broken")[0]
     first = bad.statements[0]
@@ -89,7 +89,7 @@ async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_db: Non
     assert await ChannelAccount.filter(external_id="fine").count() == 1
 
 
-async def test_updates_and_close_drains_what_is_queued(sqlite_db: None) -> None:
+async def test_updates_and_close_drains_what_is_queued(sqlite_orm: None) -> None:
     """SQLite's writer: close() commits what is queued, in order."""
     job, member, account, _entry = first_contact("upd")
     await commit(job)
@@ -113,24 +113,15 @@ async def test_a_job_inside_a_transaction_is_refused_not_deadlocked(db: str) -> 
     assert await Member.all().count() == 0
 
 
-async def test_a_reference_to_a_row_not_in_the_job_is_an_error(sqlite_db: None) -> None:
+async def test_a_reference_to_a_row_not_in_the_job_is_an_error(sqlite_orm: None) -> None:
     outsider = Member(display_name="x")
     with pytest.raises(ValueError, match="not inserted earlier"):
         WriteJob().insert(ChannelAccount(channel="web", external_id="y"), member_id=outsider)
 
 
-@pytest_asyncio.fixture
-async def sqlite_db(tmp_path: Path) -> AsyncIterator[None]:
-    await storage.open_db(f"sqlite://{tmp_path / 'prop.sqlite3'}", create_schema=True)
-    try:
-        yield
-    finally:
-        await storage.close_db()
-
-
 @hsettings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 7)), min_size=1, max_size=30))
-async def test_grouped_outcome_equals_one_job_at_a_time(sqlite_db: None, plan: list[tuple[int, int]]) -> None:
+async def test_grouped_outcome_equals_one_job_at_a_time(sqlite_orm: None, plan: list[tuple[int, int]]) -> None:
     """Whatever the mix of clashing first contacts and message ids, the rows written are
     exactly those of running the jobs one by one in order, each all or nothing."""
     await TranscriptEntry.all().delete()
