@@ -42,14 +42,14 @@ MAX_BATCH = 256  # jobs per transaction: bounds how long one COMMIT keeps others
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One INSERT or UPDATE; ``refs`` put the new id of an earlier INSERT of the same job
-    at a position in ``values`` (a foreign key to a row created in the same job)."""
+    """One INSERT or UPDATE. Each of ``refs`` (position in ``values``, index of an earlier
+    INSERT of the same job, field name) is a foreign key to a row created in the same job:
+    that row's new id goes into the values, and onto the instance after COMMIT."""
 
     sql: str
     values: tuple[Any, ...]
-    refs: tuple[tuple[int, int], ...] = ()
+    refs: tuple[tuple[int, int, str], ...] = ()
     instance: Model | None = None  # an INSERT's model instance: gets its id after COMMIT
-    ref_columns: tuple[tuple[str, int], ...] = ()  # the same refs by field name, set on the instance
 
 
 _INSERT: dict[tuple[str, type[Model]], tuple[str, list[str]]] = {}
@@ -85,15 +85,13 @@ class WriteJob:
         sql, columns = _insert_sql(self._conn, model)
         fields = model._meta.fields_map
         values = tuple(fields[c].to_db_value(getattr(instance, c), instance) for c in columns)
-        positions = []
-        named = []
+        resolved = []
         for column, target in refs.items():
             index = next((i for i, s in enumerate(self.statements) if s.instance is target), None)
             if index is None:
                 raise ValueError(f"{column}: {target!r} is not inserted earlier in this job")
-            positions.append((columns.index(column), index))
-            named.append((column, index))
-        self.statements.append(Statement(sql, values, tuple(positions), instance, tuple(named)))
+            resolved.append((columns.index(column), index, column))
+        self.statements.append(Statement(sql, values, tuple(resolved), instance))
         return self
 
     def update(self, model: type[Model], pk: Any, **changes: Any) -> WriteJob:
@@ -116,7 +114,7 @@ def _resolved(statement: Statement, ids: list[Any]) -> tuple[Any, ...] | list[An
     if not statement.refs:
         return statement.values
     values = list(statement.values)
-    for position, index in statement.refs:
+    for position, index, _column in statement.refs:
         values[position] = ids[index]
     return values
 
@@ -244,8 +242,8 @@ class GroupCommit:
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             try:
                 await self._commit(batch)
-            except Exception as exc:  # never leave a caller waiting, never stop the writer
-                log.exception("group commit failed")
+            except Exception as exc:  # the whole transaction failed: every caller hears why
+                log.warning("group commit of %d jobs failed: %s", len(batch), exc)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -255,14 +253,7 @@ class GroupCommit:
         self.batches += 1
         self.jobs += len(jobs)
         metrics.GROUP_COMMIT_JOBS.observe(len(jobs))
-        try:
-            results = await _run_batch(jobs)
-        except Exception as exc:  # the whole transaction failed: every caller hears why
-            log.warning("group commit of %d jobs failed: %s", len(jobs), exc)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+        results = await _run_batch(jobs)
         for (job, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller went away; the rows are written all the same
                 continue
@@ -286,7 +277,7 @@ def _apply(job: WriteJob, result: list[Any] | Exception) -> None:
             continue
         instance.pk = new_id
         instance._saved_in_db = True
-        for column, index in statement.ref_columns:
+        for _position, index, column in statement.refs:
             setattr(instance, column, result[index])
 
 

@@ -89,6 +89,20 @@ async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_orm: No
     assert await ChannelAccount.filter(external_id="fine").count() == 1
 
 
+async def test_a_failed_transaction_fails_its_batch_whole_and_the_writer_goes_on(sqlite_orm: None) -> None:
+    broken = WriteJob()
+    broken.statements.append(Statement('INSERT INTO "no_such_table" VALUES (?)', (1,)))
+    writes = GroupCommit()
+    together = first_contact("same-batch")[0]
+    results = await asyncio.gather(writes.run(broken), writes.run(together), return_exceptions=True)
+    assert [type(r) for r in results] == [OperationalError, OperationalError]
+    assert await Member.all().count() == 0  # nothing half-written
+    later, member, *_ = first_contact("later")
+    await writes.run(later)
+    await writes.close()
+    assert member.pk and await Member.all().count() == 1
+
+
 async def test_updates_and_close_drains_what_is_queued(sqlite_orm: None) -> None:
     """SQLite's writer: close() commits what is queued, in order."""
     job, member, account, _entry = first_contact("upd")
