@@ -1,0 +1,50 @@
+"""CPU use of the processes behind a benchmark, to tell a CPU-bound server from a busy load generator.
+
+Usage: python bench/cpu_watch.py PATTERN SECONDS   (e.g. `python bench/wechat.py & python
+bench/cpu_watch.py wechat.py 40`). Every 1.5 s prints the CPU share of each process whose
+command line contains PATTERN, read from /proc (Linux), tagged by its role in bench/wechat.py.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def sample(pattern: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            if pattern not in cmdline or "cpu_watch.py" in cmdline:
+                continue
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            out[pid] = (cmdline, int(fields[11]) + int(fields[12]))  # utime + stime, in ticks
+        except OSError:
+            continue
+    return out
+
+
+def role(cmdline: str) -> str:
+    if "werobot" in cmdline:
+        return "werobot"
+    if "--fixed" in cmdline:
+        return "fixed"
+    return "server" if "--serve" in cmdline else "loadgen"
+
+
+def main() -> None:
+    pattern, seconds = sys.argv[1], float(sys.argv[2])
+    ticks = os.sysconf("SC_CLK_TCK")
+    end = time.time() + seconds
+    while time.time() < end:
+        before = sample(pattern)
+        time.sleep(1.5)
+        after = sample(pattern)
+        shares = [f"{role(cl)}={100 * (t - before[pid][1]) / ticks / 1.5:.0f}%"
+                  for pid, (cl, t) in after.items() if pid in before]
+        print(" ".join(sorted(shares)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
