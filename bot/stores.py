@@ -80,7 +80,7 @@ class TTLMap:
 
 @dataclass(slots=True)
 class _Claim:
-    done: asyncio.Event
+    done: asyncio.Event | None  # wakes retries waiting for the first answer; dropped once answered
     result: str | None = None
 
 
@@ -95,16 +95,18 @@ class MemoryDedupStore:
         return True
 
     async def store_result(self, key: str, result: str, ttl: int) -> None:
-        claim = self._claims.get(key) or _Claim(asyncio.Event())
+        claim = self._claims.get(key) or _Claim(None)
         claim.result = result
-        claim.done.set()
+        if claim.done is not None:  # a day of keys need not each keep an Event
+            claim.done.set()
+            claim.done = None
         self._claims.set(key, claim, ttl)
 
     async def wait_result(self, key: str, timeout: float) -> str | None:
         claim = self._claims.get(key)
         if claim is None:
             return None
-        if claim.result is None:
+        if claim.result is None and claim.done is not None:
             try:
                 await asyncio.wait_for(claim.done.wait(), timeout)
             except asyncio.TimeoutError:
@@ -114,7 +116,7 @@ class MemoryDedupStore:
     async def release(self, key: str) -> None:
         """Forget a claim whose processing failed, so the channel's retry is processed."""
         claim = self._claims.pop(key)
-        if claim is not None:
+        if claim is not None and claim.done is not None:
             claim.done.set()
 
 

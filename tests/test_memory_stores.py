@@ -52,6 +52,14 @@ def test_a_day_of_dedup_keys_still_answers_retries() -> None:
             await store.store_result(f"web:{i}", "[]", 86_400)
         assert not await store.claim("web:7", 86_400)
         assert await store.wait_result("web:7", timeout=0.1) == "[]"
+        assert store._claims.get("web:7").done is None  # answered keys keep no Event
+
+        # a retry waiting while the first is processed is woken with its answer
+        assert await store.claim("web:late", 86_400)
+        waiter = asyncio.create_task(store.wait_result("web:late", timeout=5))
+        await asyncio.sleep(0)
+        await store.store_result("web:late", '["ok"]', 86_400)
+        assert await waiter == '["ok"]'
 
     asyncio.run(fill())
-    assert len(store._claims) == 30_000
+    assert len(store._claims) == 30_001
