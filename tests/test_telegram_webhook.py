@@ -326,3 +326,17 @@ async def test_update_that_cannot_be_recorded_is_500_then_the_retry_is_answered_
     await tg.settle()
     assert len(tg.fake.sent(chat_id=1077)) == 1
     assert await TranscriptEntry.filter(msg_id="u77", direction="in").count() == 1
+
+
+def test_aiogram_is_imported_only_for_a_configured_bot() -> None:
+    """aiogram's ~3 s import is paid only by a service that has a Telegram token."""
+    import subprocess
+    import sys
+
+    from bot.settings import ROOT
+
+    probe = ("import sys; from bot.app import create_app; from bot.settings import Settings; "
+             "create_app(Settings(_env_file=None, telegram_token=sys.argv[1])); print('aiogram' in sys.modules)")
+    seen = [subprocess.run([sys.executable, "-c", probe, token], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120).stdout.strip() for token in ("", "123456:" + "A" * 35)]
+    assert seen == ["False", "True"]
