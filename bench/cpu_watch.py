@@ -6,6 +6,7 @@ command line contains PATTERN, read from /proc (Linux), tagged by its role in be
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -33,13 +34,13 @@ def role(cmdline: str) -> str:
     return "server" if "--serve" in cmdline else "loadgen"
 
 
-def main() -> None:
+async def main() -> None:
     pattern, seconds = sys.argv[1], float(sys.argv[2])
     ticks = os.sysconf("SC_CLK_TCK")
     end = time.time() + seconds
     while time.time() < end:
         before = sample(pattern)
-        time.sleep(1.5)
+        await asyncio.sleep(1.5)
         after = sample(pattern)
         shares = [f"{role(cl)}={100 * (t - before[pid][1]) / ticks / 1.5:.0f}%"
                   for pid, (cl, t) in after.items() if pid in before]
@@ -47,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())
