@@ -90,3 +90,15 @@ async def wait_up(port: int, timeout: float = 90) -> None:
         except OSError:
             await asyncio.sleep(0.2)
     raise RuntimeError(f"server on {port} did not start")
+
+
+class FixedPipeline:
+    """Stands in for EveryCSR's pipeline: one fixed reply, to measure the layers in front of it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def process(self, incoming: Any) -> list[Any]:
+        from bot.messages import Reply
+
+        return [Reply(text=self.text)]

@@ -22,7 +22,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -46,25 +45,19 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 # fixed reply: the ceiling of any answer path behind it on this machine
 FIXED_SERVER = """
 import sys
-from aiohttp import web
+from bench._loadgen import FixedPipeline
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.event_loop import new_event_loop
-from bot.messages import Reply
+from bot.event_loop import run_web
 from bot.settings import Settings
-
-class FixedPipeline:
-    async def process(self, incoming):
-        return [Reply(text=incoming.text or "")]
 
 settings = Settings()
 app = create_app(settings, db_setup="migrate")
 async def fixed(app):
-    app[SERVICES].pipeline = FixedPipeline()
+    app[SERVICES].pipeline = FixedPipeline("收到")
     yield
 app.cleanup_ctx.append(fixed)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
-            loop=new_event_loop(settings.event_loop))
+run_web(app, settings, host="127.0.0.1", port=int(sys.argv[1]))
 """
 
 

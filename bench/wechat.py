@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # bench/ holds scripts named like the packages (bench/gamification.py): import the packages
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-from bench._loadgen import free_port, wait_up  # noqa: E402
+from bench._loadgen import FixedPipeline, free_port, wait_up  # noqa: E402
 
 TOKEN = "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -44,15 +43,6 @@ FIXED = "收到，我们会尽快答复。"
 
 
 # --- the servers (run as subprocesses of this script) ----------------------------------------------
-class FixedPipeline:
-    """Stands in for the pipeline to measure the channel layer alone: WeRoBot's job."""
-
-    async def process(self, incoming):  # type: ignore[no-untyped-def]
-        from bot.messages import Reply
-
-        return [Reply(text=FIXED)]
-
-
 def serve_everycsr(port: int, db: str, fixed: bool) -> None:
     os.environ.update(BOT_WECHAT_TOKEN=TOKEN, BOT_WECHAT_AES_KEY=AES_KEY, BOT_WECHAT_APPID=APPID,
                       BOT_DATABASE_URL=f"sqlite://{db}", BOT_OUTBOX_ENABLED="false", BOT_LOG_LEVEL="WARNING",
@@ -76,14 +66,13 @@ def serve_everycsr(port: int, db: str, fixed: bool) -> None:
         await import_kb(SAMPLE_KB, quiet=True)
         await app[SERVICES].kb.load()
         if fixed:
-            app[SERVICES].pipeline = FixedPipeline()  # type: ignore[assignment]
+            app[SERVICES].pipeline = FixedPipeline(FIXED)  # type: ignore[assignment]
         yield
 
-    from bot.event_loop import new_event_loop
+    from bot.event_loop import run_web
 
     app.cleanup_ctx.insert(1, load_kb)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024,
-                loop=new_event_loop(settings.event_loop))  # as `python -m bot run` does
+    run_web(app, settings, host="127.0.0.1", port=port, backlog=1024)  # as `python -m bot run` does
 
 
 def serve_werobot(port: int) -> None:

@@ -122,10 +122,8 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from bot.app import create_app
-    from bot.event_loop import new_event_loop
+    from bot.event_loop import run_web
 
     if args.port:
         settings.port = args.port
@@ -139,8 +137,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return run_workers(settings, args.workers)
     db_setup = "migrate" if settings.is_sqlite else "none"
     app = create_app(settings, db_setup=db_setup)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
-                loop=new_event_loop(settings.event_loop))
+    run_web(app, settings)
     return 0
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
+
+from aiohttp import web
+
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +27,11 @@ def new_event_loop(kind: str = "uvloop") -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def run_web(app: web.Application, settings: Settings, **options: Any) -> None:
+    """Serve ``app`` until stopped, as every web process does: on the configured loop, at
+    ``settings.host``/``port`` unless ``options`` say otherwise, without an access log."""
+    options.setdefault("host", settings.host)
+    options.setdefault("port", settings.port)
+    web.run_app(app, print=None, access_log=None, loop=new_event_loop(settings.event_loop), **options)

@@ -131,16 +131,13 @@ def run_workers(settings: Settings, workers: int) -> int:
 
 def serve_web(settings: Settings) -> None:
     """One web process: the app on the shared port, handing outbox rows to the queue."""
-    from aiohttp import web
-
     from bot.app import create_app
-    from bot.event_loop import new_event_loop
+    from bot.event_loop import run_web
     from bot.queue import QUEUE_ROLE
 
     app = create_app(settings)
     app[QUEUE_ROLE] = "web"
-    web.run_app(app, host=settings.host, port=settings.port, reuse_port=True, print=None, access_log=None,
-                loop=new_event_loop(settings.event_loop))
+    run_web(app, settings, reuse_port=True)
 
 
 def main(argv: list[str] | None = None) -> int:
