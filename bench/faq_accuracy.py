@@ -5,6 +5,7 @@ Contract: /work/shared/eval/README.md ("The benchmark contract").
 
     python bench/faq_accuracy.py --entries E.csv --queries Q.csv           # offline
     python bench/faq_accuracy.py --entries E.csv --queries Q.csv --online  # learning from use
+    python bench/faq_accuracy.py --entries E.csv --queries Q.csv --misses 50  # + a sample of misses
     python bench/faq_accuracy.py --items 10000                             # synthetic scale
     python bench/faq_accuracy.py --fit --entries A_e.csv --queries A_q.csv \
                                        --entries B_e.csv --queries B_q.csv  # refit confidence.py
@@ -173,6 +174,37 @@ HEADER = (f"{'method':<34} {'top1':>6} {'top3':>6} {'mrr10':>6} {'ans.shr':>8} {
           f"{'p50ms':>7} {'p99ms':>7} {'n':>6}")
 
 
+def _sample_rows(title: str, rows: list[tuple[str, ...]], n: int, seed: int) -> None:
+    sample = random.Random(seed).sample(rows, min(n, len(rows)))
+    print(f"\n{len(sample)} of {len(rows)} {title} (seed {seed}):")
+    for row in sample:
+        print("  " + " | ".join(row))
+
+
+def _first(es: EvalSet, r: list[int]) -> str:
+    return es.questions[r[0]] if r else "(nothing)"
+
+
+def show_misses(es: EvalSet, ranked: list[list[int]], n: int, seed: int) -> None:
+    """Labelled queries whose top-1 is not the labelled entry, beside the entry returned
+    instead: read them to tell a wrong answer from a duplicate entry that the labels count
+    as wrong (see bench/RESULTS.md, "Reading the misses")."""
+    rows = [(q, es.questions[y], _first(es, r), str(r.index(y) + 1 if y in r else "-"))
+            for (q, y), r in zip(es.queries, ranked) if y is not None and r[:1] != [y]]
+    _sample_rows("top-1 misses: query | labelled entry | returned first | rank of the labelled",
+                 rows, n, seed)
+
+
+def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n: int,
+                seed: int) -> None:
+    """Queries (labelled or not) where the matcher and the BM25 baseline put different entries
+    first, for a side-by-side judgement that does not depend on the labels."""
+    rows = [(q, _first(es, r), _first(es, o), es.questions[y] if y is not None else "(not in KB)")
+            for (q, y), r, o in zip(es.queries, ranked, other) if r[:1] != o[:1]]
+    _sample_rows("disagreements: query | matcher first | BM25 first | labelled entry",
+                 rows, n, seed)
+
+
 def threshold_sweep(scores, ranked, labels, title="matcher, offline"):
     print(f"\nanswer-threshold sweep ({title}):")
     print(f"  {'thr':>5} {'answered':>9} {'precision':>9}")
@@ -210,7 +242,11 @@ def evaluate(args) -> dict:
         rows.append(("baseline BM25 jieba-search (bm25s)", metrics(b_ranked, labels, [False] * n, b_lat)))
         f_ranked, f_lat = run_rapidfuzz(es)
         rows.append(("baseline rapidfuzz ratio", metrics(f_ranked, labels, [False] * n, f_lat)))
+        if args.versus:
+            show_versus(es, ranked, b_ranked, args.versus, args.seed)
     print(f"matcher build: {build_s * 1000:.0f} ms")
+    if args.misses:
+        show_misses(es, ranked, args.misses, args.seed)
     threshold_sweep(scores, ranked, labels)
     print()
     print(HEADER)
@@ -416,6 +452,11 @@ def main(argv=None) -> None:
     ap.add_argument("--items", type=int, default=0, help="synthetic scale mode with N items")
     ap.add_argument("--n-queries", type=int, default=2000)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--misses", type=int, default=0, metavar="N",
+                    help="print a random sample of N offline top-1 misses to read")
+    ap.add_argument("--versus", type=int, default=0, metavar="N",
+                    help="print a random sample of N queries where the matcher and BM25 disagree")
+    ap.add_argument("--seed", type=int, default=1, help="--misses/--versus: sample seed")
     ap.add_argument("--conf-weight", action="append", default=[], metavar="SET=W",
                     help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)")
     ap.add_argument("--jieba-tmp-dir", default=os.path.join(ROOT, ".cache", "jieba"))
