@@ -136,15 +136,24 @@ class MemoryStateStore:
 
 
 class MemoryRateLimiter:
-    """Token bucket (GCRA form): returns the delay until the reserved slot."""
+    """Token bucket (GCRA form): returns the delay until the reserved slot.
 
-    def __init__(self) -> None:
-        self._tat: dict[str, float] = {}
+    A key's theoretical arrival time is forgotten once it has passed: from then on the key
+    behaves exactly like one never seen, so memory holds only the keys paced right now
+    (one per chat otherwise, for the life of the process)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tat = TTLMap(clock)
 
     async def reserve(self, key: str, rate: float, burst: float = 1.0) -> float:
         interval = 1.0 / rate
-        now = time.monotonic()
-        tat = max(self._tat.get(key, now), now)
+        now = self._clock()
+        last = self._tat.get(key)
+        tat = now if last is None else max(last, now)
         allow_at = tat - (burst - 1) * interval
-        self._tat[key] = tat + interval
+        self._tat.set(key, tat + interval, ttl=tat + interval - now)
         return max(0.0, allow_at - now)
+
+    def __len__(self) -> int:
+        return len(self._tat)

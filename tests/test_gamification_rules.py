@@ -72,11 +72,14 @@ async def db(tmp_path: Path) -> AsyncIterator[None]:
 
 
 async def _populate(board: RedisLeaderboard | None, n: int, seed: int) -> list[Member]:
-    """Awards one second apart (Redis breaks ties at one-second resolution)."""
+    """Awards one second apart (Redis breaks ties at one-second resolution), all in the past:
+    starting them at the week's start put some in the future when the test ran in a week's
+    first 90 seconds. A run that straddles a week or month boundary splits them the same
+    way for both boards."""
     rnd = random.Random(seed)
     members = [await Member.create(display_name=f"m{i}") for i in range(n)]
     staff = await Member.create(display_name="staff", is_staff=True)
-    base = period_start("week", datetime.now(timezone.utc)) + timedelta(seconds=1)
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=n * 3 + 5)
     for i in range(n * 3):
         m = rnd.choice(members + [staff])
         res = await ledger.award(m.id, "answer_helpful", rnd.choice([5, 10, 10, 20]), key=f"p{seed}:{i}")

@@ -5,7 +5,7 @@ import asyncio
 
 from hypothesis import given, strategies as st
 
-from bot.stores import MemoryDedupStore, TTLMap
+from bot.stores import MemoryDedupStore, MemoryRateLimiter, TTLMap
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 OPS = st.lists(st.one_of(
@@ -63,3 +63,49 @@ def test_a_day_of_dedup_keys_still_answers_retries() -> None:
 
     asyncio.run(fill())
     assert len(store._claims) == 30_001
+
+
+RESERVES = st.lists(st.one_of(
+    st.tuples(st.just("reserve"), KEYS, st.sampled_from([0.5, 1.0, 30.0]), st.sampled_from([1.0, 3.0])),
+    st.tuples(st.just("tick"), st.just(""), st.floats(0.01, 5.0), st.just(0.0)),
+), max_size=80)
+
+
+@given(RESERVES)
+def test_rate_limiter_paces_like_gcra_and_forgets_passed_keys(ops) -> None:
+    """Delays equal an unbounded GCRA model's, and a key whose slot has passed holds no memory."""
+    now = [100.0]
+    limiter = MemoryRateLimiter(clock=lambda: now[0])
+    model: dict[str, float] = {}
+
+    async def run() -> None:
+        for op, key, rate, burst in ops:
+            if op == "tick":
+                now[0] += rate
+                continue
+            interval = 1.0 / rate
+            tat = max(model.get(key, now[0]), now[0])
+            expect = max(0.0, tat - (burst - 1) * interval - now[0])
+            model[key] = tat + interval
+            assert abs(await limiter.reserve(key, rate, burst) - expect) < 1e-9
+        now[0] += 1000.0  # every slot long past
+        await limiter.reserve("z", 1.0)
+        await limiter.reserve("z", 1.0)  # the limiter drops expired keys as it is used
+        assert len(limiter) <= max(1, len(set(model)) - 1)
+
+    asyncio.run(run())
+
+
+def test_rate_limiter_memory_stays_with_the_chats_paced_now() -> None:
+    now = [0.0]
+    limiter = MemoryRateLimiter(clock=lambda: now[0])
+
+    async def run() -> None:
+        for i in range(20_000):  # one message to each of 20,000 chats, 1 ms apart
+            assert await limiter.reserve(f"chat:{i}", rate=1.0) == 0.0
+            now[0] += 0.001
+        # a chat is paced for 1 s after its message: ~1,000 are still held, not 20,000
+        assert len(limiter) <= 1_100
+        assert await limiter.reserve("chat:19999", rate=1.0) > 0.9
+
+    asyncio.run(run())
