@@ -219,7 +219,7 @@ def evaluate(args) -> dict:
     if len(args.entries) != 1 or len(args.queries) != 1:
         raise SystemExit("give exactly one --entries and one --queries (several only with --fit)")
     es = load_set(args.entries[0], args.queries[0])
-    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)
+    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic)
     labels = [y for _q, y in es.queries]
     n = len(es.queries)
     print(f"set {es.name}: {len(es.questions)} entries, {n} queries "
@@ -312,7 +312,7 @@ def fit(args) -> None:
     if len(args.entries) != len(args.queries):
         raise SystemExit("--entries and --queries must pair up")
     sets = [load_set(e, q) for e, q in zip(args.entries, args.queries)]
-    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)
+    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)  # the lexical models first
     # 1) ranking model: listwise (conditional) logit over re-ranked candidates
     #    of the cold KB
     X, per_query = [], []
@@ -357,12 +357,46 @@ def fit(args) -> None:
     gamma = _logreg(np.array(Xc), Yc, Wc)
     print("CONF_FEATURES =", conf.CONF_FEATURES)
     print("CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{g:.4f}" for g in gamma) + ")")
+    if args.semantic:
+        fit_semantic(sets, MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic), weights)
+
+
+def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float]) -> None:
+    """The encoder's refinement of the confidence (``confidence.SEM_CONF_COEF``), over the
+    two candidates of every query that can come first (the re-ranker's and the encoder's
+    first), on the cold KB and the online replay's second half like the lexical confidence.
+    Uses the lexical coefficients in confidence.py: refit those first and paste them in."""
+    import numpy as np
+
+    from community.search import confidence as conf
+    from community.search.normalize import normalize
+
+    X, Y, W = [], [], []
+    for es in sets:
+        wq = weights.get(es.name, 1.0) / len(es.queries)
+        half = len(es.queries) // 2
+        for online in (False, True):
+            m = Matcher(cfg)
+            m.build(kb_docs(es))
+            for k, (q, y) in enumerate(es.queries):
+                ranked, _ranks = m._ranked(normalize(q), None, m.query_vector(q))
+                if online and y is not None:
+                    m.add_variant(y, q)
+                if online and k < half:
+                    continue
+                for item_id, _p, _f, lexical_pos, sem in ranked:
+                    if sem is not None and (lexical_pos == 0 or sem[2] == 1.0):
+                        X.append(sem)
+                        Y.append(1.0 if item_id == y else 0.0)
+                        W.append(wq)
+    beta = _logreg(np.array(X), Y, W)
+    print("SEM_CONF_FEATURES =", conf.SEM_CONF_FEATURES)
+    print("SEM_CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{b:.4f}" for b in beta) + ")")
 
 
 # ------------------------------------------------------------- synthetic
 def synthetic(args) -> dict:
     import jieba
-    import numpy as np
 
     rnd = random.Random(7)
     jieba.initialize()
@@ -382,7 +416,7 @@ def synthetic(args) -> dict:
         if len(t) > 4:
             del t[rnd.randrange(len(t))]          # a dropped character
         queries.append("请问" + "".join(t) + "怎么办")
-    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)
+    cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic)
     m = Matcher(cfg)
     t0 = time.perf_counter()
     m.build(docs)
@@ -452,6 +486,8 @@ def main(argv=None) -> None:
     ap.add_argument("--items", type=int, default=0, help="synthetic scale mode with N items")
     ap.add_argument("--n-queries", type=int, default=2000)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--semantic", default=None, metavar="ENCODER",
+                    help="fuse a sentence encoder with the matcher (MatcherConfig.semantic, e.g. e5)")
     ap.add_argument("--misses", type=int, default=0, metavar="N",
                     help="print a random sample of N offline top-1 misses to read")
     ap.add_argument("--versus", type=int, default=0, metavar="N",

@@ -1,6 +1,6 @@
 """Leave-one-out matching on our own sample knowledge base.
 
-Usage: .venv/bin/python bench/sample_kb_loo.py
+Usage: .venv/bin/python bench/sample_kb_loo.py [--semantic e5]
 
 Each item's first question variant is held out as the query; the index holds the title and
 the other variants (zh_CN and en items). Reports top-1 and, per answer threshold, the share
@@ -9,6 +9,7 @@ auto-answered and its precision — how the thresholds fitted on the public dev 
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from community.search import KBDoc, Matcher, MatcherConfig  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--semantic", default=None, metavar="ENCODER",
+                    help="fuse a sentence encoder with the matcher (MatcherConfig.semantic, e.g. e5)")
+    args = ap.parse_args()
     data = yaml.safe_load((ROOT / "community" / "data" / "sample_kb.yaml").read_text(encoding="utf-8"))
     docs: list[KBDoc] = []
     queries: list[tuple[str, int, str]] = []
@@ -31,7 +36,7 @@ def main() -> None:
                 docs.append(KBDoc(id=doc_id, title=item[loc]["title"], variants=tuple(v[1:]),
                                   answer=item[loc]["answer"], locale=loc, category=item["category"]))
                 queries.append((v[0], doc_id, loc))
-    matcher = Matcher(MatcherConfig())
+    matcher = Matcher(MatcherConfig(semantic=args.semantic))
     matcher.build(docs)
     results = [(matcher.search(q, locale=loc, limit=3), want) for q, want, loc in queries]
     top1 = sum(1 for r, want in results if r and r[0].item_id == want) / len(results)

@@ -40,7 +40,9 @@ FEATURE_MODULES: list[str] = [
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:
-    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir)
+    semantic = None if settings.search_semantic == "none" else settings.search_semantic
+    # the knowledge service embeds in a worker thread; the lexical index answers meanwhile
+    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, semantic_background=True)
     if settings.search_answer_threshold is not None:
         cfg.answer_threshold = settings.search_answer_threshold
     if settings.search_suggest_threshold is not None:
@@ -80,6 +82,7 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         try:
             yield
         finally:
+            await services.kb.close()
             await services.writes.close()
             await storage.close_db()
 

@@ -107,10 +107,13 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
     from community.knowledge import KnowledgeService
 
     async def run() -> int:
-        kb = KnowledgeService(matcher_config(settings))
+        cfg = matcher_config(settings)
+        cfg.semantic_background = False  # one question: embed the knowledge base first, then ask
+        kb = KnowledgeService(cfg)
         await kb.load()
-        decision = kb.decide(args.text, args.locale)
+        decision = await kb.adecide(args.text, args.locale)
         matches = kb.matcher.search(args.text, locale=args.locale, limit=args.limit)
+        await kb.close()
         print(f"decision: {decision.kind}")
         for m in matches:
             print(f"{m.score:6.3f}  #{m.item_id:<5} [{m.locale}] {m.title}")
@@ -229,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(settings)
     from tortoise.exceptions import DBConnectionError, OperationalError
 
+    from community.search.semantic import SemanticUnavailable
+
     try:
         return int(args.func(args, settings) or 0)
+    except SemanticUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("hint: or set BOT_SEARCH_SEMANTIC=none for the lexical matcher alone", file=sys.stderr)
+        return 2
     except (OperationalError, DBConnectionError) as exc:
         print(f"error: database {settings.database_url.split('@')[-1]}: {exc}", file=sys.stderr)
         print("hint: is the database reachable, and migrated (python -m bot migrate)?", file=sys.stderr)

@@ -42,6 +42,7 @@ class KnowledgeService:
         self._origin = uuid.uuid4().hex
         self._checked_at: datetime | None = None     # start of the last look at the database
         self._seen: dict[int, datetime] = {}         # item id -> updated_at already applied
+        self._embedding: asyncio.Task[None] | None = None  # semantic vectors being made
 
     def _cache(self, item: KnowledgeItem) -> None:
         self._drop(item.id)
@@ -68,7 +69,36 @@ class KnowledgeService:
         # what the build holds needs no catch-up (the next look prunes this)
         self._seen = {i.id: i.updated_at for i in items if i.updated_at is not None}
         log.info("knowledge index built: %d items", len(docs))
+        self._embed_soon()
         return len(docs)
+
+    # --- semantic vectors (MatcherConfig.semantic) ---------------------------------------
+    def _embed_soon(self) -> None:
+        """Embed waiting question texts in a worker thread (~10 ms each, so a large knowledge
+        base takes minutes); the lexical index answers meanwhile."""
+        if not self.matcher.semantic_pending or (self._embedding is not None and not self._embedding.done()):
+            return
+        self._embedding = asyncio.get_running_loop().create_task(self._embed())
+
+    async def _embed(self) -> None:
+        loop = asyncio.get_running_loop()
+        total = 0
+        try:
+            while self.matcher.semantic_pending:
+                done = await loop.run_in_executor(None, self.matcher.embed_pending)
+                if not done:
+                    break  # closed
+                total += done
+        except Exception:  # the lexical index still answers; the next change tries again
+            log.exception("embedding knowledge questions failed")
+            return
+        log.info("knowledge index: %d question texts embedded", total)
+
+    async def close(self) -> None:
+        """Stop embedding (after the batch in hand) and wait for the worker thread."""
+        self.matcher.close()
+        if self._embedding is not None:
+            await asyncio.gather(self._embedding, return_exceptions=True)
 
     def reindex(self, items: Iterable[KnowledgeItem]) -> None:
         """Apply changed items incrementally (published ones in, others out)."""
@@ -90,6 +120,7 @@ class KnowledgeService:
         else:
             self.matcher.remove(item.id)
         self._cache(item)
+        self._embed_soon()
 
     async def refresh(self, ids: Iterable[int]) -> None:
         """Reload items another worker changed."""
@@ -145,7 +176,16 @@ class KnowledgeService:
                 log.exception("knowledge catch-up failed")
 
     def decide(self, text: str, locale: str | None) -> Decision:
+        """Blocking form, for scripts and tests: with an encoder, may embed the question here."""
         return self.matcher.decide(text, locale=locale)
+
+    async def adecide(self, text: str, locale: str | None) -> Decision:
+        """:meth:`decide` for the event loop: with an encoder, the question's vector (~10 ms
+        of CPU, the GIL released) is computed in a worker thread."""
+        qvec = None
+        if self.matcher.needs_query_vector(text, locale):
+            qvec = await asyncio.get_running_loop().run_in_executor(None, self.matcher.query_vector, text)
+        return self.matcher.decide(text, locale=locale, qvec=qvec)
 
     async def get(self, item_id: int) -> KnowledgeItem | None:
         return self._items.get(item_id)

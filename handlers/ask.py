@@ -80,7 +80,7 @@ async def ask(ctx: Context) -> Reply | None:
         item = await kb.by_code(text.replace(" ", ""), ctx.locale)
         if item:
             return answer_reply(ctx, await kb.localized(item, ctx.locale), 1.0)
-    decision = kb.decide(text, ctx.locale)
+    decision = await kb.adecide(text, ctx.locale)
     if decision.kind == "answer":
         best = decision.matches[0]
         item = await kb.get(best.item_id)

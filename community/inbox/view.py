@@ -49,7 +49,7 @@ async def canned_replies(services: "Services", text: str, locale: str) -> list[K
     """Knowledge items close to what the member asked, for one-click replies."""
     if not text.strip():
         return []
-    decision = services.kb.decide(text, locale)
+    decision = await services.kb.adecide(text, locale)
     ids = [m.item_id for m in decision.matches[:CANNED_LIMIT]]
     items = {i.id: i for i in await KnowledgeItem.filter(id__in=ids, status="published")}
     return [items[i] for i in ids if i in items]

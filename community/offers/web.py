@@ -346,7 +346,7 @@ async def preview(request: web.Request) -> web.Response:
             error = "member"
         else:
             locale = q.get("locale") if q.get("locale") in LOCALES else member.locale
-            decision = services.kb.decide(question, locale) if question else None
+            decision = await services.kb.adecide(question, locale) if question else None
             item = None
             if decision and decision.kind == "answer" and decision.matches:
                 item = await services.kb.get(decision.matches[0].item_id)

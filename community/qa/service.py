@@ -59,7 +59,7 @@ async def member_gettext(services: "Services", member_id: int) -> Gettext:
 
 async def category_of(services: "Services", text: str, locale: str | None) -> str:
     """The category of the closest knowledge item, to find helpers who know the area."""
-    decision = services.kb.decide(text, locale)
+    decision = await services.kb.adecide(text, locale)
     if not decision.matches:
         return ""
     item = await KnowledgeItem.get_or_none(id=decision.matches[0].item_id)

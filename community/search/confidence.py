@@ -18,6 +18,7 @@ import math
 __all__ = [
     "RANK_FEATURES", "RANK_COEF", "rank_score",
     "CONF_FEATURES", "CONF_COEF", "conf_features", "confidence", "sigmoid", "MARGIN_CAP",
+    "SEM_CONF_FEATURES", "SEM_CONF_COEF", "semantic_features", "semantic_confidence",
 ]
 
 # Candidate features (per knowledge item, best of its question units):
@@ -70,6 +71,36 @@ def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed
     short = 1.0 if analyzed is not None and len(analyzed.words) <= 2 else 0.0
     phr = math.log2(min(max(n_questions, 1), PHRASINGS_CAP))
     return (margin, share, feats[5], short, phr)
+
+
+# With a sentence encoder (MatcherConfig.semantic), about one candidate in the fused order;
+# fitted by the command above plus ``--semantic e5``:
+#   lex   - the lexical confidence above, as a logit (clipped)
+#   gap   - the candidate's best cosine to the query (among its question phrasings) minus the
+#           best cosine of any other candidate, in hundredths (clipped): cosines of one
+#           encoder sit close together, and on this scale the fit's l2 penalty leaves it room
+#   first - 1 if it is first in the encoder's order
+#   both  - 1 if it is first in both the re-ranker's and the encoder's order
+SEM_CONF_FEATURES = ("lex", "gap", "first", "both")
+SEM_CONF_COEF: tuple[float, ...] = (-0.3434, 0.5108, 0.4199, -0.2364, -0.0073)
+LOGIT_CAP = 8.0
+GAP_CAP = 30.0
+
+
+def semantic_features(p_lex: float, cos: float | None, best_other: float | None,
+                      *, encoder_first: bool, both_first: bool) -> tuple[float, ...] | None:
+    """None when the candidate has no vector yet: its lexical confidence stands."""
+    if cos is None:
+        return None
+    p = min(max(p_lex, 1e-6), 1 - 1e-6)
+    lex = max(-LOGIT_CAP, min(LOGIT_CAP, math.log(p / (1 - p))))
+    gap = 0.0 if best_other is None else max(-GAP_CAP, min(GAP_CAP, 100.0 * (cos - best_other)))
+    return (lex, gap, 1.0 if encoder_first else 0.0, 1.0 if both_first else 0.0)
+
+
+def semantic_confidence(feats: tuple[float, ...]) -> float:
+    c = SEM_CONF_COEF
+    return sigmoid(c[0] + sum(w * f for w, f in zip(c[1:], feats)))
 
 
 def sigmoid(x: float) -> float:

@@ -10,7 +10,11 @@ Pipeline of one query (all in memory, pure Python + numpy):
 3. the best units are collapsed to items and re-ranked with rapidfuzz
    ratios (text and pinyin) and coverage features (``confidence.rank_score``);
 4. ``confidence.confidence`` turns the best score and its margin into a
-   calibrated probability of being right; ``decide`` applies the thresholds.
+   calibrated probability of being right; ``decide`` applies the thresholds;
+5. with ``MatcherConfig.semantic`` set, a sentence encoder's ranking of the
+   question units (``semantic``) adds its best items to the pool, each
+   candidate's confidence is refined by how far the encoder puts it ahead
+   (``confidence.semantic_confidence``), and the order follows that confidence.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from . import char_channels
 from . import confidence as conf
 from .index import BM25Channel, BulkLoad, feed_slots
 from .normalize import normalize
+from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
 from .tokenize import Analyzer
 from .types import Decision, KBDoc, Match
@@ -48,8 +53,9 @@ def _default_path(path: str) -> str | None:
 class MatcherConfig:
     # Confidence thresholds, chosen on the dev sets (see bench/RESULTS.md,
     # "FAQ matching accuracy"): answer aims at >= 90% precision on Banking77.
-    answer_threshold: float = 0.85
-    suggest_threshold: float = 0.2
+    # None: the mode's own (ANSWER_/SUGGEST_THRESHOLD, SEMANTIC_* with an encoder).
+    answer_threshold: float | None = None
+    suggest_threshold: float | None = None
     userdict_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_USERDICT))
     synonyms_path: str | None = field(default_factory=lambda: _default_path(_DEFAULT_SYNONYMS))
     extra_synonyms: list[list[str]] = field(default_factory=list)
@@ -57,6 +63,26 @@ class MatcherConfig:
     # a full build of at least this many distinct texts loads the character and pinyin
     # channels in a helper process beside jieba (None or 0: never); see char_channels
     build_helper_min_texts: int | None = 20000
+    # a sentence encoder fused with the lexical ranking (semantic.ENCODERS; None: off)
+    semantic: str | None = None
+    # True: leave embedding to embed_pending() (run it in a thread); False: embed as items come
+    semantic_background: bool = False
+
+    def __post_init__(self) -> None:
+        if self.answer_threshold is None:
+            self.answer_threshold = SEMANTIC_ANSWER_THRESHOLD if self.semantic else ANSWER_THRESHOLD
+        if self.suggest_threshold is None:
+            self.suggest_threshold = SEMANTIC_SUGGEST_THRESHOLD if self.semantic else SUGGEST_THRESHOLD
+
+
+# From the dev-set sweeps in bench/RESULTS.md. Answer: >= 90 % precision on Banking77, cold
+# and after learning, with a margin. Suggest, with the encoder: the lowest threshold that offers
+# choices for no more of the questions the KB cannot answer than the lexical 0.2 does
+# (averaged over both dev sets); it offers the right item more often.
+ANSWER_THRESHOLD = 0.85
+SUGGEST_THRESHOLD = 0.2
+SEMANTIC_ANSWER_THRESHOLD = 0.75
+SEMANTIC_SUGGEST_THRESHOLD = 0.22
 
 
 # First-stage channel weights and BM25 parameters (tuned on the dev sets).
@@ -72,6 +98,8 @@ LOCALE_PENALTY = 1.0       # logit subtracted for an item of another language
 VERBATIM_CONFIDENCE = 0.95  # floor for a query identical to a unique KB question
 SUGGEST_FLOOR = 0.5        # suggestions besides the first need >= floor*suggest
 DECISION_CACHE = 8192      # FAQ traffic repeats itself: top matches remembered per index state
+SEMANTIC_SLOTS = 40        # units taken from the encoder's ranking
+SEMANTIC_ITEMS = 10        # items of those added to the re-ranked pool
 
 
 def _family(locale: str | None) -> str | None:
@@ -135,6 +163,7 @@ class Matcher:
             synonyms=syn,
             jieba_tmp_dir=self.config.jieba_tmp_dir,
         )
+        self._semantic = SemanticIndex(load_encoder(self.config.semantic)) if self.config.semantic else None
         self._reset()
 
     # ---------------------------------------------------------- building
@@ -146,8 +175,10 @@ class Matcher:
         self._unit_item = np.zeros(0, dtype=np.int64)
         self._items: dict[int, _Item] = {}
         self._sms: dict[str, int] = {}
-        self._decisions: OrderedDict[tuple[str, str | None], tuple[Match, ...]] = OrderedDict()
+        self._decisions: OrderedDict[tuple[str, str | None], tuple[int, tuple[Match, ...]]] = OrderedDict()
         self._generation = getattr(self, "_generation", 0) + 1
+        if self._semantic is not None:
+            self._semantic.reset()
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -158,6 +189,8 @@ class Matcher:
         it = np.full(cap, -1, dtype=np.int64)
         it[: self._cap] = self._unit_item
         self._unit_w, self._unit_item, self._cap = w, it, cap
+        if self._semantic is not None:
+            self._semantic.grow(cap)
 
     def _changed(self) -> None:
         """Forget remembered matches; a search that overlapped the change won't be kept."""
@@ -184,6 +217,10 @@ class Matcher:
         self._unit_w[slot] = UNIT_WEIGHT[kind]
         self._unit_item[slot] = item.doc.id
         item.slots.append(slot)
+        if self._semantic is not None and kind != "answer":
+            self._semantic.assign(slot, a.text)
+            if not self.config.semantic_background:
+                self._semantic.embed_pending()
 
     def _drop_slots(self, item: _Item) -> None:
         self._changed()
@@ -193,6 +230,8 @@ class Matcher:
                 continue
             for channel in self._channels.values():
                 channel.remove(s)
+            if self._semantic is not None:
+                self._semantic.drop(s)
             self._units[s] = None
             self._unit_w[s] = 0.0
             self._unit_item[s] = -1
@@ -273,6 +312,13 @@ class Matcher:
         if n:
             self._unit_w[:n] = [UNIT_WEIGHT[k] for _i, k, _n in plan]
             self._unit_item[:n] = [it.doc.id for it, _k, _n in plan]
+        if self._semantic is not None:
+            questions = [(slot, u.text) for slot, u in enumerate(units) if u is not None and u.kind != "answer"]
+            for slot, text in questions:
+                self._semantic.assign(slot, text)
+            self._semantic.forget_unused({text for _slot, text in questions})
+            if not self.config.semantic_background:
+                self._semantic.embed_pending()
         self._changed()  # searches that ran while the index was half built are not remembered
 
     def _unindex(self, item_id: int) -> _Item | None:
@@ -313,8 +359,10 @@ class Matcher:
         return item_id in self._items
 
     # ---------------------------------------------------------- querying
-    def _candidates(self, text: str, locale: str | None):
-        """Re-ranked candidates: list of (rank_score, item_id, features)."""
+    def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None):
+        """Re-ranked candidates: list of (rank_score, item_id, features), best first. With a
+        query vector, the encoder's best items join the pool (their lexical features may be
+        weak: the fusion in :meth:`_ranked` gives them their place)."""
         if not self._items:
             return [], None
         a = self._analyzer.analyze(text)
@@ -324,7 +372,8 @@ class Matcher:
                 self._channels[ch].score_into(scores, a.terms[ch], w)
         scores *= self._unit_w
         nz = np.flatnonzero(scores)
-        if nz.size == 0:
+        semantic_slots = self._semantic_slots(qvec)
+        if nz.size == 0 and not semantic_slots:
             return [], a
         if nz.size > FIRST_STAGE_UNITS:
             part = np.argpartition(scores[nz], -FIRST_STAGE_UNITS)[-FIRST_STAGE_UNITS:]
@@ -340,6 +389,17 @@ class Matcher:
                 per_item[iid] = [s]
             elif len(lst) < UNITS_PER_ITEM:
                 lst.append(s)
+        added = 0
+        for s in semantic_slots:
+            iid = int(self._unit_item[s])
+            lst = per_item.get(iid)
+            if lst is None:
+                if added >= SEMANTIC_ITEMS:
+                    continue
+                added += 1
+                per_item[iid] = [s]
+            elif s not in lst and len(lst) <= UNITS_PER_ITEM:
+                lst.append(s)  # the unit the encoder found is looked at too
         ch_c, ch_w = self._channels["c"], self._channels["w"]
         qt_c = ch_c.query_tids(a.terms["c"])
         qt_w = ch_w.query_tids(a.terms["w"])
@@ -373,31 +433,113 @@ class Matcher:
         out.sort(key=lambda x: -x[0])
         return out, a
 
-    def search(self, text: str, *, locale: str | None = None, limit: int = 5) -> list[Match]:
+    # ---------------------------------------------------------- semantic
+    @property
+    def semantic(self) -> bool:
+        return self._semantic is not None
+
+    @property
+    def semantic_pending(self) -> int:
+        """Question texts still waiting for their vectors."""
+        return self._semantic.pending if self._semantic is not None else 0
+
+    def embed_pending(self) -> int:
+        """Embed what is waiting (blocking, thread-safe: run it in a worker thread); returns
+        how many texts were embedded (0 once :meth:`close` was called)."""
+        return self._semantic.embed_pending() if self._semantic is not None else 0
+
+    def close(self) -> None:
+        """Stop embedding: a running :meth:`embed_pending` returns after its current batch."""
+        if self._semantic is not None:
+            self._semantic.close()
+
+    def query_vector(self, text: str) -> np.ndarray | None:
+        """The encoder's vector of a question (blocking, ~10 ms; thread-safe), None without
+        an encoder or for an empty text."""
+        norm = normalize(text)
+        if self._semantic is None or not norm:
+            return None
+        return self._semantic.embed_query(self._analyzer.prepare(norm))
+
+    def needs_query_vector(self, text: str, locale: str | None) -> bool:
+        """Whether :meth:`decide` would embed ``text`` (an encoder is on and no remembered
+        decision applies), so that a caller on an event loop can embed it in a thread."""
+        if self._semantic is None or not self._semantic.has_vectors:
+            return False
+        cached = self._decisions.get((normalize(text), _family(locale)))
+        return cached is None or cached[0] != self._semantic.version
+
+    def _semantic_slots(self, qvec: np.ndarray | None) -> list[int]:
+        if qvec is None or self._semantic is None:
+            return []
+        return [s for s, _cos in self._semantic.top_slots(qvec, len(self._units), SEMANTIC_SLOTS)]
+
+    def _item_cosine(self, qvec: np.ndarray, item_id: int) -> float | None:
+        best = None
+        for s in self._items[item_id].slots:
+            c = self._semantic.similarity(qvec, s)  # None for answers and texts not embedded yet
+            if c is not None and (best is None or c > best):
+                best = c
+        return best
+
+    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None):
+        """Candidates in answer order with their confidence: [(item_id, p, features, lexical
+        position, encoder features)] and the re-ranker's scores (best first).
+
+        Without an encoder the order is the re-ranker's. With one, every candidate's lexical
+        confidence is refined by the encoder's evidence (``confidence.semantic_confidence``)
+        and the candidates are ordered by that confidence. Shared with the fitting script, so
+        both compute the same thing."""
+        cands, a = self._candidates(norm, locale, qvec)
+        ranks = [c[0] for c in cands]
+        p = [conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid)))
+             for i, (_r, iid, f) in enumerate(cands)]
+        sem: list[tuple[float, ...] | None] = [None] * len(cands)
+        if qvec is not None and cands:
+            cosines = [self._item_cosine(qvec, iid) for _r, iid, _f in cands]
+            known = [i for i, c in enumerate(cosines) if c is not None]
+            if known:
+                top = sorted(known, key=lambda i: -cosines[i])
+                first = top[0]
+                for i in known:
+                    if i == first:
+                        other = cosines[top[1]] if len(top) > 1 else None
+                    else:
+                        other = cosines[first]
+                    sem[i] = conf.semantic_features(p[i], cosines[i], other,
+                                                    encoder_first=i == first, both_first=i == first == 0)
+                    p[i] = conf.semantic_confidence(sem[i])
+        order = sorted(range(len(cands)), key=lambda i: (-p[i], i)) if qvec is not None else range(len(cands))
+        return [(cands[i][1], p[i], cands[i][2], i, sem[i]) for i in order], ranks
+
+    def search(self, text: str, *, locale: str | None = None, limit: int = 5,
+               qvec: np.ndarray | None = None) -> list[Match]:
+        """Best matches, best first. With an encoder, ``qvec`` is the question's vector
+        (:meth:`query_vector`); if not given it is computed here."""
         norm = normalize(text)
         if not norm or limit <= 0:
             return []
+        if qvec is None and self._semantic is not None and self._semantic.has_vectors:
+            qvec = self._semantic.embed_query(self._analyzer.prepare(norm))
         result: list[Match] = []
         code_hit = self._sms.get(norm.replace(" ", ""))
         if code_hit is not None:
             d = self._items[code_hit].doc
             result.append(Match(d.id, d.title, 1.0, d.locale))
-        cands, a = self._candidates(norm, locale)
-        ranks = [c[0] for c in cands]
-        for i, (r, iid, f) in enumerate(cands):
+        ranked, ranks = self._ranked(norm, locale, qvec)
+        for pos, (iid, p, f, i, _sem) in enumerate(ranked):
             if len(result) >= limit:
                 break
             if iid == code_hit:
                 continue
-            p = conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid)))
-            if f[1] >= 0.999 and i == 0 and (len(ranks) == 1 or r > ranks[1]):
+            if f[1] >= 0.999 and pos == 0 and i == 0 and (len(ranks) == 1 or ranks[0] > ranks[1]):
                 p = max(p, VERBATIM_CONFIDENCE)  # the very question is in the KB
             d = self._items[iid].doc
             result.append(Match(d.id, d.title, round(p, 6), d.locale))
         return result
 
-    def decide(self, text: str, *, locale: str | None = None) -> Decision:
-        matches = self._top3(text, locale)
+    def decide(self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None) -> Decision:
+        matches = self._top3(text, locale, qvec)
         cfg = self.config
         if not matches or matches[0].score < cfg.suggest_threshold:
             return Decision("none", ())
@@ -406,20 +548,22 @@ class Matcher:
         floor = cfg.suggest_threshold * SUGGEST_FLOOR
         return Decision("suggest", tuple(m for m in matches if m.score >= floor)[:3])
 
-    def _top3(self, text: str, locale: str | None) -> tuple[Match, ...]:
+    def _top3(self, text: str, locale: str | None, qvec: np.ndarray | None = None) -> tuple[Match, ...]:
         """The best three matches, remembered per (normalised text, language
-        family) until the index changes: the same few questions make up most
-        of a service centre's traffic and need not be ranked again each time."""
+        family) until the index changes (or, with an encoder, new vectors arrive):
+        the same few questions make up most of a service centre's traffic and need
+        not be ranked again each time."""
         key = (normalize(text), _family(locale))
+        semantic_version = self._semantic.version if self._semantic is not None else 0
         cached = self._decisions.get(key)
-        if cached is not None:
+        if cached is not None and cached[0] == semantic_version:
             self._decisions.move_to_end(key)
-            return cached
+            return cached[1]
         generation = self._generation
-        matches = tuple(self.search(text, locale=locale, limit=3))
+        matches = tuple(self.search(text, locale=locale, limit=3, qvec=qvec))
         if generation != self._generation:  # a (threaded) build changed the index meanwhile
             return matches
-        self._decisions[key] = matches
+        self._decisions[key] = (semantic_version, matches)
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)
         return matches
