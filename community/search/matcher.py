@@ -362,7 +362,7 @@ class Matcher:
     def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None):
         """Re-ranked candidates: list of (rank_score, item_id, features), best first. With a
         query vector, the encoder's best items join the pool (their lexical features may be
-        weak: the fusion in :meth:`_ranked` gives them their place)."""
+        weak: their confidence in :meth:`_ranked` gives them their place)."""
         if not self._items:
             return [], None
         a = self._analyzer.analyze(text)
@@ -482,16 +482,19 @@ class Matcher:
                 best = c
         return best
 
-    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None):
+    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None, limit: int | None = None):
         """Candidates in answer order with their confidence: [(item_id, p, features, lexical
         position, encoder features)] and the re-ranker's scores (best first).
 
-        Without an encoder the order is the re-ranker's. With one, every candidate's lexical
-        confidence is refined by the encoder's evidence (``confidence.semantic_confidence``)
-        and the candidates are ordered by that confidence. Shared with the fitting script, so
-        both compute the same thing."""
+        Without an encoder the order is the re-ranker's, and only the first ``limit`` get a
+        confidence (each costs a softmax over all candidates). With one, every candidate's
+        lexical confidence is refined by the encoder's evidence
+        (``confidence.semantic_confidence``) and the candidates are ordered by that
+        confidence. Shared with the fitting script, so both compute the same thing."""
         cands, a = self._candidates(norm, locale, qvec)
         ranks = [c[0] for c in cands]
+        if qvec is None and limit is not None:
+            cands = cands[:limit]
         p = [conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid)))
              for i, (_r, iid, f) in enumerate(cands)]
         sem: list[tuple[float, ...] | None] = [None] * len(cands)
@@ -526,7 +529,7 @@ class Matcher:
         if code_hit is not None:
             d = self._items[code_hit].doc
             result.append(Match(d.id, d.title, 1.0, d.locale))
-        ranked, ranks = self._ranked(norm, locale, qvec)
+        ranked, ranks = self._ranked(norm, locale, qvec, limit + 1)  # + 1: the code hit is skipped
         for pos, (iid, p, f, i, _sem) in enumerate(ranked):
             if len(result) >= limit:
                 break
