@@ -435,10 +435,6 @@ class Matcher:
 
     # ---------------------------------------------------------- semantic
     @property
-    def semantic(self) -> bool:
-        return self._semantic is not None
-
-    @property
     def semantic_pending(self) -> int:
         """Question texts still waiting for their vectors."""
         return self._semantic.pending if self._semantic is not None else 0

@@ -189,10 +189,10 @@ class SemanticIndex:
         """The ``k`` slots (of the first ``n_slots``) most similar to the query, best first,
         with their cosine."""
         with self._lock:
-            vec, has = self._vec[:n_slots], self._has[:n_slots]
+            has = self._has[:n_slots].copy()  # a worker thread may add vectors meanwhile
             if not has.any():
                 return []
-            cos = vec @ qvec
+            cos = self._vec[:n_slots] @ qvec
         cos = np.where(has, cos, -np.inf)
         k = min(k, int(has.sum()))
         top = np.argpartition(-cos, k - 1)[:k]
