@@ -487,7 +487,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n-queries", type=int, default=2000)
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--semantic", default=None, metavar="ENCODER",
-                    help="fuse a sentence encoder with the matcher (MatcherConfig.semantic, e.g. e5)")
+                    help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
     ap.add_argument("--misses", type=int, default=0, metavar="N",
                     help="print a random sample of N offline top-1 misses to read")
     ap.add_argument("--versus", type=int, default=0, metavar="N",

@@ -23,7 +23,7 @@ from community.search import KBDoc, Matcher, MatcherConfig  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--semantic", default=None, metavar="ENCODER",
-                    help="fuse a sentence encoder with the matcher (MatcherConfig.semantic, e.g. e5)")
+                    help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
     args = ap.parse_args()
     data = yaml.safe_load((ROOT / "community" / "data" / "sample_kb.yaml").read_text(encoding="utf-8"))
     docs: list[KBDoc] = []

