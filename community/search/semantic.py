@@ -77,7 +77,7 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_encoder(name: str) -> Encoder:
-    """The process-wide encoder called ``name`` (a model is loaded once, ~70 MB)."""
+    """The process-wide encoder called ``name`` (a model is loaded once per process)."""
     with _LOAD_LOCK:
         enc = _LOADED.get(name)
         if enc is None:
