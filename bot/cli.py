@@ -111,8 +111,9 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
         cfg.semantic_background = False  # one question: embed the knowledge base first, then ask
         kb = KnowledgeService(cfg)
         await kb.load()
-        decision = await kb.adecide(args.text, args.locale)
-        matches = kb.matcher.search(args.text, locale=args.locale, limit=args.limit)
+        qvec = kb.matcher.query_vector(args.text)  # the encoder's, once for both calls (None without one)
+        decision = kb.matcher.decide(args.text, locale=args.locale, qvec=qvec)
+        matches = kb.matcher.search(args.text, locale=args.locale, limit=args.limit, qvec=qvec)
         await kb.close()
         print(f"decision: {decision.kind}")
         for m in matches:
