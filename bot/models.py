@@ -16,6 +16,10 @@ class Member(Model):
     status = fields.CharField(max_length=16, default="active")  # active | suspended
     is_staff = fields.BooleanField(default=False)
     opted_out = fields.BooleanField(default=False)  # no unsolicited messages on any channel
+    # the member's own phone number (E.164), proven by a one-time code sent to it; redemption
+    # needs it and phone credit goes only there
+    phone = fields.CharField(max_length=32, null=True, unique=True)
+    phone_verified_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(null=True)
 
