@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     outbox_kick_grace_seconds: float = 10.0
     outbox_queue_concurrency: int = 64
 
+    # --- web chat ----------------------------------------------------------------------
+    # an operator's site names its logged-in visitor with user + user_hash (hex HMAC-SHA256 of
+    # user under this secret); empty: the web chat knows members only by its own session
+    webchat_identity_secret: str = ""
+
     # --- WeChat ---------------------------------------------------------------------------
     wechat_token: str = ""
     wechat_appid: str = ""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +13,23 @@ from bot.models import OutboxMessage
 from bot.staff.auth import create_staff
 
 PASSWORD = "secret-pass-1"
+IDENTITY_SECRET = "test-webchat-identity-secret"  # conftest.make_settings sets it
 NO_ANSWER = "我家的猫为什么总是半夜唱京剧"
 
 
+def user_hash(user: str) -> str:
+    """The operator's proof that ``user`` is their logged-in visitor (identity verification)."""
+    return hmac.new(IDENTITY_SECRET.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+
+def as_member(user: str) -> dict[str, str]:
+    """The JSON fields that name a web chat member the server can verify."""
+    return {"user": user, "user_hash": user_hash(user)}
+
+
 async def chat(client: Any, user: str, **body: Any) -> list[dict]:
-    resp = await client.post("/api/v1/chat", json={"user": user, **body})
+    """One web chat message from the verified member ``user``."""
+    resp = await client.post("/api/v1/chat", json={**as_member(user), **body})
     assert resp.status == 200, await resp.text()
     return (await resp.json())["replies"]
 

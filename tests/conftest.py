@@ -30,6 +30,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": f"sqlite://{tmp_path / 'test.sqlite3'}",
         "redis_url": "",
+        "webchat_identity_secret": "test-webchat-identity-secret",  # tests.community_helpers.as_member
         "outbox_poll_seconds": 0.05,
         "outbox_backoff_base_seconds": 0.05,
     }
