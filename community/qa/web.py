@@ -19,11 +19,12 @@ PAGE = 50
 async def questions_page(request: web.Request) -> web.Response:
     from bot.web import render
 
-    status = request.query.get("status", "open")
-    if status not in ("open", "accepted"):
-        status = "open"
-    rows = await Question.filter(status=status).order_by("-created_at").limit(PAGE)
-    return render(request, "questions.html", questions=rows, status=status)
+    shown = request.query.get("status", "open")
+    if shown not in ("open", "accepted"):
+        shown = "open"
+    rows = await Question.filter(status=shown).order_by("-created_at").limit(PAGE)
+    # not ``status=``: that is render()'s HTTP status
+    return render(request, "questions.html", questions=rows, shown=shown)
 
 
 async def question_page(request: web.Request) -> web.Response:
