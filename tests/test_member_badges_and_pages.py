@@ -19,12 +19,6 @@ async def test_badges_command_lists_earned_badges_with_dates(client) -> None:
     assert "你的徽章" in body and "(20" in body, body
 
 
-async def test_explicit_choice_wins_over_the_page_hint(client) -> None:
-    await chat(client, "lang-pick", action="lang:zh_TW", locale="en")
-    replies = await chat(client, "lang-pick", text="help", locale="en")
-    assert CJK.search(texts(replies)), texts(replies)
-
-
 async def test_community_list_page_renders_open_and_solved(client) -> None:
     await chat(client, "asker-list", text="/ask 我家的猫为什么总是半夜唱京剧")
     for query in ("", "?status=open", "?status=accepted", "?status=bogus"):

@@ -45,3 +45,9 @@ async def test_help_lists_every_command_in_the_members_script(client) -> None:
     body = texts(await chat(client, "help-en", text="help", locale="en"))
     for word in ("ask", "answer", "points", "badges", "top", "human", "redeem"):
         assert f"\n{word} — " in body, (word, body)
+
+
+async def test_explicit_choice_wins_over_the_page_hint(client) -> None:
+    await chat(client, "lang-pick", action="lang:zh_TW", locale="en")
+    replies = await chat(client, "lang-pick", text="help", locale="en")
+    assert CJK.search(texts(replies)), texts(replies)
