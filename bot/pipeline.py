@@ -14,6 +14,7 @@ from bot.group_commit import GroupCommit, WriteJob, commit
 from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
+from bot.render import in_script
 from bot.services import Services
 from bot.stores import member_state_key
 from handlers.router import Context, Router
@@ -180,6 +181,7 @@ class Pipeline:
             metrics.HANDLER_ERRORS.labels(incoming.channel).inc()
             log.exception("handler failed for %s", incoming.dedup_key or incoming.user)
             replies = [Reply(text=ctx._("Sorry, something went wrong on our side. Please try again in a moment."), kind="error")]
+        replies = in_script(replies, locale)
 
         with_choices = [r for r in replies if r.choices]
         if with_choices:

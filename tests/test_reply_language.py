@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.render import to_traditional
 from tests.community_helpers import chat
 
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -51,3 +55,23 @@ async def test_explicit_choice_wins_over_the_page_hint(client) -> None:
     await chat(client, "lang-pick", action="lang:zh_TW", locale="en")
     replies = await chat(client, "lang-pick", text="help", locale="en")
     assert CJK.search(texts(replies)), texts(replies)
+
+
+async def test_zh_tw_member_reads_zh_cn_knowledge_in_traditional(client) -> None:
+    replies = await chat(client, "lang-tw", text="我的流量還剩多少，怎麼查？", locale="zh_TW")
+    assert replies[0]["kind"] == "answer", replies
+    assert "簡訊" in replies[0]["text"] and "短信" not in replies[0]["text"], replies[0]["text"]
+    labels = [c["label"] for r in replies for c in r["choices"]]
+    assert labels and all(label == to_traditional(label) for label in labels), labels
+
+
+async def test_zh_cn_member_keeps_simplified(client) -> None:
+    replies = await chat(client, "lang-cn", text="我的流量还剩多少，怎么查？")
+    assert "短信" in replies[0]["text"], replies[0]["text"]
+
+
+@given(st.text(max_size=60))
+def test_conversion_leaves_text_without_chinese_alone(text: str) -> None:
+    if not re.search(r"[\u3400-\u9fff\uf900-\ufaff]", text):
+        assert to_traditional(text) == text
+
