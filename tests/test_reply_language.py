@@ -70,8 +70,7 @@ async def test_zh_cn_member_keeps_simplified(client) -> None:
     assert "短信" in replies[0]["text"], replies[0]["text"]
 
 
-@given(st.text(max_size=60))
+@given(st.text(alphabet=st.characters(exclude_categories=("Lo",)), max_size=60))
 def test_conversion_leaves_text_without_chinese_alone(text: str) -> None:
-    if not re.search(r"[\u3400-\u9fff\uf900-\ufaff]", text):
-        assert to_traditional(text) == text
+    assert to_traditional(text) == text  # Latin, digits, punctuation, emoji: as written
 
