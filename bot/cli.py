@@ -21,6 +21,8 @@ COMMAND_MODULES: list[str] = [
 # async functions (settings) -> list of lines to print (logins, URLs)
 DEMO_HOOKS: list[str] = [
     "bot.staff.cli:demo_staff",
+    "gamification.demo:demo_rewards",
+    "community.offers.demo:demo_offer",
 ]
 
 

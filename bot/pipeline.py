@@ -14,6 +14,7 @@ from bot.group_commit import GroupCommit, WriteJob, commit
 from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
+from bot.render import in_script
 from bot.services import Services
 from bot.stores import member_state_key
 from handlers.router import Context, Router
@@ -45,6 +46,16 @@ def detect_locale(text: str, fallback: str) -> str:
     if len(_LATIN_WORD.findall(text)) >= 2:  # one word may be a code such as CXLL
         return "en"
     return fallback
+
+
+def reply_locale(member: Member, hint: str | None) -> str:
+    """The one rule for the language a member is answered in: their own choice, else what
+    the channel says of them now (the page's language, the app's setting), else the language
+    they were first answered in. One message in other words never flips it: a zh_CN member
+    typing "helper on" is still answered in Chinese."""
+    if member.locale_explicit:
+        return member.locale
+    return hint or member.locale
 
 
 FirstWrites = Callable[[WriteJob, Member], None]
@@ -137,8 +148,10 @@ class Pipeline:
             msg_id=incoming.msg_id,
         )
         writes = self.services.writes
+        # a first contact without a channel hint is answered in the language it wrote in
+        first_locale = hint or detect_locale(incoming.text or "", self.services.settings.default_locale)
         account, new_member = await account_for(
-            writes, incoming.channel, incoming.user, display_name=incoming.display_name, locale=hint,
+            writes, incoming.channel, incoming.user, display_name=incoming.display_name, locale=first_locale,
             chat_id="" if group else chat, seen_at=now,
             first_writes=lambda job, member: job.insert(entry, member_id=member),
         )
@@ -146,9 +159,7 @@ class Pipeline:
         if not new_member:
             await self._record_returning(account, entry, incoming, now, chat, group)
 
-        locale = member.locale
-        if not member.locale_explicit:
-            locale = detect_locale(incoming.text or "", hint or member.locale)
+        locale = reply_locale(member, hint)
         incoming.meta["locale"] = locale  # channels render numbered choices in it
         skey = state_key(member.id)
         state = await self.services.state.get(skey)
@@ -170,6 +181,7 @@ class Pipeline:
             metrics.HANDLER_ERRORS.labels(incoming.channel).inc()
             log.exception("handler failed for %s", incoming.dedup_key or incoming.user)
             replies = [Reply(text=ctx._("Sorry, something went wrong on our side. Please try again in a moment."), kind="error")]
+        replies = in_script(replies, locale)
 
         with_choices = [r for r in replies if r.choices]
         if with_choices:

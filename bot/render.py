@@ -1,8 +1,47 @@
-"""Graceful degradation of a Reply for text-only wires (SMS, WeChat passive replies)."""
+"""Replies as a member reads them: in their script, and degraded for text-only wires (SMS,
+WeChat passive replies)."""
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
+
 from bot.i18n import Gettext
-from bot.messages import Reply
+from bot.messages import Choice, Reply
+
+
+@lru_cache(maxsize=1)
+def _s2twp():  # type: ignore[no-untyped-def]
+    import opencc  # opencc-python-reimplemented
+
+    return opencc.OpenCC("s2twp")
+
+
+@lru_cache(maxsize=8192)
+def to_traditional(text: str) -> str:
+    """Simplified Chinese in Taiwan's script and wording; Traditional and Latin text stay.
+
+    A service centre's replies are a few hundred texts over and over: the cache makes the
+    conversion a lookup."""
+    if not text or text.isascii():
+        return text
+    return str(_s2twp().convert(text))
+
+
+def in_script(replies: list[Reply], locale: str) -> list[Reply]:
+    """The replies in the member's script: knowledge written only in zh_CN, peer answers and
+    labels reach a zh_TW member in Traditional characters."""
+    if locale != "zh_TW":
+        return replies
+    return [
+        replace(
+            r,
+            text=to_traditional(r.text),
+            choices=[Choice(label=to_traditional(c.label), action=c.action) for c in r.choices],
+            cards=[replace(c, title=to_traditional(c.title), description=to_traditional(c.description))
+                   for c in r.cards],
+        )
+        for r in replies
+    ]
 
 
 def numbered_text(reply: Reply, _: Gettext, *, with_links: bool = True) -> str:

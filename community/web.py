@@ -18,6 +18,7 @@ from bot.web import add_template_dir
 from community.inbox import web as inbox_web
 from community.moderation import service as moderation
 from community.moderation import web as moderation_web
+from community.profile import web as profile_web
 from community.qa import service as qa
 from community.qa import web as qa_web
 from community.qa.deadlines import run_deadline_loop
@@ -30,7 +31,7 @@ LINKS = [
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    for module in (inbox_web, qa_web, moderation_web):
+    for module in (inbox_web, qa_web, moderation_web, profile_web):
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
     for entry in LINKS:

@@ -49,7 +49,7 @@ async def leaderboard_page(request: web.Request) -> web.Response:
         period = "week"
     st = await service.standing(period, None, limit=50)
     names = await service.names_and_titles([r.member_id for r in st.top])
-    rows = [(r.rank, *names.get(r.member_id, (f"#{r.member_id}", "")), r.points) for r in st.top]
+    rows = [(r.rank, r.member_id, *names.get(r.member_id, (f"#{r.member_id}", "")), r.points) for r in st.top]
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
 
 

@@ -22,6 +22,7 @@ HANDLER_MODULES: list[str] = [
     "handlers.post",  # community questions and answers
     "handlers.forward",  # 转发给朋友 / ZF, fw_<token> deep links; middleware: SMS recipients engage
     "handlers.points",  # /points 积分
+    "handlers.badges",  # /badges 徽章
     "handlers.leaderboard",  # /top 排行
     "handlers.redeem",  # /redeem 兑换
     "handlers.contribute",  # 我来补充 / /contribute, 公告 / /notices

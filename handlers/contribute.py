@@ -1,6 +1,7 @@
 """Members grow the knowledge base: 我来补充 / /contribute, and 公告 / /notices."""
 from __future__ import annotations
 
+from bot.i18n import N_
 from bot.messages import Reply
 from community.knowledge_admin import service
 from community.moderation import service as moderation
@@ -9,7 +10,7 @@ from handlers.router import Context, Router
 router = Router("contribute")
 
 
-@router.command("contribute", "我来补充", "我來補充", "补充", help="Add to the knowledge base")
+@router.command("contribute", "我来补充", "我來補充", "补充", help=N_("Add to the knowledge base"))
 async def start(ctx: Context) -> Reply:
     if ctx.args.strip():
         return await _save(ctx, ctx.args)
@@ -46,7 +47,7 @@ async def _save(ctx: Context, text: str) -> Reply:
                             id=c.id), kind="contribute")
 
 
-@router.command("notices", "公告", "通知", help="Latest announcements")
+@router.command("notices", "公告", "通知", help=N_("Latest announcements"))
 async def notices(ctx: Context) -> Reply:
     items = await service.notices(5, ctx.locale)
     if not items:

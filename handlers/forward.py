@@ -93,7 +93,7 @@ def _sender_name(ctx: Context) -> str:
 ZF_ARGS = re.compile(r"^\s*(\S+)\s+(\+?[\d\s-]{5,20})\s*$")
 
 
-@router.command("zf", "转发", "轉發", help="Forward an answer by SMS")
+@router.command("zf", "转发", "轉發", help=N_("Forward an answer by SMS: %(word)s CODE MOBILE"))
 async def forward_sms(ctx: Context) -> Reply:
     _ = ctx._
     m = ZF_ARGS.match(ctx.args)

@@ -1,6 +1,8 @@
 """Talking to a person: "人工"/human, the no-answer button, and complaints (urgent)."""
 from __future__ import annotations
 
+from bot.i18n import N_
+
 from collections.abc import Awaitable, Callable
 
 from bot.messages import Reply
@@ -50,7 +52,7 @@ async def human_button(ctx: Context) -> Reply:
     return await hand_over(ctx, "human", summary)
 
 
-@router.command("human", "人工", "转人工", "轉人工", "人工服务", "人工服務", help="Talk to a person")
+@router.command("human", "人工", "转人工", "轉人工", "人工服务", "人工服務", help=N_("Talk to a person"))
 async def human_command(ctx: Context) -> Reply:
     summary = ctx.args or ctx.state.get("last_unanswered") or ctx.state.get("last_query") or ""
     return await hand_over(ctx, "human", summary)

@@ -1,7 +1,7 @@
 """The language command: the member picks zh_CN, zh_TW or en for every channel."""
 from __future__ import annotations
 
-from bot.i18n import LOCALE_NAMES, LOCALES
+from bot.i18n import LOCALE_NAMES, LOCALES, N_
 from bot.messages import Choice, Reply
 from bot.models import Member
 from handlers.router import Context, Router
@@ -9,7 +9,7 @@ from handlers.router import Context, Router
 router = Router("language")
 
 
-@router.command("lang", "language", "语言", "語言", help="Choose your language")
+@router.command("lang", "language", "语言", "語言", help=N_("Choose your language"))
 async def choose(ctx: Context) -> Reply:
     return Reply(
         text=ctx._("Choose your language:"),

@@ -39,7 +39,7 @@ async def board_reply(ctx: Context, period: str) -> Reply:
     )
 
 
-@router.command("top", "排行", "排行榜", "leaderboard", help="Leaderboard")
+@router.command("top", "排行", "排行榜", "leaderboard", help=N_("Leaderboard"))
 async def top(ctx: Context) -> Reply:
     period = ctx.args.strip().lower() if ctx.args.strip().lower() in PERIODS else "week"
     return await board_reply(ctx, period)

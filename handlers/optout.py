@@ -7,6 +7,7 @@ suppresses unsolicited messages for opted-out members, so every sender honours i
 """
 from __future__ import annotations
 
+from bot.i18n import N_
 from bot.messages import Reply
 from community.consent import opt_in, opt_out
 from community.models import KnowledgeItem
@@ -28,7 +29,7 @@ async def _not_a_keyword(ctx: Context) -> Reply | list[Reply] | None:
     return await fallback(ctx)
 
 
-@router.command("td", "退订", "退訂", "stop", "unsubscribe", help="Stop offers and notifications")
+@router.command("td", "退订", "退訂", "stop", "unsubscribe", help=N_("Stop offers and notifications"))
 async def unsubscribe(ctx: Context) -> Reply | list[Reply] | None:
     if ctx.args:
         return await _not_a_keyword(ctx)
@@ -43,7 +44,7 @@ async def unsubscribe(ctx: Context) -> Reply | list[Reply] | None:
     )
 
 
-@router.command("start", "订阅", "訂閱", "unstop", help="Receive offers and notifications again")
+@router.command("start", "订阅", "訂閱", "unstop", help=N_("Receive offers and notifications again"))
 async def subscribe(ctx: Context) -> Reply | list[Reply] | None:
     if ctx.args:
         return await _not_a_keyword(ctx)
@@ -73,7 +74,7 @@ async def sms_codes(locale: str) -> list[tuple[str, str]]:
     return [(code, title) for code, (_, title) in sorted(best.items())][:MAX_CODES]
 
 
-@router.command("help", "帮助", "幫助", help="What I can do")
+@router.command("help", "帮助", "幫助", help=N_("What I can do"))
 async def help_cmd(ctx: Context) -> Reply:
     """On SMS: the business codes; elsewhere the general help (one implementation)."""
     if ctx.channel != SMS:

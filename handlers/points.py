@@ -1,6 +1,7 @@
 """/points 积分: balance, recent entries and the next badge to earn."""
 from __future__ import annotations
 
+from bot.i18n import N_
 from bot.messages import Choice, Reply
 from gamification import service
 from handlers.router import Context, Router
@@ -8,7 +9,8 @@ from handlers.router import Context, Router
 router = Router("points")
 
 
-@router.command("points", "积分", "積分", "jf", help="My points")
+@router.command("points", "积分", "積分", "jf", help=N_("My points"))
+@router.action("pts")
 async def points(ctx: Context) -> Reply:
     _ = ctx._
     s = await service.summary(ctx.member.id)
@@ -31,6 +33,7 @@ async def points(ctx: Context) -> Reply:
         lines.append(_("Next badge: %(badge)s (%(have)s/%(need)s)", badge=_(badge.name), have=min(have, badge.threshold), need=badge.threshold))
     return Reply(
         text="\n".join(lines),
-        choices=[Choice(label=_("Leaderboard"), action="top:week"), Choice(label=_("Redeem points"), action="rd:")],
+        choices=[Choice(label=_("Leaderboard"), action="top:week"), Choice(label=_("My badges"), action="bdg:"),
+                 Choice(label=_("Redeem points"), action="rd:")],
         kind="points",
     )

@@ -54,7 +54,7 @@ async def post_button(ctx: Context) -> Reply:
     return await _post(ctx, text)
 
 
-@router.command("ask", "提问", "提問", help="Ask the community")
+@router.command("ask", "提问", "提問", help=N_("Ask the community: %(word)s followed by your question"))
 async def ask_command(ctx: Context) -> Reply:
     return await _post(ctx, ctx.args) if ctx.args else _ask_for_text(ctx)
 
@@ -64,7 +64,7 @@ async def post_text(ctx: Context) -> Reply:
     return await _post(ctx, ctx.args)
 
 
-@router.command("questions", "问题", "問題", "大家问", help="Open community questions")
+@router.command("questions", "问题", "問題", "大家问", help=N_("Open community questions"))
 async def list_questions(ctx: Context) -> Reply:
     rows = await qa.open_questions(LIST_SIZE, exclude_member=ctx.member.id)
     if not rows:
@@ -160,7 +160,7 @@ async def accept_button(ctx: Context) -> Reply:
     return await _accept(ctx, ctx.args)
 
 
-@router.command("accept", "采纳", "採納", help="Accept an answer")
+@router.command("accept", "采纳", "採納", help=N_("Accept an answer"))
 async def accept_command(ctx: Context) -> Reply:
     return await _accept(ctx, ctx.args)
 
@@ -187,7 +187,7 @@ async def not_helped(ctx: Context) -> Reply:
     return reply
 
 
-@router.command("helper", "接收求助", help="Receive help requests: helper on / helper off")
+@router.command("helper", "接收求助", help=N_("Receive questions you may know: %(word)s on, or %(word)s off to stop"))
 async def helper_command(ctx: Context) -> Reply:
     arg = ctx.args.lower()
     off = arg in ("off", "关", "關", "0", "no", "stop")
@@ -198,7 +198,7 @@ async def helper_command(ctx: Context) -> Reply:
     return Reply(text=ctx._("Thank you! We will send you questions you may know, at most %(n)s a day. Send “helper off” to stop.", n=limit), kind="helper")
 
 
-@router.command("answer", "回答", help="Answer a community question: answer CODE")
+@router.command("answer", "回答", help=N_("Answer a community question: %(word)s CODE followed by your answer"))
 async def answer_command(ctx: Context) -> Reply:
     if not ctx.args:
         return await list_questions(ctx)

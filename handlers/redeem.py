@@ -48,7 +48,7 @@ async def _redeem(ctx: Context, reward: Reward, phone: str) -> Reply:
     return Reply(text=text, kind="redeem")
 
 
-@router.command("redeem", "兑换", "兌換", help="Redeem points")
+@router.command("redeem", "兑换", "兌換", help=N_("Redeem points"))
 async def redeem_cmd(ctx: Context) -> Reply:
     return await menu(ctx)
 

@@ -61,9 +61,10 @@ def as_list(result: HandlerResult) -> list[Reply]:
 
 @dataclass
 class _Command:
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # normalised, for matching
     handler: Handler
-    help: str | None
+    help: str | None  # an N_() msgid: what the help lists beside the command word
+    words: tuple[str, ...] = ()  # as written, for showing: "积分", "積分", "points"
 
 
 class Router:
@@ -85,7 +86,7 @@ class Router:
         keys = tuple(normalize(n.lstrip("/")) for n in names)
 
         def deco(fn: Handler) -> Handler:
-            self._commands.append(_Command(keys, fn, help))
+            self._commands.append(_Command(keys, fn, help, tuple(n.lstrip("/") for n in names)))
             return fn
 
         return deco

@@ -187,7 +187,10 @@ async def offer_list(request: web.Request) -> web.StreamResponse:
     if request.query.get("format") == "csv":
         return csv_response("offer-conversion.csv", CONVERSION_HEADER, [
             (o.id, o.title, o.active, c.impressions, c.clicks, c.accepts, c.click_rate, c.conversion) for o, c in rows])
-    return _page(request, "offers_list.html", rows=rows, saved=request.query.get("saved"))
+    settings = request.app[SERVICES].settings
+    rules = rules_for(settings)
+    return _page(request, "offers_list.html", rows=rows, saved=request.query.get("saved"), rules=rules,
+                 quiet_now=rules.in_quiet_hours(datetime.now(timezone.utc)), tz_name=settings.service_timezone)
 
 
 @require_role(*MARKETING)
