@@ -13,7 +13,7 @@ idempotent, so calling again (a retry, a re-run job) never pays twice:
   warned a member: from the second warning their points are held for review.
 - ``await on_member_status_changed(member_id)`` — after suspending a member or making them
   staff: takes them off the Redis boards (the SQL boards filter them at query time).
-- ``await member_summary(member_id)`` — ``{"points", "titles", "badges", "credibility"}``
+- ``await member_summary(member_id)`` — ``{"points", "pending", "titles", "badges", "credibility"}``
   for the agent's ticket view.
 - ``await on_contribution_approved(contribution_id, member_id)`` — a reviewer approved a
   member's knowledge contribution.
@@ -221,6 +221,7 @@ async def member_summary(member_id: int) -> dict[str, object]:
     title = (await badges.titles([member_id])).get(member_id)
     return {
         "points": s.balance,
+        "pending": s.held,
         "titles": [title] if title else [],
         "badges": [badges.BY_CODE[c].name for c in s.badge_codes if c in badges.BY_CODE],
         "credibility": cred.level if cred.rate is None else f"{cred.level} ({cred.rate:.0%} of {cred.ratings:g})",

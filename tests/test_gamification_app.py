@@ -189,26 +189,20 @@ async def test_ring_of_mutual_accepts_is_flagged_and_held(client) -> None:
         await service.on_answer_accepted(answer_id=100 + i, answerer_id=a.id, asker_id=b.id)
     for i in range(2):
         await service.on_answer_accepted(answer_id=200 + i, answerer_id=b.id, asker_id=a.id)
-    # the pair limit (2 a week) stops a third; a ring needs min_each_way (3): lower the bar
-    rules = service.runtime().rules
-    import dataclasses
-
-    service.runtime().rules = dataclasses.replace(rules, ring_min_each_way=2)
-    try:
-        await service.on_answer_accepted(answer_id=300, answerer_id=a.id, asker_id=b.id)  # pair limit: nothing
-        assert (await Balance.get(member_id=a.id)).balance == 40
-        c = await trusted_member()
-        await service.on_answer_accepted(answer_id=301, answerer_id=c.id, asker_id=a.id)
-        # b earns from a again next week (simulated by the limit of the pair being separate): use a vote
-        await LedgerEntry.filter(member_id=b.id).update(created_at=datetime.now(timezone.utc) - timedelta(days=8))
-        await service.on_answer_accepted(answer_id=201 + 10, answerer_id=b.id, asker_id=a.id)
-    finally:
-        service.runtime().rules = rules
+    # the pair limit (2 a week) stops a third; a pair ring needs min_each_way (3) each way
+    assert (await service.on_answer_accepted(answer_id=300, answerer_id=a.id, asker_id=b.id)).note == "pair limit"
+    assert (await Balance.get(member_id=a.id)).balance == 40
+    assert await ReviewFlag.filter(reason="ring").count() == 0
+    # a week later (the pair limit has passed), a third accept each way closes the ring
+    await LedgerEntry.filter(member_id__in=[a.id, b.id]).update(created_at=datetime.now(timezone.utc) - timedelta(days=8))
+    assert (await service.on_answer_accepted(answer_id=301, answerer_id=a.id, asker_id=b.id)).granted == 20
+    await service.on_answer_accepted(answer_id=302, answerer_id=b.id, asker_id=a.id)
     # one review item for the pair, the closing award held
     flags = await ReviewFlag.filter(reason="ring", status="open")
     assert len(flags) == 1 and flags[0].member_id == b.id and flags[0].key == f"ring:{min(a.id, b.id)}:{max(a.id, b.id)}"
     bal_b = await Balance.get(member_id=b.id)
     assert bal_b.held == 20 and bal_b.balance == 40
+    assert (await Balance.get(member_id=a.id)).balance == 60
     # later earnings of the flagged member are held too; clearing releases them
     await service.on_contribution_approved(5, b.id)
     assert (await Balance.get(member_id=b.id)).held == 50
