@@ -19,6 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from tortoise.queryset import QuerySet
+
 from gamification import caps, trust
 from gamification.models import LedgerEntry
 from gamification.rules import Rules
@@ -33,7 +35,7 @@ class Finding:
     members: list[int] = field(default_factory=list)
 
 
-def _edges(since: datetime) -> "object":
+def _edges(since: datetime) -> QuerySet[LedgerEntry]:
     return LedgerEntry.filter(event__in=GRAPH_EVENTS, created_at__gte=since, reversal_of_id=None,
                               counterpart_id__not_isnull=True)
 
@@ -73,9 +75,10 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     """The not-yet-trusted accounts that rewarded only ``earner`` in the window, when there are
     enough of them (the new award's giver among them)."""
     since = now - timedelta(days=rules.farm_window_days)
-    givers = set(await _edges(since).filter(member_id=earner).values_list("counterpart_id", flat=True)) | {giver}
-    elsewhere = set(await _edges(since).filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
-                    .values_list("counterpart_id", flat=True))
+    givers = {int(g) for g in await _edges(since).filter(member_id=earner).values_list("counterpart_id", flat=True)}
+    givers.add(giver)
+    elsewhere = {int(g) for g in await _edges(since).filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
+                 .values_list("counterpart_id", flat=True)}
     if giver in elsewhere:
         return None  # this giver rewards others too
     exclusive = sorted(givers - elsewhere)

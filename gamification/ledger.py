@@ -91,6 +91,11 @@ async def _existing(key: str) -> LedgerResult | None:
     return LedgerResult(entry.id, entry.delta, entry.granted, entry.held, True, bal.balance if bal else 0)
 
 
+async def existing(key: str) -> LedgerResult | None:
+    """The result of the change already recorded under ``key`` (a replay), else None."""
+    return await _existing(key)
+
+
 class _NoBalanceRow(Exception):
     """The member has no balance row yet: create it outside the transaction, then retry."""
 

@@ -129,7 +129,7 @@ async def award(
     if rule is None:
         return None
     key = key or ledger.key_of(event, ref)
-    if found := await ledger._existing(key):
+    if found := await ledger.existing(key):
         return found  # a replay: decided once, whatever the actor's level is now
     actor = member_id if actor_id == SELF else (actor_id if actor_id is not None else counterpart_id)
     level: int | None = 0 if anonymous_actor and actor is None else (
