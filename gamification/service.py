@@ -52,7 +52,9 @@ from community.models import KnowledgeItem
 from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
 from gamification.leaderboard import Leaderboard, SqlLeaderboard, Standing
-from gamification.models import Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, Redemption
+from gamification.models import (
+    Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, Redemption, ReviewFlag,
+)
 from gamification.rules import Rules, load_rules
 from gamification.topup import TopupProvider
 
@@ -350,23 +352,39 @@ async def _release(entries: list[LedgerEntry], reason: str) -> dict[int, int]:
     return paid
 
 
+# notes of awards held for a review decision, not just for time: only staff release them
+REVIEW_NOTES = ("ring", "farm", "held for review")
+
+
 async def release_held(member_id: int) -> int:
-    """After staff clear a member's last open flag: pay out what was held for review whose
-    pending period (if any) is over; returns points. The rest waits for :func:`release_due`."""
+    """After staff clear a member's last open flag: pay out what was held for that review
+    (the review stands in for the hold) and pending points whose hold has passed; returns
+    points. Other pending points wait for :func:`release_due`."""
     if await caps.has_open_flag(member_id):
         return 0
     now = utcnow()
     held = await LedgerEntry.filter(member_id=member_id, held__gt=0, reversal_of_id=None).exclude(event="release")
-    due = [e for e in held if e.hold_until is None or e.hold_until <= now]
+    due = [e for e in held if e.hold_until is None or e.hold_until <= now or e.reason in REVIEW_NOTES]
     return (await _release(due, "released after review")).get(member_id, 0)
 
 
 RELEASE_LOOKBACK_DAYS = 90  # pending entries older than this were settled by review or released
 
 
+async def _not_releasable(member_ids: set[int]) -> set[int]:
+    """Members whose pending points must wait: under review, confirmed fraud (a forfeit cut
+    short by a crash must not turn into a payout), suspended."""
+    blocked = {m for m in member_ids if await caps.has_open_flag(m)}
+    blocked |= set(await ReviewFlag.filter(member_id__in=list(member_ids), status="confirmed",
+                                           reason__in=("ring", "farm")).values_list("member_id", flat=True))
+    blocked |= set(await Member.filter(id__in=list(member_ids)).exclude(status="active").values_list("id", flat=True))
+    return blocked
+
+
 async def release_due(now: datetime | None = None, *, batch: int = 500) -> int:
-    """Pay out pending points whose hold has passed, except for members under review (their
-    points wait for the review); idempotent, so the hourly job and the CLI may overlap."""
+    """Pay out pending points whose hold has passed; idempotent, so the hourly job and the CLI
+    may overlap. Awards held for a review (a ring, a farm, an open flag) are not time-released:
+    staff clear or confirm them, even when the review item itself was lost to a crash."""
     now = now or utcnow()
     since = now - timedelta(days=RELEASE_LOOKBACK_DAYS + runtime().rules.hold_days)
     total, last_id = 0, 0
@@ -377,8 +395,9 @@ async def release_due(now: datetime | None = None, *, batch: int = 500) -> int:
         if not rows:
             return total
         last_id = rows[-1].id
-        flagged = {m for m in {e.member_id for e in rows} if await caps.has_open_flag(m)}
-        paid = await _release([e for e in rows if e.member_id not in flagged], "pending period over")
+        blocked = await _not_releasable({e.member_id for e in rows})
+        paid = await _release([e for e in rows if e.member_id not in blocked and e.reason not in REVIEW_NOTES],
+                              "pending period over")
         total += sum(paid.values())
 
 

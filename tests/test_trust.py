@@ -423,3 +423,31 @@ async def test_ledger_pending_plus_redeemable_is_what_was_granted(sqlite_orm: No
                     assert reversed_[0].id > released[0].id and reversed_[0].held == 0
     total = (await LedgerEntry.filter(member_id=m.id).annotate(s=Sum("held")).values_list("s", flat=True))[0] or 0
     assert total == (await ledger.balance_of(m.id)).held
+
+
+async def test_release_job_never_pays_what_waits_for_a_review(client) -> None:
+    """Held for a ring or farm (even if the process died before the review item was written),
+    a suspended member, a member whose fraud was confirmed: the hold passing pays nothing."""
+    later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days + 1)
+    until = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days)
+
+    async def held(member: Member, note: str, key: str) -> None:
+        async def policy(conn: Any, delta: int) -> ledger.Grant:
+            return ledger.Grant(0, held=delta, hold_until=until, note=note)
+
+        await ledger.award(member.id, "answer_accepted", 10, key=key, policy=policy)
+
+    farmed, suspended, confirmed, honest = [await Member.create() for _ in range(4)]
+    await held(farmed, "farm", "r:1")  # no review item: it was lost to a crash
+    await held(suspended, "pending", "r:2")
+    await Member.filter(id=suspended.id).update(status="suspended")
+    await held(confirmed, "pending", "r:3")
+    await ReviewFlag.create(member_id=confirmed.id, reason="farm", key="farm:x", status="confirmed")
+    await held(honest, "pending", "r:4")
+    assert await service.release_due(later) == 10
+    assert [await points(m.id) for m in (farmed, suspended, confirmed, honest)] == [(0, 10), (0, 10), (0, 10), (10, 0)]
+    # staff clear the farmed member's (re-opened) review item: the review stands in for the hold
+    flag = await ReviewFlag.create(member_id=farmed.id, reason="farm", key=f"farm:{farmed.id}")
+    await ReviewFlag.filter(id=flag.id).update(status="cleared")
+    assert await service.release_held(farmed.id) == 10
+    assert await points(farmed.id) == (10, 0)
