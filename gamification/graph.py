@@ -7,8 +7,8 @@ it, engaged with Y's forward), from the ledger's ``counterpart_id``. Before an a
 - a **ring** longer than a pair: ``earner -> … -> giver`` already exists, so the new edge
   closes a cycle A->B->C(->D)->A whose every step was taken at least ``ring.min_step``
   times in the window (pairs are the ledger policy's ``min_each_way`` rule);
-- a **farm**: at least ``farm.min_accounts`` distinct not-yet-trusted accounts whose every
-  award in the window went to this one earner.
+- a **farm**: at least ``farm.min_accounts`` distinct not-yet-trusted accounts that accepted
+  or voted for this one earner and rewarded nobody else in the window.
 
 Either holds the award and names one review item (:class:`Finding.key`): the whole ring or
 the farmed member, never one item per award.
@@ -26,6 +26,10 @@ from gamification.models import LedgerEntry
 from gamification.rules import Rules
 
 GRAPH_EVENTS = ("answer_accepted", "answer_helpful", "forward_engaged")
+# a farm is accounts that *choose* to reward one member; a forward's new recipients engage
+# with their one sharer by nature (breadth is the point), so forwards are bounded by device,
+# network and pending caps instead
+FARM_EVENTS = ("answer_accepted", "answer_helpful")
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class Finding:
     members: list[int] = field(default_factory=list)
 
 
-def _edges(since: datetime) -> QuerySet[LedgerEntry]:
-    return LedgerEntry.filter(event__in=GRAPH_EVENTS, created_at__gte=since, reversal_of_id=None,
+def _edges(since: datetime, events: tuple[str, ...] = GRAPH_EVENTS) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.filter(event__in=events, created_at__gte=since, reversal_of_id=None,
                               counterpart_id__not_isnull=True)
 
 
@@ -75,7 +79,8 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     """The not-yet-trusted accounts that rewarded only ``earner`` in the window, when there are
     enough of them (the new award's giver among them)."""
     since = now - timedelta(days=rules.farm_window_days)
-    givers = {int(g) for g in await _edges(since).filter(member_id=earner).values_list("counterpart_id", flat=True)}
+    givers = {int(g) for g in await _edges(since, FARM_EVENTS).filter(member_id=earner)
+              .values_list("counterpart_id", flat=True)}
     givers.add(giver)
     elsewhere = {int(g) for g in await _edges(since).filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
                  .values_list("counterpart_id", flat=True)}
@@ -88,13 +93,13 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     return new if len(new) >= rules.farm_min_accounts and giver in new else None
 
 
-async def inspect(rules: Rules, giver: int | None, earner: int, actor_level: int,
+async def inspect(rules: Rules, event: str, giver: int | None, earner: int, actor_level: int,
                   now: datetime | None = None) -> Finding | None:
     """Whether the award giver -> earner closes a ring or feeds a farm."""
-    if giver is None or giver == earner:
+    if giver is None or giver == earner or event not in GRAPH_EVENTS:
         return None
     at = now or datetime.now(timezone.utc)
-    if actor_level < rules.trusted_level and (farm := await find_farm(rules, giver, earner, at)):
+    if event in FARM_EVENTS and actor_level < rules.trusted_level and (farm := await find_farm(rules, giver, earner, at)):
         return Finding("farm", f"farm:{earner}", farm)
     if cycle := await find_cycle(rules, giver, earner, at):
         return Finding("ring", caps.ring_key(cycle), cycle)

@@ -144,8 +144,8 @@ async def award(
     now = utcnow()
     hold_until = trust.pending_until(rt.rules, level, now) if level is not None else None
     giver = actor if actor is not None and actor != member_id else None
-    finding = await graph.inspect(rt.rules, giver, member_id, level if level is not None else rt.rules.trusted_level, now) \
-        if event in graph.GRAPH_EVENTS else None
+    finding = await graph.inspect(rt.rules, event, giver, member_id,
+                                  level if level is not None else rt.rules.trusted_level, now)
     result = await ledger.award(
         member_id, event, delta, key=key, ref=ref, reason=reason,
         counterpart_id=counterpart_id, item_id=item_id, exempt=rule.exempt_from_daily_cap,
@@ -295,6 +295,11 @@ async def on_forward_engaged(
         ).exists()
     if own_device:
         return ForwardOutcome(engagement, True, 0, "own device")
+    if fingerprint and await ForwardEngagement.filter(
+        link__sharer_id=link.sharer_id, item_id=link.item_id, fingerprint=fingerprint[:64], paid=True,
+    ).exclude(id=engagement.id).exists():
+        # one device paid for this item already: a fresh web session on it is not a new person
+        return ForwardOutcome(engagement, True, 0, "same device")
     if not await caps.network_allowed(rt.rules, link.sharer_id, network):
         return ForwardOutcome(engagement, True, 0, "same network")
     if await _forwarding_frozen(link.sharer_id):

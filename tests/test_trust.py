@@ -256,6 +256,25 @@ async def test_forwards_count_members_and_devices_never_cookies_or_the_sharer(cl
     weights = sorted(r.weight for r in await ForwardRating.filter(sharer_id=sharer.id))
     assert weights == [0.0, 1.0]
     assert friend.member_id != sharer.id
+    # reaching many new people is what forwarding is for: not a farm
+    for n in range(558, 563):
+        await services.pipeline.process(Incoming(channel="telegram", user=str(n), event="start", payload=f"fw_{token}", msg_id=f"n{n}"))
+    assert await ReviewFlag.filter(member_id=sharer.id).count() == 0
+    assert (await points(sharer.id))[1] == min(RULES.hold_daily_cap, 6 * expected)
+
+
+async def test_one_device_pays_once_per_item_even_as_fresh_members(client) -> None:
+    token, _item = await share(client, "dev-sharer")
+    from gamification.models import ForwardLink
+
+    link = await ForwardLink.get(token=token)
+    first, second = await Member.create(), await Member.create()  # two fresh web sessions, one phone
+    a = await service.on_forward_engaged(link, f"m:{first.id}", recipient_member_id=first.id, fingerprint="dev-1", network="n")
+    b = await service.on_forward_engaged(link, f"m:{second.id}", recipient_member_id=second.id, fingerprint="dev-1", network="n")
+    assert a.engagement is not None and a.engagement.paid is False  # the row as created
+    assert b.reason == "same device" and b.points == 0
+    sharer = await member_of("dev-sharer")
+    assert await LedgerEntry.filter(member_id=sharer.id, event="forward_engaged").count() == 1
 
 
 async def test_rating_puppets_do_not_make_a_sharer_credible(client) -> None:
