@@ -153,6 +153,13 @@ async def award(
                                hold_until=hold_until, suspect=finding.reason if finding else ""),
     )
     if not result.duplicate:
+        if finding is None and result.held > 0 and level is not None and level < rt.rules.trusted_level:
+            # awards racing each other each looked before any was written: look again now that
+            # this one is; the pending points it left are then kept for the review
+            finding = await graph.inspect(rt.rules, event, giver, member_id, level, utcnow())
+            if finding is not None and finding.reason == "farm":
+                await caps.flag(member_id, finding.reason, finding.key, {"members": finding.members, "event": event})
+            finding = None
         if finding is not None and result.note == finding.reason:
             await caps.flag(member_id, finding.reason, finding.key, {"members": finding.members, "event": event})
         elif result.note == "ring" and counterpart_id is not None:

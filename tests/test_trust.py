@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from tortoise.functions import Sum
 
@@ -470,3 +471,30 @@ async def test_release_job_never_pays_what_waits_for_a_review(client) -> None:
     await ReviewFlag.filter(id=flag.id).update(status="cleared")
     assert await service.release_held(farmed.id) == 10
     assert await points(farmed.id) == (10, 0)
+
+
+@pytest.mark.services
+async def test_pending_caps_farm_and_release_on_postgres(fresh_postgres_url: str) -> None:
+    """The same rules on PostgreSQL, with awards racing each other under the row lock."""
+    import asyncio
+
+    await storage.open_db(fresh_postgres_url, create_schema=True)
+    try:
+        service.configure(None)
+        helper = await Member.create()
+        puppets = [await Member.create() for _ in range(12)]
+        await asyncio.gather(*[service.on_answer_accepted(answer_id=i, answerer_id=helper.id, asker_id=p.id)
+                               for i, p in enumerate(puppets)])
+        balance, held = await points(helper.id)
+        assert balance == 0 and 0 < held <= RULES.hold_daily_cap
+        assert await ReviewFlag.filter(reason="farm", member_id=helper.id).count() == 1
+        later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days + 1)
+        assert await service.release_due(later) == 0  # under review
+        await ReviewFlag.filter(member_id=helper.id).update(status="cleared")
+        # cleared: what the review held is paid at once, the pending rest when its hold passes
+        released = await service.release_held(helper.id) + await service.release_due(later)
+        assert released == held and await points(helper.id) == (held, 0)
+        rows = await LedgerEntry.filter(member_id=helper.id)
+        assert sum(e.granted + e.held for e in rows) == held
+    finally:
+        await storage.close_db()
