@@ -89,8 +89,13 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     exclusive = sorted(givers - elsewhere)
     if len(exclusive) < rules.farm_min_accounts:
         return None
-    new = [g for g in exclusive if await trust.level_of(g, rules) < rules.trusted_level]
-    return new if len(new) >= rules.farm_min_accounts and giver in new else None
+    new = [giver]  # the caller knows this giver is not trusted yet
+    for g in exclusive:  # a popular helper has many: stop as soon as there are enough
+        if len(new) >= rules.farm_min_accounts:
+            break
+        if g != giver and await trust.level_of(g, rules) < rules.trusted_level:
+            new.append(g)
+    return sorted(new) if len(new) >= rules.farm_min_accounts else None
 
 
 async def inspect(rules: Rules, event: str, giver: int | None, earner: int, actor_level: int,
