@@ -498,3 +498,18 @@ async def test_pending_caps_farm_and_release_on_postgres(fresh_postgres_url: str
         assert sum(e.granted + e.held for e in rows) == held
     finally:
         await storage.close_db()
+
+
+def test_bad_trust_rules_are_refused_clearly() -> None:
+    for bad in (
+        {"trust": {"levels": {1: {"name": "basic"}}}},  # no level 0
+        {"trust": {"weights": {"answer_helpful": {0: -1}}}},
+        {"trust": {"hold": {"days": -1}}},
+        {"zf": {"per_destination_daily": 0}},
+        {"events": {"answer_accepted": {"points": 20, "daily_limit": "many"}}},
+    ):
+        with pytest.raises(ValueError, match="invalid gamification rules"):
+            parse_rules(bad)
+    r = parse_rules({"trust": {"weights": {"vote": {1: 0.5, 3: 2.0}}}})
+    assert [r.weight("vote", lv) for lv in range(5)] == [0.0, 0.5, 0.5, 2.0, 2.0]
+    assert r.weight("unlisted", 0) == 1.0
