@@ -8,6 +8,12 @@ never goes below zero: a spend is refused when it cannot be covered (and the upd
 conditional on that, as a second guard), and a reversal that finds the points already
 spent records the shortfall as ``debt`` that later earnings pay off first. Invariant:
 ``balance - debt == sum(granted)``.
+
+Held points (``held``) are not spendable: pending until ``hold_until`` (earned through a
+not-yet-trusted member's action) and/or waiting for a review. :func:`release` pays an entry's
+hold out once; :func:`reverse` of a held entry drops the hold, and of a released one takes the
+released points back too. Invariants: ``Balance.held == sum(held) >= 0`` and
+``balance - debt + held == sum(granted + held)``.
 """
 from __future__ import annotations
 
