@@ -8,6 +8,12 @@ never goes below zero: a spend is refused when it cannot be covered (and the upd
 conditional on that, as a second guard), and a reversal that finds the points already
 spent records the shortfall as ``debt`` that later earnings pay off first. Invariant:
 ``balance - debt == sum(granted)``.
+
+Held points (``held``) are not spendable: pending until ``hold_until`` (earned through a
+not-yet-trusted member's action) and/or waiting for a review. :func:`release` pays an entry's
+hold out once; :func:`reverse` of a held entry drops the hold, and of a released one takes the
+released points back too. Invariants: ``Balance.held == sum(held) >= 0`` and
+``balance - debt + held == sum(granted + held)``.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ class Grant:
     amount: int
     held: int = 0
     note: str = ""
+    hold_until: datetime | None = None  # the held part is pending until then (None: until a review)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,11 @@ async def _existing(key: str) -> LedgerResult | None:
     return LedgerResult(entry.id, entry.delta, entry.granted, entry.held, True, bal.balance if bal else 0)
 
 
+async def existing(key: str) -> LedgerResult | None:
+    """The result of the change already recorded under ``key`` (a replay), else None."""
+    return await _existing(key)
+
+
 class _NoBalanceRow(Exception):
     """The member has no balance row yet: create it outside the transaction, then retry."""
 
@@ -123,12 +135,12 @@ def _apply(bal: Balance, granted: int) -> tuple[int, int]:
 async def _write(
     conn: BaseDBAsyncClient, bal: Balance, *, member_id: int, event: str, delta: int, granted: int, held: int,
     key: str, ref: str, reason: str, reversal_of: int | None = None, counterpart_id: int | None = None,
-    item_id: int | None = None, exempt: bool = False, earning: bool = False,
+    item_id: int | None = None, exempt: bool = False, earning: bool = False, hold_until: datetime | None = None,
 ) -> LedgerEntry:
     entry = await LedgerEntry.create(
         using_db=conn, member_id=member_id, event=event, delta=delta, granted=granted, held=held, reason=reason[:128],
         ref=ref[:128], idempotency_key=key, reversal_of_id=reversal_of, counterpart_id=counterpart_id,
-        item_id=item_id, exempt=exempt, earning=earning,
+        item_id=item_id, exempt=exempt, earning=earning, hold_until=hold_until if held > 0 else None,
     )
     balance, debt = _apply(bal, granted)
     updates: dict[str, object] = {"balance": balance, "debt": debt, "held": F("held") + held}
@@ -173,7 +185,7 @@ async def _award(
             entry = await _write(
                 conn, bal, member_id=member_id, event=event, delta=delta, granted=amount, held=held, key=key, ref=ref,
                 reason=reason or grant.note, counterpart_id=counterpart_id, item_id=item_id, exempt=exempt,
-                earning=earning,
+                earning=earning, hold_until=grant.hold_until,
             )
     except IntegrityError:
         found = await _existing(key)
@@ -226,9 +238,13 @@ async def _spend(member_id: int, amount: int, *, key: str, ref: str, reason: str
 
 
 async def reverse(entry_id: int, *, reason: str = "", key: str | None = None) -> LedgerResult:
-    """Take back exactly what an entry granted (or give back what a spend took), once."""
+    """Take back exactly what an entry granted (or give back what a spend took), once.
+
+    A held entry loses its hold; one whose hold was released loses the released points too
+    (the release is part of what it earned). Releases themselves are not reversible: reverse
+    the entry they released."""
     original = await LedgerEntry.get_or_none(id=entry_id)
-    if original is None or original.reversal_of_id is not None:
+    if original is None or original.reversal_of_id is not None or original.event == "release":
         raise NotReversible(f"entry {entry_id} cannot be reversed")
     key = key or key_of("rev", original.id)
     if found := await _existing(key):
@@ -236,12 +252,15 @@ async def reverse(entry_id: int, *, reason: str = "", key: str | None = None) ->
     await _ensure_balance(original.member_id)
     try:
         async with in_transaction() as conn:
+            bal = await _locked_balance(conn, original.member_id)  # serialises with release()
             if await LedgerEntry.filter(reversal_of_id=original.id).using_db(conn).exists():
                 raise IntegrityError(key)
-            bal = await _locked_balance(conn, original.member_id)
+            released = original.held > 0 and await LedgerEntry.filter(
+                idempotency_key=key_of("release", original.id)).using_db(conn).exists()
+            granted, held = (original.granted + original.held, 0) if released else (original.granted, original.held)
             entry = await _write(
                 conn, bal, member_id=original.member_id, event="reversal", delta=-original.delta,
-                granted=-original.granted, held=-original.held, key=key, ref=original.ref, reason=reason,
+                granted=-granted, held=-held, key=key, ref=original.ref, reason=reason,
                 reversal_of=original.id, counterpart_id=original.counterpart_id, item_id=original.item_id,
                 exempt=original.exempt, earning=original.earning,
             )
@@ -257,18 +276,26 @@ async def reverse(entry_id: int, *, reason: str = "", key: str | None = None) ->
     return LedgerResult(entry.id, entry.delta, entry.granted, entry.held, False, bal.balance)
 
 
-async def release(entry_id: int) -> LedgerResult:
-    """Pay out what an entry held for review (the review cleared the member), once."""
+class NotReleasable(Exception):
+    """The entry holds nothing, or was reversed (fraud confirmed): nothing to pay out."""
+
+
+async def release(entry_id: int, reason: str = "released after review") -> LedgerResult:
+    """Pay out what an entry held (the hold passed, or a review cleared the member), once."""
     original = await LedgerEntry.get(id=entry_id)
+    if original.held <= 0 or original.reversal_of_id is not None:
+        raise NotReleasable(f"entry {entry_id} holds nothing")
     key = key_of("release", original.id)
     if found := await _existing(key):
         return found
     try:
         async with in_transaction() as conn:
             bal = await _locked_balance(conn, original.member_id)
+            if await LedgerEntry.filter(reversal_of_id=original.id).using_db(conn).exists():
+                raise NotReleasable(f"entry {entry_id} was reversed")
             entry = await _write(
                 conn, bal, member_id=original.member_id, event="release", delta=original.held, granted=original.held,
-                held=-original.held, key=key, ref=original.ref, reason="released after review",
+                held=-original.held, key=key, ref=original.ref, reason=reason,
                 counterpart_id=original.counterpart_id, item_id=original.item_id, exempt=True, earning=original.earning,
             )
     except IntegrityError:

@@ -18,7 +18,7 @@ class LedgerEntry(Model):
     event = fields.CharField(max_length=32, db_index=True)  # rules.yaml event name, spend, reversal, ...
     delta = fields.IntField()  # what the rules asked for (negative for spends)
     granted = fields.IntField()  # what actually moved (0 when a cap applied or held)
-    held = fields.IntField(default=0)  # withheld pending review (ring detection, poor credibility)
+    held = fields.IntField(default=0)  # withheld: pending (hold_until) and/or for review (ring, farm)
     reason = fields.CharField(max_length=128, default="")
     ref = fields.CharField(max_length=128, default="")  # e.g. answer:12, fwd:3:item:7, redemption:5
     idempotency_key = fields.CharField(max_length=191, unique=True)
@@ -29,6 +29,9 @@ class LedgerEntry(Model):
     item_id = fields.IntField(null=True)  # knowledge item, for per-item caps
     exempt = fields.BooleanField(default=False)  # not counted against the daily cap
     earning = fields.BooleanField(default=False)  # counts on the leaderboards (earnings and their reversals)
+    # earned through the action of a not-yet-trusted member: ``held`` is pending until then
+    # (gamification.trust); the release job pays it out unless fraud was found meanwhile
+    hold_until = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -89,9 +92,10 @@ class ForwardEngagement(Model):
     id = fields.IntField(primary_key=True)
     link = fields.ForeignKeyField("models.ForwardLink", related_name="engagements", on_delete=fields.CASCADE)
     item_id = fields.IntField()
-    recipient_key = fields.CharField(max_length=80)  # m:<member id> or v:<visitor cookie>
+    recipient_key = fields.CharField(max_length=80)  # m:<member id>, or d:<device fingerprint> of a web visitor
     recipient_member_id = fields.IntField(null=True)
-    fingerprint = fields.CharField(max_length=64, default="")  # hashed network + agent of a web visitor
+    fingerprint = fields.CharField(max_length=64, default="")  # hashed address + agent of a web visitor
+    network = fields.CharField(max_length=64, default="")  # hashed network (/24, /64) of a web visitor
     kind = fields.CharField(max_length=16, default="open")  # open | start | sms
     paid = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -109,10 +113,30 @@ class ForwardRating(Model):
     sharer = fields.ForeignKeyField("models.Member", related_name="forward_ratings", on_delete=fields.CASCADE)
     item_id = fields.IntField()
     accurate = fields.BooleanField()
+    rater_member_id = fields.IntField(null=True)  # None: an anonymous web visitor
+    weight = fields.FloatField(default=1.0)  # the rater's trust weight (rules.yaml trust.weights.forward_rating)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "gam_forward_rating"
+
+
+class SmsForward(Model):
+    """One ``ZF`` SMS forward: at most one a day per number from anyone (``slot`` "any"), plus
+    one per sender and item for a friend who engaged with that sender before."""
+
+    id = fields.IntField(primary_key=True)
+    sender = fields.ForeignKeyField("models.Member", related_name="sms_forwards", on_delete=fields.CASCADE)
+    phone = fields.CharField(max_length=32)
+    item_id = fields.IntField()
+    day = fields.CharField(max_length=10)  # UTC date, ISO
+    slot = fields.CharField(max_length=48, default="any")  # any | friend:<sender>:<item>
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "gam_sms_forward"
+        unique_together = (("phone", "day", "slot"),)
+        indexes = (("sender_id", "day"),)
 
 
 class MemberBadge(Model):

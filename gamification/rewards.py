@@ -1,6 +1,8 @@
 """Rewards: catalogue, redemption and fulfilment.
 
-Redeeming spends the points at once (a ledger spend) and, in the same transaction,
+Redeeming needs a verified phone (``Member.phone_verified_at``), and phone credit and data
+go to that number only: a member never types where the value goes. It spends the
+redeemable points at once (a ledger spend; pending points cannot be spent) and, in the same transaction,
 checks the per-member limit, takes one from stock and writes the fulfilment order
 (:class:`Redemption`). Top-ups and data packs then go to the top-up provider; gifts (and
 top-ups when no provider is configured) wait in the staff's manual fulfilment queue.
@@ -15,6 +17,7 @@ import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 
+from bot.models import Member
 from gamification import ledger
 from gamification.models import LedgerEntry, Redemption, Reward
 from gamification.topup import TopupError, TopupOrder, TopupProvider
@@ -26,7 +29,7 @@ OPEN = ("pending", "submitted", "queued")
 
 
 class RedeemError(Exception):
-    """Why a redemption was refused: unavailable, phone, limit, out_of_stock, insufficient."""
+    """Why a redemption was refused: unavailable, unverified, limit, out_of_stock, insufficient."""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -51,7 +54,15 @@ async def catalogue() -> list[Reward]:
     return list(await Reward.filter(active=True, stock__gt=0).order_by("cost", "id"))
 
 
-async def redeem(member_id: int, reward_id: int, *, request_key: str, phone: str = "") -> Redemption:
+async def verified_phone(member_id: int) -> str | None:
+    """The member's own number, proven by a one-time code; None until they have bound one."""
+    member = await Member.get_or_none(id=member_id)
+    if member is None or member.phone_verified_at is None or not member.phone:
+        return None
+    return member.phone
+
+
+async def redeem(member_id: int, reward_id: int, *, request_key: str) -> Redemption:
     """Spend and order in one transaction; the same request_key returns the first order."""
     existing = await Redemption.get_or_none(request_key=request_key)
     if existing:
@@ -59,8 +70,11 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str, phone: str
     reward = await Reward.get_or_none(id=reward_id, active=True)
     if reward is None:
         raise RedeemError("unavailable")
-    if reward.kind in ("topup", "data") and not phone:
-        raise RedeemError("phone")
+    phone = await verified_phone(member_id)
+    if phone is None:
+        raise RedeemError("unverified")
+    if (await ledger.balance_of(member_id)).balance < reward.cost:
+        raise RedeemError("insufficient")
     created: list[Redemption] = []
 
     async def hook(conn: BaseDBAsyncClient, entry: LedgerEntry) -> None:
@@ -71,7 +85,7 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str, phone: str
             raise RedeemError("out_of_stock")
         created.append(await Redemption.create(
             using_db=conn, member_id=member_id, reward_id=reward.id, cost=reward.cost, request_key=request_key,
-            spend_entry_id=entry.id, phone=phone, status="queued" if reward.kind == "gift" else "pending",
+            spend_entry_id=entry.id, phone=phone if reward.kind in ("topup", "data") else "", status="queued" if reward.kind == "gift" else "pending",
         ))
 
     try:

@@ -17,6 +17,21 @@ class EventRule:
     points: int
     exempt_from_daily_cap: bool = False
     hourly_limit: int | None = None
+    daily_limit: int | None = None  # paid events per member per UTC day
+    pair_weekly_limit: int | None = None  # paid events per member from one counterpart in 7 days
+
+
+@dataclass(frozen=True)
+class TrustLevel:
+    """What a member needs for one trust level (every requirement must hold)."""
+
+    level: int
+    name: str
+    verified_phone: bool = False
+    account_age_days: int = 0
+    messages: int = 0
+    lifetime_points: int = 0
+    no_open_flags: bool = False
 
 
 @dataclass(frozen=True)
@@ -28,7 +43,7 @@ class Rules:
     breadth_repeat: float
     per_item_cap: int
     per_recipient_daily_cap: int
-    per_fingerprint_daily_cap: int
+    per_network_daily_cap: int
     min_ratings: int
     credible_rate: float
     credible_multiplier: float
@@ -38,10 +53,30 @@ class Rules:
     ring_min_each_way: int
     expiry_days: int
     expiry_reminder_days: int
+    ring_max_cycle: int = 4
+    ring_min_step: int = 2
+    farm_window_days: int = 14
+    farm_min_accounts: int = 3
+    trust_levels: tuple[TrustLevel, ...] = (TrustLevel(0, "new"),)
+    trusted_level: int = 2
+    hold_days: int = 7
+    hold_daily_cap: int = 60
+    weights: dict[str, dict[int, float]] = field(default_factory=dict)
+    zf_per_destination_daily: int = 1
+    zf_per_sender_daily: int = 5
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def event(self, name: str) -> EventRule | None:
         return self.events.get(name)
+
+    def weight(self, action: str, level: int) -> float:
+        """What one ``action`` of a member at ``level`` is worth: the entry for the highest
+        level listed at or below it; 1.0 when the action has no weights."""
+        table = self.weights.get(action)
+        if not table:
+            return 1.0
+        below = [lv for lv in table if lv <= level]
+        return table[max(below)] if below else 0.0
 
     def difficulty_weight(self, difficulty: int | None) -> float:
         if not self.difficulty_weights:
@@ -67,6 +102,8 @@ def parse_rules(data: dict[str, Any]) -> Rules:
                 points=int(spec["points"]),
                 exempt_from_daily_cap=bool(spec.get("exempt_from_daily_cap", False)),
                 hourly_limit=int(spec["hourly_limit"]) if spec.get("hourly_limit") is not None else None,
+                daily_limit=int(spec["daily_limit"]) if spec.get("daily_limit") is not None else None,
+                pair_weekly_limit=int(spec["pair_weekly_limit"]) if spec.get("pair_weekly_limit") is not None else None,
             )
             for name, spec in (data.get("events") or {}).items()
         }
@@ -74,6 +111,20 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         cred = data.get("credibility") or {}
         ring = data.get("ring") or {}
         exp = data.get("expiry") or {}
+        farm = data.get("farm") or {}
+        trust = data.get("trust") or {}
+        hold = trust.get("hold") or {}
+        zf = data.get("zf") or {}
+        levels = tuple(sorted(
+            (TrustLevel(
+                level=int(lv), name=str(spec.get("name", lv)), verified_phone=bool(spec.get("verified_phone", False)),
+                account_age_days=int(spec.get("account_age_days", 0)), messages=int(spec.get("messages", 0)),
+                lifetime_points=int(spec.get("lifetime_points", 0)), no_open_flags=bool(spec.get("no_open_flags", False)),
+            ) for lv, spec in ((trust.get("levels") or {0: {"name": "new"}}).items())),
+            key=lambda t: t.level,
+        ))
+        weights = {str(action): {int(lv): float(w) for lv, w in (table or {}).items()}
+                   for action, table in (trust.get("weights") or {}).items()}
         rules = Rules(
             events=events,
             daily_cap=int(data.get("daily_cap", 200)),
@@ -82,7 +133,7 @@ def parse_rules(data: dict[str, Any]) -> Rules:
             breadth_repeat=float((fwd.get("breadth") or {}).get("repeat_person", 1.0)),
             per_item_cap=int(fwd.get("per_item_cap", 20)),
             per_recipient_daily_cap=int(fwd.get("per_recipient_daily_cap", 3)),
-            per_fingerprint_daily_cap=int(fwd.get("per_fingerprint_daily_cap", 2)),
+            per_network_daily_cap=int(fwd.get("per_network_daily_cap", 3)),
             min_ratings=int(cred.get("min_ratings", 5)),
             credible_rate=float(cred.get("credible_rate", 0.9)),
             credible_multiplier=float(cred.get("credible_multiplier", 1.0)),
@@ -92,12 +143,29 @@ def parse_rules(data: dict[str, Any]) -> Rules:
             ring_min_each_way=int(ring.get("min_each_way", 3)),
             expiry_days=int(exp.get("days", 365)),
             expiry_reminder_days=int(exp.get("reminder_days", 30)),
+            ring_max_cycle=int(ring.get("max_cycle", 4)),
+            ring_min_step=int(ring.get("min_step", 2)),
+            farm_window_days=int(farm.get("window_days", 14)),
+            farm_min_accounts=int(farm.get("min_accounts", 3)),
+            trust_levels=levels,
+            trusted_level=int(hold.get("trusted_level", 2)),
+            hold_days=int(hold.get("days", 7)),
+            hold_daily_cap=int(hold.get("daily_cap", 60)),
+            weights=weights,
+            zf_per_destination_daily=int(zf.get("per_destination_daily", 1)),
+            zf_per_sender_daily=int(zf.get("per_sender_daily", 5)),
             raw=data,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"invalid gamification rules: {exc}") from exc
     if any(r.points < 0 for r in rules.events.values()) or rules.daily_cap < 0:
         raise ValueError("invalid gamification rules: points and caps must not be negative")
+    if not rules.trust_levels or rules.trust_levels[0].level != 0:
+        raise ValueError("invalid gamification rules: trust levels must start at 0")
+    if rules.hold_days < 0 or rules.hold_daily_cap < 0 or rules.zf_per_destination_daily < 1 or rules.zf_per_sender_daily < 1:
+        raise ValueError("invalid gamification rules: hold and ZF limits must not be negative")
+    if any(w < 0 for table in rules.weights.values() for w in table.values()):
+        raise ValueError("invalid gamification rules: trust weights must not be negative")
     return rules
 
 

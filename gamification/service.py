@@ -13,7 +13,7 @@ idempotent, so calling again (a retry, a re-run job) never pays twice:
   warned a member: from the second warning their points are held for review.
 - ``await on_member_status_changed(member_id)`` — after suspending a member or making them
   staff: takes them off the Redis boards (the SQL boards filter them at query time).
-- ``await member_summary(member_id)`` — ``{"points", "titles", "badges", "credibility"}``
+- ``await member_summary(member_id)`` — ``{"points", "pending", "titles", "badges", "credibility"}``
   for the agent's ticket view.
 - ``await on_contribution_approved(contribution_id, member_id)`` — a reviewer approved a
   member's knowledge contribution.
@@ -23,11 +23,15 @@ idempotent, so calling again (a retry, a re-run job) never pays twice:
   base (the 👍 hook); a daily streak of 3+ days pays ``self_service_streak``.
 - ``await on_forward_engaged(link, recipient_key, ...)`` — a new distinct recipient opened
   a forwarded item (used by the forward handler and the ``/f/<token>`` page).
-- ``await award(member_id, event, ref, key=..., points=...)`` — the general form; events
-  and points come from ``rules.yaml``. Asking a question is not an event: it earns nothing.
+- ``await award(member_id, event, ref, key=..., points=..., actor_id=...)`` — the general
+  form; events and points come from ``rules.yaml``. Asking a question is not an event.
+- ``await release_due()`` — pay out pending points whose hold has passed (hourly job, and
+  ``python -m bot points release``); ``await forfeit_held(member_id)`` — fraud confirmed.
 
-Points go through the ledger (caps, ring detection, holds), then the leaderboard and the
-badge rules are updated and new badges are notified once on the member's channel.
+Every award names the member whose action earned it (the asker, the voter, the recipient):
+their trust level (gamification.trust) weighs the action and, below the trusted level, makes
+the points pending. Points go through the ledger (caps, ring and farm detection, holds), then
+the leaderboard and the badge rules are updated and new badges are notified once.
 """
 from __future__ import annotations
 
@@ -45,10 +49,12 @@ from bot.i18n import N_
 from bot.messages import Reply
 from bot.models import Member
 from community.models import KnowledgeItem
-from gamification import badges, caps, ledger
+from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
 from gamification.leaderboard import Leaderboard, SqlLeaderboard, Standing
-from gamification.models import Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, Redemption
+from gamification.models import (
+    Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, Redemption, ReviewFlag,
+)
 from gamification.rules import Rules, load_rules
 from gamification.topup import TopupProvider
 
@@ -107,33 +113,65 @@ EVENT_LABELS = {
 
 
 # --- awarding ---------------------------------------------------------------------------------
+SELF = -1  # actor_id for an award earned by the member's own action (a self-service streak)
+
+
 async def award(
     member_id: int, event: str, ref: str, *, key: str | None = None, counterpart_id: int | None = None,
-    item_id: int | None = None, points: int | None = None, reason: str = "",
+    item_id: int | None = None, points: int | None = None, reason: str = "", actor_id: int | None = None,
+    anonymous_actor: bool = False,
 ) -> ledger.LedgerResult | None:
-    """Award a rules.yaml event once per key (default ``<event>:<ref>``); None if it earns nothing."""
+    """Award a rules.yaml event once per key (default ``<event>:<ref>``); None if it earns nothing.
+
+    ``actor_id`` (default ``counterpart_id``; ``SELF`` for the member's own action) is the member
+    whose action earned it; ``anonymous_actor``: an unknown visitor did (trust level 0). With
+    neither, staff or the system acted (an approved contribution) and nothing is weighed or held."""
     rt = runtime()
     rule = rt.rules.event(event)
     if rule is None:
         return None
+    key = key or ledger.key_of(event, ref)
+    if found := await ledger.existing(key):
+        return found  # a replay: decided once, whatever the actor's level is now
+    actor = member_id if actor_id == SELF else (actor_id if actor_id is not None else counterpart_id)
+    level: int | None = 0 if anonymous_actor and actor is None else (
+        await trust.level_of(actor, rt.rules) if actor is not None else None)
     delta = rule.points if points is None else points
+    if level is not None:
+        delta = int(delta * rt.rules.weight(event, level) + 0.5)
     if delta <= 0:
         return None
+    now = utcnow()
+    hold_until = trust.pending_until(rt.rules, level, now) if level is not None else None
+    giver = actor if actor is not None and actor != member_id else None
+    finding = await graph.inspect(rt.rules, event, giver, member_id,
+                                  level if level is not None else rt.rules.trusted_level, now)
     result = await ledger.award(
-        member_id, event, delta, key=key or ledger.key_of(event, ref), ref=ref, reason=reason,
+        member_id, event, delta, key=key, ref=ref, reason=reason,
         counterpart_id=counterpart_id, item_id=item_id, exempt=rule.exempt_from_daily_cap,
-        policy=caps.policy_for(rt.rules, member_id, event, counterpart_id=counterpart_id, item_id=item_id),
+        policy=caps.policy_for(rt.rules, member_id, event, counterpart_id=counterpart_id, item_id=item_id, now=now,
+                               hold_until=hold_until, suspect=finding.reason if finding else ""),
     )
     if not result.duplicate:
-        await _after_change(member_id, result.granted, note=result.note, counterpart_id=counterpart_id)
+        if finding is None and result.held > 0 and level is not None and level < rt.rules.trusted_level:
+            # awards racing each other each looked before any was written: look again now that
+            # this one is; the pending points it left are then kept for the review
+            finding = await graph.inspect(rt.rules, event, giver, member_id, level, utcnow())
+            if finding is not None and finding.reason == "farm":
+                await caps.flag(member_id, finding.reason, finding.key, {"members": finding.members, "event": event})
+            finding = None
+        if finding is not None and result.note == finding.reason:
+            await caps.flag(member_id, finding.reason, finding.key, {"members": finding.members, "event": event})
+        elif result.note == "ring" and counterpart_id is not None:
+            await caps.flag(member_id, "ring", caps.ring_key([member_id, counterpart_id]),
+                            {"members": sorted({member_id, counterpart_id}), "event": event})
+        await _after_change(member_id, result.granted)
     return result
 
 
-async def _after_change(member_id: int, granted: int, *, note: str = "", counterpart_id: int | None = None) -> None:
+async def _after_change(member_id: int, granted: int) -> None:
     """Side effects after a committed ledger change; all re-runnable."""
     rt = runtime()
-    if note == "ring" and counterpart_id is not None:
-        await caps.flag_ring(member_id, counterpart_id)
     if granted == 0:
         return
     member = await Member.get_or_none(id=member_id)
@@ -192,9 +230,10 @@ async def member_summary(member_id: int) -> dict[str, object]:
     title = (await badges.titles([member_id])).get(member_id)
     return {
         "points": s.balance,
+        "pending": s.held,
         "titles": [title] if title else [],
         "badges": [badges.BY_CODE[c].name for c in s.badge_codes if c in badges.BY_CODE],
-        "credibility": cred.level if cred.rate is None else f"{cred.level} ({cred.rate:.0%} of {cred.ratings})",
+        "credibility": cred.level if cred.rate is None else f"{cred.level} ({cred.rate:.0%} of {cred.ratings:g})",
     }
 
 
@@ -205,7 +244,7 @@ async def on_contribution_approved(contribution_id: int, member_id: int) -> ledg
 async def on_content_removed(ref: str, reason: str = "removed") -> list[ledger.LedgerResult]:
     """Reverse every earning with this ref that is not reversed yet."""
     out = []
-    entries = await LedgerEntry.filter(ref=ref, reversal_of_id=None).exclude(event="reversal").order_by("id")
+    entries = await LedgerEntry.filter(ref=ref, reversal_of_id=None).exclude(event__in=("reversal", "release")).order_by("id")
     for entry in entries:
         result = await ledger.reverse(entry.id, reason=reason)
         if not result.duplicate:
@@ -221,7 +260,7 @@ async def on_self_service(member_id: int) -> ledger.LedgerResult | None:
     result = None
     if streak >= 3:
         result = await award(member_id, "self_service_streak", f"streak:{today.isoformat()}",
-                             key=ledger.key_of("streak", member_id, today.isoformat()))
+                             key=ledger.key_of("streak", member_id, today.isoformat()), actor_id=SELF)
     if streak >= 7:
         await badges.evaluate(runtime().rules, member_id, today, notify=notify_badge)
     return result
@@ -238,19 +277,20 @@ class ForwardOutcome:
 
 async def on_forward_engaged(
     link: ForwardLink, recipient_key: str, *, recipient_member_id: int | None = None, kind: str = "open",
-    fingerprint: str = "",
+    fingerprint: str = "", network: str = "",
 ) -> ForwardOutcome:
     """Record a recipient's engagement once per recipient + item; pay the sharer only for a
-    new distinct person (never the sharer's own accounts or device)."""
+    new distinct person: a member, or a web visitor's device (``fingerprint``), never the
+    sharer's own accounts or devices, and only a few devices per ``network`` a day."""
     rt = runtime()
     if recipient_member_id is not None and recipient_member_id == link.sharer_id:
         return ForwardOutcome(None, False, 0, "own account")
-    own_device = bool(fingerprint) and fingerprint == link.creator_fingerprint
+    own_device = bool(fingerprint) and await is_sharers_device(link, fingerprint)
     known_before = await ForwardEngagement.filter(link__sharer_id=link.sharer_id, recipient_key=recipient_key).exists()
     try:
         engagement = await ForwardEngagement.create(
             link=link, item_id=link.item_id, recipient_key=recipient_key[:80], recipient_member_id=recipient_member_id,
-            fingerprint=fingerprint[:64], kind=kind,
+            fingerprint=fingerprint[:64], network=network[:64], kind=kind,
         )
     except IntegrityError:
         engagement = await ForwardEngagement.get(item_id=link.item_id, recipient_key=recipient_key[:80])
@@ -262,7 +302,12 @@ async def on_forward_engaged(
         ).exists()
     if own_device:
         return ForwardOutcome(engagement, True, 0, "own device")
-    if not await caps.fingerprint_allowed(rt.rules, link.sharer_id, fingerprint):
+    if fingerprint and await ForwardEngagement.filter(
+        link__sharer_id=link.sharer_id, item_id=link.item_id, fingerprint=fingerprint[:64], paid=True,
+    ).exclude(id=engagement.id).exists():
+        # one device paid for this item already: a fresh web session on it is not a new person
+        return ForwardOutcome(engagement, True, 0, "same device")
+    if not await caps.network_allowed(rt.rules, link.sharer_id, network):
         return ForwardOutcome(engagement, True, 0, "same network")
     if await _forwarding_frozen(link.sharer_id):
         return ForwardOutcome(engagement, True, 0, "forwarding frozen")
@@ -272,12 +317,21 @@ async def on_forward_engaged(
     result = await award(
         link.sharer_id, "forward_engaged", f"fwd:{engagement.id}",
         key=ledger.key_of("forward", link.item_id, recipient_key), counterpart_id=recipient_member_id,
-        item_id=link.item_id, points=points,
+        item_id=link.item_id, points=points, anonymous_actor=recipient_member_id is None,
     )
-    granted = result.granted if result else 0
-    if granted > 0:
+    earned = (result.granted + result.held) if result else 0
+    if earned > 0:
         await ForwardEngagement.filter(id=engagement.id).update(paid=True)
-    return ForwardOutcome(engagement, True, granted, result.note if result else "")
+    return ForwardOutcome(engagement, True, result.granted if result else 0, result.note if result else "")
+
+
+async def is_sharers_device(link: ForwardLink, fingerprint: str) -> bool:
+    """A device the sharer used to share (this link or any other): their own opens never pay."""
+    if not fingerprint:
+        return False
+    if fingerprint == link.creator_fingerprint:
+        return True
+    return await ForwardLink.filter(sharer_id=link.sharer_id, creator_fingerprint=fingerprint).exists()
 
 
 async def on_member_status_changed(member_id: int) -> None:
@@ -287,20 +341,94 @@ async def on_member_status_changed(member_id: int) -> None:
         await runtime().board.remove(member_id)
 
 
+async def _release(entries: list[LedgerEntry], reason: str) -> dict[int, int]:
+    """Release each held entry not reversed or released yet; points released per member."""
+    if not entries:
+        return {}
+    ids = [e.id for e in entries]
+    done = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
+               .values_list("idempotency_key", flat=True))
+    reversed_ = set(await LedgerEntry.filter(reversal_of_id__in=ids).values_list("reversal_of_id", flat=True))
+    paid: dict[int, int] = {}
+    for entry in entries:
+        if entry.id in reversed_ or ledger.key_of("release", entry.id) in done:
+            continue
+        try:
+            res = await ledger.release(entry.id, reason=reason)
+        except ledger.NotReleasable:
+            continue  # reversed meanwhile (fraud confirmed)
+        if not res.duplicate:
+            paid[entry.member_id] = paid.get(entry.member_id, 0) + res.granted
+    for member_id, total in paid.items():
+        await _after_change(member_id, total)
+    return paid
+
+
+# notes of awards held for a review decision, not just for time: only staff release them
+REVIEW_NOTES = ("ring", "farm", "held for review")
+
+
 async def release_held(member_id: int) -> int:
-    """After staff clear a member's last open flag: pay out what was held; returns points."""
+    """After staff clear a member's last open flag: pay out what was held for that review
+    (the review stands in for the hold) and pending points whose hold has passed; returns
+    points. Other pending points wait for :func:`release_due`."""
     if await caps.has_open_flag(member_id):
         return 0
-    total = 0
+    now = utcnow()
     held = await LedgerEntry.filter(member_id=member_id, held__gt=0, reversal_of_id=None).exclude(event="release")
+    due = [e for e in held if e.hold_until is None or e.hold_until <= now or e.reason in REVIEW_NOTES]
+    return (await _release(due, "released after review")).get(member_id, 0)
+
+
+RELEASE_LOOKBACK_DAYS = 90  # pending entries older than this were settled by review or released
+
+
+async def _not_releasable(member_ids: set[int]) -> set[int]:
+    """Members whose pending points must wait: under review, confirmed fraud (a forfeit cut
+    short by a crash must not turn into a payout), suspended."""
+    blocked = {m for m in member_ids if await caps.has_open_flag(m)}
+    blocked |= set(await ReviewFlag.filter(member_id__in=list(member_ids), status="confirmed",
+                                           reason__in=("ring", "farm")).values_list("member_id", flat=True))
+    blocked |= set(await Member.filter(id__in=list(member_ids)).exclude(status="active").values_list("id", flat=True))
+    return blocked
+
+
+async def release_due(now: datetime | None = None, *, batch: int = 500) -> int:
+    """Pay out pending points whose hold has passed; idempotent, so the hourly job and the CLI
+    may overlap. Awards held for a review (a ring, a farm, an open flag) are not time-released:
+    staff clear or confirm them, even when the review item itself was lost to a crash."""
+    now = now or utcnow()
+    since = now - timedelta(days=RELEASE_LOOKBACK_DAYS + runtime().rules.hold_days)
+    total, last_id = 0, 0
+    while True:
+        rows = await LedgerEntry.filter(
+            held__gt=0, hold_until__lte=now, hold_until__gte=since, reversal_of_id=None, id__gt=last_id,
+        ).exclude(event="release").order_by("id").limit(batch)
+        if not rows:
+            return total
+        last_id = rows[-1].id
+        blocked = await _not_releasable({e.member_id for e in rows})
+        paid = await _release([e for e in rows if e.member_id not in blocked and e.reason not in REVIEW_NOTES],
+                              "pending period over")
+        total += sum(paid.values())
+
+
+async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
+    """Staff confirmed fraud: reverse every award still held (pending or under review); the
+    points never become redeemable. Returns the points taken back."""
+    held = await LedgerEntry.filter(member_id=member_id, held__gt=0, reversal_of_id=None).exclude(event="release")
+    if not held:
+        return 0
+    ids = [e.id for e in held]
+    released = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
+                   .values_list("idempotency_key", flat=True))
+    total = 0
     for entry in held:
-        if await LedgerEntry.filter(reversal_of_id=entry.id).exists():
-            continue  # reversed (fraud confirmed): nothing to release
-        res = await ledger.release(entry.id)
+        if ledger.key_of("release", entry.id) in released:
+            continue  # paid out before the review: reversing it is on_content_removed's job
+        res = await ledger.reverse(entry.id, reason=reason)
         if not res.duplicate:
-            total += res.granted
-    if total:
-        await _after_change(member_id, total)
+            total += -res.held
     return total
 
 
@@ -313,14 +441,18 @@ async def _forwarding_frozen(member_id: int) -> bool:
     return await is_forwarding_frozen(member_id)
 
 
-async def rate_forward(engagement: ForwardEngagement, accurate: bool) -> bool:
-    """A recipient's 准确/不准确 verdict, once per engagement; poor credibility is flagged."""
+async def rate_forward(engagement: ForwardEngagement, accurate: bool, rater_member_id: int | None = None) -> bool:
+    """A recipient's 准确/不准确 verdict, once per engagement; poor credibility is flagged.
+    The rating weighs by the rater's trust level: an anonymous visitor's or a new account's
+    verdict is stored but does not move the sharer's credibility (rules: trust.weights)."""
     link = await ForwardLink.get(id=engagement.link_id)
+    rt = runtime()
+    level = await trust.level_of(rater_member_id, rt.rules)
     try:
-        await ForwardRating.create(engagement=engagement, sharer_id=link.sharer_id, item_id=link.item_id, accurate=accurate)
+        await ForwardRating.create(engagement=engagement, sharer_id=link.sharer_id, item_id=link.item_id, accurate=accurate,
+                                   rater_member_id=rater_member_id, weight=rt.rules.weight("forward_rating", level))
     except IntegrityError:
         return False
-    rt = runtime()
     cred = await credibility_of(rt.rules, link.sharer_id)
     if cred.level == "poor":
         await caps.flag(link.sharer_id, "credibility", f"credibility:{link.sharer_id}",
@@ -331,11 +463,12 @@ async def rate_forward(engagement: ForwardEngagement, accurate: bool) -> bool:
 
 
 # --- rewards ----------------------------------------------------------------------------------------
-async def redeem(member_id: int, reward_id: int, *, request_key: str, phone: str = "") -> "Redemption":
-    """Spend and order (raises rewards.RedeemError); fulfilment continues in the background."""
+async def redeem(member_id: int, reward_id: int, *, request_key: str) -> "Redemption":
+    """Spend and order (raises rewards.RedeemError); fulfilment continues in the background.
+    Phone credit and data go to the member's verified phone, never a number typed in."""
     from gamification import rewards
 
-    redemption = await rewards.redeem(member_id, reward_id, request_key=request_key, phone=phone)
+    redemption = await rewards.redeem(member_id, reward_id, request_key=request_key)
     rt = runtime()
     if redemption.status == "pending":
         rt.spawn(rewards.fulfil(redemption, rt.provider, rt.callback_url))

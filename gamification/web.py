@@ -2,18 +2,19 @@
 
 - ``GET /leaderboard`` — public board (weekly / monthly / all-time), names escaped.
 - ``GET /f/<token>`` — a forwarded item: records the engagement of a new distinct visitor
-  (cookie + hashed network/agent fingerprint) and shows the item with 准确/不准确 buttons;
-  ``POST /f/<token>/rate`` stores the verdict.
+  and shows the item with 准确/不准确 buttons; ``POST /f/<token>/rate`` stores the verdict.
+  A visitor is the member when known (an SMS forward's recipient, a web chat session), else
+  their device (address + browser, hashed): a cleared cookie is the same visitor, and the
+  sharer's own devices and accounts never pay.
 - ``POST /api/v1/topup/callback`` — the top-up provider's signed outcome.
 - ``/admin/rewards`` — admins manage the catalogue, the manual fulfilment queue and review flags.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import importlib
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
+from bot.web.client import device_fingerprint, network_fingerprint
 from bot.web.lookup import path_id
 from community.models import KnowledgeItem
 from gamification import rewards, service, topup
@@ -37,7 +39,6 @@ from gamification.models import ForwardEngagement, ForwardLink, Redemption, Revi
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).with_name("templates")
-VISITOR_COOKIE = "everycsr_fw"
 PERIOD_NAMES = {"week": N_("This week"), "month": N_("This month"), "all": N_("All time")}
 HOUSEKEEPING_SECONDS = 3600
 
@@ -53,23 +54,35 @@ async def leaderboard_page(request: web.Request) -> web.Response:
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
 
 
-def _fingerprint(request: web.Request, secret: str) -> str:
-    """Network + browser, hashed with the server secret (never stored in the clear)."""
-    peer = request.remote or ""
-    net = ".".join(peer.split(".")[:3]) if peer.count(".") == 3 else peer[:19]  # IPv4 /24, IPv6 /64-ish
-    raw = f"{secret}|{net}|{request.headers.get('User-Agent', '')[:200]}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+async def _session_member(request: web.Request) -> int | None:
+    """The member behind the visitor's web chat session, when the web chat issues one."""
+    try:
+        chat_session = importlib.import_module("bot.web.chat_session")
+    except ImportError:  # this build's web chat has no sessions
+        return None
+    settings: Settings = request.app[SERVICES].settings
+    sid = chat_session.session_id_from_cookie(settings.secret_key, request.cookies.get(chat_session.COOKIE))
+    if sid is None:
+        return None
+    from bot.models import ChannelAccount
+
+    acc = await ChannelAccount.get_or_none(channel="web", external_id=chat_session.session_external_id(sid))
+    return acc.member_id if acc else None
 
 
-async def _recipient_key(link: ForwardLink, visitor: str) -> tuple[str, int | None]:
-    """An SMS forward names its recipient; other links know visitors by cookie."""
+async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -> tuple[str, int | None]:
+    """Who is reading: an SMS forward names its recipient, a web chat session its member;
+    anyone else is their device (a cleared cookie does not make a new visitor)."""
     if link.channel == "sms" and link.target:
         from bot.models import ChannelAccount
 
         acc = await ChannelAccount.get_or_none(channel="sms", external_id=link.target)
         if acc:
             return f"m:{acc.member_id}", acc.member_id
-    return f"v:{visitor}", None
+    member_id = await _session_member(request)
+    if member_id is not None:
+        return f"m:{member_id}", member_id
+    return f"d:{device}", None
 
 
 async def _link_and_item(token: str) -> tuple[ForwardLink, KnowledgeItem] | None:
@@ -86,12 +99,10 @@ async def forwarded_page(request: web.Request) -> web.Response:
         return render(request, "forward_missing.html", status=404)
     link, item = found
     settings: Settings = request.app[SERVICES].settings
-    visitor = request.cookies.get(VISITOR_COOKIE, "")
-    if not (16 <= len(visitor) <= 48) or not visitor.replace("-", "").replace("_", "").isalnum():
-        visitor = secrets.token_urlsafe(18)
-    key, member_id = await _recipient_key(link, visitor)
+    device = device_fingerprint(request, settings.secret_key)
+    key, member_id = await _recipient_key(request, link, device)
     outcome = await service.on_forward_engaged(link, key, recipient_member_id=member_id, kind="open",
-                                               fingerprint=_fingerprint(request, settings.secret_key))
+                                               fingerprint=device, network=network_fingerprint(request, settings.secret_key))
     engagement = outcome.engagement
     rated = False
     if engagement is not None:
@@ -102,7 +113,6 @@ async def forwarded_page(request: web.Request) -> web.Response:
     resp = render(request, "forward.html", item=item, token=link.token, sharer=sharer.display_name if sharer else "",
                   can_rate=engagement is not None and engagement.link_id == link.id and not rated, rated=rated,
                   thanks=request.query.get("rated") == "1")
-    resp.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.secure)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -116,12 +126,12 @@ async def forwarded_rate(request: web.Request) -> web.Response:
     verdict = str(form.get("accurate", ""))
     if verdict not in ("0", "1"):
         raise web.HTTPBadRequest(text="Choose accurate or not accurate.")
-    visitor = request.cookies.get(VISITOR_COOKIE, "")
-    key, _mid = await _recipient_key(link, visitor)
-    engagement = await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=key) if visitor or _mid else None
+    settings: Settings = request.app[SERVICES].settings
+    key, member_id = await _recipient_key(request, link, device_fingerprint(request, settings.secret_key))
+    engagement = await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=key)
     if engagement is None or engagement.link_id != link.id:
         raise web.HTTPForbidden(text="Open the shared answer first, then rate it.")
-    await service.rate_forward(engagement, verdict == "1")
+    await service.rate_forward(engagement, verdict == "1", rater_member_id=member_id)
     raise web.HTTPSeeOther(f"/f/{link.token}?rated=1")
 
 
@@ -223,8 +233,11 @@ async def flag_action(request: web.Request) -> web.Response:
     if action not in ("cleared", "confirmed"):
         raise web.HTTPBadRequest(text="Unknown action.")
     flag = await ReviewFlag.get_or_none(id=fid, status="open")
-    if flag and await ReviewFlag.filter(id=fid, status="open").update(status=action) and action == "cleared":
-        await service.release_held(flag.member_id)
+    if flag and await ReviewFlag.filter(id=fid, status="open").update(status=action):
+        if action == "cleared":
+            await service.release_held(flag.member_id)
+        elif flag.reason in ("ring", "farm"):  # fraud confirmed: what it held never pays
+            await service.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
     raise web.HTTPSeeOther("/admin/rewards")
 
 
@@ -270,11 +283,13 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def _housekeeping(rt: service.Runtime) -> None:
-    """Hourly: resubmit top-ups left pending by transient errors, expire old points."""
+    """Hourly: resubmit top-ups left pending by transient errors, pay out pending points whose
+    hold has passed, expire old points."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
             await rewards.retry_pending(rt.provider, rt.callback_url)
+            await service.release_due()
             await service.run_expiry()
         except asyncio.CancelledError:
             raise

@@ -5,6 +5,10 @@
   and web chat, and on SMS the ``ZF <code> <phone>`` instruction.
 - ``ZF <code> <phone>`` sends the item to that number through the outbox (purpose
   ``forward``), sender named and with an opt-out line; refused if the number opted out.
+  A number receives at most ``zf.per_destination_daily`` forwards a day from anyone (a friend
+  who engaged with this sender's forwards before may get one more per item), a member sends
+  at most ``zf.per_sender_daily`` a day, and the first message to a number says who we are,
+  who sent it and how to stop.
 - payload ``fw_<token>`` (Telegram ``/start``, WeChat scan): the recipient engages — the
   sharer earns points if this is a new distinct person — and sees the item with
   准确/不准确 buttons (action ``fwr:<token>:1|0``).
@@ -22,8 +26,11 @@ from bot.messages import Card, Choice, Outgoing, Reply
 from bot.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account, state_key
 from community.models import KnowledgeItem
+from tortoise.exceptions import IntegrityError
+
+from bot.models import OutboxMessage
 from gamification import service
-from gamification.models import ForwardEngagement, ForwardLink
+from gamification.models import ForwardEngagement, ForwardLink, SmsForward
 from gamification.rewards import normalize_phone
 from handlers.router import Context, Router
 
@@ -45,13 +52,20 @@ def share_url(ctx: Context, link: ForwardLink) -> str:
     return f"{public_base(ctx)}/f/{link.token}"
 
 
-async def _link(member_id: int, item_id: int, channel: str, target: str = "") -> ForwardLink:
-    """One link per sharer, item, channel (and SMS number): pressing again reuses it."""
+async def _link(member_id: int, item_id: int, channel: str, target: str = "", fingerprint: str = "") -> ForwardLink:
+    """One link per sharer, item, channel (and SMS number): pressing again reuses it. The
+    device it was made from (web chat) is written down: its own opens never pay."""
     existing = await ForwardLink.filter(sharer_id=member_id, item_id=item_id, channel=channel, target=target).first()
     if existing:
+        if fingerprint and not existing.creator_fingerprint:
+            await ForwardLink.filter(id=existing.id, creator_fingerprint="").update(creator_fingerprint=fingerprint[:64])
         return existing
     return await ForwardLink.create(token=secrets.token_urlsafe(12), sharer_id=member_id, item_id=item_id,
-                                    channel=channel, target=target)
+                                    channel=channel, target=target, creator_fingerprint=fingerprint[:64])
+
+
+def _device(ctx: Context) -> str:
+    return str(ctx.incoming.meta.get("fingerprint") or "")
 
 
 async def _item(raw: str) -> KnowledgeItem | None:
@@ -71,7 +85,7 @@ async def forward_button(ctx: Context) -> Reply:
     item = await _item(ctx.args) if ctx.args.isdigit() else None
     if item is None:
         return Reply(text=_("Sorry, that answer can no longer be forwarded."), kind="error")
-    link = await _link(ctx.member.id, item.id, ctx.channel)
+    link = await _link(ctx.member.id, item.id, ctx.channel, fingerprint=_device(ctx))
     url = share_url(ctx, link)
     lines = [_("Forward this answer to friends with this link:"), url,
              _("You earn points each time someone new opens it; more for harder questions.")]
@@ -114,13 +128,27 @@ async def forward_sms(ctx: Context) -> Reply:
                                       created_at__gte=datetime.now(timezone.utc) - timedelta(hours=1)).count()
     if recent >= SMS_FORWARDS_PER_HOUR:
         return Reply(text=_("You have forwarded many answers by SMS in the last hour. Please try again later."), kind="forward")
+    rules = service.runtime().rules
+    day = datetime.now(timezone.utc).date().isoformat()
+    # the same forward again today (a retry after a crash, a second press): its slot, its key
+    sent = await SmsForward.get_or_none(sender_id=ctx.member.id, phone=phone, item_id=item.id, day=day)
+    if sent is None and await SmsForward.filter(sender_id=ctx.member.id, day=day).count() >= rules.zf_per_sender_daily:
+        return Reply(text=_("You have forwarded as many answers by SMS as allowed today. Please try again tomorrow."), kind="forward")
+    friend = existing is not None and await ForwardEngagement.filter(
+        link__sharer_id=ctx.member.id, recipient_member_id=existing.member_id).exists()
+    sent = sent or await _take_sms_slot(ctx.member.id, phone, item.id, day, rules.zf_per_destination_daily, friend)
+    if sent is None:
+        return Reply(text=_("That number has already received a forwarded answer today. Please try again tomorrow."), kind="forward")
     account = existing or await get_or_create_account("sms", phone)
     recipient: Member = account.member
     link = await _link(ctx.member.id, item.id, "sms", target=phone)
     tr = ctx.services.translator
     loc = recipient.locale
+    first = not await OutboxMessage.filter(channel="sms", address=phone).exclude(idempotency_key=f"zf:{sent.id}").exists()
+    intro = (tr.gettext(loc, N_("This is the first message to this number from EveryCSR customer service. %(sender)s asked us to forward you this answer; we do not send forwards to a number more than once a day:"), sender=_sender_name(ctx))
+             if first else tr.gettext(loc, N_("%(sender)s forwarded you this answer from EveryCSR customer service:"), sender=_sender_name(ctx)))
     body = "\n\n".join([
-        tr.gettext(loc, N_("%(sender)s forwarded you this answer from EveryCSR customer service:"), sender=_sender_name(ctx)),
+        intro,
         f"{item.title}\n{item.answer.strip()}",
         tr.gettext(loc, N_("Was it accurate? Reply 1 for accurate, 2 for not accurate.")),
         tr.gettext(loc, N_("Reply TD to stop messages from us.")),
@@ -129,7 +157,7 @@ async def forward_sms(ctx: Context) -> Reply:
     await ctx.services.outbox.enqueue(Outgoing(
         channel="sms", address=phone, member_id=recipient.id, purpose="forward",
         reply=Reply(text=body, kind="forward", item_id=item.id),
-        idempotency_key=f"zf:{ctx.member.id}:{item.id}:{phone}",
+        idempotency_key=f"zf:{sent.id}",
     ))
     # the recipient's "1" / "2" maps to the rating, as with any numbered choice
     key = state_key(recipient.id)
@@ -138,6 +166,21 @@ async def forward_sms(ctx: Context) -> Reply:
     await ctx.services.state.set(key, state, ctx.services.settings.state_ttl_seconds)
     return Reply(text=_("Sent “%(title)s” to %(phone)s. You earn points when they reply or rate it.", title=item.title,
                         phone=phone[:-8] + "****" + phone[-4:]), kind="forward", item_id=item.id)
+
+
+async def _take_sms_slot(sender_id: int, phone: str, item_id: int, day: str, per_day: int,
+                         friend: bool) -> SmsForward | None:
+    """Claim one of the number's forwards for today (a unique row: concurrent senders cannot
+    both get it); a friend who engaged with this sender may get one more per item."""
+    slots = [f"any:{n}" if n else "any" for n in range(per_day)]
+    if friend:
+        slots.append(f"friend:{sender_id}:{item_id}")
+    for slot in slots:
+        try:
+            return await SmsForward.create(sender_id=sender_id, phone=phone, item_id=item_id, day=day, slot=slot)
+        except IntegrityError:
+            continue
+    return None
 
 
 async def _engage(ctx: Context, link: ForwardLink, kind: str) -> service.ForwardOutcome:
@@ -177,7 +220,7 @@ async def rate(ctx: Context) -> Reply:
     engagement = outcome.engagement or await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=f"m:{ctx.member.id}")
     if engagement is None or engagement.link_id != link.id:
         return Reply(text=_("Thanks! Someone else shared this answer with you first."), kind="feedback")
-    if not await service.rate_forward(engagement, verdict == "1"):
+    if not await service.rate_forward(engagement, verdict == "1", rater_member_id=ctx.member.id):
         return Reply(text=_("Thanks, we already have your rating."), kind="feedback")
     return Reply(text=_("Thanks for rating this answer!"), kind="feedback")
 

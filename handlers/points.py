@@ -16,7 +16,7 @@ async def points(ctx: Context) -> Reply:
     s = await service.summary(ctx.member.id)
     lines = [_("Your points: %(balance)s", balance=s.balance)]
     if s.held:
-        lines.append(_("%(held)s points are on hold pending a quick review.", held=s.held))
+        lines.append(_("%(held)s more points are pending: they become redeemable after a short hold, once we have checked them.", held=s.held))
     if s.debt:
         lines.append(_("%(debt)s points taken back will be settled from your next points.", debt=s.debt))
     if s.recent:

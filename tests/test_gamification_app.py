@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest_asyncio
@@ -18,14 +19,10 @@ from gamification import ledger, service
 from gamification.models import (
     Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, MemberBadge, Redemption, ReviewFlag, Reward,
 )
+from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.topup import FakeTopupProvider
-
-
-async def chat(client, **body):  # type: ignore[no-untyped-def]
-    resp = await client.post("/api/v1/chat", json=body)
-    assert resp.status == 200, await resp.text()
-    return (await resp.json())["replies"]
+from tests.trust_helpers import make_trusted, trusted_member
 
 
 async def member_of(channel: str, user: str) -> Member:
@@ -33,9 +30,9 @@ async def member_of(channel: str, user: str) -> Member:
 
 
 async def share_token(client, user: str) -> tuple[str, KnowledgeItem]:  # type: ignore[no-untyped-def]
-    replies = await chat(client, user=user, text="我的流量还剩多少，怎么查？")
+    replies = await chat(client, user, text="我的流量还剩多少，怎么查？")
     fw = next(c["action"] for c in replies[0]["choices"] if c["action"].startswith("fw:"))
-    shared = await chat(client, user=user, action=fw)
+    shared = await chat(client, user, action=fw)
     url = shared[0]["cards"][0]["url"]
     assert "/f/" in url and url in shared[0]["text"]
     token = url.rsplit("/f/", 1)[1]
@@ -45,30 +42,42 @@ async def share_token(client, user: str) -> tuple[str, KnowledgeItem]:  # type: 
 async def test_web_forward_pays_once_per_new_distinct_visitor(client) -> None:
     token, item = await share_token(client, "sharer1")
     sharer = await member_of("web", "sharer1")
+    link = await ForwardLink.get(token=token)
+    assert link.creator_fingerprint  # the device the link was made from is written down
     rules = service.runtime().rules
-    # a stranger opens it: points = base × difficulty × breadth (new person)
+    # a stranger opens it: points = base × difficulty × breadth (new person), pending (an
+    # anonymous visitor is trust level 0) until the hold passes
     page = await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
     assert page.status == 200 and item.title in await page.text()
     expected = rules.forward_points(item.difficulty, True)
-    assert (await ledger.balance_of(sharer.id)).balance == expected
-    # the same visitor again (cookie kept): nothing more
+    bal = await ledger.balance_of(sharer.id)
+    assert (bal.balance, bal.held) == (0, expected)
+    # the same visitor again, and again with a cleared cookie: the same device, nothing more
     await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
-    assert (await ledger.balance_of(sharer.id)).balance == expected
+    client.session.cookie_jar.clear()
+    await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
+    assert (await ledger.balance_of(sharer.id)).held == expected
     assert await ForwardEngagement.filter(link__token=token).count() == 1
-    # they rate it accurate, once
+    # they rate it accurate, once; an anonymous rating weighs nothing in credibility
     rated = await client.post(f"/f/{token}/rate", data={"accurate": "1"}, headers={"User-Agent": "phone-A"})
     assert rated.status == 200 and "/f/" in str(rated.url)
     again = await client.post(f"/f/{token}/rate", data={"accurate": "0"}, headers={"User-Agent": "phone-A"})
     assert again.status == 200
-    assert [r.accurate for r in await ForwardRating.filter(sharer_id=sharer.id)] == [True]
-    # cookie churn from one network + browser pays only up to the per-fingerprint cap
-    client.session.cookie_jar.clear()
-    await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
-    client.session.cookie_jar.clear()
-    await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
+    assert [(r.accurate, r.weight) for r in await ForwardRating.filter(sharer_id=sharer.id)] == [(True, 0.0)]
+    # other browsers on one network pay only up to the per-network cap
+    for ua in ("phone-B", "phone-C", "phone-D", "phone-E"):
+        await client.get(f"/f/{token}", headers={"User-Agent": ua})
     paid = await ForwardEngagement.filter(link__token=token, paid=True).count()
-    assert paid == rules.per_fingerprint_daily_cap
-    assert await ForwardEngagement.filter(link__token=token).count() == 3
+    assert paid == rules.per_network_daily_cap
+    assert await ForwardEngagement.filter(link__token=token).count() == 5
+    # the sharer's own device (the one they shared from), cookies cleared: never pays
+    before = await ledger.balance_of(sharer.id)
+    for _ in range(3):
+        client.session.cookie_jar.clear()
+        own = await client.get(f"/f/{token}")
+        assert own.status == 200
+    after = await ledger.balance_of(sharer.id)
+    assert (after.balance, after.held) == (before.balance, before.held)
 
 
 async def test_unknown_forward_link_is_a_polite_404(client) -> None:
@@ -85,18 +94,19 @@ async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) ->
     # the sharer's own account opening it earns nothing
     own = await services.pipeline.process(Incoming(channel="web", user="sharer2", event="start", payload=f"fw_{token}", msg_id="o1"))
     assert own[0].kind == "answer"
-    assert (await ledger.balance_of(sharer.id)).balance == 0
+    assert (await ledger.balance_of(sharer.id)).held == 0
     # a Telegram friend via /start fw_<token>
     replies = await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1"))
     assert item.title in replies[0].text
     actions = [c.action for c in replies[0].choices]
     assert actions == [f"fwr:{token}:1", f"fwr:{token}:0"]
-    first = (await ledger.balance_of(sharer.id)).balance
+    first = (await ledger.balance_of(sharer.id)).held  # a new Telegram account: pending
     assert first == service.runtime().rules.forward_points(item.difficulty, True)
+    assert (await ledger.balance_of(sharer.id)).balance == 0
     # replay of the same start and a second start: never twice per recipient + item
     await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1"))
     await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t2"))
-    assert (await ledger.balance_of(sharer.id)).balance == first
+    assert (await ledger.balance_of(sharer.id)).held == first
     rated = await services.pipeline.process(Incoming(channel="telegram", user="777", action=f"fwr:{token}:0", msg_id="t3"))
     assert rated[0].kind == "feedback"
     assert await ForwardRating.filter(sharer_id=sharer.id, accurate=False).count() == 1
@@ -122,11 +132,12 @@ async def test_sms_zf_sends_with_sender_and_opt_out_and_refuses_opted_out(client
     out = await OutboxMessage.get(purpose="forward")
     assert out.channel == "sms" and out.address == "+8613900139000"
     text = out.payload["text"]
-    assert "138****8000" in text and "TD" in text and item.title in text
+    # the first message to a number says who we are, who sent it and how to stop
+    assert "138****8000" in text and "TD" in text and item.title in text and "第一" in text
     # the friend writes back: engagement, the sharer earns
     sharer = await member_of("sms", sender)
     await services.pipeline.process(Incoming(channel="sms", user="+8613900139000", text="1", msg_id="s2"))
-    assert (await ledger.balance_of(sharer.id)).balance > 0
+    assert (await ledger.balance_of(sharer.id)).held > 0  # the friend is a new member: pending
     assert await ForwardRating.filter(sharer_id=sharer.id, accurate=True).count() == 1
     # an opted-out number is refused and nothing is queued
     opted = await member_of("sms", "+8613900139000")
@@ -138,9 +149,9 @@ async def test_sms_zf_sends_with_sender_and_opt_out_and_refuses_opted_out(client
 
 
 async def test_points_top_and_accepted_answers(client, services) -> None:
-    await chat(client, user="helper", text="你好")
-    await chat(client, user="asker", text="你好")
-    helper, asker = await member_of("web", "helper"), await member_of("web", "asker")
+    await chat(client, "helper", text="你好")
+    await chat(client, "asker", text="你好")
+    helper, asker = await member_of("web", "helper"), await make_trusted(await member_of("web", "asker"))
     assert await service.on_answer_accepted(answer_id=1, answerer_id=helper.id, asker_id=helper.id) is None
     res = await service.on_answer_accepted(answer_id=2, answerer_id=helper.id, asker_id=asker.id, question_id=9)
     assert res is not None and res.granted == 20
@@ -150,9 +161,9 @@ async def test_points_top_and_accepted_answers(client, services) -> None:
     assert await MemberBadge.filter(member_id=helper.id, code="first_accept").count() == 1
     notes = await OutboxMessage.filter(member_id=helper.id, purpose="notification")
     assert len(notes) == 1 and "徽章" in notes[0].payload["text"]
-    replies = await chat(client, user="helper", text="积分")
+    replies = await chat(client, "helper", text="积分")
     assert replies[0]["kind"] == "points" and "20" in replies[0]["text"]
-    top = await chat(client, user="asker", text="排行")
+    top = await chat(client, "asker", text="排行")
     assert top[0]["kind"] == "leaderboard" and "20" in top[0]["text"]
     assert "1." in top[0]["text"]
     # a deleted answer takes exactly the points back
@@ -173,21 +184,32 @@ async def test_leaderboard_page_escapes_names_and_hides_staff(client) -> None:
 
 
 async def test_ring_of_mutual_accepts_is_flagged_and_held(client) -> None:
-    a, b = await Member.create(), await Member.create()
-    for i in range(3):
+    a, b = await trusted_member(), await trusted_member()
+    for i in range(2):
         await service.on_answer_accepted(answer_id=100 + i, answerer_id=a.id, asker_id=b.id)
-    for i in range(3):
+    for i in range(2):
         await service.on_answer_accepted(answer_id=200 + i, answerer_id=b.id, asker_id=a.id)
-    assert await ReviewFlag.filter(reason="ring", status="open").count() == 2
+    # the pair limit (2 a week) stops a third; a pair ring needs min_each_way (3) each way
+    assert (await service.on_answer_accepted(answer_id=300, answerer_id=a.id, asker_id=b.id)).note == "pair limit"
+    assert (await Balance.get(member_id=a.id)).balance == 40
+    assert await ReviewFlag.filter(reason="ring").count() == 0
+    # a week later (the pair limit has passed), a third accept each way closes the ring
+    await LedgerEntry.filter(member_id__in=[a.id, b.id]).update(created_at=datetime.now(timezone.utc) - timedelta(days=8))
+    assert (await service.on_answer_accepted(answer_id=301, answerer_id=a.id, asker_id=b.id)).granted == 20
+    await service.on_answer_accepted(answer_id=302, answerer_id=b.id, asker_id=a.id)
+    # one review item for the pair, the closing award held
+    flags = await ReviewFlag.filter(reason="ring", status="open")
+    assert len(flags) == 1 and flags[0].member_id == b.id and flags[0].key == f"ring:{min(a.id, b.id)}:{max(a.id, b.id)}"
     bal_b = await Balance.get(member_id=b.id)
     assert bal_b.held == 20 and bal_b.balance == 40
-    # later earnings of a flagged member are held too; clearing releases them
-    await service.on_contribution_approved(5, a.id)
-    assert (await Balance.get(member_id=a.id)).held == 30
-    await ReviewFlag.filter(member_id=a.id).update(status="cleared")
-    assert await service.release_held(a.id) == 30
-    assert (await Balance.get(member_id=a.id)).balance == 90
-    assert await service.release_held(a.id) == 0
+    assert (await Balance.get(member_id=a.id)).balance == 60
+    # later earnings of the flagged member are held too; clearing releases them
+    await service.on_contribution_approved(5, b.id)
+    assert (await Balance.get(member_id=b.id)).held == 50
+    await ReviewFlag.filter(member_id=b.id).update(status="cleared")
+    assert await service.release_held(b.id) == 50
+    assert (await Balance.get(member_id=b.id)).balance == 90
+    assert await service.release_held(b.id) == 0
 
 
 async def login_admin(client) -> str:  # type: ignore[no-untyped-def]
@@ -213,16 +235,19 @@ async def test_rewards_admin_requires_admin_and_csrf(client) -> None:
 
 async def test_gift_redemption_via_chat_and_manual_queue_refund(client, services) -> None:
     reward = await Reward.create(name="Umbrella", kind="gift", cost=30, stock=5, per_member_limit=1)
-    await chat(client, user="buyer", text="你好")
+    await chat(client, "buyer", text="你好")
     buyer = await member_of("web", "buyer")
+    unverified = await chat(client, "buyer", action=f"rd:{reward.id}")
+    assert "不够" in unverified[0]["text"]  # the balance is checked before anything is asked
+    await make_trusted(buyer, level=1)
     await service.award(buyer.id, "answer_accepted", "answer:300")
     await service.award(buyer.id, "answer_accepted", "answer:301")
-    menu = await chat(client, user="buyer", text="兑换")
+    menu = await chat(client, "buyer", text="兑换")
     assert any(c["action"] == f"rd:{reward.id}" for c in menu[0]["choices"])
-    done = await chat(client, user="buyer", action=f"rd:{reward.id}")
+    done = await chat(client, "buyer", action=f"rd:{reward.id}")
     assert "Umbrella" in done[0]["text"]
     assert (await ledger.balance_of(buyer.id)).balance == 10
-    limited = await chat(client, user="buyer", action=f"rd:{reward.id}")
+    limited = await chat(client, "buyer", action=f"rd:{reward.id}")
     assert "10" not in limited[0]["text"] or "already" in limited[0]["text"] or "已" in limited[0]["text"]
     assert await Redemption.filter(member_id=buyer.id).count() == 1
     # staff mark it failed: points and stock come back, once
@@ -261,19 +286,24 @@ async def _settle(provider: FakeTopupProvider, n: int) -> None:
 async def test_topup_success_failure_and_refusal(topup_env) -> None:
     client, provider = topup_env
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=10, per_member_limit=5, face_value=10)
-    m = await Member.create()
-    for i in range(10):
-        await service.award(m.id, "answer_accepted", f"answer:t{i}")
-    ok = await service.redeem(m.id, reward.id, request_key="k1", phone="+8613900000001")
-    failed = await service.redeem(m.id, reward.id, request_key="k2", phone="+8613900000002")
-    refused = await service.redeem(m.id, reward.id, request_key="k3", phone="+8613900000003")
+    members = []
+    for phone in ("+8613900000001", "+8613900000002", "+8613900000003"):
+        m = await Member.create()
+        await make_trusted(m, level=1, phone=phone)
+        for i in range(10):
+            await service.award(m.id, "contribution_approved", f"contribution:t{m.id}:{i}")
+        members.append(m)
+    ok = await service.redeem(members[0].id, reward.id, request_key="k1")
+    failed = await service.redeem(members[1].id, reward.id, request_key="k2")
+    refused = await service.redeem(members[2].id, reward.id, request_key="k3")
+    assert (ok.phone, failed.phone) == ("+8613900000001", "+8613900000002")  # the verified number, only
     await _settle(provider, 2)
     assert provider.bad_signatures == 0
     assert (await Redemption.get(id=ok.id)).status == "fulfilled"
     assert (await Redemption.get(id=failed.id)).status == "failed"
     assert (await Redemption.get(id=refused.id)).status == "failed"
-    # 200 − 50 (the fulfilled one); the failed and refused ones were refunded
-    assert (await ledger.balance_of(m.id)).balance == 150
+    # 300 − 50 (the fulfilled one); the failed and refused ones were refunded
+    assert [(await ledger.balance_of(m.id)).balance for m in members] == [250, 300, 300]
     # a replayed callback changes nothing; a forged one is refused; junk is a 400
     status, payload = provider.callbacks[0]
     import json
@@ -290,4 +320,4 @@ async def test_topup_success_failure_and_refusal(topup_env) -> None:
     junk = b"{not json"
     bad = await client.post("/api/v1/topup/callback", data=junk, headers={"X-Timestamp": ts, "X-Signature": sign("topup-secret-1", ts, junk)})
     assert bad.status == 400 and "error" in await bad.json()
-    assert (await ledger.balance_of(m.id)).balance == 150
+    assert [(await ledger.balance_of(m.id)).balance for m in members] == [250, 300, 300]

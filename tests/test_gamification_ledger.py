@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -104,7 +105,7 @@ async def test_reversal_after_spending_records_debt_then_earnings_repay_it(sqlit
     await check_invariants(m.id)
 
 
-async def test_daily_cap_limits_but_accepted_answers_are_exempt(sqlite_orm: None) -> None:
+async def test_daily_cap_limits_accepted_answers_too_but_not_exempt_events(sqlite_orm: None) -> None:
     m = await Member.create()
     granted = []
     for i in range(45):
@@ -113,14 +114,19 @@ async def test_daily_cap_limits_but_accepted_answers_are_exempt(sqlite_orm: None
         granted.append(res.granted)
     assert sum(granted) == RULES.daily_cap
     assert granted[-1] == 0
-    res = await ledger.award(m.id, "answer_accepted", 20, key="acc", exempt=True,
+    # accepted answers count against the daily total now (issue 16): nothing left today
+    res = await ledger.award(m.id, "answer_accepted", 20, key="acc",
                              policy=caps.policy_for(RULES, m.id, "answer_accepted"))
-    assert res.granted == 20
+    assert res.granted == 0 and res.note == "daily cap"
+    # an approved contribution (staff decided) is still exempt
+    res = await ledger.award(m.id, "contribution_approved", 30, key="contrib", exempt=True,
+                             policy=caps.policy_for(RULES, m.id, "contribution_approved"))
+    assert res.granted == 30
     await check_invariants(m.id)
 
 
 async def _redeem_race(n: int) -> None:
-    m = await Member.create(display_name="racer")
+    m = await Member.create(display_name="racer", phone=f"+86139{n:08d}", phone_verified_at=datetime.now(timezone.utc))
     await ledger.award(m.id, "answer_accepted", 30, key=f"race-seed-{m.id}")
     reward = await Reward.create(name="Sticker", kind="gift", cost=10, stock=1000, per_member_limit=1000)
 

@@ -14,6 +14,7 @@ from bot.messages import Incoming, Reply
 from bot.models import OutboxMessage
 from bot.settings import Settings
 from bot.web import render
+from bot.web.client import device_fingerprint
 
 CHANNEL = "web"
 
@@ -62,6 +63,8 @@ async def chat_api(request: web.Request) -> web.Response:
         action=req.action,
         msg_id=req.msg_id,
         locale_hint=req.locale or request.headers.get("Accept-Language", "").split(",")[0] or None,
+        # the device a share link is made from: its own opens of the link never pay
+        meta={"fingerprint": device_fingerprint(request, services.settings.secret_key)},
     )
     replies = await services.pipeline.process(incoming)
     return web.json_response({"replies": [reply_json(r) for r in replies]})

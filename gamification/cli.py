@@ -1,0 +1,41 @@
+"""``python -m bot points release``: pay out pending points whose hold has passed.
+
+The service runs the same job hourly (gamification.web's housekeeping); this command is for
+cron, for an operator after a change of ``trust.hold.days``, and for tests. Idempotent: an
+entry is released once whoever gets there first."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bot.settings import Settings
+
+
+def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli import _with_db
+    from gamification import service
+    from gamification.leaderboard import make_leaderboard
+
+    async def run() -> int:
+        redis = None
+        if settings.redis_url:
+            from bot.redis_stores import make_redis
+
+            redis = make_redis(settings.redis_url)
+        try:
+            service.configure(None, make_leaderboard(redis, prefix="everycsr:lb"))
+            released = await service.release_due()
+        finally:
+            if redis is not None:
+                await redis.aclose()
+        print(f"released {released} pending points")
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    points = sub.add_parser("points", help="points: release pending points")
+    psub = points.add_subparsers(dest="points_command", required=True, metavar="ACTION")
+    p = psub.add_parser("release", help="pay out pending points whose hold has passed (idempotent)")
+    p.set_defaults(func=cmd_points_release)
