@@ -93,15 +93,11 @@ def sla_breached(ticket: Ticket, now: datetime) -> bool:
     return ticket.resolution_due < now
 
 
-def queue_key(ticket: Ticket, now: datetime) -> tuple[int, datetime]:
-    """Urgent (complaint, VIP, repeat contact, SLA breach) first, then first in, first out."""
-    return (0 if ticket.urgent or sla_breached(ticket, now) else 1, ticket.created_at)
-
-
 async def queue(limit: int = 200) -> list[Ticket]:
-    now = utcnow()
-    rows = await Ticket.filter(status__in=LIVE).select_related("member", "assignee").order_by("created_at").limit(limit)
-    return sorted(rows, key=lambda t: queue_key(t, now))
+    """The first ``limit`` live tickets in queue order (ordered and cut in SQL)."""
+    from community.inbox import queue as ticket_queue
+
+    return (await ticket_queue.page(ticket_queue.QueueFilter(), 1, limit)).tickets
 
 
 async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
