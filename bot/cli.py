@@ -16,6 +16,7 @@ SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 COMMAND_MODULES: list[str] = [
     "bot.staff.cli",
     "bot.channels.wechat.cli",
+    "community.members.cli",
 ]
 # Called by `demo` after the sample data is loaded: "module:function" names of
 # async functions (settings) -> list of lines to print (logins, URLs)

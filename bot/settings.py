@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     moderation_warn_freeze_after: int = 2  # warnings before forwarding points are frozen
     inbox_first_response_minutes: float = 10.0
     inbox_resolution_minutes: float = 240.0
+    # how often the inbox checks SLAs (Prometheus gauges, and a live alert to open pages); 0 = never
+    inbox_sla_check_seconds: float = 30.0
 
     # --- offers and dashboard (community/offers, bot/dashboard) ------------------------------
     service_timezone: str = "Asia/Shanghai"  # quiet hours, daily budgets and caps, dashboard days

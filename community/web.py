@@ -16,6 +16,8 @@ from bot.settings import Settings
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir
 from community.inbox import web as inbox_web
+from community.inbox.sla import run_sla_loop
+from community.members import web as members_web
 from community.moderation import service as moderation
 from community.moderation import web as moderation_web
 from community.qa import service as qa
@@ -33,6 +35,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     for module in (inbox_web, qa_web, moderation_web):
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
+    members_web.add_routes(app)
     for entry in LINKS:
         if entry not in STAFF_LINKS:
             STAFF_LINKS.append(entry)
@@ -46,9 +49,13 @@ def setup(app: web.Application, settings: Settings) -> None:
         if settings.qa_deadline_check_seconds > 0:
             task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),
                                        name="qa-deadlines")
+        tasks = [task] if task else []
+        if settings.inbox_sla_check_seconds > 0:
+            tasks.append(asyncio.create_task(run_sla_loop(services, settings.inbox_sla_check_seconds),
+                                             name="inbox-sla"))
         yield
-        if task:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(background)

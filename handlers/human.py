@@ -25,6 +25,7 @@ async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int
     ticket, created = await inbox.open_ticket(
         ctx.services, ctx.member.id, ctx.channel, reason, summary=summary,
         unanswered_id=failed.id if failed else None, question_id=question_id,
+        said="" if ctx.incoming.action else ctx.text,
     )
     ctx.extra["ticket"] = ticket.id
     ctx.extra["live_ticket"] = ticket

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, get_translator, normalize_locale
 from bot.settings import ROOT
+from bot.web.enums import enum_label
 
 TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]
 STATIC_DIR = ROOT / "bot" / "web" / "static"
@@ -58,8 +59,11 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         text = tr.ngettext(s, p, n)
         return text % {"num": n, **kw}
 
+    def enum(kind: str, value: object) -> str:
+        return enum_label(gettext, kind, value)
+
     html = environment().get_template(template).render(
-        gettext=gettext, ngettext=ngettext, _=gettext, locale=locale, locales=LOCALE_NAMES,
+        gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
         request=request, **context,
     )
     resp = web.Response(text=html, status=status, content_type="text/html")

@@ -14,11 +14,15 @@ from tortoise.exceptions import IntegrityError
 from bot.app_keys import SERVICES
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
-from bot.web import render
+from bot.web import render, request_locale
 from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
 from community.inbox.models import Ticket, TicketMessage
-from community.inbox.view import minutes_left, ticket_view
+from community.inbox import queue as ticket_queue
+from community.inbox import report as inbox_report
+from community.inbox.models import STATUSES
+from community.inbox.view import CANNED_LIMIT, canned_replies, minutes_left, ticket_messages, ticket_view
+from community.members import tags as member_tags
 from community.models import KnowledgeItem
 from community.qa.models import Question
 
@@ -41,48 +45,66 @@ def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/inbox/t/{ticket_id}" + (f"?flash={flash}" if flash else ""))
 
 
-async def _queue_rows() -> list[dict]:
+def _rows(tickets: list[Ticket]) -> list[dict]:
     now = datetime.now(timezone.utc)
-    rows = []
-    for t in await service.queue():
-        rows.append({
-            "t": t,
-            "breached": service.sla_breached(t, now),
-            "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
-            "resolution_left": minutes_left(t.resolution_due, now),
-            "age": int((now - t.created_at).total_seconds() // 60),
-        })
-    return rows
+    return [{
+        "t": t,
+        "breached": service.sla_breached(t, now),
+        "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
+        "resolution_left": minutes_left(t.resolution_due, now),
+        "age": int((now - t.created_at).total_seconds() // 60),
+    } for t in tickets]
+
+
+def _page_no(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 6 else 1
+
+
+async def _queue(request: web.Request) -> tuple[ticket_queue.QueuePage, list[dict]]:
+    f = ticket_queue.QueueFilter.from_query(request.query, me=request["staff"].id)
+    result = await ticket_queue.page(f, _page_no(request))
+    return result, _rows(result.tickets)
+
+
+def _agents(staff_list: list[StaffUser]) -> list[StaffUser]:
+    return [a for a in staff_list if a.has_role("agent")]
 
 
 @require_role(*AGENTS)
 async def queue_page(request: web.Request) -> web.Response:
+    result, rows = await _queue(request)
+    channels = sorted(await Ticket.all().distinct().values_list("channel", flat=True))
+    agents = _agents(await StaffUser.filter(active=True).order_by("username"))
     return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await _queue_rows(), flash=request.query.get("flash", ""))
+                  rows=rows, q=result, channels=channels, agents=agents, statuses=("live", *STATUSES, "all"),
+                  query=dict(request.query), flash=request.query.get("flash", ""))
 
 
 @require_role(*AGENTS)
 async def queue_fragment(request: web.Request) -> web.Response:
+    result, rows = await _queue(request)
     return render(request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await _queue_rows())
+                  rows=rows, q=result)
 
 
 @require_role(*AGENTS)
 async def ticket_page(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
-    view = await ticket_view(request.app[SERVICES], ticket)
+    services = request.app[SERVICES]
+    view = await ticket_view(services, ticket, services.translator.bind(request_locale(request)))
     staff = request["staff"]
     agents = await StaffUser.filter(active=True).order_by("username") if staff.has_role("admin") else []
     return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
                   messages=view.messages, ticket=ticket,
-                  agents=[a for a in agents if a.has_role("agent")], nonce=secrets.token_urlsafe(16),
+                  agents=_agents(agents), nonce=secrets.token_urlsafe(16),
                   flash=request.query.get("flash", ""))
 
 
 @require_role(*AGENTS)
 async def messages_fragment(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
-    messages = await TicketMessage.filter(ticket_id=ticket.id).order_by("id").select_related("staff")
+    messages = await ticket_messages(ticket.id)
     return render(request, "inbox_messages.html", messages=messages, ticket=ticket, staff=request["staff"],
                   csrf_token=request["csrf_token"])
 
@@ -179,6 +201,38 @@ async def publish(request: web.Request) -> web.Response:
 
 
 @require_role(*AGENTS)
+async def change_tag(request: web.Request) -> web.Response:
+    """Add or remove one of the member's tags from the ticket page (audited)."""
+    ticket = await _ticket(request)
+    form = await request.post()
+    op = str(form.get("op", "add"))
+    if op not in ("add", "remove"):
+        raise web.HTTPBadRequest(text="Unknown operation.")
+    try:
+        await member_tags.change_tag(ticket.member_id, str(form.get("tag", "")), add=op == "add",
+                                     actor=f"staff:{request['staff'].username}", source="inbox")
+    except member_tags.TagError:
+        raise _back(ticket.id, "bad-tag") from None
+    raise _back(ticket.id, "tagged")
+
+
+@require_role(*AGENTS)
+async def canned(request: web.Request) -> web.Response:
+    """Knowledge items for a canned reply, searched by the agent's own words."""
+    text = request.query.get("q", "").strip()[:200]
+    items = await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2) if text else []
+    return render(request, "inbox_canned.html", items=items, q=text)
+
+
+@require_role(*AGENTS)
+async def report_page(request: web.Request) -> web.Response:
+    raw = request.query.get("days", "30")
+    days = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 366 else 30
+    return render(request, "inbox_report.html", staff=request["staff"], csrf_token=request["csrf_token"],
+                  rows=await inbox_report.agent_report(days), days=days)
+
+
+@require_role(*AGENTS)
 async def sse(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``data:`` line per inbox change; pages re-fetch what changed."""
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -214,6 +268,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/inbox", queue_page)
     app.router.add_get("/inbox/queue", queue_fragment)
     app.router.add_get("/inbox/events", sse)
+    app.router.add_get("/inbox/canned", canned)
+    app.router.add_get("/inbox/report", report_page)
     app.router.add_get("/inbox/t/{ticket_id}", ticket_page)
     app.router.add_get("/inbox/t/{ticket_id}/messages", messages_fragment)
     app.router.add_post("/inbox/t/{ticket_id}/claim", claim)
@@ -222,3 +278,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/inbox/t/{ticket_id}/reply", reply)
     app.router.add_post("/inbox/t/{ticket_id}/close", close)
     app.router.add_post("/inbox/t/{ticket_id}/publish", publish)
+    app.router.add_post("/inbox/t/{ticket_id}/tags", change_tag)
