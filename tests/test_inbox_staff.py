@@ -33,22 +33,24 @@ async def member(external: str, channel: str = "web", **fields) -> Member:  # ty
     return await Member.get(id=account.member_id)
 
 
+_batches = iter(range(1_000_000))
+
+
 async def bulk_tickets(n: int, *, channel: str = "web", start: datetime | None = None) -> list[int]:
-    """``n`` ordinary live tickets, oldest first, inserted in bulk (fast for big queues)."""
+    """``n`` ordinary live tickets, oldest first, inserted in bulk (fast for big queues).
+    They share one creation time; the queue breaks ties by ticket number (FIFO)."""
     start = start or datetime.now(timezone.utc) - timedelta(minutes=5)
-    members = [Member(display_name=f"bulk{i}") for i in range(n)]
-    await Member.bulk_create(members)
-    created = await Member.filter(display_name__startswith="bulk").order_by("id").values_list("id", flat=True)
+    prefix = f"bulk{next(_batches)}-"
+    await Member.bulk_create([Member(display_name=f"{prefix}{i}") for i in range(n)])
+    created = await Member.filter(display_name__startswith=prefix).order_by("id").values_list("id", flat=True)
     far = datetime.now(timezone.utc) + timedelta(days=1)
     await Ticket.bulk_create([
         Ticket(member_id=mid, channel=channel, reason="human", summary=f"问题 {i}", open_key=mid,
                first_response_due=far, resolution_due=far)
         for i, mid in enumerate(created)
     ])
-    # auto_now_add stamps "now": spread them so FIFO is well defined
     ids = await Ticket.filter(member_id__in=created).order_by("id").values_list("id", flat=True)
-    for i, tid in enumerate(ids):
-        await Ticket.filter(id=tid).update(created_at=start + timedelta(seconds=i))
+    await Ticket.filter(id__in=ids).update(created_at=start)
     return list(ids)
 
 

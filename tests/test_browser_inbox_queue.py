@@ -1,0 +1,113 @@
+"""Headless Chromium on an inbox with 500 live tickets: the urgent complaint is on top,
+filters and search narrow the queue, an admin assigns a ticket, the transcript shows the
+labels a member tapped, and member tags work end to end from the ticket page."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import pytest_asyncio
+
+from bot.models import Member
+from bot.staff.models import StaffUser
+from community.inbox.models import Ticket
+from community.members.models import MemberTagChange
+from tests.browser import MARKS, chromium
+from tests.community_helpers import PASSWORD, chat
+from tests.test_inbox_staff import QUESTION, bulk_tickets
+
+pytestmark = MARKS
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[object]:
+    async with chromium() as b:
+        yield b
+
+
+async def login(browser, base: str, username: str, roles: list[str]):  # type: ignore[no-untyped-def]
+    from bot.staff.auth import create_staff
+
+    await create_staff(username, PASSWORD, roles)
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await page.goto(f"{base}/login?next=/inbox")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_load_state()
+    return page
+
+
+async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, browser) -> None:
+    base = str(client.make_url("")).rstrip("/")
+    await bulk_tickets(480, start=datetime.now(timezone.utc) - timedelta(hours=1))
+    await bulk_tickets(19, channel="sms", start=datetime.now(timezone.utc) - timedelta(minutes=50))
+    # the member asks, taps 👍 on the answer, then complains: the newest ticket of 500
+    replies = await chat(client, "angry", text=QUESTION)
+    up = next(c for c in replies[0]["choices"] if c["action"].startswith("fb:up:"))
+    await chat(client, "angry", action=up["action"])
+    await chat(client, "angry", text="我要投诉，再不解决就打12300")
+    complaint = await Ticket.get(member__accounts__external_id="angry")
+    assert await Ticket.filter(status="open").count() == 500
+
+    agent = await login(browser, base, "agent500", ["agent"])
+    assert agent.url.endswith("/inbox")
+    first = agent.locator("#queue-rows tr").first
+    assert await first.get_attribute("data-ticket") == str(complaint.id)
+    assert "urgent" in (await first.get_attribute("class") or "")
+    assert "500" in await agent.inner_text("#page-info")
+    assert await agent.locator("#queue-rows tr").count() == 50
+
+    # filters: the channel select and the search box
+    await agent.select_option("select[name=channel]", "sms")
+    await agent.click("#apply-filters")
+    await agent.wait_for_load_state()
+    assert await agent.locator("#queue-rows tr").count() == 19
+    await agent.goto(f"{base}/inbox")
+    await agent.fill("input[name=q]", "12300")
+    await agent.click("#apply-filters")
+    await agent.wait_for_load_state()
+    rows = agent.locator("#queue-rows tr")
+    assert await rows.count() == 1 and await rows.first.get_attribute("data-ticket") == str(complaint.id)
+
+    # the transcript: the tapped label and the choices that were offered, no raw codes
+    await agent.click(f"tr[data-ticket='{complaint.id}'] a")
+    await agent.wait_for_selector("#transcript")
+    transcript = await agent.inner_text("#transcript")
+    assert up["label"] in transcript and up["action"] not in transcript
+    assert transcript.index(QUESTION) < transcript.index(up["label"]) < transcript.index("12300")
+    offered = await agent.locator("#transcript .offered").first.inner_text()
+    assert [line.strip() for line in offered.splitlines() if line.strip()] == [c["label"] for c in replies[0]["choices"]]
+    assert "12300" in await agent.inner_text("#ticket-messages")
+
+    # tags end to end: add on the ticket page, filter by it, remove, audited
+    await agent.fill("#new-tag", "VIP")
+    await agent.click("#add-tag")
+    await agent.wait_for_selector("#member-tags .tag")
+    assert "vip" in await agent.inner_text("#member-tags")
+    assert (await Member.get(id=complaint.member_id)).tags == ["vip"]
+    await agent.goto(f"{base}/inbox?tag=vip")
+    assert await agent.locator("#queue-rows tr").count() == 1
+    await agent.goto(f"{base}/inbox/t/{complaint.id}")
+    await agent.click("#member-tags .remove-tag")
+    await agent.wait_for_load_state()
+    assert (await Member.get(id=complaint.member_id)).tags == []
+    ops = await MemberTagChange.filter(member_id=complaint.member_id).order_by("id").values_list("op", "actor", "source")
+    assert ops == [("add", "staff:agent500", "inbox"), ("remove", "staff:agent500", "inbox")]
+
+    # assignment: an admin hands the complaint to the agent, who finds it under "me"
+    admin = await login(browser, base, "boss500", ["admin"])
+    await admin.goto(f"{base}/inbox/t/{complaint.id}")
+    agent_id = (await StaffUser.get(username="agent500")).id
+    await admin.select_option("form[action$='/assign'] select[name=staff_id]", str(agent_id))
+    await admin.click("form[action$='/assign'] button")
+    await admin.wait_for_load_state()
+    assert (await Ticket.get(id=complaint.id)).assignee_id == agent_id
+    await agent.goto(f"{base}/inbox")
+    await agent.select_option("select[name=assignee]", str(agent_id))
+    await agent.click("#apply-filters")
+    await agent.wait_for_load_state()
+    rows = agent.locator("#queue-rows tr")
+    assert await rows.count() == 1 and await rows.first.get_attribute("data-ticket") == str(complaint.id)
+    assert "agent500" in await rows.first.inner_text()
