@@ -6,6 +6,7 @@ periodic question-deadline check.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,11 +25,26 @@ from community.qa import service as qa
 from community.qa import web as qa_web
 from community.qa.deadlines import run_deadline_loop
 
+log = logging.getLogger(__name__)
+
 LINKS = [
     ("/inbox", N_("Agent inbox"), ("agent",)),
     ("/admin/moderation", N_("Moderation"), ("reviewer",)),
     ("/questions", N_("Community questions"), ()),
 ]
+
+
+async def _lift_freezes_hourly() -> None:
+    """Forwarding freezes past their clean period are lifted on the next check anyway; the
+    sweep makes the audit log and the standing say so without waiting for one."""
+    while True:
+        try:
+            await moderation.lift_clean_freezes()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lifting moderation freezes failed")
+        await asyncio.sleep(3600)
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -50,6 +66,7 @@ def setup(app: web.Application, settings: Settings) -> None:
             task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),
                                        name="qa-deadlines")
         tasks = [task] if task else []
+        tasks.append(asyncio.create_task(_lift_freezes_hourly(), name="moderation-freezes"))
         if settings.inbox_sla_check_seconds > 0:
             tasks.append(asyncio.create_task(run_sla_loop(services, settings.inbox_sla_check_seconds),
                                              name="inbox-sla"))

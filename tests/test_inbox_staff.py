@@ -332,3 +332,21 @@ async def test_survey_comment_and_agent_report(client, services) -> None:
     await staff_login(client, "boss", ["agent"])
     html = await (await client.get("/inbox/report")).text()
     assert "等太久了" in html and "50 %" in html
+
+
+async def test_migration_backfills_tag_rows_from_tag_lists(services) -> None:
+    """Members tagged before tags were rows become filterable (bot/migrations/0009_staff.py)."""
+    import importlib
+
+    from tortoise import Tortoise
+
+    migration = importlib.import_module("bot.migrations.0009_staff")
+    m = await member("old-tags", tags=["VIP", "plan:5g", "vip", "bad,tag"])
+    await MemberTag.filter(member_id=m.id).delete()
+
+    class Editor:
+        client = Tortoise.get_connection("default")
+
+    await migration.backfill_tag_rows(None, Editor())
+    assert sorted(await MemberTag.filter(member_id=m.id).values_list("tag", flat=True)) == ["plan:5g", "vip"]
+    assert await ticket_queue.page(ticket_queue.QueueFilter(tag="plan:5g")) is not None

@@ -5,7 +5,6 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 
-
 async def backfill_tag_rows(apps, schema_editor) -> None:  # type: ignore[no-untyped-def]
     """Tags set before they were rows (``Member.tags`` lists) become rows, so the inbox can
     filter by them. Normalised as community.members.tags does; bad values are skipped."""
@@ -65,6 +64,16 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'member_tag_change', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Who added or removed which tag on which member, from where (inbox, api, cli).'},
             bases=['Model'],
+        ),
+        ops.AddField(
+            model_name='MemberStanding',
+            name='clean_until',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.AddField(
+            model_name='MemberStanding',
+            name='episode',
+            field=fields.IntField(default=0),
         ),
         ops.AddField(
             model_name='Ticket',
