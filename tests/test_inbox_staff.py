@@ -350,3 +350,35 @@ async def test_migration_backfills_tag_rows_from_tag_lists(services) -> None:
     await migration.backfill_tag_rows(None, Editor())
     assert sorted(await MemberTag.filter(member_id=m.id).values_list("tag", flat=True)) == ["plan:5g", "vip"]
     assert await ticket_queue.page(ticket_queue.QueueFilter(tag="plan:5g")) is not None
+
+
+async def test_concurrent_tag_changes_lose_nothing_on_postgres(fresh_postgres_url: str) -> None:
+    """Twenty staff tag one member at once (PostgreSQL, row lock on the member): every tag
+    is kept in both the rows and ``Member.tags``, with one audit record each; the queue's SQL
+    (CASE ordering, tag subquery, search) runs on PostgreSQL too."""
+    import asyncio
+
+    from bot import storage
+
+    await storage.open_db(fresh_postgres_url, create_schema=True)
+    try:
+        m = await Member.create(display_name="pg-tags")
+        tags = [f"t{i}" for i in range(20)]
+        results = await asyncio.gather(*[member_tags.add_tag(m.id, t, actor="staff:x", source="api") for t in tags],
+                                       *[member_tags.add_tag(m.id, "vip", actor="staff:y", source="api")
+                                         for _ in range(5)])
+        assert sum(results) == 21  # 20 distinct tags + "vip" once
+        assert sorted((await Member.get(id=m.id)).tags) == sorted([*tags, "vip"])
+        assert await MemberTag.filter(member_id=m.id).count() == 21
+        assert await MemberTagChange.filter(member_id=m.id).count() == 21
+        far = datetime.now(timezone.utc) + timedelta(days=1)
+        plain = await Ticket.create(member_id=(await Member.create()).id, channel="web", reason="human",
+                                    open_key=-1, first_response_due=far, resolution_due=far, summary="宽带")
+        vip = await Ticket.create(member_id=m.id, channel="sms", reason="human", urgent=True, urgent_why=["vip"],
+                                  open_key=m.id, first_response_due=far, resolution_due=far)
+        F = ticket_queue.QueueFilter
+        assert [t.id for t in (await ticket_queue.page(F())).tickets] == [vip.id, plain.id]
+        assert [t.id for t in (await ticket_queue.page(F(tag="vip"))).tickets] == [vip.id]
+        assert [t.id for t in (await ticket_queue.page(F(search="宽带"))).tickets] == [plain.id]
+    finally:
+        await storage.close_db()
