@@ -229,7 +229,7 @@ async def test_csv_import(services) -> None:
     assert result.changed == 3 and result.unchanged == 0
     assert len(result.errors) == 4 and result.errors[0].startswith("line 5:")
     assert (await Member.get(id=a.id)).tags == [] and (await Member.get(id=b.id)).tags == ["plan:5g-128"]
-    again = await member_tags.import_csv(f"telegram:imp2,plan:5g-128\n", actor="cli:ops")
+    again = await member_tags.import_csv("telegram:imp2,plan:5g-128\n", actor="cli:ops")
     assert again.changed == 0 and again.unchanged == 1
     assert await MemberTagChange.filter(source="cli").count() == 3
 

@@ -8,6 +8,7 @@ ordinary tickets was not shown at all).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -35,8 +36,8 @@ class QueueFilter:
     urgent_only: bool = False
 
     @classmethod
-    def from_query(cls, query: "dict[str, str] | object", me: int | None = None) -> "QueueFilter":
-        get = query.get  # type: ignore[attr-defined]
+    def from_query(cls, query: Mapping[str, str], me: int | None = None) -> "QueueFilter":
+        get = query.get
         status = str(get("status", "live") or "live")
         if status not in (*STATUSES, "live", "all"):
             status = "live"
