@@ -111,3 +111,14 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     rows = agent.locator("#queue-rows tr")
     assert await rows.count() == 1 and await rows.first.get_attribute("data-ticket") == str(complaint.id)
     assert "agent500" in await rows.first.inner_text()
+
+    # an SLA breach is alerted on the page, and the breached ticket joins the urgent ones
+    late = (await Ticket.filter(status="open", channel="sms").order_by("id").first())
+    assert late is not None
+    await Ticket.filter(id=late.id).update(first_response_due=datetime.now(timezone.utc) - timedelta(minutes=1))
+    await agent.goto(f"{base}/inbox")
+    assert "1" in await agent.inner_text("#sla-alert")
+    await agent.click("#sla-alert a")
+    await agent.wait_for_load_state()
+    urgent = [await r.get_attribute("data-ticket") for r in await agent.locator("#queue-rows tr").all()]
+    assert urgent == [str(late.id), str(complaint.id)]  # both urgent: first in, first out
