@@ -269,6 +269,14 @@ async def test_vip_tag_makes_the_next_ticket_urgent_end_to_end(client, services)
     html = await (await client.get("/inbox")).text()
     first = re.search(r'data-ticket="(\d+)"', html)
     assert first and int(first.group(1)) == ticket.id
+    # removing VIP by the API takes the urgency off the live ticket; adding it back restores it
+    h = {"X-CSRF-Token": token}
+    await client.delete(f"/api/v1/staff/members/{m.id}/tags/vip", headers=h)
+    t = await Ticket.get(id=ticket.id)
+    assert not t.urgent and t.urgent_why == []
+    await client.post(f"/api/v1/staff/members/{m.id}/tags", json={"tag": "VIP"}, headers=h)
+    t = await Ticket.get(id=ticket.id)
+    assert t.urgent and t.urgent_why == ["vip"]
     # tagging from the ticket page (form) works too, and shows up in the tag filter
     await client.post(f"/inbox/t/{ticket.id}/tags", data={"csrf_token": token, "op": "add", "tag": "plan:5g"})
     assert (await Member.get(id=m.id)).tags == ["plan:5g", "vip"]
@@ -382,3 +390,15 @@ async def test_concurrent_tag_changes_lose_nothing_on_postgres(fresh_postgres_ur
         assert [t.id for t in (await ticket_queue.page(F(search="宽带"))).tickets] == [plain.id]
     finally:
         await storage.close_db()
+
+
+async def test_reprioritize_keeps_other_reasons(services) -> None:
+    m = await member("rp1", tags=["vip"])
+    t, _ = await inbox.open_ticket(services, m.id, "web", "complaint", summary="我要投诉")
+    assert t.urgent_why == ["complaint", "vip"]
+    await member_tags.remove_tag(m.id, "vip", actor="t", source="api")
+    assert await inbox.reprioritize(services, m.id)
+    t = await Ticket.get(id=t.id)
+    assert t.urgent and t.urgent_why == ["complaint"]
+    assert not await inbox.reprioritize(services, m.id)  # nothing left to change
+    assert not await inbox.reprioritize(services, (await member("rp2")).id)  # no live ticket

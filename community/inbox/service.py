@@ -96,6 +96,23 @@ async def _note_member_words(ticket: Ticket, channel: str, summary: str, said: s
         await TicketMessage.create(ticket=ticket, author="member", text=text, channel=channel)
 
 
+async def reprioritize(services: "Services | None", member_id: int) -> bool:
+    """After the member's tags changed: their live ticket gains or loses "vip" urgency.
+    True when the ticket changed."""
+    ticket = await Ticket.get_or_none(open_key=member_id)
+    if ticket is None:
+        return False
+    member = await Member.get(id=member_id)
+    vip = "vip" in [str(t).lower() for t in (member.tags or [])]
+    why = [w for w in ticket.urgent_why if w != "vip"] + (["vip"] if vip else [])
+    if why == list(ticket.urgent_why):
+        return False
+    done = await Ticket.filter(id=ticket.id, status__in=LIVE).update(urgent_why=why, urgent=bool(why))
+    if done and services is not None:
+        await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "updated"})
+    return bool(done)
+
+
 def sla_breached(ticket: Ticket, now: datetime) -> bool:
     if ticket.status == "closed":
         return False

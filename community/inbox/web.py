@@ -213,6 +213,7 @@ async def change_tag(request: web.Request) -> web.Response:
                                      actor=f"staff:{request['staff'].username}", source="inbox")
     except member_tags.TagError:
         raise _back(ticket.id, "bad-tag") from None
+    await service.reprioritize(request.app[SERVICES], ticket.member_id)
     raise _back(ticket.id, "tagged")
 
 

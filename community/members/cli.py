@@ -12,6 +12,7 @@ from bot.settings import Settings
 
 def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli import _with_db
+    from community.inbox.service import reprioritize
     from community.members.tags import import_csv
 
     try:
@@ -22,6 +23,8 @@ def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         result = await import_csv(text, actor=f"cli:{args.actor or getpass.getuser()}")
+        for member_id in result.members:  # live tickets follow the members' VIP status
+            await reprioritize(None, member_id)
         for line in result.errors:
             print(line, file=sys.stderr)
         print(f"{result.changed} changed, {result.unchanged} already so, {len(result.errors)} errors")

@@ -98,6 +98,7 @@ class ImportResult:
     changed: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    members: set[int] = field(default_factory=set)  # whose tags changed
 
 
 async def find_member(ref: str) -> Member | None:
@@ -142,6 +143,7 @@ async def import_csv(text: str, *, actor: str) -> ImportResult:
             continue
         if changed:
             result.changed += 1
+            result.members.add(member.id)
         else:
             result.unchanged += 1
     return result

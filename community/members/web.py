@@ -11,9 +11,11 @@ import json
 
 from aiohttp import web
 
+from bot.app_keys import SERVICES
 from bot.models import Member
 from bot.staff.auth import require_role
 from bot.web.lookup import path_id
+from community.inbox import service as inbox
 from community.members import tags as member_tags
 
 ROLES = ("agent",)  # admin passes every role check
@@ -59,6 +61,8 @@ async def _change(request: web.Request, tag: str, add: bool) -> web.Response:
                                                source="api")
     except member_tags.TagError as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
+    if changed:  # a live ticket follows the member's VIP status
+        await inbox.reprioritize(request.app[SERVICES], member.id)
     return await _answer(member.id, changed)
 
 
