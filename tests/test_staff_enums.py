@@ -1,10 +1,13 @@
 """Stored enum values reach staff pages translated, from one place (bot/web/enums.py)."""
 from __future__ import annotations
 
+from bot.app_keys import SERVICES
 from bot.i18n import get_translator
+from bot.pipeline import get_or_create_account
 from bot.web.enums import ENUMS, enum_label
+from community.inbox import service as inbox
 from community.moderation import service as moderation
-from tests.community_helpers import staff_login
+from tests.community_helpers import csrf, staff_login
 
 SAME_IN_CHINESE = {"VIP", "Telegram", "API"}
 
@@ -34,3 +37,16 @@ async def test_moderation_and_knowledge_pages_show_no_raw_enum_values(client) ->
     assert "<td>已釋出</td>" in tw and "<td>published</td>" not in tw
     en = await (await client.get("/admin/knowledge?lang=en")).text()
     assert "<td>Published</td>" in en
+
+
+async def test_staff_errors_are_in_the_readers_language(client) -> None:
+    await staff_login(client, "err-admin", ["admin"])
+    _, token = await csrf(client, "/inbox")
+    account = await get_or_create_account("web", "err1")
+    t, _ = await inbox.open_ticket(client.app[SERVICES], account.member_id, "web", "human")
+    zh = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"},
+                           headers={"Accept-Language": "zh-CN"})
+    assert zh.status == 400 and await zh.text() == "请选择一位坐席。"
+    en = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"},
+                           headers={"Accept-Language": "en"})
+    assert en.status == 400 and await en.text() == "Choose an agent."

@@ -47,6 +47,16 @@ def request_locale(request: web.Request) -> str:
     return DEFAULT_LOCALE
 
 
+def staff_text(request: web.Request, msgid: str, **params: Any) -> str:
+    """A message (marked with ``N_``) in the reader's language, for plain-text answers."""
+    return get_translator().gettext(request_locale(request), msgid, **params)
+
+
+def bad_request(request: web.Request, msgid: str, **params: Any) -> web.HTTPBadRequest:
+    """A 400 whose text is ``msgid`` (marked with ``N_``) in the reader's language."""
+    return web.HTTPBadRequest(text=staff_text(request, msgid, **params))
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     locale = request_locale(request)
     tr = get_translator().translations(locale)

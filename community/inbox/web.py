@@ -14,7 +14,8 @@ from tortoise.exceptions import IntegrityError
 from bot.app_keys import SERVICES
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
-from bot.web import render, request_locale
+from bot.i18n import N_
+from bot.web import bad_request, render, request_locale
 from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
 from community.inbox.models import Ticket, TicketMessage
@@ -130,7 +131,7 @@ async def assign(request: web.Request) -> web.Response:
     to = str(form.get("staff_id", ""))
     expected = str(form.get("expected", ""))
     if not to.isdigit() or not await StaffUser.filter(id=int(to), active=True).exists():
-        raise web.HTTPBadRequest(text="Choose an agent.")
+        raise bad_request(request, N_("Choose an agent."))
     ok = await service.assign(request.app[SERVICES], tid, int(to),
                               expected_assignee=int(expected) if expected.isdigit() else None)
     raise _back(tid, "" if ok else "changed")
@@ -143,9 +144,9 @@ async def reply(request: web.Request) -> web.Response:
     text = str(form.get("text", "")).strip()
     nonce = str(form.get("nonce", ""))[:64]
     if not text or len(text) > MAX_REPLY:
-        raise web.HTTPBadRequest(text=f"The reply must have 1 to {MAX_REPLY} characters.")
+        raise bad_request(request, N_("The reply must have 1 to %(n)s characters."), n=MAX_REPLY)
     if len(nonce) < 8:
-        raise web.HTTPBadRequest(text="Reload the page and send again.")
+        raise bad_request(request, N_("Reload the page and send again."))
     try:
         sent = await service.agent_reply(request.app[SERVICES], ticket, request["staff"].id, text, nonce)
     except service.ReplyRefused:
@@ -160,11 +161,11 @@ async def _answered_by(request: web.Request, form: Any) -> int | None:
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(id=int(raw), status="published"):
-        raise web.HTTPBadRequest(text="The knowledge item must be the number of a published item "
-                                      "(leave it empty to close without one).")
+        raise bad_request(request, N_("The knowledge item must be the number of a published item "
+                                      "(leave it empty to close without one)."))
     if not await service.ticket_question(await _ticket(request)):
-        raise web.HTTPBadRequest(text="This ticket has no question from the member to learn from; "
-                                      "close it without a knowledge item.")
+        raise bad_request(request, N_("This ticket has no question from the member to learn from; "
+                                      "close it without a knowledge item."))
     return int(raw)
 
 
@@ -186,7 +187,7 @@ async def publish(request: web.Request) -> web.Response:
     raw = str(form.get("message_id", ""))
     msg = await TicketMessage.get_or_none(id=int(raw), ticket_id=ticket.id, author="agent") if raw.isdigit() else None
     if msg is None:
-        raise web.HTTPBadRequest(text="Choose one of your replies on this ticket.")
+        raise bad_request(request, N_("Choose one of your replies on this ticket."))
     question = await Question.get_or_none(id=ticket.question_id) if ticket.question_id else None
     title = str(form.get("title", "")).strip() or (question.text if question else ticket.summary) or msg.text
     try:
@@ -207,7 +208,7 @@ async def change_tag(request: web.Request) -> web.Response:
     form = await request.post()
     op = str(form.get("op", "add"))
     if op not in ("add", "remove"):
-        raise web.HTTPBadRequest(text="Unknown operation.")
+        raise bad_request(request, N_("Unknown operation."))
     try:
         await member_tags.change_tag(ticket.member_id, str(form.get("tag", "")), add=op == "add",
                                      actor=f"staff:{request['staff'].username}", source="inbox")
