@@ -58,6 +58,15 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     assert "urgent" in (await first.get_attribute("class") or "")
     assert "500" in await agent.inner_text("#page-info")
     assert await agent.locator("#queue-rows tr").count() == 50
+    # paging: page 2 continues first in, first out, and the last page holds the rest
+    last_on_first = int(await agent.locator("#queue-rows tr").last.get_attribute("data-ticket") or 0)
+    await agent.click("#next-page")
+    await agent.wait_for_load_state()
+    second = [int(await r.get_attribute("data-ticket") or 0) for r in await agent.locator("#queue-rows tr").all()]
+    assert len(second) == 50 and second == sorted(second) and second[0] > last_on_first
+    await agent.goto(f"{base}/inbox?page=10")
+    assert await agent.locator("#queue-rows tr").count() == 50 and "10" in await agent.inner_text("#page-info")
+    await agent.goto(f"{base}/inbox")
 
     # filters: the channel select and the search box
     await agent.select_option("select[name=channel]", "sms")

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from bot.models import Member, TranscriptEntry
@@ -402,3 +405,20 @@ async def test_reprioritize_keeps_other_reasons(services) -> None:
     assert t.urgent and t.urgent_why == ["complaint"]
     assert not await inbox.reprioritize(services, m.id)  # nothing left to change
     assert not await inbox.reprioritize(services, (await member("rp2")).id)  # no live ticket
+
+
+@given(st.text(max_size=80))
+def test_normalize_tag_is_idempotent_and_clean(raw: str) -> None:
+    try:
+        tag = member_tags.normalize_tag(raw)
+    except member_tags.TagError:
+        return
+    assert tag == member_tags.normalize_tag(tag)
+    assert 1 <= len(tag) <= member_tags.MAX_TAG and "," not in tag and tag == tag.strip() and tag == tag.lower()
+
+
+@given(st.text(max_size=300))
+@hsettings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_csv_import_never_raises_on_any_text(services, text: str) -> None:  # type: ignore[no-untyped-def]
+    result = await member_tags.import_csv(text, actor="cli:fuzz")
+    assert result.changed + result.unchanged + len(result.errors) <= text.count("\n") + text.count("\r") + 1
