@@ -3,6 +3,7 @@ filters and search narrow the queue, an admin assigns a ticket, the transcript s
 labels a member tapped, and member tags work end to end from the ticket page."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
@@ -34,8 +35,8 @@ async def login(browser, base: str, username: str, roles: list[str]):  # type: i
     await page.goto(f"{base}/login?next=/inbox")
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state()
+    async with page.expect_navigation():
+        await page.click("button[type=submit]")
     return page
 
 
@@ -60,8 +61,8 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     assert await agent.locator("#queue-rows tr").count() == 50
     # paging: page 2 continues first in, first out, and the last page holds the rest
     last_on_first = int(await agent.locator("#queue-rows tr").last.get_attribute("data-ticket") or 0)
-    await agent.click("#next-page")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#next-page")
     second = [int(await r.get_attribute("data-ticket") or 0) for r in await agent.locator("#queue-rows tr").all()]
     assert len(second) == 50 and second == sorted(second) and second[0] > last_on_first
     await agent.goto(f"{base}/inbox?page=10")
@@ -70,13 +71,13 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
 
     # filters: the channel select and the search box
     await agent.select_option("select[name=channel]", "sms")
-    await agent.click("#apply-filters")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#apply-filters")
     assert await agent.locator("#queue-rows tr").count() == 19
     await agent.goto(f"{base}/inbox")
     await agent.fill("input[name=q]", "12300")
-    await agent.click("#apply-filters")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#apply-filters")
     rows = agent.locator("#queue-rows tr")
     assert await rows.count() == 1 and await rows.first.get_attribute("data-ticket") == str(complaint.id)
 
@@ -99,24 +100,29 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     await agent.goto(f"{base}/inbox?tag=vip")
     assert await agent.locator("#queue-rows tr").count() == 1
     await agent.goto(f"{base}/inbox/t/{complaint.id}")
-    await agent.click("#member-tags .remove-tag")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#member-tags .remove-tag")
     assert (await Member.get(id=complaint.member_id)).tags == []
     ops = await MemberTagChange.filter(member_id=complaint.member_id).order_by("id").values_list("op", "actor", "source")
     assert ops == [("add", "staff:agent500", "inbox"), ("remove", "staff:agent500", "inbox")]
 
     # assignment: an admin hands the complaint to the agent, who finds it under "me"
+    # (the agent waits on the queue page: an open ticket page reloads itself when the ticket
+    # changes hands, and so does the admin's, so the test watches the database, not the page)
+    await agent.goto(f"{base}/inbox")
     admin = await login(browser, base, "boss500", ["admin"])
     await admin.goto(f"{base}/inbox/t/{complaint.id}")
     agent_id = (await StaffUser.get(username="agent500")).id
     await admin.select_option("form[action$='/assign'] select[name=staff_id]", str(agent_id))
     await admin.click("form[action$='/assign'] button")
-    await admin.wait_for_load_state()
+    for _ in range(200):
+        if (await Ticket.get(id=complaint.id)).assignee_id == agent_id:
+            break
+        await asyncio.sleep(0.05)
     assert (await Ticket.get(id=complaint.id)).assignee_id == agent_id
-    await agent.goto(f"{base}/inbox")
     await agent.select_option("select[name=assignee]", str(agent_id))
-    await agent.click("#apply-filters")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#apply-filters")
     rows = agent.locator("#queue-rows tr")
     assert await rows.count() == 1 and await rows.first.get_attribute("data-ticket") == str(complaint.id)
     assert "agent500" in await rows.first.inner_text()
@@ -127,7 +133,7 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     await Ticket.filter(id=late.id).update(first_response_due=datetime.now(timezone.utc) - timedelta(minutes=1))
     await agent.goto(f"{base}/inbox")
     assert "1" in await agent.inner_text("#sla-alert")
-    await agent.click("#sla-alert a")
-    await agent.wait_for_load_state()
+    async with agent.expect_navigation():
+        await agent.click("#sla-alert a")
     urgent = [await r.get_attribute("data-ticket") for r in await agent.locator("#queue-rows tr").all()]
     assert urgent == [str(late.id), str(complaint.id)]  # both urgent: first in, first out
