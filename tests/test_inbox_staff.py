@@ -422,3 +422,25 @@ def test_normalize_tag_is_idempotent_and_clean(raw: str) -> None:
 async def test_csv_import_never_raises_on_any_text(services, text: str) -> None:  # type: ignore[no-untyped-def]
     result = await member_tags.import_csv(text, actor="cli:fuzz")
     assert result.changed + result.unchanged + len(result.errors) <= text.count("\n") + text.count("\r") + 1
+
+
+async def test_migration_backfill_on_postgres(fresh_postgres_url: str) -> None:
+    import importlib
+
+    from tortoise import Tortoise
+
+    from bot import storage
+
+    await storage.migrate(fresh_postgres_url)
+    await storage.open_db(fresh_postgres_url)
+    try:
+        m = await Member.create(display_name="pg-old", tags=["VIP", "plan:5g"])
+        migration = importlib.import_module("bot.migrations.0009_staff")
+
+        class Editor:
+            client = Tortoise.get_connection("default")
+
+        await migration.backfill_tag_rows(None, Editor())
+        assert sorted(await MemberTag.filter(member_id=m.id).values_list("tag", flat=True)) == ["plan:5g", "vip"]
+    finally:
+        await storage.close_db()
