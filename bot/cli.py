@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "bot.staff.cli",
     "bot.channels.wechat.cli",
     "gamification.cli",
+    "community.members.cli",
 ]
 # Called by `demo` after the sample data is loaded: "module:function" names of
 # async functions (settings) -> list of lines to print (logins, URLs)

@@ -201,7 +201,9 @@ class Pipeline:
                     kind=r.kind,
                     item_id=r.item_id,
                     confidence=r.confidence,
-                    payload={"choices": [c.action for c in r.choices]} if r.choices else None,
+                    # the actions (what a tap sends) and, beside them, the labels the member saw
+                    payload={"choices": [c.action for c in r.choices],
+                             "labels": [c.label for c in r.choices]} if r.choices else None,
                 ))
             await writes.run(job)
         return replies

@@ -101,8 +101,11 @@ class Settings(BaseSettings):
     qa_helper_daily_limit: int = 3  # help requests one member receives per day at most
     qa_deadline_check_seconds: float = 30.0
     moderation_warn_freeze_after: int = 2  # warnings before forwarding points are frozen
+    moderation_freeze_clean_days: float = 30.0  # a freeze lifts after this long without a new warning
     inbox_first_response_minutes: float = 10.0
     inbox_resolution_minutes: float = 240.0
+    # how often the inbox checks SLAs (Prometheus gauges, and a live alert to open pages); 0 = never
+    inbox_sla_check_seconds: float = 30.0
 
     # --- offers and dashboard (community/offers, bot/dashboard) ------------------------------
     service_timezone: str = "Asia/Shanghai"  # quiet hours, daily budgets and caps, dashboard days

@@ -25,6 +25,7 @@ MODEL_MODULES: list[str] = [
     "community.qa.models",
     "community.moderation.models",
     "community.inbox.models",
+    "community.members.models",
     "community.knowledge_admin.models",
     "gamification.models",
 ]

@@ -6,6 +6,7 @@ periodic question-deadline check.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -16,12 +17,16 @@ from bot.settings import Settings
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir
 from community.inbox import web as inbox_web
+from community.inbox.sla import run_sla_loop
+from community.members import web as members_web
 from community.moderation import service as moderation
 from community.moderation import web as moderation_web
 from community.profile import web as profile_web
 from community.qa import service as qa
 from community.qa import web as qa_web
 from community.qa.deadlines import run_deadline_loop
+
+log = logging.getLogger(__name__)
 
 LINKS = [
     ("/inbox", N_("Agent inbox"), ("agent",)),
@@ -30,10 +35,24 @@ LINKS = [
 ]
 
 
+async def _lift_freezes_hourly() -> None:
+    """Forwarding freezes past their clean period are lifted on the next check anyway; the
+    sweep makes the audit log and the standing say so without waiting for one."""
+    while True:
+        try:
+            await moderation.lift_clean_freezes()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lifting moderation freezes failed")
+        await asyncio.sleep(3600)
+
+
 def setup(app: web.Application, settings: Settings) -> None:
     for module in (inbox_web, qa_web, moderation_web, profile_web):
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
+    members_web.add_routes(app)
     for entry in LINKS:
         if entry not in STAFF_LINKS:
             STAFF_LINKS.append(entry)
@@ -47,9 +66,14 @@ def setup(app: web.Application, settings: Settings) -> None:
         if settings.qa_deadline_check_seconds > 0:
             task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),
                                        name="qa-deadlines")
+        tasks = [task] if task else []
+        tasks.append(asyncio.create_task(_lift_freezes_hourly(), name="moderation-freezes"))
+        if settings.inbox_sla_check_seconds > 0:
+            tasks.append(asyncio.create_task(run_sla_loop(services, settings.inbox_sla_check_seconds),
+                                             name="inbox-sla"))
         yield
-        if task:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(background)

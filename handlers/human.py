@@ -8,17 +8,10 @@ from collections.abc import Awaitable, Callable
 from bot.messages import Reply
 from bot.models import UnansweredQuestion
 from community.inbox import service as inbox
+from community.inbox.intent import is_complaint
 from handlers.router import Context, Router
 
 router = Router("human")
-
-COMPLAINT_WORDS = ("投诉", "投訴", "工信部", "complain")
-
-
-def is_complaint(text: str) -> bool:
-    low = text.lower()
-    return any(w in low for w in COMPLAINT_WORDS)
-
 
 async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int | None = None) -> Reply:
     failed = None
@@ -27,6 +20,7 @@ async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int
     ticket, created = await inbox.open_ticket(
         ctx.services, ctx.member.id, ctx.channel, reason, summary=summary,
         unanswered_id=failed.id if failed else None, question_id=question_id,
+        said="" if ctx.incoming.action else ctx.text,
     )
     ctx.extra["ticket"] = ticket.id
     ctx.extra["live_ticket"] = ticket
@@ -40,7 +34,8 @@ async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int
 
 
 @router.middleware
-async def complaints(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
+async def complaints(  # an expression of complaint; a question about complaints goes on to the knowledge base
+ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
     if ctx.text and not ctx.incoming.action and not ctx.state.get("await") and is_complaint(ctx.text):
         return [await hand_over(ctx, "complaint", ctx.text)]
     return await call_next()

@@ -27,8 +27,18 @@ async def test_dashboard_and_offer_editor_in_chromium(tmp_path: Path) -> None:
             await page.click("button[type=submit]")
             await page.wait_for_url(f"{base}/dashboard")
             assert await page.locator("h1").inner_text() == "服务看板"
-            assert await page.locator("#kpis svg.chart").count() == 4
-            assert await page.locator("#funnel svg.chart").is_visible()
+            # ECharts (served by the app; any request elsewhere is recorded in ``blocked``) drew
+            # four KPI charts and the funnel, each at a readable size
+            await page.wait_for_function("window.everycsrCharts && window.everycsrCharts.length === 5")
+            assert await page.locator("#kpis .chart svg").count() == 4
+            assert await page.locator("#funnel .chart svg").is_visible()
+            box = await page.locator("#chart-funnel").bounding_box()
+            assert box and box["height"] >= 280 and box["width"] >= 400
+            kpi_box = await page.locator("#chart-accuracy").bounding_box()
+            assert kpi_box and kpi_box["height"] >= 300
+            funnel_text = await page.locator("#chart-funnel").inner_text()
+            assert "自助服务" in funnel_text and "机器人建议" in funnel_text
+            assert blocked == []
             assert "自助服务占比" in await page.locator("#kpi-self-service").inner_text()
             await page.select_option("select[name=period]", "week")
             await page.click("#dash-filters button")

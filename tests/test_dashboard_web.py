@@ -62,8 +62,12 @@ async def test_dashboard_shows_kpis_definitions_and_escapes(client) -> None:
     acc = page.split('id="kpi-accuracy"', 1)[1][:400]
     assert "50.0%" in acc
     assert "火星上&lt;b&gt;明天&lt;/b&gt;会下雨吗" in page and "<b>明天" not in page
-    assert page.count("<svg") == 5  # four KPI charts and the funnel, drawn on the server
-    assert "cdn" not in page.lower()
+    # four KPI charts and the funnel, drawn in the browser by the vendored ECharts from JSON data
+    assert page.count('class="chart"') == 5 and 'id="chart-data"' in page
+    assert '<script src="/dashboard/static/echarts/echarts.min.js">' in page
+    assert "cdn" not in page.lower() and "https://" not in page.split('id="chart-data"', 1)[1]
+    lib = await client.get("/dashboard/static/echarts/echarts.min.js")
+    assert lib.status == 200 and len(await lib.read()) > 500_000
     en = await (await client.get("/dashboard?lang=en&period=week&days=30")).text()
     assert "Conversations resolved without a person" in en and "30 minutes of silence" in en and "Self-service share" in en
     zh = await (await client.get("/dashboard?lang=zh_CN")).text()
@@ -82,7 +86,7 @@ async def test_every_table_exports_csv(client) -> None:
             web = next(r for r in rows if r[0] == "web")
             assert web[1] == "3" and web[2] == "0.6667" and web[4] == "0.5000"
         if name == "funnel":
-            assert [r[0] for r in rows[1:]] == ["self_service", "peer", "robot", "agent", "hotline"]
+            assert [r[0] for r in rows[1:]] == ["self_service", "peer", "bot_suggestion", "online_agent", "hotline"]
         if name == "unanswered":
             assert rows[1][:2] == ["火星上<b>明天</b>会下雨吗", "1"]
     # a spreadsheet must not run member text as a formula

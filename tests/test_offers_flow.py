@@ -186,7 +186,8 @@ async def test_records_search_csv_and_conversion(client) -> None:
     await chat(client, user="r1", action=f"offer:{token}")
     await login(client)
     page = await (await client.get(f"/admin/offers/records?offer={offer.id}&channel=web")).text()
-    assert page.count("<td>impression</td>") == 1 and "<td>click</td>" in page
+    # the kinds are shown translated (the page is in zh_CN by default)
+    assert page.count("<td>曝光</td>") == 1 and "<td>点击</td>" in page
     assert "&lt;script&gt;" in page and "<script>x" not in page  # escaped in the offer dropdown
     listing = await (await client.get("/admin/offers")).text()
     assert "100.0%" in listing  # 1 accept / 1 impression

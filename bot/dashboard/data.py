@@ -33,17 +33,12 @@ def installed(module: str) -> Any | None:
 
 
 async def load_events(since: datetime, until: datetime) -> list[Event]:
+    """Transcript rows (inbound text kept, cut to 200 characters, for rephrase detection).
+    Offer impressions are marketing, not a service layer: they are not events here."""
     rows = await TranscriptEntry.filter(created_at__gte=since, created_at__lt=until).values_list(
-        "id", "member_id", "channel", "direction", "created_at", "kind", "action", "item_id")
-    events = [Event(id=r[0], member_id=r[1], channel=r[2], direction=r[3], at=r[4], kind=r[5] or "",
-                    action=r[6] or "", item_id=r[7]) for r in rows]
-    offers = installed("community.offers.models")
-    if offers is not None:  # an offer shown is the robot layer of the funnel
-        for oid, mid, channel, at in await offers.OfferEvent.filter(
-                kind="impression", created_at__gte=since, created_at__lt=until, member_id__not_isnull=True,
-        ).values_list("id", "member_id", "channel", "created_at"):
-            events.append(Event(id=-oid, member_id=mid, channel=channel, direction="out", at=at, kind="offer"))
-    return events
+        "id", "member_id", "channel", "direction", "created_at", "kind", "action", "item_id", "text")
+    return [Event(id=r[0], member_id=r[1], channel=r[2], direction=r[3], at=r[4], kind=r[5] or "",
+                  action=r[6] or "", item_id=r[7], text=(r[8] or "")[:200] if r[3] == "in" else "") for r in rows]
 
 
 async def load_history(start: datetime, end: datetime, *, window: timedelta, gap: timedelta) -> History:

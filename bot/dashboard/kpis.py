@@ -7,6 +7,8 @@ tests build one by hand with known answers. Every figure is a :class:`Ratio`
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +19,21 @@ from zoneinfo import ZoneInfo
 # transcript kinds that mark what happened in a conversation (see handlers/ and community/)
 ANSWER_KINDS = frozenset({"answer", "answer_pick"})
 QUESTION_KINDS = frozenset({"answer", "answer_pick", "suggest", "none"})
-REPHRASE_KINDS = frozenset({"answer", "suggest", "none"})  # a new free-text question got a reply
 PEER_KINDS = frozenset({"help_request", "peer_answer", "accepted", "post", "peer"})
-ROBOT_KINDS = frozenset({"offer", "repeat", "proactive", "robot"})
-AGENT_KINDS = frozenset({"handover", "human", "ticket"})
-HOTLINE_KINDS = frozenset({"agent", "hotline"})
+SUGGESTION_KINDS = frozenset({"suggest", "answer_pick"})  # "did you mean" choices, and a picked one
+AGENT_KINDS = frozenset({"handover", "human", "ticket", "agent"})  # handed to the inbox; an agent's chat reply
+HOTLINE_KINDS = frozenset({"hotline"})  # a hand-off to the phone hotline (no channel records one yet)
 HANDON_ACTIONS = ("human", "post")  # inbound button actions that ask for the next layer
+REPHRASE_SIMILARITY = 0.3  # token Jaccard at or above which a later question is the same one again
 
-LAYERS = ("self_service", "peer", "robot", "agent", "hotline")
+# The funnel, each layer counted from its own events (see ``layers_used``):
+#   self_service    the knowledge base replied to a question (answer, suggestions or "no answer")
+#   peer            the member took the question to the community (post / help request / peer answer)
+#   bot_suggestion  the bot offered "did you mean" choices (or the member picked one)
+#   online_agent    the conversation was handed to the agent inbox, or an agent replied in the chat
+#   hotline         a hand-off to the phone hotline (kind "hotline"; nothing records one yet: 0)
+LAYERS = ("self_service", "peer", "bot_suggestion", "online_agent", "hotline")
+PERSON_LAYERS = frozenset({1, 3, 4})  # a person (peer, agent, hotline) was involved
 Period = Literal["day", "week"]
 T = TypeVar("T")
 
@@ -54,6 +63,7 @@ class Event:
     kind: str = ""
     action: str = ""
     item_id: int | None = None
+    text: str = ""  # inbound free text (for rephrase detection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +132,7 @@ class Conversation:
     channel: str  # where it started
     start: datetime
     events: list[Event] = field(default_factory=list)
-    _depth: int | None = None  # computed once the conversation is complete
+    _layers: frozenset[int] | None = None  # computed once the conversation is complete
 
     def kinds(self) -> set[str]:
         return {e.kind for e in self.events if e.direction == "out"}
@@ -130,33 +140,39 @@ class Conversation:
     def actions(self) -> list[str]:
         return [e.action for e in self.events if e.direction == "in" and e.action]
 
+    def layers_used(self) -> frozenset[int]:
+        """The funnel layers (indexes into LAYERS) this conversation used, each from its own events."""
+        if self._layers is None:
+            kinds, heads = self.kinds(), {a.split(":")[0] for a in self.actions()}
+            used = set()
+            if kinds & QUESTION_KINDS:
+                used.add(0)
+            if kinds & PEER_KINDS or "post" in heads:
+                used.add(1)
+            if kinds & SUGGESTION_KINDS:
+                used.add(2)
+            if kinds & AGENT_KINDS or "human" in heads:
+                used.add(3)
+            if kinds & HOTLINE_KINDS:
+                used.add(4)
+            self._layers = frozenset(used)
+        return self._layers
+
     def depth(self) -> int:
         """The furthest layer of the funnel this conversation reached (index into LAYERS)."""
-        if self._depth is None:
-            self._depth = self._compute_depth()
-        return self._depth
-
-    def _compute_depth(self) -> int:
-        kinds, actions = self.kinds(), self.actions()
-        if kinds & HOTLINE_KINDS:
-            return 4
-        if kinds & AGENT_KINDS or any(a.split(":")[0] == "human" for a in actions):
-            return 3
-        if kinds & ROBOT_KINDS:
-            return 2
-        if kinds & PEER_KINDS or any(a.split(":")[0] == "post" for a in actions):
-            return 1
-        return 0
+        used = self.layers_used()
+        return max(used) if used else 0
 
     @property
     def asked(self) -> bool:
         """The member asked something (not just help or a language switch)."""
-        return any(e.kind in QUESTION_KINDS for e in self.events if e.direction == "out") or self.depth() in (1, 3, 4)
+        return bool(self.layers_used() & ({0} | PERSON_LAYERS))
 
     @property
     def self_served(self) -> bool:
-        """Answered by the knowledge base and never handed to a person (peer or agent)."""
-        return self.depth() in (0, 2) and any(e.kind in ANSWER_KINDS for e in self.events if e.direction == "out")
+        """Answered by the knowledge base and never handed to a person (peer, agent, hotline)."""
+        return not (self.layers_used() & PERSON_LAYERS) and any(
+            e.kind in ANSWER_KINDS for e in self.events if e.direction == "out")
 
 
 @dataclass(slots=True)
@@ -211,33 +227,76 @@ def self_service(convs: Iterable[Conversation]) -> Ratio:
 # --- answer match accuracy -------------------------------------------------------------------
 
 
-def answer_verdicts(events: Sequence[Event], feedback: Iterable[Feedback], window: timedelta) -> list[tuple[Event, bool]]:
-    """Each confident answer and whether it held: no 👎, no rephrased question and no
-    hand-on (community post, person) from the same member within ``window``."""
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def question_tokens(text: str) -> frozenset[str]:
+    """Words of Latin text and character pairs of Chinese text, for comparing questions."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    tokens = set(_WORD.findall(t))
+    han = [ch for ch in t if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"]
+    if len(han) == 1:
+        tokens.add(han[0])
+    tokens.update(a + b for a, b in zip(han, han[1:]))
+    return frozenset(tokens)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of :func:`question_tokens` (0 = nothing shared, 1 = same tokens)."""
+    ta, tb = question_tokens(a), question_tokens(b)
+    return len(ta & tb) / len(ta | tb) if ta and tb else 0.0
+
+
+def _is_question(e: Event) -> bool:
+    """Free text a member typed (not a button, a digit answering choices, or a command)."""
+    text = e.text.strip()
+    return e.direction == "in" and not e.action and bool(text) and not text.isdigit() and not text.startswith("/")
+
+
+def answer_verdicts(events: Sequence[Event], feedback: Iterable[Feedback], window: timedelta,
+                    threshold: float = REPHRASE_SIMILARITY) -> list[tuple[Event, bool]]:
+    """Each confident answer and whether it matched, from explicit signals only:
+
+    - the member's 👍 on it (a stored verdict or the button) says it matched, 👎 that it did
+      not; a stored verdict decides, otherwise the first button pressed within ``window``;
+    - without a verdict, asking the *same* question again within ``window`` (a later typed
+      question at least ``threshold`` similar to the one answered) says it did not, and so
+      does asking for a person or the community right after it;
+    - anything else (silence, a new question on another topic) leaves the answer standing.
+    """
     by_member: dict[int, list[Event]] = defaultdict(list)
     for e in events:
         by_member[e.member_id].append(e)
-    thumbs_down = {f.transcript_id: f.at for f in feedback if not f.helpful}
+    stored = {f.transcript_id: f.helpful for f in sorted(feedback, key=lambda f: f.at)}
     out: list[tuple[Event, bool]] = []
     for evs in by_member.values():
         evs.sort(key=lambda e: (e.at, e.id))
         for i, ans in enumerate(evs):
             if ans.direction != "out" or ans.kind != "answer":
                 continue
+            if ans.id in stored:
+                out.append((ans, stored[ans.id]))
+                continue
+            asked = next((e.text for e in reversed(evs[:i]) if _is_question(e)), "")
             end = ans.at + window
-            ok = not (ans.id in thumbs_down and thumbs_down[ans.id] <= end)
+            ok = True
             for later in evs[i + 1:]:
-                if not ok or later.at > end:
+                if later.at > end or later.direction != "in":
+                    if later.at > end:
+                        break
+                    continue
+                head = later.action.split(":")
+                if head[0] == "fb" and len(head) > 1 and (len(head) < 3 or ans.item_id is None
+                                                          or head[2] == str(ans.item_id)):
+                    ok = head[1] != "down"
                     break
-                if later.direction == "in":
-                    head = later.action.split(":")
-                    if head[0] == "fb" and len(head) > 1 and head[1] == "down" and (
-                            len(head) < 3 or ans.item_id is None or head[2] == str(ans.item_id)):
-                        ok = False
-                    elif head[0] in HANDON_ACTIONS:
-                        ok = False
-                elif later.kind in REPHRASE_KINDS or later.kind in PEER_KINDS | AGENT_KINDS | HOTLINE_KINDS:
+                if head[0] in HANDON_ACTIONS:
                     ok = False
+                    break
+                if _is_question(later):
+                    if asked and similarity(asked, later.text) >= threshold:
+                        ok = False
+                    break  # the next question decides: the same one again, or a new topic
             out.append((ans, ok))
     out.sort(key=lambda p: (p[0].at, p[0].id))
     return out
@@ -312,18 +371,21 @@ def sla_attainment(verdicts: Iterable[tuple[SlaTicket, bool]]) -> Ratio:
 @dataclass(frozen=True, slots=True)
 class FunnelStep:
     layer: str
-    reached: int  # conversations that got at least this far
-    handon_rate: float | None  # share of these handed on to the next layer
+    reached: int  # conversations that used this layer
+    handon_rate: float | None  # share of these that went on to a later layer
 
 
 def funnel(convs: Iterable[Conversation]) -> list[FunnelStep]:
-    depths = [c.depth() for c in convs if c.asked]
-    reached = [sum(1 for d in depths if d >= i) for i in range(len(LAYERS))]
+    """Per layer: conversations that used it (from its own events), and the share of those
+    that went on to a later layer. Layers are not nested: a member may go to the community
+    without a suggestion, or to a person without asking the knowledge base first."""
+    used = [c.layers_used() for c in convs if c.asked]
     steps = []
     for i, layer in enumerate(LAYERS):
-        nxt = reached[i + 1] if i + 1 < len(LAYERS) else None
-        rate = (nxt / reached[i]) if (nxt is not None and reached[i]) else None
-        steps.append(FunnelStep(layer, reached[i], rate))
+        here = [u for u in used if i in u]
+        later = sum(1 for u in here if any(j > i for j in u))
+        rate = later / len(here) if here and i + 1 < len(LAYERS) else None
+        steps.append(FunnelStep(layer, len(here), rate))
     return steps
 
 

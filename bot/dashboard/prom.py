@@ -49,7 +49,7 @@ class DashboardCollector(Collector):
         s = self.snapshot
         names = {
             "self_service": ("everycsr_kpi_self_service_share", "Conversations resolved without a person (7 days)"),
-            "accuracy": ("everycsr_kpi_answer_accuracy", "Confident answers not followed by 👎, rephrase or hand-on"),
+            "accuracy": ("everycsr_kpi_answer_accuracy", "Confident answers matched: 👍/👎, else no same-question rephrase or hand-on"),
             "satisfaction": ("everycsr_kpi_satisfaction", "Survey answers of 4 or 5 out of 5"),
             "repeat": ("everycsr_kpi_repeat_inquiry_share", "Hotline tickets followed by a same-topic contact in 7 days"),
         }

@@ -1,5 +1,6 @@
 """``/dashboard`` (any staff): KPIs per day/week and channel, the funnel, the tables,
-inline SVG charts, and a CSV of every table at ``/dashboard.csv?table=…``."""
+interactive charts (ECharts, vendored under ``static/echarts``, served by the app), and a
+CSV of every table at ``/dashboard.csv?table=…``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.dashboard import charts, prom
+from bot.dashboard import prom
 from bot.dashboard.csvexport import csv_response
 from bot.dashboard.data import installed, load_history
 from bot.dashboard.kpis import Period, Ratio, Report, report
@@ -23,11 +24,12 @@ from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render, request_locale
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 DAY_CHOICES = (7, 14, 30, 90)
 MAX_DAYS = 92
 LAYER_LABELS = {
-    "self_service": N_("Self-service"), "peer": N_("Peer"), "robot": N_("Robot"),
-    "agent": N_("Online agent"), "hotline": N_("Hotline"),
+    "self_service": N_("Self-service"), "peer": N_("Peer"), "bot_suggestion": N_("Bot suggestion"),
+    "online_agent": N_("Online agent"), "hotline": N_("Hotline"),
 }
 KPI_LABELS = {
     "self_service": N_("Self-service share"), "accuracy": N_("Answer match accuracy"),
@@ -111,16 +113,17 @@ def table(name: str, rep: Report, offers: Sequence[tuple[Any, ...]], tz: ZoneInf
     raise web.HTTPBadRequest(text=f"table: one of {', '.join(TABLES)}")
 
 
-def make_charts(rep: Report, gettext: Callable[..., str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, label in KPI_LABELS.items():
-        out[key] = charts.bar_chart([(r.key, getattr(r, key).value) for r in rep.by_period], title=gettext(label),
-                                    empty_label=gettext("no data"))
-    out["funnel"] = charts.funnel_chart(
-        [(gettext(LAYER_LABELS[s.layer]), s.reached,
-          gettext("→ %(rate)s handed on", rate=pct(s.handon_rate)) if s.handon_rate is not None else "")
-         for s in rep.funnel], title=gettext("Service funnel"))
-    return out
+def chart_data(rep: Report, gettext: Callable[..., str]) -> dict[str, Any]:
+    """What ``static/dashboard.js`` draws: plain JSON, rendered into the page as data."""
+    return {
+        "periods": [r.key for r in rep.by_period],
+        "kpis": [{"key": key, "title": gettext(label), "values": [getattr(r, key).value for r in rep.by_period]}
+                 for key, label in KPI_LABELS.items()],
+        "funnel": {"title": gettext("Service funnel"),
+                   "steps": [{"layer": s.layer, "label": gettext(LAYER_LABELS[s.layer]), "reached": s.reached,
+                              "rate": s.handon_rate} for s in rep.funnel]},
+        "labels": {"no_data": gettext("no data"), "handed_on": gettext("went on to a later layer:")},
+    }
 
 
 def _now() -> datetime:
@@ -137,10 +140,10 @@ async def dashboard(request: web.Request) -> web.Response:
     offers = await offer_rows(q)
     tr = get_translator()
     locale = request_locale(request)
-    svg = make_charts(rep, lambda m, **kw: tr.gettext(locale, m, **kw))
+    data = chart_data(rep, lambda m, **kw: tr.gettext(locale, m, **kw))
     return render(
         request, "dashboard.html", staff=request["staff"], csrf_token=request["csrf_token"], q=q, rep=rep,
-        history=history, offers=offers, charts=svg, pct=pct, layer_labels=LAYER_LABELS, kpi_labels=KPI_LABELS,
+        history=history, offers=offers, chart_data=data, pct=pct, layer_labels=LAYER_LABELS, kpi_labels=KPI_LABELS,
         day_choices=DAY_CHOICES, tz=tz, qs=f"period={q.period}&days={q.days}",
         gap_minutes=settings.kpi_conversation_gap_minutes, window_minutes=settings.kpi_answer_window_minutes,
     )
@@ -165,6 +168,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     add_template_dir(TEMPLATES)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/dashboard.csv", dashboard_csv)
+    app.router.add_static("/dashboard/static", STATIC)
     entry = ("/dashboard", N_("Service dashboard"), ())
     if entry not in STAFF_LINKS:
         STAFF_LINKS.append(entry)

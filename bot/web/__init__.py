@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, get_translator, normalize_locale
 from bot.settings import ROOT
+from bot.web.enums import enum_label
 
 TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]
 STATIC_DIR = ROOT / "bot" / "web" / "static"
@@ -46,6 +47,16 @@ def request_locale(request: web.Request) -> str:
     return DEFAULT_LOCALE
 
 
+def staff_text(request: web.Request, msgid: str, **params: Any) -> str:
+    """A message (marked with ``N_``) in the reader's language, for plain-text answers."""
+    return get_translator().gettext(request_locale(request), msgid, **params)
+
+
+def bad_request(request: web.Request, msgid: str, **params: Any) -> web.HTTPBadRequest:
+    """A 400 whose text is ``msgid`` (marked with ``N_``) in the reader's language."""
+    return web.HTTPBadRequest(text=staff_text(request, msgid, **params))
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     locale = request_locale(request)
     tr = get_translator().translations(locale)
@@ -58,8 +69,11 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         text = tr.ngettext(s, p, n)
         return text % {"num": n, **kw}
 
+    def enum(kind: str, value: object) -> str:
+        return enum_label(gettext, kind, value)
+
     html = environment().get_template(template).render(
-        gettext=gettext, ngettext=ngettext, _=gettext, locale=locale, locales=LOCALE_NAMES,
+        gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
         request=request, **context,
     )
     resp = web.Response(text=html, status=status, content_type="text/html")

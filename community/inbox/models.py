@@ -34,6 +34,7 @@ class Ticket(Model):
     survey_sent_at = fields.DatetimeField(null=True)
     survey_score = fields.IntField(null=True)
     survey_at = fields.DatetimeField(null=True)
+    survey_comment = fields.TextField(null=True)  # optional words after the score
 
     class Meta:
         table = "inbox_ticket"

@@ -43,9 +43,13 @@ async def contact_counts(member_id: int, now: datetime | None = None) -> tuple[i
 
 async def open_ticket(
     services: "Services", member_id: int, channel: str, reason: str, *, summary: str = "",
-    question_id: int | None = None, unanswered_id: int | None = None,
+    question_id: int | None = None, unanswered_id: int | None = None, said: str = "",
 ) -> tuple[Ticket, bool]:
-    """The member's live ticket, created if there is none; returns (ticket, created)."""
+    """The member's live ticket, created if there is none; returns (ticket, created).
+
+    ``summary`` is what the member needs (their failed search, their question); ``said`` is
+    the message that asked for a person ("人工", "我要投诉…"), kept on the ticket too so the
+    agent sees it even when there is no summary."""
     if reason not in REASONS:
         raise ValueError(f"unknown reason {reason!r}")
     now = utcnow()
@@ -70,8 +74,7 @@ async def open_ticket(
         except IntegrityError:  # a concurrent request opened it first
             existing = await Ticket.get(open_key=member_id)
         else:
-            if summary:
-                await TicketMessage.create(ticket=ticket, author="member", text=summary[:4000], channel=channel)
+            await _note_member_words(ticket, channel, summary, said)
             await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "opened"})
             return ticket, True
     # already live: a complaint makes it urgent, new context is appended
@@ -79,10 +82,35 @@ async def open_ticket(
         existing.urgent_why = [*existing.urgent_why, "complaint"]
         existing.urgent = True
         await Ticket.filter(id=existing.id).update(urgent=True, urgent_why=existing.urgent_why)
-    if summary:
-        await TicketMessage.create(ticket=existing, author="member", text=summary[:4000], channel=channel)
+    await _note_member_words(existing, channel, summary, said)
     await events.publish(services, {"type": "ticket", "ticket": existing.id, "what": "updated"})
     return existing, False
+
+
+async def _note_member_words(ticket: Ticket, channel: str, summary: str, said: str) -> None:
+    """The summary, then the hand-over message itself when it says something else."""
+    texts = [t.strip()[:4000] for t in (summary, said) if t and t.strip()]
+    if len(texts) == 2 and texts[0] == texts[1]:
+        texts.pop()
+    for text in texts:
+        await TicketMessage.create(ticket=ticket, author="member", text=text, channel=channel)
+
+
+async def reprioritize(services: "Services | None", member_id: int) -> bool:
+    """After the member's tags changed: their live ticket gains or loses "vip" urgency.
+    True when the ticket changed."""
+    ticket = await Ticket.get_or_none(open_key=member_id)
+    if ticket is None:
+        return False
+    member = await Member.get(id=member_id)
+    vip = "vip" in [str(t).lower() for t in (member.tags or [])]
+    why = [w for w in ticket.urgent_why if w != "vip"] + (["vip"] if vip else [])
+    if why == list(ticket.urgent_why):
+        return False
+    done = await Ticket.filter(id=ticket.id, status__in=LIVE).update(urgent_why=why, urgent=bool(why))
+    if done and services is not None:
+        await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "updated"})
+    return bool(done)
 
 
 def sla_breached(ticket: Ticket, now: datetime) -> bool:
@@ -93,15 +121,11 @@ def sla_breached(ticket: Ticket, now: datetime) -> bool:
     return ticket.resolution_due < now
 
 
-def queue_key(ticket: Ticket, now: datetime) -> tuple[int, datetime]:
-    """Urgent (complaint, VIP, repeat contact, SLA breach) first, then first in, first out."""
-    return (0 if ticket.urgent or sla_breached(ticket, now) else 1, ticket.created_at)
-
-
 async def queue(limit: int = 200) -> list[Ticket]:
-    now = utcnow()
-    rows = await Ticket.filter(status__in=LIVE).select_related("member", "assignee").order_by("created_at").limit(limit)
-    return sorted(rows, key=lambda t: queue_key(t, now))
+    """The first ``limit`` live tickets in queue order (ordered and cut in SQL)."""
+    from community.inbox import queue as ticket_queue
+
+    return (await ticket_queue.page(ticket_queue.QueueFilter(), 1, limit)).tickets
 
 
 async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
@@ -258,6 +282,22 @@ async def record_survey(services: "Services", member_id: int, score: int, ticket
     await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "survey"})
     ticket.survey_score = score
     return ticket
+
+
+MAX_COMMENT = 1000
+
+
+async def record_survey_comment(services: "Services", member_id: int, ticket_id: int, text: str) -> bool:
+    """The member's optional words after their score, stored once on their own rated ticket."""
+    text = text.strip()[:MAX_COMMENT]
+    if not text:
+        return False
+    done = await Ticket.filter(id=ticket_id, member_id=member_id, survey_score__not_isnull=True,
+                               survey_comment=None, survey_at__gte=utcnow() - SURVEY_WINDOW).update(
+        survey_comment=text)
+    if done:
+        await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "survey"})
+    return bool(done)
 
 
 async def awaiting_survey(member_id: int) -> bool:

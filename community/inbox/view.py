@@ -5,9 +5,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bot.models import ChannelAccount, Member, TranscriptEntry, UnansweredQuestion
+from bot.models import ChannelAccount, Member, UnansweredQuestion
+from community.inbox import transcript as transcripts
 from community.inbox.models import Ticket, TicketMessage
 from community.inbox.service import contact_counts, sla_breached
+from community.members import tags as member_tags
+from community.members.models import MemberTagChange
 from community.models import KnowledgeItem
 from community.qa import rewards
 from community.qa.models import Answer, Question
@@ -29,7 +32,7 @@ class TicketView:
     member: Member
     accounts: list[ChannelAccount]
     messages: list[TicketMessage]
-    transcript: list[TranscriptEntry]
+    transcript: list[transcripts.Line]
     failed: list[UnansweredQuestion]
     question: Question | None
     answers: list[Answer]
@@ -42,24 +45,31 @@ class TicketView:
     first_response_left: int | None
     resolution_left: int | None
     breached: bool
+    tag_history: list[MemberTagChange] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def canned_replies(services: "Services", text: str, locale: str) -> list[KnowledgeItem]:
-    """Knowledge items close to what the member asked, for one-click replies."""
+async def canned_replies(services: "Services", text: str, locale: str, limit: int = CANNED_LIMIT) -> list[KnowledgeItem]:
+    """Knowledge items close to ``text`` (what the member asked, or the agent's search),
+    for one-click replies."""
     if not text.strip():
         return []
     decision = await services.kb.adecide(text, locale)
-    ids = [m.item_id for m in decision.matches[:CANNED_LIMIT]]
+    ids = [m.item_id for m in decision.matches[:limit]]
     items = {i.id: i for i in await KnowledgeItem.filter(id__in=ids, status="published")}
     return [items[i] for i in ids if i in items]
 
 
-async def ticket_view(services: "Services", ticket: Ticket) -> TicketView:
+async def ticket_messages(ticket_id: int) -> list[TicketMessage]:
+    """The ticket's own messages in the order they happened."""
+    return list(await TicketMessage.filter(ticket_id=ticket_id).order_by("created_at", "id").select_related("staff"))
+
+
+async def ticket_view(services: "Services", ticket: Ticket, _: transcripts.Translate | None = None) -> TicketView:
+    """``_`` is the reader's gettext (the staff page's locale) for tapped-button labels."""
     now = datetime.now(timezone.utc)
     member = await Member.get(id=ticket.member_id)
-    transcript = list(reversed(
-        await TranscriptEntry.filter(member_id=member.id).order_by("-id").limit(TRANSCRIPT_LIMIT)))
+    transcript = await transcripts.lines_for(member.id, _ or services.translator.bind("en"), TRANSCRIPT_LIMIT)
     failed_q = UnansweredQuestion.filter(member_id=member.id).order_by("-id").limit(3)
     failed = await failed_q
     if ticket.unanswered_id and all(f.id != ticket.unanswered_id for f in failed):
@@ -68,7 +78,7 @@ async def ticket_view(services: "Services", ticket: Ticket) -> TicketView:
     question = await Question.get_or_none(id=ticket.question_id) if ticket.question_id else None
     answers = await Answer.filter(question_id=question.id).order_by("-accepted", "-helpful_count") if question else []
     today, week = await contact_counts(member.id, now)
-    messages = await TicketMessage.filter(ticket_id=ticket.id).order_by("id").select_related("staff")
+    messages = await ticket_messages(ticket.id)
     last_member_text = next((m.text for m in reversed(messages) if m.author == "member"), "") or ticket.summary
     return TicketView(
         ticket=ticket,
@@ -88,4 +98,5 @@ async def ticket_view(services: "Services", ticket: Ticket) -> TicketView:
         first_response_left=None if ticket.first_response_at else minutes_left(ticket.first_response_due, now),
         resolution_left=None if ticket.status == "closed" else minutes_left(ticket.resolution_due, now),
         breached=sla_breached(ticket, now),
+        tag_history=await member_tags.history(member.id, 10),
     )

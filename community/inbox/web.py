@@ -14,11 +14,16 @@ from tortoise.exceptions import IntegrityError
 from bot.app_keys import SERVICES
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
-from bot.web import render
+from bot.i18n import N_
+from bot.web import bad_request, render, request_locale
 from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
 from community.inbox.models import Ticket, TicketMessage
-from community.inbox.view import minutes_left, ticket_view
+from community.inbox import queue as ticket_queue
+from community.inbox import report as inbox_report
+from community.inbox.models import STATUSES
+from community.inbox.view import CANNED_LIMIT, canned_replies, minutes_left, ticket_messages, ticket_view
+from community.members import tags as member_tags
 from community.models import KnowledgeItem
 from community.qa.models import Question
 
@@ -41,48 +46,66 @@ def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/inbox/t/{ticket_id}" + (f"?flash={flash}" if flash else ""))
 
 
-async def _queue_rows() -> list[dict]:
+def _rows(tickets: list[Ticket]) -> list[dict]:
     now = datetime.now(timezone.utc)
-    rows = []
-    for t in await service.queue():
-        rows.append({
-            "t": t,
-            "breached": service.sla_breached(t, now),
-            "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
-            "resolution_left": minutes_left(t.resolution_due, now),
-            "age": int((now - t.created_at).total_seconds() // 60),
-        })
-    return rows
+    return [{
+        "t": t,
+        "breached": service.sla_breached(t, now),
+        "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
+        "resolution_left": minutes_left(t.resolution_due, now),
+        "age": int((now - t.created_at).total_seconds() // 60),
+    } for t in tickets]
+
+
+def _page_no(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 6 else 1
+
+
+async def _queue(request: web.Request) -> tuple[ticket_queue.QueuePage, list[dict]]:
+    f = ticket_queue.QueueFilter.from_query(request.query, me=request["staff"].id)
+    result = await ticket_queue.page(f, _page_no(request))
+    return result, _rows(result.tickets)
+
+
+def _agents(staff_list: list[StaffUser]) -> list[StaffUser]:
+    return [a for a in staff_list if a.has_role("agent")]
 
 
 @require_role(*AGENTS)
 async def queue_page(request: web.Request) -> web.Response:
+    result, rows = await _queue(request)
+    channels = sorted(await Ticket.all().distinct().values_list("channel", flat=True))
+    agents = _agents(await StaffUser.filter(active=True).order_by("username"))
     return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await _queue_rows(), flash=request.query.get("flash", ""))
+                  rows=rows, q=result, channels=channels, agents=agents, statuses=("live", *STATUSES, "all"),
+                  query=dict(request.query), flash=request.query.get("flash", ""))
 
 
 @require_role(*AGENTS)
 async def queue_fragment(request: web.Request) -> web.Response:
+    result, rows = await _queue(request)
     return render(request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await _queue_rows())
+                  rows=rows, q=result)
 
 
 @require_role(*AGENTS)
 async def ticket_page(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
-    view = await ticket_view(request.app[SERVICES], ticket)
+    services = request.app[SERVICES]
+    view = await ticket_view(services, ticket, services.translator.bind(request_locale(request)))
     staff = request["staff"]
     agents = await StaffUser.filter(active=True).order_by("username") if staff.has_role("admin") else []
     return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
                   messages=view.messages, ticket=ticket,
-                  agents=[a for a in agents if a.has_role("agent")], nonce=secrets.token_urlsafe(16),
+                  agents=_agents(agents), nonce=secrets.token_urlsafe(16),
                   flash=request.query.get("flash", ""))
 
 
 @require_role(*AGENTS)
 async def messages_fragment(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
-    messages = await TicketMessage.filter(ticket_id=ticket.id).order_by("id").select_related("staff")
+    messages = await ticket_messages(ticket.id)
     return render(request, "inbox_messages.html", messages=messages, ticket=ticket, staff=request["staff"],
                   csrf_token=request["csrf_token"])
 
@@ -108,7 +131,7 @@ async def assign(request: web.Request) -> web.Response:
     to = str(form.get("staff_id", ""))
     expected = str(form.get("expected", ""))
     if not to.isdigit() or not await StaffUser.filter(id=int(to), active=True).exists():
-        raise web.HTTPBadRequest(text="Choose an agent.")
+        raise bad_request(request, N_("Choose an agent."))
     ok = await service.assign(request.app[SERVICES], tid, int(to),
                               expected_assignee=int(expected) if expected.isdigit() else None)
     raise _back(tid, "" if ok else "changed")
@@ -121,9 +144,9 @@ async def reply(request: web.Request) -> web.Response:
     text = str(form.get("text", "")).strip()
     nonce = str(form.get("nonce", ""))[:64]
     if not text or len(text) > MAX_REPLY:
-        raise web.HTTPBadRequest(text=f"The reply must have 1 to {MAX_REPLY} characters.")
+        raise bad_request(request, N_("The reply must have 1 to %(n)s characters."), n=MAX_REPLY)
     if len(nonce) < 8:
-        raise web.HTTPBadRequest(text="Reload the page and send again.")
+        raise bad_request(request, N_("Reload the page and send again."))
     try:
         sent = await service.agent_reply(request.app[SERVICES], ticket, request["staff"].id, text, nonce)
     except service.ReplyRefused:
@@ -138,11 +161,11 @@ async def _answered_by(request: web.Request, form: Any) -> int | None:
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(id=int(raw), status="published"):
-        raise web.HTTPBadRequest(text="The knowledge item must be the number of a published item "
-                                      "(leave it empty to close without one).")
+        raise bad_request(request, N_("The knowledge item must be the number of a published item "
+                                      "(leave it empty to close without one)."))
     if not await service.ticket_question(await _ticket(request)):
-        raise web.HTTPBadRequest(text="This ticket has no question from the member to learn from; "
-                                      "close it without a knowledge item.")
+        raise bad_request(request, N_("This ticket has no question from the member to learn from; "
+                                      "close it without a knowledge item."))
     return int(raw)
 
 
@@ -164,7 +187,7 @@ async def publish(request: web.Request) -> web.Response:
     raw = str(form.get("message_id", ""))
     msg = await TicketMessage.get_or_none(id=int(raw), ticket_id=ticket.id, author="agent") if raw.isdigit() else None
     if msg is None:
-        raise web.HTTPBadRequest(text="Choose one of your replies on this ticket.")
+        raise bad_request(request, N_("Choose one of your replies on this ticket."))
     question = await Question.get_or_none(id=ticket.question_id) if ticket.question_id else None
     title = str(form.get("title", "")).strip() or (question.text if question else ticket.summary) or msg.text
     try:
@@ -176,6 +199,39 @@ async def publish(request: web.Request) -> web.Response:
     except IntegrityError:
         raise _back(ticket.id, "already-drafted") from None
     raise _back(ticket.id, "drafted")
+
+
+@require_role(*AGENTS)
+async def change_tag(request: web.Request) -> web.Response:
+    """Add or remove one of the member's tags from the ticket page (audited)."""
+    ticket = await _ticket(request)
+    form = await request.post()
+    op = str(form.get("op", "add"))
+    if op not in ("add", "remove"):
+        raise bad_request(request, N_("Unknown operation."))
+    try:
+        await member_tags.change_tag(ticket.member_id, str(form.get("tag", "")), add=op == "add",
+                                     actor=f"staff:{request['staff'].username}", source="inbox")
+    except member_tags.TagError:
+        raise _back(ticket.id, "bad-tag") from None
+    await service.reprioritize(request.app[SERVICES], ticket.member_id)
+    raise _back(ticket.id, "tagged")
+
+
+@require_role(*AGENTS)
+async def canned(request: web.Request) -> web.Response:
+    """Knowledge items for a canned reply, searched by the agent's own words."""
+    text = request.query.get("q", "").strip()[:200]
+    items = await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2) if text else []
+    return render(request, "inbox_canned.html", items=items, q=text)
+
+
+@require_role(*AGENTS)
+async def report_page(request: web.Request) -> web.Response:
+    raw = request.query.get("days", "30")
+    days = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 366 else 30
+    return render(request, "inbox_report.html", staff=request["staff"], csrf_token=request["csrf_token"],
+                  rows=await inbox_report.agent_report(days), days=days)
 
 
 @require_role(*AGENTS)
@@ -214,6 +270,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/inbox", queue_page)
     app.router.add_get("/inbox/queue", queue_fragment)
     app.router.add_get("/inbox/events", sse)
+    app.router.add_get("/inbox/canned", canned)
+    app.router.add_get("/inbox/report", report_page)
     app.router.add_get("/inbox/t/{ticket_id}", ticket_page)
     app.router.add_get("/inbox/t/{ticket_id}/messages", messages_fragment)
     app.router.add_post("/inbox/t/{ticket_id}/claim", claim)
@@ -222,3 +280,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/inbox/t/{ticket_id}/reply", reply)
     app.router.add_post("/inbox/t/{ticket_id}/close", close)
     app.router.add_post("/inbox/t/{ticket_id}/publish", publish)
+    app.router.add_post("/inbox/t/{ticket_id}/tags", change_tag)

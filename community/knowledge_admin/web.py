@@ -19,7 +19,7 @@ from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render
+from bot.web import add_template_dir, bad_request, render
 from bot.web.lookup import object_or_404
 from community.knowledge_admin import learning, service, wanted, weak
 from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
@@ -35,21 +35,21 @@ def _ctx(request: web.Request, **kw: Any) -> dict[str, Any]:
     return {"staff": request["staff"], "csrf_token": request["csrf_token"], **kw}
 
 
-def _form_data(form: Any) -> dict[str, Any]:
+def _form_data(request: web.Request, form: Any) -> dict[str, Any]:
     title = str(form.get("title", "")).strip()[:255]
     answer = str(form.get("answer", "")).strip()
     if not title or not answer:
-        raise web.HTTPBadRequest(text="Title and answer are required.")
+        raise bad_request(request, N_("Title and answer are required."))
     locale = str(form.get("locale", "zh_CN"))
     if locale not in ("zh_CN", "zh_TW", "en"):
-        raise web.HTTPBadRequest(text="Unknown locale.")
+        raise bad_request(request, N_("Unknown locale."))
     try:
         difficulty = min(5, max(1, int(form.get("difficulty", 1) or 1)))
     except ValueError:
-        raise web.HTTPBadRequest(text="Difficulty must be 1-5.") from None
+        raise bad_request(request, N_("Difficulty must be 1-5.")) from None
     code = str(form.get("sms_code", "")).strip().upper() or None
     if code and not (code.isascii() and code.isalnum() and len(code) <= 16):
-        raise web.HTTPBadRequest(text="SMS code must be letters and digits.")
+        raise bad_request(request, N_("SMS code must be letters and digits."))
     return {
         "title": title, "answer": answer[:20000], "locale": locale, "difficulty": difficulty, "sms_code": code,
         "category": str(form.get("category", "")).strip()[:32],
@@ -79,12 +79,12 @@ async def item_list(request: web.Request) -> web.Response:
 async def item_new(request: web.Request) -> web.Response:
     if request.method == "POST":
         form = await request.post()
-        data = _form_data(form)
+        data = _form_data(request, form)
         key = str(form.get("key", "")).strip()
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}", key):
-            raise web.HTTPBadRequest(text="Key: letters, digits, _ . - only.")
+            raise bad_request(request, N_("Key: letters, digits, _ . - only."))
         if await KnowledgeItem.exists(key=key, locale=data["locale"]):
-            raise web.HTTPBadRequest(text="An item with this key and locale exists.")
+            raise bad_request(request, N_("An item with this key and locale exists."))
         item, _v = await service.create_item(key, data, service.author_of(request["staff"]),
                                              submit=bool(form.get("submit")), reason=str(form.get("reason", "")))
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
@@ -102,7 +102,7 @@ async def item_edit(request: web.Request) -> web.Response:
     if request.method == "POST":
         form = await request.post()
         try:
-            await service.propose(item, _form_data(form), service.author_of(request["staff"]),
+            await service.propose(item, _form_data(request, form), service.author_of(request["staff"]),
                                   submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
         except service.LocaleTaken as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
@@ -119,7 +119,7 @@ async def item_diff(request: web.Request) -> web.Response:
     try:
         a, b = int(request.query.get("a", "0")), int(request.query.get("b", "0"))
     except ValueError:
-        raise web.HTTPBadRequest(text="a and b are version numbers.") from None
+        raise bad_request(request, N_("a and b are version numbers.")) from None
     va = await KnowledgeVersion.get_or_none(item_id=item.id, number=a)
     vb = await KnowledgeVersion.get_or_none(item_id=item.id, number=b)
     if va is None or vb is None:
@@ -156,7 +156,7 @@ async def item_retire(request: web.Request) -> web.Response:
     try:
         await service.retire(item, request["staff"], reason, kb=request.app[SERVICES].kb)
     except ValueError:
-        raise web.HTTPBadRequest(text="Retiring needs a reason.") from None
+        raise bad_request(request, N_("Retiring needs a reason.")) from None
     raise web.HTTPFound(f"/admin/knowledge/{item.id}")
 
 

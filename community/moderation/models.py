@@ -51,6 +51,10 @@ class MemberStanding(Model):
     warnings = fields.IntField(default=0)
     forwarding_frozen = fields.BooleanField(default=False)
     frozen_at = fields.DatetimeField(null=True)
+    # the last warning plus the clean period: a freeze lifts once this passes with no new warning
+    clean_until = fields.DatetimeField(null=True)
+    # bumped each time a freeze lifts: warnings after it are a new episode (a new review flag)
+    episode = fields.IntField(default=0)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

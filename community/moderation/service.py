@@ -7,10 +7,11 @@ approve/reject reaches its row.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import F
@@ -103,9 +104,12 @@ async def warn_member(services: "Services", member_id: int, *, content_type: str
     """Send the caring warning; repeated warnings freeze forwarding points and lower credibility."""
     from bot.models import Member
 
+    now = datetime.now(timezone.utc)
+    await lift_if_clean(member_id, now)  # a warning after a clean period starts a new episode
+    clean_until = now + timedelta(days=services.settings.moderation_freeze_clean_days)
     async with in_transaction():
         standing, _ = await MemberStanding.get_or_create(member_id=member_id)
-        await MemberStanding.filter(id=standing.id).update(warnings=F("warnings") + 1)
+        await MemberStanding.filter(id=standing.id).update(warnings=F("warnings") + 1, clean_until=clean_until)
         standing = await MemberStanding.get(id=standing.id)
     member = await Member.get_or_none(id=member_id)
     _ = services.translator.bind(member.locale if member else services.settings.default_locale)
@@ -122,12 +126,32 @@ async def warn_member(services: "Services", member_id: int, *, content_type: str
             forwarding_frozen=True, frozen_at=datetime.now(timezone.utc))
         if updated:
             await audit("system", "freeze_forwarding", member_id=member_id, warnings=standing.warnings)
-    await _gamification_warning(member_id, standing.warnings, freeze)
+    await _gamification_warning(member_id, standing.warnings, freeze, standing.episode)
     return standing.warnings
 
 
-async def _gamification_warning(member_id: int, warnings: int, frozen: bool) -> None:
-    """Lower credibility through gamification when that package provides it."""
+async def lift_if_clean(member_id: int, now: datetime | None = None) -> bool:
+    """Lift the member's forwarding freeze once the clean period after their last warning
+    has passed; the warning count restarts and a new episode begins. True when lifted."""
+    now = now or datetime.now(timezone.utc)
+    done = await MemberStanding.filter(member_id=member_id, forwarding_frozen=True, clean_until__lte=now).update(
+        forwarding_frozen=False, warnings=0, episode=F("episode") + 1, frozen_at=None)
+    if done:
+        await audit("system", "unfreeze_forwarding", member_id=member_id)
+    return bool(done)
+
+
+async def lift_clean_freezes(now: datetime | None = None) -> int:
+    """Every freeze whose clean period has passed (for a periodic sweep); how many lifted."""
+    now = now or datetime.now(timezone.utc)
+    ids = await MemberStanding.filter(forwarding_frozen=True, clean_until__lte=now).values_list("member_id", flat=True)
+    return sum([await lift_if_clean(mid, now) for mid in ids])
+
+
+async def _gamification_warning(member_id: int, warnings: int, frozen: bool, episode: int = 0) -> None:
+    """Lower credibility through gamification when that package provides it. A hook that
+    takes ``episode`` gets it: warnings after a lifted freeze are a new episode, so a review
+    flag keyed by (member, episode) opens again after staff cleared the last one."""
     try:
         from gamification import service as gsvc  # type: ignore[attr-defined]
     except ImportError:
@@ -135,15 +159,21 @@ async def _gamification_warning(member_id: int, warnings: int, frozen: bool) -> 
     hook = getattr(gsvc, "on_moderation_warning", None)
     if hook is None:
         return
+    kwargs: dict[str, Any] = {"member_id": member_id, "warnings": warnings, "freeze_forwarding": frozen}
+    if "episode" in inspect.signature(hook).parameters:
+        kwargs["episode"] = episode
     try:
-        await hook(member_id=member_id, warnings=warnings, freeze_forwarding=frozen)
+        await hook(**kwargs)
     except Exception:  # a scoring problem must not lose the moderation record
         log.exception("gamification on_moderation_warning failed for member %s", member_id)
 
 
 async def is_forwarding_frozen(member_id: int) -> bool:
-    """For forwarding points: True after repeated caring warnings."""
-    return await MemberStanding.filter(member_id=member_id, forwarding_frozen=True).exists()
+    """For forwarding points: True after repeated caring warnings, until a clean period
+    without a new warning has passed (``moderation_freeze_clean_days``)."""
+    if not await MemberStanding.filter(member_id=member_id, forwarding_frozen=True).exists():
+        return False
+    return not await lift_if_clean(member_id)
 
 
 async def decide(item_id: int, *, approve: bool, reason: str, reviewer: str) -> ReviewItem | None:
@@ -155,6 +185,9 @@ async def decide(item_id: int, *, approve: bool, reason: str, reviewer: str) -> 
     if not done:
         return None
     item = await ReviewItem.get(id=item_id)
+    if item.member_id is not None and item.action == "hold":
+        # staff have dealt with this member's held content: later warnings are a new episode
+        await MemberStanding.filter(member_id=item.member_id).update(episode=F("episode") + 1)
     await audit(f"staff:{reviewer}", status, content_type=item.content_type, content_id=item.content_id,
                 member_id=item.member_id, reason=reason[:500], review_item=item.id)
     callback = _review_callbacks.get(item.content_type)
@@ -163,5 +196,6 @@ async def decide(item_id: int, *, approve: bool, reason: str, reviewer: str) -> 
     return item
 
 
-__all__ = ["PatternError", "Verdict", "add_word", "audit", "decide", "is_forwarding_frozen", "on_review",
+__all__ = ["PatternError", "Verdict", "add_word", "audit", "decide", "is_forwarding_frozen", "lift_clean_freezes",
+           "lift_if_clean", "on_review",
            "record", "remove_word", "screen", "warn_member"]

@@ -6,7 +6,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.staff.auth import require_role
-from bot.web import render
+from bot.i18n import N_
+from bot.web import bad_request, render
 from community.moderation import service
 from community.moderation.models import ACTIONS, KINDS, ModerationAudit, ReviewItem, WatchedWord
 
@@ -35,7 +36,7 @@ async def decide(request: web.Request) -> web.Response:
     verdict = str(form.get("decision", ""))
     reason = str(form.get("reason", "")).strip()
     if not raw.isdigit() or verdict not in ("approve", "reject"):
-        raise web.HTTPBadRequest(text="Choose approve or reject.")
+        raise bad_request(request, N_("Choose approve or reject."))
     if verdict == "reject" and not reason:
         return await _page(request, error="reason", status=400)
     await service.decide(int(raw), approve=verdict == "approve", reason=reason,

@@ -1,0 +1,1 @@
+"""Member tags set by staff (VIP, plan, tenure): one service that every writer goes through."""
