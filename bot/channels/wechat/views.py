@@ -23,6 +23,7 @@ from bot.channels.wechat.xmlparse import MAX_XML_BYTES, XmlError, XmlTooLarge, p
 from bot.i18n import N_
 from bot.messages import Outgoing, Reply
 from bot.models import ChannelAccount
+from bot.nonces import nonce_store
 from bot.pipeline import detect_locale
 from bot.settings import Settings
 
@@ -82,15 +83,20 @@ class WeChatEndpoint:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=request.content_length)
         body = await request.read()
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        if self.crypto is not None and not encrypted:
+            # safe mode configured: a plaintext callback is a downgrade (its signature does not
+            # cover the body), whatever it says
+            raise web.HTTPForbidden(text="this account is in safe mode: encrypt_type=aes and msg_signature required")
+        services: Services = request.app[SERVICES]
         try:
             envelope = parse_xml(body)
             msg = self._decrypt(envelope, query) if encrypted else envelope
+            await self._first_use(services, query)
             inbound = to_inbound(msg)
         except XmlTooLarge:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=len(body)) from None
         except (XmlError, BadMessage) as exc:
             return _plain(400, f"bad request: {exc}")
-        services: Services = request.app[SERVICES]
         if inbound.media:
             xml = await self._media_reply(services, inbound)
         elif inbound.incoming is None:
@@ -102,6 +108,17 @@ class WeChatEndpoint:
         if encrypted and self.crypto is not None:
             xml = self.crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
         return web.Response(text=xml, content_type="application/xml")
+
+    async def _first_use(self, services: "Services", query: MultiMapping[str]) -> None:
+        """403 for a (timestamp, nonce) already seen: a captured callback cannot be posted again.
+
+        Remembered for twice the timestamp window (a timestamp is accepted that far either
+        side of our clock), in Redis when the service has it so every worker agrees. WeChat's
+        own retries come with a new nonce and are deduplicated by message id instead."""
+        window = self.settings.wechat_timestamp_window_seconds
+        key = f"wechat:{query.get('timestamp', '')}:{query.get('nonce', '')}"
+        if not await nonce_store(services).first_use(key, 2 * window + 1):
+            raise web.HTTPForbidden(text="replayed request (timestamp and nonce already used)")
 
     def _decrypt(self, envelope: dict[str, str], query: MultiMapping[str]) -> dict[str, str]:
         """Safe/compatible mode: check ``msg_signature`` over the ciphertext, then decrypt."""
