@@ -8,19 +8,21 @@ from aiohttp import web
 from bot.staff.auth import require_role
 from bot.web import render
 from community.moderation import service
+from community.moderation.matcher import PatternError
 from community.moderation.models import ACTIONS, KINDS, ModerationAudit, ReviewItem, WatchedWord
 
 TEMPLATES = Path(__file__).parent / "templates"
 REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
-async def _page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+async def _page(request: web.Request, *, error: str = "", status: int = 200,
+                error_args: dict | None = None) -> web.Response:
     items = await ReviewItem.filter(status="pending").order_by("id").limit(100)
     words = await WatchedWord.filter(active=True).order_by("id")
     log = await ModerationAudit.all().order_by("-id").limit(50)
     return render(request, "moderation.html", status=status, staff=request["staff"],
                   csrf_token=request["csrf_token"], items=items, words=words, log=log, kinds=KINDS,
-                  actions=ACTIONS, error=error)
+                  actions=ACTIONS, error=error, error_args=error_args or {})
 
 
 @require_role(*REVIEWERS)
@@ -50,6 +52,8 @@ async def add_word(request: web.Request) -> web.Response:
         await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
                                replacement=str(form.get("replacement", "***")), note=str(form.get("note", "")),
                                actor=f"staff:{request['staff'].username}")
+    except PatternError as exc:  # said in the reviewer's language
+        return await _page(request, error=exc.msgid, error_args=exc.params, status=400)
     except ValueError as exc:
         return await _page(request, error=str(exc), status=400)
     raise web.HTTPSeeOther("/admin/moderation")
