@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from tortoise.expressions import Q
 
 from bot.app_keys import SERVICES
 from bot.dashboard.csvexport import csv_response
+from bot.web.urls import safe_local_path
 from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.auth import require_role
@@ -29,6 +31,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 WRITERS = ("agent", "reviewer")
 REVIEWERS = ("reviewer",)
 PAGE = 100
+
+
+def _back_to_referer(request: web.Request, default: str) -> str:
+    """The page the form was on, when it is a page of this site; never another site."""
+    ref = urlsplit(request.headers.get("Referer", ""))
+    if ref.netloc and ref.netloc != request.host:
+        return default
+    return safe_local_path(ref.path + (f"?{ref.query}" if ref.query else ""), default)
 
 
 def _ctx(request: web.Request, **kw: Any) -> dict[str, Any]:
@@ -184,7 +194,7 @@ async def candidate_decide(request: web.Request) -> web.Response:
         await learning.accept(request.app[SERVICES], cv, who)
     else:
         await learning.reject(cv, who)
-    raise web.HTTPFound(request.headers.get("Referer") or "/admin/knowledge/candidates")
+    raise web.HTTPFound(_back_to_referer(request, "/admin/knowledge/candidates"))
 
 
 @require_role(*WRITERS)
