@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
+from bot.web.client import client_ip, set_cookie
 from bot.web.lookup import path_id
 from community.models import KnowledgeItem
 from gamification import rewards, service, topup
@@ -55,7 +56,7 @@ async def leaderboard_page(request: web.Request) -> web.Response:
 
 def _fingerprint(request: web.Request, secret: str) -> str:
     """Network + browser, hashed with the server secret (never stored in the clear)."""
-    peer = request.remote or ""
+    peer = client_ip(request)  # the real client behind a trusted proxy (bot/web/client.py)
     net = ".".join(peer.split(".")[:3]) if peer.count(".") == 3 else peer[:19]  # IPv4 /24, IPv6 /64-ish
     raw = f"{secret}|{net}|{request.headers.get('User-Agent', '')[:200]}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
@@ -102,7 +103,7 @@ async def forwarded_page(request: web.Request) -> web.Response:
     resp = render(request, "forward.html", item=item, token=link.token, sharer=sharer.display_name if sharer else "",
                   can_rate=engagement is not None and engagement.link_id == link.id and not rated, rated=rated,
                   thanks=request.query.get("rated") == "1")
-    resp.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.secure)
+    set_cookie(resp, request, VISITOR_COOKIE, visitor, max_age=365 * 86400)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
