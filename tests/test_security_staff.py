@@ -175,3 +175,31 @@ async def test_unknown_users_cost_a_hash_too(client, unknown: bool) -> None:
     finally:
         auth._verify = real  # type: ignore[assignment]
     assert calls == [unknown]
+
+
+async def test_staff_actions_across_the_admin_pages_are_audited(client) -> None:
+    from community.inbox.models import Ticket
+    from tests.community_helpers import chat, csrf, staff_login
+
+    await chat(client, "member-a", text="人工")
+    ticket = await Ticket.filter().order_by("-id").first()
+    assert ticket is not None
+    await staff_login(client, "boss", ["admin"])
+    _, token = await csrf(client, f"/inbox/t/{ticket.id}")
+    assert (await client.post(f"/inbox/t/{ticket.id}/claim", data={"csrf_token": token},
+                              allow_redirects=False)).status in (302, 303)
+    _, token = await csrf(client, "/admin/rewards")
+    assert (await client.post("/admin/rewards", data={"csrf_token": token, "name": "10 MB", "kind": "data",
+                                                      "cost": "50", "stock": "5", "per_member_limit": "1",
+                                                      "face_value": "10", "active": "on"},
+                              allow_redirects=False)).status == 303
+    _, token = await csrf(client, "/admin/moderation")
+    assert (await client.post("/admin/moderation/words", data={"csrf_token": token, "pattern": "spam",
+                                                               "kind": "word", "action": "flag"},
+                              allow_redirects=False)).status == 303
+    rows = {(r.action, r.target_type) for r in await StaffAudit.filter(username="boss")}
+    assert {("ticket.claim", "ticket"), ("reward.save", "reward"), ("moderation.word_add", "word")} <= rows
+    claim = await StaffAudit.get(username="boss", action="ticket.claim")
+    assert claim.target_id == str(ticket.id) and claim.detail == {"ok": True}
+    page = await client.get("/admin/audit?target_type=ticket")
+    assert page.status == 200 and "ticket.claim" in await page.text() and "reward.save" not in await page.text()

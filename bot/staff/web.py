@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.app_keys import SERVICES
+from bot.i18n import N_
 from bot.nonces import nonce_store
 from bot.settings import Settings
 from bot.staff import audit
@@ -143,6 +144,7 @@ async def logout(request: web.Request) -> web.Response:
 
 # staff landing page links: (path, label msgid, roles); features append their pages
 STAFF_LINKS: list[tuple[str, str, tuple[str, ...]]] = []
+AUDIT_LINK = ("/admin/audit", N_("Audit log"), ("admin",))
 
 
 @require_role()
@@ -152,8 +154,20 @@ async def staff_home(request: web.Request) -> web.Response:
     return render(request, "staff_home.html", staff=staff, links=links, csrf_token=request["csrf_token"])
 
 
+@require_role("admin")
+async def audit_page(request: web.Request) -> web.Response:
+    target_type = request.query.get("target_type", "").strip()[:24]
+    target_id = request.query.get("target_id", "").strip()[:64]
+    rows = await audit.recent(300, target_type=target_type, target_id=target_id)
+    return render(request, "staff_audit.html", staff=request["staff"], rows=rows, target_type=target_type,
+                  target_id=target_id, csrf_token=request["csrf_token"])
+
+
 def setup(app: web.Application, settings: Settings) -> None:
     app[HASH_GATE] = HashGate(settings.password_hash_threads)
+    if AUDIT_LINK not in STAFF_LINKS:
+        STAFF_LINKS.append(AUDIT_LINK)
+    app.router.add_get("/admin/audit", audit_page)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.web import render
 from community.moderation import service
@@ -40,8 +41,10 @@ async def decide(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="Choose approve or reject.")
     if verdict == "reject" and not reason:
         return await _page(request, error="reason", status=400)
-    await service.decide(int(raw), approve=verdict == "approve", reason=reason,
-                         reviewer=request["staff"].username)
+    item = await service.decide(int(raw), approve=verdict == "approve", reason=reason,
+                                reviewer=request["staff"].username)
+    if item is not None:
+        await audit.record(request, f"moderation.{verdict}", "review", item.id, member=item.member_id)
     raise web.HTTPSeeOther("/admin/moderation")
 
 
@@ -49,21 +52,23 @@ async def decide(request: web.Request) -> web.Response:
 async def add_word(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
+        row = await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
                                replacement=str(form.get("replacement", "***")), note=str(form.get("note", "")),
                                actor=f"staff:{request['staff'].username}")
     except PatternError as exc:  # said in the reviewer's language
         return await _page(request, error=exc.msgid, error_args=exc.params, status=400)
     except ValueError as exc:
         return await _page(request, error=str(exc), status=400)
+    await audit.record(request, "moderation.word_add", "word", row.id, pattern=row.pattern, kind=row.kind,
+                       word_action=row.action)
     raise web.HTTPSeeOther("/admin/moderation")
 
 
 @require_role(*REVIEWERS)
 async def remove_word(request: web.Request) -> web.Response:
     raw = request.match_info["word_id"]
-    if raw.isdigit():
-        await service.remove_word(int(raw), actor=f"staff:{request['staff'].username}")
+    if raw.isdigit() and await service.remove_word(int(raw), actor=f"staff:{request['staff'].username}"):
+        await audit.record(request, "moderation.word_remove", "word", int(raw))
     raise web.HTTPSeeOther("/admin/moderation")
 
 
