@@ -39,6 +39,7 @@ async def test_catastrophic_pattern_does_not_stall_healthz(client) -> None:
     replies = await chat(client, "attacker", text="/ask " + "a" * 30 + "!")
     stop.set()
     latencies = await probe
+    print(f"/healthz max {max(latencies):.3f}s over {len(latencies)} probes during the hostile message")
     assert replies  # answered, not hung
     assert max(latencies) < 1.0, max(latencies)
     # and the rule still works where it matches
