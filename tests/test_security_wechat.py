@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from bot.metrics import SECURITY_REFUSALS
 from bot.models import TranscriptEntry
 from bot.nonces import MemoryNonceStore, RedisNonceStore
 from tests.conftest import load_sample_kb, make_settings
@@ -27,9 +28,11 @@ def settings(tmp_path, wechat_api):  # type: ignore[no-untyped-def]
 
 async def test_plaintext_callback_is_refused_when_safe_mode_is_configured(client, wx) -> None:
     # the attack: a URL seen once in a log, any XML "from" the victim's openid, read the reply
+    before = SECURITY_REFUSALS.labels("wechat_plaintext")._value.get()
     params, body = wx.build(wx.text_xml("oVictim", "积分", "7001"), mode="plain", openid="oVictim")
     resp = await client.post("/wechat", params=params, data=body)
     assert resp.status == 403
+    assert SECURITY_REFUSALS.labels("wechat_plaintext")._value.get() == before + 1  # visible at /metrics
     assert "积分" not in await resp.text()
     assert await TranscriptEntry.all().count() == 0
     # claiming encryption without a msg_signature is no better

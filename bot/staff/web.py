@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot.app_keys import SERVICES
 from bot.i18n import N_
+from bot.metrics import SECURITY_REFUSALS
 from bot.nonces import nonce_store
 from bot.settings import Settings
 from bot.staff import audit
@@ -98,11 +99,13 @@ async def login_submit(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))[:256]
     target = _safe_next(str(form.get("next", "/staff")))
     if not _csrf_ok(request, str(form.get("csrf_token", ""))):
+        SECURITY_REFUSALS.labels("login_csrf").inc()
         return _login_form(request, status=403, error="csrf", next_=target, username=username)
     settings = _settings(request)
     throttle = LoginThrottle.from_settings(nonce_store(request.app[SERVICES]), settings)
     ip = client_ip(request)
     if await throttle.locked(username, ip):
+        SECURITY_REFUSALS.labels("login_locked").inc()
         resp = _login_form(request, status=429, error="locked", next_=target, username=username,
                            minutes=throttle.minutes)
         resp.headers["Retry-After"] = str(settings.login_lockout_seconds)
@@ -110,6 +113,7 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         user = await authenticate(username, password, request.app[HASH_GATE]) if username and password else None
     except HashGateBusy:
+        SECURITY_REFUSALS.labels("login_busy").inc()
         resp = _login_form(request, status=503, error="busy", next_=target, username=username)
         resp.headers["Retry-After"] = "5"
         return resp

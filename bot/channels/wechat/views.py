@@ -22,6 +22,7 @@ from bot.channels.wechat.render import MAX_ARTICLES_EVENT, MAX_ARTICLES_MESSAGE,
 from bot.channels.wechat.xmlparse import MAX_XML_BYTES, XmlError, XmlTooLarge, parse_xml
 from bot.i18n import N_
 from bot.messages import Outgoing, Reply
+from bot.metrics import SECURITY_REFUSALS
 from bot.models import ChannelAccount
 from bot.nonces import nonce_store
 from bot.pipeline import detect_locale
@@ -86,6 +87,7 @@ class WeChatEndpoint:
         if self.crypto is not None and not encrypted:
             # safe mode configured: a plaintext callback is a downgrade (its signature does not
             # cover the body), whatever it says
+            SECURITY_REFUSALS.labels("wechat_plaintext").inc()
             raise web.HTTPForbidden(text="this account is in safe mode: encrypt_type=aes and msg_signature required")
         services: Services = request.app[SERVICES]
         try:
@@ -118,6 +120,7 @@ class WeChatEndpoint:
         window = self.settings.wechat_timestamp_window_seconds
         key = f"wechat:{query.get('timestamp', '')}:{query.get('nonce', '')}"
         if not await nonce_store(services).first_use(key, 2 * window + 1):
+            SECURITY_REFUSALS.labels("wechat_replay").inc()
             raise web.HTTPForbidden(text="replayed request (timestamp and nonce already used)")
 
     def _decrypt(self, envelope: dict[str, str], query: MultiMapping[str]) -> dict[str, str]:
