@@ -106,7 +106,7 @@ class MemoryNonceStore:
 
 
 class RedisNonceStore:
-    """Every worker: ``SET NX PX`` for nonces, ``INCR`` + ``PEXPIRE NX`` for counters."""
+    """Every worker: ``SET NX PX`` for nonces, ``SET NX PX`` + ``INCR`` for counters."""
 
     def __init__(self, redis: "Redis", prefix: str = PREFIX, *, owned: bool = False) -> None:
         self.redis = redis
@@ -119,9 +119,10 @@ class RedisNonceStore:
     async def incr(self, key: str, ttl: float) -> int:
         k = self.prefix + "c:" + key
         async with self.redis.pipeline(transaction=True) as pipe:
+            # the window starts at the first failure (SET NX PX), INCR keeps the expiry; any Redis version
+            pipe.set(k, 0, nx=True, px=max(int(ttl * 1000), 1))
             pipe.incr(k)
-            pipe.pexpire(k, max(int(ttl * 1000), 1), nx=True)
-            value, _ = await pipe.execute()
+            _, value = await pipe.execute()
         return int(value)
 
     async def count(self, key: str) -> int:

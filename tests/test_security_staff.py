@@ -32,6 +32,15 @@ async def browser_login(client, username: str, password: str = PASSWORD, **extra
                              headers={"Origin": origin}, allow_redirects=False)
 
 
+async def _eventually(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 async def test_wrong_passwords_lock_the_account_even_for_the_right_one(client) -> None:
     await create_staff("alice", PASSWORD, ["agent"])
     for _ in range(5):  # BOT_LOGIN_MAX_FAILURES_PER_ACCOUNT
@@ -42,7 +51,7 @@ async def test_wrong_passwords_lock_the_account_even_for_the_right_one(client) -
     assert int(locked.headers["Retry-After"]) > 0
     assert "15" in await locked.text()  # says how long
     assert "everycsr_staff" not in locked.cookies
-    assert await StaffAudit.filter(action="login.locked", username="alice").exists()
+    assert await _eventually(StaffAudit.filter(action="login.locked", username="alice").exists)
     # translated
     zh = await client.post("/login?lang=zh_CN", data={"username": "alice", "password": PASSWORD},
                            allow_redirects=False)
@@ -118,6 +127,7 @@ async def test_security_headers_on_pages_and_redirects(client) -> None:
 async def test_audit_log_records_who_did_what(client) -> None:
     await create_staff("frank", PASSWORD, ["agent"])
     await browser_login(client, "frank", "wrong-password")
+    assert await _eventually(StaffAudit.filter(username="frank", action="login.failed").exists)  # written after the answer
     await browser_login(client, "frank")
     rows = await StaffAudit.filter(username="frank").order_by("id")
     assert [r.action for r in rows] == ["login.failed", "login"]

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 async def record(request: web.Request | None, action: str, target_type: str = "", target_id: object = "", *,
-                 staff: StaffUser | None = None, username: str = "", **detail: Any) -> None:
+                 staff: StaffUser | None = None, username: str = "", ip: str | None = None,
+                 **detail: Any) -> None:
     """Append one row: who (the session's staff user unless given), did what, to what."""
     actor = staff if staff is not None else (request.get("staff") if request is not None else None)
     try:
@@ -29,7 +30,7 @@ async def record(request: web.Request | None, action: str, target_type: str = ""
             action=action[:48], target_type=target_type[:24],
             target_id="" if target_id is None else str(target_id)[:64],
             detail={k: v for k, v in detail.items() if v is not None},
-            ip=client_ip(request)[:64] if request is not None else "",
+            ip=(ip if ip is not None else client_ip(request) if request is not None else "")[:64],
         )
     except Exception:  # the action happened; losing its log line must not turn it into an error
         log.exception("staff audit %s on %s %s not written", action, target_type, target_id)

@@ -8,9 +8,12 @@ login (the old cookie's session is deleted), and an audit line for each outcome.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -89,6 +92,24 @@ def _csrf_ok(request: web.Request, sent: str) -> bool:
     return hmac.compare_digest(sent, _form_token(_settings(request).secret_key, cookie_token))
 
 
+_background: set["asyncio.Task[None]"] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _audit_failure(username: str, ip: str, locked_now: bool) -> None:
+    """A failed login of an existing account (unknown names are not logged: a flood of them
+    would fill the table; the throttle counts them all the same)."""
+    known = await StaffUser.get_or_none(username=username)
+    if known is not None:
+        await audit.record(None, "login.locked" if locked_now else "login.failed", "staff", known.id,
+                           staff=known, ip=ip)
+
+
 async def login_page(request: web.Request) -> web.Response:
     return _login_form(request, next_=_safe_next(request.query.get("next", "/staff")))
 
@@ -119,10 +140,8 @@ async def login_submit(request: web.Request) -> web.Response:
         return resp
     if user is None:
         locked_now = await throttle.failed(username, ip)
-        known = await StaffUser.get_or_none(username=username) if username else None
-        if known is not None:  # unknown names are not logged: a flood of them would fill the table
-            await audit.record(request, "login.locked" if locked_now else "login.failed", "staff", known.id,
-                               staff=known)
+        if username:  # logged after the answer: its timing must not tell known names from unknown ones
+            _spawn(_audit_failure(username, ip, locked_now))
         return _login_form(request, status=401, error="wrong", next_=target, username=username)
     await throttle.succeeded(username)
     old = request.cookies.get(COOKIE)
