@@ -14,8 +14,8 @@ from bot.app_keys import SERVICES
 from bot.channels import CHANNEL_MODULES
 from bot.channels.registry import ChannelRegistry
 from bot.i18n import get_translator
-from bot.outbox import Outbox, OutboxWorker
 from bot.nonces import EXTRAS_KEY as NONCES_KEY
+from bot.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.services import Services
 from bot.settings import Settings, get_settings

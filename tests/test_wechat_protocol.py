@@ -145,7 +145,7 @@ async def test_bad_ciphertext_is_400(client, wx) -> None:
 
 async def test_oversize_body_is_413(client, wx) -> None:
     xml = wx.text_xml("oUser5", "x" * (65 * 1024), "5001")
-    resp, _ = await post(client, wx, xml, mode="plain", openid="oUser5")
+    resp, _ = await post(client, wx, xml, mode="safe", openid="oUser5")
     assert resp.status == 413
     assert await TranscriptEntry.all().count() == 0
 

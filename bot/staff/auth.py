@@ -17,8 +17,8 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -44,7 +44,8 @@ class HashGateBusy(Exception):
 
 class HashGate:
     """argon2 off the event loop: ``threads`` checks at once in worker threads, at most
-    ``max_waiting`` more queued. One per application (its semaphore belongs to one loop)."""
+    ``max_waiting`` in all (running or queued). One per application (its semaphore belongs
+    to one loop)."""
 
     def __init__(self, threads: int = 2, max_waiting: int = 64) -> None:
         self._sem = asyncio.Semaphore(max(1, threads))

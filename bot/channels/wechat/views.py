@@ -80,15 +80,15 @@ class WeChatEndpoint:
         started = asyncio.get_running_loop().time()
         query = request.query
         self._authenticate(query)
-        if request.content_length is not None and request.content_length > MAX_XML_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=request.content_length)
-        body = await request.read()
         encrypted = query.get("encrypt_type", "raw").lower() == "aes"
         if self.crypto is not None and not encrypted:
             # safe mode configured: a plaintext callback is a downgrade (its signature does not
             # cover the body), whatever it says
             SECURITY_REFUSALS.labels("wechat_plaintext").inc()
             raise web.HTTPForbidden(text="this account is in safe mode: encrypt_type=aes and msg_signature required")
+        if request.content_length is not None and request.content_length > MAX_XML_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=request.content_length)
+        body = await request.read()
         services: Services = request.app[SERVICES]
         try:
             envelope = parse_xml(body)
