@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 PREFIX = "everycsr:sec:"
+# DECR only a live counter (a plain DECR on an expired key would make one without an expiry)
+_DECR_EXISTING = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if tonumber(v) <= 0 then return 0 end
+return redis.call('DECR', KEYS[1])
+"""
 EXTRAS_KEY = "nonces"  # Services.extras[EXTRAS_KEY]
 
 
@@ -32,6 +39,10 @@ class NonceStore(Protocol):
 
     async def incr(self, key: str, ttl: float) -> int:
         """Add one to a counter that expires ``ttl`` seconds after its first increment."""
+        ...
+
+    async def decr(self, key: str) -> int:
+        """Take one back (never below zero, never creating the counter)."""
         ...
 
     async def count(self, key: str) -> int: ...
@@ -94,6 +105,13 @@ class MemoryNonceStore:
         entry[0] += 1
         return int(entry[0])
 
+    async def decr(self, key: str) -> int:
+        entry = self._counts.get(key)
+        if entry is None:
+            return 0
+        entry[0] = max(0, entry[0] - 1)
+        return int(entry[0])
+
     async def count(self, key: str) -> int:
         entry = self._counts.get(key)
         return int(entry[0]) if entry else 0
@@ -124,6 +142,9 @@ class RedisNonceStore:
             pipe.incr(k)
             _, value = await pipe.execute()
         return int(value)
+
+    async def decr(self, key: str) -> int:
+        return int(await self.redis.eval(_DECR_EXISTING, 1, self.prefix + "c:" + key))
 
     async def count(self, key: str) -> int:
         raw = await self.redis.get(self.prefix + "c:" + key)

@@ -58,6 +58,35 @@ async def test_wrong_passwords_lock_the_account_even_for_the_right_one(client) -
     assert zh.status == 429 and "分钟" in await zh.text()
 
 
+async def test_a_burst_of_parallel_guesses_gets_no_more_tries(client) -> None:
+    """A script firing 30 logins at once: each is counted before its hash, so 5 are checked."""
+    from bot.staff import auth
+
+    await create_staff("burst", PASSWORD, ["agent"])
+    checked = []
+    real = auth._verify
+
+    def counting(stored: str, password: str) -> bool:
+        checked.append(password)
+        return real(stored, password)
+
+    auth._verify = counting  # type: ignore[assignment]
+    try:
+        statuses = [r.status for r in await asyncio.gather(
+            *[client.post("/login", data={"username": "burst", "password": f"guess-{i}"}, allow_redirects=False)
+              for i in range(30)])]
+    finally:
+        auth._verify = real  # type: ignore[assignment]
+    assert len(checked) == 5 and statuses.count(401) == 5 and statuses.count(429) == 25
+
+
+async def test_successes_do_not_use_up_the_address(client) -> None:
+    await create_staff("office", PASSWORD, ["agent"])
+    for _ in range(25):  # more than BOT_LOGIN_MAX_FAILURES_PER_IP, all good
+        resp = await client.post("/login", data={"username": "office", "password": PASSWORD}, allow_redirects=False)
+        assert resp.status == 302
+
+
 async def test_one_address_guessing_many_accounts_is_locked(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from aiohttp.test_utils import TestClient, TestServer
 

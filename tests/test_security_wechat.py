@@ -80,7 +80,9 @@ async def _exercise(store) -> None:  # type: ignore[no-untyped-def]
     assert await store.incr("login:x", 60) == 1
     assert await store.incr("login:x", 60) == 2
     assert await store.count("login:x") == 2
+    assert await store.decr("login:x") == 1
     await store.reset("login:x")
+    assert await store.decr("login:x") == 0 and await store.count("login:x") == 0  # never created by decr
     assert await store.count("login:x") == 0
 
 

@@ -1,12 +1,14 @@
-"""Staff login throttling: failures counted per account and per client address, then a lock.
+"""Staff login throttling: attempts counted per account and per client address, then a lock.
 
-A wrong password (or an unknown username: they look the same from outside) adds one to the
-account's count and to the address's count. At ``BOT_LOGIN_MAX_FAILURES_PER_ACCOUNT`` the
-account is locked, at ``BOT_LOGIN_MAX_FAILURES_PER_IP`` the address is, until
-``BOT_LOGIN_LOCKOUT_SECONDS`` after the first counted failure; while locked even the right
-password is refused and no password hash is computed. A success clears the account's count
-(not the address's: one good account must not reset a guessing run against the others).
-Counts live in the service's :mod:`bot.nonces` store, so every worker agrees (Redis).
+Every attempt is counted *before* its password is checked (so a script firing a thousand
+logins at once gets no more guesses than one firing them in turn): an attempt beyond
+``BOT_LOGIN_MAX_FAILURES_PER_ACCOUNT`` for the username, or beyond
+``BOT_LOGIN_MAX_FAILURES_PER_IP`` for the client address, is refused without hashing, until
+``BOT_LOGIN_LOCKOUT_SECONDS`` after the first counted attempt; while locked even the right
+password is refused. A success takes its own attempt back: the account's count is cleared and
+the address's count goes down by one, so only failures accumulate. Unknown usernames count
+like known ones. Counts live in the service's :mod:`bot.nonces` store, so every worker agrees
+(Redis).
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ def _ip_key(ip: str) -> str:
     return "login:ip:" + (ip or "unknown")[:64]
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    allowed: bool  # False: locked, do not check the password
+    last: bool  # this attempt used up the account's or the address's allowance
+
+
 @dataclass(slots=True)
 class LoginThrottle:
     store: NonceStore
@@ -38,20 +46,16 @@ class LoginThrottle:
         return cls(store, settings.login_max_failures_per_account, settings.login_max_failures_per_ip,
                    settings.login_lockout_seconds)
 
-    async def locked(self, username: str, ip: str) -> bool:
-        """Whether this username or this address has used up its attempts."""
-        if await self.store.count(_ip_key(ip)) >= self.max_per_ip:
-            return True
-        return bool(username) and await self.store.count(_account_key(username)) >= self.max_per_account
+    async def attempt(self, username: str, ip: str) -> Attempt:
+        """Count this attempt; whether it may go on to the password check."""
+        ip_n = await self.store.incr(_ip_key(ip), self.window_seconds)
+        acct_n = await self.store.incr(_account_key(username), self.window_seconds)
+        allowed = ip_n <= self.max_per_ip and acct_n <= self.max_per_account
+        return Attempt(allowed, ip_n == self.max_per_ip or acct_n == self.max_per_account)
 
-    async def failed(self, username: str, ip: str) -> bool:
-        """Count one failure; True when it locked the account or the address."""
-        ip_count = await self.store.incr(_ip_key(ip), self.window_seconds)
-        acct_count = await self.store.incr(_account_key(username), self.window_seconds) if username else 0
-        return ip_count >= self.max_per_ip or acct_count >= self.max_per_account
-
-    async def succeeded(self, username: str) -> None:
+    async def succeeded(self, username: str, ip: str) -> None:
         await self.store.reset(_account_key(username))
+        await self.store.decr(_ip_key(ip))
 
     @property
     def minutes(self) -> int:

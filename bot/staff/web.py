@@ -125,7 +125,8 @@ async def login_submit(request: web.Request) -> web.Response:
     settings = _settings(request)
     throttle = LoginThrottle.from_settings(nonce_store(request.app[SERVICES]), settings)
     ip = client_ip(request)
-    if await throttle.locked(username, ip):
+    attempt = await throttle.attempt(username, ip)
+    if not attempt.allowed:
         SECURITY_REFUSALS.labels("login_locked").inc()
         resp = _login_form(request, status=429, error="locked", next_=target, username=username,
                            minutes=throttle.minutes)
@@ -139,11 +140,10 @@ async def login_submit(request: web.Request) -> web.Response:
         resp.headers["Retry-After"] = "5"
         return resp
     if user is None:
-        locked_now = await throttle.failed(username, ip)
         if username:  # logged after the answer: its timing must not tell known names from unknown ones
-            _spawn(_audit_failure(username, ip, locked_now))
+            _spawn(_audit_failure(username, ip, attempt.last))
         return _login_form(request, status=401, error="wrong", next_=target, username=username)
-    await throttle.succeeded(username)
+    await throttle.succeeded(username, ip)
     old = request.cookies.get(COOKIE)
     if old:  # session rotation: whatever session this browser had is over
         await StaffSession.filter(token_hash=_digest(old)).delete()
