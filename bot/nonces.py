@@ -144,7 +144,7 @@ class RedisNonceStore:
         return int(value)
 
     async def decr(self, key: str) -> int:
-        return int(await self.redis.eval(_DECR_EXISTING, 1, self.prefix + "c:" + key))
+        return int(await self.redis.eval(_DECR_EXISTING, 1, self.prefix + "c:" + key))  # type: ignore[misc]
 
     async def count(self, key: str) -> int:
         raw = await self.redis.get(self.prefix + "c:" + key)
