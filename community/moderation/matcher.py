@@ -14,6 +14,7 @@ error. Words are literals we escape ourselves, so Python's ``re`` is safe for th
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import re2
 from bot.i18n import N_
 from community.search.normalize import to_simplified
 
+log = logging.getLogger(__name__)
 # strongest first: the decision takes the first action any entry asks for
 PRECEDENCE = ("block", "warn", "hold", "flag", "replace")
 MAX_PATTERN = 200
@@ -177,8 +179,11 @@ class WatchList:
         for r in rules:
             try:
                 rx = compile_rule(r)
-            except PatternError:
-                continue  # validated on save; a stale bad row must not break posting
+            except PatternError as exc:
+                # validated on save; a stale bad row (e.g. a look-around saved before RE2) must not
+                # break posting, but it no longer matches: say so where operators look
+                log.warning("watched word %s (%r) is not enforced: %s", r.id, r.pattern, exc)
+                continue
             literal = fold_pattern(r.pattern) if r.kind == "word" else ""
             if literal and _is_cjk(literal) and "*" not in literal and "?" not in literal:
                 self._literal.setdefault(literal[0], []).append((literal, r))
