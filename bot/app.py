@@ -14,12 +14,15 @@ from bot.app_keys import SERVICES
 from bot.channels import CHANNEL_MODULES
 from bot.channels.registry import ChannelRegistry
 from bot.i18n import get_translator
+from bot.nonces import EXTRAS_KEY as NONCES_KEY
 from bot.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.services import Services
 from bot.settings import Settings, get_settings
 from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
+from bot.web.client import forwarded_middleware, parse_networks
+from bot.web.headers import headers_middleware
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
 from handlers import build_router
@@ -82,6 +85,8 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         try:
             yield
         finally:
+            if (nonces := services.extras.get(NONCES_KEY)) is not None:
+                await nonces.close()
             await services.kb.close()
             await services.writes.close()
             await storage.close_db()
@@ -122,8 +127,6 @@ async def error_middleware(
         if request.path.startswith("/api/"):
             return web.json_response({"error": "internal error"}, status=500)
         return web.Response(status=500, text="Internal error. It has been logged.")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
 
 
@@ -155,7 +158,10 @@ async def index(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") -> web.Application:
     settings = settings or get_settings()
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    parse_networks(settings.trusted_proxies)  # a typo in BOT_TRUSTED_PROXIES stops the start, clearly
+    # outermost first: the real client (trusted proxies), security headers, then clean errors
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[forwarded_middleware, headers_middleware, error_middleware])
     app.cleanup_ctx.append(_services_ctx(settings, db_setup))
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

@@ -129,10 +129,37 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_db(settings, run))
 
 
+def _production_refusal(settings: Settings) -> str | None:
+    """The one-line reason a production start is refused, or None (bot/production.py)."""
+    from bot.production import config_problems, demo_password_problems, refusal
+    from bot.web.client import ProxyConfigError, parse_networks
+
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ProxyConfigError as exc:
+        return f"error: {exc}"
+    problems = config_problems(settings)
+    if settings.is_production:
+        from tortoise.exceptions import OperationalError
+
+        async def check() -> int:
+            problems.extend(await demo_password_problems(settings))
+            return 0
+
+        try:
+            asyncio.run(_with_db(settings, check))
+        except OperationalError:  # not migrated yet: no staff logins to check
+            pass
+    return refusal(problems) if problems else None
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import create_app
     from bot.event_loop import run_web
 
+    if (refused := _production_refusal(settings)) is not None:
+        print(refused, file=sys.stderr)
+        return 2
     if args.port:
         settings.port = args.port
     if args.host:
@@ -160,6 +187,11 @@ async def _load_sample_if_empty(settings: Settings) -> str:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot import storage
+
+    if settings.is_production:  # the demo's logins and password are public
+        print("error: `demo` is for trying EveryCSR out and refuses production settings "
+              "(BOT_ENV=production or an https BOT_PUBLIC_URL); use `python -m bot run`", file=sys.stderr)
+        return 2
 
     async def prepare() -> list[str]:
         await storage.migrate(settings.database_url)

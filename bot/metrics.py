@@ -16,6 +16,11 @@ LATENCY = Histogram(
     ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+SECURITY_REFUSALS = Counter(
+    "everycsr_security_refusals",
+    "Requests refused by a security control (docs/security.md)",
+    ["reason"],  # wechat_plaintext, wechat_replay, login_locked, login_csrf, login_busy
+)
 OUTBOX_SENT = Counter("everycsr_outbox_sent", "Outbox messages sent", ["channel"])
 OUTBOX_FAILED = Counter("everycsr_outbox_failures", "Outbox send failures", ["channel", "kind"])
 OUTBOX_PENDING = Gauge("everycsr_outbox_pending", "Outbox messages waiting to be sent")

@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""  # external base URL behind a proxy, e.g. https://csr.example.com
+    # "production" (or an https public_url) turns on the start-up refusals of docs/security.md:
+    # no default secret key, no demo staff passwords
+    env: Literal["development", "production"] = "development"
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated addresses
+    # or CIDRs (e.g. "127.0.0.1/32,::1/128"); empty = none, the peer address is the client
+    trusted_proxies: str = ""
     database_url: str = f"sqlite://{ROOT / 'data' / 'everycsr.sqlite3'}"
     redis_url: str = ""  # empty: in-process stores
     secret_key: str = "change-me-in-production"
@@ -116,12 +122,23 @@ class Settings(BaseSettings):
     kpi_answer_window_minutes: int = 10  # 👎 / rephrase / hand-on within this marks an answer wrong
     kpi_conversation_gap_minutes: int = 30  # silence that ends a conversation
 
+    # --- staff login (bot/staff): throttling and password hashing ---------------------------
+    login_max_failures_per_account: int = 5  # wrong passwords for one username before it is locked
+    login_max_failures_per_ip: int = 20  # wrong passwords from one client address before it is locked
+    login_lockout_seconds: int = 900  # failures are counted over, and a lock lasts, this long
+    password_hash_threads: int = 2  # argon2 checks at once (worker threads); the rest wait their turn
+
     # --- demo -------------------------------------------------------------------------------
     demo_staff_password: str = Field(default="demo-pass-2026")
 
     @property
     def redis_enabled(self) -> bool:
         return bool(self.redis_url)
+
+    @property
+    def is_production(self) -> bool:
+        """BOT_ENV=production, or a public https URL: a real deployment (docs/security.md)."""
+        return self.env == "production" or self.public_url.lower().startswith("https://")
 
     @property
     def is_sqlite(self) -> bool:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from tortoise.transactions import in_transaction
 
+from bot.cells import csv_text, unescape, xlsx_bytes
 from community.knowledge_admin.models import KnowledgeVersion
 from community.knowledge_admin.service import next_number, snapshot
 from community.models import STATUSES, KnowledgeItem
@@ -129,7 +130,10 @@ def _yaml_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.DictReader(io.StringIO(text))
-    yield from _flat_rows(reader.fieldnames, ((reader.line_num, row) for row in reader))
+    # our export escapes cells a spreadsheet would run as formulas ('=...): read them back as written
+    rows = ((reader.line_num, {k: unescape(v) if isinstance(v, str) else v for k, v in row.items()})
+            for row in reader)
+    yield from _flat_rows(reader.fieldnames, rows)
 
 
 def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -285,24 +289,14 @@ def _flat_table(items: list[KnowledgeItem]) -> list[list[Any]]:
 
 async def export_xlsx() -> bytes:
     """Every item as a workbook (same columns as the CSV export)."""
-    import openpyxl
-
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.title = "knowledge"
-    for row in _flat_table(await KnowledgeItem.all().order_by("key", "locale")):
-        ws.append(row)
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    # members write titles and answers: every text is a string cell, never a formula (bot/cells.py)
+    return xlsx_bytes(_flat_table(await KnowledgeItem.all().order_by("key", "locale")), title="knowledge")
 
 
 async def export_items(fmt: str = "yaml") -> str:
     items = await KnowledgeItem.all().order_by("key", "locale")
     if fmt == "csv":
-        buf = io.StringIO()
-        csv.writer(buf).writerows(_flat_table(items))
-        return buf.getvalue()
+        return csv_text(None, _flat_table(items))  # cells escaped against formula injection
     grouped: dict[str, dict[str, Any]] = {}
     for i in items:
         entry = grouped.setdefault(

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from bot.app_keys import SERVICES
 from bot.i18n import N_
 from bot.settings import Settings
+from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render
@@ -204,10 +205,12 @@ async def reward_save(request: web.Request) -> web.Response:
         "active": form.get("active") == "on",
     }
     if "reward_id" in request.match_info:
-        if not await Reward.filter(id=path_id(request, "reward_id", "reward")).update(**values):
+        reward_id = path_id(request, "reward_id", "reward")
+        if not await Reward.filter(id=reward_id).update(**values):
             raise web.HTTPNotFound(text="No such reward.")
     else:
-        await Reward.create(**values)
+        reward_id = (await Reward.create(**values)).id
+    await audit.record(request, "reward.save", "reward", reward_id, **values)
     raise web.HTTPSeeOther("/admin/rewards")
 
 
@@ -222,6 +225,7 @@ async def redemption_action(request: web.Request) -> web.Response:
         await rewards.fail(rid, f"staff {request['staff'].username}: {str(form.get('note', ''))[:300]}")
     else:
         raise web.HTTPBadRequest(text="Unknown action.")
+    await audit.record(request, f"redemption.{action}", "redemption", rid)
     raise web.HTTPSeeOther("/admin/rewards")
 
 
@@ -238,6 +242,8 @@ async def flag_action(request: web.Request) -> web.Response:
             await service.release_held(flag.member_id)
         elif flag.reason in ("ring", "farm"):  # fraud confirmed: what it held never pays
             await service.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
+    if flag:
+        await audit.record(request, f"flag.{action}", "member", flag.member_id, flag=fid)
     raise web.HTTPSeeOther("/admin/rewards")
 
 

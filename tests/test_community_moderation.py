@@ -121,7 +121,7 @@ async def test_review_page_roles_csrf_and_reason(client) -> None:
     html, token = await csrf(client, "/admin/moderation")
     resp = await client.post("/admin/moderation/words", data={"pattern": "(", "kind": "regex", "action": "block",
                                                               "csrf_token": token})
-    assert resp.status == 400 and "regular expression" in await resp.text()
+    assert resp.status == 400 and "正则表达式" in await resp.text()  # said in the reviewer's language (zh_CN)
     refused = await client.post("/admin/moderation/words", data={"pattern": "x", "kind": "word", "action": "block"})
     assert refused.status == 403
     ok = await client.post("/admin/moderation/words", allow_redirects=False,

@@ -9,6 +9,7 @@ short_message bytes for the UDH / data-coding decoders.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,7 +127,7 @@ async def test_telegram_webhook_never_500(wire: TestClient, body: bytes) -> None
 async def test_wechat_callback_never_500(wire: TestClient, body: bytes) -> None:
     from bot.channels.wechat.signature import sign
 
-    ts, nonce = str(int(time.time())), "n0nce"
+    ts, nonce = str(int(time.time())), secrets.token_hex(6)  # a fresh nonce: repeats are refused as replays
     query = urlencode({"signature": sign(WECHAT_TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce})
     resp = await wire.post(f"/wechat?{query}", data=body, headers={"Content-Type": "text/xml"})
     text = await resp.text()

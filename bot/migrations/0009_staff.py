@@ -35,7 +35,7 @@ async def backfill_tag_rows(apps, schema_editor) -> None:  # type: ignore[no-unt
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0005_trust')]
+    dependencies = [('models', '0008_security')]
 
     initial = False
 

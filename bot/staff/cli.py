@@ -30,11 +30,14 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
         password = getpass.getpass(f"password for {args.username}: ")
 
     async def run() -> int:
+        from bot.staff import audit
+
         try:
             user = await create_staff(args.username, password, args.role, args.name or "")
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        await audit.record(None, "staff.save", "staff", user.id, username="cli", roles=list(user.roles))
         print(f"staff {user.username} ({', '.join(user.roles)}) saved")
         return 0
 

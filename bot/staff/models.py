@@ -36,3 +36,24 @@ class StaffSession(Model):
 
     class Meta:
         table = "staff_session"
+
+
+class StaffAudit(Model):
+    """Who did what to which ticket, item, reward or member (``bot.staff.audit.record``).
+
+    ``username`` is kept as it was at the time, so the row still reads right after the
+    account is renamed or removed."""
+
+    id = fields.BigIntField(primary_key=True)
+    staff = fields.ForeignKeyField("models.StaffUser", related_name="audit", null=True, on_delete=fields.SET_NULL)
+    username = fields.CharField(max_length=64, default="")
+    action = fields.CharField(max_length=48)  # e.g. login, ticket.reply, knowledge.edit, reward.save
+    target_type = fields.CharField(max_length=24, default="")  # ticket | item | version | reward | member | ...
+    target_id = fields.CharField(max_length=64, default="")
+    detail = fields.JSONField(default=dict)
+    ip = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "staff_audit"
+        indexes = (("target_type", "target_id"),)

@@ -69,14 +69,17 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         text = tr.ngettext(s, p, n)
         return text % {"num": n, **kw}
 
+    from bot.web.client import set_cookie
+    from bot.web.headers import csp_nonce
+
     def enum(kind: str, value: object) -> str:
         return enum_label(gettext, kind, value)
 
     html = environment().get_template(template).render(
         gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
-        request=request, **context,
+        request=request, csp_nonce=csp_nonce(request), **context,
     )
     resp = web.Response(text=html, status=status, content_type="text/html")
     if request.query.get("lang") in LOCALES:
-        resp.set_cookie("lang", request.query["lang"], max_age=365 * 86400, samesite="Lax")
+        set_cookie(resp, request, "lang", request.query["lang"], max_age=365 * 86400, httponly=False)
     return resp

@@ -12,6 +12,7 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
 from bot.app_keys import SERVICES
+from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
 from bot.i18n import N_
@@ -114,6 +115,7 @@ async def messages_fragment(request: web.Request) -> web.Response:
 async def claim(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     ok = await service.claim(request.app[SERVICES], tid, request["staff"].id)
+    await audit.record(request, "ticket.claim", "ticket", tid, ok=ok)
     raise _back(tid, "" if ok else "taken")
 
 
@@ -121,6 +123,7 @@ async def claim(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     await service.release(request.app[SERVICES], tid, request["staff"].id)
+    await audit.record(request, "ticket.release", "ticket", tid)
     raise web.HTTPSeeOther("/inbox")
 
 
@@ -134,6 +137,7 @@ async def assign(request: web.Request) -> web.Response:
         raise bad_request(request, N_("Choose an agent."))
     ok = await service.assign(request.app[SERVICES], tid, int(to),
                               expected_assignee=int(expected) if expected.isdigit() else None)
+    await audit.record(request, "ticket.assign", "ticket", tid, to_staff=int(to), ok=ok)
     raise _back(tid, "" if ok else "changed")
 
 
@@ -151,6 +155,7 @@ async def reply(request: web.Request) -> web.Response:
         sent = await service.agent_reply(request.app[SERVICES], ticket, request["staff"].id, text, nonce)
     except service.ReplyRefused:
         raise _back(ticket.id, "refused") from None
+    await audit.record(request, "ticket.reply", "ticket", ticket.id, member=ticket.member_id, chars=len(text))
     raise _back(ticket.id, "" if sent.delivered else "unreachable")
 
 
@@ -176,6 +181,7 @@ async def close(request: web.Request) -> web.Response:
     item_id = await _answered_by(request, await request.post())
     ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"),
                              answered_by=item_id)
+    await audit.record(request, "ticket.close", "ticket", tid, ok=ok, answered_by=item_id)
     raise _back(tid, ("answered" if item_id else "") if ok else "refused")
 
 
@@ -198,6 +204,7 @@ async def publish(request: web.Request) -> web.Response:
         )
     except IntegrityError:
         raise _back(ticket.id, "already-drafted") from None
+    await audit.record(request, "ticket.publish", "ticket", ticket.id, message=msg.id)
     raise _back(ticket.id, "drafted")
 
 

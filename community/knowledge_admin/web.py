@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from tortoise.expressions import Q
 
 from bot.app_keys import SERVICES
 from bot.dashboard.csvexport import csv_response
+from bot.web.urls import safe_local_path
 from bot.i18n import N_
 from bot.settings import Settings
+from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, bad_request, render
@@ -29,6 +32,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 WRITERS = ("agent", "reviewer")
 REVIEWERS = ("reviewer",)
 PAGE = 100
+
+
+def _back_to_referer(request: web.Request, default: str) -> str:
+    """The page the form was on, when it is a page of this site; never another site."""
+    ref = urlsplit(request.headers.get("Referer", ""))
+    if ref.netloc and ref.netloc != request.host:
+        return default
+    return safe_local_path(ref.path + (f"?{ref.query}" if ref.query else ""), default)
 
 
 def _ctx(request: web.Request, **kw: Any) -> dict[str, Any]:
@@ -87,6 +98,7 @@ async def item_new(request: web.Request) -> web.Response:
             raise bad_request(request, N_("An item with this key and locale exists."))
         item, _v = await service.create_item(key, data, service.author_of(request["staff"]),
                                              submit=bool(form.get("submit")), reason=str(form.get("reason", "")))
+        await audit.record(request, "knowledge.create", "item", item.id, key=key, submit=bool(form.get("submit")))
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
     return render(request, "knowledge_edit.html", **_ctx(request, item=None, versions=[], candidates=[],
                   can_review=service.can_approve(request["staff"])))
@@ -106,6 +118,7 @@ async def item_edit(request: web.Request) -> web.Response:
                                   submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
         except service.LocaleTaken as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
+        await audit.record(request, "knowledge.edit", "item", item.id, submit=bool(form.get("submit")))
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
     versions = await KnowledgeVersion.filter(item_id=item.id).order_by("-number")
     candidates = await CandidateVariant.filter(item_id=item.id, status="candidate").order_by("-updated_at")
@@ -146,6 +159,8 @@ async def version_decide(request: web.Request) -> web.Response:
         raise web.HTTPConflict(text=str(exc)) from None
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    await audit.record(request, f"knowledge.{request.match_info['verdict']}", "version", v.id, item=v.item_id,
+                       reason=reason[:200])
     raise web.HTTPFound(f"/admin/knowledge/{v.item_id}")
 
 
@@ -157,6 +172,7 @@ async def item_retire(request: web.Request) -> web.Response:
         await service.retire(item, request["staff"], reason, kb=request.app[SERVICES].kb)
     except ValueError:
         raise bad_request(request, N_("Retiring needs a reason.")) from None
+    await audit.record(request, "knowledge.retire", "item", item.id, reason=reason[:200])
     raise web.HTTPFound(f"/admin/knowledge/{item.id}")
 
 
@@ -165,6 +181,7 @@ async def item_notice(request: web.Request) -> web.Response:
     item = await _item(request)
     item.is_notice = (await request.post()).get("notice") == "1"
     await item.save(update_fields=["is_notice", "updated_at"])
+    await audit.record(request, "knowledge.notice", "item", item.id, notice=item.is_notice)
     raise web.HTTPFound(f"/admin/knowledge/{item.id}")
 
 
@@ -184,7 +201,9 @@ async def candidate_decide(request: web.Request) -> web.Response:
         await learning.accept(request.app[SERVICES], cv, who)
     else:
         await learning.reject(cv, who)
-    raise web.HTTPFound(request.headers.get("Referer") or "/admin/knowledge/candidates")
+    await audit.record(request, f"knowledge.variant_{request.match_info['verdict']}", "item", cv.item_id,
+                       candidate=cv.id)
+    raise web.HTTPFound(_back_to_referer(request, "/admin/knowledge/candidates"))
 
 
 @require_role(*WRITERS)
@@ -202,6 +221,7 @@ async def wanted_resolve(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     await wanted.resolve(ids)
+    await audit.record(request, "knowledge.wanted_resolve", "question", "", questions=list(ids)[:100])
     raise web.HTTPFound("/admin/knowledge/wanted")
 
 

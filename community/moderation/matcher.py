@@ -5,16 +5,27 @@ back to the original positions, so "法 轮"/"法-輪" still match "法轮" and 
 lands on the original characters. Latin words match on word boundaries; CJK words,
 wildcards (``*`` any few characters, ``?`` one) match in the text with separators
 removed; regexes run on the original text, case-insensitively.
+
+Reviewer-written regexes and wildcards run on RE2 (``google-re2``): matching time is linear
+in the text, whatever the pattern, so ``(a+)+$`` cannot stall the service. RE2 has no
+back-references or look-arounds; a pattern that needs them is refused on save with a clear
+error. Words are literals we escape ourselves, so Python's ``re`` is safe for them.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
+import re2
+
+from bot.i18n import N_
 from community.search.normalize import to_simplified
 
+log = logging.getLogger(__name__)
 # strongest first: the decision takes the first action any entry asks for
 PRECEDENCE = ("block", "warn", "hold", "flag", "replace")
 MAX_PATTERN = 200
@@ -22,7 +33,35 @@ _WILD_GAP = 10  # ``*`` spans at most this many (folded, separator-free) charact
 
 
 class PatternError(ValueError):
-    """A watched-word pattern that cannot be used (bad regex, empty, too long)."""
+    """A watched-word pattern that cannot be used (bad regex, empty, too long).
+
+    ``msgid`` and ``params`` let the reviewer's page say it in the reviewer's language."""
+
+    def __init__(self, msgid: str, **params: Any) -> None:
+        self.msgid = msgid
+        self.params = params
+        super().__init__(msgid % params if params else msgid)
+
+
+def _re2_options(*, ignore_case: bool) -> "re2.Options":
+    opts = re2.Options()
+    opts.case_sensitive = not ignore_case
+    opts.log_errors = False  # a reviewer's typo is a form error, not a log line
+    opts.max_mem = 4 << 20  # a pattern that compiles to a huge program is refused
+    return opts
+
+
+def _re2(pattern: str, *, ignore_case: bool) -> Any:
+    """Compile on RE2 (linear time); :class:`PatternError` with RE2's reason otherwise."""
+    try:
+        return re2.compile(pattern, _re2_options(ignore_case=ignore_case))
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise PatternError(N_("This regular expression cannot be used (%(reason)s). Back-references and "
+                              "look-arounds are not supported: they can make matching take exponential time."),
+                           reason=str(reason)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +139,13 @@ def fold_pattern(pattern: str) -> str:
     return "".join(f for ch in pattern for f in _fold_char(ch) if not _is_sep(f) or f in "*?")
 
 
-def compile_rule(rule: Rule) -> re.Pattern[str]:
-    """The regex a rule runs; raises :class:`PatternError` for unusable patterns."""
+def compile_rule(rule: Rule) -> Any:
+    """The compiled pattern a rule runs (``finditer`` like ``re``); raises :class:`PatternError`."""
     pat = rule.pattern.strip()
     if not pat or len(pat) > MAX_PATTERN:
-        raise PatternError("pattern must have 1 to %d characters" % MAX_PATTERN)
+        raise PatternError(N_("The pattern must have 1 to %(max)s characters."), max=MAX_PATTERN)
     if rule.kind == "regex":
-        try:
-            return re.compile(pat, re.IGNORECASE)
-        except re.error as exc:
-            raise PatternError(f"invalid regular expression: {exc}") from exc
+        return _re2(pat, ignore_case=True)
     if rule.kind == "wildcard":
         folded = fold_pattern(pat)
         parts = [re.escape(p) for p in re.split(r"[*?]", folded)]
@@ -118,18 +154,18 @@ def compile_rule(rule: Rule) -> re.Pattern[str]:
         for sep, part in zip(seps, parts[1:]):
             body += (f".{{0,{_WILD_GAP}}}?" if sep == "*" else ".") + part
         if not body.replace(".", "").strip("{}0123456789,?"):
-            raise PatternError("a wildcard needs some literal text")
-        return re.compile(body)
+            raise PatternError(N_("A wildcard needs some literal text."))
+        return _re2(body, ignore_case=False)  # "a*a*a*…b" backtracks 11^k ways on Python's re
     if rule.kind == "word":
         folded = fold_pattern(pat).replace("*", "").replace("?", "")
         if not folded:
-            raise PatternError("the word has no letters or digits")
+            raise PatternError(N_("The word has no letters or digits."))
         if _is_cjk(folded):
             return re.compile(re.escape(folded))
         # Latin words: on word boundaries, separators between words allowed
         words = [re.escape(w) for w in fold(pat).spaced.split() if w]
         return re.compile(r"(?<![^\W_])" + r"\s?".join(words) + r"(?![^\W_])")
-    raise PatternError(f"unknown kind {rule.kind!r}")
+    raise PatternError(N_("Unknown kind %(kind)s."), kind=rule.kind)
 
 
 class WatchList:
@@ -137,14 +173,17 @@ class WatchList:
 
     def __init__(self, rules: list[Rule]) -> None:
         # (rule, compiled, where it runs: "regex" original text / "spaced" / "compact")
-        self.rules: list[tuple[Rule, re.Pattern[str], str]] = []
+        self.rules: list[tuple[Rule, Any, str]] = []
         # literal CJK words are looked up by their first character (one pass for all of them)
         self._literal: dict[str, list[tuple[str, Rule]]] = {}
         for r in rules:
             try:
                 rx = compile_rule(r)
-            except PatternError:
-                continue  # validated on save; a stale bad row must not break posting
+            except PatternError as exc:
+                # validated on save; a stale bad row (e.g. a look-around saved before RE2) must not
+                # break posting, but it no longer matches: say so where operators look
+                log.warning("watched word %s (%r) is not enforced: %s", r.id, r.pattern, exc)
+                continue
             literal = fold_pattern(r.pattern) if r.kind == "word" else ""
             if literal and _is_cjk(literal) and "*" not in literal and "?" not in literal:
                 self._literal.setdefault(literal[0], []).append((literal, r))

@@ -7,6 +7,7 @@ approve/reject reaches its row.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -30,6 +31,8 @@ ReviewCallback = Callable[[int, bool], Awaitable[None]]
 _review_callbacks: dict[str, ReviewCallback] = {}
 _cache: dict[str, Any] = {"list": None, "at": 0.0}
 CACHE_SECONDS = 30.0  # other workers pick up list changes within this
+OFFLOAD_CHARS = 2_000  # longer texts are matched in a worker thread
+MAX_SCREEN_CHARS = 50_000  # longer than any message the channels accept: held for a reviewer
 
 
 def on_review(content_type: str, callback: ReviewCallback) -> None:
@@ -50,8 +53,16 @@ async def watch_list() -> WatchList:
 
 
 async def screen(text: str) -> Verdict:
-    """What the watch list says about ``text`` (nothing is stored)."""
-    return (await watch_list()).check(text)
+    """What the watch list says about ``text`` (nothing is stored).
+
+    Matching is linear (RE2); a long text is still checked in a worker thread so the event
+    loop never waits on it, and a text beyond any message's size goes to review unscanned."""
+    if len(text) > MAX_SCREEN_CHARS:
+        return Verdict("hold", text)
+    watch = await watch_list()
+    if len(text) > OFFLOAD_CHARS:
+        return await asyncio.to_thread(watch.check, text)
+    return watch.check(text)
 
 
 async def audit(actor: str, action: str, *, content_type: str = "", content_id: int | None = None,

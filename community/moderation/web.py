@@ -5,23 +5,26 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.i18n import N_
 from bot.web import bad_request, render
 from community.moderation import service
+from community.moderation.matcher import PatternError
 from community.moderation.models import ACTIONS, KINDS, ModerationAudit, ReviewItem, WatchedWord
 
 TEMPLATES = Path(__file__).parent / "templates"
 REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
-async def _page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+async def _page(request: web.Request, *, error: str = "", status: int = 200,
+                error_args: dict | None = None) -> web.Response:
     items = await ReviewItem.filter(status="pending").order_by("id").limit(100)
     words = await WatchedWord.filter(active=True).order_by("id")
     log = await ModerationAudit.all().order_by("-id").limit(50)
     return render(request, "moderation.html", status=status, staff=request["staff"],
                   csrf_token=request["csrf_token"], items=items, words=words, log=log, kinds=KINDS,
-                  actions=ACTIONS, error=error)
+                  actions=ACTIONS, error=error, error_args=error_args or {})
 
 
 @require_role(*REVIEWERS)
@@ -39,8 +42,10 @@ async def decide(request: web.Request) -> web.Response:
         raise bad_request(request, N_("Choose approve or reject."))
     if verdict == "reject" and not reason:
         return await _page(request, error="reason", status=400)
-    await service.decide(int(raw), approve=verdict == "approve", reason=reason,
-                         reviewer=request["staff"].username)
+    item = await service.decide(int(raw), approve=verdict == "approve", reason=reason,
+                                reviewer=request["staff"].username)
+    if item is not None:
+        await audit.record(request, f"moderation.{verdict}", "review", item.id, member=item.member_id)
     raise web.HTTPSeeOther("/admin/moderation")
 
 
@@ -48,19 +53,23 @@ async def decide(request: web.Request) -> web.Response:
 async def add_word(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
+        row = await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
                                replacement=str(form.get("replacement", "***")), note=str(form.get("note", "")),
                                actor=f"staff:{request['staff'].username}")
+    except PatternError as exc:  # said in the reviewer's language
+        return await _page(request, error=exc.msgid, error_args=exc.params, status=400)
     except ValueError as exc:
         return await _page(request, error=str(exc), status=400)
+    await audit.record(request, "moderation.word_add", "word", row.id, pattern=row.pattern, kind=row.kind,
+                       word_action=row.action)
     raise web.HTTPSeeOther("/admin/moderation")
 
 
 @require_role(*REVIEWERS)
 async def remove_word(request: web.Request) -> web.Response:
     raw = request.match_info["word_id"]
-    if raw.isdigit():
-        await service.remove_word(int(raw), actor=f"staff:{request['staff'].username}")
+    if raw.isdigit() and await service.remove_word(int(raw), actor=f"staff:{request['staff'].username}"):
+        await audit.record(request, "moderation.word_remove", "word", int(raw))
     raise web.HTTPSeeOther("/admin/moderation")
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from bot.app_keys import SERVICES
 from bot.dashboard.csvexport import csv_response
+from bot.web.urls import safe_external_url
 from bot.i18n import LOCALES, N_, get_translator
 from bot.models import ChannelAccount, Member
 from bot.settings import Settings
@@ -46,11 +46,8 @@ def _split(raw: str) -> list[str]:
 
 
 def safe_url(url: str) -> bool:
-    """Only absolute http(s) links with a host: the redirect target is never a script."""
-    if not url or any(c.isspace() or ord(c) < 32 for c in url):
-        return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    """Only absolute http(s) links with a host: the redirect target is never a script (bot/web/urls.py)."""
+    return safe_external_url(url)
 
 
 class OfferForm(BaseModel):

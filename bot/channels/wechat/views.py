@@ -22,7 +22,9 @@ from bot.channels.wechat.render import MAX_ARTICLES_EVENT, MAX_ARTICLES_MESSAGE,
 from bot.channels.wechat.xmlparse import MAX_XML_BYTES, XmlError, XmlTooLarge, parse_xml
 from bot.i18n import N_
 from bot.messages import Outgoing, Reply
+from bot.metrics import SECURITY_REFUSALS
 from bot.models import ChannelAccount
+from bot.nonces import nonce_store
 from bot.pipeline import detect_locale
 from bot.settings import Settings
 
@@ -78,19 +80,25 @@ class WeChatEndpoint:
         started = asyncio.get_running_loop().time()
         query = request.query
         self._authenticate(query)
+        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        if self.crypto is not None and not encrypted:
+            # safe mode configured: a plaintext callback is a downgrade (its signature does not
+            # cover the body), whatever it says
+            SECURITY_REFUSALS.labels("wechat_plaintext").inc()
+            raise web.HTTPForbidden(text="this account is in safe mode: encrypt_type=aes and msg_signature required")
         if request.content_length is not None and request.content_length > MAX_XML_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=request.content_length)
         body = await request.read()
-        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        services: Services = request.app[SERVICES]
         try:
             envelope = parse_xml(body)
             msg = self._decrypt(envelope, query) if encrypted else envelope
+            await self._first_use(services, query)
             inbound = to_inbound(msg)
         except XmlTooLarge:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=len(body)) from None
         except (XmlError, BadMessage) as exc:
             return _plain(400, f"bad request: {exc}")
-        services: Services = request.app[SERVICES]
         if inbound.media:
             xml = await self._media_reply(services, inbound)
         elif inbound.incoming is None:
@@ -102,6 +110,18 @@ class WeChatEndpoint:
         if encrypted and self.crypto is not None:
             xml = self.crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
         return web.Response(text=xml, content_type="application/xml")
+
+    async def _first_use(self, services: "Services", query: MultiMapping[str]) -> None:
+        """403 for a (timestamp, nonce) already seen: a captured callback cannot be posted again.
+
+        Remembered for twice the timestamp window (a timestamp is accepted that far either
+        side of our clock), in Redis when the service has it so every worker agrees. WeChat's
+        own retries come with a new nonce and are deduplicated by message id instead."""
+        window = self.settings.wechat_timestamp_window_seconds
+        key = f"wechat:{query.get('timestamp', '')}:{query.get('nonce', '')}"
+        if not await nonce_store(services).first_use(key, 2 * window + 1):
+            SECURITY_REFUSALS.labels("wechat_replay").inc()
+            raise web.HTTPForbidden(text="replayed request (timestamp and nonce already used)")
 
     def _decrypt(self, envelope: dict[str, str], query: MultiMapping[str]) -> dict[str, str]:
         """Safe/compatible mode: check ``msg_signature`` over the ciphertext, then decrypt."""
