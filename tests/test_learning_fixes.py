@@ -34,7 +34,7 @@ async def test_close_with_knowledge_item_suggests_the_members_question(client) -
         resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": bad},
                                  allow_redirects=False)
         assert resp.status == 400, bad
-        assert "published" in await resp.text()
+        assert "已发布" in await resp.text()  # in the staff member's language (zh_CN by default)
     assert (await Ticket.get(id=ticket.id)).status == "open"
     assert await CandidateVariant.all().count() == 0
     assert await OutboxMessage.filter(purpose="survey").count() == 0
@@ -68,7 +68,7 @@ async def test_close_with_item_needs_a_question_and_plain_close_still_works(clie
     _h, token = await csrf(client, f"/inbox/t/{ticket.id}")
     resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": str(item.id)},
                              allow_redirects=False)
-    assert resp.status == 400 and "no question" in await resp.text()
+    assert resp.status == 400 and "没有会员的提问" in await resp.text()
     assert (await Ticket.get(id=ticket.id)).status == "open"
     resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": " "},
                              allow_redirects=False)
