@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # the web processes' loop
-    dedup_ttl_seconds: int = 24 * 3600
+    dedup_ttl_seconds: int = 24 * 3600  # how long an answered message's answer is kept for retries
+    # a message being processed is leased for this long, renewed every third of it while the
+    # worker is alive: a retry after a worker died takes the message over once it lapses
+    dedup_lease_seconds: float = 6.0
     state_ttl_seconds: int = 7 * 24 * 3600
     jieba_cache_dir: str = str(ROOT / "data")
 
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
     telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
     telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)
     telegram_timeout_seconds: float = 10.0  # one Bot API request
+    # an answer is stored in the outbox before Telegram hears "200", then sent inline by the
+    # process that computed it; the outbox sends it itself if it is still unsent after this
+    telegram_inline_grace_seconds: float = 5.0
 
     # --- SMS ------------------------------------------------------------------------------
     sms_provider: Literal["none", "twilio", "smpp"] = "none"

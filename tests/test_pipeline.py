@@ -56,18 +56,6 @@ async def test_handler_error_is_polite_and_logged(services, monkeypatch) -> None
     assert replies[0].kind == "error" and "kaput" not in replies[0].text
 
 
-async def test_dedup_store_waits_for_the_first_result() -> None:
-    store = MemoryDedupStore()
-    assert await store.claim("k", 60)
-    assert not await store.claim("k", 60)
-    waiter = asyncio.create_task(store.wait_result("k", 2))
-    await asyncio.sleep(0.01)
-    await store.store_result("k", "answer", 60)
-    assert await waiter == "answer"
-    await store.release("k")
-    assert await store.claim("k", 60)
-
-
 async def test_state_store_round_trip() -> None:
     store = MemoryStateStore()
     assert await store.get("m") == {}
