@@ -25,6 +25,7 @@ from bot.stores import RateLimiter, StateStore, member_state_key
 log = logging.getLogger(__name__)
 
 DUE_STATUSES = ("queued", "failed")
+INLINE = "inline"  # provider_ref of a row answered on the request itself (passive reply)
 
 
 def utcnow() -> datetime:
@@ -143,6 +144,25 @@ class Outbox:
         for hook in self.on_stored:
             await hook(row.id)
         return row
+
+    async def answered_inline(self, out: Outgoing) -> bool:
+        """Record that ``out`` is being answered inline (a passive WeChat reply), unless the
+        outbox already has its key: True when the inline answer may go out. One slot per
+        key, so one position of one answer goes out inline or through the outbox, never
+        both; repeating the inline answer to the same channel's retry is allowed."""
+        assert out.idempotency_key, "an inline answer is recorded by its key"
+        existing = await OutboxMessage.get_or_none(idempotency_key=out.idempotency_key)
+        if existing is None:
+            try:
+                await OutboxMessage.create(
+                    channel=out.channel, address=out.address, member_id=out.member_id, payload=out.reply.to_dict(),
+                    purpose=out.purpose, idempotency_key=out.idempotency_key, status="sent", attempts=1,
+                    sent_at=utcnow(), provider_ref=INLINE,
+                )
+                return True
+            except IntegrityError:
+                existing = await OutboxMessage.get(idempotency_key=out.idempotency_key)
+        return existing.provider_ref == INLINE
 
     async def to_member(
         self, member_id: int, reply: Reply, *, purpose: str, idempotency_key: str | None = None,
