@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     sms_default_region: str = "CN"
     sms_max_segments: int = 4
     sms_rate_per_second: float = 10.0
+    # an SMPP text from the same sender with the same content within this many seconds is the
+    # SMSC redelivering it (its deliver_sm_resp was lost), not a new message
+    sms_mo_redelivery_window_seconds: float = 45.0
     smpp_host: str = "127.0.0.1"
     smpp_port: int = 2775
     smpp_system_id: str = ""

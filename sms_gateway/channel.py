@@ -19,6 +19,7 @@ from bot.messages import Incoming, Outgoing, Reply
 from bot.services import Services
 from bot.settings import Settings
 from sms_gateway import continuation, phone, receipts
+from sms_gateway.mo_ids import mo_msg_id
 from sms_gateway.encoding import EncodingError, Reassembler, count_segments, decode_body, split_udh
 from sms_gateway.sender import CHANNEL, SmppProvider, SmsSender, TwilioProvider
 from sms_gateway.smpp import DeliverSm, SmppConfig, SmppEsme, parse_receipt
@@ -171,9 +172,12 @@ async def handle_deliver_sm(services: Services, runtime: SmsRuntime, pdu: Delive
     except EncodingError as exc:
         log.warning("deliver_sm from %s not decodable: %s", user, exc)
         return
-    incoming = Incoming(channel=CHANNEL, user=user, text=text[:MAX_BODY_CHARS].strip())
+    text = text[:MAX_BODY_CHARS].strip()
+    # a redelivered text gets the id it had: answered once, its outbox rows found by key
+    msg_id = await mo_msg_id(services, user, text, pdu.receipted_message_id)
+    incoming = Incoming(channel=CHANNEL, user=user, text=text, msg_id=msg_id)
     replies = await services.pipeline.process(incoming)
-    await answer(services, incoming, replies, key=None)
+    await answer(services, incoming, replies, key=msg_id)
 
 
 # --- wiring --------------------------------------------------------------------------------
