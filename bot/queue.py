@@ -39,7 +39,7 @@ from taskiq.api.receiver import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 from tortoise.expressions import Q
 
-from bot.app_keys import SERVICES
+from bot.app_keys import PROCESS_ROLE, SERVICES
 from bot.models import OutboxMessage
 from bot.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
 from bot.redis_stores import PREFIX, make_redis
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 QueueRole = Literal["both", "web", "worker"]
 # "web": only hand rows to the queue (several aiohttp workers); "worker": only consume
 # (the queue worker process); "both": a single process doing both (`python -m bot run`)
-QUEUE_ROLE: "web.AppKey[str]" = web.AppKey("outbox_queue_role", str)
+QUEUE_ROLE = PROCESS_ROLE
 OUTBOX_QUEUE: "web.AppKey[OutboxQueue]" = web.AppKey("outbox_queue")
 STREAM = PREFIX + "outbox"
 TASK_NAME = "everycsr.outbox.send"

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # an SMPP text from the same sender with the same content within this many seconds is the
     # SMSC redelivering it (its deliver_sm_resp was lost), not a new message
     sms_mo_redelivery_window_seconds: float = 45.0
+    # with Redis, one SMPP bind per account across all workers: the holder's lease; another
+    # worker binds within about this long after the holder died
+    smpp_bind_lease_seconds: float = 6.0
     smpp_host: str = "127.0.0.1"
     smpp_port: int = 2775
     smpp_system_id: str = ""
