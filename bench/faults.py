@@ -4,7 +4,8 @@
 
 Runs tests/fault_harness.py twice: one process on SQLite (killed and restarted, as
 systemd would), and ``--workers 2`` on PostgreSQL + Redis (a random child killed: a web
-worker or the queue worker; the supervisor restarts it). Prints, per channel, messages
+worker or the queue worker; the supervisor restarts it; then a Redis restart and a
+PostgreSQL restart). Prints, per channel, messages
 lost, processed twice and delivered twice (counted at the provider fakes, which drop no
 duplicate themselves). Results: bench/RESULTS.md.
 """
@@ -26,9 +27,10 @@ from tests.fixtures_services import PostgresCluster, RedisServer, create_databas
 
 async def one(name: str, tmp: Path, msgs: list[fh.Msg], kills: int, **kw: object) -> None:
     t0 = time.monotonic()
+    kw.setdefault("faults", [fh.kill9] * kills)
     reports, service = await fh.run(tmp, msgs, kills=kills, concurrency=16, seed=11, **kw)  # type: ignore[arg-type]
-    print(f"\n{name}: {len(msgs)} messages, {service.kills} kills -9, "
-          f"downtimes {[round(d, 1) for d in service.downtimes]} s, {time.monotonic() - t0:.0f} s in all")
+    print(f"\n{name}: {len(msgs)} messages, faults: {', '.join(service.faults)}; "
+          f"until healthy again {[round(d, 1) for d in service.downtimes]} s, {time.monotonic() - t0:.0f} s in all")
     for r in reports:
         print("  " + r.line())
         for e in r.examples:
@@ -56,8 +58,9 @@ async def main() -> None:
         pg.start()
         try:
             db = await create_database(pg.url)
+            faults = [fh.kill9] * args.kills + [fh.restart_of(redis, "Redis"), fh.restart_of(pg, "PostgreSQL")]
             await one("2 workers + queue worker, PostgreSQL + Redis", tmp, msgs, args.kills, db_url=db,
-                      redis_url=redis.url + "/0", workers=2)
+                      redis_url=redis.url + "/0", workers=2, faults=faults)
         finally:
             redis.cleanup()
             pg.cleanup()

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
         self.downtimes: list[float] = []  # seconds from each kill to healthy again
+        self.faults: list[str] = []  # what was done, in order
 
     @property
     def base(self) -> str:
@@ -140,6 +142,20 @@ class Service:
         victim = rnd.choice(self.children())
         os.kill(victim, signal.SIGKILL)
         return f"child {victim}"
+
+    async def full_strength(self, timeout: float = 120) -> None:
+        """Several workers: wait until every web worker listens again and the queue worker
+        runs (a kill is one failure, not two overlapping ones)."""
+        if self.workers == 1:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(["ss", "-Hltnp", f"sport = :{self.port}"], capture_output=True, text=True).stdout
+            listening = {int(p) for p in __import__("re").findall(r"pid=(\d+)", out)}
+            if len(listening) >= self.workers and len(self.children()) == self.workers + 1:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the supervisor did not bring every worker back")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -298,11 +314,30 @@ async def prepare_database(db_url: str) -> None:
         await storage.close_db()
 
 
+Fault = Callable[[Service, random.Random], Awaitable[str]]
+
+
+async def kill9(service: Service, rnd: random.Random) -> str:
+    return "kill -9 " + await service.kill9(rnd)
+
+
+def restart_of(server: Any, name: str) -> Fault:
+    """A backing server (tests.fixtures_services.RedisServer / PostgresCluster) restarted."""
+    async def fault(service: Service, rnd: random.Random) -> str:
+        await asyncio.get_running_loop().run_in_executor(None, server.restart)
+        return f"{name} restart"
+    return fault
+
+
 async def run(
     tmp: Path, msgs: list[Msg], *, db_url: str, redis_url: str = "", workers: int = 1, kills: int = 2,
     concurrency: int = 16, seed: int = 1, repeat_share: float = 0.1, extra_env: dict[str, str] | None = None,
+    faults: list[Fault] | None = None,
 ) -> tuple[list[Report], Service]:
-    """Send the burst, kill -9 ``kills`` times at random points of it, then check every message."""
+    """Send the burst, inject ``faults`` (default: ``kills`` times kill -9) at random points of
+    it, then check every message."""
+    faults = faults if faults is not None else [kill9] * kills
+    kills = len(faults)
     rnd = random.Random(seed)
     await prepare_database(db_url)
     channels = Channels(rnd, repeat_share)
@@ -344,9 +379,10 @@ async def run(
                 last = done
                 await asyncio.sleep(rnd.random() * 0.2)  # mid-message, not between
                 t0 = time.monotonic()
-                await service.kill9(rnd)
+                service.faults.append(await faults[k](service, rnd))
                 await service.healthy()
                 service.downtimes.append(time.monotonic() - t0)
+                await service.full_strength()
 
         connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http:
