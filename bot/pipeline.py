@@ -120,16 +120,19 @@ class Pipeline:
     async def handle(self, incoming: Incoming, *, wait: float | None = None) -> Handled:
         """Process once under a leased dedup claim; see :class:`Handled`.
 
-        ``wait``: how long a retry waits for a live owner's answer (default: the WeChat
-        reply deadline); a dead owner's lease lapses within ``dedup_lease_seconds`` and the
-        waiting retry then takes the message over."""
+        ``wait``: how long a retry waits for a live owner's answer; by default long enough
+        for a dead owner's lease (``dedup_lease_seconds``) to lapse, so the waiting retry
+        takes the message over instead of going away empty-handed. (WeChat's view answers
+        at its own deadline and lets this go on in the background.)"""
         started = time.perf_counter()
         key = incoming.dedup_key
         settings = self.services.settings
         dedup = self.services.dedup
         token = ""
         if key:
-            claim = await self._claim(key, settings.wechat_reply_deadline_seconds if wait is None else wait)
+            if wait is None:
+                wait = max(settings.wechat_reply_deadline_seconds, settings.dedup_lease_seconds + 0.5)
+            claim = await self._claim(key, wait)
             if claim.status != "owner":
                 metrics.DUPLICATES.labels(incoming.channel).inc()
                 if claim.status == "busy":

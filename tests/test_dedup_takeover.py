@@ -124,3 +124,12 @@ async def test_a_retry_that_cannot_wait_long_enough_says_pending(services, monke
     gate.set()
     assert (await first).status == "answered"
     assert await ChannelAccount.filter(channel="telegram", external_id="tk-user").count() == 1
+
+
+async def test_a_retry_waits_out_a_dead_workers_lease_by_default(services) -> None:  # type: ignore[no-untyped-def]
+    """A retry (SMS webhook, web chat) on another worker while the dead one's lease still
+    runs does not go away empty-handed, however short the WeChat deadline is."""
+    services.settings.wechat_reply_deadline_seconds = 0.05
+    await dead_claim(services, "telegram:d6")
+    replies = await services.pipeline.process(msg("d6"))
+    assert replies and await rows("d6") == (1, len(replies))
