@@ -18,7 +18,7 @@ from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
 from bot.services import Services
-from bot.stores import Claim, member_state_key
+from bot.stores import Claim, DedupStore, member_state_key
 from handlers.router import Context, Router
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,41 @@ class Handled:
     status: Literal["answered", "repeat", "pending"] = "answered"
 
 
+class _Lease:
+    """Renews a message's processing lease every third of it while the message is handled.
+
+    A timer, not a task: most messages are done long before the first renewal is due, and
+    then nothing but the timer was ever made."""
+
+    def __init__(self, dedup: DedupStore, key: str, token: str, seconds: float) -> None:
+        self.dedup, self.key, self.token, self.seconds = dedup, key, token, seconds
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds / 3, self._due)
+        self._task: asyncio.Task[None] | None = None
+
+    def _due(self) -> None:
+        self._timer = None
+        self._task = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            if not await self.dedup.renew(self.key, self.token, self.seconds):
+                log.warning("%s: lease lost while processing", self.key)
+                return
+        except Exception as exc:  # Redis hiccup: try again at the next beat
+            log.warning("%s: lease renewal failed: %s", self.key, exc)
+        if self._task is not None:
+            self._timer = self._loop.call_later(self.seconds / 3, self._due)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
 class Pipeline:
     def __init__(self, services: Services, router: Router) -> None:
         self.services = services
@@ -142,17 +177,16 @@ class Pipeline:
             if claim.took_over:
                 metrics.DEDUP_TAKEOVERS.labels(incoming.channel).inc()
                 log.warning("%s: taken over after its worker's lease lapsed", key)
-        renewer = asyncio.create_task(self._keep_lease(key, token)) if key else None
+        lease = _Lease(self.services.dedup, key, token, settings.dedup_lease_seconds) if key else None
         try:
             replies, repeat = await self._process(incoming)
         except BaseException:
-            if renewer is not None:
-                renewer.cancel()
-            if key:
-                await dedup.release(key, token)
+            if lease is not None:
+                lease.stop()
+                await dedup.release(key, token)  # type: ignore[arg-type]
             raise
-        if renewer is not None:
-            renewer.cancel()
+        if lease is not None:
+            lease.stop()
         if key and not await dedup.finish(key, token, replies_to_json(replies), settings.dedup_ttl_seconds):
             metrics.DEDUP_LEASE_LOST.labels(incoming.channel).inc()
             log.warning("%s: finished after another worker took it over (stalled past the lease)", key)
@@ -180,18 +214,6 @@ class Pipeline:
             result = await dedup.wait_result(key, min(remaining, claim.lease_left + 0.01))
             if result is not None:
                 return Claim("done", result=result)
-
-    async def _keep_lease(self, key: str, token: str) -> None:
-        """Renew the processing lease every third of it while this worker works on the message."""
-        lease = self.services.settings.dedup_lease_seconds
-        while True:
-            await asyncio.sleep(lease / 3)
-            try:
-                if not await self.services.dedup.renew(key, token, lease):
-                    log.warning("%s: lease lost while processing", key)
-                    return
-            except Exception as exc:  # Redis hiccup: try again at the next beat
-                log.warning("%s: lease renewal failed: %s", key, exc)
 
     async def _process(self, incoming: Incoming) -> tuple[list[Reply], bool]:
         """The replies, and whether they are a repeat of an answer recorded earlier."""

@@ -215,8 +215,10 @@ class Channels:
         try:
             async with http.post(self.base + path, timeout=aiohttp.ClientTimeout(total=timeout), **kw) as r:
                 return r.status, await r.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return 0, ""
+        except asyncio.TimeoutError:
+            return -1, ""  # no answer in time (the service is up but slow, or hung)
+        except aiohttp.ClientError:
+            return 0, ""  # refused or cut off: the service is down
 
     async def _telegram(self, http: aiohttp.ClientSession, m: Msg) -> None:
         out = self.outcome["telegram"]
@@ -447,7 +449,9 @@ async def _check(db_url: str, msgs: list[Msg], channels: Channels) -> list[Repor
                 rep.processed_twice += 1
                 problem = f"processed twice: {len(inbound)} in, {outbound} out for {answers} answers"
             elif m.n in out.given_up and all(t.startswith("0@") for t in out.trail[m.n][1:]):
-                problem = ""  # the service was down for all of WeChat's retries: WeChat gave up
+                # the service was down for all of WeChat's retries: WeChat gave up
+                if len(rep.examples) < 5:
+                    rep.examples.append(f"{m.channel} #{m.n}: WeChat gave up: {' '.join(out.trail[m.n])}")
             elif not recorded or answers == 0 or delivered < answers:
                 rep.lost += 1
                 problem = f"lost: {len(inbound)} in, answer recorded {bool(recorded)}, delivered {delivered}/{answers}"
