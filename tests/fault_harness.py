@@ -323,6 +323,18 @@ async def kill9(service: Service, rnd: random.Random) -> str:
     return "kill -9 " + await service.kill9(rnd)
 
 
+def kill9_child(kind: str) -> Fault:
+    """Several workers: kill -9 a child whose command line contains ``kind`` ("bot.workers
+    web" for a web worker, "bot.queue" for the queue worker)."""
+    async def fault(service: Service, rnd: random.Random) -> str:
+        mine = [p for p in service.children() if kind in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+        victim = rnd.choice(mine)
+        service.kills += 1
+        os.kill(victim, signal.SIGKILL)
+        return f"kill -9 {kind} {victim}"
+    return fault
+
+
 def restart_of(server: Any, name: str) -> Fault:
     """A backing server (tests.fixtures_services.RedisServer / PostgresCluster) restarted."""
     async def fault(service: Service, rnd: random.Random) -> str:
