@@ -116,7 +116,7 @@ class RedisDedupStore:
         k = self.prefix + key
         deadline = time.monotonic() + timeout
         while True:
-            state, result = await self.redis.hmget(k, "s", "r")
+            state, result = await self.redis.hmget(k, ["s", "r"])
             if state == b"d":
                 return (result or b"").decode("utf-8")
             if state is None or time.monotonic() >= deadline:

@@ -50,6 +50,7 @@ async def _recent(user: str, text: str, window: float) -> str | None:
     if member_id is None:
         return None
     since = datetime.now(timezone.utc) - timedelta(seconds=window)
-    return await TranscriptEntry.filter(
+    found = await TranscriptEntry.filter(
         member_id=member_id, channel=CHANNEL, direction="in", text=text, created_at__gte=since,
     ).order_by("-id").first().values_list("msg_id", flat=True)
+    return str(found) if found else None

@@ -11,7 +11,6 @@ import pytest
 import pytest_asyncio
 
 from bot import metrics
-from bot.app_keys import SERVICES
 from bot.messages import Reply
 from bot.models import OutboxMessage
 from bot.outbox import OutboxWorker, utcnow

@@ -11,7 +11,7 @@ from bot.messages import Card, Choice, Incoming, Reply, replies_from_json, repli
 from bot.models import AnswerFeedback, ChannelAccount, Member
 from bot.pipeline import detect_locale
 from bot.render import numbered_text
-from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+from bot.stores import MemoryRateLimiter, MemoryStateStore
 
 
 async def test_numbered_reply_maps_back_to_the_choice(services) -> None:

@@ -138,7 +138,7 @@ class TelegramChannel:
             await first
         await then
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[object]) -> None:
         async def run() -> None:
             try:
                 await work
