@@ -156,3 +156,50 @@ async def test_a_bogus_part_number_never_completes_a_text(redis) -> None:  # typ
     assert await buf.add("+86138", Concat(ref=1, total=2, seq=3), b"\x00a", 8) is None
     assert await buf.add("+86138", Concat(ref=1, total=2, seq=1), b"\x00b", 8) is None
     assert await buf.add("+86138", Concat(ref=1, total=2, seq=2), b"\x00c", 8) == "bc"
+
+
+async def test_the_channel_binds_only_in_one_sending_process(smsc: FakeSmsc, redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The SMS channel's wiring with Redis: web processes never bind, of the sending
+    processes only the lease holder does, and another takes over when it stops."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from bot.app_keys import PROCESS_ROLE
+    from bot.redis_stores import RedisDedupStore
+    from sms_gateway.channel import SmsRuntime, _start_smpp
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, redis_url="redis://unused", sms_provider="smpp", smpp_host="127.0.0.1",
+                             smpp_port=smsc.port, smpp_system_id="everycsr", smpp_password="pw", sms_from="10086",
+                             smpp_bind_lease_seconds=LEASE)
+    services = SimpleNamespace(dedup=RedisDedupStore(redis))
+    runtimes = []
+    for role in ("web", "worker", "worker", "both"):
+        app = web.Application()
+        app[PROCESS_ROLE] = role
+        runtime = SmsRuntime(settings)
+        await _start_smpp(app, services, runtime, settings)  # type: ignore[arg-type]
+        runtimes.append(runtime)
+    try:
+        assert runtimes[0].bind_task is None and isinstance(runtimes[0].join, RedisJoinBuffer)
+        for _ in range(30):
+            await asyncio.sleep(0.05)
+            assert sum(bool(r.esme and r.esme.connected.is_set()) for r in runtimes) <= 1
+        assert smsc.binds == ["everycsr"]
+        [holder] = [r for r in runtimes if r.esme and r.esme.connected.is_set()]
+        holder.bind_task.cancel()  # type: ignore[union-attr]  (a clean stop: unbind, release)
+        await asyncio.gather(holder.bind_task, return_exceptions=True)  # type: ignore[arg-type]
+        for _ in range(100):
+            if len(smsc.binds) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert smsc.binds == ["everycsr", "everycsr"]
+        assert sum(bool(r.esme and r.esme.connected.is_set()) for r in runtimes) == 1
+    finally:
+        for r in runtimes:
+            if r.bind_task is not None:
+                r.bind_task.cancel()
+                await asyncio.gather(r.bind_task, return_exceptions=True)
+            elif r.esme is not None:
+                await r.esme.stop()
