@@ -9,3 +9,7 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 SERVICES: "web.AppKey[Services]" = web.AppKey("services")
+# what this process does with the outbox: "both" (the single process), "web" (hands rows
+# to the queue only), "worker" (the queue worker: sends). Channels that keep a session
+# for sending (SMPP) open it only where sends happen.
+PROCESS_ROLE: "web.AppKey[str]" = web.AppKey("outbox_queue_role", str)

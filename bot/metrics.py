@@ -9,6 +9,22 @@ INBOUND = Counter(
 DUPLICATES = Counter(
     "everycsr_duplicate_messages", "Inbound messages dropped as channel retries", ["channel"]
 )
+DEDUP_TAKEOVERS = Counter(
+    "everycsr_dedup_takeovers",
+    "Messages taken over by a retry after the worker processing them stopped renewing its lease",
+    ["channel"],
+)
+DEDUP_LEASE_LOST = Counter(
+    "everycsr_dedup_lease_lost",
+    "Messages whose worker found them taken over when it finished (it stalled past its lease)",
+    ["channel"],
+)
+RECOVERED_ANSWERS = Counter(
+    "everycsr_recovered_answers",
+    "Retries answered from the transcript: the answer recorded there (dedup key lost), or "
+    "answered now because the first worker died between recording the message and its answer",
+    ["channel", "how"],
+)
 ANSWERS = Counter("everycsr_answers", "Replies by kind (answer, suggest, none, ...)", ["channel", "kind"])
 LATENCY = Histogram(
     "everycsr_answer_latency_seconds",
@@ -23,6 +39,11 @@ SECURITY_REFUSALS = Counter(
 )
 OUTBOX_SENT = Counter("everycsr_outbox_sent", "Outbox messages sent", ["channel"])
 OUTBOX_FAILED = Counter("everycsr_outbox_failures", "Outbox send failures", ["channel", "kind"])
+OUTBOX_RECLAIMED = Counter(
+    "everycsr_outbox_reclaimed",
+    "Outbox messages taken back after their sending lease expired (the sending worker was lost)",
+    ["channel"],
+)
 OUTBOX_PENDING = Gauge("everycsr_outbox_pending", "Outbox messages waiting to be sent")
 FANOUT_DROPPED = Counter(
     "everycsr_fanout_dropped_events",

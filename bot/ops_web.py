@@ -17,6 +17,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tortoise.exceptions import DBConnectionError
+from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from bot.app_keys import SERVICES
@@ -103,16 +104,21 @@ async def outbox_list(request: web.Request) -> web.Response:
 
 @require_role("admin")
 async def outbox_retry(request: web.Request) -> web.Response:
-    """Send a dead or held message again (after fixing its cause); counts restart."""
+    """Send a dead or held message again (after fixing its cause), or one stuck in
+    ``sending`` past its lease (its process died); counts restart. A row being sent now
+    (live lease) is refused with 409: retrying it could send it twice."""
     try:
         msg_id = int(request.match_info["id"])
     except ValueError:
         return web.json_response({"error": "id must be an integer"}, status=400)
-    updated = await OutboxMessage.filter(id=msg_id, status__in=("dead", "held")).update(
-        status="queued", attempts=0, next_attempt_at=utcnow(), last_error=""
-    )
+    now = utcnow()
+    updated = await OutboxMessage.filter(
+        Q(status__in=("dead", "held")) | Q(status="sending", next_attempt_at__lt=now), id=msg_id
+    ).update(status="queued", attempts=0, next_attempt_at=now, last_error="")
     if not updated:
-        return web.json_response({"error": "no dead or held message with this id"}, status=404)
+        if await OutboxMessage.filter(id=msg_id, status="sending").exists():
+            return web.json_response({"error": "this message is being sent now; retry after its lease"}, status=409)
+        return web.json_response({"error": "no dead, held or stuck message with this id"}, status=404)
     outbox = request.app[SERVICES].outbox
     outbox.wakeup.set()
     for hook in outbox.on_stored:

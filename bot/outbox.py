@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from bot import metrics
 from bot.channels.registry import ChannelRegistry, ChannelSender, SendError
@@ -24,10 +25,52 @@ from bot.stores import RateLimiter, StateStore, member_state_key
 log = logging.getLogger(__name__)
 
 DUE_STATUSES = ("queued", "failed")
+INLINE = "inline"  # provider_ref of a row answered on the request itself (passive reply)
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --- the row lease: one rule for the in-process worker, the queue workers and inline senders
+async def claim_row(msg_id: int, lease_seconds: float, *, due_only: bool = True) -> bool:
+    """Take a queued/failed row for sending (``sending``, leased until ``next_attempt_at``).
+
+    A conditional update, so of several processes exactly one wins. ``due_only=False``:
+    the channel that stored the row to answer inline claims it before it is due (the
+    outbox gives it that grace, then sends it itself)."""
+    now = utcnow()
+    q = OutboxMessage.filter(id=msg_id, status__in=DUE_STATUSES)
+    if due_only:
+        q = q.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    return bool(await q.update(status="sending", next_attempt_at=now + timedelta(seconds=lease_seconds)))
+
+
+async def mark_sent(msg_id: int, *, attempts: int, provider_ref: str = "", segments: int | None = None) -> None:
+    """The provider accepted the message: record it before anything else acknowledges it."""
+    await OutboxMessage.filter(id=msg_id).update(
+        status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=provider_ref[:128], segments=segments,
+        last_error="",
+    )
+
+
+async def reclaim_expired(limit: int = 1000) -> list[int]:
+    """Rows left in ``sending`` past their lease (the process sending them died) go back
+    to the queue, due now; returns their ids. Run at start-up and periodically, in the
+    embedded mode and by every queue worker alike."""
+    now = utcnow()
+    stale = await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list(
+        "id", "channel"
+    )
+    taken: list[int] = []
+    for msg_id, channel in stale:
+        if await OutboxMessage.filter(id=msg_id, status="sending", next_attempt_at__lt=now).update(
+            status="failed", next_attempt_at=now, last_error="lease expired: the process sending it was lost"
+        ):
+            metrics.OUTBOX_RECLAIMED.labels(channel).inc()
+            log.warning("outbox %s (%s): lease expired, sending again", msg_id, channel)
+            taken.append(msg_id)
+    return taken
 
 
 def chat_rate(sender: ChannelSender, address: str) -> float | None:
@@ -102,6 +145,25 @@ class Outbox:
             await hook(row.id)
         return row
 
+    async def answered_inline(self, out: Outgoing) -> bool:
+        """Record that ``out`` is being answered inline (a passive WeChat reply), unless the
+        outbox already has its key: True when the inline answer may go out. One slot per
+        key, so one position of one answer goes out inline or through the outbox, never
+        both; repeating the inline answer to the same channel's retry is allowed."""
+        assert out.idempotency_key, "an inline answer is recorded by its key"
+        existing = await OutboxMessage.get_or_none(idempotency_key=out.idempotency_key)
+        if existing is None:
+            try:
+                await OutboxMessage.create(
+                    channel=out.channel, address=out.address, member_id=out.member_id, payload=out.reply.to_dict(),
+                    purpose=out.purpose, idempotency_key=out.idempotency_key, status="sent", attempts=1,
+                    sent_at=utcnow(), provider_ref=INLINE,
+                )
+                return True
+            except IntegrityError:
+                existing = await OutboxMessage.get(idempotency_key=out.idempotency_key)
+        return existing.provider_ref == INLINE
+
     async def to_member(
         self, member_id: int, reply: Reply, *, purpose: str, idempotency_key: str | None = None,
         channel: str | None = None,
@@ -141,10 +203,18 @@ class OutboxWorker:
         self._sem = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # how often expired leases are looked for: often enough that a lost row waits at
+        # most about a quarter lease more than its lease
+        self.reclaim_every = max(1.0, min(30.0, settings.outbox_lease_seconds / 4))
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_reclaim = 0.0  # at start-up first: rows a killed process left in `sending`
         while not self._stopping:
             try:
+                if loop.time() >= next_reclaim:
+                    await reclaim_expired()
+                    next_reclaim = loop.time() + self.reclaim_every
                 count = await self.drain_once()
             except asyncio.CancelledError:
                 raise
@@ -166,9 +236,8 @@ class OutboxWorker:
             .values_list("id", "status")
         )
         started = 0
-        for msg_id, status in due:
-            claimed = await OutboxMessage.filter(id=msg_id, status=status).update(status="sending")
-            if not claimed:
+        for msg_id, _status in due:
+            if not await claim_row(msg_id, self.settings.outbox_lease_seconds):
                 continue  # another worker has it
             await self._sem.acquire()
             task = asyncio.create_task(self._send_guarded(msg_id))
@@ -226,10 +295,7 @@ class OutboxWorker:
             metrics.OUTBOX_FAILED.labels(msg.channel, "exception").inc()
             return await self._retry(msg, attempts, f"{type(exc).__name__}: {exc}"[:500], None)
         metrics.OUTBOX_SENT.labels(msg.channel).inc()
-        await OutboxMessage.filter(id=msg.id).update(
-            status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=result.provider_ref[:128],
-            segments=result.segments, last_error="",
-        )
+        await mark_sent(msg.id, attempts=attempts, provider_ref=result.provider_ref, segments=result.segments)
         if reply.choices and msg.member_id and self.state is not None:
             await self._remember_choices(msg.member_id, reply)
         return "sent"

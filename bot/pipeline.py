@@ -1,11 +1,14 @@
 """One message through the service: dedup -> member -> handler -> transcript -> replies."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 from tortoise.exceptions import IntegrityError
 
@@ -16,7 +19,7 @@ from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_t
 from bot.models import ChannelAccount, Member, TranscriptEntry
 from bot.render import in_script
 from bot.services import Services
-from bot.stores import member_state_key
+from bot.stores import Claim, DedupStore, member_state_key
 from handlers.router import Context, Router
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,56 @@ async def get_or_create_account(
     return account
 
 
+@dataclass(slots=True)
+class Handled:
+    """The outcome of one delivery of a message.
+
+    ``answered``: processed now. ``repeat``: a retry; ``replies`` is the first answer
+    (already given once: channels that send out of band must not send it again except
+    through the outbox's idempotency keys). ``pending``: another live worker is still
+    processing it; its answer goes out from there (a channel that can be redelivered
+    later may ask for that instead).
+    """
+
+    replies: list[Reply]
+    status: Literal["answered", "repeat", "pending"] = "answered"
+
+
+class _Lease:
+    """Renews a message's processing lease every third of it while the message is handled.
+
+    A timer, not a task: most messages are done long before the first renewal is due, and
+    then nothing but the timer was ever made."""
+
+    def __init__(self, dedup: DedupStore, key: str, token: str, seconds: float) -> None:
+        self.dedup, self.key, self.token, self.seconds = dedup, key, token, seconds
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds / 3, self._due)
+        self._task: asyncio.Task[None] | None = None
+
+    def _due(self) -> None:
+        self._timer = None
+        self._task = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            if not await self.dedup.renew(self.key, self.token, self.seconds):
+                log.warning("%s: lease lost while processing", self.key)
+                return
+        except Exception as exc:  # Redis hiccup: try again at the next beat
+            log.warning("%s: lease renewal failed: %s", self.key, exc)
+        if self._task is not None:
+            self._timer = self._loop.call_later(self.seconds / 3, self._due)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
 class Pipeline:
     def __init__(self, services: Services, router: Router) -> None:
         self.services = services
@@ -108,32 +161,73 @@ class Pipeline:
 
     async def process(self, incoming: Incoming) -> list[Reply]:
         """Process once; a retry of the same message gets the first answer back."""
+        return (await self.handle(incoming)).replies
+
+    async def handle(self, incoming: Incoming, *, wait: float | None = None) -> Handled:
+        """Process once under a leased dedup claim; see :class:`Handled`.
+
+        ``wait``: how long a retry waits for a live owner's answer; by default long enough
+        for a dead owner's lease (``dedup_lease_seconds``) to lapse, so the waiting retry
+        takes the message over instead of going away empty-handed. (WeChat's view answers
+        at its own deadline and lets this go on in the background.)"""
         started = time.perf_counter()
         key = incoming.dedup_key
-        ttl = self.services.settings.dedup_ttl_seconds
+        settings = self.services.settings
         dedup = self.services.dedup
-        if key and not await dedup.claim(key, ttl):
-            metrics.DUPLICATES.labels(incoming.channel).inc()
-            cached = await dedup.wait_result(key, timeout=self.services.settings.wechat_reply_deadline_seconds)
-            return replies_from_json(cached) if cached else []
-        try:
-            replies = await self._process(incoming)
-        except DuplicateMessage:
-            metrics.DUPLICATES.labels(incoming.channel).inc()
-            replies = []
-        except BaseException:
-            if key:
-                await dedup.release(key)
-            raise
+        token = ""
         if key:
-            await dedup.store_result(key, replies_to_json(replies), ttl)
+            if wait is None:
+                wait = max(settings.wechat_reply_deadline_seconds, settings.dedup_lease_seconds + 0.5)
+            claim = await self._claim(key, wait)
+            if claim.status != "owner":
+                metrics.DUPLICATES.labels(incoming.channel).inc()
+                if claim.status == "busy":
+                    return Handled([], "pending")
+                return Handled(replies_from_json(claim.result) if claim.result else [], "repeat")
+            token = claim.token
+            if claim.took_over:
+                metrics.DEDUP_TAKEOVERS.labels(incoming.channel).inc()
+                log.warning("%s: taken over after its worker's lease lapsed", key)
+        lease = _Lease(self.services.dedup, key, token, settings.dedup_lease_seconds) if key else None
+        try:
+            replies, repeat = await self._process(incoming)
+        except BaseException:
+            if lease is not None:
+                lease.stop()
+                await dedup.release(key, token)  # type: ignore[arg-type]
+            raise
+        if lease is not None:
+            lease.stop()
+        if key and not await dedup.finish(key, token, replies_to_json(replies), settings.dedup_ttl_seconds):
+            metrics.DEDUP_LEASE_LOST.labels(incoming.channel).inc()
+            log.warning("%s: finished after another worker took it over (stalled past the lease)", key)
+        if repeat:
+            metrics.DUPLICATES.labels(incoming.channel).inc()
+            return Handled(replies, "repeat")
         metrics.INBOUND.labels(incoming.channel).inc()
         metrics.LATENCY.labels(incoming.channel).observe(time.perf_counter() - started)
         for r in replies:
             metrics.ANSWERS.labels(incoming.channel, r.kind).inc()
-        return replies
+        return Handled(replies)
 
-    async def _process(self, incoming: Incoming) -> list[Reply]:
+    async def _claim(self, key: str, wait: float) -> Claim:
+        """Claim the message; while a live owner holds it, wait for its answer (or for its
+        lease to lapse, then take over) up to ``wait`` seconds."""
+        settings = self.services.settings
+        dedup = self.services.dedup
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            claim = await dedup.claim(key, settings.dedup_lease_seconds, settings.dedup_ttl_seconds)
+            remaining = deadline - loop.time()
+            if claim.status != "busy" or remaining <= 0:
+                return claim
+            result = await dedup.wait_result(key, min(remaining, claim.lease_left + 0.01))
+            if result is not None:
+                return Claim("done", result=result)
+
+    async def _process(self, incoming: Incoming) -> tuple[list[Reply], bool]:
+        """The replies, and whether they are a repeat of an answer recorded earlier."""
         if incoming.text and len(incoming.text) > MAX_TEXT:
             incoming.text = incoming.text[:MAX_TEXT]
         hint = normalize_locale(incoming.locale_hint)
@@ -157,7 +251,20 @@ class Pipeline:
         )
         member = account.member
         if not new_member:
-            await self._record_returning(account, entry, incoming, now, chat, group)
+            try:
+                await self._record_returning(account, entry, incoming, now, chat, group)
+            except DuplicateMessage:
+                prior = await self._prior(incoming, now)
+                if prior is None:  # answered before this version kept answers, or long ago
+                    return [], True
+                if prior.payload and "replies" in prior.payload:
+                    metrics.RECOVERED_ANSWERS.labels(incoming.channel, "recorded").inc()
+                    return [Reply.from_dict(d) for d in prior.payload["replies"]], True
+                # recorded, never answered: the worker died between the two. Answer it now,
+                # as that message (same transcript id, so handlers' idempotency keys hold).
+                metrics.RECOVERED_ANSWERS.labels(incoming.channel, "answered_now").inc()
+                log.warning("%s: recorded but never answered (worker lost); answering now", incoming.dedup_key)
+                entry = prior
 
         locale = reply_locale(member, hint)
         incoming.meta["locale"] = locale  # channels render numbered choices in it
@@ -190,8 +297,10 @@ class Pipeline:
             state.pop("choices", None)
         if state != before:
             await self.services.state.set(skey, state, self.services.settings.state_ttl_seconds)
+        # the answer is recorded on the inbound row in the same commit as the outbound rows:
+        # a retry whose dedup key is gone (or whose first worker died) finds it there
+        job = WriteJob().update(TranscriptEntry, entry.id, payload={"replies": [r.to_dict() for r in replies]})
         if replies:
-            job = WriteJob()
             for r in replies:
                 job.insert(TranscriptEntry(
                     member_id=member.id,
@@ -205,8 +314,17 @@ class Pipeline:
                     payload={"choices": [c.action for c in r.choices],
                              "labels": [c.label for c in r.choices]} if r.choices else None,
                 ))
-            await writes.run(job)
-        return replies
+        await writes.run(job)
+        return replies, False
+
+    async def _prior(self, incoming: Incoming, now: datetime) -> TranscriptEntry | None:
+        """The inbound row a retried message id already has, if recent enough to act on."""
+        prior = await TranscriptEntry.get_or_none(channel=incoming.channel, msg_id=incoming.msg_id)
+        if prior is None or prior.direction != "in":
+            return None
+        if prior.created_at < now - timedelta(seconds=self.services.settings.dedup_ttl_seconds):
+            return None
+        return prior
 
     async def _record_returning(
         self, account: ChannelAccount, entry: TranscriptEntry, incoming: Incoming, now: datetime, chat: str,

@@ -39,9 +39,9 @@ from taskiq.api.receiver import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 from tortoise.expressions import Q
 
-from bot.app_keys import SERVICES
+from bot.app_keys import PROCESS_ROLE, SERVICES
 from bot.models import OutboxMessage
-from bot.outbox import DUE_STATUSES, OutboxWorker, utcnow
+from bot.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
 from bot.redis_stores import PREFIX, make_redis
 from bot.settings import Settings
 
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 QueueRole = Literal["both", "web", "worker"]
 # "web": only hand rows to the queue (several aiohttp workers); "worker": only consume
 # (the queue worker process); "both": a single process doing both (`python -m bot run`)
-QUEUE_ROLE: "web.AppKey[str]" = web.AppKey("outbox_queue_role", str)
+QUEUE_ROLE = PROCESS_ROLE
 OUTBOX_QUEUE: "web.AppKey[OutboxQueue]" = web.AppKey("outbox_queue")
 STREAM = PREFIX + "outbox"
 TASK_NAME = "everycsr.outbox.send"
@@ -144,12 +144,7 @@ class OutboxQueue:
     # --- the task ---------------------------------------------------------------------------
     async def handle(self, msg_id: int) -> str:
         """The task body: claim the row (conditional update with a lease), then send it."""
-        now = utcnow()
-        lease_until = now + timedelta(seconds=self.settings.outbox_lease_seconds)
-        claimed = await OutboxMessage.filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), id=msg_id, status__in=DUE_STATUSES
-        ).update(status="sending", next_attempt_at=lease_until)
-        if not claimed:
+        if not await claim_row(msg_id, self.settings.outbox_lease_seconds):
             self.stats["skipped"] += 1
             # not due yet / already taken / not yet committed: let the sweeper decide later
             await self._unmark(msg_id)
@@ -170,18 +165,10 @@ class OutboxQueue:
     # --- the sweeper ------------------------------------------------------------------------
     async def sweep(self, limit: int = 1000) -> int:
         """Take back rows whose lease expired, hand out due rows nobody handed out."""
+        for msg_id in await reclaim_expired(limit):
+            self.stats["reclaimed"] += 1
+            await self._unmark(msg_id)
         now = utcnow()
-        stale = await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list(
-            "id", flat=True
-        )
-        for msg_id in stale:
-            taken = await OutboxMessage.filter(id=msg_id, status="sending", next_attempt_at__lt=now).update(
-                status="failed", next_attempt_at=now, last_error="lease expired: the worker sending it was lost"
-            )
-            if taken:
-                self.stats["reclaimed"] += 1
-                log.warning("outbox %s: lease expired, sending again", msg_id)
-                await self._unmark(msg_id)
         due = (
             await OutboxMessage.filter(
                 Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), status__in=DUE_STATUSES

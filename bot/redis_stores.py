@@ -1,7 +1,8 @@
 """The short-lived stores of ``bot.stores`` on Redis, shared by every worker.
 
-Selected by ``BOT_REDIS_URL``. Dedup claims are ``SET NX EX``; the first answer is kept
-next to the claim so a channel's retry that lands on another worker gets it back; the
+Selected by ``BOT_REDIS_URL``. Dedup keys are leased claims with owner tokens (Lua), and
+the first answer is kept in the key so a channel's retry that lands on another worker
+gets it back; the
 rate limiter is GCRA in one Lua script using Redis' clock, so a Telegram limit of
 30 msg/s holds across all workers together, not per process.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.settings import Settings
+from bot.stores import Claim, new_token
 
 PREFIX = "everycsr:"
 # how often a worker that lost the dedup race looks for the winner's answer
@@ -28,38 +30,98 @@ def make_redis(url: str) -> Redis:
     )
 
 
+# The dedup key is a hash: s = p (processing) | d (done), o = owner token, u = lease end
+# (ms, Redis' clock, shared by every worker), r = the stored answer. Each step is one
+# script, so a check and its write cannot interleave with another worker's.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+DEDUP_CLAIM_LUA = _NOW_MS + """
+local lease = tonumber(ARGV[2])
+local h = redis.call('HMGET', KEYS[1], 's', 'u', 'r')
+if not h[1] then
+  redis.call('HSET', KEYS[1], 's', 'p', 'o', ARGV[1], 'u', now + lease)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return {'owner', '0'}
+end
+if h[1] == 'd' then return {'done', h[3] or ''} end
+local u = tonumber(h[2])
+if u > now then return {'busy', tostring(u - now)} end
+redis.call('HSET', KEYS[1], 'o', ARGV[1], 'u', now + lease)
+return {'owner', '1'}
+"""
+DEDUP_RENEW_LUA = _NOW_MS + """
+local h = redis.call('HMGET', KEYS[1], 's', 'o')
+if h[1] ~= 'p' or h[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'u', now + tonumber(ARGV[2]))
+return 1
+"""
+DEDUP_FINISH_LUA = """
+local h = redis.call('HMGET', KEYS[1], 's', 'o')
+if h[1] and (h[1] ~= 'p' or h[2] ~= ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'd', 'r', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+DEDUP_RELEASE_LUA = """
+local h = redis.call('HMGET', KEYS[1], 's', 'o')
+if h[1] ~= 'p' or h[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
 class RedisDedupStore:
-    """``claim`` = SET NX EX; the stored result lets a retry on any worker get the first answer."""
+    """The :class:`bot.stores.DedupStore` on Redis: owner tokens and leases checked in Lua,
+    so a retry on any worker waits for a live owner, takes over from a dead one, or gets
+    the stored answer. A key lost with a Redis restart falls back on the transcript's
+    unique (channel, msg_id) (see ``bot.pipeline``)."""
 
     def __init__(self, redis: Redis, prefix: str = PREFIX) -> None:
         self.redis = redis
         self.prefix = prefix + "dedup:"
+        self._claim = redis.register_script(DEDUP_CLAIM_LUA)
+        self._renew = redis.register_script(DEDUP_RENEW_LUA)
+        self._finish = redis.register_script(DEDUP_FINISH_LUA)
+        self._release = redis.register_script(DEDUP_RELEASE_LUA)
 
-    async def claim(self, key: str, ttl: int) -> bool:
-        k = self.prefix + key
-        claimed = await self.redis.set(k, b"1", nx=True, ex=ttl)
-        if claimed:
-            await self.redis.delete(k + ":r")
-        return bool(claimed)
+    async def claim(self, key: str, lease: float, ttl: int) -> Claim:
+        token = new_token()
+        status, extra = await self._claim(
+            keys=[self.prefix + key], args=[token, max(1, int(lease * 1000)), int(ttl)]
+        )
+        status = status.decode()
+        if status == "owner":
+            return Claim("owner", token=token, took_over=extra == b"1")
+        if status == "done":
+            return Claim("done", result=extra.decode("utf-8"))
+        return Claim("busy", lease_left=int(extra) / 1000)
 
-    async def store_result(self, key: str, result: str, ttl: int) -> None:
-        await self.redis.set(self.prefix + key + ":r", result.encode("utf-8"), ex=ttl)
+    async def renew(self, key: str, token: str, lease: float) -> bool:
+        return bool(await self._renew(keys=[self.prefix + key], args=[token, max(1, int(lease * 1000))]))
+
+    async def finish(self, key: str, token: str, result: str, ttl: int) -> bool:
+        """Store the answer (also when the key was lost: Redis restarted meanwhile);
+        refused when another owner took the message over."""
+        return bool(await self._finish(keys=[self.prefix + key], args=[token, result.encode("utf-8"), int(ttl)]))
+
+    async def release(self, key: str, token: str) -> bool:
+        return bool(await self._release(keys=[self.prefix + key], args=[token]))
 
     async def wait_result(self, key: str, timeout: float) -> str | None:
-        """Poll for the winner's answer; None when it released its claim or timed out."""
+        """Poll for the owner's answer; None when it is not there within ``timeout``
+        (still processing, released, or unknown): the caller claims again."""
         k = self.prefix + key
         deadline = time.monotonic() + timeout
         while True:
-            result, claimed = await self.redis.mget(k + ":r", k)
-            if result is not None:
-                return result.decode("utf-8")
-            if claimed is None or time.monotonic() >= deadline:
+            state, result = await self.redis.hmget(k, ["s", "r"])
+            if state == b"d":
+                return (result or b"").decode("utf-8")
+            if state is None or time.monotonic() >= deadline:
                 return None
-            await asyncio.sleep(WAIT_POLL_SECONDS)
-
-    async def release(self, key: str) -> None:
-        k = self.prefix + key
-        await self.redis.delete(k, k + ":r")
+            await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 class RedisStateStore:

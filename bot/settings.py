@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"  # the web processes' loop
-    dedup_ttl_seconds: int = 24 * 3600
+    dedup_ttl_seconds: int = 24 * 3600  # how long an answered message's answer is kept for retries
+    # a message being processed is leased for this long, renewed every third of it while the
+    # worker is alive: a retry after a worker died takes the message over once it lapses
+    dedup_lease_seconds: float = 6.0
     state_ttl_seconds: int = 7 * 24 * 3600
     jieba_cache_dir: str = str(ROOT / "data")
 
@@ -85,6 +88,9 @@ class Settings(BaseSettings):
     telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
     telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)
     telegram_timeout_seconds: float = 10.0  # one Bot API request
+    # an answer is stored in the outbox before Telegram hears "200", then sent inline by the
+    # process that computed it; the outbox sends it itself if it is still unsent after this
+    telegram_inline_grace_seconds: float = 5.0
 
     # --- SMS ------------------------------------------------------------------------------
     sms_provider: Literal["none", "twilio", "smpp"] = "none"
@@ -95,6 +101,12 @@ class Settings(BaseSettings):
     sms_default_region: str = "CN"
     sms_max_segments: int = 4
     sms_rate_per_second: float = 10.0
+    # an SMPP text from the same sender with the same content within this many seconds is the
+    # SMSC redelivering it (its deliver_sm_resp was lost), not a new message
+    sms_mo_redelivery_window_seconds: float = 45.0
+    # with Redis, one SMPP bind per account across all workers: the holder's lease; another
+    # worker binds within about this long after the holder died
+    smpp_bind_lease_seconds: float = 6.0
     smpp_host: str = "127.0.0.1"
     smpp_port: int = 2775
     smpp_system_id: str = ""

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 def member_state_key(member_id: int) -> str:
@@ -19,13 +20,42 @@ def member_state_key(member_id: int) -> str:
     return f"member:{member_id}"
 
 
-class DedupStore(Protocol):
-    """Claims a message key once, and keeps the answer so retries get the same one."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a dedup claim found.
 
-    async def claim(self, key: str, ttl: int) -> bool: ...
-    async def store_result(self, key: str, result: str, ttl: int) -> None: ...
+    ``owner``: this caller processes the message and holds ``token`` (renew the lease
+    while working, then ``finish``); ``took_over`` says an earlier owner's lease had
+    expired (it died mid-message). ``busy``: a live owner is processing it; its lease
+    ends in ``lease_left`` seconds. ``done``: answered; ``result`` is the stored answer.
+    """
+
+    status: Literal["owner", "busy", "done"]
+    token: str = ""
+    result: str | None = None
+    took_over: bool = False
+    lease_left: float = 0.0
+
+
+def new_token() -> str:
+    """A fencing token: unique per claim, so a late owner cannot renew or finish another's."""
+    return secrets.token_hex(12)
+
+
+class DedupStore(Protocol):
+    """Two states per message key: *processing* (an owner token and a short lease the
+    owner renews while it works) and *done* (the stored answer, kept ``ttl`` seconds).
+
+    A claim on a free key, or on one whose lease expired, makes the caller the owner
+    (the latter takes the message over from a dead worker); a live lease answers
+    ``busy``; a done key answers with the stored result.
+    """
+
+    async def claim(self, key: str, lease: float, ttl: int) -> Claim: ...
+    async def renew(self, key: str, token: str, lease: float) -> bool: ...
+    async def finish(self, key: str, token: str, result: str, ttl: int) -> bool: ...
+    async def release(self, key: str, token: str) -> bool: ...
     async def wait_result(self, key: str, timeout: float) -> str | None: ...
-    async def release(self, key: str) -> None: ...
 
 
 class StateStore(Protocol):
@@ -79,45 +109,78 @@ class TTLMap:
 
 
 @dataclass(slots=True)
-class _Claim:
-    done: asyncio.Event | None  # wakes retries waiting for the first answer; dropped once answered
+class _Entry:
+    token: str | None  # the owner while processing; None once done
+    lease_until: float
     result: str | None = None
+    done: asyncio.Event | None = None  # wakes waiters; dropped once answered or released
 
 
 class MemoryDedupStore:
-    def __init__(self) -> None:
-        self._claims = TTLMap()
+    """The in-process :class:`DedupStore` (one process: the embedded mode).
 
-    async def claim(self, key: str, ttl: int) -> bool:
-        if self._claims.get(key) is not None:
+    Every entry is kept ``ttl`` seconds from its last write, whatever its state, so the
+    TTL map's expiry order holds; a processing entry's lease is checked on each claim."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._claims = TTLMap(clock)
+
+    async def claim(self, key: str, lease: float, ttl: int) -> Claim:
+        now = self._clock()
+        entry: _Entry | None = self._claims.get(key)
+        if entry is not None and entry.token is None:
+            return Claim("done", result=entry.result)
+        if entry is not None and entry.lease_until > now:
+            return Claim("busy", lease_left=entry.lease_until - now)
+        token = new_token()
+        if entry is None:
+            self._claims.set(key, _Entry(token, now + lease, done=asyncio.Event()), ttl)
+            return Claim("owner", token=token)
+        entry.token, entry.lease_until = token, now + lease
+        return Claim("owner", token=token, took_over=True)
+
+    async def renew(self, key: str, token: str, lease: float) -> bool:
+        entry: _Entry | None = self._claims.get(key)
+        if entry is None or entry.token != token:
             return False
-        self._claims.set(key, _Claim(asyncio.Event()), ttl)
+        entry.lease_until = self._clock() + lease
         return True
 
-    async def store_result(self, key: str, result: str, ttl: int) -> None:
-        claim = self._claims.get(key) or _Claim(None)
-        claim.result = result
-        if claim.done is not None:  # a day of keys need not each keep an Event
-            claim.done.set()
-            claim.done = None
-        self._claims.set(key, claim, ttl)
+    async def finish(self, key: str, token: str, result: str, ttl: int) -> bool:
+        """Store the answer; refused when another owner took the message over."""
+        entry: _Entry | None = self._claims.get(key)
+        if entry is not None and entry.token != token:
+            return False
+        event = entry.done if entry is not None else None
+        self._claims.set(key, _Entry(None, 0.0, result), ttl)  # a day of keys keeps no Event
+        if event is not None:
+            event.set()
+        return True
 
     async def wait_result(self, key: str, timeout: float) -> str | None:
-        claim = self._claims.get(key)
-        if claim is None:
+        """The stored answer, waiting up to ``timeout``; None when it is not there by then
+        (still processing, released, or unknown): the caller claims again."""
+        entry: _Entry | None = self._claims.get(key)
+        if entry is None:
             return None
-        if claim.result is None and claim.done is not None:
+        if entry.token is not None and entry.done is not None:
             try:
-                await asyncio.wait_for(claim.done.wait(), timeout)
+                await asyncio.wait_for(entry.done.wait(), timeout)
             except asyncio.TimeoutError:
                 return None
-        return claim.result
+            entry = self._claims.get(key)
+        return entry.result if entry is not None and entry.token is None else None
 
-    async def release(self, key: str) -> None:
+    async def release(self, key: str, token: str) -> bool:
         """Forget a claim whose processing failed, so the channel's retry is processed."""
-        claim = self._claims.pop(key)
-        if claim is not None and claim.done is not None:
-            claim.done.set()
+        entry: _Entry | None = self._claims.get(key)
+        if entry is None or entry.token != token:
+            return False
+        self._claims.pop(key)
+        if entry.done is not None:
+            entry.done.set()
+        return True
 
 
 class MemoryStateStore:

@@ -7,6 +7,7 @@ the outbox and the REST API; SMPP answers always go through the outbox.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,11 +15,14 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.app_keys import PROCESS_ROLE, SERVICES
 from bot.messages import Incoming, Outgoing, Reply
 from bot.services import Services
 from bot.settings import Settings
 from sms_gateway import continuation, phone, receipts
+from sms_gateway.bind_lease import BindLease, hold_bind
+from sms_gateway.join_buffer import JoinBuffer, MemoryJoinBuffer, RedisJoinBuffer
+from sms_gateway.mo_ids import mo_msg_id
 from sms_gateway.encoding import EncodingError, Reassembler, count_segments, decode_body, split_udh
 from sms_gateway.sender import CHANNEL, SmppProvider, SmsSender, TwilioProvider
 from sms_gateway.smpp import DeliverSm, SmppConfig, SmppEsme, parse_receipt
@@ -38,6 +42,13 @@ class SmsRuntime:
     esme: SmppEsme | None = None
     http: aiohttp.ClientSession | None = None
     reassembler: Reassembler = field(default_factory=Reassembler)
+    join: JoinBuffer | None = None  # multi-part texts: Redis in production, else the reassembler
+    bind_task: asyncio.Task[None] | None = None  # holds the SMPP bind lease (production)
+
+    def joiner(self) -> JoinBuffer:
+        if self.join is None:
+            self.join = MemoryJoinBuffer(self.reassembler)
+        return self.join
 
 
 def _public_url(request: web.Request, settings: Settings) -> str:
@@ -161,7 +172,7 @@ async def handle_deliver_sm(services: Services, runtime: SmsRuntime, pdu: Delive
         if pdu.has_udh:
             concat, body = split_udh(pdu.short_message)
             if concat is not None and concat.total > 1:
-                text = runtime.reassembler.add(user, concat, body, pdu.data_coding)
+                text = await runtime.joiner().add(user, concat, body, pdu.data_coding)
                 if text is None:
                     return  # wait for the other parts
             else:
@@ -171,9 +182,12 @@ async def handle_deliver_sm(services: Services, runtime: SmsRuntime, pdu: Delive
     except EncodingError as exc:
         log.warning("deliver_sm from %s not decodable: %s", user, exc)
         return
-    incoming = Incoming(channel=CHANNEL, user=user, text=text[:MAX_BODY_CHARS].strip())
+    text = text[:MAX_BODY_CHARS].strip()
+    # a redelivered text gets the id it had: answered once, its outbox rows found by key
+    msg_id = await mo_msg_id(services, user, text, pdu.receipted_message_id)
+    incoming = Incoming(channel=CHANNEL, user=user, text=text, msg_id=msg_id)
     replies = await services.pipeline.process(incoming)
-    await answer(services, incoming, replies, key=None)
+    await answer(services, incoming, replies, key=msg_id)
 
 
 # --- wiring --------------------------------------------------------------------------------
@@ -183,6 +197,36 @@ def smpp_config(settings: Settings) -> SmppConfig:
         password=settings.smpp_password, source_addr=phone.to_smpp(settings.sms_from) if settings.sms_from.startswith("+") else settings.sms_from,
         rate=settings.sms_rate_per_second,
     )
+
+
+async def _start_smpp(app: web.Application, services: Services, runtime: SmsRuntime, settings: Settings) -> SmppProvider:
+    """The SMPP session: bound at once in the embedded mode; with Redis, by the one sending
+    process that holds the account's bind lease (web workers never bind)."""
+    async def on_deliver(pdu: DeliverSm) -> None:
+        await handle_deliver_sm(services, runtime, pdu)
+
+    runtime.esme = SmppEsme(smpp_config(settings), on_deliver=on_deliver)
+    provider = SmppProvider(runtime.esme)
+    redis = getattr(services.dedup, "redis", None) if settings.redis_url else None
+    if redis is None:
+        await runtime.esme.start()  # binds in the background; the service starts anyway
+        return provider
+    runtime.join = RedisJoinBuffer(redis)
+    if app.get(PROCESS_ROLE, "both") == "web":
+        return provider  # sends happen in the queue worker; MO arrives on its session
+
+    async def bind() -> None:
+        esme = SmppEsme(smpp_config(settings), on_deliver=on_deliver)
+        runtime.esme = provider.esme = esme
+        await esme.start()
+
+    async def unbind() -> None:
+        if runtime.esme is not None:
+            await runtime.esme.stop()
+
+    lease = BindLease(redis, settings.smpp_system_id or "default", settings.smpp_bind_lease_seconds)
+    runtime.bind_task = asyncio.create_task(hold_bind(lease, bind, unbind), name="smpp-bind-lease")
+    return provider
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -205,19 +249,17 @@ def setup(app: web.Application, settings: Settings) -> None:
             )
             provider: TwilioProvider | SmppProvider = TwilioProvider(client)
         else:
-            async def on_deliver(pdu: DeliverSm) -> None:
-                await handle_deliver_sm(services, runtime, pdu)
-
-            runtime.esme = SmppEsme(smpp_config(settings), on_deliver=on_deliver)
-            await runtime.esme.start()  # binds in the background; the service starts anyway
-            provider = SmppProvider(runtime.esme)
+            provider = await _start_smpp(app, services, runtime, settings)
         runtime.sender = SmsSender(settings, services.translator, provider)
         services.channels.register(runtime.sender)
         services.extras["sms"] = runtime
         try:
             yield
         finally:
-            if runtime.esme:
+            if runtime.bind_task is not None:
+                runtime.bind_task.cancel()  # unbinds and releases the lease
+                await asyncio.gather(runtime.bind_task, return_exceptions=True)
+            elif runtime.esme:
                 await runtime.esme.stop()
             if runtime.http:
                 await runtime.http.close()

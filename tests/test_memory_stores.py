@@ -48,17 +48,19 @@ def test_a_day_of_dedup_keys_still_answers_retries() -> None:
 
     async def fill() -> None:
         for i in range(30_000):
-            assert await store.claim(f"web:{i}", 86_400)
-            await store.store_result(f"web:{i}", "[]", 86_400)
-        assert not await store.claim("web:7", 86_400)
+            claim = await store.claim(f"web:{i}", 6, 86_400)
+            assert claim.status == "owner"
+            await store.finish(f"web:{i}", claim.token, "[]", 86_400)
+        assert (await store.claim("web:7", 6, 86_400)).result == "[]"
         assert await store.wait_result("web:7", timeout=0.1) == "[]"
         assert store._claims.get("web:7").done is None  # answered keys keep no Event
 
         # a retry waiting while the first is processed is woken with its answer
-        assert await store.claim("web:late", 86_400)
+        late = await store.claim("web:late", 6, 86_400)
+        assert late.status == "owner"
         waiter = asyncio.create_task(store.wait_result("web:late", timeout=5))
         await asyncio.sleep(0)
-        await store.store_result("web:late", '["ok"]', 86_400)
+        await store.finish("web:late", late.token, '["ok"]', 86_400)
         assert await waiter == '["ok"]'
 
     asyncio.run(fill())

@@ -11,7 +11,7 @@ from bot.messages import Card, Choice, Incoming, Reply, replies_from_json, repli
 from bot.models import AnswerFeedback, ChannelAccount, Member
 from bot.pipeline import detect_locale
 from bot.render import numbered_text
-from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+from bot.stores import MemoryRateLimiter, MemoryStateStore
 
 
 async def test_numbered_reply_maps_back_to_the_choice(services) -> None:
@@ -54,18 +54,6 @@ async def test_handler_error_is_polite_and_logged(services, monkeypatch) -> None
     monkeypatch.setattr(services.pipeline.router, "_route", boom)
     replies = await services.pipeline.process(Incoming(channel="web", user="err", text="hi"))
     assert replies[0].kind == "error" and "kaput" not in replies[0].text
-
-
-async def test_dedup_store_waits_for_the_first_result() -> None:
-    store = MemoryDedupStore()
-    assert await store.claim("k", 60)
-    assert not await store.claim("k", 60)
-    waiter = asyncio.create_task(store.wait_result("k", 2))
-    await asyncio.sleep(0.01)
-    await store.store_result("k", "answer", 60)
-    assert await waiter == "answer"
-    await store.release("k")
-    assert await store.claim("k", 60)
 
 
 async def test_state_store_round_trip() -> None:

@@ -47,51 +47,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     await r2.aclose()
 
 
-async def test_dedup_claims_once_and_hands_the_result_to_retries(backend: Backend) -> None:
-    d = backend.dedup
-    assert await d.claim("web:m1", 60) is True
-    assert await d.claim("web:m1", 60) is False
-    assert await d.claim("web:m2", 60) is True
-    waiter = asyncio.create_task(d.wait_result("web:m1", timeout=2))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()
-    await d.store_result("web:m1", '[{"text": "你好"}]', 60)
-    assert await asyncio.wait_for(waiter, 2) == '[{"text": "你好"}]'
-    assert await d.wait_result("web:m1", timeout=0.01) == '[{"text": "你好"}]'
-
-
-async def test_dedup_concurrent_claims_have_one_winner(backend: Backend) -> None:
-    results = await asyncio.gather(*[backend.dedup.claim("tg:42", 60) for _ in range(50)])
-    assert results.count(True) == 1
-
-
-async def test_dedup_release_lets_the_retry_through(backend: Backend) -> None:
-    d = backend.dedup
-    assert await d.claim("sms:x", 60)
-    waiter = asyncio.create_task(d.wait_result("sms:x", timeout=2))
-    await asyncio.sleep(0.05)
-    await d.release("sms:x")
-    assert await asyncio.wait_for(waiter, 2) is None
-    assert await d.claim("sms:x", 60) is True
-    assert await d.wait_result("sms:x", timeout=0.05) is None  # new claim, no stale answer
-
-
-async def test_dedup_wait_times_out_and_unknown_keys_return_none(backend: Backend) -> None:
-    d = backend.dedup
-    assert await d.wait_result("never-claimed", timeout=0.05) is None
-    await d.claim("slow", 60)
-    t0 = time.monotonic()
-    assert await d.wait_result("slow", timeout=0.15) is None
-    # it waited out the timeout; the upper bound only catches a hang (generous: a loaded CI box)
-    assert 0.1 <= time.monotonic() - t0 < 5.0
-
-
-async def test_dedup_claim_expires(backend: Backend) -> None:
-    assert await backend.dedup.claim("exp", 1)
-    await asyncio.sleep(1.1)
-    assert await backend.dedup.claim("exp", 1) is True
-
-
 async def test_state_round_trip_delete_and_expiry(backend: Backend) -> None:
     s = backend.state
     assert await s.get("member:1") == {}

@@ -340,3 +340,37 @@ def test_aiogram_is_imported_only_for_a_configured_bot() -> None:
     seen = [subprocess.run([sys.executable, "-c", probe, token], cwd=ROOT, capture_output=True, text=True,
                            timeout=120).stdout.strip() for token in ("", "123456:" + "A" * 35)]
     assert seen == ["False", "True"]
+
+
+async def test_answer_is_stored_before_the_200_and_sent_by_the_outbox_if_the_worker_dies(
+    tmp_path: Path, fake_tg: FakeTelegram, monkeypatch  # noqa: F811
+) -> None:
+    """The worker that computed the answer dies right after the 200 (its inline send never
+    happens): the stored row is sent by the outbox after the grace, once; a redelivery of
+    the update does not add a second one."""
+    settings = fast_settings(tmp_path, fake_tg, telegram_inline_grace_seconds=0.5)
+    app = create_app(settings, db_setup="schema")
+    async with TestClient(TestServer(app)) as c:
+        await load_sample_kb(app)
+        tg = TG(c, fake_tg)
+        channel = app[TELEGRAM]
+
+        async def killed(*args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
+            return True  # the process is gone before it sends anything
+
+        monkeypatch.setattr(channel, "_send_rows", killed)
+        update = message_update(90, 1090, "怎么充值话费")
+        assert await tg.post(update) == 200
+        [row] = await OutboxMessage.filter(idempotency_key="telegram:u90:0")
+        assert row.status == "queued" and fake_tg.sent(chat_id=1090) == []  # durable, not sent yet
+        for _ in range(100):
+            if fake_tg.sent(chat_id=1090):
+                break
+            await asyncio.sleep(0.05)
+        monkeypatch.undo()
+        assert await tg.post(update) == 200  # Telegram redelivers (it never saw our 200, say)
+        await tg.settle()
+        await asyncio.sleep(0.3)
+        assert len(fake_tg.sent(chat_id=1090)) == 1
+        assert (await OutboxMessage.get(id=row.id)).status == "sent"
+        assert await TranscriptEntry.filter(msg_id="u90").count() == 1

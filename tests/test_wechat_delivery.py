@@ -191,3 +191,34 @@ async def test_card_reply_goes_as_news(client, services, wechat_api) -> None:
     article = wechat_api.sent[0]["news"]["articles"][0]
     assert article == {"title": "5G 套餐", "description": "月费 128 元", "url": "https://example.com/5g",
                        "picurl": "https://example.com/5g.png"}
+
+
+# --- one answer per MsgId, whatever the timing of retries ------------------------------------------------
+@pytest.mark.parametrize("deadline", [0.4])
+@pytest.mark.parametrize("retry_at", [0.5, 0.7, 1.6])  # while it is computed, just as it is done, after it was queued
+async def test_a_retry_never_adds_a_passive_answer_to_a_late_one(client, wx, wechat_api, services, deadline,
+                                                                  retry_at, monkeypatch) -> None:
+    router = services.pipeline.router
+    original = router.dispatch
+
+    async def slow(ctx):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.7)  # past the reply deadline: the first callback goes late
+        return await original(ctx)
+
+    monkeypatch.setattr(router, "dispatch", slow)
+    xml = wx.text_xml("oTwice", QUESTION, "7100")
+    first = asyncio.create_task(post(client, wx, xml, openid="oTwice"))
+    await asyncio.sleep(retry_at)
+    retry = await post(client, wx, xml, openid="oTwice")
+    assert await first == {}  # "success": it went late
+    end = asyncio.get_running_loop().time() + 5
+    while asyncio.get_running_loop().time() < end:
+        if await OutboxMessage.filter(idempotency_key="wechat:7100:0", status="sent").exists():
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # would a second copy follow?
+    passive = 1 if retry else 0
+    if passive:
+        assert "流量" in retry["Content"]
+    assert passive + len(wechat_api.sent) == 1, (retry, wechat_api.sent)
+    assert await TranscriptEntry.filter(channel="wechat", direction="in").count() == 1

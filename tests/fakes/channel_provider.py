@@ -3,7 +3,9 @@
 The server is a real HTTP API on 127.0.0.1 in the style of providers that accept an
 ``Idempotency-Key`` header (Stripe-like, many SMS aggregators): ``POST /v1/messages``
 with JSON ``{"to": ..., "text": ...}`` answers 201 ``{"id": ...}``; a repeated key gets
-the first answer back and is *not* delivered again. Tests script failures per message
+the first answer back and is *not* delivered again (``honour_keys=False``: every request
+is delivered, as by a provider without keys). ``accepted`` counts every accepted request
+per key, so a test sees the repeats the key absorbed. Tests script failures per message
 (500, 429 + Retry-After, a stall past the client's timeout, 400) and read what was
 delivered.
 
@@ -47,6 +49,9 @@ class Provider:
     request_times: dict[str, list[float]] = field(default_factory=dict)
     by_pid: Counter[str] = field(default_factory=Counter)  # deliveries per sending process
     stall_seconds: float = 5.0
+    # False: a provider without idempotency keys: every accepted request is a delivery
+    honour_keys: bool = True
+    accepted: Counter[str] = field(default_factory=Counter)  # key -> requests accepted (2xx)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -65,6 +70,9 @@ class Provider:
             return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1"})
         elif action == 400:
             return web.json_response({"error": "invalid recipient"}, status=400)
+        self.accepted[key] += 1
+        if not self.honour_keys:
+            key = f"{key}#{self.accepted[key]}"
         if key not in self.delivered:  # idempotent: a repeated key is answered, not re-delivered
             self.delivered[key] = {"to": body.get("to"), "text": body.get("text"), "id": f"m{len(self.delivered)}"}
             self.by_pid[request.headers.get("X-Sender-Pid", "")] += 1

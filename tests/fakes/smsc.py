@@ -71,6 +71,7 @@ class FakeSmsc:
     hold_responses: bool = False  # keep submit_sm unanswered (window tests)
     redeliver_after: float | None = 0.2  # retry a deliver_sm refused with a temporary error
     max_redeliveries: int = 5
+    lose_resps: int = 0  # the next N MO deliver_sm_resps are lost on the wire: the SMSC redelivers
     deliver_resps: list[DeliverResp] = field(default_factory=list)
     port: int = 0
     submitted: list[Submitted] = field(default_factory=list)
@@ -176,6 +177,9 @@ class FakeSmsc:
             try:
                 status = int((await esme.deliver_sm(**params)).command_status)  # type: ignore[arg-type]
             except Exception:  # the session ended before the resp came
+                status = None
+            if kind == "mo" and self.lose_resps > 0:  # the ESME answered; the SMSC never heard it
+                self.lose_resps -= 1
                 status = None
         self.deliver_resps.append(DeliverResp(number, attempt, kind, str(params.get("source_addr", "")), status,
                                               time.time()))

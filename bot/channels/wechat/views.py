@@ -25,7 +25,7 @@ from bot.messages import Outgoing, Reply
 from bot.metrics import SECURITY_REFUSALS
 from bot.models import ChannelAccount
 from bot.nonces import nonce_store
-from bot.pipeline import detect_locale
+from bot.pipeline import Handled, detect_locale
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -145,11 +145,13 @@ class WeChatEndpoint:
         """Run the pipeline; passive reply within the deadline, else the outbox later.
 
         The work is never cancelled: when the deadline passes (or WeChat hangs up) it goes
-        on, and its replies are queued as customer-service messages.
+        on, and its replies are queued as customer-service messages. One answer per MsgId:
+        a retry that gets the stored answer replies passively only if no customer-service
+        message holds that answer's key (see ``Outbox.answered_inline``).
         """
         incoming = inbound.incoming
         assert incoming is not None and services.pipeline is not None
-        work = asyncio.create_task(services.pipeline.process(incoming))
+        work = asyncio.create_task(services.pipeline.handle(incoming))
         elapsed = asyncio.get_running_loop().time() - started
         try:
             remaining = max(self.settings.wechat_reply_deadline_seconds - elapsed, 0.0)
@@ -160,12 +162,18 @@ class WeChatEndpoint:
         if work not in done:
             self._spawn(self._deliver_late(services, inbound, work))
             return None
-        replies = work.result()
+        handled = work.result()
+        replies = handled.replies
         if not replies:
-            return None
+            return None  # nothing to say, or a live worker still has it and will queue it
         if len(replies) > 1:  # one passive message per callback: the rest as service messages
             self._spawn(self._enqueue(services, inbound, replies, start=1))
         first = replies[0]
+        if handled.status == "repeat" and incoming.msg_id and not await services.outbox.answered_inline(
+            Outgoing(channel=CHANNEL, address=inbound.from_user, reply=first, member_id=None,
+                     idempotency_key=f"wechat:{incoming.msg_id}:0", purpose="reply")
+        ):
+            return None  # the first callback went late: its service message carries the answer
         locale = incoming.meta.get("locale") or detect_locale(first.text, self.settings.default_locale)
         return passive_xml(
             first, to_user=inbound.from_user, from_user=inbound.to_user, _=services.translator.bind(locale),
@@ -184,9 +192,9 @@ class WeChatEndpoint:
         except Exception:
             log.exception("queueing a WeChat answer failed")
 
-    async def _deliver_late(self, services: "Services", inbound: Inbound, work: "asyncio.Task[list[Reply]]") -> None:
+    async def _deliver_late(self, services: "Services", inbound: Inbound, work: "asyncio.Task[Handled]") -> None:
         try:
-            replies = await work
+            replies = (await work).replies
         except Exception:
             log.exception("late WeChat answer failed for %s", inbound.incoming and inbound.incoming.dedup_key)
             return
