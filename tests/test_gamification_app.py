@@ -18,14 +18,9 @@ from gamification import ledger, service
 from gamification.models import (
     Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, MemberBadge, Redemption, ReviewFlag, Reward,
 )
+from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.topup import FakeTopupProvider
-
-
-async def chat(client, **body):  # type: ignore[no-untyped-def]
-    resp = await client.post("/api/v1/chat", json=body)
-    assert resp.status == 200, await resp.text()
-    return (await resp.json())["replies"]
 
 
 async def member_of(channel: str, user: str) -> Member:

@@ -1,25 +1,37 @@
-"""The web chat channel: ``/chat`` page and its JSON API ``POST /api/v1/chat``."""
+"""The web chat channel: ``/chat`` page and its JSON API ``POST /api/v1/chat``.
+
+The member is who the server says (``bot.web.chat_session``): the signed session cookie, or
+the operator's logged-in visitor named with ``user`` + a valid ``user_hash``. Message ids
+are the client's, so they are scoped to the account before they reach the pipeline: two
+members may both send ``msg_id`` "1"."""
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.app_keys import SERVICES
 from bot.channels.registry import SendResult
+from bot.channels.webchat_limits import inbound_allowed
+from bot.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.messages import Incoming, Reply
-from bot.models import OutboxMessage
+from bot.models import ChannelAccount, OutboxMessage
 from bot.settings import Settings
 from bot.web import render
+from bot.web.chat_session import IdentityRefused, WebIdentity, identify, set_session_cookie
+from bot.web.client import is_secure
 
 CHANNEL = "web"
+MAX_MSG_ID = 128  # TranscriptEntry.msg_id
 
 
 class ChatRequest(BaseModel):
-    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    # who the member is comes from the session or a verified user_hash (bot.web.chat_session)
+    user: str | None = Field(default=None, max_length=128)
+    user_hash: str | None = Field(default=None, max_length=128)
     text: str | None = Field(default=None, max_length=4000)
     action: str | None = Field(default=None, max_length=128)
     msg_id: str | None = Field(default=None, max_length=64)
@@ -32,8 +44,8 @@ class ChatRequest(BaseModel):
         return self
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def json_error(status: int, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
 
 
 def reply_json(reply: Reply) -> dict:
@@ -41,7 +53,93 @@ def reply_json(reply: Reply) -> dict:
     return {"text": d["text"], "choices": d["choices"], "cards": d["cards"], "kind": d["kind"]}
 
 
-async def chat_api(request: web.Request) -> web.Response:
+def scoped_msg_id(external_id: str, msg_id: str | None) -> str | None:
+    """The client's message id within its account: dedup and the transcript's unique
+    (channel, msg_id) then never mix two members' ids."""
+    if not msg_id:
+        return None
+    scoped = f"{external_id}#{msg_id}"
+    if len(scoped) <= MAX_MSG_ID:
+        return scoped
+    return "h#" + hashlib.sha256(scoped.encode()).hexdigest()
+
+
+def _own_origins(request: web.Request, settings: Settings) -> set[str]:
+    scheme = "https" if is_secure(request) else "http"
+    own = {f"{scheme}://{request.host}", f"http://{request.host}", f"https://{request.host}"}
+    if settings.public_url:
+        own.add(settings.public_url.rstrip("/"))
+    return own
+
+
+def _origin_refused(request: web.Request, settings: Settings) -> bool:
+    """A browser request from a page on another origin that the operator did not allow."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a cross-origin browser request (curl, the operator's server)
+    return origin not in _own_origins(request, settings) and origin not in settings.webchat_origins
+
+
+def _cors(request: web.Request, settings: Settings, response: web.StreamResponse) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if origin and origin in settings.webchat_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cross_origin(handler: Handler) -> Handler:
+    """Refuse other origins' pages unless allowed (403), and say so to the browser if allowed."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        settings = request.app[SERVICES].settings
+        if _origin_refused(request, settings):
+            return json_error(403, "this origin may not use the chat API")
+        return _cors(request, settings, await handler(request))
+
+    return wrapped
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: only for an allowed origin, credentials for that origin only."""
+    settings = request.app[SERVICES].settings
+    origin = request.headers.get("Origin", "")
+    if origin not in settings.webchat_origins:
+        return json_error(403, "this origin may not use the chat API")
+    resp = web.Response(status=204, headers={
+        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+    })
+    _cors(request, settings, resp)
+    return resp
+
+
+def _locale_of(request: web.Request, explicit: str | None) -> str:
+    return (normalize_locale(explicit) or normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])
+            or DEFAULT_LOCALE)
+
+
+def _too_fast(request: web.Request, locale: str, wait: float) -> web.Response:
+    _ = request.app[SERVICES].translator.bind(locale)
+    resp = json_error(429, _("You are sending messages too quickly. Please wait a moment and try again."),
+                      retry_after=round(wait, 1))
+    resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+    return resp
+
+
+@cross_origin
+async def chat_api(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    settings = services.settings
+    if request.content_type != "application/json":
+        return json_error(415, "Content-Type must be application/json")
+    wait = await inbound_allowed(services, settings, request, None)
+    if wait:
+        return _too_fast(request, _locale_of(request, None), wait)
     try:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -54,30 +152,51 @@ async def chat_api(request: web.Request) -> web.Response:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         return json_error(400, f"{where}: {first['msg']}")
-    services = request.app[SERVICES]
+    try:
+        who = identify(request, settings, body, create=True)
+    except IdentityRefused as exc:
+        return json_error(401, str(exc))
+    assert who is not None
+    wait = await inbound_allowed(services, settings, request, who.external_id)
+    if wait:
+        return _too_fast(request, _locale_of(request, req.locale), wait)
     incoming = Incoming(
         channel=CHANNEL,
-        user=req.user,
+        user=who.external_id,
         text=req.text.strip() if req.text else None,
         action=req.action,
-        msg_id=req.msg_id,
+        msg_id=scoped_msg_id(who.external_id, req.msg_id),
         locale_hint=req.locale or request.headers.get("Accept-Language", "").split(",")[0] or None,
     )
     replies = await services.pipeline.process(incoming)
-    return web.json_response({"replies": [reply_json(r) for r in replies]})
+    resp = web.json_response({"replies": [reply_json(r) for r in replies]})
+    set_session_cookie(resp, request, who)
+    return resp
 
 
-async def chat_updates(request: web.Request) -> web.Response:
-    """Messages that reached this web chat user later (agent replies, peer answers)."""
-    user = request.query.get("user", "")
+async def web_identity(request: web.Request) -> WebIdentity | None:
+    """A GET request's identity (session cookie, or ``user`` + ``user_hash`` in the query)."""
+    return identify(request, request.app[SERVICES].settings, request.query, create=False)
+
+
+@cross_origin
+async def chat_updates(request: web.Request) -> web.StreamResponse:
+    """Messages that reached this member's web chat later (agent replies, peer answers)."""
     try:
         after = int(request.query.get("after", "0"))
     except ValueError:
         return json_error(400, "after must be an integer")
-    if not user or len(user) > 64:
-        return json_error(400, "user is required")
+    try:
+        who = await web_identity(request)
+    except IdentityRefused as exc:
+        return json_error(401, str(exc))
+    if who is None:
+        return json_error(401, "no chat session")
+    account = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=who.external_id)
+    if account is None:
+        return web.json_response({"messages": []})
     rows = (
-        await OutboxMessage.filter(channel=CHANNEL, address=user, status="sent", id__gt=after)
+        await OutboxMessage.filter(channel=CHANNEL, member_id=account.member_id, status="sent", id__gt=after)
         .order_by("id")
         .limit(50)
     )
@@ -87,7 +206,11 @@ async def chat_updates(request: web.Request) -> web.Response:
 
 
 async def chat_page(request: web.Request) -> web.Response:
-    return render(request, "chat.html", default_user=f"web-{uuid.uuid4().hex[:12]}")
+    settings = request.app[SERVICES].settings
+    who = identify(request, settings, {}, create=True)
+    resp = render(request, "chat.html")
+    set_session_cookie(resp, request, who)
+    return resp
 
 
 class WebChatSender:
@@ -104,7 +227,9 @@ class WebChatSender:
 def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/chat", chat_page)
     app.router.add_post("/api/v1/chat", chat_api)
+    app.router.add_route("OPTIONS", "/api/v1/chat", preflight)
     app.router.add_get("/api/v1/chat/updates", chat_updates)
+    app.router.add_route("OPTIONS", "/api/v1/chat/updates", preflight)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES].channels.register(WebChatSender())
