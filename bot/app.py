@@ -14,6 +14,7 @@ from bot.app_keys import SERVICES
 from bot.channels import CHANNEL_MODULES
 from bot.channels.registry import ChannelRegistry
 from bot.i18n import get_translator
+from bot.identity import merge
 from bot.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.services import Services
@@ -22,6 +23,7 @@ from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
+from gamification.merge import LedgerMergeHook
 from handlers import build_router
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ async def build_services(settings: Settings) -> Services:
         outbox=Outbox(settings),
     )
     services.pipeline = Pipeline(services, build_router())
+    services.extras[merge.EXTRAS_KEY] = merge.Merger([LedgerMergeHook()])
     return services
 
 
