@@ -38,6 +38,7 @@ FEATURE_MODULES: list[str] = [
     "community.web",  # agent inbox, community questions, moderation
     "community.knowledge_admin.web",  # /admin/knowledge: review, versions, contributions, learned variants
     "gamification.web",  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
+    "gamification.me",  # GET /api/v1/me: the web chat session's member, points and badges
 ]
 
 
