@@ -26,7 +26,7 @@ from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render
+from bot.web import add_template_dir, render, request_locale
 from bot.web.lookup import path_id
 from community.models import KnowledgeItem
 from gamification import rewards, service, topup
@@ -48,8 +48,9 @@ async def leaderboard_page(request: web.Request) -> web.Response:
     if period not in PERIODS:
         period = "week"
     st = await service.standing(period, None, limit=50)
-    names = await service.names_and_titles([r.member_id for r in st.top])
-    rows = [(r.rank, *names.get(r.member_id, (f"#{r.member_id}", "")), r.points) for r in st.top]
+    gettext = request.app[SERVICES].translator.bind(request_locale(request))
+    names = await service.names_and_titles([r.member_id for r in st.top], gettext)
+    rows = [(r.rank, *names.get(r.member_id, ("", "")), r.points) for r in st.top]
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
 
 

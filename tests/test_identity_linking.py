@@ -167,3 +167,22 @@ async def test_me_needs_a_session(app: TestClient) -> None:
     body = await r.json()
     assert r.status == 200 and body["member"]["channels"][0]["channel"] == "web"
     assert body["points"] == {"balance": 0, "pending": 0} and body["badges"] == []
+
+
+async def test_names_on_the_leaderboard_chat_board_and_inbox(app: TestClient) -> None:
+    from gamification import service
+    from tests.community_helpers import staff_login
+
+    await chat(app, "gina", text="改名 Gina<b>")
+    await chat(app, "hank", text="你好")
+    gina, hank = await member_of("web", "gina"), await member_of("web", "hank")
+    await service.award(gina.id, "answer_accepted", "t:1")
+    await service.award(hank.id, "answer_accepted", "t:2")
+    page = await (await app.get("/leaderboard")).text()
+    assert "Gina&lt;b&gt;" in page and f"会员{hank.id:04d}" in page and f"#{hank.id}" not in page
+    board = await chat(app, "hank", text="排行")
+    assert "Gina<b>" in board[0]["text"] and f"会员{hank.id:04d}" in board[0]["text"]
+    await chat(app, "hank", text="人工")
+    await staff_login(app, "ivy", ["agent"])
+    queue = await (await app.get("/inbox")).text()
+    assert f"会员{hank.id:04d}" in queue and f"用户 {hank.id}" not in queue

@@ -7,6 +7,7 @@ import jinja2
 from aiohttp import web
 
 from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, get_translator, normalize_locale
+from bot.identity.names import display_name
 from bot.settings import ROOT
 
 TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]
@@ -58,9 +59,12 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         text = tr.ngettext(s, p, n)
         return text % {"num": n, **kw}
 
+    def member_name(member: Any) -> str:
+        return display_name(member, gettext)
+
     html = environment().get_template(template).render(
         gettext=gettext, ngettext=ngettext, _=gettext, locale=locale, locales=LOCALE_NAMES,
-        request=request, **context,
+        member_name=member_name, request=request, **context,
     )
     resp = web.Response(text=html, status=status, content_type="text/html")
     if request.query.get("lang") in LOCALES:
