@@ -15,6 +15,7 @@ from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir
+from community.inbox import merge_web
 from community.inbox import web as inbox_web
 from community.moderation import service as moderation
 from community.moderation import web as moderation_web
@@ -24,13 +25,14 @@ from community.qa.deadlines import run_deadline_loop
 
 LINKS = [
     ("/inbox", N_("Agent inbox"), ("agent",)),
+    ("/inbox/members/merge", N_("Merge members"), ("agent",)),
     ("/admin/moderation", N_("Moderation"), ("reviewer",)),
     ("/questions", N_("Community questions"), ()),
 ]
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    for module in (inbox_web, qa_web, moderation_web):
+    for module in (inbox_web, merge_web, qa_web, moderation_web):
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
     for entry in LINKS:

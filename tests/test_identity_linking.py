@@ -186,3 +186,54 @@ async def test_names_on_the_leaderboard_chat_board_and_inbox(app: TestClient) ->
     await staff_login(app, "ivy", ["agent"])
     queue = await (await app.get("/inbox")).text()
     assert f"会员{hank.id:04d}" in queue and f"用户 {hank.id}" not in queue
+
+
+async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
+    from tests.community_helpers import csrf, staff_login
+
+    services = app.app[SERVICES]
+    await sms_say(app, "你好", "SM1")
+    await chat(app, "jo", text="你好")
+    await chat(app, "jo", text="人工")
+    sms_m, web_m = await member_of("sms", PHONE), await member_of("web", "jo")
+    await ledger.award(sms_m.id, "answer_helpful", 7, key="t:s")
+    await ledger.award(web_m.id, "answer_helpful", 5, key="t:w")
+    ticket = await Ticket.get(member_id=web_m.id)
+
+    anon = await app.post("/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id},
+                          allow_redirects=False)
+    assert anon.status == 401 and not await MemberMerge.exists()
+    await staff_login(app, "rita", ["reviewer"])
+    assert (await app.get("/inbox/members/merge")).status == 403
+    await app.post("/logout", data={})
+    app.session.cookie_jar.clear()
+    await staff_login(app, "amy", ["agent"])
+    html, token = await csrf(app, f"/inbox/members/merge?source={web_m.id}&target={sms_m.id}")
+    assert "sms" in html and "web" in html
+    no_csrf = await app.post("/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id},
+                             allow_redirects=False)
+    assert no_csrf.status == 403 and not await MemberMerge.exists()
+
+    for _ in range(2):  # a double submit merges once
+        r = await app.post("/inbox/members/merge", data={"csrf_token": token, "source": web_m.id, "target": sms_m.id},
+                           allow_redirects=False)
+        assert r.status == 303 and "flash=merged" in r.headers["Location"]
+    record = await MemberMerge.get(source_id=web_m.id)
+    assert record.actor == "staff:amy" and await MemberMerge.all().count() == 1
+    assert (await ledger.balance_of(sms_m.id)).balance == 12
+    assert (await Ticket.get(id=ticket.id)).member_id == sms_m.id
+    page = await (await app.get(f"/inbox/t/{ticket.id}")).text()
+    assert "你好" in page and "sms" in page  # one history across channels
+    # after the merge the member's messages go to the channel they used last: web
+    await chat(app, "jo", text="还在吗")
+    out = await services.outbox.to_member(sms_m.id, __import__("bot.messages").messages.Reply(text="x"),
+                                          purpose="agent")
+    assert out is not None and out.channel == "web"
+
+    r = await app.post(f"/inbox/members/merges/{record.id}/unmerge", data={"csrf_token": token},
+                       allow_redirects=False)
+    assert r.status == 303 and "flash=unmerged" in r.headers["Location"]
+    assert (await member_of("web", "jo")).id == web_m.id
+    assert (await ledger.balance_of(web_m.id)).balance == 5 and (await ledger.balance_of(sms_m.id)).balance == 7
+    assert (await Ticket.get(id=ticket.id)).member_id == web_m.id
+    assert (await MemberMerge.get(id=record.id)).undone_by == "staff:amy"
