@@ -159,3 +159,34 @@ async def test_merge_refusals(sqlite_orm: None) -> None:
     d = await Member.create()
     rec = await MERGER.merge(d.id, c.id, via="staff")
     assert rec.target_id == a.id
+
+
+async def test_migration_sets_pre_session_web_accounts_apart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Web ids a client chose before server sessions can be claimed by no session and no
+    operator user after the upgrade."""
+    import sqlite3
+
+    from tortoise import Tortoise
+    from tortoise.migrations.api import migrate
+
+    from bot import storage
+
+    path = tmp_path / "up.sqlite3"
+    config = storage.tortoise_config(f"sqlite://{path}")
+    try:
+        await migrate(config=config, app_labels=["models"], target="models.0003_member_phone")
+    finally:
+        await Tortoise.close_connections()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO member (display_name, locale, locale_explicit, tags, status, is_staff, opted_out, "
+               "created_at) VALUES ('', 'zh_CN', 0, '[]', 'active', 0, 0, '2026-01-01')")
+    for channel, ext in (("web", "carol"), ("web", "web-1a2b"), ("telegram", "carol")):
+        db.execute("INSERT INTO channel_account (member_id, channel, external_id, chat_id, active, inactive_reason, "
+                   "created_at) VALUES (1, ?, ?, '', 1, '', '2026-01-01')", (channel, ext))
+    db.commit()
+    db.close()
+    await storage.migrate(f"sqlite://{path}")
+    db = sqlite3.connect(path)
+    rows = sorted(db.execute("SELECT channel, external_id FROM channel_account").fetchall())
+    db.close()
+    assert rows == [("telegram", "carol"), ("web", "legacy/carol"), ("web", "legacy/web-1a2b")]

@@ -53,6 +53,15 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Member',
             name='nickname',
-            field=fields.CharField(default='', max_length=32),
+            field=fields.CharField(default='', db_default='', max_length=32),
+        ),
+        # web chat accounts made before server sessions were named by whatever the client sent:
+        # set them apart, so that neither a session nor an operator's verified user inherits one
+        # (an agent can merge a legacy member into the member's new account from the inbox)
+        ops.RunSQL(
+            "UPDATE channel_account SET external_id = 'legacy/' || external_id "
+            "WHERE channel = 'web' AND external_id NOT LIKE 'session/%' AND external_id NOT LIKE 'legacy/%'",
+            reverse_sql="UPDATE channel_account SET external_id = substr(external_id, 8) "
+                        "WHERE channel = 'web' AND external_id LIKE 'legacy/%'",
         ),
     ]
