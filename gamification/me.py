@@ -12,6 +12,7 @@ from bot.identity.names import display_name
 from bot.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account
 from bot.settings import Settings
+from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, identify
 from gamification.badges import BY_CODE
 from gamification.models import MemberBadge
@@ -27,7 +28,11 @@ async def me_view(request: web.Request) -> web.Response:
     if who is None:
         return web.json_response({"error": "no chat session"}, status=401)
     account = await ChannelAccount.get_or_none(channel="web", external_id=who.external_id)
-    if account is None:  # a session that has not written yet: its member starts now
+    if account is None:  # a session that has not written yet: its member starts now, paced
+        wait = await inbound_allowed(services, services.settings, request, None)  # like a first message
+        if wait:
+            return web.json_response({"error": "too many requests"}, status=429,
+                                     headers={"Retry-After": str(max(1, int(wait + 0.999)))})
         account = await get_or_create_account("web", who.external_id)
     member = await Member.get(id=account.member_id)
     locale = normalize_locale(request.query.get("locale") or member.locale) or DEFAULT_LOCALE

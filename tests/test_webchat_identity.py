@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
@@ -166,10 +167,16 @@ async def test_cross_origin_only_for_allowed_origins(web: TestClient) -> None:
     assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
 
 
-async def test_session_and_address_limits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+async def test_session_and_address_limits(tmp_path: Path, mode: str, request: pytest.FixtureRequest) -> None:
+    redis = {"redis_url": request.getfixturevalue("fresh_redis_url")} if mode == "redis" else {}
     c = await _client(tmp_path, webchat_rate_per_session=0.01, webchat_burst_per_session=3,
-                      webchat_rate_per_ip=0.01, webchat_burst_per_ip=6)
+                      webchat_rate_per_ip=0.01, webchat_burst_per_ip=6, **redis)
     try:
+        if mode == "redis":
+            from bot.redis_stores import RedisRateLimiter
+
+            assert isinstance(c.app[SERVICES].limiter, RedisRateLimiter)
         statuses = [(await post(c, text="你好", msg_id=str(i))).status for i in range(3)]
         assert statuses == [200] * 3
         r = await post(c, text="你好", msg_id="3", locale="zh_CN")
@@ -186,5 +193,19 @@ async def test_session_and_address_limits(tmp_path: Path) -> None:
         assert r.status == 429
         assert await TranscriptEntry.filter(direction="in").count() == 4
         assert await OutboxMessage.all().count() == 0
+    finally:
+        await c.close()
+
+
+async def test_fresh_sessions_cannot_mint_members_through_me(tmp_path: Path) -> None:
+    c = await _client(tmp_path, webchat_rate_per_ip=0.01, webchat_burst_per_ip=3)
+    try:
+        statuses = []
+        for _ in range(5):
+            c.session.cookie_jar.clear()
+            assert (await c.get("/chat")).status == 200  # a session costs no rows
+            statuses.append((await c.get("/api/v1/me")).status)
+        assert statuses == [200, 200, 200, 429, 429]
+        assert await ChannelAccount.filter(channel="web").count() == 3
     finally:
         await c.close()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.app_keys import SERVICES
 from bot.channels.registry import SendResult
-from bot.channels.webchat_limits import inbound_allowed
+from bot.web.chat_limits import inbound_allowed
 from bot.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.messages import Incoming, Reply
 from bot.models import ChannelAccount, OutboxMessage
