@@ -237,3 +237,24 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
     assert (await ledger.balance_of(web_m.id)).balance == 5 and (await ledger.balance_of(sms_m.id)).balance == 7
     assert (await Ticket.get(id=ticket.id)).member_id == web_m.id
     assert (await MemberMerge.get(id=record.id)).undone_by == "staff:amy"
+
+
+async def test_to_member_prefers_the_channel_last_used_on_postgresql(fresh_postgres_url: str) -> None:
+    """A linked account that never wrote must not win on PostgreSQL (NULLs first in DESC)."""
+    from datetime import datetime, timezone
+
+    from bot import storage
+    from bot.messages import Reply
+    from bot.outbox import Outbox
+    from tests.conftest import make_settings
+
+    await storage.open_db(fresh_postgres_url, create_schema=True)
+    try:
+        m = await Member.create()
+        await ChannelAccount.create(member=m, channel="sms", external_id=PHONE)  # linked, never wrote
+        await ChannelAccount.create(member=m, channel="web", external_id="used",
+                                    last_inbound_at=datetime.now(timezone.utc))
+        out = await Outbox(make_settings(Path("/tmp"))).to_member(m.id, Reply(text="x"), purpose="agent")
+        assert out is not None and out.channel == "web"
+    finally:
+        await storage.close_db()
