@@ -25,8 +25,23 @@ router = Router("link")
 PHONE_WORDS = ("phone", "手机", "手機", "手机号", "手機號")
 
 
-@router.command("bind", "绑定", "綁定", "link", help="Link your accounts")
-async def bind(ctx: Context) -> Reply:
+def _looks_like_a_question(text: str) -> bool:
+    return len(text.split()) >= 3 or any(ch in text for ch in "?？吗嗎怎么麼")
+
+
+async def _ask_instead(ctx: Context) -> Reply | list[Reply]:
+    """Words that only start like a command ("name on my bill is wrong?", "绑定 其他号码") are a
+    question for the knowledge base (the router's fallback)."""
+    assert ctx.services.pipeline is not None
+    fallback = ctx.services.pipeline.router.find_fallback()
+    if fallback is None:
+        return []
+    ctx.args = ctx.text
+    return await fallback(ctx)
+
+
+@router.command("bind", "绑定", "綁定", help="Link your accounts")
+async def bind(ctx: Context) -> Reply | list[Reply]:
     args = ctx.args.strip()
     head, _sep, rest = args.partition(" ")
     if head.lower() in PHONE_WORDS:
@@ -36,6 +51,8 @@ async def bind(ctx: Context) -> Reply:
             return await _send_phone_code(ctx, head[len(word):] + rest)
     if not args:
         return await _show_bind_code(ctx)
+    if not _code_shaped(args):
+        return await _ask_instead(ctx)
     return await _redeem(ctx, args)
 
 
@@ -45,9 +62,11 @@ async def bind_phone(ctx: Context) -> Reply:
 
 
 @router.command("name", "改名", "昵称", "暱稱", help="Choose the name others see")
-async def rename(ctx: Context) -> Reply:
+async def rename(ctx: Context) -> Reply | list[Reply]:
     _ = ctx._
     raw = ctx.args.strip()
+    if raw and _looks_like_a_question(raw):
+        return await _ask_instead(ctx)
     if not raw:
         return Reply(text=_('Send "name" followed by the name others should see, e.g. "name Lily".'), kind="name")
     name = clean_nickname(raw)
@@ -117,6 +136,10 @@ async def _redeem(ctx: Context, raw: str) -> Reply:
                  kind="link")
 
 
+def _code_shaped(raw: str) -> bool:
+    return codes.looks_like_phone_code(raw) or codes.looks_like_bind_code(raw)
+
+
 async def _phone_proven(ctx: Context, phone: str) -> Reply:
     """The asker proved ``phone``: it becomes theirs, or they join the member who has it."""
     _ = ctx._
@@ -138,10 +161,16 @@ async def _phone_proven(ctx: Context, phone: str) -> Reply:
 
 
 async def _set_phone(member_id: int, phone: str) -> bool:
+    """The proven number is the member's, and so is its SMS account: texts from it reach
+    this member, and the WeChat 48-hour fallback and the outbox can use it."""
     try:
         await Member.filter(id=member_id).update(phone=phone, phone_verified_at=datetime.now(timezone.utc))
     except IntegrityError:  # another member holds it (a race): an agent sorts it out
         return False
+    try:
+        await ChannelAccount.get_or_create(channel="sms", external_id=phone, defaults={"member_id": member_id})
+    except IntegrityError:  # created concurrently by the number's first text
+        pass
     return True
 
 

@@ -146,6 +146,10 @@ async def test_chosen_name_is_validated_and_shown(app: TestClient) -> None:
     assert (await member_of("web", "erin")).nickname == ""
     await chat(app, "erin", text="改名 http://evil.example")
     assert (await member_of("web", "erin")).nickname == ""
+    question = await chat(app, "erin", text="name on my bill is wrong?")  # a question, not a rename
+    assert question[0]["kind"] != "name" and (await member_of("web", "erin")).nickname == ""
+    other = await chat(app, "erin", text="绑定 其他号码")  # asks the knowledge base
+    assert other[0]["kind"] != "link" and not await LinkCode.exists()
     ok = await chat(app, "erin", text="改名 小E")
     assert "小E" in ok[0]["text"]
     me = await (await app.get("/api/v1/me", params=as_member("erin"))).json()
@@ -258,3 +262,15 @@ async def test_to_member_prefers_the_channel_last_used_on_postgresql(fresh_postg
         assert out is not None and out.channel == "web"
     finally:
         await storage.close_db()
+
+
+async def test_a_verified_phone_brings_its_sms_account_to_the_member(app: TestClient, twilio: FakeTwilio) -> None:
+    await chat(app, "kim", text="bind phone 13800138000")
+    code = await sms_code(twilio, 1)
+    verified = await chat(app, "kim", text=f"bind {code}")
+    assert PHONE in verified[0]["text"]
+    kim = await member_of("web", "kim")
+    assert (await member_of("sms", PHONE)).id == kim.id
+    await sms_say(app, "积分", "SM9")  # a text from that number is kim writing
+    assert await TranscriptEntry.filter(member_id=kim.id, channel="sms", direction="in").count() == 1
+    assert await Member.all().count() == 1
