@@ -14,12 +14,14 @@ from bot.pipeline import get_or_create_account
 from bot.settings import Settings
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, identify
+from bot.web.cors import cross_origin, preflight
 from gamification.badges import BY_CODE
 from gamification.models import MemberBadge
 from gamification.trust import standing_of
 
 
-async def me_view(request: web.Request) -> web.Response:
+@cross_origin
+async def me_view(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     try:
         who = identify(request, services.settings, request.query, create=False)
@@ -56,3 +58,4 @@ async def me_view(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/v1/me", me_view)
+    app.router.add_route("OPTIONS", "/api/v1/me", preflight)

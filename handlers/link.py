@@ -37,7 +37,7 @@ async def _ask_instead(ctx: Context) -> Reply | list[Reply]:
     if fallback is None:
         return []
     ctx.args = ctx.text
-    return await fallback(ctx)
+    return await fallback(ctx) or []
 
 
 @router.command("bind", "绑定", "綁定", help="Link your accounts")

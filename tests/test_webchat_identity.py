@@ -161,6 +161,10 @@ async def test_cross_origin_only_for_allowed_origins(web: TestClient) -> None:
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     r = await web.get("/api/v1/chat/updates", params={**as_member("shopper")}, headers=shop)
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    r = await web.get("/api/v1/me", params={**as_member("shopper")}, headers=shop)
+    assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    r = await web.get("/api/v1/me", params={**as_member("shopper")}, headers=evil)
+    assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
 
     same = {"Origin": str(web.make_url("")).rstrip("/")}  # the chat page itself
     r = await web.post("/api/v1/chat", json={"text": "你好"}, headers=same)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -22,7 +22,7 @@ from bot.models import ChannelAccount, OutboxMessage
 from bot.settings import Settings
 from bot.web import render
 from bot.web.chat_session import IdentityRefused, WebIdentity, identify, set_session_cookie
-from bot.web.client import is_secure
+from bot.web.cors import cross_origin, preflight
 
 CHANNEL = "web"
 MAX_MSG_ID = 128  # TranscriptEntry.msg_id
@@ -62,60 +62,6 @@ def scoped_msg_id(external_id: str, msg_id: str | None) -> str | None:
     if len(scoped) <= MAX_MSG_ID:
         return scoped
     return "h#" + hashlib.sha256(scoped.encode()).hexdigest()
-
-
-def _own_origins(request: web.Request, settings: Settings) -> set[str]:
-    scheme = "https" if is_secure(request) else "http"
-    own = {f"{scheme}://{request.host}", f"http://{request.host}", f"https://{request.host}"}
-    if settings.public_url:
-        own.add(settings.public_url.rstrip("/"))
-    return own
-
-
-def _origin_refused(request: web.Request, settings: Settings) -> bool:
-    """A browser request from a page on another origin that the operator did not allow."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a cross-origin browser request (curl, the operator's server)
-    return origin not in _own_origins(request, settings) and origin not in settings.webchat_origins
-
-
-def _cors(request: web.Request, settings: Settings, response: web.StreamResponse) -> web.StreamResponse:
-    origin = request.headers.get("Origin")
-    if origin and origin in settings.webchat_origins:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Vary"] = "Origin"
-    return response
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def cross_origin(handler: Handler) -> Handler:
-    """Refuse other origins' pages unless allowed (403), and say so to the browser if allowed."""
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        settings = request.app[SERVICES].settings
-        if _origin_refused(request, settings):
-            return json_error(403, "this origin may not use the chat API")
-        return _cors(request, settings, await handler(request))
-
-    return wrapped
-
-
-async def preflight(request: web.Request) -> web.Response:
-    """CORS preflight: only for an allowed origin, credentials for that origin only."""
-    settings = request.app[SERVICES].settings
-    origin = request.headers.get("Origin", "")
-    if origin not in settings.webchat_origins:
-        return json_error(403, "this origin may not use the chat API")
-    resp = web.Response(status=204, headers={
-        "Access-Control-Allow-Methods": "GET, POST",
-        "Access-Control-Allow-Headers": "Content-Type",
-        "Access-Control-Max-Age": "600",
-    })
-    _cors(request, settings, resp)
-    return resp
 
 
 def _locale_of(request: web.Request, explicit: str | None) -> str:
