@@ -61,7 +61,9 @@ def scoped_msg_id(external_id: str, msg_id: str | None) -> str | None:
     scoped = f"{external_id}#{msg_id}"
     if len(scoped) <= MAX_MSG_ID:
         return scoped
-    return "h#" + hashlib.sha256(scoped.encode()).hexdigest()
+    # "#" never starts an account id (sessions and operator users), so a hashed id is never
+    # one another account could send as "<its id>#<msg_id>"
+    return "#" + hashlib.sha256(scoped.encode()).hexdigest()
 
 
 def _locale_of(request: web.Request, explicit: str | None) -> str:
