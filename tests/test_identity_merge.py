@@ -190,3 +190,28 @@ async def test_migration_sets_pre_session_web_accounts_apart(tmp_path) -> None: 
     rows = sorted(db.execute("SELECT channel, external_id FROM channel_account").fetchall())
     db.close()
     assert rows == [("telegram", "carol"), ("web", "legacy/carol"), ("web", "legacy/web-1a2b")]
+
+
+async def test_merge_and_unmerge_on_postgresql(fresh_postgres_url: str) -> None:
+    from bot import storage
+
+    await storage.open_db(fresh_postgres_url, create_schema=True)
+    try:
+        spec = {"awards": [20, 5], "spend": 10, "reverse_first": True, "held": 3, "messages": 2, "open_ticket": True,
+                "badges": {"helper"}, "opted_out": False, "tags": {"vip"}}
+        src = await make_member("src", spec)
+        dst = await make_member("dst", {**spec, "reverse_first": False, "badges": {"helper", "streak"}})
+        before = [await net(src.id), await net(dst.id)]
+        rows = await owned(src.id) + await owned(dst.id)
+        record = await MERGER.merge(src.id, dst.id, via="staff")
+        assert (await MERGER.merge(src.id, dst.id, via="staff")).id == record.id
+        assert await net(dst.id) == (before[0][0] + before[1][0], before[0][1] + before[1][1])
+        assert await owned(src.id) + await owned(dst.id) == rows
+        assert record.kept == {"MemberBadge": {"member": [
+            (await MemberBadge.get(member_id=src.id, code="helper")).id]}}
+        await MERGER.unmerge(record.id)
+        assert [await net(src.id), await net(dst.id)] == before
+        for m in (src.id, dst.id):
+            await check_ledger(m)
+    finally:
+        await storage.close_db()

@@ -156,10 +156,15 @@ class Merger:
 
     async def _merge(self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *,
                      via: str, actor: str) -> MemberMerge:
-        source = await Member.filter(id=source_id).using_db(conn).first()
-        target = await Member.filter(id=target_id).using_db(conn).first()
+        # both members locked in one order (PostgreSQL): a concurrent A->B and B->C cannot
+        # interleave and strand A's rows on a member that is itself merged away
+        locked = {m.id: m for m in await Member.filter(id__in=sorted({source_id, target_id}))
+                  .order_by("id").select_for_update().using_db(conn)}
+        source, target = locked.get(source_id), locked.get(target_id)
         if source is None or target is None:
             raise MergeError("unknown member")
+        if await MemberMerge.filter(active_key=target_id).using_db(conn).exists():
+            raise MergeError(f"member {target_id} was merged into another member meanwhile")
         if source.phone and target.phone and source.phone != target.phone:
             raise MergeError("both members have verified different phone numbers")
         record = await MemberMerge.create(
