@@ -16,6 +16,12 @@ class LedgerMergeHook:
         """Everything the source holds (net balance and held points) moves to the target."""
         return await ledger.move_within(conn, source_id, target_id, key=f"merge:{merge_id}", ref=f"merge:{merge_id}")
 
+    async def after_merge(self, source_id: int, target_id: int) -> None:
+        """The merged-away member leaves the leaderboards (its status is no longer active)."""
+        from gamification import service  # the runtime's board; imported late: service imports much
+
+        await service.on_member_status_changed(source_id)
+
     async def unmerge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int,
                       done: dict[str, Any]) -> None:
         """The same amounts go back (the target may go into debt if it spent them since)."""

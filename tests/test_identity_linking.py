@@ -224,6 +224,8 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
         assert r.status == 303 and "flash=merged" in r.headers["Location"]
     record = await MemberMerge.get(source_id=web_m.id)
     assert record.actor == "staff:amy" and await MemberMerge.all().count() == 1
+    board = await (await app.get("/leaderboard?period=all")).text()
+    assert f"会员{sms_m.id:04d}" in board and f"会员{web_m.id:04d}" not in board  # merged away: off the board
     assert (await ledger.balance_of(sms_m.id)).balance == 12
     assert (await Ticket.get(id=ticket.id)).member_id == sms_m.id
     page = await (await app.get(f"/inbox/t/{ticket.id}")).text()

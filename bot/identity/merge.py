@@ -152,6 +152,10 @@ class Merger:
             if found.target_id != target_id:
                 raise MergeError(f"member {source_id} is already merged into member {found.target_id}") from None
             return found
+        for hook in self.hooks.values():  # after the commit: caches outside the database
+            after = getattr(hook, "after_merge", None)
+            if after is not None:
+                await after(source_id, target_id)
         return record
 
     async def _merge(self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *,
