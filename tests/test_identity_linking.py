@@ -186,6 +186,14 @@ async def test_names_on_the_leaderboard_chat_board_and_inbox(app: TestClient) ->
     assert "Gina&lt;b&gt;" in page and f"会员{hank.id:04d}" in page and f"#{hank.id}" not in page
     board = await chat(app, "hank", text="排行")
     assert "Gina<b>" in board[0]["text"] and f"会员{hank.id:04d}" in board[0]["text"]
+    from community.qa.models import Question
+
+    await chat(app, "hank", text="/ask 国际漫游怎么开通比较划算")
+    q = await Question.get(text="国际漫游怎么开通比较划算")
+    await chat(app, "gina", action=f"ans:{q.code}")
+    await chat(app, "gina", text="在App里开通漫游包最划算")
+    page = await (await app.get(f"/questions/{q.code}")).text()
+    assert "在App里开通漫游包最划算" in page and "Gina&lt;b&gt;" in page  # the helper's name, escaped
     await chat(app, "hank", text="人工")
     await staff_login(app, "ivy", ["agent"])
     queue = await (await app.get("/inbox")).text()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from community.qa.models import Question
+from community.qa.models import Answer, Question
 from community.qa.service import normalize_code, visible_answers
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -32,7 +32,10 @@ async def question_page(request: web.Request) -> web.Response:
     q = await Question.get_or_none(code=normalize_code(request.match_info["code"]))
     if q is None or q.status in ("held", "rejected"):
         raise web.HTTPNotFound(text="No such question.")
-    return render(request, "question.html", q=q, answers=await visible_answers(q.id))
+    answers = await visible_answers(q.id)
+    if answers:
+        await Answer.fetch_for_list(answers, "member")  # each helper's display name
+    return render(request, "question.html", q=q, answers=answers)
 
 
 def add_routes(app: web.Application) -> None:
