@@ -88,7 +88,7 @@ def test_display_name_order() -> None:
     assert display_name(m, lambda s, **kw: "会员" + kw["number"]) == "会员0008"
     m.phone = "+8613800135678"
     assert display_name(m, str) == "138****5678"
-    m.display_name = "Tg Name"
+    m.display_name = "Tg\u202e Name\n"
     assert display_name(m, str) == "Tg Name"
     m.nickname = "小李"
     assert display_name(m, str) == "小李"

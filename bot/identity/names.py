@@ -30,9 +30,16 @@ def mask_phone(phone: str) -> str:
     return f"{digits[:3]}****{digits[-4:]}"
 
 
+def _tidy(profile: str) -> str:
+    """A channel profile's name as shown: no control or invisible characters (a right-to-left
+    override could disguise it), whitespace collapsed, at most 32 characters."""
+    text = "".join(ch for ch in (profile or "") if not unicodedata.category(ch).startswith("C"))
+    return " ".join(text.split())[:32]
+
+
 def display_name(member: Named, gettext: Callable[..., str]) -> str:
     """What other people see for ``member``; ``gettext`` is the viewer's (``ctx._``, a page's ``_``)."""
-    for name in (getattr(member, "nickname", ""), member.display_name):
+    for name in (getattr(member, "nickname", ""), _tidy(member.display_name)):
         if name and name.strip():
             return name.strip()
     if member.phone:
