@@ -102,7 +102,8 @@ async def test_bare_user_can_neither_read_nor_act_as_another_member(web: TestCli
     assert r.status == 200 and (await r.json())["messages"] == []
 
     before = await TranscriptEntry.filter(member_id=carol.member_id).count()
-    for body in ({"user": "carol"}, {"user": "carol", "user_hash": "abc"}, {"user": "carol", "user_hash": None}):
+    for body in ({"user": "carol"}, {"user": "carol", "user_hash": "abc"}, {"user": "carol", "user_hash": None},
+                 {"user": ["carol"], "user_hash": as_member("carol")["user_hash"]}, {"user": "carol/x"}):
         r = await post(web, text="积分", **body)
         assert r.status == 401 and "error" in await r.json()
     assert await TranscriptEntry.filter(member_id=carol.member_id).count() == before
@@ -127,6 +128,7 @@ async def test_user_is_ignored_without_the_operator_secret(tmp_path: Path) -> No
     try:
         r = await post(c, user="carol", text="你好")
         assert r.status == 200
+        assert (await post(c, user=42, user_hash=["x"], text="你好")).status == 200
         assert not await ChannelAccount.filter(external_id="carol").exists()
         (account,) = await ChannelAccount.filter(channel="web")
         assert account.external_id.startswith("session/")

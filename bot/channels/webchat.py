@@ -9,18 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.app_keys import SERVICES
 from bot.channels.registry import SendResult
-from bot.web.chat_limits import inbound_allowed
 from bot.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.messages import Incoming, Reply
 from bot.models import ChannelAccount, OutboxMessage
 from bot.settings import Settings
 from bot.web import render
+from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, WebIdentity, identify, set_session_cookie
 from bot.web.cors import cross_origin, preflight
 
@@ -29,9 +30,10 @@ MAX_MSG_ID = 128  # TranscriptEntry.msg_id
 
 
 class ChatRequest(BaseModel):
-    # who the member is comes from the session or a verified user_hash (bot.web.chat_session)
-    user: str | None = Field(default=None, max_length=128)
-    user_hash: str | None = Field(default=None, max_length=128)
+    # who the member is comes from the session or a verified user_hash (bot.web.chat_session,
+    # which reads them from the body itself: without the operator's secret they are ignored)
+    user: Any = None
+    user_hash: Any = None
     text: str | None = Field(default=None, max_length=4000)
     action: str | None = Field(default=None, max_length=128)
     msg_id: str | None = Field(default=None, max_length=64)
