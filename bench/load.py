@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # the repository root, not bench/, first: bench/ holds scripts named like packages
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from bot.web.chat_session import user_hash  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram, message_update  # noqa: E402
+
+BENCH_IDENTITY_SECRET = "bench-identity-secret"
 from tests.fixtures_services import PostgresCluster, RedisServer, create_database, free_port, postgres_bindir  # noqa: E402
 
 WECHAT_TOKEN, WECHAT_APPID = "benchtoken", "wxbench0000000001"
@@ -112,7 +115,8 @@ class Sender:
         """Status and whether an answer came back (Telegram answers later, via the API)."""
         if m.channel == "web":
             async with self.http.post(f"{self.base}/api/v1/chat",
-                                      json={"user": m.user, "text": m.text, "msg_id": m.key}) as r:
+                                      json={"user": m.user, "user_hash": user_hash(BENCH_IDENTITY_SECRET, m.user),
+                                            "text": m.text, "msg_id": m.key}) as r:
                 data = await r.json(content_type=None)
                 return r.status, bool(data.get("replies"))
         if m.channel == "telegram":
@@ -243,7 +247,9 @@ async def run_config(name: str, db_url: str, redis_url: str, workers: int, mix: 
            "BOT_TELEGRAM_RATE_PER_CHAT": "1000", "BOT_SMS_PROVIDER": "twilio", "BOT_SMS_AUTH_TOKEN": SMS_TOKEN,
            "BOT_SMS_ACCOUNT_SID": "ACbench", "BOT_SMS_FROM": "+15550001111", "BOT_SMS_API_BASE": "http://127.0.0.1:9",
            "BOT_WECHAT_API_BASE": "http://127.0.0.1:9",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_OFFERS_ENABLED": "false"}
+           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_OFFERS_ENABLED": "false",
+           "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET, "BOT_WEBCHAT_RATE_PER_SESSION": "0",
+           "BOT_WEBCHAT_RATE_PER_IP": "0"}
     # the operator's steps: migrate, then load the knowledge base
     migrated = subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0

@@ -29,6 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench._loadgen import closed_loop, free_port, wait_up  # noqa: E402
+from bot.web.chat_session import user_hash  # noqa: E402
+
+BENCH_IDENTITY_SECRET = "bench-identity-secret"
 
 ECHO_SERVER = """
 import sys
@@ -80,7 +83,9 @@ async def run_one(name: str, cmd: list[str], env: dict[str, str], port: int, arg
         rnd = random.Random(7)
 
         def body(cid: int, seq: int) -> dict[str, str]:
-            return {"user": f"bench-{cid}-{seq % 50}", "text": rnd.choice(qs), "msg_id": f"{name}-{cid}-{seq}"}
+            user = f"bench-{cid}-{seq % 50}"  # the operator's verified visitor (identity verification)
+            return {"user": user, "user_hash": user_hash(BENCH_IDENTITY_SECRET, user), "text": rnd.choice(qs),
+                    "msg_id": f"{name}-{cid}-{seq}"}
 
         return await closed_loop(f"http://127.0.0.1:{port}/api/v1/chat", body,
                                  concurrency=args.concurrency, duration=args.duration)
@@ -99,7 +104,9 @@ async def main() -> None:
     qs = questions()
     tmp = Path(tempfile.mkdtemp(prefix="everycsr-bench-"))
     env = {**os.environ, "BOT_DATABASE_URL": f"sqlite://{tmp / 'bench.sqlite3'}", "BOT_LOG_LEVEL": "WARNING",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": ""}
+           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": "", "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET,
+           # one address and 50 users per client send as fast as they can: the inbound limits are off
+           "BOT_WEBCHAT_RATE_PER_SESSION": "0", "BOT_WEBCHAT_RATE_PER_IP": "0"}
     echo_port = free_port()
     echo = await run_one("echo", [sys.executable, "-c", ECHO_SERVER, str(echo_port)], env, echo_port, args, qs)
     fixed_port = free_port()

@@ -15,6 +15,7 @@ from bot.channels import CHANNEL_MODULES
 from bot.channels.registry import ChannelRegistry
 from bot.i18n import get_translator
 from bot.nonces import EXTRAS_KEY as NONCES_KEY
+from bot.identity import merge
 from bot.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.services import Services
@@ -25,6 +26,7 @@ from bot.web.client import forwarded_middleware, parse_networks
 from bot.web.headers import headers_middleware
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
+from gamification.merge import LedgerMergeHook
 from handlers import build_router
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ FEATURE_MODULES: list[str] = [
     "community.web",  # agent inbox, community questions, moderation
     "community.knowledge_admin.web",  # /admin/knowledge: review, versions, contributions, learned variants
     "gamification.web",  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
+    "gamification.me",  # GET /api/v1/me: the web chat session's member, points and badges
 ]
 
 
@@ -71,6 +74,7 @@ async def build_services(settings: Settings) -> Services:
         outbox=Outbox(settings),
     )
     services.pipeline = Pipeline(services, build_router())
+    services.extras[merge.EXTRAS_KEY] = merge.Merger([LedgerMergeHook()])
     return services
 
 

@@ -215,7 +215,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  health:       {base}/healthz")
     print(f"  metrics:      {base}/metrics")
     print(f"  chat API:     curl -s {base}/api/v1/chat -H 'Content-Type: application/json' "
-          "-d '{\"user\":\"demo\",\"text\":\"我的流量还剩多少，怎么查？\"}'")
+          "-d '{\"text\":\"我的流量还剩多少，怎么查？\"}'")
     print("  stop with Ctrl+C\n", flush=True)
     args.port = None
     args.host = None

@@ -9,7 +9,8 @@ class Member(Model):
     """A customer, whichever channels they use."""
 
     id = fields.IntField(primary_key=True)
-    display_name = fields.CharField(max_length=128, default="")
+    display_name = fields.CharField(max_length=128, default="")  # the channel profile's name
+    nickname = fields.CharField(max_length=32, default="", db_default="")  # chosen with "改名 X" / "name X"
     locale = fields.CharField(max_length=8, default="zh_CN")
     locale_explicit = fields.BooleanField(default=False)  # chosen with the language command
     tags = fields.JSONField(default=list)  # e.g. ["vip", "tenure:5y", "plan:5g-128"]

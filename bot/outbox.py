@@ -172,7 +172,9 @@ class Outbox:
         q = ChannelAccount.filter(member_id=member_id, active=True)
         if channel:
             q = q.filter(channel=channel)
-        account = await q.order_by("-last_inbound_at").first()
+        # an account that never wrote (NULL) comes last: PostgreSQL sorts NULLs first in DESC
+        account = (await q.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
+                   or await q.order_by("id").first())
         if account is None:
             return None
         return await self.enqueue(

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     # an operator's site names its logged-in visitor with user + user_hash (hex HMAC-SHA256 of
     # user under this secret); empty: the web chat knows members only by its own session
     webchat_identity_secret: str = ""
+    # origins (scheme://host[:port], comma-separated) whose pages may call the chat API from the
+    # browser (CORS, credentials allowed for exactly those); empty: same origin only
+    webchat_allowed_origins: str = ""
+    # inbound messages per second and burst, per web chat session / operator user and per
+    # client address; 0 = no limit (a script cannot flood the pipeline)
+    webchat_rate_per_session: float = 1.0
+    webchat_burst_per_session: float = 10.0
+    webchat_rate_per_ip: float = 5.0
+    webchat_burst_per_ip: float = 60.0
 
     # --- WeChat ---------------------------------------------------------------------------
     wechat_token: str = ""
@@ -151,6 +160,10 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         """BOT_ENV=production, or a public https URL: a real deployment (docs/security.md)."""
         return self.env == "production" or self.public_url.lower().startswith("https://")
+
+    @property
+    def webchat_origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.webchat_allowed_origins.split(",") if o.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -16,6 +16,7 @@ from bot.i18n import N_
 from bot.settings import Settings
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir
+from community.inbox import merge_web
 from community.inbox import web as inbox_web
 from community.inbox.sla import run_sla_loop
 from community.members import web as members_web
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LINKS = [
     ("/inbox", N_("Agent inbox"), ("agent",)),
+    ("/inbox/members/merge", N_("Merge members"), ("agent",)),
     ("/admin/moderation", N_("Moderation"), ("reviewer",)),
     ("/questions", N_("Community questions"), ()),
 ]
@@ -49,7 +51,7 @@ async def _lift_freezes_hourly() -> None:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    for module in (inbox_web, qa_web, moderation_web, profile_web):
+    for module in (inbox_web, merge_web, qa_web, moderation_web, profile_web):
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
     members_web.add_routes(app)

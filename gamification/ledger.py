@@ -309,3 +309,33 @@ async def release(entry_id: int, reason: str = "released after review") -> Ledge
 async def balance_of(member_id: int) -> Balance:
     bal = await Balance.get_or_none(member_id=member_id)
     return bal or Balance(member_id=member_id)
+
+
+async def move_within(
+    conn: BaseDBAsyncClient, from_id: int, to_id: int, *, granted: int | None = None, held: int | None = None,
+    key: str, ref: str,
+) -> dict[str, int]:
+    """Move points between two members inside the caller's transaction (a member merge).
+
+    Two linked entries, nothing rewritten: ``merge_out`` on ``from_id`` and ``merge_in`` on
+    ``to_id``, each naming the other as counterpart. Without amounts, everything ``from_id``
+    holds moves: its net balance (``balance - debt``, so a debt moves as a negative amount)
+    and its held points. Neither entry counts as earning (no leaderboard or cap effect).
+    Idempotent per ``key``: a repeat moves nothing and returns what the first did."""
+    out_key, in_key = key_of(key, "out"), key_of(key, "in")
+    done = await LedgerEntry.filter(idempotency_key=out_key).using_db(conn).first()
+    if done is not None:
+        return {"granted": -done.granted, "held": -done.held, "out": done.id,
+                "in": (await LedgerEntry.get(idempotency_key=in_key, using_db=conn)).id}
+    for member_id in sorted({from_id, to_id}):  # one lock order: no deadlock between two merges
+        if not await Balance.filter(member_id=member_id).using_db(conn).exists():
+            await Balance.create(member_id=member_id, using_db=conn)
+    locked = {m: await _locked_balance(conn, m) for m in sorted({from_id, to_id})}
+    src, dst = locked[from_id], locked[to_id]
+    amount = src.balance - src.debt if granted is None else granted
+    pending = src.held if held is None else held
+    out = await _write(conn, src, member_id=from_id, event="merge_out", delta=-(amount + pending), granted=-amount,
+                       held=-pending, key=out_key, ref=ref, reason="member merge", counterpart_id=to_id, exempt=True)
+    inn = await _write(conn, dst, member_id=to_id, event="merge_in", delta=amount + pending, granted=amount,
+                       held=pending, key=in_key, ref=ref, reason="member merge", counterpart_id=from_id, exempt=True)
+    return {"granted": amount, "held": pending, "out": out.id, "in": inn.id}

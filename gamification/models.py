@@ -13,6 +13,8 @@ from tortoise.models import Model
 class LedgerEntry(Model):
     """One points event. Never updated or deleted, a correction is a new linked entry."""
 
+    merge_by_hook = "ledger"  # a member merge moves points by new entries (gamification.merge)
+
     id = fields.BigIntField(primary_key=True)
     member = fields.ForeignKeyField("models.Member", related_name="ledger", on_delete=fields.CASCADE)
     event = fields.CharField(max_length=32, db_index=True)  # rules.yaml event name, spend, reversal, ...
@@ -41,6 +43,8 @@ class LedgerEntry(Model):
 
 class Balance(Model):
     """Cached balance per member, changed only inside the ledger's transactions."""
+
+    merge_by_hook = "ledger"
 
     id = fields.IntField(primary_key=True)
     member = fields.OneToOneField("models.Member", related_name="points", on_delete=fields.CASCADE)
@@ -141,6 +145,8 @@ class SmsForward(Model):
 
 class MemberBadge(Model):
     """A badge granted once, keyed by its award key (``badge:<code>:<member>``)."""
+
+    merge_unique_per_member = ("code",)  # a merge keeps one of each badge
 
     id = fields.IntField(primary_key=True)
     member = fields.ForeignKeyField("models.Member", related_name="badges", on_delete=fields.CASCADE)

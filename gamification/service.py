@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 
-from bot.i18n import N_
+from bot.i18n import N_, Gettext
+from bot.identity.names import display_name
 from bot.messages import Reply
 from bot.models import Member
 from community.models import KnowledgeItem
@@ -502,11 +503,12 @@ async def standing(period: str, member_id: int | None = None, *, limit: int = 10
     return await runtime().board.standing(period, member_id, limit=limit)
 
 
-async def names_and_titles(member_ids: list[int]) -> dict[int, tuple[str, str]]:
-    """Display name and title msgid per member, for boards and the community."""
-    members = await Member.filter(id__in=member_ids).values_list("id", "display_name")
+async def names_and_titles(member_ids: list[int], gettext: Gettext) -> dict[int, tuple[str, str]]:
+    """Display name (``bot.identity.names``, in the viewer's ``gettext``) and title msgid per
+    member, for boards and the community."""
+    members = await Member.filter(id__in=member_ids).only("id", "nickname", "display_name", "phone")
     titles = await badges.titles(member_ids)
-    return {mid: (name or f"#{mid}", titles.get(mid, "")) for mid, name in members}
+    return {m.id: (display_name(m, gettext), titles.get(m.id, "")) for m in members}
 
 
 # --- expiry -----------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,7 +27,8 @@ from bot.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render
+from bot.web import add_template_dir, render, request_locale
+from bot.web.chat_session import session_member_id
 from bot.web.client import device_fingerprint, network_fingerprint
 from bot.web.lookup import path_id
 from community.models import KnowledgeItem
@@ -50,25 +50,10 @@ async def leaderboard_page(request: web.Request) -> web.Response:
     if period not in PERIODS:
         period = "week"
     st = await service.standing(period, None, limit=50)
-    names = await service.names_and_titles([r.member_id for r in st.top])
-    rows = [(r.rank, r.member_id, *names.get(r.member_id, (f"#{r.member_id}", "")), r.points) for r in st.top]
+    gettext = request.app[SERVICES].translator.bind(request_locale(request))
+    names = await service.names_and_titles([r.member_id for r in st.top], gettext)
+    rows = [(r.rank, r.member_id, *names.get(r.member_id, ("", "")), r.points) for r in st.top]
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
-
-
-async def _session_member(request: web.Request) -> int | None:
-    """The member behind the visitor's web chat session, when the web chat issues one."""
-    try:
-        chat_session = importlib.import_module("bot.web.chat_session")
-    except ImportError:  # this build's web chat has no sessions
-        return None
-    settings: Settings = request.app[SERVICES].settings
-    sid = chat_session.session_id_from_cookie(settings.secret_key, request.cookies.get(chat_session.COOKIE))
-    if sid is None:
-        return None
-    from bot.models import ChannelAccount
-
-    acc = await ChannelAccount.get_or_none(channel="web", external_id=chat_session.session_external_id(sid))
-    return acc.member_id if acc else None
 
 
 async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -> tuple[str, int | None]:
@@ -80,7 +65,7 @@ async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -
         acc = await ChannelAccount.get_or_none(channel="sms", external_id=link.target)
         if acc:
             return f"m:{acc.member_id}", acc.member_id
-    member_id = await _session_member(request)
+    member_id = await session_member_id(request, request.app[SERVICES].settings)
     if member_id is not None:
         return f"m:{member_id}", member_id
     return f"d:{device}", None

@@ -19,6 +19,7 @@ HANDLER_MODULES: list[str] = [
     "handlers.subscription",
     "handlers.offers",  # middleware: offers after answers; after handlers.agent_mode
     "handlers.human",  # 人工 / human, complaints -> ticket
+    "handlers.link",  # 绑定 / bind: link channels (SMS code, link code), 改名 / name
     "handlers.post",  # community questions and answers
     "handlers.forward",  # 转发给朋友 / ZF, fw_<token> deep links; middleware: SMS recipients engage
     "handlers.points",  # /points 积分

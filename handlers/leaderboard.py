@@ -16,10 +16,10 @@ async def board_reply(ctx: Context, period: str) -> Reply:
     _ = ctx._
     st = await service.standing(period, ctx.member.id)
     ids = [r.member_id for r in st.top] + ([st.me.member_id] if st.me else [])
-    names = await service.names_and_titles(ids)
+    names = await service.names_and_titles(ids, _)
 
     def line(r: Row) -> str:
-        name, title = names.get(r.member_id, (f"#{r.member_id}", ""))
+        name, title = names.get(r.member_id, ("", ""))
         you = _(" (you)") if r.member_id == ctx.member.id else ""
         tag = f" [{_(title)}]" if title else ""
         return _("%(rank)s. %(name)s%(title)s — %(points)s points%(you)s", rank=r.rank, name=name, title=tag,

@@ -31,6 +31,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "database_url": f"sqlite://{tmp_path / 'test.sqlite3'}",
         "redis_url": "",
         "webchat_identity_secret": "test-webchat-identity-secret",  # tests.community_helpers.as_member
+        "webchat_rate_per_session": 0,  # test_webchat_identity turns the inbound limits on
+        "webchat_rate_per_ip": 0,
         "outbox_poll_seconds": 0.05,
         "outbox_backoff_base_seconds": 0.05,
     }

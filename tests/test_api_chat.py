@@ -5,12 +5,7 @@ import asyncio
 
 from bot.metrics import INBOUND
 from bot.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
-
-
-async def chat(client, **body):  # type: ignore[no-untyped-def]
-    resp = await client.post("/api/v1/chat", json=body)
-    assert resp.status == 200, await resp.text()
-    return (await resp.json())["replies"]
+from tests.community_helpers import as_member, chat
 
 
 async def test_zh_question_is_answered_with_feedback_choices(client) -> None:
@@ -52,11 +47,11 @@ async def test_feedback_is_recorded_once(client) -> None:
 
 async def test_retried_message_is_processed_once(client) -> None:
     before = INBOUND.labels("web")._value.get()
-    body = {"user": "u6", "text": "怎么充值话费", "msg_id": "m-1"}
+    body = {**as_member("u6"), "text": "怎么充值话费", "msg_id": "m-1"}
     results = await asyncio.gather(*[client.post("/api/v1/chat", json=body) for _ in range(3)])
     payloads = [await r.json() for r in results]
     assert all(p == payloads[0] for p in payloads)
-    assert await TranscriptEntry.filter(msg_id="m-1").count() == 1
+    assert await TranscriptEntry.filter(msg_id="u6#m-1").count() == 1
     assert INBOUND.labels("web")._value.get() - before == 1
 
 
@@ -67,7 +62,7 @@ async def test_bad_json_is_400_with_json_error(client) -> None:
 
 
 async def test_missing_fields_are_400(client) -> None:
-    for body in ({"user": "x"}, {"text": "hi"}, {"user": "bad user!", "text": "hi"}, [1, 2]):
+    for body in ({**as_member("x")}, {"text": ""}, {**as_member("x"), "msg_id": "m" * 65, "text": "hi"}, [1, 2]):
         resp = await client.post("/api/v1/chat", json=body)
         assert resp.status == 400, body
         assert "error" in await resp.json()

@@ -10,14 +10,9 @@ from bot.app_keys import SERVICES
 from bot.dashboard.web import TABLES
 from bot.models import ChannelAccount, Member, TranscriptEntry, UnansweredQuestion
 from bot.staff.auth import create_staff
+from tests.community_helpers import chat
 
 QUESTION = "我的流量还剩多少，怎么查？"
-
-
-async def chat(client, **body):  # type: ignore[no-untyped-def]
-    resp = await client.post("/api/v1/chat", json=body)
-    assert resp.status == 200
-    return (await resp.json())["replies"]
 
 
 async def traffic(client) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from bot.models import ChannelAccount, Member
 from bot.staff.auth import create_staff
 from community.offers.engine import conversation_block
 from community.offers.models import Offer, OfferEvent
+from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 
 QUESTION = "我的流量还剩多少，怎么查？"
@@ -26,12 +27,6 @@ async def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     async with TestClient(TestServer(app)) as c:
         await load_sample_kb(app)
         yield c
-
-
-async def chat(client, **body):  # type: ignore[no-untyped-def]
-    resp = await client.post("/api/v1/chat", json=body)
-    assert resp.status == 200, await resp.text()
-    return (await resp.json())["replies"]
 
 
 async def make_offer(**kw: object) -> Offer:

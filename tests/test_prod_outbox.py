@@ -32,6 +32,7 @@ from bot.settings import ROOT
 from tests.conftest import make_settings
 from tests.fakes.channel_provider import CHANNEL, ENV_URL, Provider, ProviderSender, start_provider
 from tests.fixtures_services import RedisServer
+from tests.community_helpers import as_member
 
 pytestmark = pytest.mark.services
 
@@ -241,13 +242,13 @@ async def test_redis_restart_during_traffic_degrades_then_recovers(
     client = await start_client(prod_settings(tmp_path, fresh_postgres_url, server.url))
     try:
         client.app[SERVICES].channels.register(ProviderSender(url))
-        resp = await client.post("/api/v1/chat", json={"user": "r1", "text": "你好", "msg_id": "m1"})
+        resp = await client.post("/api/v1/chat", json={**as_member("r1"), "text": "你好", "msg_id": "m1"})
         assert resp.status == 200
         await enqueue(client, 5)
         await wait_until(lambda: _ready(len(prov.delivered) == 5), 10, "first batch sent")
 
         server.stop()
-        resp = await client.post("/api/v1/chat", json={"user": "r1", "text": "你好", "msg_id": "m2"})
+        resp = await client.post("/api/v1/chat", json={**as_member("r1"), "text": "你好", "msg_id": "m2"})
         assert resp.status == 503
         body = await resp.json()
         assert body == {"error": "service temporarily unavailable, please retry shortly"}
@@ -259,7 +260,7 @@ async def test_redis_restart_during_traffic_degrades_then_recovers(
         server.start()
 
         async def chat_ok() -> bool:
-            r = await client.post("/api/v1/chat", json={"user": "r1", "text": "你好", "msg_id": "m2"})
+            r = await client.post("/api/v1/chat", json={**as_member("r1"), "text": "你好", "msg_id": "m2"})
             return r.status == 200
 
         await wait_until(chat_ok, 10, "chat to answer again after the Redis restart")
@@ -275,11 +276,11 @@ async def test_postgres_restart_during_traffic_degrades_then_recovers(
 ) -> None:
     client = await start_client(prod_settings(tmp_path, fresh_postgres_url, fresh_redis_url))
     try:
-        resp = await client.post("/api/v1/chat", json={"user": "p1", "text": "你好", "msg_id": "p1"})
+        resp = await client.post("/api/v1/chat", json={**as_member("p1"), "text": "你好", "msg_id": "p1"})
         assert resp.status == 200
         await asyncio.to_thread(postgres_cluster.stop)
         try:
-            resp = await client.post("/api/v1/chat", json={"user": "p1", "text": "你好", "msg_id": "p2"})
+            resp = await client.post("/api/v1/chat", json={**as_member("p1"), "text": "你好", "msg_id": "p2"})
             assert resp.status == 503
             assert (await resp.json())["error"].startswith("service temporarily unavailable")
             health = await client.get("/healthz")
@@ -288,13 +289,13 @@ async def test_postgres_restart_during_traffic_degrades_then_recovers(
             await asyncio.to_thread(postgres_cluster.start)
 
         async def chat_ok() -> bool:
-            r = await client.post("/api/v1/chat", json={"user": "p1", "text": "你好", "msg_id": "p2"})
+            r = await client.post("/api/v1/chat", json={**as_member("p1"), "text": "你好", "msg_id": "p2"})
             return r.status == 200
 
         await wait_until(chat_ok, 15, "chat to answer again after the PostgreSQL restart")
         from bot.models import TranscriptEntry
 
         # the retried message was processed exactly once
-        assert await TranscriptEntry.filter(msg_id="p2", direction="in").count() == 1
+        assert await TranscriptEntry.filter(msg_id="p1#p2", direction="in").count() == 1
     finally:
         await client.close()

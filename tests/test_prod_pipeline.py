@@ -22,6 +22,7 @@ from bot.pipeline import get_or_create_account
 from bot.redis_stores import RedisDedupStore
 from bot.stores import MemoryDedupStore
 from tests.conftest import make_settings
+from tests.community_helpers import as_member
 
 
 @pytest.fixture(params=["embedded", "production"])
@@ -46,7 +47,7 @@ async def client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 async def test_first_contact_burst_creates_one_member(client: TestClient) -> None:
     async def send(i: int) -> int:
-        r = await client.post("/api/v1/chat", json={"user": "newbie", "text": f"你好 {i}", "msg_id": f"n{i}"})
+        r = await client.post("/api/v1/chat", json={**as_member("newbie"), "text": f"你好 {i}", "msg_id": f"n{i}"})
         return r.status
 
     statuses = await asyncio.gather(*[send(i) for i in range(20)])
@@ -57,11 +58,11 @@ async def test_first_contact_burst_creates_one_member(client: TestClient) -> Non
 
 
 async def test_retry_storm_is_processed_once(client: TestClient) -> None:
-    body = {"user": "storm", "text": "流量怎么查", "msg_id": "same-id"}
+    body = {**as_member("storm"), "text": "流量怎么查", "msg_id": "same-id"}
     responses = await asyncio.gather(*[client.post("/api/v1/chat", json=body) for _ in range(30)])
     payloads = [await r.json() for r in responses]
     assert [r.status for r in responses] == [200] * 30
-    assert await TranscriptEntry.filter(msg_id="same-id", direction="in").count() == 1
+    assert await TranscriptEntry.filter(msg_id="storm#same-id", direction="in").count() == 1
     first = payloads[0]["replies"]
     assert first, "the first answer is not empty"
     assert all(p["replies"] == first for p in payloads)  # every retry got the same answer
@@ -69,7 +70,7 @@ async def test_retry_storm_is_processed_once(client: TestClient) -> None:
 
 async def test_retry_after_dedup_store_loss_still_acts_once(client: TestClient) -> None:
     """Dedup keys lost (Redis flushed / expired): the unique transcript row still holds."""
-    body = {"user": "late", "text": "你好", "msg_id": "late-1"}
+    body = {**as_member("late"), "text": "你好", "msg_id": "late-1"}
     first = await client.post("/api/v1/chat", json=body)
     assert first.status == 200
     services = client.app[SERVICES]
@@ -79,7 +80,7 @@ async def test_retry_after_dedup_store_loss_still_acts_once(client: TestClient) 
         await services.dedup.redis.flushdb()
     r = await client.post("/api/v1/chat", json=body)
     assert r.status == 200
-    assert await TranscriptEntry.filter(msg_id="late-1", direction="in").count() == 1
+    assert await TranscriptEntry.filter(msg_id="late#late-1", direction="in").count() == 1
     # the retry gets the answer recorded with the transcript, not silence
     assert (await r.json())["replies"] == (await first.json())["replies"] != []
 
@@ -121,7 +122,7 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
     from community.inbox import service as inbox
     from community.inbox.models import Ticket
 
-    r = await client.post("/api/v1/chat", json={"user": "pq", "text": "我的流量还剩多少", "msg_id": "pq-1",
+    r = await client.post("/api/v1/chat", json={**as_member("pq"), "text": "我的流量还剩多少", "msg_id": "pq-1",
                                                 "locale": "zh-TW"})
     assert r.status == 200
     fast = await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="pq")

@@ -18,6 +18,7 @@ from bot.settings import ROOT
 from bot.workers import check_config
 from tests.conftest import make_settings
 from tests.fixtures_services import free_port
+from tests.community_helpers import IDENTITY_SECRET, as_member
 
 pytestmark = pytest.mark.services
 
@@ -60,7 +61,8 @@ async def test_two_workers_share_one_port_and_survive_a_killed_worker(
     await storage.close_db()
     port = free_port()
     env = {**os.environ, "BOT_DATABASE_URL": fresh_postgres_url, "BOT_REDIS_URL": fresh_redis_url,
-           "BOT_LOG_LEVEL": "WARNING", "BOT_JIEBA_CACHE_DIR": str(tmp_path)}
+           "BOT_LOG_LEVEL": "WARNING", "BOT_JIEBA_CACHE_DIR": str(tmp_path),
+           "BOT_WEBCHAT_IDENTITY_SECRET": IDENTITY_SECRET}
     log = (tmp_path / "run.log").open("wb")
     parent = subprocess.Popen([sys.executable, "-m", "bot", "run", "--workers", "2", "--port", str(port)],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -71,7 +73,7 @@ async def test_two_workers_share_one_port_and_survive_a_killed_worker(
                 # a new connection each time, so the kernel spreads them over the workers
                 try:
                     async with aiohttp.ClientSession() as one:
-                        async with one.post(f"{base}/api/v1/chat", json={"user": f"w{i % 7}", "text": "你好",
+                        async with one.post(f"{base}/api/v1/chat", json={**as_member(f"w{i % 7}"), "text": "你好",
                                                                          "msg_id": f"w{i}"}) as r:
                             return r.status
                 except aiohttp.ClientError:  # reset: it sat in the killed process' accept queue

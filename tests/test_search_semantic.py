@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from community.search import KBDoc, Matcher, MatcherConfig, normalize
 from community.search import confidence as conf
 from community.search.semantic import SemanticUnavailable, load_encoder
+from tests.community_helpers import as_member
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,7 +223,7 @@ async def test_web_chat_answers_a_paraphrase_with_the_encoder_on(tmp_path) -> No
         while kb.matcher.semantic_pending and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         assert kb.matcher.semantic_pending == 0
-        resp = await client.post("/api/v1/chat", json={"user": "sem-1", "text": "发票公司名写错了", "msg_id": "s1"})
+        resp = await client.post("/api/v1/chat", json={**as_member("sem-1"), "text": "发票公司名写错了", "msg_id": "s1"})
         assert resp.status == 200
         body = await resp.json()
         shown = " ".join([r["text"] for r in body["replies"]]

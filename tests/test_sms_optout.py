@@ -13,6 +13,7 @@ from bot.models import ChannelAccount, Member, OutboxMessage
 from community.consent import OptOutEvent
 from tests.fakes.twilio_api import FakeTwilio, wait_for
 from tests.test_sms_twilio import app_client, form, post_signed, sms_settings, twiml_messages
+from tests.community_helpers import as_member
 
 
 @pytest_asyncio.fixture
@@ -84,14 +85,14 @@ async def test_help_on_sms_lists_the_business_codes(sms: TestClient) -> None:
 
 
 async def test_keywords_work_on_web_chat_and_help_stays_general(client: TestClient) -> None:
-    resp = await client.post("/api/v1/chat", json={"user": "w1", "text": "stop"})
+    resp = await client.post("/api/v1/chat", json={**as_member("w1"), "text": "stop"})
     assert (await resp.json())["replies"][0]["kind"] == "optout"
     account = await ChannelAccount.get(channel="web", external_id="w1")
     assert (await Member.get(id=account.member_id)).opted_out
     assert (await OptOutEvent.get(member_id=account.member_id)).channel == "web"
-    resp = await client.post("/api/v1/chat", json={"user": "w2", "text": "帮助"})
+    resp = await client.post("/api/v1/chat", json={**as_member("w2"), "text": "帮助"})
     reply = (await resp.json())["replies"][0]
     assert reply["kind"] == "help" and "CXLL" in reply["text"] and any(c["action"] == "human" for c in reply["choices"])
-    resp = await client.post("/api/v1/chat", json={"user": "w2", "text": "/start"})
+    resp = await client.post("/api/v1/chat", json={**as_member("w2"), "text": "/start"})
     assert (await resp.json())["replies"][0]["kind"] == "help"  # a greeting, not consent
     assert await OptOutEvent.filter(channel="web").count() == 1

@@ -7,6 +7,7 @@ import jinja2
 from aiohttp import web
 
 from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, get_translator, normalize_locale
+from bot.identity.names import display_name
 from bot.settings import ROOT
 from bot.web.enums import enum_label
 
@@ -57,6 +58,11 @@ def bad_request(request: web.Request, msgid: str, **params: Any) -> web.HTTPBadR
     return web.HTTPBadRequest(text=staff_text(request, msgid, **params))
 
 
+def page_gettext(request: web.Request) -> Gettext:
+    """``_(msgid, **params)`` in the page's language, for text a view prepares (names, labels)."""
+    return get_translator().bind(request_locale(request))
+
+
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     locale = request_locale(request)
     tr = get_translator().translations(locale)
@@ -75,9 +81,12 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     def enum(kind: str, value: object) -> str:
         return enum_label(gettext, kind, value)
 
+    def member_name(member: Any) -> str:
+        return display_name(member, gettext)
+
     html = environment().get_template(template).render(
         gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
-        request=request, csp_nonce=csp_nonce(request), **context,
+        member_name=member_name, request=request, csp_nonce=csp_nonce(request), **context,
     )
     resp = web.Response(text=html, status=status, content_type="text/html")
     if request.query.get("lang") in LOCALES:

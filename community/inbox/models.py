@@ -11,6 +11,8 @@ STATUSES = ("open", "claimed", "closed")
 
 
 class Ticket(Model):
+    merge_member_columns = ("open_key",)  # a member merge re-keys (or frees) the live ticket
+
     id = fields.IntField(primary_key=True)
     member = fields.ForeignKeyField("models.Member", related_name="tickets", on_delete=fields.CASCADE)
     channel = fields.CharField(max_length=16)

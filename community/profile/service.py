@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.i18n import N_
+from bot.i18n import N_, Gettext
 from bot.models import Member
 from community.qa.models import Answer, Question
 from gamification import badges, ledger, service
@@ -48,11 +48,11 @@ class Profile:
     recent: list[Activity]
 
 
-async def profile_of(member_id: int) -> Profile | None:
+async def profile_of(member_id: int, gettext: Gettext) -> Profile | None:
     member = await Member.get_or_none(id=member_id, status="active")
     if member is None:
         return None
-    name, title = (await service.names_and_titles([member_id])).get(member_id, (f"#{member_id}", ""))
+    name, title = (await service.names_and_titles([member_id], gettext)).get(member_id, ("", ""))
     bal = await ledger.balance_of(member_id)
     held = await MemberBadge.filter(member_id=member_id).order_by("created_at", "id")
     answers = await Answer.filter(member_id=member_id, status="visible").select_related("question") \
@@ -80,15 +80,15 @@ class BadgeEntry:
     recent_holders: list[tuple[int, str]]  # (member id, name), latest first
 
 
-async def badge_catalogue(shown_holders: int = 5) -> list[BadgeEntry]:
+async def badge_catalogue(gettext: Gettext, shown_holders: int = 5) -> list[BadgeEntry]:
     out: list[BadgeEntry] = []
     for badge in badges.BADGES:
         rows = await MemberBadge.filter(code=badge.code).order_by("-created_at").limit(shown_holders) \
             .values_list("member_id", flat=True)
-        names = await service.names_and_titles(list(rows))
+        names = await service.names_and_titles(list(rows), gettext)
         out.append(BadgeEntry(
             badge=badge, how=HOW_TO_EARN.get(badge.metric, ""),
             holders=await MemberBadge.filter(code=badge.code).count(),
-            recent_holders=[(mid, names.get(mid, (f"#{mid}", ""))[0]) for mid in rows],
+            recent_holders=[(mid, names[mid][0]) for mid in rows if mid in names],
         ))
     return out

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.web import render
+from bot.web import page_gettext, render
 from bot.web.lookup import path_id
 from community.profile.service import badge_catalogue, profile_of
 
@@ -13,14 +13,14 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 async def member_page(request: web.Request) -> web.Response:
-    profile = await profile_of(path_id(request, "member_id", "member"))
+    profile = await profile_of(path_id(request, "member_id", "member"), page_gettext(request))
     if profile is None:
         raise web.HTTPNotFound(text="No such member.")
     return render(request, "member_profile.html", p=profile)
 
 
 async def badges_page(request: web.Request) -> web.Response:
-    return render(request, "badges.html", entries=await badge_catalogue())
+    return render(request, "badges.html", entries=await badge_catalogue(page_gettext(request)))
 
 
 def add_routes(app: web.Application) -> None:

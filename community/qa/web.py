@@ -23,7 +23,7 @@ SORT_LABELS = (("unanswered", N_("Unanswered first")), ("newest", N_("Newest fir
 
 
 async def questions_page(request: web.Request) -> web.Response:
-    from bot.web import render
+    from bot.web import page_gettext, render
 
     try:
         page = int(request.query.get("page", "1"))
@@ -32,18 +32,18 @@ async def questions_page(request: web.Request) -> web.Response:
     found = await listing.list_questions(listing.parse_show(request.query.get("show") or request.query.get("status")),
                                          listing.parse_sort(request.query.get("sort")),
                                          request.query.get("q", ""), min(page, 1000))
-    names = await names_and_titles(sorted({r.question.member_id for r in found.rows}))
+    names = await names_and_titles(sorted({r.question.member_id for r in found.rows}), page_gettext(request))
     return render(request, "questions.html", listing=found, names=names, shows=SHOW_LABELS, sorts=SORT_LABELS)
 
 
 async def question_page(request: web.Request) -> web.Response:
-    from bot.web import render
+    from bot.web import page_gettext, render
 
     q = await Question.get_or_none(code=normalize_code(request.match_info["code"]))
     if q is None or q.status in ("held", "rejected"):
         raise web.HTTPNotFound(text="No such question.")
     answers = await visible_answers(q.id)
-    names = await names_and_titles(sorted({q.member_id, *(a.member_id for a in answers)}))
+    names = await names_and_titles(sorted({q.member_id, *(a.member_id for a in answers)}), page_gettext(request))
     return render(request, "question.html", q=q, answers=answers, names=names)
 
 

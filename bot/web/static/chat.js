@@ -6,8 +6,7 @@
   const log = document.getElementById("log");
   const form = document.getElementById("composer");
   const input = document.getElementById("text");
-  let user = localStorage.getItem("everycsr-user");
-  if (!user) { user = root.dataset.user; localStorage.setItem("everycsr-user", user); }
+  // who the member is comes from the server's HttpOnly session cookie, never from this page
   let lastUpdate = Number(localStorage.getItem("everycsr-last-update") || 0);
 
   function add(who, reply) {
@@ -53,7 +52,6 @@
 
   async function send(body, echo) {
     add("me", { text: echo });
-    body.user = user;
     body.msg_id = msgId();
     body.locale = root.dataset.locale;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -83,7 +81,7 @@
 
   async function poll() {
     try {
-      const res = await fetch("/api/v1/chat/updates?user=" + encodeURIComponent(user) + "&after=" + lastUpdate);
+      const res = await fetch("/api/v1/chat/updates?after=" + lastUpdate);
       if (res.ok) {
         const data = await res.json();
         data.messages.forEach(function (m) {

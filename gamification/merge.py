@@ -1,0 +1,29 @@
+"""The ledger's part of a member merge: points move by new linked entries, never by
+rewriting history (``bot.identity.merge`` calls this for ``LedgerEntry`` and ``Balance``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from gamification import ledger
+
+
+class LedgerMergeHook:
+    name = "ledger"
+
+    async def merge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int) -> dict[str, Any]:
+        """Everything the source holds (net balance and held points) moves to the target."""
+        return await ledger.move_within(conn, source_id, target_id, key=f"merge:{merge_id}", ref=f"merge:{merge_id}")
+
+    async def after_merge(self, source_id: int, target_id: int) -> None:
+        """The merged-away member leaves the leaderboards (its status is no longer active)."""
+        from gamification import service  # the runtime's board; imported late: service imports much
+
+        await service.on_member_status_changed(source_id)
+
+    async def unmerge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int,
+                      done: dict[str, Any]) -> None:
+        """The same amounts go back (the target may go into debt if it spent them since)."""
+        await ledger.move_within(conn, target_id, source_id, granted=int(done.get("granted", 0)),
+                                 held=int(done.get("held", 0)), key=f"unmerge:{merge_id}", ref=f"unmerge:{merge_id}")
