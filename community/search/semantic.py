@@ -199,6 +199,13 @@ class SemanticIndex:
         top = top[np.argsort(-cos[top], kind="stable")]
         return [(int(s), float(cos[s])) for s in top]
 
+    def vector(self, slot: int) -> np.ndarray | None:
+        """A unit's vector (a copy), None while it has none."""
+        with self._lock:
+            if slot >= len(self._has) or not self._has[slot]:
+                return None
+            return self._vec[slot].copy()
+
     def similarity(self, qvec: np.ndarray, slot: int) -> float | None:
         with self._lock:
             if slot >= len(self._has) or not self._has[slot]:

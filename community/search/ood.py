@@ -1,0 +1,65 @@
+"""Out-of-domain questions: say "I did not understand", never offer unrelated items.
+
+Three signs, checked on the question and its ranking (``types.Ranking``):
+
+- **other scripts**: most of its letters (``NOISE_SHARE``) are in a script the knowledge base
+  is not written in (Cyrillic, Hangul, kana, Arabic …), or are Zhuyin symbols (ㄅㄆㄇ), which
+  members type when they mash a Taiwanese keyboard, not to ask;
+- **gibberish**: Latin letters none of whose words the knowledge base holds
+  ("asdkjh qwpoe zzxv") and nothing matched well (best confidence below ``GIBBERISH_MAX``);
+- **far from every item**: none of the lexical top three explains ``MIN_EXPLAINED`` of the
+  question (query coverage by characters or words) and the confidence is low — unless the
+  encoder was consulted and is confident (``ENCODER_OVERRIDE``): a paraphrase sharing no word
+  with the item is its whole point.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .types import Ranking
+
+__all__ = ["out_of_domain", "script_of", "script_noise"]
+
+NOISE_SHARE = 0.3
+GIBBERISH_MAX = 0.35
+MIN_EXPLAINED = 0.3
+FAR_MAX = 0.5
+ENCODER_OVERRIDE = 0.3
+
+
+def script_of(ch: str) -> str | None:
+    """'han', 'latin', 'zhuyin' or 'other' for a letter; None for anything else."""
+    o = ord(ch)
+    if 0x3100 <= o <= 0x312F or 0x31A0 <= o <= 0x31BF:
+        return "zhuyin"
+    if 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F:
+        return "han"
+    if not unicodedata.category(ch).startswith("L"):
+        return None
+    if o < 0x250 or 0x1E00 <= o <= 0x1EFF:
+        return "latin"
+    return "other"
+
+
+def script_noise(text: str, scripts: frozenset[str]) -> float:
+    """Share of the letters in ``text`` that are in none of ``scripts`` (Zhuyin always counts)."""
+    letters = [sc for sc in map(script_of, text) if sc is not None]
+    if not letters:
+        return 0.0
+    return sum(1 for sc in letters if sc == "zhuyin" or sc not in scripts) / len(letters)
+
+
+def out_of_domain(text: str, r: Ranking, scripts: frozenset[str]) -> bool:
+    """Whether the question is outside the knowledge base's domain (see the module doc)."""
+    if not text.strip():
+        return False
+    if script_noise(text, scripts) >= NOISE_SHARE:
+        return True
+    best = r.matches[0].score if r.matches else 0.0
+    if r.consulted and best >= ENCODER_OVERRIDE:
+        return False
+    has_han = any(script_of(ch) == "han" for ch in text)
+    if not has_han and r.n_words and not r.known_words and best < GIBBERISH_MAX:
+        return True
+    return r.explained < MIN_EXPLAINED and best < FAR_MAX
