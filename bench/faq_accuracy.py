@@ -11,7 +11,10 @@ Contract: /work/shared/eval/README.md ("The benchmark contract").
                                        --entries B_e.csv --queries B_q.csv  # refit confidence.py
 
 Prints a human-readable table; the LAST line is one JSON object
-{"top1","top3","mrr10","answered_share","answered_precision","p50_ms","p99_ms","n"}
+{"top1","top3","mrr10","answered_share","answered_precision","p50_ms","p99_ms","n"} plus
+"top1_equiv" and "answered_precision_equiv" (a near-duplicate of the labelled entry counts as
+right: community/search/duplicates.py) and, offline, "consulted_share", "consulted_ms" (the
+cascade's encoder use) and "tentative_share" (single-option answers)
 (of the matcher; in --online mode of the second half of the replay).  Two
 baselines measured in the same run are printed beside it: BM25 over jieba
 search-mode tokens (bm25s) and rapidfuzz ``ratio``.  Needs no database.
@@ -128,22 +131,31 @@ def metrics(ranked: list[list[int]], labels: list[int | None], answered: list[bo
 
 # -------------------------------------------------------------- matcher
 def run_matcher(es: EvalSet, cfg: MatcherConfig, online: bool = False):
+    """Every query through the production cascade (``Matcher.assess`` + ``decision``): the
+    lexical path, and the encoder only when the lexical path is not sure. ``answered``
+    counts direct and single-option ("Not this one?") answers alike."""
     m = Matcher(cfg)
     t = time.perf_counter()
     m.build(kb_docs(es))
     build_s = time.perf_counter() - t
     ranked, answered, lat, scores = [], [], [], []
+    stats = {"consulted": 0, "consulted_ms": 0.0, "tentative": 0}
     for q, y in es.queries:
         t = time.perf_counter()
-        res = m.search(q, limit=10)
-        lat.append((time.perf_counter() - t) * 1000)
-        ranked.append([x.item_id for x in res])
-        top = res[0].score if res else 0.0
-        scores.append(top)
-        answered.append(top >= cfg.answer_threshold)
+        r = m.assess(q, limit=10)
+        d = m.decision(r, q)
+        ms = (time.perf_counter() - t) * 1000
+        lat.append(ms)
+        if r.consulted:
+            stats["consulted"] += 1
+            stats["consulted_ms"] += ms
+        stats["tentative"] += d.tentative
+        ranked.append([x.item_id for x in r.matches])
+        scores.append(r.matches[0].score if r.matches else 0.0)
+        answered.append(d.kind == "answer")
         if online and y is not None:
             m.add_variant(y, q)
-    return ranked, answered, lat, scores, build_s
+    return ranked, answered, lat, scores, build_s, m, stats
 
 
 # ------------------------------------------------------------- baselines
@@ -255,16 +267,23 @@ def evaluate(args) -> dict:
     print(f"set {es.name}: {len(es.questions)} entries, {n} queries "
           f"({sum(1 for y in labels if y is None)} not in KB); "
           f"answer_threshold={cfg.answer_threshold} suggest_threshold={cfg.suggest_threshold}")
-    ranked, answered, lat, scores, build_s = run_matcher(es, cfg, online=False)
-    ours = metrics(ranked, labels, answered, lat)
+    ranked, answered, lat, scores, build_s, m, stats = run_matcher(es, cfg, online=False)
+    groups = entry_groups(es, args.jieba_tmp_dir, m)
+    n_groups = len(set(groups.values()))
+    print(f"near-duplicate groups: {len(groups) - n_groups} entries merged into others, "
+          f"{n_groups} distinct answers")
+    ours = metrics(ranked, labels, answered, lat, groups)
+    ours["consulted_share"] = round(stats["consulted"] / max(1, n), 4)
+    ours["consulted_ms"] = round(stats["consulted_ms"] / max(1, stats["consulted"]), 3)
+    ours["tentative_share"] = round(stats["tentative"] / max(1, n), 4)
     rows = [("matcher (offline)", ours)]
     result = ours
     if args.online:
-        o_ranked, o_ans, o_lat, o_scores, _b = run_matcher(es, cfg, online=True)
+        o_ranked, o_ans, o_lat, o_scores, _b, _m, _st = run_matcher(es, cfg, online=True)
         h = n // 2
-        threshold_sweep(o_scores[h:], o_ranked[h:], labels[h:], "matcher --online, 2nd half")
-        second = metrics(o_ranked[h:], labels[h:], o_ans[h:], o_lat[h:])
-        rows.append(("matcher offline, 2nd half", metrics(ranked[h:], labels[h:], answered[h:], lat[h:])))
+        threshold_sweep(o_scores[h:], o_ranked[h:], labels[h:], "matcher --online, 2nd half", groups)
+        second = metrics(o_ranked[h:], labels[h:], o_ans[h:], o_lat[h:], groups)
+        rows.append(("matcher offline, 2nd half", metrics(ranked[h:], labels[h:], answered[h:], lat[h:], groups)))
         rows.append(("matcher --online, 2nd half", second))
         result = second
     if not args.no_baselines:
@@ -277,11 +296,16 @@ def evaluate(args) -> dict:
     print(f"matcher build: {build_s * 1000:.0f} ms")
     if args.misses:
         show_misses(es, ranked, args.misses, args.seed)
-    threshold_sweep(scores, ranked, labels)
+    threshold_sweep(scores, ranked, labels, groups=groups)
+    print(f"\nencoder consulted for {ours['consulted_share']:.3f} of queries, "
+          f"{ours['consulted_ms']:.1f} ms each (lexical + encoder, inline); "
+          f"single-option answers {ours['tentative_share']:.3f}")
     print()
     print(HEADER)
     for name, d in rows:
         print(fmt_row(name, d))
+    print(f"equivalence view (a near-duplicate of the labelled entry counts as right): "
+          f"top1 {ours['top1_equiv']:.3f}, answered precision {ours['answered_precision_equiv']:.3f}")
     if not args.no_baselines:
         base = rows[-2][1]["top1"]
         if base:

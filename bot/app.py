@@ -22,6 +22,7 @@ from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
+from community.search.semantic import resolve_semantic
 from handlers import build_router
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,23 @@ FEATURE_MODULES: list[str] = [
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:
-    semantic = None if settings.search_semantic == "none" else settings.search_semantic
+    semantic = resolve_semantic(settings.search_semantic)
     # the knowledge service embeds in a worker thread; the lexical index answers meanwhile
     cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, semantic_background=True)
-    if settings.search_answer_threshold is not None:
-        cfg.answer_threshold = settings.search_answer_threshold
+    if settings.search_answer_threshold is not None:  # pinned: both stages of the cascade, no calibration
+        cfg.answer_threshold = cfg.lexical_answer_threshold = settings.search_answer_threshold
     if settings.search_suggest_threshold is not None:
-        cfg.suggest_threshold = settings.search_suggest_threshold
+        cfg.suggest_threshold = cfg.lexical_suggest_threshold = settings.search_suggest_threshold
     return cfg
+
+
+def knowledge_service(settings: Settings) -> KnowledgeService:
+    """The knowledge base as configured: matcher, encoder (packaged or an embeddings server),
+    self-calibration unless a threshold is pinned."""
+    return KnowledgeService(
+        matcher_config(settings),
+        calibrate=settings.search_self_calibrate and settings.search_answer_threshold is None,
+    )
 
 
 async def build_services(settings: Settings) -> Services:
@@ -64,7 +74,7 @@ async def build_services(settings: Settings) -> Services:
         state=state,
         limiter=limiter,
         channels=ChannelRegistry(),
-        kb=KnowledgeService(matcher_config(settings)),
+        kb=knowledge_service(settings),
         outbox=Outbox(settings),
     )
     services.pipeline = Pipeline(services, build_router())

@@ -30,12 +30,13 @@ async def record_unanswered(ctx: Context, text: str, best_item: int | None, best
     )
 
 
-async def no_answer(ctx: Context, text: str, best_item: int | None = None, best_score: float = 0.0) -> Reply:
-    await record_unanswered(ctx, text, best_item, best_score)
-    ctx.state["last_unanswered"] = text
+async def no_answer(ctx: Context, question: str, best_item: int | None = None, best_score: float = 0.0, *,
+                    text: str | None = None) -> Reply:
+    await record_unanswered(ctx, question, best_item, best_score)
+    ctx.state["last_unanswered"] = question
     return next_steps(
         ctx,
-        ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
+        text or ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
     )
 
 
@@ -83,8 +84,10 @@ async def ask(ctx: Context) -> Reply | None:
             return answer_reply(ctx, await kb.localized(item, ctx.locale), 1.0)
     decision = await kb.adecide(text, ctx.locale)
     if decision.reason == "out_of_domain":
-        # gibberish, another script, or nothing in the KB near it: no unrelated choices
-        return next_steps(ctx, ctx._("Sorry, I did not understand that. Could you ask it in other words? You can also:"))
+        # gibberish, another script, or nothing in the KB near it: no unrelated choices (still
+        # noted, so that "knowledge wanted" shows a topic the KB lacks)
+        return await no_answer(ctx, text, text=ctx._(
+            "Sorry, I did not understand that. Could you ask it in other words? You can also:"))
     options = await _in_member_language(ctx, decision.matches[:MAX_SUGGESTIONS])
     if decision.kind == "answer":
         best = decision.matches[0]
@@ -94,7 +97,8 @@ async def ask(ctx: Context) -> Reply | None:
             if decision.tentative:
                 # one clear option: answered, with the way out right beneath it
                 others = [(i, label) for i, label in options if i != best.item_id]
-                reply.text = f"{reply.text}\n\n{ctx._('Not this one?')}"
+                not_this = ctx._("Not this one?")
+                reply.text = f"{reply.text}\n\n{not_this}"
                 reply.choices += [Choice(label=label, action=f"kb:{i}") for i, label in others]
                 reply.choices.append(Choice(label=ctx._("None of these"), action="none"))
                 reply.kind = "answer_tentative"

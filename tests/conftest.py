@@ -33,6 +33,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "webchat_identity_secret": "test-webchat-identity-secret",  # tests.community_helpers.as_member
         "outbox_poll_seconds": 0.05,
         "outbox_backoff_base_seconds": 0.05,
+        # explicit, so that a test that does not need the encoder never loads it, and the
+        # thresholds stay the fitted defaults unless a test asks for self-calibration
+        "search_semantic": "none",
+        "search_self_calibrate": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -215,6 +215,15 @@ class Matcher:
         if self._semantic is not None:
             self._semantic.grow(cap)
 
+    @property
+    def semantic_ready(self) -> bool:
+        """An encoder is on and has vectors."""
+        return self._encoder_ready
+
+    def forget_decisions(self) -> None:
+        """Drop remembered matches (thresholds changed)."""
+        self._decisions.clear()
+
     def _changed(self) -> None:
         """Forget remembered matches; a search that overlapped the change won't be kept."""
         self._generation += 1

