@@ -22,6 +22,7 @@ from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
+from community.search.remote import RemoteEncoder
 from community.search.semantic import resolve_semantic
 from handlers import build_router
 
@@ -41,9 +42,15 @@ FEATURE_MODULES: list[str] = [
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:
-    semantic = resolve_semantic(settings.search_semantic)
+    if settings.embeddings_url:  # the operator's embeddings server instead of the packaged encoder
+        semantic, encoder = None, RemoteEncoder(
+            settings.embeddings_url, model=settings.embeddings_model, key=settings.embeddings_key,
+            timeout=settings.embeddings_timeout_seconds)
+    else:
+        semantic, encoder = resolve_semantic(settings.search_semantic), None
     # the knowledge service embeds in a worker thread; the lexical index answers meanwhile
-    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, semantic_background=True)
+    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, encoder=encoder,
+                        semantic_background=True)
     if settings.search_answer_threshold is not None:  # pinned: both stages of the cascade, no calibration
         cfg.answer_threshold = cfg.lexical_answer_threshold = settings.search_answer_threshold
     if settings.search_suggest_threshold is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from community.models import KnowledgeItem
 from community.search import Decision, KBDoc, Matcher, MatcherConfig
 from community.search.calibrate import Calibration, calibrate
+from community.search.remote import EmbeddingsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,15 @@ class KnowledgeService:
         total = 0
         try:
             while self.matcher.semantic_pending:
-                done = await loop.run_in_executor(None, self.matcher.embed_pending)
+                if self.matcher.encoder_remote:
+                    try:
+                        done = await self.matcher.aembed_pending()
+                    except EmbeddingsUnavailable as exc:  # the server is down: try again later
+                        log.warning("embedding knowledge questions: %s; retrying in %.0f s", exc, EMBED_RETRY)
+                        await asyncio.sleep(EMBED_RETRY)
+                        continue
+                else:
+                    done = await loop.run_in_executor(None, self.matcher.embed_pending)
                 if not done:
                     break  # closed
                 total += done
@@ -162,7 +171,11 @@ class KnowledgeService:
             self._calibrating.cancel()
             await asyncio.gather(self._calibrating, return_exceptions=True)
         if self._embedding is not None:
+            self._embedding.cancel()  # (a thread's batch still finishes; a server request is dropped)
             await asyncio.gather(self._embedding, return_exceptions=True)
+        encoder = self.matcher.config.encoder
+        if encoder is not None and hasattr(encoder, "close"):
+            await encoder.close()
 
     def reindex(self, items: Iterable[KnowledgeItem]) -> None:
         """Apply changed items incrementally (published ones in, others out)."""
@@ -249,7 +262,10 @@ class KnowledgeService:
         of CPU, the GIL released) is computed in a worker thread."""
         qvec = None
         if self.matcher.needs_query_vector(text, locale):
-            qvec = await asyncio.get_running_loop().run_in_executor(None, self.matcher.query_vector, text)
+            if self.matcher.encoder_remote:  # None when the server cannot help: the lexical path answers
+                qvec = await self.matcher.aquery_vector(text)
+            else:
+                qvec = await asyncio.get_running_loop().run_in_executor(None, self.matcher.query_vector, text)
         return self.matcher.decide(text, locale=locale, qvec=qvec)
 
     async def get(self, item_id: int) -> KnowledgeItem | None:
@@ -272,7 +288,8 @@ class KnowledgeService:
 
 
 KB_TOPIC = "knowledge"
-CALIBRATE_DELAY = 2.0  # seconds after an edit before the knowledge base recalibrates
+CALIBRATE_DELAY = 2.0
+EMBED_RETRY = 30.0  # seconds before embedding is tried again when the embeddings server failed  # seconds after an edit before the knowledge base recalibrates
 # how far each look at the database reaches back before the previous one
 CATCH_UP_OVERLAP = timedelta(seconds=60)
 

@@ -101,7 +101,6 @@ async def ask(ctx: Context) -> Reply | None:
                 reply.text = f"{reply.text}\n\n{not_this}"
                 reply.choices += [Choice(label=label, action=f"kb:{i}") for i, label in others]
                 reply.choices.append(Choice(label=ctx._("None of these"), action="none"))
-                reply.kind = "answer_tentative"
                 ctx.state[OFFERED] = [i for i, _label in others]
             return await with_repeat_notice(ctx, reply)
     if decision.kind in ("answer", "suggest") and options:

@@ -25,6 +25,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -78,6 +79,8 @@ class MatcherConfig:
     build_helper_min_texts: int | None = 20000
     # a sentence encoder beside the lexical matcher (semantic.ENCODERS; None: off)
     semantic: str | None = None
+    # an encoder instance instead (e.g. remote.RemoteEncoder, an embeddings server); sets semantic
+    encoder: Any = None
     # True: leave embedding to embed_pending() (run it in a thread); False: embed as items come
     semantic_background: bool = False
     # With an encoder the lexical path answers first (a cascade): what it is sure of, at or
@@ -90,6 +93,8 @@ class MatcherConfig:
     tentative_share: float = TENTATIVE_SHARE
 
     def __post_init__(self) -> None:
+        if self.encoder is not None and self.semantic is None:
+            self.semantic = self.encoder.name
         if self.answer_threshold is None:
             self.answer_threshold = SEMANTIC_ANSWER_THRESHOLD if self.semantic else ANSWER_THRESHOLD
         if self.suggest_threshold is None:
@@ -183,7 +188,10 @@ class Matcher:
             synonyms=syn,
             jieba_tmp_dir=self.config.jieba_tmp_dir,
         )
-        self._semantic = SemanticIndex(load_encoder(self.config.semantic)) if self.config.semantic else None
+        encoder = self.config.encoder
+        if encoder is None and self.config.semantic:
+            encoder = load_encoder(self.config.semantic)
+        self._semantic = SemanticIndex(encoder) if encoder is not None else None
         self._reset()
 
     # ---------------------------------------------------------- building
@@ -251,7 +259,7 @@ class Matcher:
         item.slots.append(slot)
         if self._semantic is not None and kind != "answer":
             self._semantic.assign(slot, a.text)
-            if not self.config.semantic_background:
+            if not self.config.semantic_background and not self._semantic.remote:
                 self._semantic.embed_pending()
 
     def _drop_slots(self, item: _Item) -> None:
@@ -351,7 +359,7 @@ class Matcher:
             for slot, text in questions:
                 self._semantic.assign(slot, text)
             self._semantic.forget_unused({text for _slot, text in questions})
-            if not self.config.semantic_background:
+            if not self.config.semantic_background and not self._semantic.remote:
                 self._semantic.embed_pending()
         self._changed()  # searches that ran while the index was half built are not remembered
 
@@ -520,11 +528,26 @@ class Matcher:
         if self._semantic is not None:
             self._semantic.close()
 
+    @property
+    def encoder_remote(self) -> bool:
+        return self._semantic is not None and self._semantic.remote
+
+    async def aembed_pending(self) -> int:
+        """:meth:`embed_pending` for an embeddings server (on the event loop)."""
+        return await self._semantic.aembed_pending() if self._semantic is not None else 0
+
+    async def aquery_vector(self, text: str) -> np.ndarray | None:
+        """A question's vector from the embeddings server, None when it cannot help now."""
+        norm = normalize(text)
+        if self._semantic is None or not norm:
+            return None
+        return await self._semantic.encoder.aembed_query(self._analyzer.prepare(norm))
+
     def query_vector(self, text: str) -> np.ndarray | None:
         """The encoder's vector of a question (blocking, ~10 ms; thread-safe), None without
         an encoder or for an empty text."""
         norm = normalize(text)
-        if self._semantic is None or not norm:
+        if self._semantic is None or not norm or self._semantic.remote:
             return None
         return self._semantic.embed_query(self._analyzer.prepare(norm))
 
@@ -618,7 +641,8 @@ class Matcher:
             return Ranking((), False, 0.0, 0, 0)
         if not encoder:
             qvec = None
-        elif qvec is None and self._semantic is not None and self._semantic.has_vectors:
+        elif qvec is None and self._semantic is not None and self._semantic.has_vectors \
+                and not self._semantic.remote:
             qvec = self._semantic.embed_query(self._analyzer.prepare(norm))
         result: list[Match] = []
         code_hit = self._sms.get(norm.replace(" ", ""))
@@ -653,6 +677,8 @@ class Matcher:
         lexical = self._lexical(text, locale, limit)
         if not self._encoder_ready or self._lexical_sure(lexical):
             return lexical
+        if qvec is None and self._semantic.remote:  # the server could not help: lexical, not remembered
+            return replace(lexical, fallback=True)
         return replace(self._search(text, locale, limit, qvec), lexical=lexical.matches)
 
     @property
@@ -730,8 +756,8 @@ class Matcher:
             return cached[1]
         generation = self._generation
         ranking = self.assess(text, locale=locale, qvec=qvec)
-        if generation != self._generation:  # a (threaded) build changed the index meanwhile
-            return ranking
+        if generation != self._generation or ranking.fallback:  # a (threaded) build changed the
+            return ranking                                       # index meanwhile, or no encoder now
         self._decisions[key] = (semantic_version, ranking)
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)

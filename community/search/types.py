@@ -46,3 +46,4 @@ class Ranking:
     known_words: int                 # the question's content words the index holds
     n_words: int                     # the question's content words
     lexical: tuple[Match, ...] = ()  # when the encoder was consulted: the lexical path's matches
+    fallback: bool = False           # the encoder was needed but could not answer (server down)
