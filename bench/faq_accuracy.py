@@ -554,6 +554,8 @@ def main(argv=None) -> None:
                     help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)")
     ap.add_argument("--jieba-tmp-dir", default=os.path.join(ROOT, ".cache", "jieba"))
     args = ap.parse_args(argv)
+    if args.semantic in ("none", ""):
+        args.semantic = None
     import logging
 
     import jieba

@@ -85,7 +85,7 @@ def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed
 #   first - 1 if it is first in the encoder's order
 #   both  - 1 if it is first in both the re-ranker's and the encoder's order
 SEM_CONF_FEATURES = ("lex", "gap", "first", "both")
-SEM_CONF_COEF: tuple[float, ...] = (-0.3434, 0.5108, 0.4199, -0.2364, -0.0073)
+SEM_CONF_COEF: tuple[float, ...] = (-0.2981, 0.4939, 0.4081, -0.2339, 0.0121)
 LOGIT_CAP = 8.0
 GAP_CAP = 30.0
 
