@@ -235,6 +235,16 @@ def show_misses(es: EvalSet, ranked: list[list[int]], n: int, seed: int) -> None
                  rows, n, seed)
 
 
+def show_answers(es: EvalSet, ranked: list[list[int]], answered: list[bool], n: int, seed: int,
+                 groups: dict[int, int] | None = None) -> None:
+    """Queries the matcher auto-answered, beside the labelled entry: read them to judge the
+    precision members see (a label-miss may be an equivalent entry)."""
+    rows = [(q, _first(es, r), es.questions[y] if y is not None else "(not in KB)",
+             "label" if right(r, y, None) else ("group" if right(r, y, groups) else "miss"))
+            for (q, y), r, a in zip(es.queries, ranked, answered) if a]
+    _sample_rows("auto-answers: query | answered with | labelled entry | by label/group/miss", rows, n, seed)
+
+
 def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n: int,
                 seed: int) -> None:
     """Queries (labelled or not) where the matcher and the BM25 baseline put different entries
@@ -296,6 +306,8 @@ def evaluate(args) -> dict:
     print(f"matcher build: {build_s * 1000:.0f} ms")
     if args.misses:
         show_misses(es, ranked, args.misses, args.seed)
+    if args.answers:
+        show_answers(es, ranked, answered, args.answers, args.seed, groups)
     threshold_sweep(scores, ranked, labels, groups=groups)
     print(f"\nencoder consulted for {ours['consulted_share']:.3f} of queries, "
           f"{ours['consulted_ms']:.1f} ms each (lexical + encoder, inline); "
@@ -547,6 +559,8 @@ def main(argv=None) -> None:
                     help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
     ap.add_argument("--misses", type=int, default=0, metavar="N",
                     help="print a random sample of N offline top-1 misses to read")
+    ap.add_argument("--answers", type=int, default=0, metavar="N",
+                    help="print a random sample of N offline auto-answers to read")
     ap.add_argument("--versus", type=int, default=0, metavar="N",
                     help="print a random sample of N queries where the matcher and BM25 disagree")
     ap.add_argument("--seed", type=int, default=1, help="--misses/--versus: sample seed")

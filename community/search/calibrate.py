@@ -25,7 +25,6 @@ __all__ = ["Calibration", "calibrate", "TARGET_PRECISION"]
 TARGET_PRECISION = 0.95
 MIN_ANSWERED = 10          # fewer answers than this at a threshold say nothing about it
 MIN_THRESHOLD = 0.5        # never answer below this, whatever a small KB suggests
-MAX_THRESHOLD = 0.97
 MAX_QUESTIONS = 3000       # held-out phrasings (a random sample beyond this, seeded)
 SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
@@ -100,5 +99,5 @@ def _summarise(stage: str, results: list[tuple[float, bool]], items: int, target
         sweep.append((t, len(ans) / n, sum(ans) / len(ans) if ans else 0.0))
     if best is None:
         return Calibration(stage, n, items, top1, None, 0.0, 0.0, target, tuple(sweep))
-    threshold = min(MAX_THRESHOLD, round(best[0], 3))
-    return Calibration(stage, n, items, top1, threshold, best[1], best[2], target, tuple(sweep))
+    # the very confidence of the last answer kept (not rounded: rounding up would drop it)
+    return Calibration(stage, n, items, top1, best[0], best[1], best[2], target, tuple(sweep))

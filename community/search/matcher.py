@@ -37,7 +37,7 @@ from .normalize import normalize
 from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
 from .romanized import Homophones
-from .tokenize import Analyzed, Analyzer, romanized_syllables
+from .tokenize import Analyzed, Analyzer, pinyin_syllables, romanized_syllables
 from .ood import out_of_domain
 from .types import Decision, KBDoc, Match, Ranking
 
@@ -364,6 +364,8 @@ class Matcher:
             self._semantic.forget_unused({text for _slot, text in questions})
             if not self.config.semantic_background and not self._semantic.remote:
                 self._semantic.embed_pending()
+        if self._zh_items:
+            pinyin_syllables()  # romanised input's table (~0.5 s once per process), here in the build's thread
         self._changed()  # searches that ran while the index was half built are not remembered
 
     def _unindex(self, item_id: int) -> _Item | None:
