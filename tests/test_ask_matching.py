@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.app_keys import SERVICES
 from bot.models import UnansweredQuestion
-from tests.community_helpers import chat
+from tests.community_helpers import chat, staff_login
 from tests.conftest import load_sample_kb, make_settings
 
 ROAMING_ZH = "出国前怎么开通国际漫游？"
@@ -124,8 +124,11 @@ async def test_self_calibration_sets_the_threshold_and_a_pin_wins(tmp_path: Path
         assert cal.questions > 500 and cal.items > 100
         assert cal.threshold is not None and cal.precision >= 0.95
         assert kb.matcher.config.answer_threshold == cal.threshold
+        await staff_login(c, "rev", ["reviewer"])
         resp = await c.get("/admin/knowledge")
-        assert resp.status in (200, 302)  # staff page (a login redirect without a session)
+        html = await resp.text()
+        assert resp.status == 200
+        assert f"{cal.questions}" in html and "自检" in html and f"{cal.threshold:.3f}" in html
     pinned = create_app(make_settings(tmp_path / "p", search_self_calibrate=True, search_answer_threshold=0.9),
                         db_setup="schema")
     (tmp_path / "p").mkdir()
