@@ -79,14 +79,18 @@ def kb_docs(es: EvalSet) -> list[KBDoc]:
 
 
 # ------------------------------------------------------- equivalent entries
-def entry_groups(es: EvalSet, jieba_tmp_dir: str | None = None, matcher: Matcher | None = None) -> dict[int, int]:
+def entry_groups(es: EvalSet, jieba_tmp_dir: str | None = None, matcher: Matcher | None = None,
+                 how: str = "auto") -> dict[int, int]:
     """Entry -> group of near-duplicate entries (``community.search.duplicates``), found with
-    the encoder when it is installed (else lexically), whatever the measured matcher is, so
-    that the lexical and encoder runs are judged by the same groups."""
+    the encoder when it is installed (``how`` "auto"; "lexical": without), whatever the
+    measured matcher is, so that the lexical and encoder runs are judged by the same groups."""
     from community.search.duplicates import duplicate_groups
     from community.search.semantic import SemanticUnavailable
 
-    if matcher is None or matcher.config.semantic is None:
+    if how == "lexical":
+        matcher = Matcher(MatcherConfig(jieba_tmp_dir=jieba_tmp_dir))
+        matcher.build(kb_docs(es))
+    elif matcher is None or matcher.config.semantic is None:
         try:
             matcher = Matcher(MatcherConfig(jieba_tmp_dir=jieba_tmp_dir, semantic="e5"))
         except SemanticUnavailable:
@@ -278,7 +282,7 @@ def evaluate(args) -> dict:
           f"({sum(1 for y in labels if y is None)} not in KB); "
           f"answer_threshold={cfg.answer_threshold} suggest_threshold={cfg.suggest_threshold}")
     ranked, answered, lat, scores, build_s, m, stats = run_matcher(es, cfg, online=False)
-    groups = entry_groups(es, args.jieba_tmp_dir, m)
+    groups = entry_groups(es, args.jieba_tmp_dir, m, args.groups)
     n_groups = len(set(groups.values()))
     print(f"near-duplicate groups: {len(groups) - n_groups} entries merged into others, "
           f"{n_groups} distinct answers")
@@ -379,7 +383,7 @@ def fit(args) -> None:
         raise SystemExit("--entries and --queries must pair up")
     sets = [load_set(e, q) for e, q in zip(args.entries, args.queries)]
     # a near-duplicate of the labelled entry is a right answer (community/search/duplicates.py)
-    groups = {es.name: entry_groups(es, args.jieba_tmp_dir) for es in sets}
+    groups = {es.name: entry_groups(es, args.jieba_tmp_dir, how=args.groups) for es in sets}
     cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)  # the lexical models first
     # 1) ranking model: listwise (conditional) logit over re-ranked candidates
     #    of the cold KB
@@ -559,6 +563,8 @@ def main(argv=None) -> None:
                     help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
     ap.add_argument("--misses", type=int, default=0, metavar="N",
                     help="print a random sample of N offline top-1 misses to read")
+    ap.add_argument("--groups", choices=("auto", "lexical"), default="auto",
+                    help="near-duplicate groups found with the encoder when installed (auto) or lexically")
     ap.add_argument("--answers", type=int, default=0, metavar="N",
                     help="print a random sample of N offline auto-answers to read")
     ap.add_argument("--versus", type=int, default=0, metavar="N",
