@@ -38,7 +38,7 @@ from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
 from .romanized import Homophones
 from .tokenize import Analyzed, Analyzer, pinyin_syllables, romanized_syllables
-from .ood import out_of_domain
+from .ood import is_content_word, out_of_domain
 from .types import Decision, KBDoc, Match, Ranking
 
 __all__ = ["Matcher", "MatcherConfig"]
@@ -669,7 +669,7 @@ class Matcher:
             result.append(Match(d.id, d.title, round(p, 6), d.locale))
         if code_hit is not None:
             explained = 1.0
-        words = a.words if a is not None else []
+        words = [word for word in (a.words if a is not None else []) if is_content_word(word)]
         w = self._channels["w"]
         known = sum(1 for word in words if w.doc_freq(word))
         return Ranking(tuple(result), qvec is not None, explained, known, len(words))

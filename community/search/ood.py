@@ -5,7 +5,8 @@ Three signs, checked on the question and its ranking (``types.Ranking``):
 - **other scripts**: most of its letters (``NOISE_SHARE``) are in a script the knowledge base
   is not written in (Cyrillic, Hangul, kana, Arabic …), or are Zhuyin symbols (ㄅㄆㄇ), which
   members type when they mash a Taiwanese keyboard, not to ask;
-- **gibberish, or far from every item**: not one of its content words is a word of the
+- **gibberish, or far from every item**: not one of its content words (``is_content_word``:
+  two characters or more, not a question or function word) is a word of the
   knowledge base ("asdkjh qwpoe zzxv", "今天天气怎么样"), none of the lexical top three
   explains ``MIN_EXPLAINED`` of it (query coverage by characters or words) and the best
   confidence is below ``FAR_MAX`` — unless the encoder was consulted and is confident
@@ -22,7 +23,7 @@ import unicodedata
 
 from .types import Ranking
 
-__all__ = ["out_of_domain", "script_of", "script_noise"]
+__all__ = ["out_of_domain", "script_of", "script_noise", "is_content_word", "FUNCTION_WORDS"]
 
 NOISE_SHARE = 0.3
 MIN_EXPLAINED = 0.3
@@ -50,6 +51,19 @@ def script_noise(text: str, scripts: frozenset[str]) -> float:
     if not letters:
         return 0.0
     return sum(1 for sc in letters if sc == "zhuyin" or sc not in scripts) / len(letters)
+
+
+# Question and function words every KB holds: knowing them says nothing about the topic
+# (the canonical forms of community/data/synonyms.txt's question-word groups among them).
+FUNCTION_WORDS = frozenset({
+    "为什么", "什么时候", "怎么", "什么", "多少", "哪里", "哪儿", "哪个", "哪些", "如何", "能不能",
+    "可不可以", "可以", "是不是", "有没有", "一下", "请问", "你好", "我们", "你们", "他们", "这个", "那个",
+})
+
+
+def is_content_word(word: str) -> bool:
+    """A word that can tell a topic: two characters or more, not a question/function word."""
+    return len(word) >= 2 and word not in FUNCTION_WORDS
 
 
 def out_of_domain(text: str, r: Ranking, scripts: frozenset[str]) -> bool:
