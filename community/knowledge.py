@@ -78,7 +78,10 @@ class KnowledgeService:
         log.info("knowledge index built: %d items", len(docs))
         self._embed_soon()
         if self.self_calibrate:
-            await self.calibrate(encoder=False)
+            try:
+                await self.calibrate(encoder=False)
+            except Exception:  # the fitted defaults stand; a failed self-check never fails a load
+                log.exception("knowledge calibration failed")
         return len(docs)
 
     # --- self-calibration ----------------------------------------------------------------
