@@ -66,18 +66,21 @@ async def test_a_failing_server_falls_back_to_the_lexical_path_and_opens_the_cir
     app = await _app(tmp_path, server)
     lexical_app = create_app(make_settings(tmp_path / "lexical"), db_setup="schema")
     (tmp_path / "lexical").mkdir()
+    texts = [UNSURE + "呀" * i for i in range(3)]  # distinct questions: none is remembered
     async with TestClient(TestServer(lexical_app)) as lexical:
         await load_sample_kb(lexical_app)
-        want = await chat(lexical, "m1", text=UNSURE, locale="zh_CN")
+        want = [(await chat(lexical, f"m{i}", text=t, locale="zh_CN"))[0] for i, t in enumerate(texts)]
     async with TestClient(TestServer(app)) as client:
         await load_sample_kb(app)
         kb = app[SERVICES].kb
         await _embedded(kb)
         server.fail = True
         breaker = kb.matcher.config.encoder.breaker
-        for i in range(breaker.failures):
-            got = await chat(client, f"f{i}", text=UNSURE + "呀" * i, locale="zh_CN")
-            assert got[0]["kind"] == want[0]["kind"]  # the lexical decision, no error
+        assert breaker.failures == len(texts)
+        for i, t in enumerate(texts):
+            got = await chat(client, f"f{i}", text=t, locale="zh_CN")
+            assert got[0]["kind"] == want[i]["kind"]  # the lexical decision, no error
+            assert got[0]["text"] == want[i]["text"]
         assert breaker.is_open
         calls = server.requests
         got = await chat(client, "f-open", text=UNSURE + "吗", locale="zh_CN")
