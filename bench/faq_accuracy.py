@@ -11,7 +11,10 @@ Contract: /work/shared/eval/README.md ("The benchmark contract").
                                        --entries B_e.csv --queries B_q.csv  # refit confidence.py
 
 Prints a human-readable table; the LAST line is one JSON object
-{"top1","top3","mrr10","answered_share","answered_precision","p50_ms","p99_ms","n"}
+{"top1","top3","mrr10","answered_share","answered_precision","p50_ms","p99_ms","n"} plus
+"top1_equiv" and "answered_precision_equiv" (a near-duplicate of the labelled entry counts as
+right: community/search/duplicates.py) and, offline, "consulted_share", "consulted_ms" (the
+cascade's encoder use) and "tentative_share" (single-option answers)
 (of the matcher; in --online mode of the second half of the replay).  Two
 baselines measured in the same run are printed beside it: BM25 over jieba
 search-mode tokens (bm25s) and rapidfuzz ``ratio``.  Needs no database.
@@ -75,22 +78,54 @@ def kb_docs(es: EvalSet) -> list[KBDoc]:
     ]
 
 
+# ------------------------------------------------------- equivalent entries
+def entry_groups(es: EvalSet, jieba_tmp_dir: str | None = None, matcher: Matcher | None = None,
+                 how: str = "auto") -> dict[int, int]:
+    """Entry -> group of near-duplicate entries (``community.search.duplicates``), found with
+    the encoder when it is installed (``how`` "auto"; "lexical": without), whatever the
+    measured matcher is, so that the lexical and encoder runs are judged by the same groups."""
+    from community.search.duplicates import duplicate_groups
+    from community.search.semantic import SemanticUnavailable
+
+    if how == "lexical":
+        matcher = Matcher(MatcherConfig(jieba_tmp_dir=jieba_tmp_dir))
+        matcher.build(kb_docs(es))
+    elif matcher is None or matcher.config.semantic is None:
+        try:
+            matcher = Matcher(MatcherConfig(jieba_tmp_dir=jieba_tmp_dir, semantic="e5"))
+        except SemanticUnavailable:
+            matcher = Matcher(MatcherConfig(jieba_tmp_dir=jieba_tmp_dir))
+        matcher.build(kb_docs(es))
+    return duplicate_groups(matcher)
+
+
+def right(r: list[int], y: int | None, groups: dict[int, int] | None) -> bool:
+    """Top-1 is the labelled entry (``groups`` None) or one of its group."""
+    if y is None or not r:
+        return False
+    return r[0] == y if groups is None else groups[r[0]] == groups[y]
+
+
 # --------------------------------------------------------------- metrics
 def metrics(ranked: list[list[int]], labels: list[int | None], answered: list[bool],
-            lat_ms: list[float]) -> dict:
+            lat_ms: list[float], groups: dict[int, int] | None = None) -> dict:
     lab = [(r, y) for r, y in zip(ranked, labels) if y is not None]
     n_lab = max(1, len(lab))
     top1 = sum(1 for r, y in lab if r[:1] == [y]) / n_lab
     top3 = sum(1 for r, y in lab if y in r[:3]) / n_lab
     mrr = sum(1.0 / (r[:10].index(y) + 1) for r, y in lab if y in r[:10]) / n_lab
     n_ans = sum(answered)
-    right = sum(1 for r, y, a in zip(ranked, labels, answered) if a and y is not None and r[:1] == [y])
+    ok = sum(1 for r, y, a in zip(ranked, labels, answered) if a and right(r, y, None))
     out = {
         "top1": round(top1, 4), "top3": round(top3, 4), "mrr10": round(mrr, 4),
         "answered_share": round(n_ans / max(1, len(ranked)), 4),
-        "answered_precision": round(right / n_ans, 4) if n_ans else 0.0,
+        "answered_precision": round(ok / n_ans, 4) if n_ans else 0.0,
         "p50_ms": 0.0, "p99_ms": 0.0, "n": len(ranked),
     }
+    if groups is not None:  # the same, counting a near-duplicate of the labelled entry as right
+        ok_eq = sum(1 for r, y, a in zip(ranked, labels, answered) if a and right(r, y, groups))
+        out["top1_equiv"] = round(sum(1 for r, y in lab if right(r, y, groups)) / n_lab, 4)
+        out["answered_precision_equiv"] = round(ok_eq / n_ans, 4) if n_ans else 0.0
     if lat_ms:
         s = sorted(lat_ms)
         out["p50_ms"] = round(statistics.median(s), 3)
@@ -100,22 +135,31 @@ def metrics(ranked: list[list[int]], labels: list[int | None], answered: list[bo
 
 # -------------------------------------------------------------- matcher
 def run_matcher(es: EvalSet, cfg: MatcherConfig, online: bool = False):
+    """Every query through the production cascade (``Matcher.assess`` + ``decision``): the
+    lexical path, and the encoder only when the lexical path is not sure. ``answered``
+    counts direct and single-option ("Not this one?") answers alike."""
     m = Matcher(cfg)
     t = time.perf_counter()
     m.build(kb_docs(es))
     build_s = time.perf_counter() - t
     ranked, answered, lat, scores = [], [], [], []
+    stats = {"consulted": 0, "consulted_ms": 0.0, "tentative": 0}
     for q, y in es.queries:
         t = time.perf_counter()
-        res = m.search(q, limit=10)
-        lat.append((time.perf_counter() - t) * 1000)
-        ranked.append([x.item_id for x in res])
-        top = res[0].score if res else 0.0
-        scores.append(top)
-        answered.append(top >= cfg.answer_threshold)
+        r = m.assess(q, limit=10)
+        d = m.decision(r, q)
+        ms = (time.perf_counter() - t) * 1000
+        lat.append(ms)
+        if r.consulted:
+            stats["consulted"] += 1
+            stats["consulted_ms"] += ms
+        stats["tentative"] += d.tentative
+        ranked.append([x.item_id for x in r.matches])
+        scores.append(r.matches[0].score if r.matches else 0.0)
+        answered.append(d.kind == "answer")
         if online and y is not None:
             m.add_variant(y, q)
-    return ranked, answered, lat, scores, build_s
+    return ranked, answered, lat, scores, build_s, m, stats
 
 
 # ------------------------------------------------------------- baselines
@@ -195,6 +239,16 @@ def show_misses(es: EvalSet, ranked: list[list[int]], n: int, seed: int) -> None
                  rows, n, seed)
 
 
+def show_answers(es: EvalSet, ranked: list[list[int]], answered: list[bool], n: int, seed: int,
+                 groups: dict[int, int] | None = None) -> None:
+    """Queries the matcher auto-answered, beside the labelled entry: read them to judge the
+    precision members see (a label-miss may be an equivalent entry)."""
+    rows = [(q, _first(es, r), es.questions[y] if y is not None else "(not in KB)",
+             "label" if right(r, y, None) else ("group" if right(r, y, groups) else "miss"))
+            for (q, y), r, a in zip(es.queries, ranked, answered) if a]
+    _sample_rows("auto-answers: query | answered with | labelled entry | by label/group/miss", rows, n, seed)
+
+
 def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n: int,
                 seed: int) -> None:
     """Queries (labelled or not) where the matcher and the BM25 baseline put different entries
@@ -205,14 +259,16 @@ def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n:
                  rows, n, seed)
 
 
-def threshold_sweep(scores, ranked, labels, title="matcher, offline"):
-    print(f"\nanswer-threshold sweep ({title}):")
-    print(f"  {'thr':>5} {'answered':>9} {'precision':>9}")
-    for thr in (0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
+def threshold_sweep(scores, ranked, labels, title="matcher, offline", groups=None):
+    print(f"\nanswer-threshold sweep ({title}; precision by label and counting near-duplicates):")
+    print(f"  {'thr':>5} {'answered':>9} {'precision':>9} {'equiv':>7}")
+    for thr in (0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
         ans = [s >= thr for s in scores]
         n = sum(ans)
-        ok = sum(1 for a, r, y in zip(ans, ranked, labels) if a and y is not None and r[:1] == [y])
-        print(f"  {thr:>5.2f} {n / max(1, len(ans)):>9.3f} {ok / n if n else 0:>9.3f}")
+        ok = sum(1 for a, r, y in zip(ans, ranked, labels) if a and right(r, y, None))
+        ok_eq = sum(1 for a, r, y in zip(ans, ranked, labels) if a and right(r, y, groups)) if groups else 0
+        print(f"  {thr:>5.2f} {n / max(1, len(ans)):>9.3f} {ok / n if n else 0:>9.3f} "
+              f"{ok_eq / n if n and groups else 0:>7.3f}")
 
 
 def evaluate(args) -> dict:
@@ -225,16 +281,23 @@ def evaluate(args) -> dict:
     print(f"set {es.name}: {len(es.questions)} entries, {n} queries "
           f"({sum(1 for y in labels if y is None)} not in KB); "
           f"answer_threshold={cfg.answer_threshold} suggest_threshold={cfg.suggest_threshold}")
-    ranked, answered, lat, scores, build_s = run_matcher(es, cfg, online=False)
-    ours = metrics(ranked, labels, answered, lat)
+    ranked, answered, lat, scores, build_s, m, stats = run_matcher(es, cfg, online=False)
+    groups = entry_groups(es, args.jieba_tmp_dir, m, args.groups)
+    n_groups = len(set(groups.values()))
+    print(f"near-duplicate groups: {len(groups) - n_groups} entries merged into others, "
+          f"{n_groups} distinct answers")
+    ours = metrics(ranked, labels, answered, lat, groups)
+    ours["consulted_share"] = round(stats["consulted"] / max(1, n), 4)
+    ours["consulted_ms"] = round(stats["consulted_ms"] / max(1, stats["consulted"]), 3)
+    ours["tentative_share"] = round(stats["tentative"] / max(1, n), 4)
     rows = [("matcher (offline)", ours)]
     result = ours
     if args.online:
-        o_ranked, o_ans, o_lat, o_scores, _b = run_matcher(es, cfg, online=True)
+        o_ranked, o_ans, o_lat, o_scores, _b, _m, _st = run_matcher(es, cfg, online=True)
         h = n // 2
-        threshold_sweep(o_scores[h:], o_ranked[h:], labels[h:], "matcher --online, 2nd half")
-        second = metrics(o_ranked[h:], labels[h:], o_ans[h:], o_lat[h:])
-        rows.append(("matcher offline, 2nd half", metrics(ranked[h:], labels[h:], answered[h:], lat[h:])))
+        threshold_sweep(o_scores[h:], o_ranked[h:], labels[h:], "matcher --online, 2nd half", groups)
+        second = metrics(o_ranked[h:], labels[h:], o_ans[h:], o_lat[h:], groups)
+        rows.append(("matcher offline, 2nd half", metrics(ranked[h:], labels[h:], answered[h:], lat[h:], groups)))
         rows.append(("matcher --online, 2nd half", second))
         result = second
     if not args.no_baselines:
@@ -247,11 +310,18 @@ def evaluate(args) -> dict:
     print(f"matcher build: {build_s * 1000:.0f} ms")
     if args.misses:
         show_misses(es, ranked, args.misses, args.seed)
-    threshold_sweep(scores, ranked, labels)
+    if args.answers:
+        show_answers(es, ranked, answered, args.answers, args.seed, groups)
+    threshold_sweep(scores, ranked, labels, groups=groups)
+    print(f"\nencoder consulted for {ours['consulted_share']:.3f} of queries, "
+          f"{ours['consulted_ms']:.1f} ms each (lexical + encoder, inline); "
+          f"single-option answers {ours['tentative_share']:.3f}")
     print()
     print(HEADER)
     for name, d in rows:
         print(fmt_row(name, d))
+    print(f"equivalence view (a near-duplicate of the labelled entry counts as right): "
+          f"top1 {ours['top1_equiv']:.3f}, answered precision {ours['answered_precision_equiv']:.3f}")
     if not args.no_baselines:
         base = rows[-2][1]["top1"]
         if base:
@@ -312,6 +382,8 @@ def fit(args) -> None:
     if len(args.entries) != len(args.queries):
         raise SystemExit("--entries and --queries must pair up")
     sets = [load_set(e, q) for e, q in zip(args.entries, args.queries)]
+    # a near-duplicate of the labelled entry is a right answer (community/search/duplicates.py)
+    groups = {es.name: entry_groups(es, args.jieba_tmp_dir, how=args.groups) for es in sets}
     cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir)  # the lexical models first
     # 1) ranking model: listwise (conditional) logit over re-ranked candidates
     #    of the cold KB
@@ -334,7 +406,7 @@ def fit(args) -> None:
                 if online and k < half:
                     continue  # the replay's first half only teaches variants
                 nq = {iid: m.n_questions(iid) for _r, iid, _f in cands}
-                per_query.append((cands, a, y, wq, es.name, nq))
+                per_query.append((cands, a, y, wq, es.name, nq, groups[es.name]))
                 if online or y is None or len(cands) < 2 or not any(c[1] == y for c in cands):
                     continue
                 gi = [c[1] for c in cands].index(y)
@@ -346,22 +418,23 @@ def fit(args) -> None:
     # cold KB (one question per item) and on the second half of the online
     # replay (items that learned phrasings, like a curated KB)
     Xc, Yc, Wc = [], [], []
-    for cands, a, y, wq, set_name, nq in per_query:
+    for cands, a, y, wq, set_name, nq, grp in per_query:
         if not cands:
             continue
         rs = sorted(((float(beta[0] + np.dot(beta[1:], f)), iid, f) for _r, iid, f in cands),
                     key=lambda x: -x[0])
         Xc.append(conf.conf_features([x[0] for x in rs], 0, rs[0][2], a, nq[rs[0][1]]))
-        Yc.append(1.0 if y is not None and rs[0][1] == y else 0.0)
+        Yc.append(1.0 if right([rs[0][1]], y, grp) else 0.0)
         Wc.append(wq * weights.get(set_name, 1.0))
     gamma = _logreg(np.array(Xc), Yc, Wc)
     print("CONF_FEATURES =", conf.CONF_FEATURES)
     print("CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{g:.4f}" for g in gamma) + ")")
     if args.semantic:
-        fit_semantic(sets, MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic), weights)
+        fit_semantic(sets, MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic), weights, groups)
 
 
-def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float]) -> None:
+def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float],
+                 groups: dict[str, dict[int, int]]) -> None:
     """The encoder's refinement of the confidence (``confidence.SEM_CONF_COEF``), over the
     two candidates of every query that can come first (the re-ranker's and the encoder's
     first), on the cold KB and the online replay's second half like the lexical confidence.
@@ -379,7 +452,7 @@ def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, flo
             m = Matcher(cfg)
             m.build(kb_docs(es))
             for k, (q, y) in enumerate(es.queries):
-                ranked, _ranks = m._ranked(normalize(q), None, m.query_vector(q))
+                ranked, _ranks, _a = m._ranked(normalize(q), None, m.query_vector(q))
                 if online and y is not None:
                     m.add_variant(y, q)
                 if online and k < half:
@@ -387,7 +460,7 @@ def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, flo
                 for item_id, _p, _f, lexical_pos, sem in ranked:
                     if sem is not None and (lexical_pos == 0 or sem[2] == 1.0):
                         X.append(sem)
-                        Y.append(1.0 if item_id == y else 0.0)
+                        Y.append(1.0 if right([item_id], y, groups[es.name]) else 0.0)
                         W.append(wq)
     beta = _logreg(np.array(X), Y, W)
     print("SEM_CONF_FEATURES =", conf.SEM_CONF_FEATURES)
@@ -490,6 +563,10 @@ def main(argv=None) -> None:
                     help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
     ap.add_argument("--misses", type=int, default=0, metavar="N",
                     help="print a random sample of N offline top-1 misses to read")
+    ap.add_argument("--groups", choices=("auto", "lexical"), default="auto",
+                    help="near-duplicate groups found with the encoder when installed (auto) or lexically")
+    ap.add_argument("--answers", type=int, default=0, metavar="N",
+                    help="print a random sample of N offline auto-answers to read")
     ap.add_argument("--versus", type=int, default=0, metavar="N",
                     help="print a random sample of N queries where the matcher and BM25 disagree")
     ap.add_argument("--seed", type=int, default=1, help="--misses/--versus: sample seed")
@@ -497,6 +574,8 @@ def main(argv=None) -> None:
                     help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)")
     ap.add_argument("--jieba-tmp-dir", default=os.path.join(ROOT, ".cache", "jieba"))
     args = ap.parse_args(argv)
+    if args.semantic in ("none", ""):
+        args.semantic = None
     import logging
 
     import jieba

@@ -27,6 +27,8 @@ from bot.web.headers import headers_middleware
 from community.knowledge import KnowledgeService
 from community.search import MatcherConfig
 from gamification.merge import LedgerMergeHook
+from community.search.remote import RemoteEncoder
+from community.search.semantic import resolve_semantic
 from handlers import build_router
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,29 @@ FEATURE_MODULES: list[str] = [
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:
-    semantic = None if settings.search_semantic == "none" else settings.search_semantic
+    if settings.embeddings_url:  # the operator's embeddings server instead of the packaged encoder
+        semantic, encoder = None, RemoteEncoder(
+            settings.embeddings_url, model=settings.embeddings_model, key=settings.embeddings_key,
+            timeout=settings.embeddings_timeout_seconds)
+    else:
+        semantic, encoder = resolve_semantic(settings.search_semantic), None
     # the knowledge service embeds in a worker thread; the lexical index answers meanwhile
-    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, semantic_background=True)
-    if settings.search_answer_threshold is not None:
-        cfg.answer_threshold = settings.search_answer_threshold
+    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, encoder=encoder,
+                        semantic_background=True)
+    if settings.search_answer_threshold is not None:  # pinned: both stages of the cascade, no calibration
+        cfg.answer_threshold = cfg.lexical_answer_threshold = settings.search_answer_threshold
     if settings.search_suggest_threshold is not None:
-        cfg.suggest_threshold = settings.search_suggest_threshold
+        cfg.suggest_threshold = cfg.lexical_suggest_threshold = settings.search_suggest_threshold
     return cfg
+
+
+def knowledge_service(settings: Settings) -> KnowledgeService:
+    """The knowledge base as configured: matcher, encoder (packaged or an embeddings server),
+    self-calibration unless a threshold is pinned."""
+    return KnowledgeService(
+        matcher_config(settings),
+        calibrate=settings.search_self_calibrate and settings.search_answer_threshold is None,
+    )
 
 
 async def build_services(settings: Settings) -> Services:
@@ -70,7 +87,7 @@ async def build_services(settings: Settings) -> Services:
         state=state,
         limiter=limiter,
         channels=ChannelRegistry(),
-        kb=KnowledgeService(matcher_config(settings)),
+        kb=knowledge_service(settings),
         outbox=Outbox(settings),
     )
     services.pipeline = Pipeline(services, build_router())

@@ -113,7 +113,7 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         cfg = matcher_config(settings)
         cfg.semantic_background = False  # one question: embed the knowledge base first, then ask
-        kb = KnowledgeService(cfg)
+        kb = KnowledgeService(cfg, calibrate=settings.search_self_calibrate and settings.search_answer_threshold is None)
         await kb.load()
         qvec = kb.matcher.query_vector(args.text)  # the encoder's, once for both calls (None without one)
         decision = kb.matcher.decide(args.text, locale=args.locale, qvec=qvec)
@@ -151,6 +151,28 @@ def _production_refusal(settings: Settings) -> str | None:
         except OperationalError:  # not migrated yet: no staff logins to check
             pass
     return refusal(problems) if problems else None
+def cmd_kb_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    """The self-calibration's figures for the knowledge base in the database."""
+    from bot.app import knowledge_service
+
+    async def run() -> int:
+        kb = knowledge_service(settings)
+        kb.matcher.config.semantic_background = False  # embed first, so the encoder stage is measured
+        kb.self_calibrate = False  # load() must not calibrate before the vectors are in
+        await kb.load()
+        figures = await kb.calibrate(apply=False)
+        await kb.close()
+        pinned = settings.search_answer_threshold
+        print(f"knowledge base: {len(kb.matcher)} published items; encoder: {kb.matcher.config.semantic or 'none'}")
+        for c in figures.values():
+            print("\n".join(c.lines()))
+        if pinned is not None:
+            print(f"BOT_SEARCH_ANSWER_THRESHOLD={pinned} pins the threshold: the figures above are not applied")
+        elif not settings.search_self_calibrate:
+            print("BOT_SEARCH_SELF_CALIBRATE is off: the fitted defaults apply")
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -256,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--locale", choices=["zh_CN", "zh_TW", "en"])
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_kb_search)
+    p = kbsub.add_parser("calibrate", help="leave-one-out over the items' own phrasings: the answer threshold "
+                                           "that keeps 95%% precision on this knowledge base, with the figures")
+    p.set_defaults(func=cmd_kb_calibrate)
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

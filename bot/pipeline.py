@@ -15,6 +15,7 @@ from tortoise.exceptions import IntegrityError
 from bot import metrics, point_queries
 from bot.group_commit import GroupCommit, WriteJob, commit
 from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
+from bot.pinyin import romanized_syllables
 from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.models import ChannelAccount, Member, TranscriptEntry
 from bot.render import in_script
@@ -46,9 +47,23 @@ def detect_locale(text: str, fallback: str) -> str:
         if fallback == "zh_TW":
             return fallback
         return "zh_TW" if is_traditional(text) else "zh_CN"
-    if len(_LATIN_WORD.findall(text)) >= 2:  # one word may be a code such as CXLL
+    words = _LATIN_WORD.findall(text)
+    # one word may be a code such as CXLL; keyboard mashing ("asdkjh qwpoe zzxv") is no
+    # language, and romanised pinyin ("liuliang zenme cha") is Chinese
+    if sum(1 for w in words if _wordlike(w)) >= 2:
+        if romanized_syllables(text.lower()) is not None:
+            return fallback if fallback.startswith("zh") else DEFAULT_LOCALE
         return "en"
     return fallback
+
+
+_CONSONANT_RUN = re.compile(r"[^aeiouy]{5,}")
+
+
+def _wordlike(word: str) -> bool:
+    """Could be an English word: has a vowel, no run of five consonants."""
+    w = word.lower()
+    return any(c in "aeiouy" for c in w) and _CONSONANT_RUN.search(w) is None
 
 
 def reply_locale(member: Member, hint: str | None) -> str:

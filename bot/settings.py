@@ -43,8 +43,18 @@ class Settings(BaseSettings):
     search_answer_threshold: float | None = None
     search_suggest_threshold: float | None = None
     # "e5": add multilingual-e5-small (pip install 'everycsr[semantic]', x86_64 Linux) to the
-    # lexical matcher; finds paraphrases that share no words with an item, ~10-15 ms per new question
-    search_semantic: Literal["none", "e5"] = "none"
+    # lexical matcher; finds paraphrases that share no words with an item, ~10-15 ms per new question,
+    # consulted only when the lexical path is not sure. "auto": e5 where it runs (x86_64 Linux with
+    # the package installed), else none
+    search_semantic: Literal["auto", "none", "e5"] = "auto"
+    # at start and after edits, a leave-one-out pass over the items' own phrasings sets the answer
+    # threshold to the lowest keeping >= 95 % precision on this KB (BOT_SEARCH_ANSWER_THRESHOLD pins it)
+    search_self_calibrate: bool = True
+    # an OpenAI-compatible /v1/embeddings server used instead of the packaged encoder
+    embeddings_url: str = ""
+    embeddings_model: str = ""
+    embeddings_key: str = ""
+    embeddings_timeout_seconds: float = 2.0
     kb_variant_auto_accept: int = 3  # distinct members agreeing on a learned question variant; 0 = reviewer only
     kb_refresh_seconds: float = 30.0  # how often each worker applies items changed in the database; 0 = never
 

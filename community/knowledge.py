@@ -10,6 +10,8 @@ from typing import Any
 
 from community.models import KnowledgeItem
 from community.search import Decision, KBDoc, Matcher, MatcherConfig
+from community.search.calibrate import Calibration, calibrate
+from community.search.remote import EmbeddingsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,13 @@ class KnowledgeService:
     worker processes reload the changed items too.
     """
 
-    def __init__(self, config: MatcherConfig | None = None) -> None:
+    def __init__(self, config: MatcherConfig | None = None, *, calibrate: bool = False) -> None:
         self.matcher = Matcher(config)
+        # self-calibration (community.search.calibrate): figures per stage, shown to reviewers
+        self.self_calibrate = calibrate
+        self.calibration: dict[str, Calibration] = {}
+        self._calibrating: asyncio.Task[None] | None = None
+        self._calibrate_again = False
         self._items: dict[int, KnowledgeItem] = {}
         self._by_key: dict[tuple[str, str], int] = {}
         self._fanout: Any = None
@@ -70,7 +77,63 @@ class KnowledgeService:
         self._seen = {i.id: i.updated_at for i in items if i.updated_at is not None}
         log.info("knowledge index built: %d items", len(docs))
         self._embed_soon()
+        if self.self_calibrate:
+            try:
+                await self.calibrate(encoder=False)
+            except Exception:  # the fitted defaults stand; a failed self-check never fails a load
+                log.exception("knowledge calibration failed")
         return len(docs)
+
+    # --- self-calibration ----------------------------------------------------------------
+    async def calibrate(self, *, encoder: bool | None = None, apply: bool | None = None) -> dict[str, Calibration]:
+        """Leave-one-out over the items' own phrasings in a worker thread, and (with
+        ``apply``, default: self-calibration on) the answer thresholds set from it: the
+        lexical stage's always, the encoder's when it has vectors (``encoder`` None: both
+        when possible). Returns the figures, also kept in :attr:`calibration`."""
+        loop = asyncio.get_running_loop()
+        stages = [False]
+        if encoder is not False and self.matcher.semantic_ready:
+            stages = [True] if encoder else [False, True]
+        for enc in stages:
+            result = await loop.run_in_executor(None, lambda e=enc: calibrate(self.matcher, encoder=e))
+            self.calibration[result.stage] = result
+            if apply if apply is not None else self.self_calibrate:
+                self._apply_calibration(result)
+            log.info("knowledge calibration: %s", "; ".join(result.lines()[:2]))
+        return dict(self.calibration)
+
+    def _apply_calibration(self, c: Calibration) -> None:
+        if c.threshold is None:
+            return  # too little evidence: the fitted default stands
+        cfg = self.matcher.config
+        if c.stage == "encoder":
+            cfg.answer_threshold = c.threshold
+        elif cfg.semantic:
+            cfg.lexical_answer_threshold = c.threshold
+        else:
+            cfg.answer_threshold = c.threshold
+        self.matcher.forget_decisions()
+
+    def _calibrate_soon(self) -> None:
+        """After edits: recalibrate in the background, once at a time (a change meanwhile
+        runs it again)."""
+        if not self.self_calibrate:
+            return
+        if self._calibrating is not None and not self._calibrating.done():
+            self._calibrate_again = True
+            return
+        self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_loop())
+
+    async def _calibrate_loop(self) -> None:
+        while True:
+            self._calibrate_again = False
+            await asyncio.sleep(CALIBRATE_DELAY)  # let a burst of edits settle
+            try:
+                await self.calibrate()
+            except Exception:  # the previous thresholds stand
+                log.exception("knowledge calibration failed")
+            if not self._calibrate_again:
+                return
 
     # --- semantic vectors (MatcherConfig.semantic) ---------------------------------------
     def _embed_soon(self) -> None:
@@ -85,7 +148,15 @@ class KnowledgeService:
         total = 0
         try:
             while self.matcher.semantic_pending:
-                done = await loop.run_in_executor(None, self.matcher.embed_pending)
+                if self.matcher.encoder_remote:
+                    try:
+                        done = await self.matcher.aembed_pending()
+                    except EmbeddingsUnavailable as exc:  # the server is down: try again later
+                        log.warning("embedding knowledge questions: %s; retrying in %.0f s", exc, EMBED_RETRY)
+                        await asyncio.sleep(EMBED_RETRY)
+                        continue
+                else:
+                    done = await loop.run_in_executor(None, self.matcher.embed_pending)
                 if not done:
                     break  # closed
                 total += done
@@ -93,12 +164,21 @@ class KnowledgeService:
             log.exception("embedding knowledge questions failed")
             return
         log.info("knowledge index: %d question texts embedded", total)
+        if total:
+            self._calibrate_soon()  # the encoder stage has vectors now
 
     async def close(self) -> None:
-        """Stop embedding (after the batch in hand) and wait for the worker thread."""
+        """Stop embedding (after the batch in hand) and calibrating, and wait for them."""
         self.matcher.close()
+        if self._calibrating is not None:
+            self._calibrating.cancel()
+            await asyncio.gather(self._calibrating, return_exceptions=True)
         if self._embedding is not None:
+            self._embedding.cancel()  # (a thread's batch still finishes; a server request is dropped)
             await asyncio.gather(self._embedding, return_exceptions=True)
+        encoder = self.matcher.config.encoder
+        if encoder is not None and hasattr(encoder, "close"):
+            await encoder.close()
 
     def reindex(self, items: Iterable[KnowledgeItem]) -> None:
         """Apply changed items incrementally (published ones in, others out)."""
@@ -121,6 +201,7 @@ class KnowledgeService:
             self.matcher.remove(item.id)
         self._cache(item)
         self._embed_soon()
+        self._calibrate_soon()
 
     async def refresh(self, ids: Iterable[int]) -> None:
         """Reload items another worker changed."""
@@ -184,7 +265,10 @@ class KnowledgeService:
         of CPU, the GIL released) is computed in a worker thread."""
         qvec = None
         if self.matcher.needs_query_vector(text, locale):
-            qvec = await asyncio.get_running_loop().run_in_executor(None, self.matcher.query_vector, text)
+            if self.matcher.encoder_remote:  # None when the server cannot help: the lexical path answers
+                qvec = await self.matcher.aquery_vector(text)
+            else:
+                qvec = await asyncio.get_running_loop().run_in_executor(None, self.matcher.query_vector, text)
         return self.matcher.decide(text, locale=locale, qvec=qvec)
 
     async def get(self, item_id: int) -> KnowledgeItem | None:
@@ -207,6 +291,8 @@ class KnowledgeService:
 
 
 KB_TOPIC = "knowledge"
+CALIBRATE_DELAY = 2.0
+EMBED_RETRY = 30.0  # seconds before embedding is tried again when the embeddings server failed  # seconds after an edit before the knowledge base recalibrates
 # how far each look at the database reaches back before the previous one
 CATCH_UP_OVERLAP = timedelta(seconds=60)
 

@@ -1,12 +1,13 @@
 """Self-service: answer from the knowledge base, offer "did you mean", or hand on."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.messages import Choice, Reply
 from bot.models import UnansweredQuestion
-from community.search import normalize
+from community.search import Match, normalize
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
 
@@ -29,12 +30,13 @@ async def record_unanswered(ctx: Context, text: str, best_item: int | None, best
     )
 
 
-async def no_answer(ctx: Context, text: str, best_item: int | None = None, best_score: float = 0.0) -> Reply:
-    await record_unanswered(ctx, text, best_item, best_score)
-    ctx.state["last_unanswered"] = text
+async def no_answer(ctx: Context, question: str, best_item: int | None = None, best_score: float = 0.0, *,
+                    text: str | None = None) -> Reply:
+    await record_unanswered(ctx, question, best_item, best_score)
+    ctx.state["last_unanswered"] = question
     return next_steps(
         ctx,
-        ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
+        text or ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
     )
 
 
@@ -81,14 +83,29 @@ async def ask(ctx: Context) -> Reply | None:
         if item:
             return answer_reply(ctx, await kb.localized(item, ctx.locale), 1.0)
     decision = await kb.adecide(text, ctx.locale)
+    if decision.reason == "out_of_domain":
+        # gibberish, another script, or nothing in the KB near it: no unrelated choices (still
+        # noted, so that "knowledge wanted" shows a topic the KB lacks)
+        return await no_answer(ctx, text, text=ctx._(
+            "Sorry, I did not understand that. Could you ask it in other words? You can also:"))
+    options = await _in_member_language(ctx, decision.matches[:MAX_SUGGESTIONS])
     if decision.kind == "answer":
         best = decision.matches[0]
         item = await kb.get(best.item_id)
         if item:
-            return await with_repeat_notice(ctx, answer_reply(ctx, await kb.localized(item, ctx.locale), best.score))
-    if decision.kind in ("answer", "suggest") and decision.matches:
-        choices = [Choice(label=m.title, action=f"kb:{m.item_id}") for m in decision.matches[:MAX_SUGGESTIONS]]
-        ctx.state[OFFERED] = [m.item_id for m in decision.matches[:MAX_SUGGESTIONS]]
+            reply = answer_reply(ctx, await kb.localized(item, ctx.locale), best.score)
+            if decision.tentative:
+                # one clear option: answered, with the way out right beneath it
+                others = [(i, label) for i, label in options if i != best.item_id]
+                not_this = ctx._("Not this one?")
+                reply.text = f"{reply.text}\n\n{not_this}"
+                reply.choices += [Choice(label=label, action=f"kb:{i}") for i, label in others]
+                reply.choices.append(Choice(label=ctx._("None of these"), action="none"))
+                ctx.state[OFFERED] = [i for i, _label in others]
+            return await with_repeat_notice(ctx, reply)
+    if decision.kind in ("answer", "suggest") and options:
+        choices = [Choice(label=label, action=f"kb:{i}") for i, label in options]
+        ctx.state[OFFERED] = [i for i, _label in options]
         choices.append(Choice(label=ctx._("None of these"), action="none"))
         return Reply(
             text=ctx._("Did you mean one of these?"),
@@ -98,6 +115,23 @@ async def ask(ctx: Context) -> Reply | None:
         )
     best = decision.matches[0] if decision.matches else None
     return await no_answer(ctx, text, best.item_id if best else None, best.score if best else 0.0)
+
+
+async def _in_member_language(ctx: Context, matches: Iterable[Match]) -> list[tuple[int, str]]:
+    """(item id, title) of the matches in the member's language: an item's own version in
+    the member's locale when its key has one; items only in another language are left out,
+    so a Chinese chat never shows English choices."""
+    kb = ctx.services.kb
+    family = ctx.locale.split("_")[0]
+    out: list[tuple[int, str]] = []
+    for m in matches:
+        item = await kb.get(m.item_id)
+        if item is None:
+            continue
+        local = await kb.localized(item, ctx.locale)
+        if local.locale.split("_")[0] == family:
+            out.append((m.item_id, local.title))
+    return out
 
 
 @router.action("kb")

@@ -17,6 +17,11 @@ hypothesis_settings.load_profile("everycsr")
 
 # jieba caches its dictionary: keep it out of /tmp and shared across tests
 os.environ.setdefault("BOT_JIEBA_CACHE_DIR", tempfile.gettempdir())
+# the service's defaults turn the sentence encoder on where it is installed and calibrate the
+# thresholds at load: processes the tests start (workers, the CLI) keep to the lexical matcher
+# and the fitted thresholds unless a test asks otherwise, so that the suite stays fast
+os.environ.setdefault("BOT_SEARCH_SEMANTIC", "none")
+os.environ.setdefault("BOT_SEARCH_SELF_CALIBRATE", "false")
 
 from bot.app import create_app  # noqa: E402
 from bot.app_keys import SERVICES  # noqa: E402
@@ -35,6 +40,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "webchat_rate_per_ip": 0,
         "outbox_poll_seconds": 0.05,
         "outbox_backoff_base_seconds": 0.05,
+        # explicit, so that a test that does not need the encoder never loads it, and the
+        # thresholds stay the fitted defaults unless a test asks for self-calibration
+        "search_semantic": "none",
+        "search_self_calibrate": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

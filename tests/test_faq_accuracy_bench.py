@@ -36,12 +36,16 @@ def _csv(path, header, rows):
 def test_contract_line_and_reading_aids(tmp_path, capsys):
     e = _csv(tmp_path / "t_entries.csv", ("id", "question"), ENTRIES)
     q = _csv(tmp_path / "t_queries.csv", ("query", "entry_id"), QUERIES)
-    _bench().main(["--entries", e, "--queries", q, "--misses", "5", "--versus", "5",
-                   "--jieba-tmp-dir", str(tmp_path / "jieba")])
+    _bench().main(["--entries", e, "--queries", q, "--misses", "5", "--versus", "5", "--answers", "5",
+                   "--groups", "lexical", "--jieba-tmp-dir", str(tmp_path / "jieba")])
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    assert set(result) == {"top1", "top3", "mrr10", "answered_share", "answered_precision",
-                           "p50_ms", "p99_ms", "n"}
+    assert {"top1", "top3", "mrr10", "answered_share", "answered_precision",
+            "p50_ms", "p99_ms", "n"} <= set(result)  # the contract's keys, and the added views:
+    assert {"top1_equiv", "answered_precision_equiv", "consulted_share", "tentative_share"} <= set(result)
+    assert result["top1_equiv"] >= result["top1"]
+    assert result["consulted_share"] == 0.0  # no encoder in this run
+    assert any("auto-answers" in line for line in out)
     assert result["n"] == len(QUERIES)
     # "查话费" is labelled e3 on purpose: the matcher answers e1, so it is a listed miss
     # with the labelled and the returned entry side by side

@@ -91,7 +91,7 @@ async def test_export_round_trips(db, tmp_path: Path) -> None:
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"BOT_DATABASE_URL": f"sqlite://{tmp_path / 'cli.sqlite3'}", "PATH": "/usr/bin:/bin",
-           "BOT_JIEBA_CACHE_DIR": str(tmp_path)}
+           "BOT_JIEBA_CACHE_DIR": str(tmp_path), "BOT_SEARCH_SEMANTIC": "none"}
     return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)
 
@@ -101,7 +101,7 @@ def test_cli_help_lists_commands(tmp_path: Path) -> None:
     for cmd in ("run", "demo", "migrate", "kb"):
         assert cmd in out
     kb = run_cli(tmp_path, "kb", "--help").stdout
-    assert all(c in kb for c in ("import", "export", "search"))
+    assert all(c in kb for c in ("import", "export", "search", "calibrate"))
 
 
 def test_cli_import_migrates_reports_and_searches(tmp_path: Path) -> None:
@@ -115,6 +115,11 @@ def test_cli_import_migrates_reports_and_searches(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     res = run_cli(tmp_path, "kb", "search", "我的流量还剩多少")
     assert res.returncode == 0 and "decision:" in res.stdout and "#" in res.stdout
+    # the self-calibration's figures for reviewers: held-out phrasings, the threshold, a sweep
+    res = run_cli(tmp_path, "kb", "calibrate")
+    assert res.returncode == 0, res.stderr
+    assert "held-out phrasings" in res.stdout and "answer threshold" in res.stdout
+    assert ">= 0.50: answered" in res.stdout
     missing = run_cli(tmp_path, "kb", "import", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
 

@@ -106,7 +106,8 @@ def test_thresholds_drive_decision(tmpdir_jieba):
     always.build(KB)
     d = always.decide(q)
     assert d.kind == "answer" and d.matches[0].item_id == 1
-    never = Matcher(MatcherConfig(answer_threshold=1.01, suggest_threshold=0.0, jieba_tmp_dir=tmpdir_jieba))
+    never = Matcher(MatcherConfig(answer_threshold=1.01, suggest_threshold=0.0, tentative_share=2.0,
+                                  jieba_tmp_dir=tmpdir_jieba))
     never.build(KB)
     d = never.decide(q)
     assert d.kind == "suggest"
@@ -206,21 +207,22 @@ def test_thresholds_apply_to_remembered_matches(matcher):
     q = "我的流量还剩多少"
     assert matcher.decide(q).kind == "answer"
     matcher.config.answer_threshold = 1.01
+    matcher.config.tentative_share = 2.0  # no single-option answers either
     assert matcher.decide(q).kind == "suggest"
 
 
 def test_a_search_overlapping_an_index_change_is_not_remembered(matcher):
     """A full build runs in a worker thread while questions are answered: what was ranked
     against the half-changed index must not be served from memory afterwards."""
-    real = matcher.search
+    real = matcher.assess
 
     def search_while_the_index_changes(*args, **kwargs):
         out = real(*args, **kwargs)
         matcher.upsert(KBDoc(30, "积分换流量", variants=("积分可以换流量吗",)))
         return out
 
-    matcher.search = search_while_the_index_changes
+    matcher.assess = search_while_the_index_changes
     stale = matcher.decide("积分可以换流量吗")
-    matcher.search = real
+    matcher.assess = real
     assert all(m.item_id != 30 for m in stale.matches)
     assert matcher.decide("积分可以换流量吗").matches[0].item_id == 30

@@ -81,9 +81,12 @@ async def item_list(request: web.Request) -> web.Response:
     items = await qs.order_by("-updated_at").limit(PAGE)
     pending = await KnowledgeVersion.filter(state="pending").order_by("created_at").prefetch_related("item").limit(PAGE)
     notices = await service.notices(10)
+    kb = request.app[SERVICES].kb
     return render(request, "knowledge_list.html", **_ctx(request, items=items, q=q, status_filter=status,
                   statuses=STATUSES, pending=pending, notices=notices,
-                  can_review=service.can_approve(request["staff"])))
+                  can_review=service.can_approve(request["staff"]),
+                  calibration=list(kb.calibration.values()), self_calibrate=kb.self_calibrate,
+                  thresholds=kb.matcher.config.thresholds(False)[0]))
 
 
 @require_role(*WRITERS)

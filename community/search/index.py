@@ -265,6 +265,11 @@ class BM25Channel:
                 hit += w
         return hit / tot if tot > 0 else 0.0
 
+    def doc_freq(self, term: str) -> int:
+        """How many indexed units hold ``term``."""
+        tid = self.vocab.get(term)
+        return self._df[tid] if tid is not None else 0
+
     def query_tids(self, terms: list[str]) -> set[int]:
         v = self.vocab
         return {v[t] for t in terms if t in v}

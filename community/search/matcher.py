@@ -24,7 +24,8 @@ import gc
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -35,8 +36,10 @@ from .index import BM25Channel, BulkLoad, feed_slots
 from .normalize import normalize
 from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
-from .tokenize import Analyzer
-from .types import Decision, KBDoc, Match
+from .romanized import Homophones
+from .tokenize import Analyzed, Analyzer, pinyin_syllables, romanized_syllables
+from .ood import is_content_word, out_of_domain
+from .types import Decision, KBDoc, Match, Ranking
 
 __all__ = ["Matcher", "MatcherConfig"]
 
@@ -47,6 +50,20 @@ _DEFAULT_SYNONYMS = os.path.join(_DATA_DIR, "synonyms.txt")
 
 def _default_path(path: str) -> str | None:
     return path if os.path.exists(path) else None
+
+
+# From the dev-set sweeps in bench/RESULTS.md. Answer: >= 90 % precision on Banking77, cold
+# and after learning, with a margin. Suggest, with the encoder: the lowest threshold that offers
+# choices for no more of the questions the KB cannot answer than the lexical 0.2 does
+# (averaged over both dev sets); it offers the right item more often.
+ANSWER_THRESHOLD = 0.85
+SUGGEST_THRESHOLD = 0.2
+SEMANTIC_ANSWER_THRESHOLD = 0.75
+SEMANTIC_SUGGEST_THRESHOLD = 0.22
+# a single option within this share of the answer threshold is answered ("Not this one?"
+# beneath): 0.9 of 0.85 = 0.765, where the sample KB's held-out phrasings are ~93 % right
+# (bench/RESULTS.md, "Single-option answers")
+TENTATIVE_SHARE = 0.9
 
 
 @dataclass
@@ -65,24 +82,35 @@ class MatcherConfig:
     build_helper_min_texts: int | None = 20000
     # a sentence encoder beside the lexical matcher (semantic.ENCODERS; None: off)
     semantic: str | None = None
+    # an encoder instance instead (e.g. remote.RemoteEncoder, an embeddings server); sets semantic
+    encoder: Any = None
     # True: leave embedding to embed_pending() (run it in a thread); False: embed as items come
     semantic_background: bool = False
+    # With an encoder the lexical path answers first (a cascade): what it is sure of, at or
+    # above this threshold, needs no encoder. None: ANSWER_THRESHOLD with an encoder, else
+    # ``answer_threshold`` (there is one stage). Suggest likewise.
+    lexical_answer_threshold: float | None = None
+    lexical_suggest_threshold: float | None = None
+    # A single option (every other below the suggestion floor) at or above this share of the
+    # answer threshold is answered, with "Not this one?" choices beneath (Decision.tentative).
+    tentative_share: float = TENTATIVE_SHARE
 
     def __post_init__(self) -> None:
+        if self.encoder is not None and self.semantic is None:
+            self.semantic = self.encoder.name
         if self.answer_threshold is None:
             self.answer_threshold = SEMANTIC_ANSWER_THRESHOLD if self.semantic else ANSWER_THRESHOLD
         if self.suggest_threshold is None:
             self.suggest_threshold = SEMANTIC_SUGGEST_THRESHOLD if self.semantic else SUGGEST_THRESHOLD
 
-
-# From the dev-set sweeps in bench/RESULTS.md. Answer: >= 90 % precision on Banking77, cold
-# and after learning, with a margin. Suggest, with the encoder: the lowest threshold that offers
-# choices for no more of the questions the KB cannot answer than the lexical 0.2 does
-# (averaged over both dev sets); it offers the right item more often.
-ANSWER_THRESHOLD = 0.85
-SUGGEST_THRESHOLD = 0.2
-SEMANTIC_ANSWER_THRESHOLD = 0.75
-SEMANTIC_SUGGEST_THRESHOLD = 0.22
+    def thresholds(self, consulted: bool) -> tuple[float, float]:
+        """(answer, suggest) thresholds of the stage that decided: the encoder's when it was
+        consulted, else the lexical path's."""
+        answer, suggest = float(self.answer_threshold), float(self.suggest_threshold)
+        if consulted or not self.semantic:
+            return answer, suggest
+        return (ANSWER_THRESHOLD if self.lexical_answer_threshold is None else self.lexical_answer_threshold,
+                SUGGEST_THRESHOLD if self.lexical_suggest_threshold is None else self.lexical_suggest_threshold)
 
 
 # First-stage channel weights and BM25 parameters (tuned on the dev sets).
@@ -163,7 +191,10 @@ class Matcher:
             synonyms=syn,
             jieba_tmp_dir=self.config.jieba_tmp_dir,
         )
-        self._semantic = SemanticIndex(load_encoder(self.config.semantic)) if self.config.semantic else None
+        encoder = self.config.encoder
+        if encoder is None and self.config.semantic:
+            encoder = load_encoder(self.config.semantic)
+        self._semantic = SemanticIndex(encoder) if encoder is not None else None
         self._reset()
 
     # ---------------------------------------------------------- building
@@ -174,6 +205,9 @@ class Matcher:
         self._unit_w = np.zeros(0, dtype=np.float64)
         self._unit_item = np.zeros(0, dtype=np.int64)
         self._items: dict[int, _Item] = {}
+        self._zh_items = 0  # items in Chinese: romanised pinyin input can match only those
+        self._homophone_table: Homophones | None = None
+        self._lexical_memo: tuple[tuple, Ranking] | None = None  # needs_query_vector's, for decide
         self._sms: dict[str, int] = {}
         self._decisions: OrderedDict[tuple[str, str | None], tuple[int, tuple[Match, ...]]] = OrderedDict()
         self._generation = getattr(self, "_generation", 0) + 1
@@ -191,6 +225,15 @@ class Matcher:
         self._unit_w, self._unit_item, self._cap = w, it, cap
         if self._semantic is not None:
             self._semantic.grow(cap)
+
+    @property
+    def semantic_ready(self) -> bool:
+        """An encoder is on and has vectors."""
+        return self._encoder_ready
+
+    def forget_decisions(self) -> None:
+        """Drop remembered matches (thresholds changed)."""
+        self._decisions.clear()
 
     def _changed(self) -> None:
         """Forget remembered matches; a search that overlapped the change won't be kept."""
@@ -219,7 +262,7 @@ class Matcher:
         item.slots.append(slot)
         if self._semantic is not None and kind != "answer":
             self._semantic.assign(slot, a.text)
-            if not self.config.semantic_background:
+            if not self.config.semantic_background and not self._semantic.remote:
                 self._semantic.embed_pending()
 
     def _drop_slots(self, item: _Item) -> None:
@@ -240,6 +283,7 @@ class Matcher:
     def _index_item(self, doc: KBDoc, learned: list[str]) -> None:
         item = _Item(doc, learned)
         self._items[doc.id] = item
+        self._zh_items += item.family == "zh"
         self._add_unit(item, "title", doc.title)
         for v in doc.variants:
             self._add_unit(item, "variant", v)
@@ -272,6 +316,7 @@ class Matcher:
         for doc in latest.values():
             item = _Item(doc, learned.get(doc.id, []))
             self._items[doc.id] = item
+            self._zh_items += item.family == "zh"
             seen: set[str] = set()
             texts = [("title", doc.title)]
             texts += [("variant", v) for v in doc.variants]
@@ -317,14 +362,17 @@ class Matcher:
             for slot, text in questions:
                 self._semantic.assign(slot, text)
             self._semantic.forget_unused({text for _slot, text in questions})
-            if not self.config.semantic_background:
+            if not self.config.semantic_background and not self._semantic.remote:
                 self._semantic.embed_pending()
+        if self._zh_items:
+            pinyin_syllables()  # romanised input's table (~0.5 s once per process), here in the build's thread
         self._changed()  # searches that ran while the index was half built are not remembered
 
     def _unindex(self, item_id: int) -> _Item | None:
         item = self._items.pop(item_id, None)
         if item is None:
             return None
+        self._zh_items -= item.family == "zh"
         self._drop_slots(item)
         self._sms = {c: i for c, i in self._sms.items() if i != item_id}
         return item
@@ -347,10 +395,12 @@ class Matcher:
         item.learned.append(norm)
         self._add_unit(item, "learned", norm)
 
-    def n_questions(self, item_id: int) -> int:
-        """How many question phrasings (title, variants, learned) an item has."""
+    def n_questions(self, item_id: int, skip: frozenset[int] = frozenset()) -> int:
+        """How many question phrasings (title, variants, learned) an item has (the slots in
+        ``skip``, held out by a calibration pass, not counted)."""
         item = self._items[item_id]
-        return sum(1 for s in item.slots if self._units[s] is not None and self._units[s].kind != "answer")
+        return sum(1 for s in item.slots
+                   if s not in skip and self._units[s] is not None and self._units[s].kind != "answer")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -359,20 +409,54 @@ class Matcher:
         return item_id in self._items
 
     # ---------------------------------------------------------- querying
-    def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None):
+    def _analyze(self, text: str) -> Analyzed:
+        """The question's terms. Latin letters that spell pinyin syllables ("liuliang zenme
+        cha") and are mostly not words of the knowledge base are read as romanised Chinese:
+        spelled back in the knowledge base's own words (流量怎么查) and analysed as such, so
+        every channel and the fitted models apply as to a question typed in characters."""
+        a = self._analyzer.analyze(text)
+        if a.has_cjk or not a.words or not self._zh_items:
+            return a
+        syllables = romanized_syllables(a.text)
+        if syllables is None:
+            return a
+        w = self._channels["w"]
+        if sum(1 for word in a.words if w.doc_freq(word)) * 2 >= len(a.words):
+            return a
+        hanzi = self._homophones().spell(syllables)
+        if not hanzi:
+            return a
+        b = self._analyzer.analyze(hanzi)
+        b.romanized = True
+        return b
+
+    def _homophones(self) -> Homophones:
+        """The knowledge base's words by their fuzzy pinyin, made on the first romanised
+        question after a change (a few ms per 10,000 words)."""
+        h = self._homophone_table
+        if h is None or h.generation != self._generation:
+            h = self._homophone_table = Homophones.from_channels(
+                self._channels["w"], self._channels["c"], self._generation)
+        return h
+
+    def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None,
+                    skip: frozenset[int] = frozenset()):
         """Re-ranked candidates: list of (rank_score, item_id, features), best first. With a
         query vector, the encoder's best items join the pool (their lexical features may be
-        weak: their confidence in :meth:`_ranked` gives them their place)."""
+        weak: their confidence in :meth:`_ranked` gives them their place). Slots in ``skip``
+        (held out by a calibration pass) take no part."""
         if not self._items:
             return [], None
-        a = self._analyzer.analyze(text)
+        a = self._analyze(text)
         scores = np.zeros(self._cap, dtype=np.float64)
         for ch, w in CHANNEL_WEIGHTS.items():
             if w:
                 self._channels[ch].score_into(scores, a.terms[ch], w)
         scores *= self._unit_w
+        if skip:
+            scores[list(skip)] = 0.0
         nz = np.flatnonzero(scores)
-        semantic_slots = self._semantic_slots(qvec)
+        semantic_slots = [s for s in self._semantic_slots(qvec) if s not in skip]
         if nz.size == 0 and not semantic_slots:
             return [], a
         if nz.size > FIRST_STAGE_UNITS:
@@ -449,36 +533,55 @@ class Matcher:
         if self._semantic is not None:
             self._semantic.close()
 
+    @property
+    def encoder_remote(self) -> bool:
+        return self._semantic is not None and self._semantic.remote
+
+    async def aembed_pending(self) -> int:
+        """:meth:`embed_pending` for an embeddings server (on the event loop)."""
+        return await self._semantic.aembed_pending() if self._semantic is not None else 0
+
+    async def aquery_vector(self, text: str) -> np.ndarray | None:
+        """A question's vector from the embeddings server, None when it cannot help now."""
+        norm = normalize(text)
+        if self._semantic is None or not norm:
+            return None
+        return await self._semantic.encoder.aembed_query(self._analyzer.prepare(norm))
+
     def query_vector(self, text: str) -> np.ndarray | None:
         """The encoder's vector of a question (blocking, ~10 ms; thread-safe), None without
         an encoder or for an empty text."""
         norm = normalize(text)
-        if self._semantic is None or not norm:
+        if self._semantic is None or not norm or self._semantic.remote:
             return None
         return self._semantic.embed_query(self._analyzer.prepare(norm))
-
-    def needs_query_vector(self, text: str, locale: str | None) -> bool:
-        """Whether :meth:`decide` would embed ``text`` (an encoder is on and no remembered
-        decision applies), so that a caller on an event loop can embed it in a thread."""
-        if self._semantic is None or not self._semantic.has_vectors:
-            return False
-        cached = self._decisions.get((normalize(text), _family(locale)))
-        return cached is None or cached[0] != self._semantic.version
 
     def _semantic_slots(self, qvec: np.ndarray | None) -> list[int]:
         if qvec is None or self._semantic is None:
             return []
         return [s for s, _cos in self._semantic.top_slots(qvec, len(self._units), SEMANTIC_SLOTS)]
 
-    def _item_cosine(self, qvec: np.ndarray, item_id: int) -> float | None:
+    def encoder_first(self, qvec: np.ndarray, skip: frozenset[int] = frozenset()) -> tuple[int, float] | None:
+        """The item the encoder puts first for a vector, and its cosine (None without vectors)."""
+        if self._semantic is None:
+            return None
+        for s, cos in self._semantic.top_slots(qvec, len(self._units), len(skip) + 1):
+            if s not in skip:
+                return int(self._unit_item[s]), cos
+        return None
+
+    def _item_cosine(self, qvec: np.ndarray, item_id: int, skip: frozenset[int] = frozenset()) -> float | None:
         best = None
         for s in self._items[item_id].slots:
+            if s in skip:
+                continue
             c = self._semantic.similarity(qvec, s)  # None for answers and texts not embedded yet
             if c is not None and (best is None or c > best):
                 best = c
         return best
 
-    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None, limit: int | None = None):
+    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None, limit: int | None = None,
+                skip: frozenset[int] = frozenset()):
         """Candidates in answer order with their confidence: [(item_id, p, features, lexical
         position, encoder features)] and the re-ranker's scores (best first).
 
@@ -487,15 +590,15 @@ class Matcher:
         lexical confidence is refined by the encoder's evidence
         (``confidence.semantic_confidence``) and the candidates are ordered by that
         confidence. Shared with the fitting script, so both compute the same thing."""
-        cands, a = self._candidates(norm, locale, qvec)
+        cands, a = self._candidates(norm, locale, qvec, skip)
         ranks = [c[0] for c in cands]
         if qvec is None and limit is not None:
             cands = cands[:limit]
-        p = [conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid)))
+        p = [conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid, skip)))
              for i, (_r, iid, f) in enumerate(cands)]
         sem: list[tuple[float, ...] | None] = [None] * len(cands)
         if qvec is not None and cands:
-            cosines = [self._item_cosine(qvec, iid) for _r, iid, _f in cands]
+            cosines = [self._item_cosine(qvec, iid, skip) for _r, iid, _f in cands]
             known = [i for i, c in enumerate(cosines) if c is not None]
             if known:
                 top = sorted(known, key=lambda i: -cosines[i])
@@ -509,45 +612,143 @@ class Matcher:
                                                     encoder_first=i == first, both_first=i == first == 0)
                     p[i] = conf.semantic_confidence(sem[i])
         order = sorted(range(len(cands)), key=lambda i: (-p[i], i)) if qvec is not None else range(len(cands))
-        return [(cands[i][1], p[i], cands[i][2], i, sem[i]) for i in order], ranks
+        return [(cands[i][1], p[i], cands[i][2], i, sem[i]) for i in order], ranks, a
+
+    def question_units(self, item_id: int) -> list[tuple[int, str]]:
+        """(slot, normalised text) of an item's question phrasings: what a calibration pass
+        holds out one at a time (``skip``)."""
+        return [(s, u.text) for s in self._items[item_id].slots
+                if (u := self._units[s]) is not None and u.kind != "answer"]
+
+    def unit_vector(self, slot: int) -> np.ndarray | None:
+        """The encoder's vector of an indexed phrasing (None without one)."""
+        return self._semantic.vector(slot) if self._semantic is not None else None
+
+    @property
+    def item_ids(self) -> list[int]:
+        return list(self._items)
+
+    def item_locale(self, item_id: int) -> str:
+        return self._items[item_id].doc.locale
 
     def search(self, text: str, *, locale: str | None = None, limit: int = 5,
-               qvec: np.ndarray | None = None) -> list[Match]:
+               qvec: np.ndarray | None = None, skip: frozenset[int] = frozenset(),
+               encoder: bool = True) -> list[Match]:
         """Best matches, best first. With an encoder, ``qvec`` is the question's vector
-        (:meth:`query_vector`); if not given it is computed here."""
+        (:meth:`query_vector`); if not given it is computed here. ``skip``: slots held out
+        (calibration); ``encoder=False``: the lexical path alone."""
+        return list(self._search(text, locale, limit, qvec, skip, encoder).matches)
+
+    def _search(self, text: str, locale: str | None, limit: int, qvec: np.ndarray | None,
+                skip: frozenset[int] = frozenset(), encoder: bool = True) -> Ranking:
         norm = normalize(text)
         if not norm or limit <= 0:
-            return []
-        if qvec is None and self._semantic is not None and self._semantic.has_vectors:
+            return Ranking((), False, 0.0, 0, 0)
+        if not encoder:
+            qvec = None
+        elif qvec is None and self._semantic is not None and self._semantic.has_vectors \
+                and not self._semantic.remote:
             qvec = self._semantic.embed_query(self._analyzer.prepare(norm))
         result: list[Match] = []
         code_hit = self._sms.get(norm.replace(" ", ""))
         if code_hit is not None:
             d = self._items[code_hit].doc
             result.append(Match(d.id, d.title, 1.0, d.locale))
-        ranked, ranks = self._ranked(norm, locale, qvec, limit + 1)  # + 1: the code hit is skipped
+        ranked, ranks, a = self._ranked(norm, locale, qvec, limit + 1, skip)  # + 1: the code hit is skipped
+        explained = 0.0
         for pos, (iid, p, f, i, _sem) in enumerate(ranked):
+            if i < 3:
+                explained = max(explained, f[5], f[6])
             if len(result) >= limit:
-                break
+                continue
             if iid == code_hit:
                 continue
             if f[1] >= 0.999 and pos == 0 and i == 0 and (len(ranks) == 1 or ranks[0] > ranks[1]):
                 p = max(p, VERBATIM_CONFIDENCE)  # the very question is in the KB
             d = self._items[iid].doc
             result.append(Match(d.id, d.title, round(p, 6), d.locale))
-        return result
+        if code_hit is not None:
+            explained = 1.0
+        words = [word for word in (a.words if a is not None else []) if is_content_word(word)]
+        w = self._channels["w"]
+        known = sum(1 for word in words if w.doc_freq(word))
+        return Ranking(tuple(result), qvec is not None, explained, known, len(words))
+
+    def assess(self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None,
+               limit: int = 3) -> Ranking:
+        """The cascade: the lexical path's ranking when it is sure (at or above the lexical
+        answer threshold) or when there is no encoder; else the encoder is consulted (with
+        ``qvec`` when given, else computed here, blocking) and its ranking stands."""
+        lexical = self._lexical(text, locale, limit)
+        if not self._encoder_ready or self._lexical_sure(lexical):
+            return lexical
+        if qvec is None and self._semantic.remote:  # the server could not help: lexical, not remembered
+            return replace(lexical, fallback=True)
+        return replace(self._search(text, locale, limit, qvec), lexical=lexical.matches)
+
+    @property
+    def _encoder_ready(self) -> bool:
+        return self._semantic is not None and self._semantic.has_vectors
+
+    def _lexical_sure(self, r: Ranking) -> bool:
+        return bool(r.matches) and r.matches[0].score >= self.config.thresholds(False)[0]
+
+    def _lexical(self, text: str, locale: str | None, limit: int) -> Ranking:
+        key = (normalize(text), _family(locale), limit, self._generation)
+        memo = self._lexical_memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        r = self._search(text, locale, limit, None, encoder=False)
+        self._lexical_memo = (key, r)
+        return r
 
     def decide(self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None) -> Decision:
-        matches = self._top3(text, locale, qvec)
-        cfg = self.config
-        if not matches or matches[0].score < cfg.suggest_threshold:
-            return Decision("none", ())
-        if matches[0].score >= cfg.answer_threshold:
-            return Decision("answer", matches)
-        floor = cfg.suggest_threshold * SUGGEST_FLOOR
-        return Decision("suggest", tuple(m for m in matches if m.score >= floor)[:3])
+        return self.decision(self._top3(text, locale, qvec), text)
 
-    def _top3(self, text: str, locale: str | None, qvec: np.ndarray | None = None) -> tuple[Match, ...]:
+    def decision(self, r: Ranking, text: str = "") -> Decision:
+        """The decision for a ranking (:meth:`assess`): out of domain, answer (maybe
+        tentative), suggest or none, by the thresholds of the stage that ranked."""
+        cfg = self.config
+        answer_t, suggest_t = cfg.thresholds(r.consulted)
+        matches = r.matches
+        if out_of_domain(text, r, self._scripts()):
+            return Decision("none", (), reason="out_of_domain", consulted=r.consulted)
+        if not matches or matches[0].score < suggest_t:
+            return Decision("none", (), consulted=r.consulted)
+        if matches[0].score >= answer_t:
+            return Decision("answer", matches, consulted=r.consulted)
+        floor = suggest_t * SUGGEST_FLOOR
+        options = tuple(m for m in matches if m.score >= floor)[:3]
+        if self._single_option(matches, answer_t, suggest_t) or (
+                r.lexical and r.lexical[0].item_id == matches[0].item_id
+                and self._single_option(r.lexical, *cfg.thresholds(False))):
+            # one clear option (by the encoder, or by the lexical path with the encoder agreeing)
+            return Decision("answer", matches, tentative=True, consulted=r.consulted)
+        return Decision("suggest", options, consulted=r.consulted)
+
+    def _single_option(self, matches: tuple[Match, ...], answer_t: float, suggest_t: float) -> bool:
+        """The first match is the only option worth showing (every other below the suggestion
+        floor) and within ``tentative_share`` of the answer threshold."""
+        floor = suggest_t * SUGGEST_FLOOR
+        return (bool(matches) and matches[0].score >= self.config.tentative_share * answer_t
+                and all(m.score < floor for m in matches[1:]))
+
+    def _scripts(self) -> frozenset[str]:
+        """Scripts the knowledge base is written in (``ood.script_of``)."""
+        return frozenset(s for s, n in (("han", self._zh_items), ("latin", len(self._items) - self._zh_items)) if n) | {"latin"}
+
+    def needs_query_vector(self, text: str, locale: str | None) -> bool:
+        """Whether :meth:`decide` would embed ``text`` (an encoder is on, no remembered
+        decision applies and the lexical path is not sure), so that a caller on an event loop
+        can embed it in a thread."""
+        if not self._encoder_ready:
+            return False
+        cached = self._decisions.get((normalize(text), _family(locale)))
+        if cached is not None and cached[0] == self._semantic.version:
+            return False
+        return not self._lexical_sure(self._lexical(text, locale, 3))
+
+    def _top3(self, text: str, locale: str | None, qvec: np.ndarray | None = None) -> Ranking:
         """The best three matches, remembered per (normalised text, language
         family) until the index changes (or, with an encoder, new vectors arrive):
         the same few questions make up most of a service centre's traffic and need
@@ -559,10 +760,10 @@ class Matcher:
             self._decisions.move_to_end(key)
             return cached[1]
         generation = self._generation
-        matches = tuple(self.search(text, locale=locale, limit=3, qvec=qvec))
-        if generation != self._generation:  # a (threaded) build changed the index meanwhile
-            return matches
-        self._decisions[key] = (semantic_version, matches)
+        ranking = self.assess(text, locale=locale, qvec=qvec)
+        if generation != self._generation or ranking.fallback:  # a (threaded) build changed the
+            return ranking                                       # index meanwhile, or no encoder now
+        self._decisions[key] = (semantic_version, ranking)
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)
-        return matches
+        return ranking

