@@ -30,6 +30,7 @@ prod-test: $(STAMP)
 		tests/test_prod_outbox.py tests/test_prod_workers.py tests/test_fuzz_wire.py
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m compileall -q bot handlers community gamification sms_gateway
 
 # re-extract member-facing strings and update every catalog

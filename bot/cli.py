@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bot.settings import ROOT, Settings, get_settings
 
@@ -37,7 +38,10 @@ def _setup_logging(settings: Settings) -> None:
     logging.getLogger("tortoise").setLevel(logging.WARNING)
 
 
-async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[int]]) -> int:
+T = TypeVar("T")
+
+
+async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[T]]) -> T:
     from bot import storage
 
     if settings.is_sqlite:  # embedded mode keeps its own schema current
@@ -92,18 +96,17 @@ def cmd_kb_export(args: argparse.Namespace, settings: Settings) -> int:
         print("error: an XLSX export needs --output FILE.xlsx", file=sys.stderr)
         return 2
 
-    async def run() -> int:
-        if fmt == "xlsx":
-            Path(args.output).write_bytes(await export_xlsx())
-            return 0
-        text = await export_items(fmt)
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-        return 0
+    async def run() -> bytes | str:
+        return await export_xlsx() if fmt == "xlsx" else await export_items(fmt)
 
-    return asyncio.run(_with_db(settings, run))
+    data = asyncio.run(_with_db(settings, run))  # the file is written after the loop has closed
+    if isinstance(data, bytes):
+        Path(args.output).write_bytes(data)
+    elif args.output:
+        Path(args.output).write_text(data, encoding="utf-8")
+    else:
+        sys.stdout.write(data)
+    return 0
 
 
 def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
-from bot.messages import Choice, Reply
+from bot.messages import Reply
 from bot.models import AnswerFeedback, TranscriptEntry
 from handlers.replies import next_steps
 from handlers.router import Context, Router

@@ -116,7 +116,7 @@ async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) ->
 
 async def test_telegram_share_link_is_a_deep_link(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path, telegram_bot_username="everycsr_bot"), db_setup="schema")
-    async with TestClient(TestServer(app)) as c:
+    async with TestClient(TestServer(app)):
         await load_sample_kb(app)
         services = app[SERVICES]
         item = await KnowledgeItem.filter(status="published").first()

@@ -1,10 +1,9 @@
 """The embedded outbox with real senders: store first, send once, honour opt-out."""
 from __future__ import annotations
 
-import asyncio
 
 from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, Member, OutboxMessage
+from bot.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account
 from tests.outbox_waits import wait_status
 from tests.community_helpers import as_member

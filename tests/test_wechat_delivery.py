@@ -10,7 +10,7 @@ from bot.messages import Outgoing, Reply
 from bot.models import AnswerFeedback, ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from tests.conftest import make_settings
 from tests.outbox_waits import settled
-from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN, WeChatCallbacks
+from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
 from tests.fakes.wechat_api import wechat_api_fixture, wechat_client, wechat_kb_db, wx_fixture  # noqa: F401  (fixtures)
 
 QUESTION = "我的流量还剩多少，怎么查？"

@@ -23,7 +23,7 @@ from operator import add
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from bot.pinyin import pinyin_syllables, romanized_syllables
+from bot.pinyin import romanized_syllables
 
 from .stopwords import STOPWORDS
 
