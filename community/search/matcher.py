@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz
 
+from bot.pinyin import pinyin_syllables
+
 from . import char_channels
 from . import confidence as conf
 from .index import BM25Channel, BulkLoad, feed_slots
@@ -37,7 +39,7 @@ from .normalize import normalize
 from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
 from .romanized import Homophones
-from .tokenize import Analyzed, Analyzer, pinyin_syllables, romanized_syllables
+from .tokenize import Analyzed, Analyzer, romanized_syllables
 from .ood import is_content_word, out_of_domain
 from .types import Decision, KBDoc, Match, Ranking
 
