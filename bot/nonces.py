@@ -9,9 +9,10 @@ Redis; the embedded default keeps them in this process.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.stores import TTLMap
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -52,43 +53,12 @@ class NonceStore(Protocol):
     async def close(self) -> None: ...
 
 
-class _Expiring:
-    """Entries that expire, kept in expiry order (one TTL per map): each write drops a couple
-    of expired entries from the front, so memory follows what is live."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._clock = clock
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def get(self, key: str) -> Any | None:
-        hit = self._data.get(key)
-        if hit is None or hit[0] < self._clock():
-            return None
-        return hit[1]
-
-    def set(self, key: str, value: Any, ttl: float) -> None:
-        now = self._clock()
-        self._data[key] = (now + ttl, value)
-        self._data.move_to_end(key)
-        for _ in range(2):
-            oldest = next(iter(self._data))
-            if self._data[oldest][0] >= now:
-                break
-            del self._data[oldest]
-
-    def pop(self, key: str) -> None:
-        self._data.pop(key, None)
-
-
 class MemoryNonceStore:
     """One process: expiring entries, bounded by what is live."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._seen = _Expiring(clock)
-        self._counts = _Expiring(clock)
+        self._seen = TTLMap(clock)
+        self._counts = TTLMap(clock)
 
     async def first_use(self, key: str, ttl: float) -> bool:
         if self._seen.get(key) is not None:
