@@ -113,7 +113,7 @@
     if (!window.EventSource) { poll(); return; }
     let failures = 0;
     stream = new EventSource("/api/v1/chat/events?after=" + lastUpdate);
-    stream.onopen = function () { failures = 0; };
+    stream.onopen = function () { failures = 0; root.dataset.live = "events"; };
     stream.onmessage = function (ev) {
       try { delivered(JSON.parse(ev.data)); } catch (e) { /* not ours */ }
     };
@@ -129,6 +129,7 @@
 
   async function poll() {
     polling = true;
+    root.dataset.live = "polling";
     try {
       const res = await fetch("/api/v1/chat/updates?after=" + lastUpdate);
       if (res.ok) (await res.json()).messages.forEach(delivered);
