@@ -6,6 +6,7 @@ from pathlib import Path
 from bot.app import create_app
 from bot.models import AnswerFeedback
 from tests.browser import MARKS, chromium, served
+from tests.test_browser_community import check_access
 from tests.conftest import load_sample_kb, make_settings
 
 pytestmark = MARKS
@@ -48,7 +49,7 @@ async def test_reload_keeps_the_conversation_and_agent_replies_arrive_by_sse(tmp
     async with served(app) as base:
         await load_sample_kb(app)
         async with chromium() as browser:
-            page = await browser.new_page(locale="zh-CN")
+            page = await browser.new_page(locale="zh-CN", viewport={"width": 360, "height": 740})
             asked: list[str] = []
             page.on("request", lambda r: asked.append(r.url))
             await page.goto(f"{base}/chat")
@@ -82,6 +83,12 @@ async def test_reload_keeps_the_conversation_and_agent_replies_arrive_by_sse(tmp
             await page.reload()
             await _ready(page)
             assert await page.locator(".msg.agent").count() == 1  # from the history, not twice
+            await check_access(page, "chat after reload")
+            # keyboard: the message box has focus on load and sends with Enter
+            assert await page.evaluate("() => document.activeElement.id") == "text"
+            await page.keyboard.type("怎么充值话费")
+            await page.keyboard.press("Enter")
+            await page.locator(".msg.me").nth(2).wait_for(timeout=10_000)
             assert any("/api/v1/chat/events" in u for u in asked)
             assert not any("/api/v1/chat/updates" in u for u in asked), [u for u in asked if "updates" in u]
 
