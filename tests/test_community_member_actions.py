@@ -85,7 +85,7 @@ async def test_answer_vote_accept_through_the_page(visitors: Visitors) -> None:
     helper = await visitors.new()
     await say(helper, "你好")
     html, token = await page(helper, q.code)
-    assert token and 'action="/questions/%s/answer"' % q.code in html
+    assert token and f'action="/questions/{q.code}/answer"' in html
     r = await post(helper, q.code, "answer", csrf_token=token, text=ANSWER)
     assert r.status == 303 and r.headers["Location"] == f"/questions/{q.code}?done=answer-ok"
     done, _ = await page(helper, q.code, done="answer-ok")
@@ -107,8 +107,8 @@ async def test_answer_vote_accept_through_the_page(visitors: Visitors) -> None:
 
     # the asker's page has the accept button; the asker's token is not the helper's
     html, asker_token = await page(asker, q.code)
-    assert asker_token and asker_token != token and 'action="/questions/%s/accept"' % q.code in html
-    assert 'action="/questions/%s/answer"' % q.code not in html  # no answering one's own question
+    assert asker_token and asker_token != token and f'action="/questions/{q.code}/accept"' in html
+    assert f'action="/questions/{q.code}/answer"' not in html  # no answering one's own question
     r = await post(asker, q.code, "vote", csrf_token=asker_token, answer_id=str(answer.id))
     assert r.headers["Location"].endswith("done=vote-ok")
     r = await post(asker, q.code, "vote", csrf_token=asker_token, answer_id=str(answer.id))
@@ -132,7 +132,7 @@ async def test_answer_vote_accept_through_the_page(visitors: Visitors) -> None:
 
 
 async def test_forms_need_the_sessions_token_and_a_session(visitors: Visitors) -> None:
-    asker, q = await asked(visitors)
+    _asker, q = await asked(visitors)
     helper = await visitors.new()
     await say(helper, "你好")
     _, token = await page(helper, q.code)

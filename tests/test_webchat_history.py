@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
@@ -165,7 +167,7 @@ async def test_events_refuse_strangers_and_other_members(web: TestClient) -> Non
     await wait_sent(channel="web", member_id=first, purpose="agent")
     try:
         got = await asyncio.wait_for(next_event(resp), 1.5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         got = None
     assert got is None  # the other member's stream heard nothing
     resp.close()
@@ -193,3 +195,45 @@ async def test_streams_end_when_the_app_shuts_down(tmp_path: Path) -> None:
     await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
     closing = asyncio.create_task(c.close())
     await asyncio.wait_for(closing, 10)  # an open stream does not hold the shutdown up
+
+
+async def test_every_page_size_walks_back_over_each_entry_exactly_once(web: TestClient) -> None:
+    from bot.models import TranscriptEntry
+
+    await say(web, text="你好", msg_id="w0", locale="zh_CN")
+    mid = await member_id(web)
+    for i in range(23):
+        await TranscriptEntry.create(member_id=mid, channel="web", direction="in" if i % 2 else "out",
+                                     text=f"m{i}")
+    await TranscriptEntry.create(member_id=mid, channel="telegram", direction="in", text="other channel")
+    full = [e["id"] for e in (await history(web, limit=100))["entries"]]
+    assert len(full) == len(set(full)) and "other channel" not in str(full)
+    for limit in range(1, 30):
+        seen: list[int] = []
+        page = await history(web, limit=limit)
+        while True:
+            seen = [e["id"] for e in page["entries"]] + seen
+            if not page["more"]:
+                break
+            page = await history(web, limit=limit, before=page["entries"][0]["id"])
+        assert seen == full, limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=30)), st.one_of(st.none(), st.text(max_size=30)))
+def test_last_event_id_is_a_non_negative_int_whatever_the_client_sends(header: str | None, query: str | None) -> None:
+    from urllib.parse import quote
+
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from bot.web.sse import last_event_id
+
+    headers = CIMultiDict()
+    if header is not None and header.isprintable() and header.isascii() and "\n" not in header:
+        headers["Last-Event-ID"] = header
+    path = "/api/v1/chat/events" + (f"?after={quote(query)}" if query is not None else "")
+    got = last_event_id(make_mocked_request("GET", path, headers=headers))
+    assert isinstance(got, int) and got >= 0
+    if headers.get("Last-Event-ID", "").isdigit() and headers["Last-Event-ID"].isascii():
+        assert got == int(headers["Last-Event-ID"])

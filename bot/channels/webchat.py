@@ -164,7 +164,10 @@ async def _member(request: web.Request) -> Member | web.Response | None:
 
 async def _sent_after(member: Member, after: int, limit: int = 50) -> list[dict]:
     rows = (
-        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status="sent", id__gt=after)
+        # "sending" too: the sender publishes just before the row is marked sent, so a page
+        # that connects in between would otherwise miss it (the page shows each id once)
+        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status__in=("sending", "sent"),
+                                   id__gt=after)
         .order_by("id")
         .limit(limit)
     )

@@ -12,8 +12,13 @@ from aiohttp import web
 from bot.app_keys import SERVICES
 from bot.i18n import N_
 from bot.web.chat_limits import inbound_allowed
-from bot.web.chat_session import (COOKIE, member_csrf_ok, session_external_id, session_id_from_cookie,
-                                  session_member_id)
+from bot.web.chat_session import (
+    COOKIE,
+    member_csrf_ok,
+    session_external_id,
+    session_id_from_cookie,
+    session_member_id,
+)
 from community.qa import service as qa
 from community.qa.models import Answer, Question
 from community.qa.outcomes import ANSWER_OUTCOMES

@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bot.app import create_app  # noqa: E402
-from bot.app_keys import SERVICES  # noqa: E402
-from bot.messages import Reply  # noqa: E402
-from bot.models import ChannelAccount, Member  # noqa: E402
-from community.qa.models import Answer, Question  # noqa: E402
-from tests.browser import chromium, served  # noqa: E402
-from tests.conftest import load_sample_kb, make_settings  # noqa: E402
+from bot.app import create_app
+from bot.app_keys import SERVICES
+from bot.messages import Reply
+from bot.models import ChannelAccount, Member
+from community.qa.models import Answer, Question
+from tests.browser import chromium, served
+from tests.conftest import load_sample_kb, make_settings
 
 OUT = ROOT / "docs" / "images"
 VIEW = {"width": 390, "height": 760}
@@ -88,7 +88,7 @@ async def main() -> None:
         await asker.wait_for_url("**done=accept-ok")
 
         (ans,) = await Answer.filter(question_id=q.id)
-        await gamification.release_due(datetime.now(timezone.utc) + timedelta(days=60))  # the hold ends
+        await gamification.release_due(datetime.now(UTC) + timedelta(days=60))  # the hold ends
         await asker.goto(f"{base}/members/{ans.member_id}?lang=zh_CN")
         await shot(asker, "profile")
         await asker.goto(f"{base}/badges?lang=zh_CN")
