@@ -189,12 +189,30 @@ async def test_zh_tw_member_receives_traditional_agent_messages(web: TestClient)
 
 
 async def test_streams_end_when_the_app_shuts_down(tmp_path: Path) -> None:
-    c = await _client(tmp_path)
-    await say(c, text="你好", msg_id="s1", locale="zh_CN")
-    resp = await c.get("/api/v1/chat/events")
-    await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
-    closing = asyncio.create_task(c.close())
-    await asyncio.wait_for(closing, 10)  # an open stream does not hold the shutdown up
+    """An open stream does not hold the shutdown up: it ends at once, not at the next write."""
+    import aiohttp
+    from aiohttp import web as aioweb
+
+    from tests.browser import free_port
+
+    app = create_app(make_settings(tmp_path), db_setup="schema")
+    runner = aioweb.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(cookie_jar=CookieJar(unsafe=True)) as s:
+        r = await s.post(f"{base}/api/v1/chat", json={"text": "你好", "msg_id": "s1", "locale": "zh_CN"})
+        assert r.status == 200
+        resp = await s.get(f"{base}/api/v1/chat/events")
+        assert resp.status == 200
+        await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
+        started = asyncio.get_running_loop().time()
+        cleanup = asyncio.create_task(runner.cleanup())
+        rest = await asyncio.wait_for(resp.content.read(), 5)  # the server ended the stream
+        await asyncio.wait_for(cleanup, 10)
+        assert b"data:" not in rest
+        assert asyncio.get_running_loop().time() - started < 5  # not the 15 s keep-alive, not a timeout
 
 
 async def test_every_page_size_walks_back_over_each_entry_exactly_once(web: TestClient) -> None:
