@@ -139,6 +139,9 @@ class Outbox:
                 text=out.reply.text,
                 kind=out.purpose,
                 item_id=out.reply.item_id,
+                # as the pipeline records its replies: a chat page shows the choices again
+                payload={"choices": [c.action for c in out.reply.choices],
+                         "labels": [c.label for c in out.reply.choices]} if out.reply.choices else None,
             )
         self.wakeup.set()
         for hook in self.on_stored:

@@ -24,6 +24,7 @@ from community.moderation import service as moderation
 from community.moderation import web as moderation_web
 from community.profile import web as profile_web
 from community.qa import service as qa
+from community.qa import member_web as qa_member_web
 from community.qa import web as qa_web
 from community.qa.deadlines import run_deadline_loop
 
@@ -55,6 +56,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         add_template_dir(module.TEMPLATES)
         module.add_routes(app)
     members_web.add_routes(app)
+    qa_member_web.add_routes(app)
     for entry in LINKS:
         if entry not in STAFF_LINKS:
             STAFF_LINKS.append(entry)

@@ -5,6 +5,7 @@ from bot.i18n import N_
 from bot.messages import Card, Choice, Reply
 from bot.models import UnansweredQuestion
 from community.qa import service as qa
+from community.qa.outcomes import ACCEPT_OUTCOMES, ANSWER_OUTCOMES, VOTE_OUTCOMES, outcome
 from community.qa.service import Status
 from handlers.router import Context, Router
 
@@ -116,35 +117,11 @@ async def answer_text(ctx: Context) -> Reply:
     if q is None:
         return Reply(text=ctx._("Sorry, I cannot find question %(code)s.", code=code), kind="error")
     done = await qa.post_answer(ctx.services, ctx.member.id, ctx.channel, q, ctx.args)
-    _ = ctx._
-    if done.status is Status.OK:
-        return Reply(text=_("Thank you! Your answer was sent to the member who asked."), kind="answered")
-    if done.status is Status.HELD:
-        return Reply(text=_("Thank you! Your answer will be shown after a quick review."), kind="answered")
-    if done.status is Status.BLOCKED:
-        return Reply(text=_("Sorry, your answer could not be posted because it contains words our community does not allow."), kind="moderation")
-    if done.status is Status.NOT_ALLOWED:
-        return Reply(text=_("You cannot answer your own question."), kind="error")
-    return Reply(text=_("This question is already settled. Thank you anyway!"), kind="error")
-
-
-# what the member hears for each outcome of accepting / voting: (text, reply kind)
-_GONE = (N_("Sorry, that answer is no longer available."), "error")
-ACCEPT_OUTCOMES: dict[Status, tuple[str, str]] = {
-    Status.OK: (N_("Thanks! The answer is accepted and its author rewarded. Glad your question is solved."),
-                "accepted"),
-    Status.ALREADY: (N_("This question already has an accepted answer."), "accepted"),
-    Status.NOT_ALLOWED: (N_("Only the member who asked can accept an answer."), "error"),
-}
-VOTE_OUTCOMES: dict[Status, tuple[str, str]] = {
-    Status.OK: (N_("Thanks for your vote!"), "vote"),
-    Status.ALREADY: (N_("You already voted for this answer."), "vote"),
-    Status.NOT_ALLOWED: (N_("You cannot vote for your own answer."), "error"),
-}
+    return _outcome(ctx, done.status, ANSWER_OUTCOMES)
 
 
 def _outcome(ctx: Context, status: Status, outcomes: dict[Status, tuple[str, str]]) -> Reply:
-    text, kind = outcomes.get(status, _GONE)
+    text, kind = outcome(status, outcomes)
     return Reply(text=ctx._(text), kind=kind)
 
 

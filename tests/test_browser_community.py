@@ -101,3 +101,79 @@ async def test_member_pages_read_in_each_locale(tmp_path: Path) -> None:
                 assert word in await page.inner_text("main")
                 await check_access(page, f"profile {lang}")
                 await page.close()
+
+
+async def test_answer_and_accept_in_the_browser_reach_the_answerers_profile(tmp_path: Path) -> None:
+    """list -> question -> answer (helper's chat session) -> accept (the asker, in another
+    browser context with its own session) -> the answerer's profile shows points and badge."""
+    from gamification import service as gamification
+
+    text = "携号转网需要满足什么条件？"
+    answer = "在网满 120 天、没有欠费、不在合约期内即可办理。"
+    app = create_app(make_settings(tmp_path), db_setup="schema")
+    async with served(app) as base:
+        await load_sample_kb(app)
+        async with chromium() as browser:
+            asker_ctx = await browser.new_context(locale="zh-CN", viewport={"width": 360, "height": 740})
+            helper_ctx = await browser.new_context(locale="zh-CN", viewport={"width": 360, "height": 740})
+            asker = await asker_ctx.new_page()
+            helper = await helper_ctx.new_page()
+            await asker.goto(f"{base}/chat")
+            await asker.fill("#text", f"提问 {text}")
+            await asker.click("#send")
+            await asker.locator(".msg.bot").nth(1).wait_for(timeout=10_000)
+            q = await Question.get(text=text)
+
+            # a visitor without a chat session is sent to the chat
+            await helper.goto(f"{base}/questions/{q.code}")
+            assert await helper.locator("#answer-text").count() == 0
+            await helper.get_by_role("link", name="打开聊天").click()
+            await helper.wait_for_url("**/chat")
+            await helper.fill("#text", "你好")
+            await helper.click("#send")
+            await helper.locator(".msg.bot").nth(1).wait_for(timeout=10_000)
+            await helper.get_by_role("link", name="社区").click()
+            await helper.wait_for_url("**/questions")
+            await helper.get_by_role("link", name=text).click()
+            await helper.wait_for_url(f"**/questions/{q.code}")
+            await check_access(helper, "question with the answer form")
+            # keyboard only: focus the labelled box, type, Tab to the button, Enter
+            await helper.get_by_label("写下您知道的内容，提问者会立即收到通知。").focus()
+            await helper.keyboard.type(answer)
+            await helper.keyboard.press("Tab")
+            assert await helper.evaluate("() => document.activeElement.textContent") == "发布回答"
+            await helper.keyboard.press("Enter")
+            await helper.wait_for_url("**done=answer-ok")
+            assert "回答已发送给提问的用户" in await helper.inner_text("#form-done")
+            assert answer in await helper.inner_text("main")
+
+            await asker.goto(f"{base}/questions/{q.code}")
+            await asker.get_by_role("button", name="👍 有帮助").click()
+            await asker.wait_for_url("**done=vote-ok")
+            await asker.get_by_role("button", name="采纳这个回答").click()
+            await asker.wait_for_url("**done=accept-ok")
+            assert "提问者已采纳" in await asker.inner_text("main")
+            await check_access(asker, "accepted question")
+
+            (ans,) = await Answer.filter(question_id=q.id)
+            summary = await gamification.summary(ans.member_id)
+            # an award from a brand-new asker is pending (anti-gaming hold): shown, not spendable
+            assert summary.held > 0 and summary.balance == 0
+            await asker.locator(f"#answer-{ans.id} a").first.click()
+            await asker.wait_for_url(f"**/members/{ans.member_id}")
+            figures = await asker.inner_text("dl.figures")
+            assert "待生效积分" in figures and str(summary.held) in figures, figures
+            await check_access(asker, "answerer profile, points pending")
+            # the hold ends (the hourly job): the points are paid and the badge follows
+            from datetime import datetime, timedelta, timezone
+            await gamification.release_due(datetime.now(timezone.utc) + timedelta(days=60))
+            summary = await gamification.summary(ans.member_id)
+            assert summary.balance > 0 and "first_accept" in summary.badge_codes
+            await asker.reload()
+            profile = await asker.inner_text("main")
+            assert "首个被采纳的回答" in profile, profile
+            figures = await asker.inner_text("dl.figures")
+            assert str(summary.balance) in figures and "待生效积分" not in figures, figures
+            await check_access(asker, "answerer profile")
+            await asker_ctx.close()
+            await helper_ctx.close()

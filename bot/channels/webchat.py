@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,15 +17,21 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.app_keys import SERVICES
 from bot.channels.registry import SendResult
+from bot.channels.webchat_history import PAGE, member_history
+from bot.fanout import get_fanout
 from bot.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.messages import Incoming, Reply
-from bot.models import ChannelAccount, OutboxMessage
+from bot.models import ChannelAccount, Member, OutboxMessage
+from bot.render import in_script
 from bot.settings import Settings
 from bot.web import render
 from bot.web.client import device_fingerprint
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, WebIdentity, identify, set_session_cookie
 from bot.web.cors import cross_origin, preflight
+from bot.web import sse
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "web"
 MAX_MSG_ID = 128  # TranscriptEntry.msg_id
@@ -132,30 +139,99 @@ async def web_identity(request: web.Request) -> WebIdentity | None:
     return identify(request, request.app[SERVICES].settings, request.query, create=False)
 
 
-@cross_origin
-async def chat_updates(request: web.Request) -> web.StreamResponse:
-    """Messages that reached this member's web chat later (agent replies, peer answers)."""
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        return json_error(400, "after must be an integer")
+def events_topic(member_id: int) -> str:
+    """The fan-out topic of one member's web chat (``bot.fanout``)."""
+    return f"webchat:{member_id}"
+
+
+def message_json(row: OutboxMessage, locale: str) -> dict:
+    """A sent outbox row as the page shows it, in the member's script."""
+    return {"id": row.id, **reply_json(in_script([Reply.from_dict(row.payload)], locale)[0])}
+
+
+async def _member(request: web.Request) -> Member | web.Response | None:
+    """The member behind a GET request's session (or verified user); a 401 response when
+    there is no identity, None when the identity has never written (no member yet)."""
     try:
         who = await web_identity(request)
     except IdentityRefused as exc:
         return json_error(401, str(exc))
     if who is None:
         return json_error(401, "no chat session")
-    account = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=who.external_id)
-    if account is None:
-        return web.json_response({"messages": []})
+    account = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=who.external_id).prefetch_related("member")
+    return account.member if account else None
+
+
+async def _sent_after(member: Member, after: int, limit: int = 50) -> list[dict]:
     rows = (
-        await OutboxMessage.filter(channel=CHANNEL, member_id=account.member_id, status="sent", id__gt=after)
+        # "sending" too: the sender publishes just before the row is marked sent, so a page
+        # that connects in between would otherwise miss it (the page shows each id once)
+        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status__in=("sending", "sent"),
+                                   id__gt=after)
         .order_by("id")
-        .limit(50)
+        .limit(limit)
     )
-    return web.json_response(
-        {"messages": [{"id": r.id, **reply_json(Reply.from_dict(r.payload))} for r in rows]}
-    )
+    return [message_json(r, member.locale) for r in rows]
+
+
+def _int_query(request: web.Request, key: str, default: int | None) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(key)
+    return int(raw)
+
+
+@cross_origin
+async def chat_updates(request: web.Request) -> web.StreamResponse:
+    """Messages that reached this member's web chat later (agent replies, peer answers): the
+    fallback for a browser whose event stream does not work."""
+    try:
+        after = _int_query(request, "after", 0) or 0
+    except ValueError:
+        return json_error(400, "after must be a non-negative integer")
+    member = await _member(request)
+    if isinstance(member, web.Response):
+        return member
+    if member is None:
+        return web.json_response({"messages": []})
+    return web.json_response({"messages": await _sent_after(member, after)})
+
+
+@cross_origin
+async def chat_history(request: web.Request) -> web.StreamResponse:
+    """The member's conversation for the page to show again: ``?before=<id>`` pages back."""
+    try:
+        before = _int_query(request, "before", None)
+        limit = _int_query(request, "limit", PAGE) or PAGE
+    except ValueError as exc:
+        return json_error(400, f"{exc} must be a non-negative integer")
+    member = await _member(request)
+    if isinstance(member, web.Response):
+        return member
+    if member is None:
+        return web.json_response({"entries": [], "more": False, "last_update": 0})
+    history = await member_history(request.app[SERVICES], member, before=before, limit=limit)
+    return web.json_response(history.to_dict())
+
+
+@cross_origin
+async def chat_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each message sent to this member's web chat as it is sent, after
+    those sent since ``Last-Event-ID`` / ``?after=``."""
+    member = await _member(request)
+    if isinstance(member, web.Response):
+        return member
+    if member is None:  # nothing can be sent to someone who has never written
+        return json_error(404, "no conversation yet")
+    after = sse.last_event_id(request)
+    subscription = get_fanout(request.app[SERVICES]).subscribe(events_topic(member.id))
+
+    async def backlog() -> list[dict]:
+        return await _sent_after(member, after, limit=200)
+
+    return await sse.serve(request, subscription, backlog=backlog, with_ids=True, after=after)
 
 
 async def chat_page(request: web.Request) -> web.Response:
@@ -167,13 +243,25 @@ async def chat_page(request: web.Request) -> web.Response:
 
 
 class WebChatSender:
-    """Delivery to a web chat is storage: the page fetches sent messages."""
+    """Delivery to a web chat is storage: an open page hears of it on its event stream
+    (``bot.fanout``), a page opened later reads it from the transcript."""
 
     name = CHANNEL
     rate_global = None
     rate_per_chat = None
 
+    def __init__(self, services: Any) -> None:
+        self.services = services
+
     async def send(self, message: OutboxMessage, reply: Reply, locale: str) -> SendResult:
+        if message.member_id is not None:
+            # best effort: the row is marked sent after this, and a page that misses the
+            # event reads it by id (backlog on reconnect, /updates, history)
+            event = {"id": message.id, **reply_json(in_script([reply], locale)[0])}
+            try:
+                await get_fanout(self.services).publish(events_topic(message.member_id), event)
+            except Exception:  # Redis away: the page catches up on reconnect
+                log.warning("web chat: could not publish outbox row %s", message.id, exc_info=True)
         return SendResult(provider_ref=f"web-{message.id}")
 
 
@@ -183,9 +271,13 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_route("OPTIONS", "/api/v1/chat", preflight)
     app.router.add_get("/api/v1/chat/updates", chat_updates)
     app.router.add_route("OPTIONS", "/api/v1/chat/updates", preflight)
+    app.router.add_get("/api/v1/chat/history", chat_history)
+    app.router.add_route("OPTIONS", "/api/v1/chat/history", preflight)
+    app.router.add_get("/api/v1/chat/events", chat_events)
+    sse.install(app)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        app[SERVICES].channels.register(WebChatSender())
+        app[SERVICES].channels.register(WebChatSender(app[SERVICES]))
         yield
 
     app.cleanup_ctx.append(ctx)

@@ -120,3 +120,23 @@ async def session_member_id(request: web.Request, settings: Settings) -> int | N
         return None
     account = await ChannelAccount.get_or_none(channel="web", external_id=session_external_id(sid))
     return account.member_id if account else None
+
+
+def member_csrf_token(request: web.Request, settings: Settings) -> str | None:
+    """The form token of the visitor's web chat session (None without one): bound to the
+    session cookie, so a page of another site can neither read nor forge it."""
+    sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
+    if sid is None:
+        return None
+    return hmac.new(settings.secret_key.encode(), f"member-csrf:{sid}".encode(), hashlib.sha256).hexdigest()
+
+
+def member_csrf_ok(request: web.Request, settings: Settings, sent: object) -> bool:
+    """A member's form post carries its session's token (and, from a browser, no foreign Origin)."""
+    expected = member_csrf_token(request, settings)
+    from bot.web.cors import own_origin
+
+    origin = request.headers.get("Origin")
+    if origin is not None and not own_origin(request, settings, origin):
+        return False
+    return expected is not None and isinstance(sent, str) and hmac.compare_digest(sent, expected)

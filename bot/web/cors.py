@@ -26,6 +26,11 @@ def _own_origins(request: web.Request, settings: Settings) -> set[str]:
     return own
 
 
+def own_origin(request: web.Request, settings: Settings, origin: str) -> bool:
+    """``origin`` is this service's own (a member form on its own pages)."""
+    return origin in _own_origins(request, settings)
+
+
 def _origin_refused(request: web.Request, settings: Settings) -> bool:
     """A browser request from a page on another origin that the operator did not allow."""
     origin = request.headers.get("Origin")

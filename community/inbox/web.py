@@ -1,8 +1,6 @@
 """The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +15,7 @@ from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
 from bot.i18n import N_
 from bot.web import bad_request, render, request_locale
+from bot.web import sse as sse_stream
 from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
 from community.inbox.models import Ticket, TicketMessage
@@ -31,8 +30,6 @@ from community.qa.models import Question
 TEMPLATES = Path(__file__).parent / "templates"
 AGENTS = ("agent",)  # admin passes every role check
 MAX_REPLY = 4000
-SSE_KEEPALIVE = 15.0
-SSE_STOP: web.AppKey[asyncio.Event] = web.AppKey("inbox_sse_stop", asyncio.Event)
 
 
 def _ticket_id(request: web.Request) -> int:
@@ -244,36 +241,11 @@ async def report_page(request: web.Request) -> web.Response:
 @require_role(*AGENTS)
 async def sse(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``data:`` line per inbox change; pages re-fetch what changed."""
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
-    await resp.prepare(request)
-    stop = request.app[SSE_STOP]
-    waited = 0.0
-    try:
-        async with events.subscribe(request.app[SERVICES]) as sub:
-            await resp.write(b"retry: 3000\n: connected\n\n")
-            while not stop.is_set():
-                item = await sub.get(timeout=1.0)
-                if item is None:
-                    waited += 1.0
-                    if waited >= SSE_KEEPALIVE:
-                        waited = 0.0
-                        await resp.write(b": keep-alive\n\n")
-                    continue
-                waited = 0.0
-                await resp.write(f"data: {json.dumps(item, ensure_ascii=False)}\n\n".encode())
-    except ConnectionResetError:  # the page went away
-        pass
-    return resp
+    return await sse_stream.serve(request, events.subscribe(request.app[SERVICES]))
 
 
 def add_routes(app: web.Application) -> None:
-    app[SSE_STOP] = asyncio.Event()
-
-    async def stop_streams(app: web.Application) -> None:
-        app[SSE_STOP].set()
-
-    app.on_shutdown.append(stop_streams)
+    sse_stream.install(app)
     app.router.add_get("/inbox", queue_page)
     app.router.add_get("/inbox/queue", queue_fragment)
     app.router.add_get("/inbox/events", sse)

@@ -41,6 +41,7 @@ class Profile:
     title: str  # msgid, "" for none
     since: datetime
     points: int
+    pending: int  # held points: earned, spendable once the hold ends (anti-gaming)
     lifetime: int
     accepted_answers: int
     answers: int
@@ -64,7 +65,7 @@ async def profile_of(member_id: int, gettext: Gettext) -> Profile | None:
     recent.sort(key=lambda a: a.when, reverse=True)
     return Profile(
         member_id=member_id, name=name, title=title, since=member.created_at,
-        points=bal.balance, lifetime=bal.lifetime,
+        points=bal.balance, pending=bal.held, lifetime=bal.lifetime,
         accepted_answers=await Answer.filter(member_id=member_id, accepted=True, status="visible").count(),
         answers=await Answer.filter(member_id=member_id, status="visible").count(),
         badges=[HeldBadge(badges.BY_CODE[b.code], b.created_at) for b in held if b.code in badges.BY_CODE],

@@ -1,0 +1,95 @@
+"""Server-sent event streams over ``bot.fanout`` (the agent inbox, the member's web chat).
+
+One writer for every stream: subscribe first, then send what the caller had missed (the
+backlog, read after subscribing so nothing falls between the two), then the live events,
+with a keep-alive comment while nothing happens. Events with an ``id`` are sent once: a
+backlog row that is also published live is not repeated, and the browser's
+``Last-Event-ID`` resumes after it. Every stream ends when the app shuts down."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bot.fanout import Subscription
+
+KEEPALIVE = 15.0
+POLL = 1.0  # how often a quiet stream looks at the shutdown flag
+SSE_STOP: web.AppKey[asyncio.Event] = web.AppKey("sse_stop", asyncio.Event)
+
+Backlog = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+def install(app: web.Application) -> None:
+    """Give ``app`` the shutdown flag its streams watch (once, whoever asks first)."""
+    if SSE_STOP in app:
+        return
+    app[SSE_STOP] = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[SSE_STOP].set()
+
+    app.on_shutdown.append(stop_streams)
+
+
+def _frame(item: dict[str, Any], event_id: int | None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}data: {json.dumps(item, ensure_ascii=False)}\n\n".encode()
+
+
+def last_event_id(request: web.Request, query_key: str = "after") -> int:
+    """Where a reconnecting stream resumes: the browser's ``Last-Event-ID`` or ``?after=``;
+    0 for anything that is not a non-negative integer."""
+    for raw in (request.headers.get("Last-Event-ID"), request.query.get(query_key)):
+        if raw and raw.isascii() and raw.isdigit():
+            return int(raw)
+    return 0
+
+
+async def serve(request: web.Request, subscription: Subscription, *, backlog: Backlog | None = None,
+                with_ids: bool = False, after: int = 0, keepalive: float = KEEPALIVE) -> web.StreamResponse:
+    """Stream ``subscription``'s events to the client until it leaves or the app stops.
+
+    ``with_ids``: events carry an integer ``id``; only ids above ``after`` (and above every
+    id already sent) go out."""
+    install(request.app)
+    stop = request.app[SSE_STOP]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    sent = after
+
+    async def emit(item: dict[str, Any]) -> None:
+        nonlocal sent
+        if with_ids:
+            event_id = item.get("id")
+            if not isinstance(event_id, int) or event_id <= sent:
+                return
+            sent = event_id
+            await resp.write(_frame(item, event_id))
+        else:
+            await resp.write(_frame(item, None))
+
+    try:
+        async with subscription as sub:
+            await resp.write(b"retry: 3000\n: connected\n\n")
+            if backlog is not None:
+                for item in await backlog():
+                    await emit(item)
+            waited = 0.0
+            while not stop.is_set():
+                item = await sub.get(timeout=POLL)
+                if item is None:
+                    waited += POLL
+                    if waited >= keepalive:
+                        waited = 0.0
+                        await resp.write(b": keep-alive\n\n")
+                    continue
+                waited = 0.0
+                await emit(item)
+    except ConnectionResetError:  # the page went away
+        pass
+    return resp
