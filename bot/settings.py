@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     # --- rewards: phone-credit top-up provider (empty base: top-ups go to the manual queue) ---
     topup_api_base: str = ""
     topup_secret: str = ""
+    # the operator's account-query API: a business code that looks up the member's own account
+    # (CXLL data left, CXYE balance …) is answered in any chat for their verified number;
+    # empty: such codes are answered from the knowledge base only
+    bss_api_base: str = ""
+    bss_secret: str = ""
+    bss_timeout_seconds: float = 3.0
     telegram_rate_global: float = 30.0  # messages/s over all chats (Telegram's broadcast limit)
     telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
     telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)

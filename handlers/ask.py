@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 from bot.messages import Choice, Reply
 from bot.models import UnansweredQuestion
+from community.account_queries import is_account_query
 from community.search import Match, normalize
+from handlers.account_query import account_reply
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
 
@@ -81,7 +83,12 @@ async def ask(ctx: Context) -> Reply | None:
     if text.isascii() and text.replace(" ", "").isalnum() and len(text) <= 16:
         item = await kb.by_code(text.replace(" ", ""), ctx.locale)
         if item:
-            return answer_reply(ctx, await kb.localized(item, ctx.locale), 1.0)
+            shown = await kb.localized(item, ctx.locale)
+            if is_account_query(shown):
+                looked_up = await account_reply(ctx, shown)
+                if looked_up is not None:
+                    return looked_up
+            return answer_reply(ctx, shown, 1.0)
     decision = await kb.adecide(text, ctx.locale)
     if decision.reason == "out_of_domain":
         # gibberish, another script, or nothing in the KB near it: no unrelated choices (still
