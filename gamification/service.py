@@ -218,10 +218,23 @@ async def on_answer_helpful(answer_id: int, answerer_id: int, voter_id: int) -> 
                        key=ledger.key_of("answer_helpful", answer_id, voter_id), counterpart_id=voter_id)
 
 
-async def on_moderation_warning(member_id: int, warnings: int, freeze_forwarding: bool = False) -> None:
+def moderation_flag_key(member_id: int, episode: int = 0) -> str:
+    """One review flag per member and moderation episode: after staff cleared a hold, the
+    warnings of a new episode open a new flag (episode 0 keeps the original per-member key)."""
+    return f"moderation:{member_id}" if episode <= 0 else f"moderation:{member_id}:{episode}"
+
+
+async def on_moderation_warning(member_id: int, warnings: int, freeze_forwarding: bool = False,
+                                episode: int = 0) -> None:
     """Repeated warnings put the member's points on hold until staff review them."""
-    if warnings >= 2 or freeze_forwarding:
-        await caps.flag(member_id, "moderation", f"moderation:{member_id}", {"warnings": warnings})
+    if not (warnings >= 2 or freeze_forwarding):
+        return
+    key = moderation_flag_key(member_id, episode)
+    if await ReviewFlag.filter(key=key).exclude(status="open").exists():
+        # staff already decided this episode's flag: a later warning is a new review, once
+        # per warning count (a retried warning finds the same key)
+        key = f"{key}:w{warnings}"
+    await caps.flag(member_id, "moderation", key, {"warnings": warnings, "episode": episode})
 
 
 async def member_summary(member_id: int) -> dict[str, object]:
