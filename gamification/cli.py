@@ -1,8 +1,13 @@
-"""``python -m bot points release``: pay out pending points whose hold has passed.
+"""``python -m bot points release`` and ``python -m bot badges rerun``.
 
-The service runs the same job hourly (gamification.web's housekeeping); this command is for
-cron, for an operator after a change of ``trust.hold.days``, and for tests. Idempotent: an
-entry is released once whoever gets there first."""
+``points release`` pays out pending points whose hold has passed. The service runs the same job
+hourly (gamification.web's housekeeping); this command is for cron, for an operator after a
+change of ``trust.hold.days``, and for tests. Idempotent: an entry is released once whoever
+gets there first.
+
+``badges rerun`` reconciles every member's badges with the ``badges:`` rules in rules.yaml
+(after the thresholds changed, or to repair): grants what is due, revokes (audited in
+``gam_badge_event``) what no longer is. Idempotent: a second run changes nothing."""
 from __future__ import annotations
 
 import argparse
@@ -34,8 +39,26 @@ def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_with_db(settings, run))
 
 
+def cmd_badges_rerun(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.cli import _with_db
+    from gamification import badges
+    from gamification.rules import load_rules
+    from gamification.service import utcnow
+
+    async def run() -> int:
+        granted, revoked = await badges.rerun(load_rules(), utcnow().date())
+        print(f"badges: granted {granted}, revoked {revoked}")
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
+
+
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     points = sub.add_parser("points", help="points: release pending points")
     psub = points.add_subparsers(dest="points_command", required=True, metavar="ACTION")
     p = psub.add_parser("release", help="pay out pending points whose hold has passed (idempotent)")
     p.set_defaults(func=cmd_points_release)
+    b = sub.add_parser("badges", help="badges: re-run the badge rules")
+    bsub = b.add_subparsers(dest="badges_command", required=True, metavar="ACTION")
+    r = bsub.add_parser("rerun", help="grant the badges now due and revoke (audited) those no longer due (idempotent)")
+    r.set_defaults(func=cmd_badges_rerun)

@@ -183,8 +183,8 @@ async def _after_change(member_id: int, granted: int) -> None:
             await rt.board.record(member_id, granted, utcnow())
         except Exception:  # the ledger is the record; a board can be rebuilt from it
             log.exception("leaderboard update failed for member %s", member_id)
-    if granted > 0:
-        await badges.evaluate(rt.rules, member_id, utcnow().date(), notify=notify_badge)
+    await badges.reconcile(rt.rules, member_id, utcnow().date(), notify=notify_badge,
+                           reason="award" if granted > 0 else "reversal")
 
 
 async def notify_badge(member_id: int, badge: badges.Badge) -> None:
@@ -246,7 +246,7 @@ async def member_summary(member_id: int) -> dict[str, object]:
         "points": s.balance,
         "pending": s.held,
         "titles": [title] if title else [],
-        "badges": [badges.BY_CODE[c].name for c in s.badge_codes if c in badges.BY_CODE],
+        "badges": [badges.NAMES[c] for c in s.badge_codes if c in badges.NAMES],
         "credibility": cred.level if cred.rate is None else f"{cred.level} ({cred.rate:.0%} of {cred.ratings:g})",
     }
 
@@ -263,8 +263,16 @@ async def on_content_removed(ref: str, reason: str = "removed") -> list[ledger.L
         result = await ledger.reverse(entry.id, reason=reason)
         if not result.duplicate:
             await _after_change(entry.member_id, result.granted)
+            if result.granted == 0:  # a held award reversed: nothing moved, but the count fell
+                await revisit_badges(entry.member_id, "reversal")
         out.append(result)
     return out
+
+
+async def revisit_badges(member_id: int, reason: str) -> badges.Outcome:
+    """Grant what is now due and revoke (audited) what no longer is, after a reversal, a
+    forfeit or an unmerge."""
+    return await badges.reconcile(runtime().rules, member_id, utcnow().date(), notify=notify_badge, reason=reason)
 
 
 async def on_self_service(member_id: int) -> ledger.LedgerResult | None:
@@ -443,6 +451,7 @@ async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
         res = await ledger.reverse(entry.id, reason=reason)
         if not res.duplicate:
             total += -res.held
+    await revisit_badges(member_id, "forfeit")
     return total
 
 
