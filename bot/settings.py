@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # --- rewards: phone-credit top-up provider (empty base: top-ups go to the manual queue) ---
     topup_api_base: str = ""
     topup_secret: str = ""
+    topup_order_timeout_minutes: float = 60.0  # no callback this long after submission: ask the provider, settle
+    topup_max_attempts: int = 5  # transient submission failures before the order fails and is refunded
+    topup_retry_base_seconds: float = 60.0  # backoff before the n-th resubmission: base × 2^(n-1), at most 1 h
     telegram_rate_global: float = 30.0  # messages/s over all chats (Telegram's broadcast limit)
     telegram_rate_per_chat: float = 1.0  # messages/s to one private chat
     telegram_rate_per_group: float = 20 / 60  # messages/s to one group (20 per minute)

@@ -207,6 +207,9 @@ class Redemption(Model):
     # pending (to the provider) | submitted | queued (manual) | fulfilled | failed (refunded)
     provider_ref = fields.CharField(max_length=128, default="")
     note = fields.TextField(default="")
+    attempts = fields.IntField(default=0)  # submissions that failed transiently (bounded, then refunded)
+    next_attempt_at = fields.DatetimeField(null=True)  # backoff: not resubmitted before this
+    submitted_at = fields.DatetimeField(null=True)  # accepted by the provider: the callback timeout runs from here
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -61,8 +61,15 @@ from gamification.topup import TopupProvider
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from gamification.rewards import FulfilPolicy
 
 log = logging.getLogger(__name__)
+
+
+def _default_policy() -> "FulfilPolicy":
+    from gamification.rewards import DEFAULT_POLICY
+
+    return DEFAULT_POLICY
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Runtime:
     provider: "TopupProvider | None" = None  # phone credit / data; None: manual queue
     callback_url: str = ""
     tasks: set["asyncio.Task[object]"] = field(default_factory=set)
+    policy: "FulfilPolicy" = field(default_factory=lambda: _default_policy())
 
     def spawn(self, coro: "Coroutine[object, object, object]") -> None:
         """Run after the reply (provider calls); keep a reference so it is not collected."""
@@ -494,7 +502,7 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str) -> "Redemp
     redemption = await rewards.redeem(member_id, reward_id, request_key=request_key)
     rt = runtime()
     if redemption.status == "pending":
-        rt.spawn(rewards.fulfil(redemption, rt.provider, rt.callback_url))
+        rt.spawn(rewards.fulfil(redemption, rt.provider, rt.callback_url, rt.policy))
     return redemption
 
 

@@ -25,4 +25,19 @@ class Migration(migrations.Migration):
             options={'table': 'gam_badge_event', 'app': 'models', 'indexes': [Index(fields=['member_id', 'code'])], 'pk_attr': 'id', 'table_description': 'The audit of badge changes: every grant and revocation, with the metric value that'},
             bases=['Model'],
         ),
+        ops.AddField(
+            model_name='Redemption',
+            name='attempts',
+            field=fields.IntField(default=0),
+        ),
+        ops.AddField(
+            model_name='Redemption',
+            name='next_attempt_at',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.AddField(
+            model_name='Redemption',
+            name='submitted_at',
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
     ]
