@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # --- rewards: phone-credit top-up provider (empty base: top-ups go to the manual queue) ---
     topup_api_base: str = ""
     topup_secret: str = ""
+    topup_order_timeout_minutes: float = 60.0  # no callback this long after submission: ask the provider, settle
+    topup_max_attempts: int = 5  # transient submission failures before the order fails and is refunded
+    topup_retry_base_seconds: float = 60.0  # backoff before the n-th resubmission: base × 2^(n-1), at most 1 h
     # the operator's account-query API: a business code that looks up the member's own account
     # (CXLL data left, CXYE balance …) is answered in any chat for their verified number;
     # empty: such codes are answered from the knowledge base only

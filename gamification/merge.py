@@ -27,3 +27,11 @@ class LedgerMergeHook:
         """The same amounts go back (the target may go into debt if it spent them since)."""
         await ledger.move_within(conn, target_id, source_id, granted=int(done.get("granted", 0)),
                                  held=int(done.get("held", 0)), key=f"unmerge:{merge_id}", ref=f"unmerge:{merge_id}")
+
+    async def after_unmerge(self, source_id: int, target_id: int) -> None:
+        """Both members' badges follow their own history again: the target may lose what the
+        source's record earned it (audited), the source regains its own."""
+        from gamification import service
+
+        for member_id in (target_id, source_id):
+            await service.revisit_badges(member_id, "unmerge")

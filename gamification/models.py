@@ -158,6 +158,24 @@ class MemberBadge(Model):
         table = "gam_member_badge"
 
 
+class BadgeEvent(Model):
+    """The audit of badge changes: every grant and revocation, with the metric value that
+    decided it (a reversal that takes a badge away is recorded, never silent)."""
+
+    id = fields.BigIntField(primary_key=True)
+    member = fields.ForeignKeyField("models.Member", related_name="badge_events", on_delete=fields.CASCADE)
+    code = fields.CharField(max_length=48)
+    action = fields.CharField(max_length=8)  # grant | revoke
+    value = fields.IntField(default=0)  # the metric's value at the time
+    threshold = fields.IntField(default=0)
+    reason = fields.CharField(max_length=128, default="")  # what triggered it: rerun, reversal, forfeit, unmerge
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "gam_badge_event"
+        indexes = (("member_id", "code"),)
+
+
 class Reward(Model):
     """A catalogue entry admins manage: phone credit, data pack or a gift."""
 
@@ -189,6 +207,9 @@ class Redemption(Model):
     # pending (to the provider) | submitted | queued (manual) | fulfilled | failed (refunded)
     provider_ref = fields.CharField(max_length=128, default="")
     note = fields.TextField(default="")
+    attempts = fields.IntField(default=0)  # submissions that failed transiently (bounded, then refunded)
+    next_attempt_at = fields.DatetimeField(null=True)  # backoff: not resubmitted before this
+    submitted_at = fields.DatetimeField(null=True)  # accepted by the provider: the callback timeout runs from here
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -34,6 +34,19 @@ class TrustLevel:
     no_open_flags: bool = False
 
 
+BADGE_METRICS = frozenset({"accepted", "reached", "credible", "streak", "self_service"})
+
+
+@dataclass(frozen=True)
+class BadgeRule:
+    """One badge: held while ``metric`` >= ``threshold`` (names are msgids in badges.py)."""
+
+    code: str
+    metric: str
+    threshold: int
+    title: bool = False
+
+
 @dataclass(frozen=True)
 class Rules:
     events: dict[str, EventRule]
@@ -64,6 +77,7 @@ class Rules:
     weights: dict[str, dict[int, float]] = field(default_factory=dict)
     zf_per_destination_daily: int = 1
     zf_per_sender_daily: int = 5
+    badges: tuple[BadgeRule, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def event(self, name: str) -> EventRule | None:
@@ -125,6 +139,11 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         ))
         weights = {str(action): {int(lv): float(w) for lv, w in (table or {}).items()}
                    for action, table in (trust.get("weights") or {}).items()}
+        badges = tuple(
+            BadgeRule(code=str(code), metric=str(spec["metric"]), threshold=int(spec["threshold"]),
+                      title=bool(spec.get("title", False)))
+            for code, spec in (data.get("badges") or {}).items()
+        )
         rules = Rules(
             events=events,
             daily_cap=int(data.get("daily_cap", 200)),
@@ -154,6 +173,7 @@ def parse_rules(data: dict[str, Any]) -> Rules:
             weights=weights,
             zf_per_destination_daily=int(zf.get("per_destination_daily", 1)),
             zf_per_sender_daily=int(zf.get("per_sender_daily", 5)),
+            badges=badges,
             raw=data,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -166,6 +186,10 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         raise ValueError("invalid gamification rules: hold and ZF limits must not be negative")
     if any(w < 0 for table in rules.weights.values() for w in table.values()):
         raise ValueError("invalid gamification rules: trust weights must not be negative")
+    for badge in rules.badges:
+        if badge.metric not in BADGE_METRICS or badge.threshold < 1:
+            raise ValueError(f"invalid gamification rules: badge {badge.code!r} needs a known metric "
+                             f"({', '.join(sorted(BADGE_METRICS))}) and a threshold of at least 1")
     return rules
 
 

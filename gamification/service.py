@@ -61,8 +61,15 @@ from gamification.topup import TopupProvider
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from gamification.rewards import FulfilPolicy
 
 log = logging.getLogger(__name__)
+
+
+def _default_policy() -> "FulfilPolicy":
+    from gamification.rewards import DEFAULT_POLICY
+
+    return DEFAULT_POLICY
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Runtime:
     provider: "TopupProvider | None" = None  # phone credit / data; None: manual queue
     callback_url: str = ""
     tasks: set["asyncio.Task[object]"] = field(default_factory=set)
+    policy: "FulfilPolicy" = field(default_factory=lambda: _default_policy())
 
     def spawn(self, coro: "Coroutine[object, object, object]") -> None:
         """Run after the reply (provider calls); keep a reference so it is not collected."""
@@ -183,8 +191,8 @@ async def _after_change(member_id: int, granted: int) -> None:
             await rt.board.record(member_id, granted, utcnow())
         except Exception:  # the ledger is the record; a board can be rebuilt from it
             log.exception("leaderboard update failed for member %s", member_id)
-    if granted > 0:
-        await badges.evaluate(rt.rules, member_id, utcnow().date(), notify=notify_badge)
+    await badges.reconcile(rt.rules, member_id, utcnow().date(), notify=notify_badge,
+                           reason="award" if granted > 0 else "reversal")
 
 
 async def notify_badge(member_id: int, badge: badges.Badge) -> None:
@@ -218,10 +226,23 @@ async def on_answer_helpful(answer_id: int, answerer_id: int, voter_id: int) -> 
                        key=ledger.key_of("answer_helpful", answer_id, voter_id), counterpart_id=voter_id)
 
 
-async def on_moderation_warning(member_id: int, warnings: int, freeze_forwarding: bool = False) -> None:
+def moderation_flag_key(member_id: int, episode: int = 0) -> str:
+    """One review flag per member and moderation episode: after staff cleared a hold, the
+    warnings of a new episode open a new flag (episode 0 keeps the original per-member key)."""
+    return f"moderation:{member_id}" if episode <= 0 else f"moderation:{member_id}:{episode}"
+
+
+async def on_moderation_warning(member_id: int, warnings: int, freeze_forwarding: bool = False,
+                                episode: int = 0) -> None:
     """Repeated warnings put the member's points on hold until staff review them."""
-    if warnings >= 2 or freeze_forwarding:
-        await caps.flag(member_id, "moderation", f"moderation:{member_id}", {"warnings": warnings})
+    if not (warnings >= 2 or freeze_forwarding):
+        return
+    key = moderation_flag_key(member_id, episode)
+    if await ReviewFlag.filter(key=key).exclude(status="open").exists():
+        # staff already decided this episode's flag: a later warning is a new review, once
+        # per warning count (a retried warning finds the same key)
+        key = f"{key}:w{warnings}"
+    await caps.flag(member_id, "moderation", key, {"warnings": warnings, "episode": episode})
 
 
 async def member_summary(member_id: int) -> dict[str, object]:
@@ -233,7 +254,7 @@ async def member_summary(member_id: int) -> dict[str, object]:
         "points": s.balance,
         "pending": s.held,
         "titles": [title] if title else [],
-        "badges": [badges.BY_CODE[c].name for c in s.badge_codes if c in badges.BY_CODE],
+        "badges": [badges.NAMES[c] for c in s.badge_codes if c in badges.NAMES],
         "credibility": cred.level if cred.rate is None else f"{cred.level} ({cred.rate:.0%} of {cred.ratings:g})",
     }
 
@@ -250,8 +271,16 @@ async def on_content_removed(ref: str, reason: str = "removed") -> list[ledger.L
         result = await ledger.reverse(entry.id, reason=reason)
         if not result.duplicate:
             await _after_change(entry.member_id, result.granted)
+            if result.granted == 0:  # a held award reversed: nothing moved, but the count fell
+                await revisit_badges(entry.member_id, "reversal")
         out.append(result)
     return out
+
+
+async def revisit_badges(member_id: int, reason: str) -> badges.Outcome:
+    """Grant what is now due and revoke (audited) what no longer is, after a reversal, a
+    forfeit or an unmerge."""
+    return await badges.reconcile(runtime().rules, member_id, utcnow().date(), notify=notify_badge, reason=reason)
 
 
 async def on_self_service(member_id: int) -> ledger.LedgerResult | None:
@@ -430,6 +459,7 @@ async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
         res = await ledger.reverse(entry.id, reason=reason)
         if not res.duplicate:
             total += -res.held
+    await revisit_badges(member_id, "forfeit")
     return total
 
 
@@ -472,7 +502,7 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str) -> "Redemp
     redemption = await rewards.redeem(member_id, reward_id, request_key=request_key)
     rt = runtime()
     if redemption.status == "pending":
-        rt.spawn(rewards.fulfil(redemption, rt.provider, rt.callback_url))
+        rt.spawn(rewards.fulfil(redemption, rt.provider, rt.callback_url, rt.policy))
     return redemption
 
 

@@ -7,6 +7,10 @@ the answer is ``{"provider_ref": "...", "status": "accepted"}`` (the same order 
 answered with the same ref: submitting is safe to retry). The outcome arrives at
 ``POST /api/v1/topup/callback`` JSON ``{"order_id", "provider_ref", "status": "success"|"failed",
 "reason"}``, signed the same way.
+``GET {BOT_TOPUP_API_BASE}/v1/topups/<order_id>`` (signed over the body ``GET /v1/topups/<order_id>``)
+answers an order's state ``{"order_id", "provider_ref", "status": "processing"|"success"|"failed",
+"reason"}``, or 404 for an order the provider never received: reconciliation asks it when a
+callback is late (``python -m bot rewards reconcile``).
 """
 from __future__ import annotations
 
@@ -38,8 +42,20 @@ class TopupOrder:
     callback_url: str
 
 
+@dataclass(frozen=True)
+class TopupStatus:
+    """What the provider says about one order; ``status`` None: it never received it."""
+
+    order_id: str
+    status: str | None  # processing | success | failed | None (unknown to the provider)
+    provider_ref: str = ""
+    reason: str = ""
+
+
 class TopupProvider(Protocol):
     async def submit(self, order: TopupOrder) -> str: ...
+
+    async def status(self, order_id: str) -> TopupStatus: ...
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -80,6 +96,33 @@ class HttpTopupProvider:
                     except (ValueError, KeyError, TypeError) as exc:
                         raise TopupError("provider answer without provider_ref", permanent=False) from exc
                     return ref[:128]
+        except aiohttp.ClientError as exc:
+            raise TopupError(f"{type(exc).__name__}: {exc}"[:200], permanent=False) from exc
+        except TimeoutError as exc:
+            raise TopupError("provider timed out", permanent=False) from exc
+
+    async def status(self, order_id: str) -> TopupStatus:
+        """The provider's view of one order (raises TopupError when it cannot be asked)."""
+        path = f"/v1/topups/{order_id}"
+        ts = str(int(time.time()))
+        headers = {"X-Timestamp": ts, "X-Signature": sign(self.secret, ts, f"GET {path}".encode())}
+        try:
+            async with aiohttp.ClientSession(timeout=self.timeout) as session:
+                async with session.get(f"{self.base_url}{path}", headers=headers) as resp:
+                    text = await resp.text()
+                    if resp.status == 404:
+                        return TopupStatus(order_id, None)
+                    if resp.status >= 400:
+                        raise TopupError(f"provider status HTTP {resp.status}", permanent=resp.status < 500)
+                    try:
+                        data = json.loads(text)
+                        state = str(data["status"])
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise TopupError("provider status answer without status", permanent=False) from exc
+                    if state not in ("processing", "success", "failed"):
+                        raise TopupError(f"provider status {state[:40]!r} unknown", permanent=False)
+                    return TopupStatus(order_id, state, str(data.get("provider_ref", ""))[:128],
+                                       str(data.get("reason", ""))[:200])
         except aiohttp.ClientError as exc:
             raise TopupError(f"{type(exc).__name__}: {exc}"[:200], permanent=False) from exc
         except TimeoutError as exc:

@@ -248,6 +248,7 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         rt = service.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
                                callback_url=f"{base}/api/v1/topup/callback")
+        rt.policy = rewards.policy_from(settings)
         previous = services.extras.get("on_feedback")
 
         async def on_feedback(hctx: Any, item_id: int, helpful: bool) -> None:
@@ -274,12 +275,13 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def _housekeeping(rt: service.Runtime) -> None:
-    """Hourly: resubmit top-ups left pending by transient errors, pay out pending points whose
+    """Hourly: resubmit top-ups left pending by transient errors (bounded, with backoff) and
+    settle orders whose callback is overdue (rewards.reconcile), pay out pending points whose
     hold has passed, expire old points."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
-            await rewards.retry_pending(rt.provider, rt.callback_url)
+            await rewards.reconcile(rt.provider, rt.callback_url, rt.policy)  # retries, timeouts
             await service.release_due()
             await service.run_expiry()
         except asyncio.CancelledError:

@@ -72,3 +72,28 @@ async def test_staff_decision_on_a_held_post_starts_a_new_episode(services) -> N
     # deciding again changes nothing
     assert await moderation.decide(item.id, approve=True, reason="x", reviewer="rita") is None
     assert (await MemberStanding.get(member_id=mid)).episode == 1
+
+
+async def test_gamification_flag_reopens_per_episode_after_staff_cleared_it(services) -> None:
+    """The real gamification hook: the flag is keyed by (member, episode), so warnings after
+    staff cleared the hold open a new flag instead of vanishing under the old key."""
+    from gamification.models import ReviewFlag
+
+    mid = (await get_or_create_account("web", "mod-flag")).member_id
+    for n in range(2):
+        await moderation.warn_member(services, mid, content_type="answer", content_id=n)
+    flags = await ReviewFlag.filter(member_id=mid, reason="moderation")
+    assert [f.status for f in flags] == ["open"]
+    await ReviewFlag.filter(id=flags[0].id).update(status="cleared")
+    # a third warning in the same episode after staff cleared: a new flag, once
+    await moderation.warn_member(services, mid, content_type="answer", content_id=3)
+    assert await ReviewFlag.filter(member_id=mid, reason="moderation", status="open").count() == 1
+    await ReviewFlag.filter(member_id=mid, reason="moderation").update(status="cleared")
+    # the freeze lifts after a clean period: episode 1; two new warnings open a new flag
+    await MemberStanding.filter(member_id=mid).update(clean_until=datetime.now(timezone.utc) - timedelta(seconds=1))
+    assert await moderation.lift_if_clean(mid)
+    for n in range(10, 12):
+        await moderation.warn_member(services, mid, content_type="answer", content_id=n)
+    open_ = await ReviewFlag.filter(member_id=mid, reason="moderation", status="open")
+    assert len(open_) == 1 and open_[0].detail["episode"] == 1
+    assert await ReviewFlag.filter(member_id=mid, reason="moderation").count() == 3

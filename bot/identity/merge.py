@@ -293,6 +293,10 @@ class Merger:
             record.status, record.active_key = "unmerged", None
             record.undone_at, record.undone_by = utcnow(), actor[:64]
             await record.save(using_db=conn, update_fields=["status", "active_key", "undone_at", "undone_by"])
+        for hook in self.hooks.values():  # after the commit: what depends on both members' rows
+            after = getattr(hook, "after_unmerge", None)
+            if after is not None:
+                await after(record.source_id, record.target_id)
         return record
 
 

@@ -16,7 +16,7 @@ HOW_TO_EARN = {
     "reached": N_("Reach %(n)s different people by forwarding answers"),
     "credible": N_("Have your forwarded answers rated accurate by the people who read them"),
     "streak": N_("Solve your own questions with the knowledge base %(n)s days in a row"),
-    "lifetime": N_("Earn %(n)s points in all"),
+    "self_service": N_("Score %(n)s in self-service: each day a knowledge-base answer solved your question (👍) plus each of your answers accepted by a peer"),
 }
 RECENT = 10
 
