@@ -28,6 +28,9 @@ async def account_reply(ctx: Context, item: KnowledgeItem) -> Reply | None:
     if api is None or not item.sms_code:
         return None
     _ = ctx._
+    if ctx.incoming.meta.get("group"):  # an account's figures are never posted to a group
+        return Reply(text=_("Account details are shown only in a private chat with me."), kind="account_query",
+                     item_id=item.id)
     phone = member_number(ctx)
     if phone is None:
         return Reply(

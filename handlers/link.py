@@ -12,8 +12,8 @@ from tortoise.exceptions import IntegrityError
 
 from bot.identity import codes
 from bot.identity.merge import MergeError, merger_of
-from bot.identity.names import clean_nickname
-from bot.messages import Outgoing, Reply
+from bot.identity.names import clean_nickname, display_name
+from bot.messages import Choice, Outgoing, Reply
 from bot.models import ChannelAccount, Member
 from community.moderation import service as moderation
 from gamification.rewards import normalize_phone
@@ -42,6 +42,9 @@ async def _ask_instead(ctx: Context) -> Reply | list[Reply]:
 
 @router.command("bind", "绑定", "綁定", help="Link your accounts")
 async def bind(ctx: Context) -> Reply | list[Reply]:
+    if ctx.incoming.meta.get("group"):  # a code shown or typed in a group is everyone's
+        return Reply(text=ctx._("For your account's safety, linking works only in a private chat with me."),
+                     kind="link")
     args = ctx.args.strip()
     head, _sep, rest = args.partition(" ")
     if head.lower() in PHONE_WORDS:
@@ -131,7 +134,7 @@ async def _redeem(ctx: Context, raw: str) -> Reply:
         if row is None:
             return Reply(text=_("That code is wrong or has expired. Send \"bind\" on your other channel for a new one."),
                          kind="link")
-        return await _link(ctx, row.member_id, via="bind")
+        return await _ask_to_link(ctx, row.member_id, via="bind")
     return Reply(text=_('Send "bind" to get a link code, or "bind phone" and your number to verify your phone.'),
                  kind="link")
 
@@ -151,9 +154,7 @@ async def _phone_proven(ctx: Context, phone: str) -> Reply:
     if owner is not None:
         owner_id = await merger.resolve(owner.id)
         if owner_id != ctx.member.id:
-            reply = await _link(ctx, owner_id, via="phone", target_is_other=True)
-            await _set_phone(owner_id, phone)
-            return reply
+            return await _ask_to_link(ctx, owner_id, via="phone", phone=phone)
     if not await _set_phone(ctx.member.id, phone):
         return Reply(text=_("Sorry, this number could not be verified for you. Please contact customer service."),
                      kind="link")
@@ -172,6 +173,44 @@ async def _set_phone(member_id: int, phone: str) -> bool:
     except IntegrityError:  # created concurrently by the number's first text
         pass
     return True
+
+
+CONFIRM_KEY = "link_confirm"  # conversation state: the link the member is asked to confirm
+CONFIRM_SECONDS = 300
+
+
+async def _ask_to_link(ctx: Context, other_id: int, *, via: str, phone: str = "") -> Reply:
+    """Joining two members moves this account's points and history: the person typing the
+    code confirms first, so a code someone else talked them into typing takes nothing."""
+    _ = ctx._
+    other_id = await merger_of(ctx.services).resolve(other_id)
+    if other_id == ctx.member.id:
+        return Reply(text=_("These accounts are already linked."), kind="link")
+    other = await Member.get(id=other_id)
+    ctx.state[CONFIRM_KEY] = {"other": other_id, "via": via, "phone": phone,
+                              "until": datetime.now(timezone.utc).timestamp() + CONFIRM_SECONDS}
+    return Reply(
+        text=_("This joins your account with the account of %(name)s: your channels, points and history become "
+               "one account. Only confirm if that account is yours.", name=display_name(other, _)),
+        choices=[Choice(label=_("Yes, it is mine: link"), action="lnk:ok"), Choice(label=_("Cancel"), action="lnk:no")],
+        kind="link",
+    )
+
+
+@router.action("lnk")
+async def confirm_link(ctx: Context) -> Reply:
+    pending = ctx.state.pop(CONFIRM_KEY, None)
+    if ctx.args != "ok" or not isinstance(pending, dict):
+        return Reply(text=ctx._("Nothing was linked."), kind="link")
+    if float(pending.get("until", 0)) < datetime.now(timezone.utc).timestamp():
+        return Reply(text=ctx._("That link request has expired. Please start again."), kind="link")
+    other_id = int(pending["other"])
+    if pending.get("via") == "phone":
+        reply = await _link(ctx, other_id, via="phone", target_is_other=True)
+        if reply.kind == "link" and await merger_of(ctx.services).resolve(ctx.member.id) == other_id:
+            await _set_phone(other_id, str(pending.get("phone", "")))
+        return reply
+    return await _link(ctx, other_id, via=str(pending.get("via", "bind")))
 
 
 async def _link(ctx: Context, other_id: int, *, via: str, target_is_other: bool = False) -> Reply:

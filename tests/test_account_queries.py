@@ -85,3 +85,10 @@ async def test_without_the_api_the_knowledge_base_answers(tmp_path: Path) -> Non
         await load_sample_kb(application)
         [reply] = await chat(client, "frank", text="CXLL")
         assert reply["kind"] == "answer" and "CXLL" in reply["text"]
+
+
+async def test_account_figures_are_never_posted_to_a_group(app: TestClient, bss: FakeAccountApi) -> None:
+    pipeline = app.app[SERVICES].pipeline
+    [reply] = await pipeline.process(Incoming(channel="telegram", user="777", chat="-100", text="CXLL",
+                                              msg_id="g-cxll", meta={"group": True}))
+    assert "私聊" in reply.text and bss.requests == []

@@ -10,6 +10,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from bot.app_keys import SERVICES
+from bot.messages import Incoming
 from bot.identity.models import LinkCode, MemberMerge
 from bot.models import ChannelAccount, Member, TranscriptEntry
 from community.inbox import service as inbox
@@ -72,7 +73,10 @@ async def test_phone_code_links_web_to_the_sms_member_with_points_tickets_and_tr
     assert await LinkCode.filter(code_hash=code).count() == 0  # stored hashed only
     wrong = "000000" if code != "000000" else "111111"
     assert "不正确" in (await chat(app, "alice", text=f"绑定 {wrong}"))[0]["text"]
-    linked = await chat(app, "alice", text=f"绑定 {code}")
+    asked = await chat(app, "alice", text=f"绑定 {code}")  # nothing moves before alice confirms
+    assert [c["action"] for c in asked[0]["choices"]] == ["lnk:ok", "lnk:no"]
+    assert not await MemberMerge.exists()
+    linked = await chat(app, "alice", action="lnk:ok")
     assert "积分" in linked[0]["text"] or "Linked" in linked[0]["text"]
 
     # one member now: channels, points, ticket, transcript, verified phone
@@ -129,7 +133,8 @@ async def test_link_code_typed_on_another_channel_makes_one_member(app: TestClie
     sms_member = await member_of("sms", PHONE)
     await chat(app, "carol", text="你好")
     carol = await member_of("web", "carol")
-    linked = await chat(app, "carol", text=f"绑定 {code.group(1)}")
+    await chat(app, "carol", text=f"绑定 {code.group(1)}")
+    linked = await chat(app, "carol", action="lnk:ok")
     assert linked[0]["kind"] == "link"
     assert (await member_of("web", "carol")).id == (await member_of("sms", PHONE)).id
     assert {carol.id, sms_member.id} >= {(await member_of("web", "carol")).id}
@@ -284,3 +289,23 @@ async def test_a_verified_phone_brings_its_sms_account_to_the_member(app: TestCl
     await sms_say(app, "积分", "SM9")  # a text from that number is kim writing
     assert await TranscriptEntry.filter(member_id=kim.id, channel="sms", direction="in").count() == 1
     assert await Member.all().count() == 1
+
+
+
+async def test_a_code_someone_else_gives_you_takes_nothing_without_your_yes(app: TestClient) -> None:
+    """Social engineering: 'type bind XXXX for 100 points'. The victim's account stays theirs
+    unless they confirm joining the other account, and a group chat never shows or takes codes."""
+    await chat(app, "mallet", text="你好")
+    shown = await chat(app, "mallet", text="绑定")
+    code = re.search(r"[A-Z0-9]{8}", shown[0]["text"])
+    assert code
+    await chat(app, "victim", text="你好")
+    asked = await chat(app, "victim", text=f"绑定 {code.group(0)}")
+    assert "合并" in asked[0]["text"] and not await MemberMerge.exists()
+    await chat(app, "victim", action="lnk:no")
+    assert not await MemberMerge.exists()
+    assert (await chat(app, "victim", action="lnk:ok"))[0]["text"] == "没有绑定任何账户。"  # nothing pending any more
+    services = app.app[SERVICES]
+    [group] = await services.pipeline.process(Incoming(channel="telegram", user="555", chat="-100", text="/bind",
+                                                       msg_id="g1", meta={"group": True}))
+    assert "私聊" in group.text and "bind" not in group.text.lower()
