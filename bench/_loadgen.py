@@ -99,6 +99,6 @@ class FixedPipeline:
         self.text = text
 
     async def process(self, incoming: Any) -> list[Any]:
-        from bot.messages import Reply
+        from bot.core.messages import Reply
 
         return [Reply(text=self.text)]

@@ -398,7 +398,7 @@ def fit(args) -> None:
             m.build(kb_docs(es))
             half = len(es.queries) // 2
             for k, (q, y) in enumerate(es.queries):
-                from community.search.normalize import normalize
+                from bot.core.normalize import normalize
 
                 cands, a = m._candidates(normalize(q), None)
                 if online and y is not None:
@@ -442,7 +442,7 @@ def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, flo
     import numpy as np
 
     from community.search import confidence as conf
-    from community.search.normalize import normalize
+    from bot.core.normalize import normalize
 
     X, Y, W = [], [], []
     for es in sets:

@@ -33,8 +33,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from tortoise import connections  # noqa: E402
 
-from bot import storage  # noqa: E402
-from bot.models import Member  # noqa: E402
+from bot.core import storage  # noqa: E402
+from bot.core.models import Member  # noqa: E402
 from gamification import caps, ledger  # noqa: E402
 from gamification.leaderboard import RedisLeaderboard, SqlLeaderboard  # noqa: E402
 from gamification.models import LedgerEntry  # noqa: E402

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import storage  # noqa: E402
-from bot.models import Member  # noqa: E402
+from bot.core import storage  # noqa: E402
+from bot.core.models import Member  # noqa: E402
 from community.inbox import queue as q  # noqa: E402
 from community.inbox.models import Ticket  # noqa: E402
 from community.members.models import MemberTag  # noqa: E402

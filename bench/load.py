@@ -187,8 +187,8 @@ async def count_end_to_end(db_url: str, mix: list[Msg], fake: FakeTelegram, res:
     Telegram chat that got more answers than the transcript has replies for it."""
     from tortoise.functions import Count
 
-    from bot import storage
-    from bot.models import ChannelAccount, TranscriptEntry
+    from bot.core import storage
+    from bot.core.models import ChannelAccount, TranscriptEntry
 
     firsts = [m for m in mix if not m.retry]
     tg_chats = {m.user for m in firsts if m.channel == "telegram"}
@@ -254,7 +254,7 @@ async def run_config(name: str, db_url: str, redis_url: str, workers: int, mix: 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     if not migrated:
         print("warning: `python -m bot migrate` failed (migrations behind the models?); using the schema of the models")
-    from bot import storage
+    from bot.core import storage
 
     await storage.open_db(db_url, create_schema=True)  # tables of models newer than the last migration
     await storage.close_db()

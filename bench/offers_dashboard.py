@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 # bench/ holds gamification.py: put the repo root first so packages win over scripts
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bot.settings import Settings  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 
 QUESTIONS = ["我的流量还剩多少，怎么查？", "流量不够用了怎么加购流量包？", "how do I check my data balance", "查流量"]
 
@@ -36,7 +36,7 @@ async def offers_bench(messages: int, n_offers: int) -> dict[str, float]:
     from bot.app import create_app
     from bot.app_keys import SERVICES
     from bot.cli import import_kb
-    from bot.messages import Incoming
+    from bot.core.messages import Incoming
     from community.offers.models import Offer
 
     tmp = Path(tempfile.mkdtemp())

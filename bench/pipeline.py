@@ -51,8 +51,8 @@ import sys
 from bench._loadgen import FixedPipeline
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.event_loop import run_web
-from bot.settings import Settings
+from bot.core.event_loop import run_web
+from bot.core.settings import Settings
 
 settings = Settings()
 app = create_app(settings, db_setup="migrate")

@@ -40,14 +40,14 @@ os.environ.setdefault("BOT_JIEBA_CACHE_DIR", tempfile.gettempdir())
 
 import aiohttp  # noqa: E402
 
-from bot import storage  # noqa: E402
+from bot.core import storage  # noqa: E402
 from bot.app import build_services  # noqa: E402
 from bot.channels.telegram import make_bot  # noqa: E402
 from bot.channels.telegram.sender import TelegramSender  # noqa: E402
-from bot.messages import Outgoing, Reply  # noqa: E402
-from bot.models import OutboxMessage  # noqa: E402
-from bot.outbox import OutboxWorker  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.core.messages import Outgoing, Reply  # noqa: E402
+from bot.core.models import OutboxMessage  # noqa: E402
+from bot.core.outbox import OutboxWorker  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram, Limits, serve_forever  # noqa: E402
 
 PER_CHAT_TOLERANCE = 0.05  # s of loopback jitter accepted before a gap counts as a violation

@@ -53,7 +53,7 @@ def serve_everycsr(port: int, db: str, fixed: bool) -> None:
 
     from bot.app import create_app
     from bot.app_keys import SERVICES
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("jieba").setLevel(logging.WARNING)
@@ -69,7 +69,7 @@ def serve_everycsr(port: int, db: str, fixed: bool) -> None:
             app[SERVICES].pipeline = FixedPipeline(FIXED)  # type: ignore[assignment]
         yield
 
-    from bot.event_loop import run_web
+    from bot.core.event_loop import run_web
 
     app.cleanup_ctx.insert(1, load_kb)
     run_web(app, settings, host="127.0.0.1", port=port, backlog=1024)  # as `python -m bot run` does

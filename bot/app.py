@@ -9,18 +9,18 @@ from typing import Literal
 
 from aiohttp import web
 
-from bot import metrics, storage
+from bot.core import metrics, storage
 from bot.app_keys import SERVICES
 from bot.channels import CHANNEL_MODULES
-from bot.channels.registry import ChannelRegistry
-from bot.i18n import get_translator
-from bot.nonces import EXTRAS_KEY as NONCES_KEY
-from bot.identity import merge
-from bot.outbox import Outbox, OutboxWorker
+from bot.core.channel_registry import ChannelRegistry
+from bot.core.i18n import get_translator
+from bot.core.nonces import EXTRAS_KEY as NONCES_KEY
+from bot.core.identity import merge
+from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.services import Services
-from bot.settings import Settings, get_settings
-from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+from bot.core.settings import Settings, get_settings
+from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
 from bot.web.client import forwarded_middleware, parse_networks
 from bot.web.headers import headers_middleware
@@ -75,7 +75,7 @@ def knowledge_service(settings: Settings) -> KnowledgeService:
 
 async def build_services(settings: Settings) -> Services:
     if settings.redis_url:
-        from bot.redis_stores import connect_redis_stores
+        from bot.core.redis_stores import connect_redis_stores
 
         dedup, state, limiter = await connect_redis_stores(settings)
     else:

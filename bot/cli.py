@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bot.settings import ROOT, Settings, get_settings
+from bot.core.settings import ROOT, Settings, get_settings
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 # Feature packages that add sub-commands: each exposes register(subparsers)
@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 
 async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[T]]) -> T:
-    from bot import storage
+    from bot.core import storage
 
     if settings.is_sqlite:  # embedded mode keeps its own schema current
         await storage.migrate(settings.database_url)
@@ -54,7 +54,7 @@ async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[T]]) -> T
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import storage
+    from bot.core import storage
 
     asyncio.run(storage.migrate(settings.database_url))
     print(f"migrations applied to {settings.database_url}")
@@ -180,7 +180,7 @@ def cmd_kb_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import create_app
-    from bot.event_loop import run_web
+    from bot.core.event_loop import run_web
 
     if (refused := _production_refusal(settings)) is not None:
         print(refused, file=sys.stderr)
@@ -211,7 +211,7 @@ async def _load_sample_if_empty(settings: Settings) -> str:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import storage
+    from bot.core import storage
 
     if settings.is_production:  # the demo's logins and password are public
         print("error: `demo` is for trying EveryCSR out and refuses production settings "

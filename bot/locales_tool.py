@@ -18,8 +18,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po, write_po
 
-from bot.i18n import LOCALES, LOCALES_DIR
-from bot.settings import ROOT
+from bot.core.i18n import LOCALES, LOCALES_DIR
+from bot.core.settings import ROOT
 
 PACKAGES = ("bot", "handlers", "community", "gamification", "sms_gateway")
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}

@@ -1,6 +1,6 @@
 """Operations wiring: live-update fan-out, dead letters for staff, clear 503s on outages.
 
-- ``services.extras["fanout"]``: :mod:`bot.fanout` over Redis when configured, else in-process.
+- ``services.extras["fanout"]``: :mod:`bot.core.fanout` over Redis when configured, else in-process.
 - ``GET /api/v1/admin/outbox?status=dead``: the outbox rows staff must look at (agents
   and admins), ``POST /api/v1/admin/outbox/{id}/retry``: send a dead/held row again (admins).
 - A Redis or database outage during a request answers 503 with ``Retry-After`` (channel
@@ -21,11 +21,11 @@ from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from bot.app_keys import SERVICES
-from bot.fanout import make_fanout
-from bot.models import OutboxMessage
-from bot.outbox import utcnow
-from bot.redis_stores import close_redis_stores
-from bot.settings import Settings
+from bot.core.fanout import make_fanout
+from bot.core.models import OutboxMessage
+from bot.core.outbox import utcnow
+from bot.core.redis_stores import close_redis_stores
+from bot.core.settings import Settings
 from bot.staff.auth import require_role
 
 log = logging.getLogger(__name__)

@@ -12,15 +12,15 @@ from typing import Literal
 
 from tortoise.exceptions import IntegrityError
 
-from bot import metrics, point_queries
-from bot.group_commit import GroupCommit, WriteJob, commit
-from bot.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
-from bot.pinyin import romanized_syllables
-from bot.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
-from bot.models import ChannelAccount, Member, TranscriptEntry
-from bot.render import in_script
+from bot.core import metrics, point_queries
+from bot.core.group_commit import GroupCommit, WriteJob, commit
+from bot.core.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
+from bot.core.pinyin import romanized_syllables
+from bot.core.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
+from bot.core.models import ChannelAccount, Member, TranscriptEntry
+from bot.core.render import in_script
 from bot.services import Services
-from bot.stores import Claim, DedupStore, member_state_key
+from bot.core.stores import Claim, DedupStore, member_state_key
 from handlers.router import Context, Router
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 DEFAULT_SECRET_KEY = "change-me-in-production"
 DEFAULT_DEMO_PASSWORD = "demo-pass-2026"

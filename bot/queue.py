@@ -8,7 +8,7 @@ Order of events for one outgoing message:
    a short-lived Redis marker keeps the same row from being handed out twice at once;
 3. a queue worker receives the task, claims the row with a conditional update
    (``queued``/``failed`` and due -> ``sending``, lease until ``next_attempt_at``),
-   and runs :meth:`bot.outbox.OutboxWorker.send_one` — the same send, rate limiting,
+   and runs :meth:`bot.core.outbox.OutboxWorker.send_one` — the same send, rate limiting,
    retry/backoff and dead-letter rules as the embedded in-process worker;
 4. a sweeper in every queue worker hands out due rows nobody handed out (Redis was
    down at enqueue time, retries whose backoff expired) and takes back rows left in
@@ -40,10 +40,10 @@ from taskiq_redis import RedisStreamBroker
 from tortoise.expressions import Q
 
 from bot.app_keys import PROCESS_ROLE, SERVICES
-from bot.models import OutboxMessage
-from bot.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
-from bot.redis_stores import PREFIX, make_redis
-from bot.settings import Settings
+from bot.core.models import OutboxMessage
+from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
+from bot.core.redis_stores import PREFIX, make_redis
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def main() -> None:
     import signal
 
     from bot.cli import _setup_logging
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     settings = get_settings()
     _setup_logging(settings)

@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.group_commit import GroupCommit
-from bot.i18n import Translator
-from bot.settings import Settings
-from bot.stores import DedupStore, RateLimiter, StateStore
+from bot.core.group_commit import GroupCommit
+from bot.core.i18n import Translator
+from bot.core.settings import Settings
+from bot.core.stores import DedupStore, RateLimiter, StateStore
 
 if TYPE_CHECKING:
-    from bot.channels.registry import ChannelRegistry
-    from bot.outbox import Outbox
+    from bot.core.channel_registry import ChannelRegistry
+    from bot.core.outbox import Outbox
     from bot.pipeline import Pipeline
     from community.knowledge import KnowledgeService
 

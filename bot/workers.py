@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from bot.settings import ROOT, Settings
+from bot.core.settings import ROOT, Settings
 
 RESTART_WINDOW_SECONDS = 60.0
 MAX_RESTARTS_PER_WINDOW = 5
@@ -132,7 +132,7 @@ def run_workers(settings: Settings, workers: int) -> int:
 def serve_web(settings: Settings) -> None:
     """One web process: the app on the shared port, handing outbox rows to the queue."""
     from bot.app import create_app
-    from bot.event_loop import run_web
+    from bot.core.event_loop import run_web
     from bot.queue import QUEUE_ROLE
 
     app = create_app(settings)
@@ -142,7 +142,7 @@ def serve_web(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from bot.cli import _setup_logging
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     args = sys.argv[1:] if argv is None else argv
     if args != ["web"]:

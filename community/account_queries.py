@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from community.models import KnowledgeItem
 from gamification.topup import sign
 

@@ -12,7 +12,7 @@ from tortoise import fields
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from bot.models import Member
+from bot.core.models import Member
 
 Action = Literal["opt_out", "opt_in"]
 

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from tortoise.transactions import in_transaction
 
-from bot.cells import csv_text, unescape, xlsx_bytes
+from bot.core.cells import csv_text, unescape, xlsx_bytes
 from community.knowledge_admin.models import KnowledgeVersion
 from community.knowledge_admin.service import next_number, snapshot
 from community.models import STATUSES, KnowledgeItem
@@ -289,7 +289,7 @@ def _flat_table(items: list[KnowledgeItem]) -> list[list[Any]]:
 
 async def export_xlsx() -> bytes:
     """Every item as a workbook (same columns as the CSV export)."""
-    # members write titles and answers: every text is a string cell, never a formula (bot/cells.py)
+    # members write titles and answers: every text is a string cell, never a formula (bot/core/cells.py)
     return xlsx_bytes(_flat_table(await KnowledgeItem.all().order_by("key", "locale")), title="knowledge")
 
 

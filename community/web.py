@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.i18n import N_
-from bot.settings import Settings
+from bot.core.i18n import N_
+from bot.core.settings import Settings
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir
 from community.inbox import merge_web

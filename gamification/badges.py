@@ -15,9 +15,9 @@ from datetime import date, timedelta
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot.i18n import N_
-from bot.identity.models import MemberMerge
-from bot.models import AnswerFeedback, Member
+from bot.core.i18n import N_
+from bot.core.identity.models import MemberMerge
+from bot.core.models import AnswerFeedback, Member
 from gamification.credibility import credibility_of
 from gamification.models import BadgeEvent, ForwardEngagement, LedgerEntry, MemberBadge
 from gamification.rules import Rules

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 
 def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,7 +28,7 @@ def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         redis = None
         if settings.redis_url:
-            from bot.redis_stores import make_redis
+            from bot.core.redis_stores import make_redis
 
             redis = make_redis(settings.redis_url)
         try:

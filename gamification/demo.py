@@ -1,7 +1,7 @@
 """Sample rewards for ``make demo``: something to redeem points for on the first visit."""
 from __future__ import annotations
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from gamification.models import Reward
 
 # (name, kind, cost in points, stock, per-member limit, face value: yuan / MB / 0)

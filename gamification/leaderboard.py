@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from tortoise import connections
 
-from bot.point_queries import for_dialect
+from bot.core.point_queries import for_dialect
 
 PERIODS = ("week", "month", "all")
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.i18n import DEFAULT_LOCALE, normalize_locale
-from bot.identity.names import display_name
-from bot.models import ChannelAccount, Member
+from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
+from bot.core.identity.names import display_name
+from bot.core.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account
-from bot.settings import Settings
+from bot.core.settings import Settings
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, identify
 from bot.web.cors import cross_origin, preflight

@@ -1,5 +1,5 @@
 """The ledger's part of a member merge: points move by new linked entries, never by
-rewriting history (``bot.identity.merge`` calls this for ``LedgerEntry`` and ``Balance``)."""
+rewriting history (``bot.core.identity.merge`` calls this for ``LedgerEntry`` and ``Balance``)."""
 from __future__ import annotations
 
 from typing import Any

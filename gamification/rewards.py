@@ -27,8 +27,8 @@ import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 
-from bot.models import Member
-from bot.settings import Settings
+from bot.core.models import Member
+from bot.core.settings import Settings
 from gamification import ledger
 from gamification.models import LedgerEntry, Redemption, Reward
 from gamification.topup import TopupError, TopupOrder, TopupProvider

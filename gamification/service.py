@@ -45,10 +45,10 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 
-from bot.i18n import N_, Gettext
-from bot.identity.names import display_name
-from bot.messages import Reply
-from bot.models import Member
+from bot.core.i18n import N_, Gettext
+from bot.core.identity.names import display_name
+from bot.core.messages import Reply
+from bot.core.models import Member
 from community.models import KnowledgeItem
 from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
@@ -534,7 +534,7 @@ async def standing(period: str, member_id: int | None = None, *, limit: int = 10
 
 
 async def names_and_titles(member_ids: list[int], gettext: Gettext) -> dict[int, tuple[str, str]]:
-    """Display name (``bot.identity.names``, in the viewer's ``gettext``) and title msgid per
+    """Display name (``bot.core.identity.names``, in the viewer's ``gettext``) and title msgid per
     member, for boards and the community."""
     members = await Member.filter(id__in=member_ids).only("id", "nickname", "display_name", "phone")
     titles = await badges.titles(member_ids)

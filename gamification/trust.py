@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from bot.models import Member, TranscriptEntry
+from bot.core.models import Member, TranscriptEntry
 from gamification import caps, ledger
 from gamification.models import Balance
 from gamification.rules import Rules, TrustLevel, load_rules

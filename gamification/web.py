@@ -22,8 +22,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bot.app_keys import SERVICES
-from bot.i18n import N_
-from bot.settings import Settings
+from bot.core.i18n import N_
+from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
@@ -34,7 +34,7 @@ from bot.web.lookup import path_id
 from community.models import KnowledgeItem
 from gamification import rewards, service, topup
 from gamification.leaderboard import PERIODS, make_leaderboard
-from bot.models import Member
+from bot.core.models import Member
 from gamification.models import ForwardEngagement, ForwardLink, Redemption, ReviewFlag, Reward
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -
     """Who is reading: an SMS forward names its recipient, a web chat session its member;
     anyone else is their device (a cleared cookie does not make a new visitor)."""
     if link.channel == "sms" and link.target:
-        from bot.models import ChannelAccount
+        from bot.core.models import ChannelAccount
 
         acc = await ChannelAccount.get_or_none(channel="sms", external_id=link.target)
         if acc:
@@ -241,7 +241,7 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
         if settings.redis_url:
             redis = getattr(services.dedup, "redis", None)
             if redis is None:
-                from bot.redis_stores import make_redis
+                from bot.core.redis_stores import make_redis
 
                 redis, own_redis = make_redis(settings.redis_url), True
         provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None

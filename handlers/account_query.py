@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.messages import Choice, Reply
+from bot.core.messages import Choice, Reply
 from community.account_queries import AccountQueries, QueryUnavailable
 from community.models import KnowledgeItem
 from handlers.router import Context

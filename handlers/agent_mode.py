@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 from community.inbox import service as inbox
 from handlers.router import Context, Router
 

@@ -1,8 +1,8 @@
 """徽章 / badges: the badges a member holds, with the day each was earned, and the next one."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Choice, Reply
+from bot.core.i18n import N_
+from bot.core.messages import Choice, Reply
 from gamification import badges, service
 from gamification.models import MemberBadge
 from handlers.router import Context, Router

@@ -1,8 +1,8 @@
 """Members grow the knowledge base: 我来补充 / /contribute, and 公告 / /notices."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Reply
+from bot.core.i18n import N_
+from bot.core.messages import Reply
 from community.knowledge_admin import service
 from community.moderation import service as moderation
 from handlers.router import Context, Router

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
-from bot.messages import Reply
-from bot.models import AnswerFeedback, TranscriptEntry
+from bot.core.messages import Reply
+from bot.core.models import AnswerFeedback, TranscriptEntry
 from handlers.replies import next_steps
 from handlers.router import Context, Router
 

@@ -21,14 +21,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
-from bot.i18n import N_
-from bot.messages import Card, Choice, Outgoing, Reply
-from bot.models import ChannelAccount, Member
+from bot.core.i18n import N_
+from bot.core.messages import Card, Choice, Outgoing, Reply
+from bot.core.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account, state_key
 from community.models import KnowledgeItem
 from tortoise.exceptions import IntegrityError
 
-from bot.models import OutboxMessage
+from bot.core.models import OutboxMessage
 from gamification import service
 from gamification.models import ForwardEngagement, ForwardLink, SmsForward
 from gamification.rewards import normalize_phone

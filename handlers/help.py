@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from bot.i18n import N_, is_traditional
-from bot.messages import Choice, Reply
+from bot.core.i18n import N_, is_traditional
+from bot.core.messages import Choice, Reply
 from handlers.router import Context, Router
 
 router = Router("help")

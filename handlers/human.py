@@ -1,12 +1,12 @@
 """Talking to a person: "人工"/human, the no-answer button, and complaints (urgent)."""
 from __future__ import annotations
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 
 from collections.abc import Awaitable, Callable
 
-from bot.messages import Reply
-from bot.models import UnansweredQuestion
+from bot.core.messages import Reply
+from bot.core.models import UnansweredQuestion
 from community.inbox import service as inbox
 from community.inbox.intent import is_complaint
 from handlers.router import Context, Router

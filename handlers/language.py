@@ -1,9 +1,9 @@
 """The language command: the member picks zh_CN, zh_TW or en for every channel."""
 from __future__ import annotations
 
-from bot.i18n import LOCALE_NAMES, LOCALES, N_
-from bot.messages import Choice, Reply
-from bot.models import Member
+from bot.core.i18n import LOCALE_NAMES, LOCALES, N_
+from bot.core.messages import Choice, Reply
+from bot.core.models import Member
 from handlers.router import Context, Router
 
 router = Router("language")

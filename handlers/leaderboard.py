@@ -1,8 +1,8 @@
 """/top 排行: the top 10 and the member's own rank, weekly, monthly or all-time."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Choice, Reply
+from bot.core.i18n import N_
+from bot.core.messages import Choice, Reply
 from gamification import service
 from gamification.leaderboard import PERIODS, Row
 from handlers.router import Context, Router

@@ -2,7 +2,7 @@
 another channel), and 改名 / name (the display name others see).
 
 A proven phone number belongs to one member: typing its code links the asking account to the
-phone's member (merging the two when both exist, ``bot.identity.merge``)."""
+phone's member (merging the two when both exist, ``bot.core.identity.merge``)."""
 from __future__ import annotations
 
 import logging
@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 
 from tortoise.exceptions import IntegrityError
 
-from bot.identity import codes
-from bot.identity.merge import MergeError, merger_of
-from bot.identity.names import clean_nickname, display_name
-from bot.messages import Choice, Outgoing, Reply
-from bot.models import ChannelAccount, Member
+from bot.core.identity import codes
+from bot.core.identity.merge import MergeError, merger_of
+from bot.core.identity.names import clean_nickname, display_name
+from bot.core.messages import Choice, Outgoing, Reply
+from bot.core.models import ChannelAccount, Member
 from community.moderation import service as moderation
 from gamification.rewards import normalize_phone
 from handlers.router import Context, Router

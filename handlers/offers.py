@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 from community.offers.engine import UNKNOWN
 from community.offers.service import ANSWER_KINDS, build_context, follow, offer_for_answer
 from handlers.router import Context, Router

@@ -7,8 +7,8 @@ suppresses unsolicited messages for opted-out members, so every sender honours i
 """
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Reply
+from bot.core.i18n import N_
+from bot.core.messages import Reply
 from community.consent import opt_in, opt_out
 from community.models import KnowledgeItem
 from handlers.help import help_reply

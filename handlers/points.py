@@ -1,8 +1,8 @@
 """/points 积分: balance, recent entries and the next badge to earn."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Choice, Reply
+from bot.core.i18n import N_
+from bot.core.messages import Choice, Reply
 from gamification import service
 from handlers.router import Context, Router
 

@@ -1,9 +1,9 @@
 """The community from any channel: post a question, browse, answer, vote, accept."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Card, Choice, Reply
-from bot.models import UnansweredQuestion
+from bot.core.i18n import N_
+from bot.core.messages import Card, Choice, Reply
+from bot.core.models import UnansweredQuestion
 from community.qa import service as qa
 from community.qa.outcomes import ACCEPT_OUTCOMES, ANSWER_OUTCOMES, VOTE_OUTCOMES, outcome
 from community.qa.service import Status

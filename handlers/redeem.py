@@ -5,8 +5,8 @@ member is never asked for one. The balance is checked before anything is asked, 
 redeemable points count (pending points are shown, not spent)."""
 from __future__ import annotations
 
-from bot.i18n import N_
-from bot.messages import Choice, Reply
+from bot.core.i18n import N_
+from bot.core.messages import Choice, Reply
 from gamification import ledger, service
 from gamification.models import Reward
 from gamification.rewards import RedeemError, catalogue, verified_phone

@@ -1,7 +1,7 @@
 """Reply builders shared by handlers, so every path shows an item the same way."""
 from __future__ import annotations
 
-from bot.messages import Choice, Reply
+from bot.core.messages import Choice, Reply
 from community.models import KnowledgeItem
 from handlers.router import Context
 

@@ -10,13 +10,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Incoming, Reply
-from community.search import normalize
+from bot.core.messages import Incoming, Reply
+from bot.core import normalize
 
 if TYPE_CHECKING:
-    from bot.models import ChannelAccount, Member
+    from bot.core.models import ChannelAccount, Member
     from bot.services import Services
-    from bot.i18n import Gettext
+    from bot.core.i18n import Gettext
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ menu ``click`` carries a key that is an action (``kb:12``, ``human``) or a comma
 """
 from __future__ import annotations
 
-from bot.models import ChannelAccount
+from bot.core.models import ChannelAccount
 from handlers.router import Context, HandlerResult, Router, as_list
 
 router = Router("subscription")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.messages import Choice, Reply
+from bot.core.messages import Choice, Reply
 from community.inbox import service as inbox
 from handlers.router import Context, Router
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from bot.redis_stores import PREFIX
+from bot.core.redis_stores import PREFIX
 
 log = logging.getLogger(__name__)
 

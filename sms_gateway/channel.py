@@ -16,9 +16,9 @@ import aiohttp
 from aiohttp import web
 
 from bot.app_keys import PROCESS_ROLE, SERVICES
-from bot.messages import Incoming, Outgoing, Reply
+from bot.core.messages import Incoming, Outgoing, Reply
 from bot.services import Services
-from bot.settings import Settings
+from bot.core.settings import Settings
 from sms_gateway import continuation, phone, receipts
 from sms_gateway.bind_lease import BindLease, hold_bind
 from sms_gateway.join_buffer import JoinBuffer, MemoryJoinBuffer, RedisJoinBuffer
@@ -126,7 +126,7 @@ async def answer(services: Services, incoming: Incoming, replies: list[Reply], *
 
 
 async def _member_id(incoming: Incoming) -> int | None:
-    from bot.models import ChannelAccount
+    from bot.core.models import ChannelAccount
 
     acc = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=incoming.user)
     return acc.member_id if acc else None  # type: ignore[attr-defined]

@@ -3,15 +3,15 @@
 A pipeline middleware (SMS only) fits every reply into the configured number of parts.
 What was cut off is kept in the conversation state; the extra choice's action brings
 the next page, which is fitted the same way. Because the choice is an ordinary
-:class:`~bot.messages.Choice`, the pipeline keeps it pending and a later digit maps back.
+:class:`~bot.core.messages.Choice`, the pipeline keeps it pending and a later digit maps back.
 """
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.i18n import Gettext
-from bot.messages import Choice, Reply
-from bot.render import numbered_text
+from bot.core.i18n import Gettext
+from bot.core.messages import Choice, Reply
+from bot.core.render import numbered_text
 from handlers.router import Context, Router
 from sms_gateway.encoding import count_segments
 

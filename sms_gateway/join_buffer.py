@@ -12,7 +12,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from bot.redis_stores import PREFIX
+from bot.core.redis_stores import PREFIX
 from sms_gateway.encoding import Concat, Reassembler, decode_body
 
 # ARGV: part number, body, data coding, total, ttl. Returns the parts in order once all are

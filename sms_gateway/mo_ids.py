@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from bot.models import ChannelAccount, TranscriptEntry
+from bot.core.models import ChannelAccount, TranscriptEntry
 from bot.services import Services
 from sms_gateway.sender import CHANNEL
 

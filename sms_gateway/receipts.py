@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bot.models import OutboxMessage
+from bot.core.models import OutboxMessage
 from sms_gateway.models import SmsPart
 
 log = logging.getLogger(__name__)

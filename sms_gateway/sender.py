@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from bot.channels.registry import SendError, SendResult
-from bot.i18n import Translator
-from bot.messages import Reply
-from bot.models import OutboxMessage
-from bot.settings import Settings
+from bot.core.channel_registry import SendError, SendResult
+from bot.core.i18n import Translator
+from bot.core.messages import Reply
+from bot.core.models import OutboxMessage
+from bot.core.settings import Settings
 from sms_gateway import phone
 from sms_gateway.continuation import render, shorten_text
 from sms_gateway.encoding import count_segments, segment

@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 import aiohttp
 
-from bot.channels.registry import SendError
+from bot.core.channel_registry import SendError
 
 # Twilio error codes that mean "never retry this message"
 PERMANENT_ERRORS = {21211, 21212, 21401, 21408, 21604, 21606, 21614, 21617, 21659, 30006}

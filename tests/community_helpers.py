@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.models import OutboxMessage
+from bot.core.models import OutboxMessage
 from bot.staff.auth import create_staff
 
 PASSWORD = "secret-pass-1"
@@ -67,7 +67,7 @@ async def wait_sent(**filters: Any) -> OutboxMessage:
 async def two_workers() -> AsyncIterator[tuple[Any, Any]]:
     """Two knowledge services loaded from one database, following each other on an
     in-process fan-out: what two worker processes do over Redis."""
-    from bot.fanout import MemoryFanout
+    from bot.core.fanout import MemoryFanout
     from community.knowledge import KnowledgeService
 
     a, b = KnowledgeService(), KnowledgeService()

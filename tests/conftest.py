@@ -25,7 +25,7 @@ os.environ.setdefault("BOT_SEARCH_SELF_CALIBRATE", "false")
 
 from bot.app import create_app  # noqa: E402
 from bot.app_keys import SERVICES  # noqa: E402
-from bot.settings import ROOT, Settings  # noqa: E402
+from bot.core.settings import ROOT, Settings  # noqa: E402
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 pytest_plugins = ["tests.fixtures_services"]
@@ -59,7 +59,7 @@ async def load_sample_kb(app) -> None:  # type: ignore[no-untyped-def]
 @pytest_asyncio.fixture
 async def sqlite_orm(tmp_path: Path) -> AsyncIterator[None]:
     """The ORM on a fresh SQLite database with the schema, no app around it."""
-    from bot import storage
+    from bot.core import storage
 
     await storage.open_db(f"sqlite://{tmp_path / 'orm.sqlite3'}", create_schema=True)
     try:

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from bot.settings import ROOT
+from bot.core.settings import ROOT
 from tests.fakes.telegram_api import FakeTelegram, message_update
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.wechat_api import FakeWeChatAPI
@@ -302,7 +302,7 @@ def build_burst(per_channel: int, seed: int) -> list[Msg]:
 
 async def prepare_database(db_url: str) -> None:
     """The operator's steps (migrate, load the knowledge base), in this process."""
-    from bot import storage
+    from bot.core import storage
     from bot.cli import import_kb
 
     if db_url.startswith("sqlite"):
@@ -411,8 +411,8 @@ async def run(
 
 async def _settle(db_url: str, timeout: float = 30.0) -> None:
     """Wait until the outbox has nothing left in flight (leases of killed senders included)."""
-    from bot import storage
-    from bot.models import OutboxMessage
+    from bot.core import storage
+    from bot.core.models import OutboxMessage
 
     await storage.open_db(db_url)
     try:
@@ -427,8 +427,8 @@ async def _settle(db_url: str, timeout: float = 30.0) -> None:
 
 
 async def _check(db_url: str, msgs: list[Msg], channels: Channels) -> list[Report]:
-    from bot import storage
-    from bot.models import ChannelAccount, TranscriptEntry
+    from bot.core import storage
+    from bot.core.models import ChannelAccount, TranscriptEntry
 
     tg_sent = Counter(c.chat_id for c in channels.tg.sent())
     wx_sent = Counter(str(s.get("touser")) for s in channels.wx.sent)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.models import OutboxMessage
+from bot.core.models import OutboxMessage
 
 IN_FLIGHT = ("queued", "sending")
 

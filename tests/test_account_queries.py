@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Incoming
-from bot.models import Member
+from bot.core.messages import Incoming
+from bot.core.models import Member
 from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.bss import FakeAccountApi

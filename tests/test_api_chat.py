@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.metrics import INBOUND
-from bot.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
+from bot.core.metrics import INBOUND
+from bot.core.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
 from tests.community_helpers import as_member, chat
 
 

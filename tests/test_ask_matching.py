@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.models import UnansweredQuestion
-from bot.render import to_traditional
+from bot.core.models import UnansweredQuestion
+from bot.core.render import to_traditional
 from tests.community_helpers import chat, staff_login
 from tests.conftest import load_sample_kb, make_settings
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from bot import storage
-from bot.identity.merge import Merger
-from bot.models import AnswerFeedback, Member
+from bot.core import storage
+from bot.core.identity.merge import Merger
+from bot.core.models import AnswerFeedback, Member
 from gamification import badges, ledger, service
 from gamification.merge import LedgerMergeHook
 from gamification.models import BadgeEvent, Balance, LedgerEntry, MemberBadge

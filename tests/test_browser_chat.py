@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import create_app
-from bot.models import AnswerFeedback
+from bot.core.models import AnswerFeedback
 from tests.browser import MARKS, chromium, served
 from tests.test_browser_community import check_access
 from tests.conftest import load_sample_kb, make_settings
@@ -42,8 +42,8 @@ async def _ready(page) -> None:  # type: ignore[no-untyped-def]
 
 async def test_reload_keeps_the_conversation_and_agent_replies_arrive_by_sse(tmp_path: Path) -> None:
     from bot.app_keys import SERVICES
-    from bot.messages import Reply
-    from bot.models import ChannelAccount
+    from bot.core.messages import Reply
+    from bot.core.models import ChannelAccount
 
     app = create_app(make_settings(tmp_path), db_setup="schema")
     async with served(app) as base:

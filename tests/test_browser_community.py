@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import create_app
-from bot.models import ChannelAccount, Member
+from bot.core.models import ChannelAccount, Member
 from community.qa.models import Answer, Question
 from gamification.models import MemberBadge
 from tests.browser import MARKS, chromium, served

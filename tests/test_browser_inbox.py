@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from bot.app_keys import SERVICES
-from bot.models import OutboxMessage
+from bot.core.models import OutboxMessage
 from bot.staff.auth import create_staff
 from community.inbox import events
 from community.inbox.models import Ticket

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest_asyncio
 
-from bot.models import Member
+from bot.core.models import Member
 from bot.staff.models import StaffUser
 from community.inbox.models import Ticket
 from community.members.models import MemberTagChange

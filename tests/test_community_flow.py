@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.models import ChannelAccount, OutboxMessage
+from bot.core.models import ChannelAccount, OutboxMessage
 from community.inbox.models import Ticket, TicketMessage
 from community.qa.deadlines import check_deadlines
 from community.qa.models import Answer, HelpRequest, Question

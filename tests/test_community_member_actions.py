@@ -12,7 +12,7 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.models import ChannelAccount
+from bot.core.models import ChannelAccount
 from community.qa.models import Answer, Question, Vote
 from gamification import service as gamification
 from tests.community_helpers import wait_sent

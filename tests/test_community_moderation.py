@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from bot.app_keys import SERVICES
-from bot.models import ChannelAccount, OutboxMessage
+from bot.core.models import ChannelAccount, OutboxMessage
 from community.moderation import service as moderation
 from community.moderation.matcher import PatternError, Rule, WatchList, compile_rule, fold
 from community.moderation.models import MemberStanding, ModerationAudit, ReviewItem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot.models import Member
+from bot.core.models import Member
 from community.qa.models import Answer, Question
 from gamification.models import MemberBadge
 from tests.community_helpers import chat

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.settings import ROOT
+from bot.core.settings import ROOT
 from community.inbox.intent import classify
 from community.inbox.models import Ticket
 from tests.community_helpers import chat

@@ -5,10 +5,10 @@ import csv
 import io
 from datetime import datetime, timedelta, timezone
 
-from bot import storage
+from bot.core import storage
 from bot.app_keys import SERVICES
 from bot.dashboard.web import TABLES
-from bot.models import ChannelAccount, Member, TranscriptEntry, UnansweredQuestion
+from bot.core.models import ChannelAccount, Member, TranscriptEntry, UnansweredQuestion
 from bot.staff.auth import create_staff
 from tests.community_helpers import chat
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.redis_stores import RedisDedupStore, make_redis
-from bot.stores import MemoryDedupStore
+from bot.core.redis_stores import RedisDedupStore, make_redis
+from bot.core.stores import MemoryDedupStore
 
 LEASE = 0.3
 TTL = 60

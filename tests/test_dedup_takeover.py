@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot import metrics
-from bot.messages import Incoming, replies_to_json
-from bot.models import ChannelAccount, TranscriptEntry
+from bot.core import metrics
+from bot.core.messages import Incoming, replies_to_json
+from bot.core.models import ChannelAccount, TranscriptEntry
 from bot.pipeline import account_for
 
 LEASE = 0.3

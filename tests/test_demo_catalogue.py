@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.app_keys import SERVICES
-from bot.settings import Settings
+from bot.core.settings import Settings
 from community.offers.demo import demo_offer
 from community.offers.models import Offer
 from gamification.demo import SAMPLE_REWARDS, demo_rewards

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 import uvloop
 
-from bot.event_loop import new_event_loop
+from bot.core.event_loop import new_event_loop
 from tests.conftest import make_settings
 
 

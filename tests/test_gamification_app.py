@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Incoming
-from bot.models import ChannelAccount, Member, OutboxMessage
+from bot.core.messages import Incoming
+from bot.core.models import ChannelAccount, Member, OutboxMessage
 from bot.staff.auth import create_staff
 from community.models import KnowledgeItem
 from gamification import ledger, service

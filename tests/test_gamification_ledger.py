@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from tortoise.functions import Sum
 
-from bot import storage
-from bot.models import Member
+from bot.core import storage
+from bot.core.models import Member
 from gamification import caps, ledger, rewards
 from gamification.models import Balance, LedgerEntry, Redemption, Reward
 from gamification.rules import load_rules

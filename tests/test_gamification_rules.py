@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from hypothesis import given, strategies as st
 
-from bot import storage
-from bot.models import Member
+from bot.core import storage
+from bot.core.models import Member
 from gamification import badges, ledger, service
 from gamification.credibility import assess
 from gamification.leaderboard import RedisLeaderboard, SqlLeaderboard, period_start

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
-from bot import storage
-from bot.group_commit import GroupCommit, Statement, WriteJob, commit
-from bot.models import ChannelAccount, Member, TranscriptEntry
+from bot.core import storage
+from bot.core.group_commit import GroupCommit, Statement, WriteJob, commit
+from bot.core.models import ChannelAccount, Member, TranscriptEntry
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"])

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from bot.identity.merge import MergeError, Merger, member_links
-from bot.identity.models import MemberMerge
-from bot.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
+from bot.core.identity.merge import MergeError, Merger, member_links
+from bot.core.identity.models import MemberMerge
+from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from community.consent import OptOutEvent
 from community.inbox.models import Ticket
 from gamification import ledger
@@ -169,7 +169,7 @@ async def test_migration_sets_pre_session_web_accounts_apart(tmp_path) -> None: 
     from tortoise import Tortoise
     from tortoise.migrations.api import migrate
 
-    from bot import storage
+    from bot.core import storage
 
     path = tmp_path / "up.sqlite3"
     config = storage.tortoise_config(f"sqlite://{path}")
@@ -193,7 +193,7 @@ async def test_migration_sets_pre_session_web_accounts_apart(tmp_path) -> None: 
 
 
 async def test_merge_and_unmerge_on_postgresql(fresh_postgres_url: str) -> None:
-    from bot import storage
+    from bot.core import storage
 
     await storage.open_db(fresh_postgres_url, create_schema=True)
     try:

@@ -9,8 +9,8 @@ import unicodedata
 from hypothesis import given, strategies as st
 
 from bot.channels.webchat import MAX_MSG_ID, scoped_msg_id
-from bot.identity.codes import BIND_ALPHABET, looks_like_bind_code, looks_like_phone_code, normalize_code
-from bot.identity.names import MAX_NAME, clean_nickname, display_name, mask_phone
+from bot.core.identity.codes import BIND_ALPHABET, looks_like_bind_code, looks_like_phone_code, normalize_code
+from bot.core.identity.names import MAX_NAME, clean_nickname, display_name, mask_phone
 from bot.web.chat_session import (
     IdentityRefused, USER_PATTERN, session_cookie_value, session_id_from_cookie, user_hash, verified_user,
 )

@@ -12,7 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from bot.models import Member, TranscriptEntry
+from bot.core.models import Member, TranscriptEntry
 from bot.pipeline import get_or_create_account
 from bot.staff.auth import create_staff
 from community.inbox import queue as ticket_queue
@@ -369,7 +369,7 @@ async def test_concurrent_tag_changes_lose_nothing_on_postgres(fresh_postgres_ur
     (CASE ordering, tag subquery, search) runs on PostgreSQL too."""
     import asyncio
 
-    from bot import storage
+    from bot.core import storage
 
     await storage.open_db(fresh_postgres_url, create_schema=True)
     try:
@@ -429,7 +429,7 @@ async def test_migration_backfill_on_postgres(fresh_postgres_url: str) -> None:
 
     from tortoise import Tortoise
 
-    from bot import storage
+    from bot.core import storage
 
     await storage.migrate(fresh_postgres_url)
     await storage.open_db(fresh_postgres_url)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import storage
-from bot.settings import ROOT
+from bot.core import storage
+from bot.core.settings import ROOT
 from community.kb_io import export_items, import_rows, parse_file
 from community.models import KnowledgeItem
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import storage
+from bot.core import storage
 from bot.app_keys import SERVICES
-from bot.models import UnansweredQuestion
+from bot.core.models import UnansweredQuestion
 from bot.staff.auth import create_staff
 from community.kb_io import RETIRED_REASON, import_rows, parse_file
 from community.knowledge_admin import service

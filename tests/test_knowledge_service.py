@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot import storage
+from bot.core import storage
 from community.knowledge import KnowledgeService
 from community.models import KnowledgeItem
 from tests.community_helpers import two_workers

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
-from bot import storage
+from bot.core import storage
 from bot.app_keys import SERVICES
-from bot.models import OutboxMessage, UnansweredQuestion
+from bot.core.models import OutboxMessage, UnansweredQuestion
 from community.inbox.models import Ticket, TicketMessage
 from community.knowledge import KnowledgeService
 from community.knowledge_admin import learning

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bot import locales_tool
-from bot.i18n import Translator
+from bot.core.i18n import Translator
 
 
 def test_catalogs_are_complete() -> None:
@@ -25,7 +25,7 @@ def test_one_translation_per_message_across_catalogs() -> None:
 
     from babel.messages.pofile import read_po
 
-    from bot.i18n import LOCALES_DIR
+    from bot.core.i18n import LOCALES_DIR
 
     clashes = []
     for locale in ("zh_CN", "zh_TW"):
@@ -42,7 +42,7 @@ def test_one_translation_per_message_across_catalogs() -> None:
 def test_plural_messages_are_translated() -> None:
     from babel.messages.pofile import read_po
 
-    from bot.i18n import LOCALES_DIR
+    from bot.core.i18n import LOCALES_DIR
 
     missing = []
     for locale in ("zh_CN", "zh_TW"):

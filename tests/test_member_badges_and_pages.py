@@ -6,7 +6,7 @@ from tests.test_reply_language import texts
 
 
 async def test_badges_command_lists_earned_badges_with_dates(client) -> None:
-    from bot.models import Member
+    from bot.core.models import Member
     from gamification.models import MemberBadge
 
     await chat(client, "badge-holder", text="我的流量还剩多少")

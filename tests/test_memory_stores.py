@@ -5,7 +5,7 @@ import asyncio
 
 from hypothesis import given, strategies as st
 
-from bot.stores import MemoryDedupStore, MemoryRateLimiter, TTLMap
+from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, TTLMap
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 OPS = st.lists(st.one_of(

@@ -7,8 +7,8 @@ from pathlib import Path
 from tortoise import Tortoise
 from tortoise.migrations.autodetector import MigrationAutodetector
 
-from bot import storage
-from bot.models import Member
+from bot.core import storage
+from bot.core.models import Member
 
 
 async def test_migrations_apply_and_match_models(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 from community.offers.engine import (
     OfferContext, OfferHistory, Rules, choose, evaluate, parse_quiet_hours, tag_matches,
 )

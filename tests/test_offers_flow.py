@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.models import ChannelAccount, Member
+from bot.core.models import ChannelAccount, Member
 from bot.staff.auth import create_staff
 from community.offers.engine import conversation_block
 from community.offers.models import Offer, OfferEvent

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, Member
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount, Member
 from bot.pipeline import get_or_create_account
 from tests.outbox_waits import wait_status
 from tests.community_helpers import as_member
@@ -44,8 +44,8 @@ async def test_to_member_uses_the_latest_active_account(services) -> None:
 
 
 async def test_choices_of_a_later_message_answer_a_digit(services) -> None:
-    from bot.messages import Choice, Incoming
-    from bot.stores import member_state_key
+    from bot.core.messages import Choice, Incoming
+    from bot.core.stores import member_state_key
 
     account = await get_or_create_account("web", "out-4")
     reply = Reply(text="请为本次服务打分", choices=[Choice("满意", "lang:en"), Choice("不满意", "lang:zh_CN")])

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot import metrics
-from bot.messages import Reply
-from bot.models import OutboxMessage
-from bot.outbox import OutboxWorker, utcnow
+from bot.core import metrics
+from bot.core.messages import Reply
+from bot.core.models import OutboxMessage
+from bot.core.outbox import OutboxWorker, utcnow
 from bot.pipeline import get_or_create_account
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.conftest import make_settings
 from tests.outbox_waits import wait_status
 

@@ -6,12 +6,12 @@ import time
 
 from hypothesis import given, strategies as st
 
-from bot.i18n import Translator, normalize_locale
-from bot.messages import Card, Choice, Incoming, Reply, replies_from_json, replies_to_json
-from bot.models import AnswerFeedback, ChannelAccount, Member
+from bot.core.i18n import Translator, normalize_locale
+from bot.core.messages import Card, Choice, Incoming, Reply, replies_from_json, replies_to_json
+from bot.core.models import AnswerFeedback, ChannelAccount, Member
 from bot.pipeline import detect_locale
-from bot.render import numbered_text
-from bot.stores import MemoryRateLimiter, MemoryStateStore
+from bot.core.render import numbered_text
+from bot.core.stores import MemoryRateLimiter, MemoryStateStore
 
 
 async def test_numbered_reply_maps_back_to_the_choice(services) -> None:

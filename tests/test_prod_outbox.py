@@ -23,12 +23,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Outgoing, Reply
-from bot.models import OutboxMessage
-from bot.channels.registry import ChannelRegistry
-from bot.outbox import OutboxWorker
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import OutboxMessage
+from bot.core.channel_registry import ChannelRegistry
+from bot.core.outbox import OutboxWorker
 from bot.queue import OUTBOX_QUEUE, QUEUE_ROLE, OutboxQueue
-from bot.settings import ROOT
+from bot.core.settings import ROOT
 from tests.conftest import make_settings
 from tests.fakes.channel_provider import CHANNEL, ENV_URL, Provider, ProviderSender, start_provider
 from tests.fixtures_services import RedisServer
@@ -293,7 +293,7 @@ async def test_postgres_restart_during_traffic_degrades_then_recovers(
             return r.status == 200
 
         await wait_until(chat_ok, 15, "chat to answer again after the PostgreSQL restart")
-        from bot.models import TranscriptEntry
+        from bot.core.models import TranscriptEntry
 
         # the retried message was processed exactly once
         assert await TranscriptEntry.filter(msg_id="p1#p2", direction="in").count() == 1

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.models import ChannelAccount, Member, TranscriptEntry
+from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.pipeline import get_or_create_account
-from bot.redis_stores import RedisDedupStore
-from bot.stores import MemoryDedupStore
+from bot.core.redis_stores import RedisDedupStore
+from bot.core.stores import MemoryDedupStore
 from tests.conftest import make_settings
 from tests.community_helpers import as_member
 
@@ -118,7 +118,7 @@ async def test_ticket_claim_under_concurrency_has_one_winner(client: TestClient)
 
 async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> None:
     """The hot-path lookups bypass the query builder; the objects must be the ORM's own."""
-    from bot import point_queries
+    from bot.core import point_queries
     from community.inbox import service as inbox
     from community.inbox.models import Ticket
 
@@ -150,7 +150,7 @@ def test_for_dialect_numbers_placeholders() -> None:
 
     from hypothesis import given, strategies as st
 
-    from bot.point_queries import for_dialect
+    from bot.core.point_queries import for_dialect
 
     assert for_dialect("a = ? AND b = ?", "postgres") == "a = $1 AND b = $2"
     assert for_dialect("a = ? AND b = ?", "sqlite") == "a = ? AND b = ?"

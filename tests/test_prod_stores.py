@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot.fanout import QUEUE_SIZE, MemoryFanout, RedisFanout
-from bot.redis_stores import RedisDedupStore, RedisRateLimiter, RedisStateStore, make_redis
-from bot.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
+from bot.core.fanout import QUEUE_SIZE, MemoryFanout, RedisFanout
+from bot.core.redis_stores import RedisDedupStore, RedisRateLimiter, RedisStateStore, make_redis
+from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 
 
 @dataclass

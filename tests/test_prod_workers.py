@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot import storage
-from bot.settings import ROOT
+from bot.core import storage
+from bot.core.settings import ROOT
 from bot.workers import check_config
 from tests.conftest import make_settings
 from tests.fixtures_services import free_port
@@ -127,7 +127,7 @@ async def test_two_workers_share_one_port_and_survive_a_killed_worker(
     assert children_of(parent.pid) == []
     await storage.open_db(fresh_postgres_url)
     try:
-        from bot.models import TranscriptEntry
+        from bot.core.models import TranscriptEntry
 
         assert await TranscriptEntry.filter(direction="in").count() == 50 - (10 - statuses.count(200))
     finally:

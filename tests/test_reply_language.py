@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.render import to_traditional
+from bot.core.render import to_traditional
 from tests.community_helpers import chat
 
 CJK = re.compile(r"[\u3400-\u9fff]")

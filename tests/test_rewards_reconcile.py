@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot import storage
+from bot.core import storage
 from bot.app import create_app
-from bot.models import Member
+from bot.core.models import Member
 from gamification import ledger, rewards, service
 from gamification.models import LedgerEntry, Redemption, Reward
 from tests.conftest import make_settings

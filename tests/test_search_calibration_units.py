@@ -7,7 +7,7 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.pinyin import pinyin_syllables, romanized_syllables
+from bot.core.pinyin import pinyin_syllables, romanized_syllables
 from community.search import KBDoc, Matcher, MatcherConfig
 from community.search.calibrate import MIN_ANSWERED, MIN_THRESHOLD, _summarise
 from community.search.duplicates import duplicate_groups

@@ -1,9 +1,9 @@
-"""Property and example tests for community.search.normalize."""
+"""Property and example tests for bot.core.normalize."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from community.search import normalize
+from bot.core import normalize
 
 
 @settings(max_examples=300, deadline=None)

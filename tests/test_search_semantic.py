@@ -13,7 +13,9 @@ import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-from community.search import KBDoc, Matcher, MatcherConfig, normalize
+from community.search import KBDoc, Matcher, MatcherConfig
+
+from bot.core import normalize
 from community.search import confidence as conf
 from community.search.semantic import SemanticUnavailable, load_encoder
 from tests.community_helpers import as_member
@@ -172,7 +174,7 @@ def test_results_are_ordered_by_confidence(semantic) -> None:
 async def test_knowledge_service_embeds_in_the_background_and_decides_off_the_loop(tmp_path, docs) -> None:
     import asyncio
 
-    from bot import storage
+    from bot.core import storage
     from community.knowledge import KnowledgeService
     from community.models import KnowledgeItem
 

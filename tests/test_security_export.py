@@ -9,7 +9,7 @@ import openpyxl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.cells import FORMULA_START, cell, csv_text, escape, unescape, xlsx_bytes
+from bot.core.cells import FORMULA_START, cell, csv_text, escape, unescape, xlsx_bytes
 from community.kb_io import export_items, export_xlsx, import_rows, parse_file
 from community.models import KnowledgeItem
 from tests.community_helpers import chat

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import ROOT
+from bot.core.settings import ROOT
 
 GOOD_SECRET = "k" * 48
 

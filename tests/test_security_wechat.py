@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.metrics import SECURITY_REFUSALS
-from bot.models import TranscriptEntry
-from bot.nonces import MemoryNonceStore, RedisNonceStore
+from bot.core.metrics import SECURITY_REFUSALS
+from bot.core.models import TranscriptEntry
+from bot.core.nonces import MemoryNonceStore, RedisNonceStore
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN, WeChatCallbacks
 from tests.fakes.wechat_api import wechat_api_fixture, wechat_client, wechat_kb_db, wx_fixture  # noqa: F401
@@ -96,7 +96,7 @@ async def test_nonce_store_in_process_expires() -> None:
 
 @pytest.mark.services
 async def test_nonce_store_in_redis_is_shared(request) -> None:  # type: ignore[no-untyped-def]
-    from bot.redis_stores import make_redis
+    from bot.core.redis_stores import make_redis
 
     url = request.getfixturevalue("fresh_redis_url")
     one, two = RedisNonceStore(make_redis(url), owned=True), RedisNonceStore(make_redis(url), owned=True)

@@ -141,7 +141,7 @@ def test_phone_numbers() -> None:
 
 
 def test_fit_pages_a_long_reply_and_keeps_the_choices_for_the_last_page() -> None:
-    from bot.messages import Choice, Reply
+    from bot.core.messages import Choice, Reply
     from sms_gateway.continuation import fit, render
 
     def _(msgid: str, **kw: object) -> str:

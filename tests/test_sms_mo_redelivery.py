@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.models import OutboxMessage, TranscriptEntry
+from bot.core.models import OutboxMessage, TranscriptEntry
 from sms_gateway.mo_ids import mo_msg_id
 from tests.conftest import make_settings
 from tests.fakes.smsc import FakeSmsc

@@ -8,8 +8,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from bot.app_keys import SERVICES
-from bot.messages import Reply
-from bot.models import ChannelAccount, Member, OutboxMessage
+from bot.core.messages import Reply
+from bot.core.models import ChannelAccount, Member, OutboxMessage
 from community.consent import OptOutEvent
 from tests.fakes.twilio_api import FakeTwilio, wait_for
 from tests.test_sms_twilio import app_client, form, post_signed, sms_settings, twiml_messages

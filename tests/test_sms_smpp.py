@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, OutboxMessage, TranscriptEntry
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.encoding import DC_UCS2, Reassembler, decode_body, segment, split_udh
 from sms_gateway.models import SmsPart
 from sms_gateway.smpp import SmppConfig, SmppEsme

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from tortoise import connections
 
 from bot.app_keys import SERVICES
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, OutboxMessage, TranscriptEntry
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.models import SmsPart
 from sms_gateway.smpp import ESME_ROK, ESME_RX_T_APPN
 from tests.fakes.smsc import FakeSmsc

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.redis_stores import make_redis
+from bot.core.redis_stores import make_redis
 from sms_gateway.bind_lease import BindLease, hold_bind
 from sms_gateway.encoding import Concat, split_udh
 from sms_gateway.join_buffer import RedisJoinBuffer
@@ -166,7 +166,7 @@ async def test_the_channel_binds_only_in_one_sending_process(smsc: FakeSmsc, red
     from aiohttp import web
 
     from bot.app_keys import PROCESS_ROLE
-    from bot.redis_stores import RedisDedupStore
+    from bot.core.redis_stores import RedisDedupStore
     from sms_gateway.channel import SmsRuntime, _start_smpp
     from tests.conftest import make_settings
 

@@ -12,8 +12,8 @@ from defusedxml import ElementTree
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Reply
-from bot.models import ChannelAccount, OutboxMessage, TranscriptEntry
+from bot.core.messages import Reply
+from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.twilio import signature
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, wait_for
@@ -222,7 +222,7 @@ async def test_failed_delivery_receipt_is_recorded_with_reason(sms: TestClient, 
 
 
 async def test_invalid_number_is_never_sent(sms: TestClient, twilio: FakeTwilio) -> None:
-    from bot.messages import Outgoing
+    from bot.core.messages import Outgoing
 
     services = sms.app[SERVICES]
     row = await services.outbox.enqueue(Outgoing(channel="sms", address="12345", reply=Reply(text="hi")))
@@ -232,7 +232,7 @@ async def test_invalid_number_is_never_sent(sms: TestClient, twilio: FakeTwilio)
 
 
 async def test_provider_errors_retry_or_dead_letter(sms: TestClient, twilio: FakeTwilio) -> None:
-    from bot.messages import Outgoing
+    from bot.core.messages import Outgoing
 
     services = sms.app[SERVICES]
     twilio.failures = [(429, 20429, "Too Many Requests")]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bot.app_keys import SERVICES
-from bot.i18n import get_translator
+from bot.core.i18n import get_translator
 from bot.pipeline import get_or_create_account
 from bot.web.enums import ENUMS, enum_label
 from community.inbox import service as inbox

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.channels.telegram import TELEGRAM
 from bot.cli import build_parser
-from bot.models import TranscriptEntry
+from bot.core.models import TranscriptEntry
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.telegram_api import FakeTelegram, callback_update, fake_tg, message_update  # noqa: F401
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.channels.telegram.render import MAX_MESSAGE, callback_data, render, split_text, utf16_len
-from bot.messages import Card, Choice, Reply
+from bot.core.messages import Card, Choice, Reply
 
 _WS = re.compile(r"\s+")
 

@@ -13,13 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.channels.registry import SendError
+from bot.core.channel_registry import SendError
 from bot.channels.telegram import TELEGRAM, make_bot
 from bot.channels.telegram.render import Part
 from bot.channels.telegram.sender import TelegramSender
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, Member
-from bot.stores import MemoryRateLimiter
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount, Member
+from bot.core.stores import MemoryRateLimiter
 from tests.conftest import make_settings
 from tests.outbox_waits import wait_status
 from tests.fakes.telegram_api import FakeTelegram, fake_tg  # noqa: F401

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from bot.channels.telegram.commands import MENU, command_text, menu_for, parse_command
 from bot.channels.telegram.updates import Unsupported, build_dispatcher, parse_update
-from bot.i18n import get_translator
-from bot.messages import Incoming
+from bot.core.i18n import get_translator
+from bot.core.messages import Incoming
 from tests.fakes.telegram_api import (
     BOT_ID,
     BOT_USERNAME,

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.app_keys import SERVICES
 from bot.channels.telegram import TELEGRAM
-from bot.models import ChannelAccount, OutboxMessage, TranscriptEntry
+from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.telegram_api import (
     BOT_USERNAME,
@@ -333,9 +333,9 @@ def test_aiogram_is_imported_only_for_a_configured_bot() -> None:
     import subprocess
     import sys
 
-    from bot.settings import ROOT
+    from bot.core.settings import ROOT
 
-    probe = ("import sys; from bot.app import create_app; from bot.settings import Settings; "
+    probe = ("import sys; from bot.app import create_app; from bot.core.settings import Settings; "
              "create_app(Settings(_env_file=None, telegram_token=sys.argv[1])); print('aiogram' in sys.modules)")
     seen = [subprocess.run([sys.executable, "-c", probe, token], cwd=ROOT, capture_output=True, text=True,
                            timeout=120).stdout.strip() for token in ("", "123456:" + "A" * 35)]

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from tortoise.functions import Sum
 
-from bot import storage
+from bot.core import storage
 from bot.app_keys import SERVICES
-from bot.messages import Incoming
-from bot.models import ChannelAccount, Member, OutboxMessage
-from bot.settings import ROOT
+from bot.core.messages import Incoming
+from bot.core.models import ChannelAccount, Member, OutboxMessage
+from bot.core.settings import ROOT
 from community.models import KnowledgeItem
 from gamification import graph, ledger, service, trust
 from gamification.models import Balance, ForwardRating, LedgerEntry, Redemption, ReviewFlag, Reward, SmsForward
@@ -63,7 +63,7 @@ async def test_trust_levels_come_from_rules_data(client) -> None:
     await Balance.get_or_create(member_id=m.id)
     await Balance.filter(member_id=m.id).update(lifetime=300)
     assert await trust.trust_level(m) == 2  # level 3 needs 50 messages
-    from bot.models import TranscriptEntry
+    from bot.core.models import TranscriptEntry
 
     for i in range(40):
         await TranscriptEntry.create(member_id=m.id, channel="web", direction="in", text=f"x{i}")

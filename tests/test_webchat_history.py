@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Choice, Reply
-from bot.models import ChannelAccount
+from bot.core.messages import Choice, Reply
+from bot.core.models import ChannelAccount
 from tests.community_helpers import wait_sent
 from tests.conftest import load_sample_kb, make_settings
 
@@ -216,7 +216,7 @@ async def test_streams_end_when_the_app_shuts_down(tmp_path: Path) -> None:
 
 
 async def test_every_page_size_walks_back_over_each_entry_exactly_once(web: TestClient) -> None:
-    from bot.models import TranscriptEntry
+    from bot.core.models import TranscriptEntry
 
     await say(web, text="你好", msg_id="w0", locale="zh_CN")
     mid = await member_id(web)

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Reply
-from bot.models import ChannelAccount, OutboxMessage, TranscriptEntry
+from bot.core.messages import Reply
+from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from bot.web.chat_session import COOKIE, session_cookie_value
 from tests.community_helpers import as_member, chat, wait_sent
 from tests.conftest import load_sample_kb, make_settings
@@ -180,7 +180,7 @@ async def test_session_and_address_limits(tmp_path: Path, mode: str, request: py
                       webchat_rate_per_ip=0.01, webchat_burst_per_ip=6, **redis)
     try:
         if mode == "redis":
-            from bot.redis_stores import RedisRateLimiter
+            from bot.core.redis_stores import RedisRateLimiter
 
             assert isinstance(c.app[SERVICES].limiter, RedisRateLimiter)
         statuses = [(await post(c, text="你好", msg_id=str(i))).status for i in range(3)]

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.messages import Outgoing, Reply
-from bot.models import AnswerFeedback, ChannelAccount, Member, OutboxMessage, TranscriptEntry
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import AnswerFeedback, ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from tests.conftest import make_settings
 from tests.outbox_waits import settled
 from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN
@@ -182,7 +182,7 @@ async def test_unsubscribed_error_marks_the_account_unreachable(client, services
 
 
 async def test_card_reply_goes_as_news(client, services, wechat_api) -> None:
-    from bot.messages import Card
+    from bot.core.messages import Card
 
     member = await make_account("oNews")
     card = Card(title="5G 套餐", description="月费 128 元", url="https://example.com/5g", image_url="https://example.com/5g.png")

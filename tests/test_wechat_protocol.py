@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bot.metrics import INBOUND
-from bot.models import AnswerFeedback, ChannelAccount, TranscriptEntry
+from bot.core.metrics import INBOUND
+from bot.core.models import AnswerFeedback, ChannelAccount, TranscriptEntry
 from tests.conftest import make_settings
 from tests.fakes.wechat_api import TEST_AES_KEY, TEST_APPID, TEST_TOKEN, WeChatCallbacks
 from tests.fakes.wechat_api import wechat_api_fixture, wechat_client, wechat_kb_db, wx_fixture  # noqa: F401  (fixtures)

@@ -13,8 +13,8 @@ from bot.channels.wechat.inbound import BadMessage, to_inbound
 from bot.channels.wechat.menu import MenuError, load_menu
 from bot.channels.wechat.render import MAX_TEXT_BYTES, cdata, custom_message, fit, passive_xml, text_xml
 from bot.channels.wechat.xmlparse import XmlError, XmlTooLarge, parse_xml
-from bot.i18n import get_translator
-from bot.messages import Card, Choice, Reply
+from bot.core.i18n import get_translator
+from bot.core.messages import Card, Choice, Reply
 from tests.fakes.wechat_api import wechat_api_fixture  # noqa: F401  (fixture)
 
 _ = get_translator().bind("zh_CN")
@@ -158,7 +158,7 @@ async def test_menu_command_publishes_through_the_api(tmp_path: Path, wechat_api
     import asyncio
 
     from bot.cli import main
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     path = tmp_path / "menu.yaml"
     path.write_text(MENU, encoding="utf-8")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bot.models import Member, TranscriptEntry
+from bot.core.models import Member, TranscriptEntry
 
 _phones = iter(range(10_000_000, 99_999_999))
 

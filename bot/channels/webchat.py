@@ -16,14 +16,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.app_keys import SERVICES
-from bot.channels.registry import SendResult
+from bot.core.channel_registry import SendResult
 from bot.channels.webchat_history import PAGE, member_history
-from bot.fanout import get_fanout
-from bot.i18n import DEFAULT_LOCALE, normalize_locale
-from bot.messages import Incoming, Reply
-from bot.models import ChannelAccount, Member, OutboxMessage
-from bot.render import in_script
-from bot.settings import Settings
+from bot.core.fanout import get_fanout
+from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
+from bot.core.messages import Incoming, Reply
+from bot.core.models import ChannelAccount, Member, OutboxMessage
+from bot.core.render import in_script
+from bot.core.settings import Settings
 from bot.web import render
 from bot.web.client import device_fingerprint
 from bot.web.chat_limits import inbound_allowed
@@ -140,7 +140,7 @@ async def web_identity(request: web.Request) -> WebIdentity | None:
 
 
 def events_topic(member_id: int) -> str:
-    """The fan-out topic of one member's web chat (``bot.fanout``)."""
+    """The fan-out topic of one member's web chat (``bot.core.fanout``)."""
     return f"webchat:{member_id}"
 
 
@@ -244,7 +244,7 @@ async def chat_page(request: web.Request) -> web.Response:
 
 class WebChatSender:
     """Delivery to a web chat is storage: an open page hears of it on its event stream
-    (``bot.fanout``), a page opened later reads it from the transcript."""
+    (``bot.core.fanout``), a page opened later reads it from the transcript."""
 
     name = CHANNEL
     rate_global = None

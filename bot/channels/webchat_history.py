@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.models import Member, OutboxMessage, TranscriptEntry
-from bot.render import to_traditional
-from bot.stores import member_state_key
+from bot.core.models import Member, OutboxMessage, TranscriptEntry
+from bot.core.render import to_traditional
+from bot.core.stores import member_state_key
 
 CHANNEL = "web"
 PAGE = 50

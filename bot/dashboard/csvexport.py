@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 # one escaping rule for every CSV/XLSX the service writes (formula injection)
-from bot.cells import cell, csv_text  # noqa: E402,F401  (re-exported)
+from bot.core.cells import cell, csv_text  # noqa: E402,F401  (re-exported)
 
 
 def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> web.Response:

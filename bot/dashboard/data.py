@@ -2,7 +2,7 @@
 
 The inbox (tickets, surveys, SLA) and gamification (points) are optional packages:
 their records are read only when their model module is registered in
-``bot.storage.MODEL_MODULES``; otherwise those figures show as "no data".
+``bot.core.storage.MODEL_MODULES``; otherwise those figures show as "no data".
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import importlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import storage
+from bot.core import storage
 from bot.dashboard.kpis import (
     ANSWER_KINDS, Contact, Event, Feedback, History, PointsEntry, SlaTicket, Survey, TopicTicket, Unanswered,
 )
-from bot.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
+from bot.core.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
 from community.models import KnowledgeItem
 
 REPEAT_DAYS = 7

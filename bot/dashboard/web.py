@@ -17,8 +17,8 @@ from bot.dashboard import prom
 from bot.dashboard.csvexport import csv_response
 from bot.dashboard.data import installed, load_history
 from bot.dashboard.kpis import Period, Ratio, Report, report
-from bot.i18n import N_, get_translator
-from bot.settings import Settings
+from bot.core.i18n import N_, get_translator
+from bot.core.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render, request_locale

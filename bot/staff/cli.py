@@ -7,7 +7,7 @@ import getpass
 import os
 import sys
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from bot.staff.models import ROLES
 
 DEMO_STAFF = (

@@ -7,7 +7,7 @@ logins at once gets no more guesses than one firing them in turn): an attempt be
 ``BOT_LOGIN_LOCKOUT_SECONDS`` after the first counted attempt; while locked even the right
 password is refused. A success takes its own attempt back: the account's count is cleared and
 the address's count goes down by one, so only failures accumulate. Unknown usernames count
-like known ones. Counts live in the service's :mod:`bot.nonces` store, so every worker agrees
+like known ones. Counts live in the service's :mod:`bot.core.nonces` store, so every worker agrees
 (Redis).
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from bot.nonces import NonceStore
-from bot.settings import Settings
+from bot.core.nonces import NonceStore
+from bot.core.settings import Settings
 
 
 def _account_key(username: str) -> str:

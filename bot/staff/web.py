@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.i18n import N_
-from bot.metrics import SECURITY_REFUSALS
-from bot.nonces import nonce_store
-from bot.settings import Settings
+from bot.core.i18n import N_
+from bot.core.metrics import SECURITY_REFUSALS
+from bot.core.nonces import nonce_store
+from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import (
     COOKIE, HashGate, HashGateBusy, _digest, authenticate, require_role, set_cookie, start_session,

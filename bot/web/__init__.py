@@ -6,9 +6,9 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from bot.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, Gettext, get_translator, normalize_locale
-from bot.identity.names import display_name
-from bot.settings import ROOT
+from bot.core.i18n import DEFAULT_LOCALE, LOCALE_NAMES, LOCALES, Gettext, get_translator, normalize_locale
+from bot.core.identity.names import display_name
+from bot.core.settings import ROOT
 from bot.web.enums import enum_label
 
 TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]

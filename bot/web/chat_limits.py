@@ -1,6 +1,6 @@
 """Inbound limits of the web chat: per session (or operator user) and per client address.
 
-The limits reserve a slot on the shared :class:`bot.stores.RateLimiter` (GCRA; in Redis across
+The limits reserve a slot on the shared :class:`bot.core.stores.RateLimiter` (GCRA; in Redis across
 workers), so a script cannot flood the pipeline from one session, nor from fresh sessions on
 one address. A client that keeps sending while limited stays limited: each refused message
 still takes a slot."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.services import Services
-from bot.settings import Settings
+from bot.core.settings import Settings
 from bot.web.client import client_ip
 
 

@@ -20,7 +20,7 @@ from typing import Mapping
 
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from bot.web.client import set_cookie
 
 COOKIE = "everycsr_chat"
@@ -113,7 +113,7 @@ def set_session_cookie(response: web.StreamResponse, request: web.Request, ident
 async def session_member_id(request: web.Request, settings: Settings) -> int | None:
     """The member behind the visitor's web chat session cookie (pages outside the chat use
     it: a forward's opener, a community page's answerer); None for a visitor without one."""
-    from bot.models import ChannelAccount
+    from bot.core.models import ChannelAccount
 
     sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
     if sid is None:

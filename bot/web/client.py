@@ -101,7 +101,7 @@ def _settings(request: web.Request) -> Any:
     services = request.app.get(SERVICES)
     if services is not None:
         return services.settings
-    from bot.settings import get_settings
+    from bot.core.settings import get_settings
 
     return get_settings()
 

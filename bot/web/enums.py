@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 
 ENUMS: dict[str, dict[str, str]] = {
     "ticket_status": {"live": N_("Open or claimed"), "open": N_("Waiting for an agent"), "claimed": N_("Claimed"),

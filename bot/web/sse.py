@@ -1,4 +1,4 @@
-"""Server-sent event streams over ``bot.fanout`` (the agent inbox, the member's web chat).
+"""Server-sent event streams over ``bot.core.fanout`` (the agent inbox, the member's web chat).
 
 One writer for every stream: subscribe first, then send what the caller had missed (the
 backlog, read after subscribing so nothing falls between the two), then the live events,
@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.fanout import Subscription
+from bot.core.fanout import Subscription
 
 KEEPALIVE = 15.0
 POLL = 1.0  # how often a quiet stream looks at the shutdown flag

@@ -1,9 +1,9 @@
-"""Live inbox updates over ``bot.fanout`` (in-process, or Redis pub/sub across workers)."""
+"""Live inbox updates over ``bot.core.fanout`` (in-process, or Redis pub/sub across workers)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot.fanout import Subscription, get_fanout
+from bot.core.fanout import Subscription, get_fanout
 
 if TYPE_CHECKING:
     from bot.services import Services

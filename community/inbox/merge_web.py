@@ -1,6 +1,6 @@
 """Agents and admins merge two members (Chatwoot's contact merge) and undo a merge.
 
-The work is ``bot.identity.merge``: one transaction, audited in ``MemberMerge``, idempotent.
+The work is ``bot.core.identity.merge``: one transaction, audited in ``MemberMerge``, idempotent.
 Pages need the agent role (admin passes); every POST carries the staff session's CSRF token."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.identity.merge import MergeError, merger_of
-from bot.identity.models import MemberMerge
-from bot.models import ChannelAccount, Member
+from bot.core.identity.merge import MergeError, merger_of
+from bot.core.identity.models import MemberMerge
+from bot.core.models import ChannelAccount, Member
 from bot.staff.auth import require_role
 from bot.web import render
 

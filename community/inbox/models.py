@@ -4,7 +4,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 
 REASONS = ("unanswered", "unsatisfied", "complaint", "human", "deadline")
 STATUSES = ("open", "claimed", "closed")

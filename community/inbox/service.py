@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from bot import point_queries
-from bot.messages import Choice, Reply
-from bot.models import ChannelAccount, Member, UnansweredQuestion
+from bot.core import point_queries
+from bot.core.messages import Choice, Reply
+from bot.core.models import ChannelAccount, Member, UnansweredQuestion
 from community.inbox import events
 from community.inbox.models import REASONS, Ticket, TicketMessage
 

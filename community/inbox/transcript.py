@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.models import TranscriptEntry
+from bot.core.models import TranscriptEntry
 from community.models import KnowledgeItem
 
 Translate = Callable[..., str]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bot.models import ChannelAccount, Member, UnansweredQuestion
+from bot.core.models import ChannelAccount, Member, UnansweredQuestion
 from community.inbox import transcript as transcripts
 from community.inbox.models import Ticket, TicketMessage
 from community.inbox.service import contact_counts, sla_breached

@@ -13,7 +13,7 @@ from bot.app_keys import SERVICES
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
-from bot.i18n import N_
+from bot.core.i18n import N_
 from bot.web import bad_request, render, request_locale
 from bot.web import sse as sse_stream
 from bot.web.lookup import object_or_404, path_id

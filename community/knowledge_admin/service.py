@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 
 from community.knowledge_admin.models import KnowledgeContribution, KnowledgeVersion
 from community.models import KnowledgeItem
@@ -244,7 +244,7 @@ async def _decide_contribution(contribution_id: int, status: str, reason: str) -
                 log.exception("points for contribution %s failed", c.id)
     if _services is None:
         return
-    from bot.messages import Reply
+    from bot.core.messages import Reply
 
     tr = _services.translator
     loc = c.member.locale or "zh_CN"

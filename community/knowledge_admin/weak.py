@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from tortoise.functions import Avg, Count
 
-from bot.models import AnswerFeedback, TranscriptEntry
+from bot.core.models import AnswerFeedback, TranscriptEntry
 from community.models import KnowledgeItem
 
 DEFAULT_DAYS = 30

@@ -17,8 +17,8 @@ from tortoise.expressions import Q
 from bot.app_keys import SERVICES
 from bot.dashboard.csvexport import csv_response
 from bot.web.urls import safe_local_path
-from bot.i18n import N_
-from bot.settings import Settings
+from bot.core.i18n import N_
+from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS

@@ -7,7 +7,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 
 def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot.models import ChannelAccount, Member
+from bot.core.models import ChannelAccount, Member
 from community.members.models import MemberTag, MemberTagChange
 
 MAX_TAG = 64

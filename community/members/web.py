@@ -12,7 +12,7 @@ import json
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.models import Member
+from bot.core.models import Member
 from bot.staff.auth import require_role
 from bot.web.lookup import path_id
 from community.inbox import service as inbox

@@ -22,8 +22,8 @@ from typing import Any
 
 import re2
 
-from bot.i18n import N_
-from community.search.normalize import to_simplified
+from bot.core.i18n import N_
+from bot.core.normalize import to_simplified
 
 log = logging.getLogger(__name__)
 # strongest first: the decision takes the first action any entry asks for

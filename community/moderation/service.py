@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 from community.moderation.matcher import PatternError, Rule, Verdict, WatchList, compile_rule
 from community.moderation.models import ACTIONS, KINDS, MemberStanding, ModerationAudit, ReviewItem, WatchedWord
 
@@ -113,7 +113,7 @@ async def record(services: "Services", verdict: Verdict, *, member_id: int | Non
 
 async def warn_member(services: "Services", member_id: int, *, content_type: str, content_id: int | None) -> int:
     """Send the caring warning; repeated warnings freeze forwarding points and lower credibility."""
-    from bot.models import Member
+    from bot.core.models import Member
 
     now = datetime.now(timezone.utc)
     await lift_if_clean(member_id, now)  # a warning after a clean period starts a new episode

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.i18n import N_
+from bot.core.i18n import N_
 from bot.web import bad_request, render
 from community.moderation import service
 from community.moderation.matcher import PatternError

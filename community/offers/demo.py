@@ -1,7 +1,7 @@
 """A sample offer for ``make demo``: ask about data and it is appended to the answer."""
 from __future__ import annotations
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from community.offers.models import Offer
 
 SAMPLE_TITLE = "流量叠加包限时 8 折"

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 from tortoise.functions import Count
 
-from bot.i18n import N_
-from bot.settings import Settings
+from bot.core.i18n import N_
+from bot.core.settings import Settings
 from community.offers.models import Offer, OfferEvent
-from community.search import normalize
+from bot.core import normalize
 
 log = logging.getLogger(__name__)
 

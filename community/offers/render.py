@@ -14,7 +14,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from bot.messages import Card, Choice, Reply
+from bot.core.messages import Card, Choice, Reply
 from community.offers.models import Offer
 
 MAX_BODY_CHARS = 160  # one short paragraph: the card description

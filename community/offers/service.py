@@ -12,9 +12,9 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from bot.messages import Reply
-from bot.models import Member
-from bot.settings import Settings
+from bot.core.messages import Reply
+from bot.core.models import Member
+from bot.core.settings import Settings
 from community.offers.engine import (
     UNKNOWN, OfferContext, OfferHistory, Rules, _member_reasons, choose, conversation_block, evaluate_all,
     record_impression, tags_text,

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from bot.app_keys import SERVICES
 from bot.dashboard.csvexport import csv_response
 from bot.web.urls import safe_external_url
-from bot.i18n import LOCALES, N_, get_translator
-from bot.models import ChannelAccount, Member
-from bot.settings import Settings
+from bot.core.i18n import LOCALES, N_, get_translator
+from bot.core.models import ChannelAccount, Member
+from bot.core.settings import Settings
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render, request_locale

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.i18n import N_, Gettext
-from bot.models import Member
+from bot.core.i18n import N_, Gettext
+from bot.core.models import Member
 from community.qa.models import Answer, Question
 from gamification import badges, ledger, service
 from gamification.models import MemberBadge

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 from community.inbox import service as inbox
 from community.qa.models import Question
 from community.qa.service import member_gettext, offer_to_helpers

@@ -2,7 +2,7 @@
 the chat (``handlers.post``) and the community pages, so both say the same thing."""
 from __future__ import annotations
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 from community.qa.service import Status
 
 # (gettext msgid, reply kind)

@@ -17,9 +17,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
 
-from bot.i18n import Gettext
-from bot.messages import Card, Choice, Reply
-from bot.models import Member
+from bot.core.i18n import Gettext
+from bot.core.messages import Card, Choice, Reply
+from bot.core.models import Member
 from community.models import KnowledgeItem
 from community.moderation import service as moderation
 from community.moderation.matcher import Verdict

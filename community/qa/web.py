@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.i18n import N_
+from bot.core.i18n import N_
 from community.qa import listing
 from community.qa.models import Question
 from community.qa.outcomes import ACCEPT_OUTCOMES, ANSWER_OUTCOMES, VOTE_OUTCOMES

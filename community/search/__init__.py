@@ -2,11 +2,13 @@
 
 Public API::
 
-    from community.search import KBDoc, Match, Decision, Matcher, MatcherConfig, normalize
+    from community.search import KBDoc, Match, Decision, Matcher, MatcherConfig
+
+    from bot.core import normalize
 """
 
 from .matcher import Matcher, MatcherConfig
-from .normalize import normalize
+from bot.core.normalize import normalize
 from .types import Decision, KBDoc, Match
 
 __all__ = ["KBDoc", "Match", "Decision", "Matcher", "MatcherConfig", "normalize"]

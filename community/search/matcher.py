@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz
 
-from bot.pinyin import pinyin_syllables
+from bot.core.pinyin import pinyin_syllables
 
 from . import char_channels
 from . import confidence as conf
 from .index import BM25Channel, BulkLoad, feed_slots
-from .normalize import normalize
+from bot.core.normalize import normalize
 from .semantic import SemanticIndex, load_encoder
 from .synonyms import load_synonyms
 from .romanized import Homophones

@@ -23,7 +23,7 @@ from operator import add
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from bot.pinyin import romanized_syllables
+from bot.core.pinyin import romanized_syllables
 
 from .stopwords import STOPWORDS
 
@@ -154,7 +154,7 @@ class Analyzer:
         synonyms: Iterable[Iterable[str]] = (),
         jieba_tmp_dir: str | None = None,
     ) -> None:
-        from .normalize import normalize
+        from bot.core.normalize import normalize
 
         self._syn: dict[str, str] = {}
         words: list[str] = []

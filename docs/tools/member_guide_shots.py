@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 from bot.app import create_app
 from bot.app_keys import SERVICES
-from bot.messages import Reply
-from bot.models import ChannelAccount, Member
+from bot.core.messages import Reply
+from bot.core.models import ChannelAccount, Member
 from community.qa.models import Answer, Question
 from tests.browser import chromium, served
 from tests.conftest import load_sample_kb, make_settings

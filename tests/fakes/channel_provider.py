@@ -29,9 +29,9 @@ import aiohttp
 from aiohttp import web
 
 from bot.app_keys import SERVICES
-from bot.channels.registry import SendError, SendResult
-from bot.messages import Reply
-from bot.settings import Settings
+from bot.core.channel_registry import SendError, SendResult
+from bot.core.messages import Reply
+from bot.core.settings import Settings
 
 CHANNEL = "prov"
 ENV_URL = "BOT_TEST_PROVIDER_URL"

@@ -355,7 +355,7 @@ def wx_fixture() -> WeChatCallbacks:
 @_pytest.fixture(scope="session")
 def wechat_kb_db(tmp_path_factory: _pytest.TempPathFactory) -> _Path:
     """A SQLite file with the sample knowledge base, imported once per session."""
-    from bot import storage
+    from bot.core import storage
     from tests.conftest import SAMPLE_KB
 
     path = tmp_path_factory.mktemp("wechat_kb") / "kb.sqlite3"

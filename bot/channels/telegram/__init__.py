@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 
 def setup(app: web.Application, settings: Settings) -> None:

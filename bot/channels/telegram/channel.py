@@ -22,14 +22,14 @@ from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Update, User
 
-from bot.channels.registry import SendError
+from bot.core.channel_registry import SendError
 from bot.channels.telegram.render import Part, render
 from bot.channels.telegram.sender import TelegramSender
 from bot.channels.telegram.updates import CHANNEL, Unsupported, build_dispatcher, msg_id
-from bot.i18n import normalize_locale
-from bot.messages import Incoming, Outgoing, Reply
-from bot.models import OutboxMessage
-from bot.outbox import claim_row, mark_sent, pace
+from bot.core.i18n import normalize_locale
+from bot.core.messages import Incoming, Outgoing, Reply
+from bot.core.models import OutboxMessage
+from bot.core.outbox import claim_row, mark_sent, pace
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -116,7 +116,7 @@ class TelegramChannel:
             return []
         member_id = None
         if user is not None:
-            from bot.models import ChannelAccount
+            from bot.core.models import ChannelAccount
 
             member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=user).first().values_list(
                 "member_id", flat=True
@@ -260,7 +260,7 @@ class TelegramChannel:
 
 def _with_markup(reply: Reply, markup: InlineKeyboardMarkup) -> Reply:
     """Rebuild the choices and link cards of a rendered keyboard (for the outbox)."""
-    from bot.messages import Card, Choice
+    from bot.core.messages import Card, Choice
 
     for row in markup.inline_keyboard:
         for b in row:

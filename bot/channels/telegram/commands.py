@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiogram import Bot
 from aiogram.types import BotCommand
 
-from bot.i18n import LOCALES, N_, Translator
+from bot.core.i18n import LOCALES, N_, Translator
 
 
 @dataclass(frozen=True, slots=True)

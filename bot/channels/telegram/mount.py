@@ -25,7 +25,7 @@ from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.commands import publish_menu
 from bot.channels.telegram.polling import poll
 from bot.channels.telegram.updates import ALLOWED_UPDATES, parse_update
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

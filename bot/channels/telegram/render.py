@@ -1,4 +1,4 @@
-"""A :class:`~bot.messages.Reply` as Telegram messages: escaped HTML, inline keyboards.
+"""A :class:`~bot.core.messages.Reply` as Telegram messages: escaped HTML, inline keyboards.
 
 Everything from the knowledge base or members is escaped (the text is sent with HTML
 parse mode, so a stray ``<b>`` must show as text, not break the message). Long answers
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.channels.telegram.updates import CALLBACK_INDEX_PREFIX
-from bot.messages import Reply
+from bot.core.messages import Reply
 
 MAX_MESSAGE = 4096  # characters after entity parsing, counted in UTF-16 code units
 MAX_CALLBACK_DATA = 64  # bytes

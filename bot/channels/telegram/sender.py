@@ -2,7 +2,7 @@
 
 Telegram allows about 30 messages/s over all chats, 1/s to one chat and 20/min to one
 group; the outbox (and the webhook's inline replies, through the same
-:func:`bot.outbox.pace`) keeps to those. What a failure means decides what happens next:
+:func:`bot.core.outbox.pace`) keeps to those. What a failure means decides what happens next:
 429 waits ``retry_after``; 403 (blocked, kicked) marks the member unreachable; a timeout
 after the request went out may have been delivered, so it is not blindly repeated; a
 connection that never opened is simply retried.
@@ -28,14 +28,14 @@ from aiogram.exceptions import (
 )
 from aiogram.types import Message, ReplyParameters
 
-from bot.channels.registry import SendError, SendResult
+from bot.core.channel_registry import SendError, SendResult
 from bot.channels.telegram.render import Part, render
 from bot.channels.telegram.updates import CHANNEL
-from bot.messages import Reply
-from bot.models import OutboxMessage
-from bot.outbox import pace
-from bot.settings import Settings
-from bot.stores import RateLimiter
+from bot.core.messages import Reply
+from bot.core.models import OutboxMessage
+from bot.core.outbox import pace
+from bot.core.settings import Settings
+from bot.core.stores import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Telegram ``Update`` -> :class:`~bot.messages.Incoming`, typed by an aiogram Dispatcher.
+"""Telegram ``Update`` -> :class:`~bot.core.messages.Incoming`, typed by an aiogram Dispatcher.
 
 aiogram's routers and filters pick the update kind (message, edited message, button
 press, the member blocking the bot) and whether a group message is addressed to the
@@ -15,9 +15,9 @@ from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.filters import KICKED, ChatMemberUpdatedFilter, Filter
 from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, MessageEntity, Update, User
 
-from bot.i18n import normalize_locale
+from bot.core.i18n import normalize_locale
 from bot.channels.telegram.commands import command_text, is_private_command, parse_command
-from bot.messages import MAX_TEXT, Incoming
+from bot.core.messages import MAX_TEXT, Incoming
 
 CHANNEL = "telegram"
 GROUP_TYPES = {"group", "supergroup"}

@@ -15,7 +15,7 @@ from bot.app_keys import SERVICES
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
 from bot.channels.wechat.views import WeChatEndpoint
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 WECHAT_ENDPOINT: "web.AppKey[WeChatEndpoint]" = web.AppKey("wechat_endpoint")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.channels.registry import SendError
+from bot.core.channel_registry import SendError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.channels.wechat.api import WeChatAPI, WeChatAPIError
 from bot.channels.wechat.menu import MenuError, load_menu
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -1,9 +1,9 @@
-"""WeChat XML message -> the core :class:`~bot.messages.Incoming` (or what to do instead)."""
+"""WeChat XML message -> the core :class:`~bot.core.messages.Incoming` (or what to do instead)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.messages import Incoming
+from bot.core.messages import Incoming
 
 CHANNEL = "wechat"
 # message types we cannot read; they get a polite "I can read text" answer

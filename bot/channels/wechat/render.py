@@ -11,9 +11,9 @@ import re
 import time
 from typing import Any
 
-from bot.i18n import Gettext
-from bot.messages import Card, Reply
-from bot.render import numbered_text
+from bot.core.i18n import Gettext
+from bot.core.messages import Card, Reply
+from bot.core.render import numbered_text
 
 # WeChat's limit for one text message (bytes of UTF-8)
 MAX_TEXT_BYTES = 2048

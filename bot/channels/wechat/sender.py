@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bot.channels.registry import SendError, SendResult
+from bot.core.channel_registry import SendError, SendResult
 from bot.channels.wechat.api import WeChatAPI, WeChatAPIError, send_error
 from bot.channels.wechat.inbound import CHANNEL
 from bot.channels.wechat.render import custom_message
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount
 
 if TYPE_CHECKING:
-    from bot.models import OutboxMessage
+    from bot.core.models import OutboxMessage
     from bot.services import Services
 
 SERVICE_WINDOW = timedelta(hours=48)

@@ -20,13 +20,13 @@ from bot.channels.wechat import signature
 from bot.channels.wechat.inbound import CHANNEL, BadMessage, Inbound, to_inbound
 from bot.channels.wechat.render import MAX_ARTICLES_EVENT, MAX_ARTICLES_MESSAGE, passive_xml, text_xml
 from bot.channels.wechat.xmlparse import MAX_XML_BYTES, XmlError, XmlTooLarge, parse_xml
-from bot.i18n import N_
-from bot.messages import Outgoing, Reply
-from bot.metrics import SECURITY_REFUSALS
-from bot.models import ChannelAccount
-from bot.nonces import nonce_store
+from bot.core.i18n import N_
+from bot.core.messages import Outgoing, Reply
+from bot.core.metrics import SECURITY_REFUSALS
+from bot.core.models import ChannelAccount
+from bot.core.nonces import nonce_store
 from bot.pipeline import Handled, detect_locale
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 if TYPE_CHECKING:
     from bot.services import Services

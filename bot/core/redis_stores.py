@@ -1,4 +1,4 @@
-"""The short-lived stores of ``bot.stores`` on Redis, shared by every worker.
+"""The short-lived stores of ``bot.core.stores`` on Redis, shared by every worker.
 
 Selected by ``BOT_REDIS_URL``. Dedup keys are leased claims with owner tokens (Lua), and
 the first answer is kept in the key so a channel's retry that lands on another worker
@@ -15,8 +15,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.settings import Settings
-from bot.stores import Claim, new_token
+from bot.core.settings import Settings
+from bot.core.stores import Claim, new_token
 
 PREFIX = "everycsr:"
 # how often a worker that lost the dedup race looks for the winner's answer
@@ -74,7 +74,7 @@ return 1
 
 
 class RedisDedupStore:
-    """The :class:`bot.stores.DedupStore` on Redis: owner tokens and leases checked in Lua,
+    """The :class:`bot.core.stores.DedupStore` on Redis: owner tokens and leases checked in Lua,
     so a retry on any worker waits for a live owner, takes over from a dead one, or gets
     the stored answer. A key lost with a Redis restart falls back on the transcript's
     unique (channel, msg_id) (see ``bot.pipeline``)."""

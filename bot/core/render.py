@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import lru_cache
 
-from bot.i18n import Gettext
-from bot.messages import Choice, Reply
+from bot.core.i18n import Gettext
+from bot.core.messages import Choice, Reply
 
 
 @lru_cache(maxsize=1)

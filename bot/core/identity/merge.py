@@ -28,8 +28,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from bot.identity.models import MemberMerge
-from bot.models import ChannelAccount, Member
+from bot.core.identity.models import MemberMerge
+from bot.core.models import ChannelAccount, Member
 
 
 class MergeError(Exception):

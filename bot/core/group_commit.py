@@ -32,8 +32,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClie
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
 
-from bot import metrics
-from bot.point_queries import for_dialect
+from bot.core import metrics
+from bot.core.point_queries import for_dialect
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from bot.metrics import FANOUT_DROPPED
+from bot.core.metrics import FANOUT_DROPPED
 
 log = logging.getLogger(__name__)
 

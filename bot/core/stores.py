@@ -1,6 +1,6 @@
 """Short-lived shared state behind small interfaces.
 
-The in-process implementations here are the embedded default; ``bot.redis_stores``
+The in-process implementations here are the embedded default; ``bot.core.redis_stores``
 implements the same protocols on Redis so several workers share them.
 """
 from __future__ import annotations

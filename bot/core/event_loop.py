@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

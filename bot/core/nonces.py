@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.stores import TTLMap
+from bot.core.stores import TTLMap
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from bot.services import Services
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 PREFIX = "everycsr:sec:"
 # DECR only a live counter (a plain DECR on an expired key would make one without an expiry)
@@ -131,7 +131,7 @@ class RedisNonceStore:
 def make_nonce_store(settings: "Settings") -> NonceStore:
     """Redis when the service has one, else this process."""
     if settings.redis_url:
-        from bot.redis_stores import make_redis
+        from bot.core.redis_stores import make_redis
 
         return RedisNonceStore(make_redis(settings.redis_url), owned=True)
     return MemoryNonceStore()

@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 # Every module holding models. Add a domain's module here, then `make migrations`.
 MODEL_MODULES: list[str] = [
-    "bot.models",
-    "bot.identity.models",
+    "bot.core.models",
+    "bot.core.identity.models",
     "community.models",
     "community.consent",
     "sms_gateway.models",

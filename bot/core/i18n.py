@@ -17,7 +17,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from bot.settings import ROOT
+from bot.core.settings import ROOT
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def normalize_locale(hint: str | None) -> str | None:
 
 def is_traditional(text: str) -> bool:
     """Whether Chinese text is written in traditional characters (it changes under t2s)."""
-    from community.search.normalize import to_simplified  # the matcher's fast t2s, loaded lazily
+    from bot.core.normalize import to_simplified  # the matcher's fast t2s, loaded lazily
 
     return to_simplified(text) != text
 

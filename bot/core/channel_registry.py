@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bot.messages import Reply
+from bot.core.messages import Reply
 
 if TYPE_CHECKING:
-    from bot.models import OutboxMessage
+    from bot.core.models import OutboxMessage
 
 
 @dataclass

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from bot import metrics
-from bot.channels.registry import ChannelRegistry, ChannelSender, SendError
-from bot.messages import Outgoing, Reply
-from bot.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
-from bot.settings import Settings
-from bot.stores import RateLimiter, StateStore, member_state_key
+from bot.core import metrics
+from bot.core.channel_registry import ChannelRegistry, ChannelSender, SendError
+from bot.core.messages import Outgoing, Reply
+from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
+from bot.core.settings import Settings
+from bot.core.stores import RateLimiter, StateStore, member_state_key
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from bot.identity.models import LinkCode
+from bot.core.identity.models import LinkCode
 
 PHONE_CODE_TTL = timedelta(minutes=10)
 BIND_CODE_TTL = timedelta(minutes=10)
