@@ -29,9 +29,11 @@ prod-test: $(STAMP)
 	BOT_REQUIRE_SERVICES=1 $(PY) -m pytest tests/test_prod_stores.py tests/test_prod_pipeline.py \
 		tests/test_prod_outbox.py tests/test_prod_workers.py tests/test_fuzz_wire.py
 
+# ruff (lint rules and formatting) and mypy (strict on the kernel bot/core, checked everywhere)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m compileall -q bot handlers community gamification sms_gateway
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # re-extract member-facing strings and update every catalog
 locales: $(STAMP)

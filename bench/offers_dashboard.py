@@ -34,7 +34,7 @@ async def offers_bench(messages: int, n_offers: int) -> dict[str, float]:
     from aiohttp.test_utils import TestServer
 
     from bot.app import create_app
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
     from bot.cli import import_kb
     from bot.core.messages import Incoming
     from community.offers.models import Offer

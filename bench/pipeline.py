@@ -50,7 +50,7 @@ FIXED_SERVER = """
 import sys
 from bench._loadgen import FixedPipeline
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.event_loop import run_web
 from bot.core.settings import Settings
 

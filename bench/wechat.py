@@ -52,7 +52,7 @@ def serve_everycsr(port: int, db: str, fixed: bool) -> None:
     from aiohttp import web
 
     from bot.app import create_app
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
     from bot.core.settings import Settings
 
     logging.basicConfig(level=logging.WARNING)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
@@ -10,15 +9,14 @@ from typing import Literal
 from aiohttp import web
 
 from bot.core import metrics, storage
-from bot.app_keys import SERVICES
-from bot.channels import CHANNEL_MODULES
+from bot.core.app_keys import OUTBOX_WORKER, SERVICES
 from bot.core.channel_registry import ChannelRegistry
 from bot.core.i18n import get_translator
-from bot.core.nonces import EXTRAS_KEY as NONCES_KEY
+from bot.core.nonces import make_nonce_store
 from bot.core.identity import merge
 from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
-from bot.services import Services
+from bot.core.services import Services
 from bot.core.settings import Settings, get_settings
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
@@ -31,20 +29,33 @@ from community.search.remote import RemoteEncoder
 from community.search.semantic import resolve_semantic
 from handlers import build_router
 
+from bot import ops_web
+from bot.channels import telegram, webchat, wechat
+from bot.dashboard import web as dashboard_web
+from bot.staff import web as staff_web
+from community import web as community_web
+from community.knowledge_admin import web as knowledge_admin_web
+from community.offers import web as offers_web
+from gamification import me as gamification_me
+from gamification import web as gamification_web
+from sms_gateway import channel as sms
+
+# what each part mounts: setup(app, settings) adds its routes and cleanup contexts, in this order
+CHANNELS = (webchat, telegram, wechat, sms)
+FEATURES = (
+    ops_web,  # /healthz details, fan-out for server-sent events
+    staff_web,  # staff login, home, audit
+    offers_web,
+    dashboard_web,
+    community_web,  # agent inbox, community questions, moderation
+    knowledge_admin_web,  # /admin/knowledge: review, versions, contributions, learned variants
+    gamification_web,  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
+    gamification_me,  # GET /api/v1/me: the web chat session's member, points and badges
+)
+
 log = logging.getLogger(__name__)
 
 DbSetup = Literal["none", "migrate", "schema"]
-# Feature packages that add routes/services: each exposes setup(app, settings)
-FEATURE_MODULES: list[str] = [
-    "bot.ops_web",
-    "bot.staff.web",
-    "community.offers.web",
-    "bot.dashboard.web",
-    "community.web",  # agent inbox, community questions, moderation
-    "community.knowledge_admin.web",  # /admin/knowledge: review, versions, contributions, learned variants
-    "gamification.web",  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
-    "gamification.me",  # GET /api/v1/me: the web chat session's member, points and badges
-]
 
 
 def matcher_config(settings: Settings) -> MatcherConfig:
@@ -77,9 +88,9 @@ async def build_services(settings: Settings) -> Services:
     if settings.redis_url:
         from bot.core.redis_stores import connect_redis_stores
 
-        dedup, state, limiter = await connect_redis_stores(settings)
+        redis, dedup, state, limiter = await connect_redis_stores(settings)
     else:
-        dedup, state, limiter = MemoryDedupStore(), MemoryStateStore(), MemoryRateLimiter()
+        redis, dedup, state, limiter = None, MemoryDedupStore(), MemoryStateStore(), MemoryRateLimiter()
     services = Services(
         settings=settings,
         translator=get_translator(),
@@ -89,9 +100,11 @@ async def build_services(settings: Settings) -> Services:
         channels=ChannelRegistry(),
         kb=knowledge_service(settings),
         outbox=Outbox(settings),
+        redis=redis,
+        nonces=make_nonce_store(redis),
+        merger=merge.Merger([LedgerMergeHook()]),
     )
     services.pipeline = Pipeline(services, build_router())
-    services.extras[merge.EXTRAS_KEY] = merge.Merger([LedgerMergeHook()])
     return services
 
 
@@ -106,8 +119,9 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         try:
             yield
         finally:
-            if (nonces := services.extras.get(NONCES_KEY)) is not None:
-                await nonces.close()
+            await services.nonces.close()
+            if services.redis is not None:  # the pool the stores, fan-out and nonces share
+                await services.redis.aclose()
             await services.kb.close()
             await services.writes.close()
             await storage.close_db()
@@ -119,7 +133,7 @@ def _outbox_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
         worker = OutboxWorker(settings, services.outbox, services.channels, services.limiter, state=services.state)
-        services.extras["outbox_worker"] = worker
+        app[OUTBOX_WORKER] = worker
         task = asyncio.create_task(worker.run()) if settings.outbox_enabled else None
         yield
         if task:
@@ -188,8 +202,8 @@ def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_static("/static", STATIC_DIR)
-    for name in [*CHANNEL_MODULES, *FEATURE_MODULES]:
-        importlib.import_module(name).setup(app, settings)
+    for part in (*CHANNELS, *FEATURES):
+        part.setup(app, settings)
     if settings.redis_url:  # production: the durable outbox runs on the taskiq queue
         from bot.queue import queue_ctx
 

@@ -3,54 +3,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
+from bot.channels.wechat import cli as wechat_cli
+from bot.core.logs import setup_logging
 from bot.core.settings import ROOT, Settings, get_settings
+from bot.core.storage import with_db
+from bot.staff import cli as staff_cli
+from community.members import cli as members_cli
+from community.offers.demo import demo_offer
+from gamification import cli as gamification_cli
+from gamification.demo import demo_rewards
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
-# Feature packages that add sub-commands: each exposes register(subparsers)
-COMMAND_MODULES: list[str] = [
-    "bot.staff.cli",
-    "bot.channels.wechat.cli",
-    "gamification.cli",
-    "community.members.cli",
-]
-# Called by `demo` after the sample data is loaded: "module:function" names of
-# async functions (settings) -> list of lines to print (logins, URLs)
-DEMO_HOOKS: list[str] = [
-    "bot.staff.cli:demo_staff",
-    "gamification.demo:demo_rewards",
-    "community.offers.demo:demo_offer",
-]
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("jieba").setLevel(logging.WARNING)
-    logging.getLogger("tortoise").setLevel(logging.WARNING)
-
-
-T = TypeVar("T")
-
-
-async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[T]]) -> T:
-    from bot.core import storage
-
-    if settings.is_sqlite:  # embedded mode keeps its own schema current
-        await storage.migrate(settings.database_url)
-    await storage.open_db(settings.database_url)
-    try:
-        return await coro_fn()
-    finally:
-        await storage.close_db()
+# the feature packages' sub-commands (each module has register(subparsers))
+COMMAND_MODULES = (staff_cli, wechat_cli, gamification_cli, members_cli)
+# run by `demo` after the sample data is loaded: async (settings) -> lines to print (logins, URLs)
+DEMO_HOOKS: tuple[Callable[[Settings], Awaitable[list[str] | None]], ...] = (
+    staff_cli.demo_staff, demo_rewards, demo_offer)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,7 +56,7 @@ def cmd_kb_import(args: argparse.Namespace, settings: Settings) -> int:
         print(report.summary())
         return 1 if report.rejected else 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def cmd_kb_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,7 +71,7 @@ def cmd_kb_export(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> bytes | str:
         return await export_xlsx() if fmt == "xlsx" else await export_items(fmt)
 
-    data = asyncio.run(_with_db(settings, run))  # the file is written after the loop has closed
+    data = asyncio.run(with_db(settings, run))  # the file is written after the loop has closed
     if isinstance(data, bytes):
         Path(args.output).write_bytes(data)
     elif args.output:
@@ -129,7 +101,7 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
             print("no matches")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def _production_refusal(settings: Settings) -> str | None:
@@ -150,7 +122,7 @@ def _production_refusal(settings: Settings) -> str | None:
             return 0
 
         try:
-            asyncio.run(_with_db(settings, check))
+            asyncio.run(with_db(settings, check))
         except OperationalError:  # not migrated yet: no staff logins to check
             pass
     return refusal(problems) if problems else None
@@ -175,7 +147,7 @@ def cmd_kb_calibrate(args: argparse.Namespace, settings: Settings) -> int:
             print("BOT_SEARCH_SELF_CALIBRATE is off: the fitted defaults apply")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -223,9 +195,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         await storage.open_db(settings.database_url)
         try:
             lines = [await _load_sample_if_empty(settings)]
-            for ref in DEMO_HOOKS:
-                module, _, func = ref.partition(":")
-                lines.extend(await getattr(importlib.import_module(module), func)(settings) or [])
+            for hook in DEMO_HOOKS:
+                lines.extend(await hook(settings) or [])
             return lines
         finally:
             await storage.close_db()
@@ -285,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "that keeps 95%% precision on this knowledge base, with the figures")
     p.set_defaults(func=cmd_kb_calibrate)
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
@@ -294,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = get_settings()
-    _setup_logging(settings)
+    setup_logging(settings)
     from tortoise.exceptions import DBConnectionError, OperationalError
 
     from community.search.semantic import SemanticUnavailable

@@ -1,6 +1,6 @@
 """Operations wiring: live-update fan-out, dead letters for staff, clear 503s on outages.
 
-- ``services.extras["fanout"]``: :mod:`bot.core.fanout` over Redis when configured, else in-process.
+- ``services.fanout``: :mod:`bot.core.fanout` over Redis when configured, else in-process.
 - ``GET /api/v1/admin/outbox?status=dead``: the outbox rows staff must look at (agents
   and admins), ``POST /api/v1/admin/outbox/{id}/retry``: send a dead/held row again (admins).
 - A Redis or database outage during a request answers 503 with ``Retry-After`` (channel
@@ -20,11 +20,10 @@ from tortoise.exceptions import DBConnectionError
 from tortoise.expressions import Q
 from tortoise.functions import Count
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.fanout import make_fanout
 from bot.core.models import OutboxMessage
 from bot.core.outbox import utcnow
-from bot.core.redis_stores import close_redis_stores
 from bot.core.settings import Settings
 from bot.staff.auth import require_role
 
@@ -133,9 +132,7 @@ def setup(app: web.Application, settings: Settings) -> None:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
-        redis = getattr(services.dedup, "redis", None) if settings.redis_url else None
-        fanout = make_fanout(redis)
-        services.extras["fanout"] = fanout
+        fanout = services.fanout = make_fanout(services.redis)
         # knowledge edits made on one worker reach every worker's index
         follow = asyncio.create_task(services.kb.follow(fanout))
         # ... and changes made elsewhere (kb import, another process) within kb_refresh_seconds
@@ -147,7 +144,5 @@ def setup(app: web.Application, settings: Settings) -> None:
             watch.cancel()
             await asyncio.gather(follow, watch, return_exceptions=True)
             await fanout.close()
-            if settings.redis_url:
-                await close_redis_stores(services.dedup, services.state, services.limiter)
 
     app.cleanup_ctx.append(ctx)

@@ -19,7 +19,7 @@ from bot.core.pinyin import romanized_syllables
 from bot.core.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.core.render import in_script
-from bot.services import Services
+from bot.core.services import Services
 from bot.core.stores import Claim, DedupStore, member_state_key
 from handlers.router import Context, Router
 

@@ -39,7 +39,7 @@ from taskiq.api.receiver import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 from tortoise.expressions import Q
 
-from bot.app_keys import PROCESS_ROLE, SERVICES
+from bot.core.app_keys import PROCESS_ROLE, SERVICES
 from bot.core.models import OutboxMessage
 from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
 from bot.core.redis_stores import PREFIX, make_redis
@@ -229,7 +229,6 @@ def queue_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         role = app.get(QUEUE_ROLE, "both") if settings.outbox_enabled else "web"
         await queue.start(role)
         services.outbox.on_stored.append(queue.dispatch)
-        services.extras["outbox_queue"] = queue
         app[OUTBOX_QUEUE] = queue
         try:
             yield
@@ -241,48 +240,4 @@ def queue_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
     return ctx
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """A queue-worker process: the app's services and channel senders, no HTTP listener."""
-    from bot.app import create_app
-
-    app = create_app(settings)
-    app[QUEUE_ROLE] = "worker"
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()  # runs the cleanup contexts: database, stores, senders, queue
-    log.info("outbox queue worker started (pid %s)", __import__("os").getpid())
-    try:
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()
-
-
-def main() -> None:
-    """``python -m bot.queue``: run one queue worker until SIGTERM/SIGINT."""
-    import signal
-
-    from bot.cli import _setup_logging
-    from bot.core.settings import get_settings
-
-    settings = get_settings()
-    _setup_logging(settings)
-    if not settings.redis_url:
-        raise SystemExit("BOT_REDIS_URL is not set: the embedded in-process outbox needs no queue worker")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        # through the package module, not __main__, so the app keys are the ones queue_ctx reads
-        from bot import queue as this
-
-        await this.run_worker(settings, stop=stop)
-
-    asyncio.run(run())
-
-
-if __name__ == "__main__":
-    main()
-
-
-__all__: list[Any] = ["OutboxQueue", "queue_ctx", "run_worker", "QUEUE_ROLE", "OUTBOX_QUEUE"]
+__all__: list[Any] = ["OutboxQueue", "queue_ctx", "QUEUE_ROLE", "OUTBOX_QUEUE"]

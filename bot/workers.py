@@ -3,7 +3,7 @@
 Each web process opens its own listening socket with ``SO_REUSEPORT`` on the same
 host:port, and the Linux kernel spreads incoming connections across them (no shared
 accept lock, no master in the data path). With Redis configured, one more process runs
-the durable outbox's taskiq worker (``python -m bot.queue``). This supervisor restarts
+the durable outbox's taskiq worker (``python -m bot.workers queue``). This supervisor restarts
 a process that dies and forwards SIGTERM/SIGINT for a clean stop.
 
 Several workers need the shared stores: ``BOT_REDIS_URL`` must be set (in-process dedup
@@ -13,6 +13,8 @@ processes on different ports behind nginx instead (docs/operations.md).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import socket
@@ -22,7 +24,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from bot.core.settings import ROOT, Settings
+from aiohttp import web
+
+from bot.app import create_app
+from bot.core.event_loop import run_web
+from bot.core.logs import setup_logging
+from bot.core.settings import ROOT, Settings, get_settings
+from bot.queue import QUEUE_ROLE
+
+log = logging.getLogger(__name__)
 
 RESTART_WINDOW_SECONDS = 60.0
 MAX_RESTARTS_PER_WINDOW = 5
@@ -69,7 +79,7 @@ def build_children(settings: Settings, workers: int) -> list[Child]:
     env = {**os.environ, "BOT_HOST": settings.host, "BOT_PORT": str(settings.port)}
     children = [Child(f"web-{i + 1}", [sys.executable, "-m", "bot.workers", "web"], env) for i in range(workers)]
     if settings.redis_url and settings.outbox_enabled:
-        children.append(Child("outbox-queue", [sys.executable, "-m", "bot.queue"], env))
+        children.append(Child("outbox-queue", [sys.executable, "-m", "bot.workers", "queue"], env))
     return children
 
 
@@ -131,26 +141,47 @@ def run_workers(settings: Settings, workers: int) -> int:
 
 def serve_web(settings: Settings) -> None:
     """One web process: the app on the shared port, handing outbox rows to the queue."""
-    from bot.app import create_app
-    from bot.core.event_loop import run_web
-    from bot.queue import QUEUE_ROLE
-
     app = create_app(settings)
     app[QUEUE_ROLE] = "web"
     run_web(app, settings, reuse_port=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bot.cli import _setup_logging
-    from bot.core.settings import get_settings
+async def run_queue_worker(app: web.Application, *, stop: asyncio.Event | None = None) -> None:
+    """A queue-worker process: the app's services and channel senders, no HTTP listener."""
+    app[QUEUE_ROLE] = "worker"
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()  # runs the cleanup contexts: database, stores, senders, queue
+    log.info("outbox queue worker started (pid %s)", os.getpid())
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()
 
+
+def serve_queue(settings: Settings, app: web.Application | None = None) -> None:
+    """One queue worker until SIGTERM/SIGINT (``app``: one assembled with extra parts)."""
+    if not settings.redis_url:
+        raise SystemExit("BOT_REDIS_URL is not set: the embedded in-process outbox needs no queue worker")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_queue_worker(app or create_app(settings), stop=stop)
+
+    asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bot.workers web|queue``: one child of the supervisor."""
     args = sys.argv[1:] if argv is None else argv
-    if args != ["web"]:
-        print("usage: python -m bot.workers web   (started by `python -m bot run --workers N`)", file=sys.stderr)
+    if args not in (["web"], ["queue"]):
+        print("usage: python -m bot.workers web|queue   (started by `python -m bot run --workers N`)", file=sys.stderr)
         return 2
     settings = get_settings()
-    _setup_logging(settings)
-    serve_web(settings)
+    setup_logging(settings)
+    (serve_web if args == ["web"] else serve_queue)(settings)
     return 0
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff.web import STAFF_LINKS

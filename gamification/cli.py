@@ -21,7 +21,7 @@ from bot.core.settings import Settings
 
 
 def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli import _with_db
+    from bot.core.storage import with_db
     from gamification import service
     from gamification.leaderboard import make_leaderboard
 
@@ -40,11 +40,11 @@ def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
         print(f"released {released} pending points")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def cmd_badges_rerun(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli import _with_db
+    from bot.core.storage import with_db
     from gamification import badges
     from gamification.rules import load_rules
     from gamification.service import utcnow
@@ -54,11 +54,11 @@ def cmd_badges_rerun(args: argparse.Namespace, settings: Settings) -> int:
         print(f"badges: granted {granted}, revoked {revoked}")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def cmd_rewards_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli import _with_db
+    from bot.core.storage import with_db
     from gamification import rewards, topup
 
     async def run() -> int:
@@ -72,7 +72,7 @@ def cmd_rewards_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print(f"reconciled: {len(rows)} checks, {settled} changed")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.core.identity.names import display_name
 from bot.core.models import ChannelAccount, Member

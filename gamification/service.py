@@ -60,7 +60,7 @@ from gamification.rules import Rules, load_rules
 from gamification.topup import TopupProvider
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
     from gamification.rewards import FulfilPolicy
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
@@ -239,7 +239,7 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
         redis = None
         own_redis = False
         if settings.redis_url:
-            redis = getattr(services.dedup, "redis", None)
+            redis = services.redis
             if redis is None:
                 from bot.core.redis_stores import make_redis
 

@@ -9,7 +9,7 @@ from bot.core.messages import Choice, Reply
 from bot.core.models import UnansweredQuestion
 from community.account_queries import is_account_query
 from community.search import Match
-from bot.core import normalize
+from bot.core.normalize import normalize
 from handlers.account_query import account_reply
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router

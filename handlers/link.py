@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from tortoise.exceptions import IntegrityError
 
 from bot.core.identity import codes
-from bot.core.identity.merge import MergeError, merger_of
+from bot.core.identity.merge import MergeError
 from bot.core.identity.names import clean_nickname, display_name
 from bot.core.messages import Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
@@ -150,7 +150,7 @@ async def _phone_proven(ctx: Context, phone: str) -> Reply:
     if owner is None:
         sms = await ChannelAccount.get_or_none(channel="sms", external_id=phone)
         owner = await Member.get_or_none(id=sms.member_id) if sms else None
-    merger = merger_of(ctx.services)
+    merger = ctx.services.merger
     if owner is not None:
         owner_id = await merger.resolve(owner.id)
         if owner_id != ctx.member.id:
@@ -183,7 +183,7 @@ async def _ask_to_link(ctx: Context, other_id: int, *, via: str, phone: str = ""
     """Joining two members moves this account's points and history: the person typing the
     code confirms first, so a code someone else talked them into typing takes nothing."""
     _ = ctx._
-    other_id = await merger_of(ctx.services).resolve(other_id)
+    other_id = await ctx.services.merger.resolve(other_id)
     if other_id == ctx.member.id:
         return Reply(text=_("These accounts are already linked."), kind="link")
     other = await Member.get(id=other_id)
@@ -207,7 +207,7 @@ async def confirm_link(ctx: Context) -> Reply:
     other_id = int(pending["other"])
     if pending.get("via") == "phone":
         reply = await _link(ctx, other_id, via="phone", target_is_other=True)
-        if reply.kind == "link" and await merger_of(ctx.services).resolve(ctx.member.id) == other_id:
+        if reply.kind == "link" and await ctx.services.merger.resolve(ctx.member.id) == other_id:
             await _set_phone(other_id, str(pending.get("phone", "")))
         return reply
     return await _link(ctx, other_id, via=str(pending.get("via", "bind")))
@@ -216,7 +216,7 @@ async def confirm_link(ctx: Context) -> Reply:
 async def _link(ctx: Context, other_id: int, *, via: str, target_is_other: bool = False) -> Reply:
     """Make the asker and ``other_id`` one member (the one with the verified phone stays)."""
     _ = ctx._
-    merger = merger_of(ctx.services)
+    merger = ctx.services.merger
     me = ctx.member.id
     other_id = await merger.resolve(other_id)
     if other_id == me:

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import Incoming, Reply
-from bot.core import normalize
+from bot.core.normalize import normalize
 
 if TYPE_CHECKING:
     from bot.core.models import ChannelAccount, Member
-    from bot.services import Services
+    from bot.core.services import Services
     from bot.core.i18n import Gettext
 
 log = logging.getLogger(__name__)

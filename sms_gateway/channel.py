@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from bot.app_keys import PROCESS_ROLE, SERVICES
+from bot.core.app_keys import PROCESS_ROLE, SERVICES
 from bot.core.messages import Incoming, Outgoing, Reply
-from bot.services import Services
+from bot.core.services import Services
 from bot.core.settings import Settings
 from sms_gateway import continuation, phone, receipts
 from sms_gateway.bind_lease import BindLease, hold_bind
@@ -35,7 +35,7 @@ MAX_BODY_CHARS = 1600  # the longest inbound SMS a provider hands over
 
 @dataclass
 class SmsRuntime:
-    """What the SMS channel keeps per process (``services.extras["sms"]``)."""
+    """What the SMS channel keeps per process (``app[SMS_RUNTIME]``)."""
 
     settings: Settings
     sender: SmsSender | None = None
@@ -49,6 +49,9 @@ class SmsRuntime:
         if self.join is None:
             self.join = MemoryJoinBuffer(self.reassembler)
         return self.join
+
+
+SMS_RUNTIME: "web.AppKey[SmsRuntime]" = web.AppKey("sms_runtime")
 
 
 def _public_url(request: web.Request, settings: Settings) -> str:
@@ -207,7 +210,7 @@ async def _start_smpp(app: web.Application, services: Services, runtime: SmsRunt
 
     runtime.esme = SmppEsme(smpp_config(settings), on_deliver=on_deliver)
     provider = SmppProvider(runtime.esme)
-    redis = getattr(services.dedup, "redis", None) if settings.redis_url else None
+    redis = services.redis
     if redis is None:
         await runtime.esme.start()  # binds in the background; the service starts anyway
         return provider
@@ -252,7 +255,7 @@ def setup(app: web.Application, settings: Settings) -> None:
             provider = await _start_smpp(app, services, runtime, settings)
         runtime.sender = SmsSender(settings, services.translator, provider)
         services.channels.register(runtime.sender)
-        services.extras["sms"] = runtime
+        app[SMS_RUNTIME] = runtime
         try:
             yield
         finally:

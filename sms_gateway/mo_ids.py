@@ -17,7 +17,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from bot.core.models import ChannelAccount, TranscriptEntry
-from bot.services import Services
+from bot.core.services import Services
 from sms_gateway.sender import CHANNEL
 
 

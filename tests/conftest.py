@@ -24,7 +24,7 @@ os.environ.setdefault("BOT_SEARCH_SEMANTIC", "none")
 os.environ.setdefault("BOT_SEARCH_SELF_CALIBRATE", "false")
 
 from bot.app import create_app  # noqa: E402
-from bot.app_keys import SERVICES  # noqa: E402
+from bot.core.app_keys import SERVICES  # noqa: E402
 from bot.core.settings import ROOT, Settings  # noqa: E402
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"

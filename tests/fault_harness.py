@@ -325,7 +325,7 @@ async def kill9(service: Service, rnd: random.Random) -> str:
 
 def kill9_child(kind: str) -> Fault:
     """Several workers: kill -9 a child whose command line contains ``kind`` ("bot.workers
-    web" for a web worker, "bot.queue" for the queue worker)."""
+    web" for a web worker, "bot.workers queue" for the queue worker)."""
     async def fault(service: Service, rnd: random.Random) -> str:
         mine = [p for p in service.children() if kind in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
         victim = rnd.choice(mine)

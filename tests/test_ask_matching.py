@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import UnansweredQuestion
 from bot.core.render import to_traditional
 from tests.community_helpers import chat, staff_login

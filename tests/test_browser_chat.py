@@ -41,7 +41,7 @@ async def _ready(page) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_reload_keeps_the_conversation_and_agent_replies_arrive_by_sse(tmp_path: Path) -> None:
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
     from bot.core.messages import Reply
     from bot.core.models import ChannelAccount
 

@@ -11,7 +11,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import ChannelAccount, OutboxMessage
 from community.inbox.models import Ticket, TicketMessage
 from community.qa.deadlines import check_deadlines

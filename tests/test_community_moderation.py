@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import ChannelAccount, OutboxMessage
 from community.moderation import service as moderation
 from community.moderation.matcher import PatternError, Rule, WatchList, compile_rule, fold

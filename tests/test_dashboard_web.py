@@ -6,7 +6,8 @@ import io
 from datetime import datetime, timedelta, timezone
 
 from bot.core import storage
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
+from bot.dashboard import prom
 from bot.dashboard.web import TABLES
 from bot.core.models import ChannelAccount, Member, TranscriptEntry, UnansweredQuestion
 from bot.staff.auth import create_staff
@@ -115,7 +116,7 @@ async def test_tickets_surveys_and_sla_from_the_inbox(client) -> None:
 
 async def test_metrics_expose_the_dashboard_figures(client) -> None:
     await traffic(client)
-    await client.app[SERVICES].extras["dashboard_refresh"]()
+    await prom.refresh(client.app[SERVICES].settings)
     body = await (await client.get("/metrics")).text()
     assert 'everycsr_kpi_self_service_share{channel="web"} 0.6666' in body
     assert 'everycsr_kpi_answer_accuracy{channel="all"} 0.5' in body

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.settings import Settings
 from community.offers.demo import demo_offer
 from community.offers.models import Offer

@@ -14,7 +14,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from community.search.remote import CircuitBreaker, EmbeddingsUnavailable, RemoteEncoder
 from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings

@@ -42,7 +42,7 @@ async def test_workers_survive_a_killed_web_worker_queue_worker_and_backend_rest
     """``run --workers 2`` on PostgreSQL + Redis: a web worker and the queue worker are
     killed mid-burst, then Redis and PostgreSQL restart; every channel keeps its promise."""
     msgs = fh.build_burst(6, seed=5)
-    faults = [fh.kill9_child("bot.workers web"), fh.kill9_child("bot.queue"),
+    faults = [fh.kill9_child("bot.workers web"), fh.kill9_child("bot.workers queue"),
               fh.restart_of(redis_server, "Redis"), fh.restart_of(postgres_cluster, "PostgreSQL")]
     reports, service = await fh.run(tmp_path, msgs, db_url=fresh_postgres_url, redis_url=fresh_redis_url,
                                     workers=2, faults=faults, concurrency=12, seed=5)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
-from bot.app_keys import SERVICES
-from bot.core.messages import Incoming
+from bot.core.app_keys import SERVICES
+from bot.core.messages import Incoming, Reply
 from bot.core.identity.models import LinkCode, MemberMerge
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from community.inbox import service as inbox
@@ -96,7 +96,7 @@ async def test_phone_code_links_web_to_the_sms_member_with_points_tickets_and_tr
     assert await MemberMerge.all().count() == 1 and again[0]["kind"] == "link"
 
     # an agent's message goes to the member's channel: alice's web chat was used last
-    out = await services.outbox.to_member(phone_member.id, __import__("bot.core.messages").messages.Reply(text="已处理"),
+    out = await services.outbox.to_member(phone_member.id, Reply(text="已处理"),
                                           purpose="agent")
     assert out is not None and out.channel == "web"
     me = await app.get("/api/v1/me", params=as_member("alice"))
@@ -245,7 +245,7 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
     assert "你好" in page and "短信" in page  # one history across channels (the SMS lines named for the agent)
     # after the merge the member's messages go to the channel they used last: web
     await chat(app, "jo", text="还在吗")
-    out = await services.outbox.to_member(sms_m.id, __import__("bot.core.messages").messages.Reply(text="x"),
+    out = await services.outbox.to_member(sms_m.id, Reply(text="x"),
                                           purpose="agent")
     assert out is not None and out.channel == "web"
 

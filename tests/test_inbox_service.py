@@ -6,7 +6,7 @@ import asyncio
 import re
 from datetime import datetime, timedelta, timezone
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import Member, OutboxMessage
 from bot.pipeline import get_or_create_account
 from bot.staff.auth import create_staff

@@ -7,7 +7,7 @@ import re
 import openpyxl
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import Member, OutboxMessage
 from community.kb_io import import_rows, parse_file
 from community.knowledge_admin import learning, wanted
@@ -151,7 +151,7 @@ def test_wanted_clusters_partition_all_questions(data):
     rows = [(i, m, t, "") for i, (m, t) in enumerate(data)]
     cl = wanted.cluster(rows)
     ids = sorted(i for c in cl for i in c.ids)
-    from bot.core import normalize
+    from bot.core.normalize import normalize
     assert ids == [i for i, _m, t, _n in rows if normalize(t)]
     assert all(c.n_askers <= c.count for c in cl)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.core import storage
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import UnansweredQuestion
 from bot.staff.auth import create_staff
 from community.kb_io import RETIRED_REASON, import_rows, parse_file

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import AnswerFeedback, Member, TranscriptEntry
 from community.knowledge_admin import weak
 from community.knowledge_admin.weak import ItemStats, rank, wilson_lower_bound

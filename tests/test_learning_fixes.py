@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bot.core import storage
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import OutboxMessage, UnansweredQuestion
 from community.inbox.models import Ticket, TicketMessage
 from community.knowledge import KnowledgeService

@@ -8,7 +8,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import ChannelAccount, Member
 from bot.staff.auth import create_staff
 from community.offers.engine import conversation_block

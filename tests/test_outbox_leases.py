@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.core.app_keys import OUTBOX_WORKER
 from bot.core import metrics
 from bot.core.messages import Reply
 from bot.core.models import OutboxMessage
@@ -45,8 +46,8 @@ async def test_expired_lease_is_sent_again_periodically_and_a_live_one_is_left_a
     assert (await OutboxMessage.get(id=busy.id)).status == "sending"
 
 
-async def test_a_restarted_process_takes_back_its_stuck_rows_at_start_up(services) -> None:  # type: ignore[no-untyped-def]
-    running: OutboxWorker = services.extras["outbox_worker"]
+async def test_a_restarted_process_takes_back_its_stuck_rows_at_start_up(client, services) -> None:  # type: ignore[no-untyped-def]
+    running: OutboxWorker = client.app[OUTBOX_WORKER]
     running.reclaim_every = 3600.0  # only a start-up reclaim can free the row now
     lost = await stuck_row(services, "lease-3", lease_left=-1)
     await asyncio.sleep(0.3)
@@ -72,7 +73,7 @@ async def admin(client):  # type: ignore[no-untyped-def]
 
 
 async def test_admin_retry_accepts_a_stuck_row_and_refuses_one_being_sent(client, services, admin) -> None:  # type: ignore[no-untyped-def]
-    running: OutboxWorker = services.extras["outbox_worker"]
+    running: OutboxWorker = client.app[OUTBOX_WORKER]
     running.reclaim_every = 3600.0
     await asyncio.sleep(1.1)  # let the worker's current reclaim interval pass the old setting
     busy = await stuck_row(services, "lease-5", lease_left=60)

@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import OutboxMessage
 from bot.core.channel_registry import ChannelRegistry

@@ -16,7 +16,7 @@ from hypothesis import given, strategies as st
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.pipeline import get_or_create_account
 from bot.core.redis_stores import RedisDedupStore

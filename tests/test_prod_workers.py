@@ -91,7 +91,7 @@ async def test_two_workers_share_one_port_and_survive_a_killed_worker(
                 await asyncio.sleep(0.2)
             kids = children_of(parent.pid)
             webs = [k for k in kids if "bot.workers web" in cmdline(k)]
-            assert len(webs) == 2 and any("bot.queue" in cmdline(k) for k in kids)
+            assert len(webs) == 2 and any("bot.workers queue" in cmdline(k) for k in kids)
             # wait until both web processes listen, then every request is answered
             await asyncio.sleep(0.5)
             assert await asyncio.gather(*[chat(i) for i in range(40)]) == [200] * 40

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core import normalize
+from bot.core.normalize import normalize
 
 
 @settings(max_examples=300, deadline=None)

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 
 from community.search import KBDoc, Matcher, MatcherConfig
 
-from bot.core import normalize
+from bot.core.normalize import normalize
 from community.search import confidence as conf
 from community.search.semantic import SemanticUnavailable, load_encoder
 from tests.community_helpers import as_member
@@ -214,7 +214,7 @@ async def test_web_chat_answers_a_paraphrase_with_the_encoder_on(tmp_path) -> No
     from aiohttp.test_utils import TestClient, TestServer
 
     from bot.app import create_app
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
     from tests.conftest import load_sample_kb, make_settings
 
     app = create_app(make_settings(tmp_path, search_semantic="e5"), db_setup="schema")

@@ -10,7 +10,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
+from sms_gateway.channel import SMS_RUNTIME
 from bot.core.models import OutboxMessage, TranscriptEntry
 from sms_gateway.mo_ids import mo_msg_id
 from tests.conftest import make_settings
@@ -38,7 +39,7 @@ async def app(tmp_path: Path, smsc: FakeSmsc) -> AsyncIterator[TestClient]:
     )
     c = TestClient(TestServer(create_app(settings, db_setup="schema")))
     await c.start_server()
-    assert await c.app[SERVICES].extras["sms"].esme.wait_bound(5)
+    assert await c.app[SMS_RUNTIME].esme.wait_bound(5)
     yield c
     await c.close()
 

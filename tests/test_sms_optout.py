@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Reply
 from bot.core.models import ChannelAccount, Member, OutboxMessage
 from community.consent import OptOutEvent

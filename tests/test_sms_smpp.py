@@ -9,7 +9,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
+from sms_gateway.channel import SMS_RUNTIME
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.encoding import DC_UCS2, Reassembler, decode_body, segment, split_udh
@@ -186,7 +187,7 @@ async def start_app(tmp_path: Path, smsc: FakeSmsc, *, kb: bool) -> TestClient:
     await c.start_server()
     if kb:  # slow: only where answers from the knowledge base matter
         await load_sample_kb(c.app)
-    assert await c.app[SERVICES].extras["sms"].esme.wait_bound(5)
+    assert await c.app[SMS_RUNTIME].esme.wait_bound(5)
     return c
 
 

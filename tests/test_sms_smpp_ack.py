@@ -9,7 +9,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from tortoise import connections
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
+from sms_gateway.channel import SMS_RUNTIME
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.models import SmsPart
@@ -48,7 +49,7 @@ async def test_unrecordable_mo_gets_a_temporary_error_and_the_redelivery_is_proc
     try:
         assert await smsc.mo(MSISDN, "how do I top up", check=False) == ESME_RX_T_APPN
         assert smsc.submitted == [] and await OutboxMessage.filter(channel="sms").count() == 0
-        assert app.app[SERVICES].extras["sms"].esme.stats.deliver_temp_errors == 1
+        assert app.app[SMS_RUNTIME].esme.stats.deliver_temp_errors == 1
     finally:
         await conn.execute_script('ALTER TABLE "transcript_entry_away" RENAME TO "transcript_entry"')
     assert await TranscriptEntry.filter(channel="sms").count() == 0  # nothing half-written

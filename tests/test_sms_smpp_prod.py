@@ -165,7 +165,7 @@ async def test_the_channel_binds_only_in_one_sending_process(smsc: FakeSmsc, red
 
     from aiohttp import web
 
-    from bot.app_keys import PROCESS_ROLE
+    from bot.core.app_keys import PROCESS_ROLE
     from bot.core.redis_stores import RedisDedupStore
     from sms_gateway.channel import SmsRuntime, _start_smpp
     from tests.conftest import make_settings

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from defusedxml import ElementTree
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Reply
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from sms_gateway.twilio import signature

@@ -1,7 +1,7 @@
 """Stored enum values reach staff pages translated, from one place (bot/web/enums.py)."""
 from __future__ import annotations
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import get_translator
 from bot.pipeline import get_or_create_account
 from bot.web.enums import ENUMS, enum_label

@@ -12,7 +12,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.channel_registry import SendError
 from bot.channels.telegram import TELEGRAM, make_bot
 from bot.channels.telegram.render import Part

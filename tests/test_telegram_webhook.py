@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import OUTBOX_WORKER, SERVICES
 from bot.channels.telegram import TELEGRAM
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from tests.conftest import load_sample_kb, make_settings
@@ -242,7 +242,7 @@ async def test_member_text_is_escaped(tg: TG) -> None:
 async def test_blocked_member_reply_goes_to_outbox_and_marks_unreachable(tg: TG) -> None:
     tg.fake.block(1090)
     await tg.send(message_update(90, 1090, "怎么充值话费"))
-    worker = tg.client.app[SERVICES].extras["outbox_worker"]
+    worker = tg.client.app[OUTBOX_WORKER]
     deadline = asyncio.get_running_loop().time() + 10.0
     while asyncio.get_running_loop().time() < deadline:
         row = await OutboxMessage.get_or_none(address="1090")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from tortoise.functions import Sum
 
 from bot.core import storage
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Incoming
 from bot.core.models import ChannelAccount, Member, OutboxMessage
 from bot.core.settings import ROOT

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Choice, Reply
 from bot.core.models import ChannelAccount
 from tests.community_helpers import wait_sent

@@ -11,7 +11,7 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.messages import Reply
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from bot.web.chat_session import COOKIE, session_cookie_value

@@ -1,10 +1,3 @@
-"""Channel adapters. Each module listed in ``CHANNEL_MODULES`` exposes
-``setup(app, settings)``: it mounts its routes and appends a cleanup context that
-registers its sender with the :class:`~bot.core.channel_registry.ChannelRegistry`."""
-
-CHANNEL_MODULES: list[str] = [
-    "bot.channels.webchat",
-    "bot.channels.telegram",
-    "bot.channels.wechat",
-    "sms_gateway.channel",
-]
+"""Channel adapters: each package turns its wire protocol into ``Incoming`` and ``Reply`` into
+its wire format, and exposes ``setup(app, settings)`` (routes, a cleanup context registering its
+sender with the :class:`~bot.core.channel_registry.ChannelRegistry`). The app factory mounts them."""

@@ -15,10 +15,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.channel_registry import SendResult
 from bot.channels.webchat_history import PAGE, member_history
-from bot.core.fanout import get_fanout
 from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.core.messages import Incoming, Reply
 from bot.core.models import ChannelAccount, Member, OutboxMessage
@@ -226,7 +225,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     if member is None:  # nothing can be sent to someone who has never written
         return json_error(404, "no conversation yet")
     after = sse.last_event_id(request)
-    subscription = get_fanout(request.app[SERVICES]).subscribe(events_topic(member.id))
+    subscription = request.app[SERVICES].fanout.subscribe(events_topic(member.id))
 
     async def backlog() -> list[dict]:
         return await _sent_after(member, after, limit=200)
@@ -259,7 +258,7 @@ class WebChatSender:
             # event reads it by id (backlog on reconnect, /updates, history)
             event = {"id": message.id, **reply_json(in_script([reply], locale)[0])}
             try:
-                await get_fanout(self.services).publish(events_topic(message.member_id), event)
+                await self.services.fanout.publish(events_topic(message.member_id), event)
             except Exception:  # Redis away: the page catches up on reconnect
                 log.warning("web chat: could not publish outbox row %s", message.id, exc_info=True)
         return SendResult(provider_ref=f"web-{message.id}")

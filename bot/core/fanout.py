@@ -8,7 +8,7 @@ the publisher.
 
 Usage::
 
-    fanout = get_fanout(services)
+    fanout = services.fanout
     await fanout.publish("inbox", {"ticket": 7, "event": "new"})
     async with fanout.subscribe("inbox") as sub:   # subscribed once entered
         async for event in sub:
@@ -223,10 +223,3 @@ def make_fanout(redis: Redis | None) -> Fanout:
     """Redis fan-out when a client is given, else in-process."""
     return RedisFanout(redis) if redis is not None else MemoryFanout()
 
-
-def get_fanout(services: Any) -> Fanout:
-    """The app's fan-out (set up by ``bot.ops_web``); in-process if none was set up."""
-    fanout = services.extras.get("fanout")
-    if fanout is None:
-        fanout = services.extras["fanout"] = MemoryFanout()
-    return fanout

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core.stores import TTLMap
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from bot.services import Services
-    from bot.core.settings import Settings
 
 PREFIX = "everycsr:sec:"
 # DECR only a live counter (a plain DECR on an expired key would make one without an expiry)
@@ -28,7 +26,6 @@ if not v then return 0 end
 if tonumber(v) <= 0 then return 0 end
 return redis.call('DECR', KEYS[1])
 """
-EXTRAS_KEY = "nonces"  # Services.extras[EXTRAS_KEY]
 
 
 class NonceStore(Protocol):
@@ -128,19 +125,7 @@ class RedisNonceStore:
             await self.redis.aclose()
 
 
-def make_nonce_store(settings: "Settings") -> NonceStore:
-    """Redis when the service has one, else this process."""
-    if settings.redis_url:
-        from bot.core.redis_stores import make_redis
+def make_nonce_store(redis: "Redis | None") -> NonceStore:
+    """On the service's shared Redis pool when it has one, else in this process."""
+    return RedisNonceStore(redis) if redis is not None else MemoryNonceStore()
 
-        return RedisNonceStore(make_redis(settings.redis_url), owned=True)
-    return MemoryNonceStore()
-
-
-def nonce_store(services: "Services") -> NonceStore:
-    """The service's store (made on first use, so any assembly of Services has one)."""
-    store: Any = services.extras.get(EXTRAS_KEY)
-    if store is None:
-        store = make_nonce_store(services.settings)
-        services.extras[EXTRAS_KEY] = store
-    return store  # type: ignore[no-any-return]

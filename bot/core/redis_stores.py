@@ -179,18 +179,9 @@ class RedisRateLimiter:
         return float(delay)
 
 
-async def connect_redis_stores(settings: Settings) -> tuple[RedisDedupStore, RedisStateStore, RedisRateLimiter]:
+async def connect_redis_stores(settings: Settings) -> tuple[Redis, RedisDedupStore, RedisStateStore, RedisRateLimiter]:
     """Connect (and check the connection) for the three stores; one pool shared by them."""
     redis = make_redis(settings.redis_url)
     await redis.ping()
-    return RedisDedupStore(redis), RedisStateStore(redis), RedisRateLimiter(redis)
+    return redis, RedisDedupStore(redis), RedisStateStore(redis), RedisRateLimiter(redis)
 
-
-async def close_redis_stores(*stores: object) -> None:
-    """Close the shared pool of stores made by :func:`connect_redis_stores`."""
-    seen: set[int] = set()
-    for store in stores:
-        redis = getattr(store, "redis", None)
-        if redis is not None and id(redis) not in seen:
-            seen.add(id(redis))
-            await redis.aclose()

@@ -6,13 +6,18 @@ migration framework): ``python -m bot migrate`` applies them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+if TYPE_CHECKING:
+    from bot.core.settings import Settings
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Every module holding models. Add a domain's module here, then `make migrations`.
 MODEL_MODULES: list[str] = [
@@ -78,3 +83,14 @@ async def open_db(database_url: str, *, create_schema: bool = False) -> None:
 async def close_db() -> None:
     """Close the pool; also clears tortoise's global fallback so tests can reopen."""
     await Tortoise.close_connections()
+
+
+async def with_db(settings: "Settings", coro_fn: "Callable[[], Awaitable[T]]") -> T:
+    """Run one command's coroutine with the database open (commands run outside the app)."""
+    if settings.is_sqlite:  # embedded mode keeps its own schema current
+        await migrate(settings.database_url)
+    await open_db(settings.database_url)
+    try:
+        return await coro_fn()
+    finally:
+        await close_db()

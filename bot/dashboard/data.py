@@ -1,35 +1,21 @@
 """Load a :class:`~bot.dashboard.kpis.History` for a time range from storage.
 
-The inbox (tickets, surveys, SLA) and gamification (points) are optional packages:
-their records are read only when their model module is registered in
-``bot.core.storage.MODEL_MODULES``; otherwise those figures show as "no data".
+The dashboard is part of the assembly: it reads the inbox's tickets and surveys and the
+ledger's points directly.
 """
 from __future__ import annotations
 
-import importlib
 from datetime import datetime, timedelta
-from typing import Any
 
-from bot.core import storage
 from bot.dashboard.kpis import (
     ANSWER_KINDS, Contact, Event, Feedback, History, PointsEntry, SlaTicket, Survey, TopicTicket, Unanswered,
 )
 from bot.core.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
+from community.inbox.models import Ticket
 from community.models import KnowledgeItem
+from gamification.models import LedgerEntry
 
 REPEAT_DAYS = 7
-INBOX = "community.inbox.models"
-POINTS = "gamification.models"
-
-
-def installed(module: str) -> Any | None:
-    """The model module if this build registers it, else None."""
-    if module not in storage.MODEL_MODULES:
-        return None
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
 
 
 async def load_events(since: datetime, until: datetime) -> list[Event]:
@@ -55,20 +41,15 @@ async def load_history(start: datetime, end: datetime, *, window: timedelta, gap
                           for r in await UnansweredQuestion.filter(
                               created_at__gte=start, created_at__lt=end, resolved=False,
                           ).values_list("text", "normalized", "channel", "created_at")]
-    inbox = installed(INBOX)
-    if inbox is not None:
-        await _load_inbox(inbox, history, start, end)
-    gam = installed(POINTS)
-    if gam is not None:
-        history.has_points = True
-        history.points = [PointsEntry(g, ev, at) for g, ev, at in await gam.LedgerEntry.filter(
-            created_at__gte=start, created_at__lt=end).values_list("granted", "event", "created_at")]
+    await _load_inbox(history, start, end)
+    history.has_points = True
+    history.points = [PointsEntry(g, ev, at) for g, ev, at in await LedgerEntry.filter(
+        created_at__gte=start, created_at__lt=end).values_list("granted", "event", "created_at")]
     return history
 
 
-async def _load_inbox(inbox: Any, history: History, start: datetime, end: datetime) -> None:
+async def _load_inbox(history: History, start: datetime, end: datetime) -> None:
     history.has_surveys = history.has_tickets = True
-    Ticket = inbox.Ticket  # noqa: N806
     rows = await Ticket.filter(created_at__gte=start - timedelta(days=REPEAT_DAYS),
                                created_at__lt=end + timedelta(days=REPEAT_DAYS)).values_list(
         "id", "member_id", "channel", "reason", "created_at", "first_response_due", "first_response_at")

@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bot.app_keys import SERVICES
 from bot.core.settings import Settings
+from bot.dashboard.reports import Query, build_report, offer_rows
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,6 @@ def register() -> None:
 
 async def refresh(settings: Settings, now: datetime | None = None) -> Snapshot:
     """Recompute the trailing week's figures and publish them to the collector."""
-    from bot.dashboard.web import Query, build_report, offer_rows
-
     now = now or datetime.now(timezone.utc)
     q = Query(period="day", days=WINDOW_DAYS, start=now - timedelta(days=WINDOW_DAYS), end=now)
     rep, history = await build_report(settings, q, now)
@@ -139,7 +137,6 @@ def setup(app: web.Application, settings: Settings) -> None:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(loop(app))
-        app[SERVICES].extras["dashboard_refresh"] = lambda: refresh(settings)
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

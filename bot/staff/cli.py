@@ -19,7 +19,7 @@ DEMO_STAFF = (
 
 
 def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli import _with_db
+    from bot.core.storage import with_db
     from bot.staff.auth import create_staff
 
     password = args.password or os.environ.get("BOT_STAFF_PASSWORD") or ""
@@ -41,7 +41,7 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
         print(f"staff {user.username} ({', '.join(user.roles)}) saved")
         return 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -18,10 +18,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.core.metrics import SECURITY_REFUSALS
-from bot.core.nonces import nonce_store
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import (
@@ -123,7 +122,7 @@ async def login_submit(request: web.Request) -> web.Response:
         SECURITY_REFUSALS.labels("login_csrf").inc()
         return _login_form(request, status=403, error="csrf", next_=target, username=username)
     settings = _settings(request)
-    throttle = LoginThrottle.from_settings(nonce_store(request.app[SERVICES]), settings)
+    throttle = LoginThrottle.from_settings(request.app[SERVICES].nonces, settings)
     ip = client_ip(request)
     attempt = await throttle.attempt(username, ip)
     if not attempt.allowed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.services import Services
+from bot.core.services import Services
 from bot.core.settings import Settings
 from bot.web.client import client_ip
 

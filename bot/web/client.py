@@ -96,7 +96,7 @@ def resolve(peer: str, forwarded_for: Sequence[str], forwarded_proto: str, schem
 
 
 def _settings(request: web.Request) -> Any:
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
 
     services = request.app.get(SERVICES)
     if services is not None:

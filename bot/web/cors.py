@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.settings import Settings
 from bot.web.client import is_secure
 

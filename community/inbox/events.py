@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot.core.fanout import Subscription, get_fanout
+from bot.core.fanout import Subscription
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 TOPIC = "inbox"
 
 
 async def publish(services: "Services", data: dict[str, Any]) -> None:
     """Tell open inbox pages that something changed (ticket id and what)."""
-    await get_fanout(services).publish(TOPIC, data)
+    await services.fanout.publish(TOPIC, data)
 
 
 def subscribe(services: "Services") -> Subscription:
-    return get_fanout(services).subscribe(TOPIC)
+    return services.fanout.subscribe(TOPIC)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
-from bot.core.identity.merge import MergeError, merger_of
+from bot.core.app_keys import SERVICES
+from bot.core.identity.merge import MergeError
 from bot.core.identity.models import MemberMerge
 from bot.core.models import ChannelAccount, Member
 from bot.staff.auth import require_role
@@ -52,7 +52,7 @@ async def merge_post(request: web.Request) -> web.StreamResponse:
             or not await Member.exists(id=target_id):
         raise web.HTTPSeeOther(f"/inbox/members/merge?error=unknown&source={source_id or ''}&target={target_id or ''}")
     try:
-        record = await merger_of(request.app[SERVICES]).merge(source_id, target_id, via="staff",
+        record = await request.app[SERVICES].merger.merge(source_id, target_id, via="staff",
                                                               actor=f"staff:{request['staff'].username}")
     except MergeError:
         raise web.HTTPSeeOther(f"/inbox/members/merge?error=refused&source={source_id}&target={target_id}") from None
@@ -65,7 +65,7 @@ async def unmerge_post(request: web.Request) -> web.StreamResponse:
     if merge_id is None or not await MemberMerge.exists(id=merge_id):
         raise web.HTTPNotFound(text="No such merge.")
     try:
-        await merger_of(request.app[SERVICES]).unmerge(merge_id, actor=f"staff:{request['staff'].username}")
+        await request.app[SERVICES].merger.unmerge(merge_id, actor=f"staff:{request['staff'].username}")
     except MergeError:
         raise web.HTTPSeeOther("/inbox/members/merge?error=unmerge") from None
     raise web.HTTPSeeOther("/inbox/members/merge?flash=unmerged")

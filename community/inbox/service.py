@@ -17,7 +17,7 @@ from community.inbox import events
 from community.inbox.models import REASONS, Ticket, TicketMessage
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from community.inbox import events
 from community.inbox.models import Ticket
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from community.qa import rewards
 from community.qa.models import Answer, Question
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 TRANSCRIPT_LIMIT = 80
 CANNED_LIMIT = 3

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser

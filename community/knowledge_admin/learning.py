@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 
 from community.knowledge_admin.models import CandidateVariant
 from community.models import KnowledgeItem
-from bot.core import normalize
+from bot.core.normalize import normalize
 
 log = logging.getLogger(__name__)
 

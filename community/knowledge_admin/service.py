@@ -217,7 +217,7 @@ def diff(old: KnowledgeVersion, new: KnowledgeVersion) -> list[str]:
 
 # --- contributions -------------------------------------------------------------------------
 
-_services: Any = None  # bot.services.Services, set by web.setup's startup hook
+_services: Any = None  # bot.core.services.Services, set by web.setup's startup hook
 
 
 def configure(services: Any) -> None:

@@ -8,7 +8,7 @@ import re
 from rapidfuzz import fuzz
 
 from bot.core.models import UnansweredQuestion
-from bot.core import normalize
+from bot.core.normalize import normalize
 
 _CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 SIMILARITY = 75     # rapidfuzz token_set_ratio (0-100) to join a cluster

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from tortoise.expressions import Q
 
-from bot.app_keys import SERVICES
-from bot.dashboard.csvexport import csv_response
+from bot.core.app_keys import SERVICES
+from bot.web.csvexport import csv_response
 from bot.web.urls import safe_local_path
 from bot.core.i18n import N_
 from bot.core.settings import Settings

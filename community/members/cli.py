@@ -11,7 +11,7 @@ from bot.core.settings import Settings
 
 
 def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli import _with_db
+    from bot.core.storage import with_db
     from community.inbox.service import reprioritize
     from community.members.tags import import_csv
 
@@ -30,7 +30,7 @@ def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{result.changed} changed, {result.unchanged} already so, {len(result.errors)} errors")
         return 1 if result.errors else 0
 
-    return asyncio.run(_with_db(settings, run))
+    return asyncio.run(with_db(settings, run))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -11,7 +11,7 @@ import json
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.models import Member
 from bot.staff.auth import require_role
 from bot.web.lookup import path_id

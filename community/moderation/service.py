@@ -23,7 +23,7 @@ from community.moderation.matcher import PatternError, Rule, Verdict, WatchList,
 from community.moderation.models import ACTIONS, KINDS, MemberStanding, ModerationAudit, ReviewItem, WatchedWord
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

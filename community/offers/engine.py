@@ -19,7 +19,7 @@ from tortoise.functions import Count
 from bot.core.i18n import N_
 from bot.core.settings import Settings
 from community.offers.models import Offer, OfferEvent
-from bot.core import normalize
+from bot.core.normalize import normalize
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from bot.app_keys import SERVICES
-from bot.dashboard.csvexport import csv_response
+from bot.core.app_keys import SERVICES
+from bot.web.csvexport import csv_response
 from bot.web.urls import safe_external_url
 from bot.core.i18n import LOCALES, N_, get_translator
 from bot.core.models import ChannelAccount, Member

@@ -18,7 +18,7 @@ from community.qa.models import Question
 from community.qa.service import member_gettext, offer_to_helpers
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import (

@@ -27,7 +27,7 @@ from community.qa import rewards
 from community.qa.models import Answer, HelperPreference, HelpRequest, Question, Vote
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

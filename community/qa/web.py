@@ -48,7 +48,7 @@ async def render_question(request: web.Request, q: Question, *, status: int = 20
                           draft: str = "") -> web.Response:
     """The question page; a visitor signed in through the web chat gets the forms to answer,
     vote and accept (``community.qa.member_web``), anyone else a link to the chat."""
-    from bot.app_keys import SERVICES
+    from bot.core.app_keys import SERVICES
     from bot.web import page_gettext, render
     from bot.web.chat_session import member_csrf_token, session_member_id
 

@@ -4,7 +4,7 @@ Public API::
 
     from community.search import KBDoc, Match, Decision, Matcher, MatcherConfig
 
-    from bot.core import normalize
+    from bot.core.normalize import normalize
 """
 
 from .matcher import Matcher, MatcherConfig

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.core.channel_registry import SendError, SendResult
 from bot.core.messages import Reply
 from bot.core.settings import Settings
@@ -142,11 +142,16 @@ def setup(app: web.Application, settings: Settings) -> None:
 
 def main() -> None:
     """A queue worker with the provider channel added (test and benchmark helper)."""
-    from bot import channels, queue
+    from bot.app import create_app
+    from bot.core.logs import setup_logging
+    from bot.core.settings import get_settings
+    from bot.workers import serve_queue
 
-    if __name__ not in channels.CHANNEL_MODULES:
-        channels.CHANNEL_MODULES.append("tests.fakes.channel_provider")
-    queue.main()
+    settings = get_settings()
+    setup_logging(settings)
+    app = create_app(settings)
+    setup(app, settings)
+    serve_queue(settings, app)
 
 
 if __name__ == "__main__":

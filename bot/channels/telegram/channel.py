@@ -32,7 +32,7 @@ from bot.core.models import OutboxMessage
 from bot.core.outbox import claim_row, mark_sent, pace
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 

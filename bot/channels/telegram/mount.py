@@ -20,7 +20,7 @@ from aiogram.utils.token import TokenValidationError, validate_token
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.commands import publish_menu
 from bot.channels.telegram.polling import poll
@@ -109,7 +109,6 @@ def setup(app: web.Application, settings: Settings) -> None:
         channel = TelegramChannel(bot, services)
         app[TELEGRAM] = channel
         services.channels.register(channel.sender)
-        services.extras["telegram"] = channel
         background = [asyncio.create_task(announce(channel, settings))]
         if settings.telegram_polling:
             background.append(asyncio.create_task(poll(channel)))

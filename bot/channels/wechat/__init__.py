@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.channels.wechat.api import WeChatAPI
 from bot.channels.wechat.sender import WeChatSender
 from bot.channels.wechat.views import WeChatEndpoint
@@ -31,7 +31,6 @@ def setup(app: web.Application, settings: Settings) -> None:
         api = WeChatAPI(settings.wechat_appid, settings.wechat_secret, base=settings.wechat_api_base)
         if api.configured:
             services.channels.register(WeChatSender(api, services))
-            services.extras["wechat_api"] = api
         try:
             yield
         finally:

@@ -21,7 +21,7 @@ from bot.core.models import ChannelAccount
 
 if TYPE_CHECKING:
     from bot.core.models import OutboxMessage
-    from bot.services import Services
+    from bot.core.services import Services
 
 SERVICE_WINDOW = timedelta(hours=48)
 

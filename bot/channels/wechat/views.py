@@ -15,7 +15,7 @@ from multidict import MultiMapping
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 
-from bot.app_keys import SERVICES
+from bot.core.app_keys import SERVICES
 from bot.channels.wechat import signature
 from bot.channels.wechat.inbound import CHANNEL, BadMessage, Inbound, to_inbound
 from bot.channels.wechat.render import MAX_ARTICLES_EVENT, MAX_ARTICLES_MESSAGE, passive_xml, text_xml
@@ -24,12 +24,11 @@ from bot.core.i18n import N_
 from bot.core.messages import Outgoing, Reply
 from bot.core.metrics import SECURITY_REFUSALS
 from bot.core.models import ChannelAccount
-from bot.core.nonces import nonce_store
 from bot.pipeline import Handled, detect_locale
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class WeChatEndpoint:
         own retries come with a new nonce and are deduplicated by message id instead."""
         window = self.settings.wechat_timestamp_window_seconds
         key = f"wechat:{query.get('timestamp', '')}:{query.get('nonce', '')}"
-        if not await nonce_store(services).first_use(key, 2 * window + 1):
+        if not await services.nonces.first_use(key, 2 * window + 1):
             SECURITY_REFUSALS.labels("wechat_replay").inc()
             raise web.HTTPForbidden(text="replayed request (timestamp and nonce already used)")
 

@@ -300,13 +300,6 @@ class Merger:
         return record
 
 
-EXTRAS_KEY = "identity.merger"
-
-
-def merger_of(services: Any) -> Merger:
-    """The app's merger, with the domains' hooks (the assembly puts it in ``services.extras``)."""
-    return services.extras[EXTRAS_KEY]
-
 
 async def channels_of(member_id: int) -> list[ChannelAccount]:
     return await ChannelAccount.filter(member_id=member_id).order_by("id")
