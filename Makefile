@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo run test lint locales migrations prod-test bench clean
+.PHONY: demo run test unit lint locales migrations prod-test bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EveryCSR needs Python 3.11 or newer")'
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# the fast tier: domain logic, parsers and properties without the app (seconds)
+unit: $(STAMP)
+	$(PY) -m pytest -m unit
 
 # production mode: contract, fault and fuzz tests against a throw-away redis-server and
 # PostgreSQL cluster started on loopback (Debian packages redis-server, postgresql)

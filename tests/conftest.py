@@ -85,3 +85,19 @@ async def client(settings: Settings) -> AsyncIterator[TestClient]:
 @pytest_asyncio.fixture
 async def services(client: TestClient):  # type: ignore[no-untyped-def]
     return client.app[SERVICES]
+
+
+# fixtures that build and start the whole app, drive a browser or start real servers
+APP_FIXTURES = frozenset({"client", "services", "app", "browser", "page", "live_server", "redis_server", "redis_url",
+                          "fresh_redis_url", "postgres_cluster", "postgres_url", "fresh_postgres_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the fast tier: tests that need neither the app nor a browser nor real servers
+    (``make unit`` runs only these: domain logic on the ``sqlite_orm`` fixture, parsers,
+    properties)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if not names & APP_FIXTURES and not item.get_closest_marker("browser") \
+                and not item.get_closest_marker("services"):
+            item.add_marker(pytest.mark.unit)

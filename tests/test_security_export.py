@@ -64,7 +64,7 @@ def test_escape_is_exact_and_never_leaves_a_formula(text: str) -> None:
 
 
 def test_dashboard_and_export_share_one_helper() -> None:
-    from bot.dashboard import csvexport
+    from bot.web import csvexport
 
     assert csvexport.cell is cell and csvexport.csv_text is csv_text
     assert cell(0.5) == "0.5000" and cell(None) == "" and cell(-3) == "-3" and cell("=1") == "'=1"
