@@ -42,6 +42,7 @@ FEATURE_MODULES: list[str] = [
     "bot.dashboard.web",
     "community.web",  # agent inbox, community questions, moderation
     "community.knowledge_admin.web",  # /admin/knowledge: review, versions, contributions, learned variants
+    "community.review.web",  # /staff/review: one queue for the five kinds staff approve or reject
     "gamification.web",  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
     "gamification.me",  # GET /api/v1/me: the web chat session's member, points and badges
 ]

@@ -22,6 +22,7 @@ from tortoise.functions import Sum
 from gamification.ledger import Grant, Policy
 from gamification.models import ForwardEngagement, LedgerEntry, ReviewFlag
 from gamification.rules import Rules
+from community.review.queue import open_review
 
 RING_EVENTS = ("forward_engaged", "answer_accepted")
 
@@ -44,9 +45,10 @@ async def flag(member_id: int, reason: str, key: str, detail: dict[str, object])
     if await ReviewFlag.filter(key=key).exists():
         return False
     try:
-        await ReviewFlag.create(member_id=member_id, reason=reason, key=key, detail=detail)
+        row = await ReviewFlag.create(member_id=member_id, reason=reason, key=key, detail=detail)
     except IntegrityError:
         return False
+    await open_review("moderation_flag", row, reason, summary=key, created_by=member_id)
     return True
 
 
