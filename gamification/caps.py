@@ -22,7 +22,6 @@ from tortoise.functions import Sum
 from gamification.ledger import Grant, Policy
 from gamification.models import ForwardEngagement, LedgerEntry, ReviewFlag
 from gamification.rules import Rules
-from community.review.queue import open_review
 
 RING_EVENTS = ("forward_engaged", "answer_accepted")
 
@@ -45,10 +44,9 @@ async def flag(member_id: int, reason: str, key: str, detail: dict[str, object])
     if await ReviewFlag.filter(key=key).exists():
         return False
     try:
-        row = await ReviewFlag.create(member_id=member_id, reason=reason, key=key, detail=detail)
+        await ReviewFlag.create(member_id=member_id, reason=reason, key=key, detail=detail)
     except IntegrityError:
         return False
-    await open_review("moderation_flag", row, reason, summary=key, created_by=member_id)
     return True
 
 

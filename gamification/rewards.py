@@ -32,7 +32,6 @@ from bot.core.settings import Settings
 from gamification import ledger
 from gamification.models import LedgerEntry, Redemption, Reward
 from gamification.topup import TopupError, TopupOrder, TopupProvider
-from community.review.queue import open_review
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +133,6 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str) -> Redempt
         raise RedeemError("insufficient") from exc
     if result.duplicate or not created:
         return await Redemption.get(request_key=request_key)
-    if created[0].status == "queued":  # a gift: staff fulfil it by hand
-        await open_review("redemption", created[0], "gift", summary=reward.name, created_by=member_id)
     return created[0]
 
 
@@ -147,9 +144,7 @@ async def fulfil(redemption: Redemption, provider: TopupProvider | None, callbac
         return redemption
     reward = await Reward.get(id=redemption.reward_id)
     if provider is None:
-        if await Redemption.filter(id=redemption.id, status="pending").update(status="queued"):
-            await open_review("redemption", redemption, "no top-up provider", summary=reward.name,
-                              created_by=redemption.member_id)
+        await Redemption.filter(id=redemption.id, status="pending").update(status="queued")
         return await Redemption.get(id=redemption.id)
     order = TopupOrder(order_id(redemption), redemption.phone, reward.face_value,
                        "data" if reward.kind == "data" else "credit", callback_url)
@@ -218,7 +213,6 @@ async def reconcile(provider: TopupProvider | None, callback_url: str, policy: F
             if overdue and await Redemption.filter(id=r.id, status="submitted").update(
                     status="queued", note=f"timed out; provider status unavailable: {err.reason}"[:500]):
                 out.append(Settled(r.id, "submitted", "queued", err.reason[:120]))
-                await open_review("redemption", r, "provider status unavailable", created_by=r.member_id)
             else:
                 out.append(Settled(r.id, "submitted", "submitted", f"status unavailable: {err.reason}"[:120]))
             continue
@@ -236,7 +230,6 @@ async def reconcile(provider: TopupProvider | None, callback_url: str, policy: F
         elif await Redemption.filter(id=r.id, status="submitted").update(
                 status="queued", note="timed out: still processing at the provider; check before refunding"):
             out.append(Settled(r.id, "submitted", "queued", "still processing after the timeout"))
-            await open_review("redemption", r, "still processing at the provider", created_by=r.member_id)
     return out
 
 

@@ -4,12 +4,19 @@ rejecting calls in the kind's own package, and how to tell whether its target st
 Each kind's logic stays where it was (moderation's ``decide``, the knowledge workflow's
 ``approve``/``reject``, learning's ``accept``/``reject``, rewards' ``complete``/``fail``);
 the functions here only adapt the call.
+
+Community's kinds open their reviews where the row is made (``queue.open_review``).
+Gamification never imports community (docs/architecture.md: it hears about community through
+events), so its two kinds are *discovered*: ``discover`` lists open flags and manually queued
+orders that have no pending review yet, and the queue opens them before it is read.
 """
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from tortoise.models import Model
 
 from bot.core.i18n import N_
 from bot.staff.models import StaffUser
@@ -45,6 +52,16 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Opening:
+    """A target found waiting without a review, and what its review should say."""
+
+    target: Model
+    reason: str
+    summary: str
+    created_by: int | None
+
+
+@dataclass(frozen=True)
 class KindHandler:
     """What the queue needs from a kind. ``decide`` returns False when the target was
     already settled elsewhere (nothing changed); ``waiting`` returns the ids of ``ids``
@@ -57,6 +74,10 @@ class KindHandler:
     approve_label: str
     reject_label: str
     reject_needs_note: bool = False
+    discover: Callable[[set[int]], Awaitable[list[Opening]]] | None = None  # targets not in the set
+
+
+DISCOVER_LIMIT = 500  # per kind and pass; the next read opens the rest
 
 
 def _ids(rows: list[Any]) -> set[int]:
@@ -97,6 +118,11 @@ async def _flag(d: Decision) -> bool:
 
 async def _flag_waiting(ids: list[int]) -> set[int]:
     return _ids(await ReviewFlag.filter(id__in=ids, status="open").values_list("id", flat=True))
+
+
+async def _flag_discover(reviewed: set[int]) -> list[Opening]:
+    rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
+    return [Opening(f, f.reason, f.key, f.member_id) for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
 
 
 # --- member contributions (community.knowledge_admin) -----------------------------------------
@@ -163,13 +189,20 @@ async def _redemption_waiting(ids: list[int]) -> set[int]:
     return _ids(await Redemption.filter(id__in=ids, status="queued").values_list("id", flat=True))
 
 
+async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
+    rows = await Redemption.filter(status="queued").order_by("id").limit(DISCOVER_LIMIT + len(reviewed)) \
+        .prefetch_related("reward")
+    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, r.member_id)
+            for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
+
+
 HANDLERS: dict[Kind, KindHandler] = {
     Kind.MODERATION_ITEM: KindHandler(
         _moderation_item, _moderation_waiting, _same_page("/admin/moderation"), ("reviewer",),
         N_("Approve"), N_("Reject"), reject_needs_note=True),
     Kind.MODERATION_FLAG: KindHandler(
         _flag, _flag_waiting, _same_page("/admin/rewards"), ("admin",),
-        N_("Clear and release points"), N_("Confirm")),
+        N_("Clear and release points"), N_("Confirm"), discover=_flag_discover),
     Kind.CONTRIBUTION: KindHandler(
         _contribution, _contribution_waiting, _contribution_pages, ("reviewer",),
         N_("Publish"), N_("Reject"), reject_needs_note=True),
@@ -177,5 +210,5 @@ HANDLERS: dict[Kind, KindHandler] = {
         _variant, _variant_waiting, _variant_pages, ("reviewer",), N_("Accept"), N_("Reject")),
     Kind.REDEMPTION: KindHandler(
         _redemption, _redemption_waiting, _same_page("/admin/rewards"), ("admin",),
-        N_("Mark fulfilled"), N_("Refund")),
+        N_("Mark fulfilled"), N_("Refund"), discover=_redemption_discover),
 }

@@ -89,6 +89,28 @@ async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, no
     return await Reviewable.get(id=row.id)
 
 
+async def open_discovered(kinds: list[Kind] | None = None) -> int:
+    """Open reviews for the waiting targets of kinds that cannot call ``open_review``
+    themselves (gamification's); how many were opened."""
+    opened = 0
+    for kind in kinds or list(Kind):
+        discover = handler(kind).discover
+        if discover is None:
+            continue
+        reviewed = set(await Reviewable.filter(kind=kind, status=Status.PENDING).values_list("target_id", flat=True))
+        for o in await discover(reviewed):
+            await open_review(kind, o.target, o.reason, summary=o.summary, created_by=o.created_by)
+            opened += 1
+    return opened
+
+
+async def refresh(kinds: list[Kind] | None = None) -> None:
+    """Bring the queue up to date before it is read: discovered targets opened, targets
+    settled elsewhere closed."""
+    await open_discovered(kinds)
+    await settle_stale(kinds)
+
+
 async def settle_stale(kinds: list[Kind] | None = None) -> int:
     """Mark ``ignored`` the pending reviewables whose targets were settled outside the queue
     (the old pages, the top-up provider, auto-accepted phrasings); how many."""
@@ -164,4 +186,4 @@ async def pages_of(rows: list[Reviewable]) -> dict[int, str]:
 
 
 __all__ = ["AlreadyDecided", "Filters", "NotAllowed", "ReviewError", "decide", "kinds_for", "listing",
-           "open_review", "pages_of", "parse_filters", "settle_stale"]
+           "open_discovered", "open_review", "pages_of", "parse_filters", "refresh", "settle_stale"]

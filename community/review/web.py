@@ -32,7 +32,7 @@ def _query(f: service.Filters) -> str:
 async def _page(request: web.Request, f: service.Filters, *, error: str = "",
                 error_args: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     staff = request["staff"]
-    await service.settle_stale(service.kinds_for(staff))
+    await service.refresh(service.kinds_for(staff))
     rows = await service.listing(staff, f)
     return render(request, "review_queue.html", status=status, staff=staff, csrf_token=request["csrf_token"],
                   rows=rows, pages=await service.pages_of(rows), filters=f, back=_query(f),
