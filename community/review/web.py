@@ -25,14 +25,15 @@ REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
 def _query(f: service.Filters) -> str:
-    values = {"kind": f.kind, "status": f.status, "age": str(f.older_than) if f.older_than else ""}
+    values = {"kind": f.kind, "status": "" if f.status == Status.PENDING.value else f.status,
+              "age": str(f.older_than) if f.older_than else ""}
     return urlencode({k: v for k, v in values.items() if v})
 
 
 async def _page(request: web.Request, f: service.Filters, *, error: str = "",
                 error_args: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     staff = request["staff"]
-    await service.refresh(service.kinds_for(staff))
+    await service.refresh()  # every kind, whoever reads: the queue is the same for all
     rows = await service.listing(staff, f)
     return render(request, "review_queue.html", status=status, staff=staff, csrf_token=request["csrf_token"],
                   rows=rows, pages=await service.pages_of(rows), filters=f, back=_query(f),
