@@ -68,6 +68,9 @@ async def test_reviewer_filters_and_decides_with_csrf_and_audit(client) -> None:
     again = await client.post(f"/staff/review/{r_contrib.id}", allow_redirects=False,
                               data={"decision": "reject", "note": "x", "csrf_token": token})
     assert again.status == 409
+    missing = await client.post("/staff/review/999999", allow_redirects=False,
+                                data={"decision": "approve", "csrf_token": token})
+    assert missing.status == 404
 
     r_order = await Reviewable.get(kind=Kind.REDEMPTION, target_id=order.id)  # opened when the page was read
     refused = await client.post(f"/staff/review/{r_order.id}", allow_redirects=False,

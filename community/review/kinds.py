@@ -80,6 +80,11 @@ class KindHandler:
 DISCOVER_LIMIT = 500  # per kind and pass; the next read opens the rest
 
 
+def _member_of(row: Model) -> int:
+    """The ``member_id`` column tortoise adds for a ``member`` foreign key."""
+    return int(getattr(row, "member_id"))
+
+
 def _ids(rows: list[Any]) -> set[int]:
     return {int(x) for x in rows}
 
@@ -110,9 +115,9 @@ async def _flag(d: Decision) -> bool:
     if flag is None or not await ReviewFlag.filter(id=flag.id, status="open").update(status=status):
         return False
     if d.approve:
-        await points.release_held(flag.member_id)
+        await points.release_held(_member_of(flag))
     elif flag.reason in ("ring", "farm"):
-        await points.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
+        await points.forfeit_held(_member_of(flag), reason=f"{flag.reason} confirmed by staff")
     return True
 
 
@@ -122,7 +127,7 @@ async def _flag_waiting(ids: list[int]) -> set[int]:
 
 async def _flag_discover(reviewed: set[int]) -> list[Opening]:
     rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
-    return [Opening(f, f.reason, f.key, f.member_id) for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
+    return [Opening(f, f.reason, f.key, _member_of(f)) for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
 
 
 # --- member contributions (community.knowledge_admin) -----------------------------------------
@@ -192,7 +197,7 @@ async def _redemption_waiting(ids: list[int]) -> set[int]:
 async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
     rows = await Redemption.filter(status="queued").order_by("id").limit(DISCOVER_LIMIT + len(reviewed)) \
         .prefetch_related("reward")
-    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, r.member_id)
+    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r))
             for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
 
 

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
 
 from bot.core.i18n import N_
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
+    from bot.staff.models import StaffUser
 
 
 class Kind(StrEnum):
@@ -67,10 +72,12 @@ class Reviewable(Model):
     status = fields.CharEnumField(Status, max_length=16, default=Status.PENDING, db_index=True)
     reason = fields.CharField(max_length=255, default="")  # why it needs review
     summary = fields.CharField(max_length=500, default="")  # what the list shows
-    created_by = fields.ForeignKeyField("models.Member", related_name="reviewables", null=True,
-                                        on_delete=fields.SET_NULL)
-    reviewed_by = fields.ForeignKeyField("models.StaffUser", related_name="reviewables", null=True,
-                                         on_delete=fields.SET_NULL)
+    created_by: fields.ForeignKeyNullableRelation["Member"] = fields.ForeignKeyField(
+        "models.Member", related_name="reviewables", null=True, on_delete=fields.SET_NULL)
+    created_by_id: int | None
+    reviewed_by: fields.ForeignKeyNullableRelation["StaffUser"] = fields.ForeignKeyField(
+        "models.StaffUser", related_name="reviewables", null=True, on_delete=fields.SET_NULL)
+    reviewed_by_id: int | None
     reviewed_at = fields.DatetimeField(null=True)
     pending_key = fields.CharField(max_length=64, null=True, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
@@ -85,11 +92,14 @@ class ReviewableAction(Model):
     """The audit of a reviewable: opened, approved, rejected or settled elsewhere, by whom."""
 
     id = fields.BigIntField(primary_key=True)
-    reviewable = fields.ForeignKeyField("models.Reviewable", related_name="actions", on_delete=fields.CASCADE)
+    reviewable: fields.ForeignKeyRelation[Reviewable] = fields.ForeignKeyField(
+        "models.Reviewable", related_name="actions", on_delete=fields.CASCADE)
+    reviewable_id: int
     action = fields.CharField(max_length=16)  # open | approve | reject | ignore
     actor = fields.CharField(max_length=96)  # "staff:<username>" or "system"
-    staff = fields.ForeignKeyField("models.StaffUser", related_name="review_actions", null=True,
-                                   on_delete=fields.SET_NULL)
+    staff: fields.ForeignKeyNullableRelation["StaffUser"] = fields.ForeignKeyField(
+        "models.StaffUser", related_name="review_actions", null=True, on_delete=fields.SET_NULL)
+    staff_id: int | None
     note = fields.TextField(default="")
     created_at = fields.DatetimeField(auto_now_add=True)
 

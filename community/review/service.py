@@ -33,6 +33,10 @@ class ReviewError(ValueError):
         self.params = params
 
 
+class NotFound(ReviewError):
+    status = 404
+
+
 class NotAllowed(ReviewError):
     status = 403
 
@@ -61,7 +65,7 @@ async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, no
     rid = reviewable if isinstance(reviewable, int) else reviewable.id
     row = await Reviewable.get_or_none(id=rid)
     if row is None:
-        raise ReviewError(N_("No such review item."))
+        raise NotFound(N_("No such review item."))
     if action not in ACTIONS:
         raise ReviewError(N_("Choose approve or reject."))
     h = handler(row.kind)
@@ -89,6 +93,11 @@ async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, no
     return await Reviewable.get(id=row.id)
 
 
+async def _pending_targets(kind: Kind) -> set[int]:
+    rows: list[Any] = await Reviewable.filter(kind=kind, status=Status.PENDING).values_list("target_id", flat=True)
+    return {int(t) for t in rows}
+
+
 async def open_discovered(kinds: list[Kind] | None = None) -> int:
     """Open reviews for the waiting targets of kinds that cannot call ``open_review``
     themselves (gamification's); how many were opened."""
@@ -97,7 +106,7 @@ async def open_discovered(kinds: list[Kind] | None = None) -> int:
         discover = handler(kind).discover
         if discover is None:
             continue
-        reviewed = set(await Reviewable.filter(kind=kind, status=Status.PENDING).values_list("target_id", flat=True))
+        reviewed = await _pending_targets(kind)
         for o in await discover(reviewed):
             await open_review(kind, o.target, o.reason, summary=o.summary, created_by=o.created_by)
             opened += 1
@@ -116,8 +125,7 @@ async def settle_stale(kinds: list[Kind] | None = None) -> int:
     (the old pages, the top-up provider, auto-accepted phrasings); how many."""
     done = 0
     for kind in kinds or list(Kind):
-        ids = list(await Reviewable.filter(kind=kind, status=Status.PENDING)
-                   .values_list("target_id", flat=True))
+        ids = sorted(await _pending_targets(kind))
         if not ids:
             continue
         gone = set(ids) - await handler(kind).waiting(ids)
@@ -185,5 +193,5 @@ async def pages_of(rows: list[Reviewable]) -> dict[int, str]:
     return out
 
 
-__all__ = ["AlreadyDecided", "Filters", "NotAllowed", "ReviewError", "decide", "kinds_for", "listing",
+__all__ = ["AlreadyDecided", "Filters", "NotAllowed", "NotFound", "ReviewError", "decide", "kinds_for", "listing",
            "open_discovered", "open_review", "pages_of", "parse_filters", "refresh", "settle_stale"]
