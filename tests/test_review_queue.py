@@ -114,6 +114,8 @@ async def test_flag_confirm_and_clear_through_gamification() -> None:
     assert await service.open_discovered() == 0  # one review per flag, however often the queue is read
     ra = await Reviewable.get(kind=Kind.MODERATION_FLAG, created_by_id=a.id)
     rb = await Reviewable.get(kind=Kind.MODERATION_FLAG, created_by_id=b.id)
+    flag_a = await ReviewFlag.get(id=ra.target_id)
+    assert ra.created_at == flag_a.created_at  # waiting since the flag, not since the queue noticed it
     assert ra.reason == "ring" and await Reviewable.filter(kind=Kind.MODERATION_FLAG).count() == 2
     await service.decide(ra, "reject", admin, "confirmed ring")
     await service.decide(rb, "approve", admin)

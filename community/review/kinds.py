@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tortoise.models import Model
@@ -59,6 +60,7 @@ class Opening:
     reason: str
     summary: str
     created_by: int | None
+    since: datetime | None  # when the target started waiting
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ async def _flag_waiting(ids: list[int]) -> set[int]:
 
 async def _flag_discover(reviewed: set[int]) -> list[Opening]:
     rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
-    return [Opening(f, f.reason, f.key, _member_of(f)) for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
+    return [Opening(f, f.reason, f.key, _member_of(f), f.created_at)
+            for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
 
 
 # --- member contributions (community.knowledge_admin) -----------------------------------------
@@ -197,7 +200,7 @@ async def _redemption_waiting(ids: list[int]) -> set[int]:
 async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
     rows = await Redemption.filter(status="queued").order_by("id").limit(DISCOVER_LIMIT + len(reviewed)) \
         .prefetch_related("reward")
-    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r))
+    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
             for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
 
 

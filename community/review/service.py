@@ -108,7 +108,7 @@ async def open_discovered(kinds: list[Kind] | None = None) -> int:
             continue
         reviewed = await _pending_targets(kind)
         for o in await discover(reviewed):
-            await open_review(kind, o.target, o.reason, summary=o.summary, created_by=o.created_by)
+            await open_review(kind, o.target, o.reason, summary=o.summary, created_by=o.created_by, since=o.since)
             opened += 1
     return opened
 
