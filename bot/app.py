@@ -36,6 +36,7 @@ from bot.staff import web as staff_web
 from community import web as community_web
 from community.knowledge_admin import web as knowledge_admin_web
 from community.offers import web as offers_web
+from community.review import web as review_web
 from gamification import me as gamification_me
 from gamification import web as gamification_web
 from sms_gateway import channel as sms
@@ -49,6 +50,7 @@ FEATURES = (
     dashboard_web,
     community_web,  # agent inbox, community questions, moderation
     knowledge_admin_web,  # /admin/knowledge: review, versions, contributions, learned variants
+    review_web,  # /staff/review: one queue for the five kinds staff approve or reject
     gamification_web,  # leaderboard page, /f/<token> forwards, rewards admin, top-up callback
     gamification_me,  # GET /api/v1/me: the web chat session's member, points and badges
 )

@@ -33,6 +33,7 @@ MODEL_MODULES: list[str] = [
     "community.inbox.models",
     "community.members.models",
     "community.knowledge_admin.models",
+    "community.review.models",
     "gamification.models",
 ]
 

@@ -165,7 +165,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 # staff landing page links: (path, label msgid, roles); features append their pages
-STAFF_LINKS: list[tuple[str, str, tuple[str, ...]]] = []
+STAFF_LINKS: list[tuple[str, str, tuple[str, ...]]] = [("/staff/review", N_("Review queue"), ("reviewer",))]
 AUDIT_LINK = ("/admin/audit", N_("Audit log"), ("admin",))
 
 

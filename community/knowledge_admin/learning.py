@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from community.knowledge_admin.models import CandidateVariant
 from community.models import KnowledgeItem
+from community.review.queue import open_review
 from bot.core.normalize import normalize
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ async def suggest_variant(services: Any, item_id: int, query: str, source: str,
     quorum = int(getattr(services.settings, "kb_variant_auto_accept", 0) or 0)
     if quorum and len(cv.members) >= quorum:
         await accept(services, cv, "auto")
+    if cv.status == "candidate":
+        await open_review("candidate_variant", cv, "learned from use", summary=cv.text)
     return cv
 
 

@@ -19,6 +19,7 @@ from bot.core.i18n import N_
 
 from community.knowledge_admin.models import KnowledgeContribution, KnowledgeVersion
 from community.models import KnowledgeItem
+from community.review.queue import open_review
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ async def contribute(member_id: int, channel: str, text: str, item_id: int | Non
                                      author, submit=True, reason="member contribution", contribution_id=c.id)
         c.item_id = item.id
         await c.save()
+    await open_review("contribution", c, "member contribution", summary=text, created_by=member_id)
     return c
 
 

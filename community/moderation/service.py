@@ -21,6 +21,7 @@ from tortoise.transactions import in_transaction
 from bot.core.messages import Reply
 from community.moderation.matcher import PatternError, Rule, Verdict, WatchList, compile_rule
 from community.moderation.models import ACTIONS, KINDS, MemberStanding, ModerationAudit, ReviewItem, WatchedWord
+from community.review.queue import open_review
 
 if TYPE_CHECKING:
     from bot.core.services import Services
@@ -106,6 +107,7 @@ async def record(services: "Services", verdict: Verdict, *, member_id: int | Non
         item = await ReviewItem.create(content_type=content_type, content_id=content_id, member_id=member_id,
                                        text=text, action="hold" if verdict.action == "warn" else verdict.action,
                                        matched=matched)
+        await open_review("moderation_item", item, item.action, summary=text, created_by=member_id)
     if verdict.action == "warn" and member_id:
         await warn_member(services, member_id, content_type=content_type, content_id=content_id)
     return item

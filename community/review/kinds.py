@@ -1,0 +1,222 @@
+"""The five kinds behind the review queue, as one table: who may decide, what approving or
+rejecting calls in the kind's own package, and how to tell whether its target still waits.
+
+Each kind's logic stays where it was (moderation's ``decide``, the knowledge workflow's
+``approve``/``reject``, learning's ``accept``/``reject``, rewards' ``complete``/``fail``);
+the functions here only adapt the call.
+
+Community's kinds open their reviews where the row is made (``queue.open_review``).
+Gamification never imports community (docs/architecture.md: it hears about community through
+events), so its two kinds are *discovered*: ``discover`` lists open flags and manually queued
+orders that have no pending review yet, and the queue opens them before it is read.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise.models import Model
+
+from bot.core.i18n import N_
+from bot.staff.models import StaffUser
+from community.knowledge_admin import learning
+from community.knowledge_admin import service as knowledge
+from community.knowledge_admin.models import CandidateVariant, KnowledgeContribution, KnowledgeVersion
+from community.moderation import service as moderation
+from community.moderation.models import ReviewItem
+from community.review.models import Kind
+from gamification import rewards
+from gamification import service as points
+from gamification.models import Redemption, ReviewFlag
+
+
+class TargetRefused(ValueError):
+    """The kind's own code refused the decision; ``msgid`` (marked ``N_``) says why to staff."""
+
+    def __init__(self, msgid: str, **params: Any) -> None:
+        super().__init__(msgid % params if params else msgid)
+        self.msgid = msgid
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One staff decision on one target, as the kind's adapter receives it."""
+
+    target_id: int
+    approve: bool
+    staff: StaffUser
+    note: str
+    services: Any  # bot.services.Services: the knowledge service for re-indexing (None in jobs without it)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A target found waiting without a review, and what its review should say."""
+
+    target: Model
+    reason: str
+    summary: str
+    created_by: int | None
+    since: datetime | None  # when the target started waiting
+
+
+@dataclass(frozen=True)
+class KindHandler:
+    """What the queue needs from a kind. ``decide`` returns False when the target was
+    already settled elsewhere (nothing changed); ``waiting`` returns the ids of ``ids``
+    whose targets still wait; ``pages`` the staff page of each target."""
+
+    decide: Callable[[Decision], Awaitable[bool]]
+    waiting: Callable[[list[int]], Awaitable[set[int]]]
+    pages: Callable[[list[int]], Awaitable[dict[int, str]]]
+    roles: tuple[str, ...]
+    approve_label: str
+    reject_label: str
+    reject_needs_note: bool = False
+    discover: Callable[[set[int]], Awaitable[list[Opening]]] | None = None  # targets not in the set
+
+
+DISCOVER_LIMIT = 500  # per kind and pass; the next read opens the rest
+
+
+def _member_of(row: Model) -> int:
+    """The ``member_id`` column tortoise adds for a ``member`` foreign key."""
+    return int(getattr(row, "member_id"))
+
+
+def _ids(rows: list[Any]) -> set[int]:
+    return {int(x) for x in rows}
+
+
+def _same_page(path: str) -> Callable[[list[int]], Awaitable[dict[int, str]]]:
+    async def pages(ids: list[int]) -> dict[int, str]:
+        return {i: path for i in ids}
+
+    return pages
+
+
+# --- held or flagged content (community.moderation) --------------------------------------------
+async def _moderation_item(d: Decision) -> bool:
+    item = await moderation.decide(d.target_id, approve=d.approve, reason=d.note, reviewer=d.staff.username)
+    return item is not None
+
+
+async def _moderation_waiting(ids: list[int]) -> set[int]:
+    return _ids(await ReviewItem.filter(id__in=ids, status="pending").values_list("id", flat=True))
+
+
+# --- members held for a points review (gamification) ------------------------------------------
+async def _flag(d: Decision) -> bool:
+    """Clearing pays out what the flag held; confirming a ring or farm forfeits it (as
+    ``/admin/rewards`` does)."""
+    status = "cleared" if d.approve else "confirmed"
+    flag = await ReviewFlag.get_or_none(id=d.target_id, status="open")
+    if flag is None or not await ReviewFlag.filter(id=flag.id, status="open").update(status=status):
+        return False
+    if d.approve:
+        await points.release_held(_member_of(flag))
+    elif flag.reason in ("ring", "farm"):
+        await points.forfeit_held(_member_of(flag), reason=f"{flag.reason} confirmed by staff")
+    return True
+
+
+async def _flag_waiting(ids: list[int]) -> set[int]:
+    return _ids(await ReviewFlag.filter(id__in=ids, status="open").values_list("id", flat=True))
+
+
+async def _flag_discover(reviewed: set[int]) -> list[Opening]:
+    rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
+    return [Opening(f, f.reason, f.key, _member_of(f), f.created_at)
+            for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
+
+
+# --- member contributions (community.knowledge_admin) -----------------------------------------
+async def _contribution(d: Decision) -> bool:
+    """A contribution is decided through its pending version: approving publishes it."""
+    version = await KnowledgeVersion.filter(contribution_id=d.target_id, state__in=("pending", "draft")) \
+        .order_by("-number").first()
+    if version is None:
+        return False
+    try:
+        if d.approve:
+            await knowledge.approve(version, d.staff, d.note, kb=getattr(d.services, "kb", None))
+        else:
+            await knowledge.reject(version, d.staff, d.note)
+    except knowledge.BadState:
+        return False
+    except knowledge.LocaleTaken:
+        raise TargetRefused(N_("Another item already has this key in that language; edit that item instead.")) \
+            from None
+    return True
+
+
+async def _contribution_waiting(ids: list[int]) -> set[int]:
+    return _ids(await KnowledgeContribution.filter(id__in=ids, status="pending").values_list("id", flat=True))
+
+
+async def _contribution_pages(ids: list[int]) -> dict[int, str]:
+    rows = await KnowledgeContribution.filter(id__in=ids).values_list("id", "item_id")
+    return {cid: f"/admin/knowledge/{item}" if item else "/admin/knowledge" for cid, item in rows}
+
+
+# --- learned question phrasings (community.knowledge_admin.learning) ---------------------------
+async def _variant(d: Decision) -> bool:
+    cv = await CandidateVariant.get_or_none(id=d.target_id)
+    if cv is None:
+        return False
+    who = knowledge.author_of(d.staff)
+    if d.approve:
+        if d.services is None:
+            raise TargetRefused(N_("Accepting a phrasing needs the running knowledge service."))
+        return await learning.accept(d.services, cv, who)
+    return await learning.reject(cv, who)
+
+
+async def _variant_waiting(ids: list[int]) -> set[int]:
+    return _ids(await CandidateVariant.filter(id__in=ids, status="candidate").values_list("id", flat=True))
+
+
+async def _variant_pages(ids: list[int]) -> dict[int, str]:
+    rows = await CandidateVariant.filter(id__in=ids).values_list("id", "item_id")
+    return {cid: f"/admin/knowledge/{item}" for cid, item in rows}
+
+
+# --- reward orders in the manual queue (gamification.rewards) ---------------------------------
+async def _redemption(d: Decision) -> bool:
+    """Approving marks it fulfilled (the note is the fulfilment reference); rejecting fails
+    it and refunds the points, once."""
+    if d.approve:
+        return await rewards.complete(d.target_id, d.note[:128])
+    return await rewards.fail(d.target_id, f"staff {d.staff.username}: {d.note[:300]}")
+
+
+async def _redemption_waiting(ids: list[int]) -> set[int]:
+    return _ids(await Redemption.filter(id__in=ids, status="queued").values_list("id", flat=True))
+
+
+async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
+    rows = await Redemption.filter(status="queued").order_by("id").limit(DISCOVER_LIMIT + len(reviewed)) \
+        .prefetch_related("reward")
+    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
+            for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
+
+
+HANDLERS: dict[Kind, KindHandler] = {
+    Kind.MODERATION_ITEM: KindHandler(
+        _moderation_item, _moderation_waiting, _same_page("/admin/moderation"), ("reviewer",),
+        N_("Approve"), N_("Reject"), reject_needs_note=True),
+    Kind.MODERATION_FLAG: KindHandler(
+        _flag, _flag_waiting, _same_page("/admin/rewards"), ("admin",),
+        N_("Clear and release points"), N_("Confirm"), discover=_flag_discover),
+    Kind.CONTRIBUTION: KindHandler(
+        _contribution, _contribution_waiting, _contribution_pages, ("reviewer",),
+        N_("Publish"), N_("Reject"), reject_needs_note=True),
+    Kind.CANDIDATE_VARIANT: KindHandler(
+        _variant, _variant_waiting, _variant_pages, ("reviewer",), N_("Accept"), N_("Reject")),
+    Kind.REDEMPTION: KindHandler(
+        _redemption, _redemption_waiting, _same_page("/admin/rewards"), ("admin",),
+        N_("Mark fulfilled"), N_("Refund"), discover=_redemption_discover),
+}
