@@ -32,6 +32,9 @@ ENUMS: dict[str, dict[str, str]] = {
                        "pending": N_("Pending review"), "approved": N_("Approved")},
     "offer_event": {"impression": N_("Impression"), "click": N_("Click"), "accept": N_("Accepted offer")},
     "reward_kind": {"topup": N_("Phone top-up"), "data": N_("Data pack"), "gift": N_("Gift")},
+    "redemption_status": {"pending": N_("Sending to the provider"), "submitted": N_("With the provider"),
+                          "queued": N_("Waiting for staff"), "fulfilled": N_("Delivered"),
+                          "failed": N_("Failed, points refunded")},
     "tag_op": {"add": N_("added"), "remove": N_("removed")},
     "tag_source": {"inbox": N_("inbox"), "api": N_("API"), "cli": N_("import")},
 }
