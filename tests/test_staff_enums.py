@@ -50,3 +50,17 @@ async def test_staff_errors_are_in_the_readers_language(client) -> None:
     en = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"},
                            headers={"Accept-Language": "en"})
     assert en.status == 400 and await en.text() == "Choose an agent."
+
+
+async def test_rewards_admin_names_kinds_and_order_statuses(client) -> None:
+    from gamification.models import Redemption, Reward
+
+    reward = await Reward.create(name="礼品卡", kind="gift", cost=10, stock=5, per_member_limit=1, face_value=0)
+    account = await get_or_create_account("web", "enum-rw")
+    await Redemption.create(member_id=account.member_id, reward_id=reward.id, cost=10, request_key="enum-rw:1",
+                            status="queued")
+    await staff_login(client, "rw-admin", ["admin"])
+    page = await (await client.get("/admin/rewards?lang=zh_CN")).text()
+    assert ">话费充值</option>" in page and ">礼品</option>" in page and "<td>等待人工处理</td>" in page
+    for raw in (">topup</option>", ">gift</option>", "<td>queued</td>"):
+        assert raw not in page, raw
