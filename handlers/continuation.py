@@ -29,7 +29,7 @@ async def page_replies(ctx: Context, call_next: Callable[[], Awaitable[list[Repl
     """Fit replies into a paged channel's budget; the last cut reply's rest is kept."""
     replies = await call_next()
     sender = ctx.services.channels.get(ctx.channel)
-    if not isinstance(sender, PagedChannel):
+    if sender is None or not isinstance(sender, PagedChannel):  # most channels: no budget
         return replies
     ctx.incoming.meta["locale"] = ctx.locale  # the channel renders in it (a language change counts)
     out: list[Reply] = []

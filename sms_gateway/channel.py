@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.app_keys import PROCESS_ROLE, SERVICES
 from bot.core.inbound import ChannelServices
 from bot.core.messages import Incoming, Outgoing, Reply
+from bot.core.models import ChannelAccount
 from bot.core.settings import Settings
 from sms_gateway import continuation, phone, receipts
 from sms_gateway.bind_lease import BindLease, hold_bind
@@ -126,8 +127,6 @@ async def answer(services: ChannelServices, incoming: Incoming, replies: list[Re
 
 
 async def _member_id(incoming: Incoming) -> int | None:
-    from bot.core.models import ChannelAccount
-
     acc = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=incoming.user)
     return acc.member_id if acc else None  # type: ignore[attr-defined]
 

@@ -22,7 +22,7 @@ __all__ = ["FirstWrites", "account_for", "get_or_create_account", "state_key"]
 
 state_key = member_state_key
 
-FirstWrites = Callable[[WriteJob, Member], None]
+FirstWrites = Callable[[WriteJob, Member], object]  # what it returns is ignored
 
 
 async def account_for(
