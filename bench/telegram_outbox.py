@@ -42,7 +42,7 @@ import aiohttp  # noqa: E402
 
 from bot.core import storage  # noqa: E402
 from bot.app import build_services  # noqa: E402
-from bot.channels.telegram import make_bot  # noqa: E402
+from bot.channels.telegram.mount import make_bot  # noqa: E402
 from bot.channels.telegram.sender import TelegramSender  # noqa: E402
 from bot.core.messages import Outgoing, Reply  # noqa: E402
 from bot.core.models import OutboxMessage  # noqa: E402

@@ -3,67 +3,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal
 
 from tortoise.exceptions import IntegrityError
 
-from bot.core import metrics, point_queries
-from bot.core.group_commit import GroupCommit, WriteJob, commit
-from bot.core.i18n import DEFAULT_LOCALE, is_traditional, normalize_locale
-from bot.core.pinyin import romanized_syllables
+from bot.core import metrics
+from bot.core.accounts import account_for, state_key
+from bot.core.group_commit import WriteJob
+from bot.core.i18n import detect_locale, normalize_locale
+from bot.core.inbound import Handled
 from bot.core.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.core.render import in_script
+from bot.core.stores import Claim, DedupStore
 from bot.core.services import Services
-from bot.core.stores import Claim, DedupStore, member_state_key
 from handlers.router import Context, Router
 
 log = logging.getLogger(__name__)
-
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
-
 
 LAST_SEEN_PRECISION = timedelta(seconds=60)
 
 
 class DuplicateMessage(Exception):
     """The channel delivered a message we already processed."""
-
-
-state_key = member_state_key
-
-
-def detect_locale(text: str, fallback: str) -> str:
-    """Language of one message: Latin-only text is English, Chinese keeps zh_CN/zh_TW."""
-    if not text:
-        return fallback
-    if _CJK.search(text):
-        if fallback == "zh_TW":
-            return fallback
-        return "zh_TW" if is_traditional(text) else "zh_CN"
-    words = _LATIN_WORD.findall(text)
-    # one word may be a code such as CXLL; keyboard mashing ("asdkjh qwpoe zzxv") is no
-    # language, and romanised pinyin ("liuliang zenme cha") is Chinese
-    if sum(1 for w in words if _wordlike(w)) >= 2:
-        if romanized_syllables(text.lower()) is not None:
-            return fallback if fallback.startswith("zh") else DEFAULT_LOCALE
-        return "en"
-    return fallback
-
-
-_CONSONANT_RUN = re.compile(r"[^aeiouy]{5,}")
-
-
-def _wordlike(word: str) -> bool:
-    """Could be an English word: has a vowel, no run of five consonants."""
-    w = word.lower()
-    return any(c in "aeiouy" for c in w) and _CONSONANT_RUN.search(w) is None
 
 
 def reply_locale(member: Member, hint: str | None) -> str:
@@ -74,64 +37,6 @@ def reply_locale(member: Member, hint: str | None) -> str:
     if member.locale_explicit:
         return member.locale
     return hint or member.locale
-
-
-FirstWrites = Callable[[WriteJob, Member], None]
-
-
-async def account_for(
-    writes: GroupCommit | None, channel: str, external_id: str, *, display_name: str = "",
-    locale: str | None = None, chat_id: str = "", seen_at: datetime | None = None,
-    first_writes: FirstWrites | None = None,
-) -> tuple[ChannelAccount, bool]:
-    """The sender's account with its member, and whether this call created them.
-
-    A first contact creates both in one write job, already marked as seen at ``seen_at``
-    (so the first message writes no extra updates); ``first_writes`` adds the caller's
-    own writes for the new member to that job, committed with it or not at all. The job
-    goes through ``writes`` (grouped with other messages' writes) or, without it, alone."""
-    account = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
-    if account:
-        return account, False
-    member = Member(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE, last_seen_at=seen_at)
-    account = ChannelAccount(channel=channel, external_id=external_id, chat_id=chat_id, last_inbound_at=seen_at)
-    job = WriteJob().insert(member).insert(account, member_id=member)
-    if first_writes:
-        first_writes(job, member)
-    try:
-        await (writes.run(job) if writes else commit(job))
-    except IntegrityError:
-        # a concurrent first message of the same person won the race
-        found = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
-        if found is None:
-            raise
-        return found, False
-    account.member = member
-    return account, True
-
-
-async def get_or_create_account(
-    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None, chat_id: str = "",
-) -> ChannelAccount:
-    """The account (with its member) of someone who may never have written to us."""
-    account, _created = await account_for(None, channel, external_id, display_name=display_name, locale=locale,
-                                          chat_id=chat_id)
-    return account
-
-
-@dataclass(slots=True)
-class Handled:
-    """The outcome of one delivery of a message.
-
-    ``answered``: processed now. ``repeat``: a retry; ``replies`` is the first answer
-    (already given once: channels that send out of band must not send it again except
-    through the outbox's idempotency keys). ``pending``: another live worker is still
-    processing it; its answer goes out from there (a channel that can be redelivered
-    later may ask for that instead).
-    """
-
-    replies: list[Reply]
-    status: Literal["answered", "repeat", "pending"] = "answered"
 
 
 class _Lease:
@@ -170,6 +75,9 @@ class _Lease:
 
 
 class Pipeline:
+    """The :class:`bot.core.inbound.MessageHandler` channels are given: one message through
+    dedup, member, handlers and transcript."""
+
     def __init__(self, services: Services, router: Router) -> None:
         self.services = services
         self.router = router

@@ -10,7 +10,7 @@ from bot.core.app_keys import SERVICES
 from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.core.identity.names import display_name
 from bot.core.models import ChannelAccount, Member
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.core.settings import Settings
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, identify

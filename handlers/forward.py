@@ -17,19 +17,19 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from bot.core.i18n import N_
 from bot.core.messages import Card, Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
-from bot.pipeline import get_or_create_account, state_key
+from bot.core.accounts import get_or_create_account, state_key
 from community.models import KnowledgeItem
 from tortoise.exceptions import IntegrityError
 
 from bot.core.models import OutboxMessage
 from gamification import service
+from gamification.forwarding import share_link
 from gamification.models import ForwardEngagement, ForwardLink, SmsForward
 from gamification.rewards import normalize_phone
 from handlers.router import Context, Router
@@ -50,18 +50,6 @@ def share_url(ctx: Context, link: ForwardLink) -> str:
     if link.channel == "telegram" and username:
         return f"https://t.me/{username}?start=fw_{link.token}"
     return f"{public_base(ctx)}/f/{link.token}"
-
-
-async def _link(member_id: int, item_id: int, channel: str, target: str = "", fingerprint: str = "") -> ForwardLink:
-    """One link per sharer, item, channel (and SMS number): pressing again reuses it. The
-    device it was made from (web chat) is written down: its own opens never pay."""
-    existing = await ForwardLink.filter(sharer_id=member_id, item_id=item_id, channel=channel, target=target).first()
-    if existing:
-        if fingerprint and not existing.creator_fingerprint:
-            await ForwardLink.filter(id=existing.id, creator_fingerprint="").update(creator_fingerprint=fingerprint[:64])
-        return existing
-    return await ForwardLink.create(token=secrets.token_urlsafe(12), sharer_id=member_id, item_id=item_id,
-                                    channel=channel, target=target, creator_fingerprint=fingerprint[:64])
 
 
 def _device(ctx: Context) -> str:
@@ -85,7 +73,7 @@ async def forward_button(ctx: Context) -> Reply:
     item = await _item(ctx.args) if ctx.args.isdigit() else None
     if item is None:
         return Reply(text=_("Sorry, that answer can no longer be forwarded."), kind="error")
-    link = await _link(ctx.member.id, item.id, ctx.channel, fingerprint=_device(ctx))
+    link = await share_link(ctx.member.id, item.id, ctx.channel, fingerprint=_device(ctx))
     url = share_url(ctx, link)
     lines = [_("Forward this answer to friends with this link:"), url,
              _("You earn points each time someone new opens it; more for harder questions.")]
@@ -141,7 +129,7 @@ async def forward_sms(ctx: Context) -> Reply:
         return Reply(text=_("That number has already received a forwarded answer today. Please try again tomorrow."), kind="forward")
     account = existing or await get_or_create_account("sms", phone)
     recipient: Member = account.member
-    link = await _link(ctx.member.id, item.id, "sms", target=phone)
+    link = await share_link(ctx.member.id, item.id, "sms", target=phone)
     tr = ctx.services.translator
     loc = recipient.locale
     first = not await OutboxMessage.filter(channel="sms", address=phone).exclude(idempotency_key=f"zf:{sent.id}").exists()

@@ -16,8 +16,9 @@ import aiohttp
 from aiohttp import web
 
 from bot.core.app_keys import PROCESS_ROLE, SERVICES
+from bot.core.inbound import ChannelServices
 from bot.core.messages import Incoming, Outgoing, Reply
-from bot.core.services import Services
+from bot.core.models import ChannelAccount
 from bot.core.settings import Settings
 from sms_gateway import continuation, phone, receipts
 from sms_gateway.bind_lease import BindLease, hold_bind
@@ -89,7 +90,7 @@ async def _verified_form(request: web.Request, settings: Settings) -> dict[str, 
 
 async def inbound(request: web.Request) -> web.Response:
     """A member's text, as posted by the provider."""
-    services: Services = request.app[SERVICES]
+    services: ChannelServices = request.app[SERVICES]
     settings = services.settings
     form = await _verified_form(request, settings)
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
@@ -105,7 +106,7 @@ async def inbound(request: web.Request) -> web.Response:
     return _xml(twiml(await answer(services, incoming, replies, key=sid)))
 
 
-async def answer(services: Services, incoming: Incoming, replies: list[Reply], *, key: str | None) -> list[str]:
+async def answer(services: ChannelServices, incoming: Incoming, replies: list[Reply], *, key: str | None) -> list[str]:
     """Texts to answer inline; what does not fit goes through the outbox (and [] returns)."""
     settings = services.settings
     locale = incoming.meta.get("locale") or settings.default_locale
@@ -129,15 +130,13 @@ async def answer(services: Services, incoming: Incoming, replies: list[Reply], *
 
 
 async def _member_id(incoming: Incoming) -> int | None:
-    from bot.core.models import ChannelAccount
-
     acc = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=incoming.user)
     return acc.member_id if acc else None  # type: ignore[attr-defined]
 
 
 async def status(request: web.Request) -> web.Response:
     """Delivery receipt (Twilio StatusCallback): updates the outbox message's delivery status."""
-    services: Services = request.app[SERVICES]
+    services: ChannelServices = request.app[SERVICES]
     form = await _verified_form(request, services.settings)
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     state = form.get("MessageStatus") or form.get("SmsStatus") or ""
@@ -149,7 +148,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 # --- SMPP inbound ----------------------------------------------------------------------------
-async def handle_deliver_sm(services: Services, runtime: SmsRuntime, pdu: DeliverSm) -> None:
+async def handle_deliver_sm(services: ChannelServices, runtime: SmsRuntime, pdu: DeliverSm) -> None:
     """A deliver_sm: a delivery receipt, or (a part of) a member's text.
 
     The ESME acknowledges the deliver_sm only after this returns (ESME_ROK) and answers
@@ -202,7 +201,7 @@ def smpp_config(settings: Settings) -> SmppConfig:
     )
 
 
-async def _start_smpp(app: web.Application, services: Services, runtime: SmsRuntime, settings: Settings) -> SmppProvider:
+async def _start_smpp(app: web.Application, services: ChannelServices, runtime: SmsRuntime, settings: Settings) -> SmppProvider:
     """The SMPP session: bound at once in the embedded mode; with Redis, by the one sending
     process that holds the account's bind lease (web workers never bind)."""
     async def on_deliver(pdu: DeliverSm) -> None:
@@ -239,9 +238,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         return  # the routes answer 503; no sender is registered
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        services: Services = app[SERVICES]
-        assert services.pipeline is not None
-        services.pipeline.router.include_router(continuation.router)
+        services: ChannelServices = app[SERVICES]
         runtime = SmsRuntime(settings)
         if settings.sms_provider == "twilio":
             runtime.http = aiohttp.ClientSession()

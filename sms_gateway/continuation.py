@@ -1,26 +1,22 @@
 """Long answers on SMS: cut to ``sms_max_segments`` with a "回复 N 看全文" choice.
 
-A pipeline middleware (SMS only) fits every reply into the configured number of parts.
-What was cut off is kept in the conversation state; the extra choice's action brings
-the next page, which is fitted the same way. Because the choice is an ordinary
-:class:`~bot.core.messages.Choice`, the pipeline keeps it pending and a later digit maps back.
+The wire half of paging: how much of a reply fits the segment budget (GSM-7/UCS-2
+counting), where to cut it, and the "show the full text" choice (action
+:data:`bot.core.inbound.MORE_ACTION`). The SMS sender offers it as
+:class:`bot.core.inbound.PagedChannel`; the conversation half (keeping the rest in the
+member's state, answering the choice with the next page) is ``handlers.continuation``.
+Because the choice is an ordinary :class:`~bot.core.messages.Choice`, the pipeline keeps
+it pending and a later digit maps back.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from bot.core.i18n import Gettext
+from bot.core.inbound import MORE_ACTION
 from bot.core.messages import Choice, Reply
 from bot.core.render import numbered_text
-from handlers.router import Context, Router
 from sms_gateway.encoding import count_segments
 
-CHANNEL = "sms"
-MORE_ACTION = "smsmore"
-STATE_KEY = "sms_more"
 _BREAKS = ("\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", ", ", " ")
-
-router = Router("sms")
 
 
 def render(reply: Reply, _: Gettext) -> str:
@@ -86,31 +82,3 @@ def fit(reply: Reply, _: Gettext, max_segments: int) -> tuple[Reply, Reply | Non
     )
     return head, rest
 
-
-@router.middleware
-async def fit_sms(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
-    """Fit SMS replies into the segment budget; record the locale the channel renders in."""
-    replies = await call_next()
-    if ctx.channel != CHANNEL:
-        return replies
-    ctx.incoming.meta["locale"] = ctx.locale
-    limit = max(1, ctx.services.settings.sms_max_segments)
-    out: list[Reply] = []
-    for i, reply in enumerate(replies):
-        head, rest = fit(reply, ctx._, limit)
-        if rest is not None:
-            if i == len(replies) - 1:
-                ctx.state[STATE_KEY] = rest.to_dict()
-            else:  # only the last reply's choices stay pending: cut earlier ones plainly
-                head = Reply(text=head.text, choices=[], kind=head.kind, item_id=head.item_id)
-        out.append(head)
-    return out
-
-
-@router.action(MORE_ACTION)
-async def show_more(ctx: Context) -> Reply:
-    """The next page of the last long answer."""
-    data = ctx.state.pop(STATE_KEY, None)
-    if not data:
-        return Reply(text=ctx._("There is nothing more to show. Type your question and I will help."), kind="error")
-    return Reply.from_dict(data)

@@ -17,11 +17,11 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from bot.core.models import ChannelAccount, TranscriptEntry
-from bot.core.services import Services
+from bot.core.inbound import ChannelServices
 from sms_gateway.sender import CHANNEL
 
 
-async def mo_msg_id(services: Services, user: str, text: str, receipted_id: str | None) -> str:
+async def mo_msg_id(services: ChannelServices, user: str, text: str, receipted_id: str | None) -> str:
     """The message id of one inbound SMPP text (see the module docstring)."""
     if receipted_id:
         return f"r{receipted_id}"[:64]

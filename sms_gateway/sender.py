@@ -5,12 +5,12 @@ import logging
 from typing import Protocol
 
 from bot.core.channel_registry import SendError, SendResult
-from bot.core.i18n import Translator
+from bot.core.i18n import Gettext, Translator
 from bot.core.messages import Reply
 from bot.core.models import OutboxMessage
 from bot.core.settings import Settings
 from sms_gateway import phone
-from sms_gateway.continuation import render, shorten_text
+from sms_gateway.continuation import fit, render, shorten_text
 from sms_gateway.encoding import count_segments, segment
 from sms_gateway.models import SmsPart
 from sms_gateway.smpp import SmppError, SmppEsme
@@ -70,6 +70,11 @@ class SmsSender:
         self.provider = provider
         self.rate_global: float | None = settings.sms_rate_per_second or None
         self.rate_per_chat: float | None = None
+
+    def fit(self, reply: Reply, _: Gettext) -> tuple[Reply, Reply | None]:
+        """Pipeline answers paged to ``sms_max_segments`` (:class:`bot.core.inbound.PagedChannel`):
+        the page that fits, with a "show the full text" choice, and the rest."""
+        return fit(reply, _, max(1, self.settings.sms_max_segments))
 
     def text_for(self, reply: Reply, locale: str) -> str:
         """Rendered for SMS; cut to sms_max_segments (pipeline answers already fit)."""

@@ -12,7 +12,7 @@ import asyncio
 from bot.core import metrics
 from bot.core.messages import Incoming, replies_to_json
 from bot.core.models import ChannelAccount, TranscriptEntry
-from bot.pipeline import account_for
+from bot.core.accounts import account_for
 
 LEASE = 0.3
 

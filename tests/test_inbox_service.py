@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from bot.core.app_keys import SERVICES
 from bot.core.models import Member, OutboxMessage
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.staff.auth import create_staff
 from community.inbox import service as inbox
 from community.inbox.models import Ticket, TicketMessage

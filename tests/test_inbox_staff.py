@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from bot.core.models import Member, TranscriptEntry
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.staff.auth import create_staff
 from community.inbox import queue as ticket_queue
 from community.inbox import report as inbox_report

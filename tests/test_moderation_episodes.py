@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from community.moderation import service as moderation
 from community.moderation.models import MemberStanding, ModerationAudit, ReviewItem
 

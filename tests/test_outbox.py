@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from tests.outbox_waits import wait_status
 from tests.community_helpers import as_member
 

@@ -15,7 +15,7 @@ from bot.core import metrics
 from bot.core.messages import Reply
 from bot.core.models import OutboxMessage
 from bot.core.outbox import OutboxWorker, utcnow
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.core.settings import Settings
 from tests.conftest import make_settings
 from tests.outbox_waits import wait_status

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 from bot.core.i18n import Translator, normalize_locale
 from bot.core.messages import Card, Choice, Incoming, Reply, replies_from_json, replies_to_json
 from bot.core.models import AnswerFeedback, ChannelAccount, Member
-from bot.pipeline import detect_locale
+from bot.core.i18n import detect_locale
 from bot.core.render import numbered_text
 from bot.core.stores import MemoryRateLimiter, MemoryStateStore
 

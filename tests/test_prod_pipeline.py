@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.core.app_keys import SERVICES
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.core.redis_stores import RedisDedupStore
 from bot.core.stores import MemoryDedupStore
 from tests.conftest import make_settings

@@ -173,7 +173,7 @@ async def test_the_channel_binds_only_in_one_sending_process(smsc: FakeSmsc, red
     settings = make_settings(tmp_path, redis_url="redis://unused", sms_provider="smpp", smpp_host="127.0.0.1",
                              smpp_port=smsc.port, smpp_system_id="everycsr", smpp_password="pw", sms_from="10086",
                              smpp_bind_lease_seconds=LEASE)
-    services = SimpleNamespace(dedup=RedisDedupStore(redis))
+    services = SimpleNamespace(dedup=RedisDedupStore(redis), redis=redis)
     runtimes = []
     for role in ("web", "worker", "worker", "both"):
         app = web.Application()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.core.app_keys import SERVICES
 from bot.core.i18n import get_translator
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.web.enums import ENUMS, enum_label
 from community.inbox import service as inbox
 from community.moderation import service as moderation

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.channels.telegram import TELEGRAM
+from bot.channels.telegram.mount import TELEGRAM
 from bot.cli import build_parser
 from bot.core.models import TranscriptEntry
 from tests.conftest import load_sample_kb, make_settings

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.core.app_keys import SERVICES
 from bot.core.channel_registry import SendError
-from bot.channels.telegram import TELEGRAM, make_bot
+from bot.channels.telegram.mount import TELEGRAM, make_bot
 from bot.channels.telegram.render import Part
 from bot.channels.telegram.sender import TelegramSender
 from bot.core.messages import Outgoing, Reply

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.core.app_keys import OUTBOX_WORKER, SERVICES
-from bot.channels.telegram import TELEGRAM
+from bot.channels.telegram.mount import TELEGRAM
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.telegram_api import (

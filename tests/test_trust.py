@@ -350,7 +350,7 @@ async def test_redemption_needs_a_verified_phone_and_pays_only_to_it(client) -> 
     order = await Redemption.get(member_id=m.id)
     assert order.phone == "+8613700137000"
     # a conversation left waiting for a typed number (before the upgrade): the typed number is ignored
-    from bot.pipeline import state_key
+    from bot.core.accounts import state_key
 
     services = client.app[SERVICES]
     await services.state.set(state_key(m.id), {"await": "redeem_phone", "redeem_reward": reward.id}, 600)

@@ -17,6 +17,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from bot.core.pinyin import romanized_syllables
 from bot.core.settings import ROOT
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,39 @@ def is_traditional(text: str) -> bool:
     from bot.core.normalize import to_simplified  # the matcher's fast t2s, loaded lazily
 
     return to_simplified(text) != text
+
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_CONSONANT_RUN = re.compile(r"[^aeiouy]{5,}")
+
+
+def detect_locale(text: str, fallback: str) -> str:
+    """Language of one message: Latin-only text is English, Chinese keeps zh_CN/zh_TW.
+
+    In the kernel because the pipeline (a first contact's language) and channels (the
+    language of a reply they render) both need it, and it is a pure function of the text."""
+    if not text:
+        return fallback
+    if _CJK.search(text):
+        if fallback == "zh_TW":
+            return fallback
+        return "zh_TW" if is_traditional(text) else "zh_CN"
+    words = _LATIN_WORD.findall(text)
+    # one word may be a code such as CXLL; keyboard mashing ("asdkjh qwpoe zzxv") is no
+    # language, and romanised pinyin ("liuliang zenme cha") is Chinese
+    if sum(1 for w in words if _wordlike(w)) >= 2:
+        if romanized_syllables(text.lower()) is not None:
+            return fallback if fallback.startswith("zh") else DEFAULT_LOCALE
+        return "en"
+    return fallback
+
+
+def _wordlike(word: str) -> bool:
+    """Could be an English word: has a vowel, no run of five consonants."""
+    w = word.lower()
+    return any(c in "aeiouy" for c in w) and _CONSONANT_RUN.search(w) is None
 
 
 class Translator:

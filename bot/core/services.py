@@ -16,6 +16,7 @@ from bot.core.fanout import Fanout, MemoryFanout
 from bot.core.group_commit import GroupCommit
 from bot.core.i18n import Translator
 from bot.core.identity.merge import Merger
+from bot.core.inbound import MessageHandler
 from bot.core.nonces import MemoryNonceStore, NonceStore
 from bot.core.settings import Settings
 from bot.core.stores import DedupStore, RateLimiter, StateStore
@@ -53,7 +54,7 @@ class Services:
     channels: "ChannelRegistry"
     kb: KnowledgeBase
     outbox: "Outbox"
-    pipeline: Any = None  # the message pipeline (bot.pipeline.Pipeline), set by the app factory
+    pipeline: MessageHandler | None = None  # the message pipeline (bot.pipeline.Pipeline), set by the app factory
     writes: GroupCommit = field(default_factory=GroupCommit)  # the hot path's durable writes
     fanout: Fanout = field(default_factory=MemoryFanout)  # server-sent events across workers (ops_web sets Redis)
     nonces: NonceStore = field(default_factory=MemoryNonceStore)  # webhook nonces, login throttles

@@ -5,13 +5,10 @@ With ``BOT_TELEGRAM_TOKEN`` empty nothing is mounted (the webhook is a 404) and 
 created. See docs/channels/telegram.md.
 
 aiogram takes ~3 s to import (pydantic builds ~300 Bot API types), so it is imported only when
-a token is configured: a service without Telegram starts in half the time. The names of
-``mount`` are still importable from here.
+a token is configured: a service without Telegram starts in half the time. Import the
+channel's names (``TELEGRAM``, ``make_bot`` …) from ``bot.channels.telegram.mount``.
 """
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from aiohttp import web
 
@@ -24,11 +21,3 @@ def setup(app: web.Application, settings: Settings) -> None:
     from bot.channels.telegram.mount import setup as mount
 
     mount(app, settings)
-
-
-def __getattr__(name: str) -> Any:  # TELEGRAM, make_bot, WEBHOOK_PATH … on first use
-    mount = importlib.import_module("bot.channels.telegram.mount")
-    try:
-        return getattr(mount, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
@@ -27,12 +26,10 @@ from bot.channels.telegram.render import Part, render
 from bot.channels.telegram.sender import TelegramSender
 from bot.channels.telegram.updates import CHANNEL, Unsupported, build_dispatcher, msg_id
 from bot.core.i18n import normalize_locale
+from bot.core.inbound import ChannelServices
 from bot.core.messages import Incoming, Outgoing, Reply
 from bot.core.models import OutboxMessage
 from bot.core.outbox import claim_row, mark_sent, pace
-
-if TYPE_CHECKING:
-    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,7 @@ class UpdateBusy(Exception):
 
 
 class TelegramChannel:
-    def __init__(self, bot: Bot, services: "Services") -> None:
+    def __init__(self, bot: Bot, services: ChannelServices) -> None:
         self.bot = bot
         self.services = services
         self.settings = services.settings

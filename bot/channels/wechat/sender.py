@@ -16,12 +16,12 @@ from bot.core.channel_registry import SendError, SendResult
 from bot.channels.wechat.api import WeChatAPI, WeChatAPIError, send_error
 from bot.channels.wechat.inbound import CHANNEL
 from bot.channels.wechat.render import custom_message
+from bot.core.inbound import ChannelServices
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount
 
 if TYPE_CHECKING:
     from bot.core.models import OutboxMessage
-    from bot.core.services import Services
 
 SERVICE_WINDOW = timedelta(hours=48)
 
@@ -31,7 +31,7 @@ class WeChatSender:
     rate_global: float | None = 200.0  # well under WeChat's per-account API frequency limits
     rate_per_chat: float | None = None
 
-    def __init__(self, api: WeChatAPI, services: "Services") -> None:
+    def __init__(self, api: WeChatAPI, services: ChannelServices) -> None:
         self.api = api
         self.services = services
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -20,15 +19,12 @@ from bot.channels.wechat import signature
 from bot.channels.wechat.inbound import CHANNEL, BadMessage, Inbound, to_inbound
 from bot.channels.wechat.render import MAX_ARTICLES_EVENT, MAX_ARTICLES_MESSAGE, passive_xml, text_xml
 from bot.channels.wechat.xmlparse import MAX_XML_BYTES, XmlError, XmlTooLarge, parse_xml
-from bot.core.i18n import N_
+from bot.core.i18n import N_, detect_locale
+from bot.core.inbound import ChannelServices, Handled
 from bot.core.messages import Outgoing, Reply
 from bot.core.metrics import SECURITY_REFUSALS
 from bot.core.models import ChannelAccount
-from bot.pipeline import Handled, detect_locale
 from bot.core.settings import Settings
-
-if TYPE_CHECKING:
-    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +84,7 @@ class WeChatEndpoint:
         if request.content_length is not None and request.content_length > MAX_XML_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_XML_BYTES, actual_size=request.content_length)
         body = await request.read()
-        services: Services = request.app[SERVICES]
+        services: ChannelServices = request.app[SERVICES]
         try:
             envelope = parse_xml(body)
             msg = self._decrypt(envelope, query) if encrypted else envelope
@@ -110,7 +106,7 @@ class WeChatEndpoint:
             xml = self.crypto.encrypt_message(xml, query.get("nonce", ""), query.get("timestamp"))
         return web.Response(text=xml, content_type="application/xml")
 
-    async def _first_use(self, services: "Services", query: MultiMapping[str]) -> None:
+    async def _first_use(self, services: ChannelServices, query: MultiMapping[str]) -> None:
         """403 for a (timestamp, nonce) already seen: a captured callback cannot be posted again.
 
         Remembered for twice the timestamp window (a timestamp is accepted that far either
@@ -140,7 +136,7 @@ class WeChatEndpoint:
             raise XmlError(f"cannot decrypt: {type(exc).__name__}") from exc
         return parse_xml(plain.encode("utf-8"))
 
-    async def _answer(self, services: "Services", inbound: Inbound, started: float) -> str | None:
+    async def _answer(self, services: ChannelServices, inbound: Inbound, started: float) -> str | None:
         """Run the pipeline; passive reply within the deadline, else the outbox later.
 
         The work is never cancelled: when the deadline passes (or WeChat hangs up) it goes
@@ -191,7 +187,7 @@ class WeChatEndpoint:
         except Exception:
             log.exception("queueing a WeChat answer failed")
 
-    async def _deliver_late(self, services: "Services", inbound: Inbound, work: "asyncio.Task[Handled]") -> None:
+    async def _deliver_late(self, services: ChannelServices, inbound: Inbound, work: "asyncio.Task[Handled]") -> None:
         try:
             replies = (await work).replies
         except Exception:
@@ -199,7 +195,7 @@ class WeChatEndpoint:
             return
         await self._enqueue(services, inbound, replies, start=0)
 
-    async def _enqueue(self, services: "Services", inbound: Inbound, replies: list[Reply], *, start: int) -> None:
+    async def _enqueue(self, services: ChannelServices, inbound: Inbound, replies: list[Reply], *, start: int) -> None:
         """Queue replies as customer-service messages, once per message id and position."""
         incoming = inbound.incoming
         assert incoming is not None
@@ -215,7 +211,7 @@ class WeChatEndpoint:
                          idempotency_key=key, purpose="reply")
             )
 
-    async def _media_reply(self, services: "Services", inbound: Inbound) -> str:
+    async def _media_reply(self, services: ChannelServices, inbound: Inbound) -> str:
         """What we say to a picture, voice note, location …: we read text, and what we can do."""
         locale = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
             "member__locale", flat=True
