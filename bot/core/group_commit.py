@@ -105,7 +105,8 @@ class WriteJob:
             sets = ", ".join(f'"{meta.fields_db_projection[n]}" = ?' for n in names)
             sql = _UPDATE[key] = for_dialect(
                 f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect)
-        # no instance for an UPDATE by primary key: the base conversion does not read it
+        # an UPDATE by primary key has no instance; tortoise types it as required, but its fields
+        # only look at it to tell a saved instance apart (None: none)
         values = tuple(meta.fields_map[n].to_db_value(changes[n], None)  # type: ignore[arg-type]
                        for n in names) + (pk,)
         self.statements.append(Statement(sql, values))

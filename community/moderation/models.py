@@ -39,7 +39,7 @@ class ReviewItem(Model):
     member_id: int | None
     text = fields.TextField()
     action = fields.CharField(max_length=16)  # hold | flag
-    matched: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    matched: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     status = fields.CharField(max_length=16, default="pending", db_index=True)  # pending | approved | rejected
     reason = fields.CharField(max_length=500, default="")
     reviewer = fields.CharField(max_length=64, default="")
