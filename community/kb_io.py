@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -311,4 +311,5 @@ async def export_items(fmt: str = "yaml") -> str:
         if i.status != "published":
             block["status"] = i.status
         entry[i.locale] = block
-    return yaml.safe_dump(list(grouped.values()), allow_unicode=True, sort_keys=False, width=100)
+    dumped = yaml.safe_dump(list(grouped.values()), allow_unicode=True, sort_keys=False, width=100)
+    return cast(str, dumped)  # yaml is untyped

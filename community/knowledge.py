@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Iterable
@@ -95,7 +96,7 @@ class KnowledgeService:
         if encoder is not False and self.matcher.semantic_ready:
             stages = [True] if encoder else [False, True]
         for enc in stages:
-            result = await loop.run_in_executor(None, lambda e=enc: calibrate(self.matcher, encoder=e))
+            result = await loop.run_in_executor(None, functools.partial(calibrate, self.matcher, encoder=enc))
             self.calibration[result.stage] = result
             if apply if apply is not None else self.self_calibrate:
                 self._apply_calibration(result)

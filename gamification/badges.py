@@ -96,8 +96,8 @@ async def identity_ids(member_id: int) -> list[int]:
     """The member and every member merged into it (their ledger history stays on their ids)."""
     ids, frontier = [member_id], [member_id]
     while frontier:
-        frontier = [s for s in await MemberMerge.filter(target_id__in=frontier, status="merged")
-                    .values_list("source_id", flat=True) if s not in ids]
+        frontier = [s for s in await MemberMerge.filter(target_id__in=frontier, status="merged")  # type: ignore[misc]
+                    .values_list("source_id", flat=True) if s not in ids]  # type: ignore[comparison-overlap]
         ids.extend(frontier)
     return ids
 
@@ -144,7 +144,8 @@ async def helped_days(member_id: int, since: date | None = None) -> set[date]:
     q = AnswerFeedback.filter(member_id=member_id, helpful=True)
     if since is not None:
         q = q.filter(created_at__gte=since)
-    return {s.date() for s in await q.values_list("created_at", flat=True)}
+    # tortoise types a flat values_list as tuples
+    return {s.date() for s in await q.values_list("created_at", flat=True)}  # type: ignore[attr-defined]
 
 
 async def self_service_streak(member_id: int, today: date) -> int:
@@ -224,7 +225,9 @@ async def rerun(rules: Rules, today: date, *, batch: int = 500, notify: Notify |
     granted = revoked = 0
     last = 0
     while True:
-        ids = await Member.filter(id__gt=last).order_by("id").limit(batch).values_list("id", flat=True)
+        # tortoise types a flat values_list as tuples
+        ids: list[int] = await Member.filter(  # type: ignore[assignment]
+            id__gt=last).order_by("id").limit(batch).values_list("id", flat=True)
         if not ids:
             return granted, revoked
         last = ids[-1]
@@ -237,7 +240,8 @@ async def rerun(rules: Rules, today: date, *, batch: int = 500, notify: Notify |
 async def next_badge(rules: Rules, member_id: int, today: date) -> tuple[Badge, int] | None:
     """The closest badge not yet held, with the member's current progress."""
     values = await metrics(rules, member_id, today)
-    held = set(await MemberBadge.filter(member_id=member_id).values_list("code", flat=True))
+    held: set[str] = set(await MemberBadge.filter(member_id=member_id).values_list(  # type: ignore[arg-type]
+        "code", flat=True))  # tortoise types a flat values_list as tuples
     best: tuple[float, Badge, int] | None = None
     for badge in badges_of(rules):
         if badge.code in held or badge.metric == "credible":

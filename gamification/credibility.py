@@ -37,7 +37,7 @@ def assess(rules: Rules, ratings: float, accurate: float) -> Credibility:
 
 async def _weight(**filters: object) -> float:
     rows = await ForwardRating.filter(weight__gt=0, **filters).annotate(w=Sum("weight")).values_list("w", flat=True)
-    return float(rows[0] or 0) if rows else 0.0
+    return float(rows[0] or 0) if rows else 0.0  # type: ignore[arg-type]  # tortoise types a flat values_list as tuples
 
 
 async def credibility_of(rules: Rules, member_id: int) -> Credibility:

@@ -79,11 +79,12 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     """The not-yet-trusted accounts that rewarded only ``earner`` in the window, when there are
     enough of them (the new award's giver among them)."""
     since = now - timedelta(days=rules.farm_window_days)
-    givers = {int(g) for g in await _edges(since, FARM_EVENTS).filter(member_id=earner)
-              .values_list("counterpart_id", flat=True)}
+    givers = {int(g) for g in await _edges(since, FARM_EVENTS).filter(member_id=earner)  # type: ignore[call-overload]
+              .values_list("counterpart_id", flat=True)}  # tortoise types a flat values_list as tuples
     givers.add(giver)
-    elsewhere = {int(g) for g in await _edges(since).filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
-                 .values_list("counterpart_id", flat=True)}
+    elsewhere = {int(g) for g in await _edges(since)  # type: ignore[call-overload]
+                 .filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
+                 .values_list("counterpart_id", flat=True)}  # tortoise types a flat values_list as tuples
     if giver in elsewhere:
         return None  # this giver rewards others too
     exclusive = sorted(givers - elsewhere)

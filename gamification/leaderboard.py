@@ -108,6 +108,7 @@ class SqlLeaderboard:
         conn = connections.get("default")
         dialect = conn.capabilities.dialect
         me = member_id if member_id is not None else -1
+        params: list[object]  # flags, the period start, limits
         if period == "all":
             sql, params = _ALL_SQL + _RANKED_SQL, [False]
         else:

@@ -6,8 +6,13 @@ of it, updated in the same transaction as every entry, so
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
 
 
 class LedgerEntry(Model):
@@ -16,7 +21,9 @@ class LedgerEntry(Model):
     merge_by_hook = "ledger"  # a member merge moves points by new entries (gamification.merge)
 
     id = fields.BigIntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="ledger", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="ledger", on_delete=fields.CASCADE)
+    member_id: int
     event = fields.CharField(max_length=32, db_index=True)  # rules.yaml event name, spend, reversal, ...
     delta = fields.IntField()  # what the rules asked for (negative for spends)
     granted = fields.IntField()  # what actually moved (0 when a cap applied or held)
@@ -24,9 +31,10 @@ class LedgerEntry(Model):
     reason = fields.CharField(max_length=128, default="")
     ref = fields.CharField(max_length=128, default="")  # e.g. answer:12, fwd:3:item:7, redemption:5
     idempotency_key = fields.CharField(max_length=191, unique=True)
-    reversal_of = fields.ForeignKeyField(
+    reversal_of: fields.ForeignKeyNullableRelation[LedgerEntry] = fields.ForeignKeyField(
         "models.LedgerEntry", related_name="reversals", null=True, on_delete=fields.RESTRICT
     )
+    reversal_of_id: int | None
     counterpart_id = fields.IntField(null=True, db_index=True)  # the other member (recipient, asker)
     item_id = fields.IntField(null=True)  # knowledge item, for per-item caps
     exempt = fields.BooleanField(default=False)  # not counted against the daily cap
@@ -47,7 +55,9 @@ class Balance(Model):
     merge_by_hook = "ledger"
 
     id = fields.IntField(primary_key=True)
-    member = fields.OneToOneField("models.Member", related_name="points", on_delete=fields.CASCADE)
+    member: fields.OneToOneRelation[Member] = fields.OneToOneField(
+        "models.Member", related_name="points", on_delete=fields.CASCADE)
+    member_id: int
     balance = fields.IntField(default=0)  # spendable, never negative
     debt = fields.IntField(default=0)  # reversals that found the points already spent
     lifetime = fields.IntField(default=0)  # all positive grants, for the all-time board and badges
@@ -63,9 +73,11 @@ class ReviewFlag(Model):
     """A member held for review (ring detection, poor credibility), staff resolve it."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="review_flags", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="review_flags", on_delete=fields.CASCADE)
+    member_id: int
     reason = fields.CharField(max_length=64)
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     key = fields.CharField(max_length=191, unique=True)  # one open flag per cause
     status = fields.CharField(max_length=16, default="open", db_index=True)  # open | cleared | confirmed
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -79,7 +91,9 @@ class ForwardLink(Model):
 
     id = fields.IntField(primary_key=True)
     token = fields.CharField(max_length=32, unique=True)
-    sharer = fields.ForeignKeyField("models.Member", related_name="forward_links", on_delete=fields.CASCADE)
+    sharer: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="forward_links", on_delete=fields.CASCADE)
+    sharer_id: int
     item_id = fields.IntField(db_index=True)
     channel = fields.CharField(max_length=16)
     target = fields.CharField(max_length=64, default="")  # SMS: the number it was sent to
@@ -94,7 +108,9 @@ class ForwardEngagement(Model):
     """A distinct recipient engaging with a forwarded item: at most one per recipient + item."""
 
     id = fields.IntField(primary_key=True)
-    link = fields.ForeignKeyField("models.ForwardLink", related_name="engagements", on_delete=fields.CASCADE)
+    link: fields.ForeignKeyRelation[ForwardLink] = fields.ForeignKeyField(
+        "models.ForwardLink", related_name="engagements", on_delete=fields.CASCADE)
+    link_id: int
     item_id = fields.IntField()
     recipient_key = fields.CharField(max_length=80)  # m:<member id>, or d:<device fingerprint> of a web visitor
     recipient_member_id = fields.IntField(null=True)
@@ -113,8 +129,12 @@ class ForwardRating(Model):
     """A recipient's 准确/不准确 verdict on a forwarded item, feeds the sharer's credibility."""
 
     id = fields.IntField(primary_key=True)
-    engagement = fields.OneToOneField("models.ForwardEngagement", related_name="rating", on_delete=fields.CASCADE)
-    sharer = fields.ForeignKeyField("models.Member", related_name="forward_ratings", on_delete=fields.CASCADE)
+    engagement: fields.OneToOneRelation[ForwardEngagement] = fields.OneToOneField(
+        "models.ForwardEngagement", related_name="rating", on_delete=fields.CASCADE)
+    engagement_id: int
+    sharer: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="forward_ratings", on_delete=fields.CASCADE)
+    sharer_id: int
     item_id = fields.IntField()
     accurate = fields.BooleanField()
     rater_member_id = fields.IntField(null=True)  # None: an anonymous web visitor
@@ -130,7 +150,9 @@ class SmsForward(Model):
     one per sender and item for a friend who engaged with that sender before."""
 
     id = fields.IntField(primary_key=True)
-    sender = fields.ForeignKeyField("models.Member", related_name="sms_forwards", on_delete=fields.CASCADE)
+    sender: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="sms_forwards", on_delete=fields.CASCADE)
+    sender_id: int
     phone = fields.CharField(max_length=32)
     item_id = fields.IntField()
     day = fields.CharField(max_length=10)  # UTC date, ISO
@@ -149,7 +171,9 @@ class MemberBadge(Model):
     merge_unique_per_member = ("code",)  # a merge keeps one of each badge
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="badges", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="badges", on_delete=fields.CASCADE)
+    member_id: int
     code = fields.CharField(max_length=48)
     award_key = fields.CharField(max_length=191, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -163,7 +187,9 @@ class BadgeEvent(Model):
     decided it (a reversal that takes a badge away is recorded, never silent)."""
 
     id = fields.BigIntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="badge_events", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="badge_events", on_delete=fields.CASCADE)
+    member_id: int
     code = fields.CharField(max_length=48)
     action = fields.CharField(max_length=8)  # grant | revoke
     value = fields.IntField(default=0)  # the metric's value at the time
@@ -197,8 +223,12 @@ class Redemption(Model):
     """One redemption: the points are spent at once, fulfilment follows (or refunds)."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="redemptions", on_delete=fields.CASCADE)
-    reward = fields.ForeignKeyField("models.Reward", related_name="redemptions", on_delete=fields.RESTRICT)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="redemptions", on_delete=fields.CASCADE)
+    member_id: int
+    reward: fields.ForeignKeyRelation[Reward] = fields.ForeignKeyField(
+        "models.Reward", related_name="redemptions", on_delete=fields.RESTRICT)
+    reward_id: int
     cost = fields.IntField()
     request_key = fields.CharField(max_length=191, unique=True)  # the member's request, retries included
     spend_entry_id = fields.BigIntField(null=True)  # the ledger entry a refund reverses

@@ -46,9 +46,13 @@ class SendError(Exception):
 
 class ChannelSender(Protocol):
     name: str
-    # sending limits the outbox enforces (messages per second); None: unlimited
-    rate_global: float | None
-    rate_per_chat: float | None
+    # sending limits the outbox enforces (messages per second); None: unlimited. Read-only
+    # here, so a sender may declare them as plain ``None`` class attributes
+    @property
+    def rate_global(self) -> float | None: ...
+
+    @property
+    def rate_per_chat(self) -> float | None: ...
 
     async def send(self, message: "OutboxMessage", reply: Reply, locale: str) -> SendResult: ...
 

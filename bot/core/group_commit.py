@@ -24,7 +24,7 @@ import logging
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from asyncpg.exceptions import IntegrityConstraintViolationError
 from tortoise import connections
@@ -57,7 +57,7 @@ _UPDATE: dict[tuple[str, type[Model], tuple[str, ...]], str] = {}
 
 
 def _client() -> BaseDBAsyncClient:
-    return connections.get("default")
+    return cast(BaseDBAsyncClient, connections.get("default"))  # the connections proxy is untyped
 
 
 def _insert_sql(conn: BaseDBAsyncClient, model: type[Model]) -> tuple[str, list[str]]:
@@ -105,7 +105,10 @@ class WriteJob:
             sets = ", ".join(f'"{meta.fields_db_projection[n]}" = ?' for n in names)
             sql = _UPDATE[key] = for_dialect(
                 f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect)
-        values = tuple(meta.fields_map[n].to_db_value(changes[n], None) for n in names) + (pk,)
+        # an UPDATE by primary key has no instance; tortoise types it as required, but its fields
+        # only look at it to tell a saved instance apart (None: none)
+        values = tuple(meta.fields_map[n].to_db_value(changes[n], None)  # type: ignore[arg-type]
+                       for n in names) + (pk,)
         self.statements.append(Statement(sql, values))
         return self
 
@@ -164,7 +167,7 @@ async def _run_postgres(client: BaseDBAsyncClient, job: WriteJob) -> list[Any] |
                     await con.execute(statement.sql, *values)
                     ids.append(None)
     except IntegrityConstraintViolationError as exc:
-        return exc
+        return cast(Exception, exc)  # asyncpg is untyped
     return ids
 
 
@@ -183,7 +186,8 @@ async def _run_batch(jobs: list[WriteJob]) -> list[list[Any] | Exception]:
         async with client.acquire_connection() as aconn:  # tortoise's lock on the one connection
             try:
                 # aiosqlite runs a callable on its thread; the whole batch is one hop
-                return await aconn._execute(_run_sqlite, aconn._conn, jobs)  # noqa: SLF001
+                return cast(list[list[Any] | Exception],  # aiosqlite's _execute is untyped
+                            await aconn._execute(_run_sqlite, aconn._conn, jobs))  # noqa: SLF001
             except sqlite3.OperationalError as exc:
                 raise OperationalError(exc) from exc
     if dialect == "postgres":

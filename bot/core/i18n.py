@@ -100,7 +100,7 @@ class Translator:
         return self._cache[locale]
 
     def _load(self, locale: str) -> NullTranslations:
-        merged: NullTranslations | None = None
+        merged: Translations | None = None
         folder = self._dir / locale / "LC_MESSAGES"
         for po_path in sorted(folder.glob("*.po")):
             with po_path.open("rb") as fh:
@@ -112,7 +112,7 @@ class Translator:
             if merged is None:
                 merged = tr
             else:
-                merged.merge(tr)  # type: ignore[union-attr]
+                merged.merge(tr)
         return merged or NullTranslations()
 
     def gettext(self, locale: str, msgid: str, **params: Any) -> str:

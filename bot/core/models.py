@@ -1,6 +1,8 @@
 """Core records: members, their channel accounts, the transcript and the outbox."""
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -13,7 +15,7 @@ class Member(Model):
     nickname = fields.CharField(max_length=32, default="", db_default="")  # chosen with "改名 X" / "name X"
     locale = fields.CharField(max_length=8, default="zh_CN")
     locale_explicit = fields.BooleanField(default=False)  # chosen with the language command
-    tags = fields.JSONField(default=list)  # e.g. ["vip", "tenure:5y", "plan:5g-128"]
+    tags: fields.JSONField[list[str]] = fields.JSONField(default=list)  # e.g. ["vip", "tenure:5y", "plan:5g-128"]
     status = fields.CharField(max_length=16, default="active")  # active | suspended
     is_staff = fields.BooleanField(default=False)
     opted_out = fields.BooleanField(default=False)  # no unsolicited messages on any channel
@@ -32,7 +34,9 @@ class ChannelAccount(Model):
     """One identity of a member on one channel (WeChat openid, Telegram id, phone, web id)."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="accounts", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="accounts", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16)
     external_id = fields.CharField(max_length=128)
     chat_id = fields.CharField(max_length=128, default="")
@@ -50,7 +54,9 @@ class TranscriptEntry(Model):
     """Every message in and out, per member and channel: what an agent reads."""
 
     id = fields.BigIntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="transcript", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="transcript", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16)
     direction = fields.CharField(max_length=3)  # in | out
     text = fields.TextField(default="")
@@ -61,7 +67,7 @@ class TranscriptEntry(Model):
     kind = fields.CharField(max_length=32, default="")  # answer, suggest, none, command, agent, ...
     item_id = fields.IntField(null=True)
     confidence = fields.FloatField(null=True)
-    payload = fields.JSONField(null=True)
+    payload: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -74,7 +80,9 @@ class UnansweredQuestion(Model):
     """A question the knowledge base could not answer: the 'knowledge wanted' list."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="unanswered", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="unanswered", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
     normalized = fields.TextField(default="")
@@ -91,10 +99,13 @@ class AnswerFeedback(Model):
     """A member's 👍/👎 on one answer they were shown."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="feedback", on_delete=fields.CASCADE)
-    transcript = fields.ForeignKeyField(
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="feedback", on_delete=fields.CASCADE)
+    member_id: int
+    transcript: fields.ForeignKeyNullableRelation[TranscriptEntry] = fields.ForeignKeyField(
         "models.TranscriptEntry", related_name="feedback", null=True, on_delete=fields.SET_NULL
     )
+    transcript_id: int | None
     item_id = fields.IntField(db_index=True)
     helpful = fields.BooleanField()
     query = fields.TextField(default="")
@@ -113,8 +124,10 @@ class OutboxMessage(Model):
     id = fields.BigIntField(primary_key=True)
     channel = fields.CharField(max_length=16, db_index=True)
     address = fields.CharField(max_length=128)
-    member = fields.ForeignKeyField("models.Member", related_name="outbox", null=True, on_delete=fields.SET_NULL)
-    payload = fields.JSONField()  # Reply.to_dict()
+    member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="outbox", null=True, on_delete=fields.SET_NULL)
+    member_id: int | None
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField()  # Reply.to_dict()
     purpose = fields.CharField(max_length=16, default="reply")
     idempotency_key = fields.CharField(max_length=191, null=True, unique=True)
     status = fields.CharField(max_length=16, default="queued", db_index=True)

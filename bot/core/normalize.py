@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from typing import Any, cast
 
 __all__ = ["normalize", "to_simplified"]
 
@@ -21,7 +22,7 @@ _MAX_PASSES = 6
 
 
 @functools.lru_cache(maxsize=1)
-def _t2s():
+def _t2s() -> Any:
     import opencc  # opencc-python-reimplemented
 
     return opencc.OpenCC("t2s")
@@ -34,9 +35,9 @@ def _traditional_chars() -> frozenset[str]:
     Empty set (= always convert) if the library layout is not recognised."""
     conv = _t2s()
     conv.convert("\u6e2c")  # forces the lazy dictionary load
-    dicts: list[dict] = []
+    dicts: list[dict[Any, Any]] = []
 
-    def walk(obj, depth=0):
+    def walk(obj: object, depth: int = 0) -> None:
         if depth > 4:
             return
         if isinstance(obj, dict):
@@ -67,7 +68,7 @@ def to_simplified(text: str) -> str:
     trad = _traditional_chars()
     if trad and trad.isdisjoint(text):
         return text
-    return _t2s().convert(text)
+    return cast(str, _t2s().convert(text))  # opencc is untyped
 
 
 def _one_pass(text: str) -> str:

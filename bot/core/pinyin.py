@@ -58,7 +58,7 @@ def _split_syllables(tok: str, valid: frozenset[str]) -> list[str] | None:
     best[n] = []
     for i in range(n - 1, -1, -1):
         for j in range(min(n, i + _MAX_SYLLABLE), i, -1):
-            rest = best[j]
-            if rest is not None and tok[i:j] in valid and (best[i] is None or len(rest) + 1 < len(best[i])):
+            rest, cur = best[j], best[i]
+            if rest is not None and tok[i:j] in valid and (cur is None or len(rest) + 1 < len(cur)):
                 best[i] = [tok[i:j], *rest]
     return best[0]

@@ -9,9 +9,10 @@ tortoise's own ``_init_from_db`` — the same objects the ORM would return.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tortoise.fields import DatetimeField
+from tortoise.fields.relational import RelationalField
 from tortoise.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -72,7 +73,7 @@ def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ..
     join = ""
     rel_cols: list[str] = []
     if related:
-        fk = meta.fields_map[related]
+        fk = cast("RelationalField[Model]", meta.fields_map[related])  # fields_map holds plain Fields
         rel_model = fk.related_model
         rel_cols = _columns(rel_model)
         select += [f"t1.{q}{c}{q} AS {q}t1__{c}{q}" for c in rel_cols]
@@ -106,6 +107,6 @@ async def get_or_none(model: type[M], related: str | None = None, /, **eq: Any) 
     row = dict(rows[0])
     obj = _from_row(model, row, "t0__", cols)
     if related:
-        rel_model = model._meta.fields_map[related].related_model
+        rel_model = cast("RelationalField[Model]", model._meta.fields_map[related]).related_model
         setattr(obj, related, _from_row(rel_model, row, "t1__", rel_cols))
     return obj

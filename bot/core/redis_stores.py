@@ -116,7 +116,8 @@ class RedisDedupStore:
         k = self.prefix + key
         deadline = time.monotonic() + timeout
         while True:
-            state, result = await self.redis.hmget(k, ["s", "r"])
+            # redis-py types its commands as sync-or-async
+            state, result = await self.redis.hmget(k, ["s", "r"])  # type: ignore[misc]
             if state == b"d":
                 return (result or b"").decode("utf-8")
             if state is None or time.monotonic() >= deadline:
@@ -182,6 +183,6 @@ class RedisRateLimiter:
 async def connect_redis_stores(settings: Settings) -> tuple[Redis, RedisDedupStore, RedisStateStore, RedisRateLimiter]:
     """Connect (and check the connection) for the three stores; one pool shared by them."""
     redis = make_redis(settings.redis_url)
-    await redis.ping()
+    await redis.ping()  # type: ignore[misc]  # redis-py: sync-or-async return type
     return redis, RedisDedupStore(redis), RedisStateStore(redis), RedisRateLimiter(redis)
 

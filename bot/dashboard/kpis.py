@@ -482,7 +482,7 @@ def report(history: History, *, start: datetime, end: datetime, period: Period, 
            window: timedelta, gap: timedelta, now: datetime, repeat_days: int = 7,
            unanswered_limit: int = 20) -> Report:
     """Every dashboard figure for [start, end), per period and per channel."""
-    in_range = lambda at: start <= at < end  # noqa: E731
+    in_range: Callable[[datetime], bool] = lambda at: start <= at < end  # noqa: E731
     convs = [c for c in conversations(history.events, gap) if in_range(c.start) and c.asked]
     answers = [(e, ok) for e, ok in answer_verdicts(history.events, history.feedback, window) if in_range(e.at)]
     surveys = [s for s in history.surveys if in_range(s.at)]

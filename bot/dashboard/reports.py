@@ -37,7 +37,7 @@ def parse_query(query: Any, tz: ZoneInfo, now: datetime) -> Query:
     today = now.astimezone(tz).date()
     end = datetime.combine(today + timedelta(days=1), time(), tz).astimezone(timezone.utc)
     start = datetime.combine(today - timedelta(days=days - 1), time(), tz).astimezone(timezone.utc)
-    return Query(period=period, days=days, start=start, end=end)  # type: ignore[arg-type]
+    return Query(period=period, days=days, start=start, end=end)
 
 
 async def build_report(settings: Settings, q: Query, now: datetime) -> tuple[Report, Any]:

@@ -1,6 +1,8 @@
 """Staff users and their login sessions."""
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -12,7 +14,7 @@ class StaffUser(Model):
     username = fields.CharField(max_length=64, unique=True)
     display_name = fields.CharField(max_length=128, default="")
     password_hash = fields.CharField(max_length=255)
-    roles = fields.JSONField(default=list)  # subset of ROLES; admin may do everything
+    roles: fields.JSONField[list[str]] = fields.JSONField(default=list)  # subset of ROLES; admin may do everything
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
@@ -29,7 +31,9 @@ class StaffSession(Model):
 
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)
-    staff = fields.ForeignKeyField("models.StaffUser", related_name="sessions", on_delete=fields.CASCADE)
+    staff: fields.ForeignKeyRelation[StaffUser] = fields.ForeignKeyField(
+        "models.StaffUser", related_name="sessions", on_delete=fields.CASCADE)
+    staff_id: int
     csrf_token = fields.CharField(max_length=64)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
@@ -45,12 +49,14 @@ class StaffAudit(Model):
     account is renamed or removed."""
 
     id = fields.BigIntField(primary_key=True)
-    staff = fields.ForeignKeyField("models.StaffUser", related_name="audit", null=True, on_delete=fields.SET_NULL)
+    staff: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
+        "models.StaffUser", related_name="audit", null=True, on_delete=fields.SET_NULL)
+    staff_id: int | None
     username = fields.CharField(max_length=64, default="")
     action = fields.CharField(max_length=48)  # e.g. login, ticket.reply, knowledge.edit, reward.save
     target_type = fields.CharField(max_length=24, default="")  # ticket | item | version | reward | member | ...
     target_id = fields.CharField(max_length=64, default="")
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     ip = fields.CharField(max_length=64, default="")
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 

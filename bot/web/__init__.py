@@ -26,7 +26,8 @@ def environment() -> jinja2.Environment:
             extensions=["jinja2.ext.i18n"],
             enable_async=False,
         )
-        _env.install_null_translations(newstyle=True)  # real ones are passed per render
+        # real ones are passed per render; the i18n extension adds this method at runtime
+        _env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     return _env
 
 

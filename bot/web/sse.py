@@ -73,6 +73,7 @@ async def serve(request: web.Request, subscription: Subscription, *, backlog: Ba
         else:
             await resp.write(_frame(item, None))
 
+    item: dict[str, Any] | None  # a backlog entry, then the subscription's (None: timed out)
     try:
         async with subscription as sub:
             await resp.write(b"retry: 3000\n: connected\n\n")

@@ -42,7 +42,8 @@ async def counts(now: datetime | None = None) -> SlaCounts:
     live = Ticket.filter(status__in=LIVE)
     first_q = Q(first_response_at__isnull=True) & Q(first_response_due__lt=now)
     res_q = Q(resolution_due__lt=now)
-    ids = await live.filter(first_q | res_q).values_list("id", flat=True)
+    # tortoise types a flat values_list as tuples
+    ids: list[int] = await live.filter(first_q | res_q).values_list("id", flat=True)  # type: ignore[assignment]
     oldest = await Ticket.filter(status__in=LIVE, first_response_at__isnull=True).order_by("created_at").first()
     return SlaCounts(
         live=await live.count(),

@@ -44,7 +44,7 @@ def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/inbox/t/{ticket_id}" + (f"?flash={flash}" if flash else ""))
 
 
-def _rows(tickets: list[Ticket]) -> list[dict]:
+def _rows(tickets: list[Ticket]) -> list[dict[str, Any]]:
     now = datetime.now(timezone.utc)
     return [{
         "t": t,
@@ -60,7 +60,7 @@ def _page_no(request: web.Request) -> int:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 6 else 1
 
 
-async def _queue(request: web.Request) -> tuple[ticket_queue.QueuePage, list[dict]]:
+async def _queue(request: web.Request) -> tuple[ticket_queue.QueuePage, list[dict[str, Any]]]:
     f = ticket_queue.QueueFilter.from_query(request.query, me=request["staff"].id)
     result = await ticket_queue.page(f, _page_no(request))
     return result, _rows(result.tickets)

@@ -1,8 +1,14 @@
 """Records of the knowledge lifecycle (the items themselves are community.models.KnowledgeItem)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
+    from community.models import KnowledgeItem
 
 # A revision's state: a draft is being written; pending waits for a reviewer;
 # published is the live text, superseded was; rejected was turned down; retired took the item out.
@@ -13,9 +19,11 @@ class KnowledgeVersion(Model):
     """One snapshot of an item's fields, who wrote it, when and why, and the review outcome."""
 
     id = fields.IntField(primary_key=True)
-    item = fields.ForeignKeyField("models.KnowledgeItem", related_name="versions", on_delete=fields.CASCADE)
+    item: fields.ForeignKeyRelation[KnowledgeItem] = fields.ForeignKeyField(
+        "models.KnowledgeItem", related_name="versions", on_delete=fields.CASCADE)
+    item_id: int
     number = fields.IntField()
-    data = fields.JSONField()
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField()
     state = fields.CharField(max_length=16, db_index=True)
     author = fields.CharField(max_length=96)          # "staff:<username>" or "member:<id>"
     reason = fields.TextField(default="")             # the author's note
@@ -34,7 +42,9 @@ class KnowledgeContribution(Model):
     """A member's proposal ("我来补充"): a new item, or an edit of an existing one."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="kb_contributions", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="kb_contributions", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16, default="")
     item_id = fields.IntField(null=True)              # the item it creates or edits
     text = fields.TextField()
@@ -56,8 +66,8 @@ class CandidateVariant(Model):
     item_id = fields.IntField(db_index=True)
     text = fields.CharField(max_length=500)           # as asked
     normalized = fields.CharField(max_length=500)
-    sources = fields.JSONField(default=list)          # pick / better_pick / ticket
-    members = fields.JSONField(default=list)          # distinct member ids that agreed
+    sources: fields.JSONField[list[str]] = fields.JSONField(default=list)          # pick / better_pick / ticket
+    members: fields.JSONField[list[int]] = fields.JSONField(default=list)          # distinct member ids that agreed
     status = fields.CharField(max_length=16, default="candidate", db_index=True)  # candidate/accepted/rejected
     decided_by = fields.CharField(max_length=96, default="")
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -1,8 +1,13 @@
 """Member tags as rows (so the inbox can filter by tag in SQL) and their audit trail."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
 
 
 class MemberTag(Model):
@@ -10,7 +15,9 @@ class MemberTag(Model):
     ``community.members.tags`` (offers and the ticket priority read the list)."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="tag_rows", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="tag_rows", on_delete=fields.CASCADE)
+    member_id: int
     tag = fields.CharField(max_length=64)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -24,7 +31,9 @@ class MemberTagChange(Model):
     """Who added or removed which tag on which member, from where (inbox, api, cli)."""
 
     id = fields.BigIntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="tag_changes", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="tag_changes", on_delete=fields.CASCADE)
+    member_id: int
     tag = fields.CharField(max_length=64)
     op = fields.CharField(max_length=8)  # add | remove
     actor = fields.CharField(max_length=128)  # "staff:<username>" or "cli:<os user>"

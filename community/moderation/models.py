@@ -1,8 +1,13 @@
 """Watched words, held/flagged content awaiting review, warnings and the audit log."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
 
 KINDS = ("word", "wildcard", "regex")
 ACTIONS = ("block", "hold", "replace", "flag", "warn")
@@ -29,10 +34,12 @@ class ReviewItem(Model):
     id = fields.IntField(primary_key=True)
     content_type = fields.CharField(max_length=16)  # question | answer | contribution | forward
     content_id = fields.IntField(null=True)
-    member = fields.ForeignKeyField("models.Member", related_name="review_items", null=True, on_delete=fields.SET_NULL)
+    member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="review_items", null=True, on_delete=fields.SET_NULL)
+    member_id: int | None
     text = fields.TextField()
     action = fields.CharField(max_length=16)  # hold | flag
-    matched = fields.JSONField(default=list)
+    matched: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     status = fields.CharField(max_length=16, default="pending", db_index=True)  # pending | approved | rejected
     reason = fields.CharField(max_length=500, default="")
     reviewer = fields.CharField(max_length=64, default="")
@@ -47,7 +54,9 @@ class MemberStanding(Model):
     """Caring warnings a member received, forwarding points freeze after repeated ones."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.OneToOneField("models.Member", related_name="standing", on_delete=fields.CASCADE)
+    member: fields.OneToOneRelation[Member] = fields.OneToOneField(
+        "models.Member", related_name="standing", on_delete=fields.CASCADE)
+    member_id: int
     warnings = fields.IntField(default=0)
     forwarding_frozen = fields.BooleanField(default=False)
     frozen_at = fields.DatetimeField(null=True)
@@ -70,7 +79,7 @@ class ModerationAudit(Model):
     content_type = fields.CharField(max_length=16, default="")
     content_id = fields.IntField(null=True)
     member_id = fields.IntField(null=True, db_index=True)
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -224,6 +224,7 @@ async def offer_save(request: web.Request) -> web.Response:
     if parsed and not parsed.url and not parsed.action_label:
         errors.append("url / action_label: give a link, an action, or both")
     if errors or parsed is None:
+        data: dict[str, Any]  # the form as typed, lists and flags added below
         data = {k: str(form.get(k, "")) for k in ("title", "body", "url", "action_label", "trigger_items",
                                                    "trigger_categories", "trigger_keywords", "trigger_tags",
                                                    "starts_at", "ends_at", "daily_budget", "repeat_days", "priority")}
@@ -345,7 +346,7 @@ async def preview(request: web.Request) -> web.Response:
         if member is None:
             error = "member"
         else:
-            locale = q.get("locale") if q.get("locale") in LOCALES else member.locale
+            locale = q["locale"] if q.get("locale") in LOCALES else member.locale
             decision = await services.kb.adecide(question, locale) if question else None
             item = None
             if decision and decision.kind == "answer" and decision.matches:

@@ -84,8 +84,8 @@ class BadgeEntry:
 async def badge_catalogue(gettext: Gettext, shown_holders: int = 5) -> list[BadgeEntry]:
     out: list[BadgeEntry] = []
     for badge in badges.BADGES:
-        rows = await MemberBadge.filter(code=badge.code).order_by("-created_at").limit(shown_holders) \
-            .values_list("member_id", flat=True)
+        rows: list[int] = await MemberBadge.filter(code=badge.code).order_by("-created_at").limit(shown_holders) \
+            .values_list("member_id", flat=True)  # type: ignore[assignment]  # tortoise types flat=True as tuples
         names = await service.names_and_titles(list(rows), gettext)
         out.append(BadgeEntry(
             badge=badge, how=HOW_TO_EARN.get(badge.metric, ""),

@@ -1,8 +1,13 @@
 """Community questions and answers."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from bot.core.models import Member
 
 # open: waiting for answers; accepted: the asker took an answer; ticketed: handed to an agent;
 # held: waiting for moderation; rejected: removed by a reviewer
@@ -12,7 +17,9 @@ QUESTION_STATUSES = ("open", "accepted", "ticketed", "held", "rejected")
 class Question(Model):
     id = fields.IntField(primary_key=True)
     code = fields.CharField(max_length=12, unique=True)  # the short id members see and type
-    member = fields.ForeignKeyField("models.Member", related_name="questions", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="questions", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
     category = fields.CharField(max_length=32, default="", db_index=True)
@@ -31,8 +38,12 @@ class Question(Model):
 
 class Answer(Model):
     id = fields.IntField(primary_key=True)
-    question = fields.ForeignKeyField("models.Question", related_name="answers", on_delete=fields.CASCADE)
-    member = fields.ForeignKeyField("models.Member", related_name="answers", on_delete=fields.CASCADE)
+    question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
+        "models.Question", related_name="answers", on_delete=fields.CASCADE)
+    question_id: int
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="answers", on_delete=fields.CASCADE)
+    member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
     status = fields.CharField(max_length=16, default="visible")  # visible | held | rejected
@@ -48,8 +59,12 @@ class Vote(Model):
     """One member's "helpful" on one answer."""
 
     id = fields.IntField(primary_key=True)
-    answer = fields.ForeignKeyField("models.Answer", related_name="votes", on_delete=fields.CASCADE)
-    member = fields.ForeignKeyField("models.Member", related_name="qa_votes", on_delete=fields.CASCADE)
+    answer: fields.ForeignKeyRelation[Answer] = fields.ForeignKeyField(
+        "models.Answer", related_name="votes", on_delete=fields.CASCADE)
+    answer_id: int
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="qa_votes", on_delete=fields.CASCADE)
+    member_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -62,8 +77,12 @@ class HelpRequest(Model):
     cap hold even when several questions are offered at once."""
 
     id = fields.IntField(primary_key=True)
-    question = fields.ForeignKeyField("models.Question", related_name="help_requests", on_delete=fields.CASCADE)
-    helper = fields.ForeignKeyField("models.Member", related_name="help_requests", on_delete=fields.CASCADE)
+    question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
+        "models.Question", related_name="help_requests", on_delete=fields.CASCADE)
+    question_id: int
+    helper: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="help_requests", on_delete=fields.CASCADE)
+    helper_id: int
     day = fields.CharField(max_length=10)
     slot = fields.IntField()
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -77,7 +96,9 @@ class HelperPreference(Model):
     """Whether a member wants to be asked for help ("接收求助")."""
 
     id = fields.IntField(primary_key=True)
-    member = fields.OneToOneField("models.Member", related_name="helper_pref", on_delete=fields.CASCADE)
+    member: fields.OneToOneRelation[Member] = fields.OneToOneField(
+        "models.Member", related_name="helper_pref", on_delete=fields.CASCADE)
+    member_id: int
     help_requests = fields.BooleanField(default=False)
     updated_at = fields.DatetimeField(auto_now=True)
 

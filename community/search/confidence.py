@@ -17,6 +17,10 @@ timidity (bench/RESULTS.md, "Calibrated on being right").
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tokenize import Analyzed
 
 __all__ = [
     "RANK_FEATURES", "RANK_COEF", "rank_score",
@@ -58,7 +62,7 @@ NULL_RANK = 5.0
 PHRASINGS_CAP = 8
 
 
-def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed,
+def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed: Analyzed | None,
                   n_questions: int = 1) -> tuple[float, ...]:
     """Decision features of candidate ``i`` given every candidate's rank
     score (best first) and its rank features; shared by the matcher and the

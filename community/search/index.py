@@ -155,7 +155,7 @@ class BM25Channel:
     def slot_tids(self, slot: int) -> set[int] | dict[int, int]:
         """The term ids of one slot, for ``coverage``: made on the slot's first re-rank
         and kept (a set: half the cost of ``slot_terms`` on a cold query)."""
-        s = self._slot_terms.get(slot)
+        s: set[int] | dict[int, int] | None = self._slot_terms.get(slot)
         if s is None:
             s = self._slot_sets.get(slot)
         if s is None:

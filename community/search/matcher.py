@@ -25,7 +25,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -42,6 +42,9 @@ from .romanized import Homophones
 from .tokenize import Analyzed, Analyzer, romanized_syllables
 from .ood import is_content_word, out_of_domain
 from .types import Decision, KBDoc, Match, Ranking
+
+if TYPE_CHECKING:
+    from .remote import RemoteEncoder
 
 __all__ = ["Matcher", "MatcherConfig"]
 
@@ -108,6 +111,7 @@ class MatcherConfig:
     def thresholds(self, consulted: bool) -> tuple[float, float]:
         """(answer, suggest) thresholds of the stage that decided: the encoder's when it was
         consulted, else the lexical path's."""
+        assert self.answer_threshold is not None and self.suggest_threshold is not None  # __post_init__
         answer, suggest = float(self.answer_threshold), float(self.suggest_threshold)
         if consulted or not self.semantic:
             return answer, suggest
@@ -164,7 +168,7 @@ def _gc_paused() -> Iterator[None]:
 class _Unit:
     __slots__ = ("item_id", "kind", "text", "pinyin")
 
-    def __init__(self, item_id, kind, text, pinyin):
+    def __init__(self, item_id: int, kind: str, text: str, pinyin: str) -> None:
         self.item_id = item_id
         self.kind = kind
         self.text = text
@@ -209,9 +213,10 @@ class Matcher:
         self._items: dict[int, _Item] = {}
         self._zh_items = 0  # items in Chinese: romanised pinyin input can match only those
         self._homophone_table: Homophones | None = None
-        self._lexical_memo: tuple[tuple, Ranking] | None = None  # needs_query_vector's, for decide
+        # needs_query_vector's, for decide
+        self._lexical_memo: tuple[tuple[str, str | None, int, int], Ranking] | None = None
         self._sms: dict[str, int] = {}
-        self._decisions: OrderedDict[tuple[str, str | None], tuple[int, tuple[Match, ...]]] = OrderedDict()
+        self._decisions: OrderedDict[tuple[str, str | None], tuple[int, Ranking]] = OrderedDict()
         self._generation = getattr(self, "_generation", 0) + 1
         if self._semantic is not None:
             self._semantic.reset()
@@ -320,12 +325,12 @@ class Matcher:
             self._items[doc.id] = item
             self._zh_items += item.family == "zh"
             seen: set[str] = set()
-            texts = [("title", doc.title)]
-            texts += [("variant", v) for v in doc.variants]
-            texts += [("learned", v) for v in item.learned]
+            phrasings = [("title", doc.title)]
+            phrasings += [("variant", v) for v in doc.variants]
+            phrasings += [("learned", v) for v in item.learned]
             if doc.answer:
-                texts.append(("answer", doc.answer))
-            for kind, text in texts:
+                phrasings.append(("answer", doc.answer))
+            for kind, text in phrasings:
                 norm = normalize(text)
                 if not norm or norm in seen:
                     continue
@@ -402,7 +407,7 @@ class Matcher:
         ``skip``, held out by a calibration pass, not counted)."""
         item = self._items[item_id]
         return sum(1 for s in item.slots
-                   if s not in skip and self._units[s] is not None and self._units[s].kind != "answer")
+                   if s not in skip and (u := self._units[s]) is not None and u.kind != "answer")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -442,7 +447,8 @@ class Matcher:
         return h
 
     def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None,
-                    skip: frozenset[int] = frozenset()):
+                    skip: frozenset[int] = frozenset(),
+                    ) -> tuple[list[tuple[float, int, tuple[float, ...]]], Analyzed | None]:
         """Re-ranked candidates: list of (rank_score, item_id, features), best first. With a
         query vector, the encoder's best items join the pool (their lexical features may be
         weak: their confidence in :meth:`_ranked` gives them their place). Slots in ``skip``
@@ -492,13 +498,14 @@ class Matcher:
         qm_c = ch_c.query_mass(a.terms["c"])
         qm_w = ch_w.query_mass(a.terms["w"])
         qfam = _family(locale)
-        out = []
+        out: list[tuple[float, int, tuple[float, ...]]] = []
         for iid, slots in per_item.items():
-            best = None
+            best: tuple[float, tuple[float, ...]] | None = None
             for s in slots:
                 u = self._units[s]
+                assert u is not None  # a dropped slot scores 0 and has no vector: never a candidate
                 terms_c, terms_w = ch_c.slot_tids(s), ch_w.slot_tids(s)
-                f = (
+                f: tuple[float, ...] = (
                     float(scores[s]),
                     fuzz.ratio(a.text, u.text) / 100.0,
                     fuzz.ratio(a.pinyin, u.pinyin) / 100.0 if a.has_cjk else 0.0,
@@ -512,6 +519,7 @@ class Matcher:
                     r -= 2.0
                 if best is None or r > best[0]:
                     best = (r, f)
+            assert best is not None  # every item here has a slot
             r, f = best
             if qfam and self._items[iid].family != qfam:
                 r -= LOCALE_PENALTY
@@ -548,7 +556,8 @@ class Matcher:
         norm = normalize(text)
         if self._semantic is None or not norm:
             return None
-        return await self._semantic.encoder.aembed_query(self._analyzer.prepare(norm))
+        encoder = cast("RemoteEncoder", self._semantic.encoder)  # only an embeddings server is asked here
+        return await encoder.aembed_query(self._analyzer.prepare(norm))
 
     def query_vector(self, text: str) -> np.ndarray | None:
         """The encoder's vector of a question (blocking, ~10 ms; thread-safe), None without
@@ -573,6 +582,7 @@ class Matcher:
         return None
 
     def _item_cosine(self, qvec: np.ndarray, item_id: int, skip: frozenset[int] = frozenset()) -> float | None:
+        assert self._semantic is not None  # asked only with a query vector
         best = None
         for s in self._items[item_id].slots:
             if s in skip:
@@ -583,7 +593,9 @@ class Matcher:
         return best
 
     def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None, limit: int | None = None,
-                skip: frozenset[int] = frozenset()):
+                skip: frozenset[int] = frozenset(),
+                ) -> tuple[list[tuple[int, float, tuple[float, ...], int, tuple[float, ...] | None]], list[float],
+                           Analyzed | None]:
         """Candidates in answer order with their confidence: [(item_id, p, features, lexical
         position, encoder features)] and the re-ranker's scores (best first).
 
@@ -603,16 +615,17 @@ class Matcher:
             cosines = [self._item_cosine(qvec, iid, skip) for _r, iid, _f in cands]
             known = [i for i, c in enumerate(cosines) if c is not None]
             if known:
-                top = sorted(known, key=lambda i: -cosines[i])
+                top = sorted(known, key=lambda i: -cast(float, cosines[i]))  # known: not None
                 first = top[0]
                 for i in known:
                     if i == first:
                         other = cosines[top[1]] if len(top) > 1 else None
                     else:
                         other = cosines[first]
-                    sem[i] = conf.semantic_features(p[i], cosines[i], other,
-                                                    encoder_first=i == first, both_first=i == first == 0)
-                    p[i] = conf.semantic_confidence(sem[i])
+                    sem[i] = feats = conf.semantic_features(p[i], cosines[i], other,
+                                                            encoder_first=i == first, both_first=i == first == 0)
+                    assert feats is not None  # None only without a cosine, and this one is known
+                    p[i] = conf.semantic_confidence(feats)
         order = sorted(range(len(cands)), key=lambda i: (-p[i], i)) if qvec is not None else range(len(cands))
         return [(cands[i][1], p[i], cands[i][2], i, sem[i]) for i in order], ranks, a
 
@@ -684,6 +697,7 @@ class Matcher:
         lexical = self._lexical(text, locale, limit)
         if not self._encoder_ready or self._lexical_sure(lexical):
             return lexical
+        assert self._semantic is not None  # _encoder_ready
         if qvec is None and self._semantic.remote:  # the server could not help: lexical, not remembered
             return replace(lexical, fallback=True)
         return replace(self._search(text, locale, limit, qvec), lexical=lexical.matches)
@@ -745,6 +759,7 @@ class Matcher:
         can embed it in a thread."""
         if not self._encoder_ready:
             return False
+        assert self._semantic is not None  # _encoder_ready
         cached = self._decisions.get((normalize(text), _family(locale)))
         if cached is not None and cached[0] == self._semantic.version:
             return False

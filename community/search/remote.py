@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import aiohttp
 import numpy as np
@@ -108,7 +109,7 @@ class RemoteEncoder:
         """A question's vector, or None when the server cannot help now (the lexical path
         answers)."""
         try:
-            return (await self.aembed([text]))[0]
+            return cast(np.ndarray, (await self.aembed([text]))[0])  # numpy indexing is untyped
         except EmbeddingsUnavailable as exc:
             log.warning("embeddings server unavailable, lexical matching only: %s", exc)
             return None

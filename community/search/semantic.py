@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -221,7 +221,7 @@ class SemanticIndex:
 
     # ------------------------------------------------------------ search
     def embed_query(self, text: str) -> np.ndarray:
-        return self.encoder.embed([text])[0]
+        return cast(np.ndarray, self.encoder.embed([text])[0])  # numpy indexing is untyped
 
     @property
     def remote(self) -> bool:
@@ -247,7 +247,7 @@ class SemanticIndex:
         with self._lock:
             if slot >= len(self._has) or not self._has[slot]:
                 return None
-            return self._vec[slot].copy()
+            return cast(np.ndarray, self._vec[slot].copy())
 
     def similarity(self, qvec: np.ndarray, slot: int) -> float | None:
         with self._lock:

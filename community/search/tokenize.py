@@ -21,7 +21,7 @@ import re
 import threading
 from operator import add
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from bot.core.pinyin import romanized_syllables
 
@@ -88,7 +88,7 @@ def fold_syllable(s: str) -> str:
     return s
 
 
-class _PinyinTable(dict):
+class _PinyinTable(dict[str, str]):
     """char -> ``pinyin_of(char)`` or the char itself; a dict so lookups run in C."""
 
     def __missing__(self, ch: str) -> str:
@@ -102,10 +102,10 @@ _BIGRAM = "{}\x01{}".format
 
 # ------------------------------------------------------------------ jieba
 _JIEBA_LOCK = threading.Lock()
-_JIEBA_CACHE: dict[tuple, object] = {}
+_JIEBA_CACHE: dict[tuple[str | None, str | None, tuple[str, ...]], Any] = {}
 
 
-def _jieba_tokenizer(userdict_path: str | None, tmp_dir: str | None, words: tuple[str, ...]):
+def _jieba_tokenizer(userdict_path: str | None, tmp_dir: str | None, words: tuple[str, ...]) -> Any:
     key = (userdict_path, tmp_dir, words)
     with _JIEBA_LOCK:
         tok = _JIEBA_CACHE.get(key)
