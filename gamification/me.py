@@ -13,8 +13,8 @@ from bot.core.models import ChannelAccount, Member
 from bot.core.accounts import get_or_create_account
 from bot.core.settings import Settings
 from bot.web.chat_limits import inbound_allowed
-from bot.web.chat_session import IdentityRefused, identify
-from bot.web.cors import cross_origin, preflight
+from bot.web.chat_session import IdentityRefused, identify_get
+from bot.web.cors import cross_origin, json_error, preflight
 from gamification.badges import BY_CODE
 from gamification.models import MemberBadge
 from gamification.trust import standing_of
@@ -24,17 +24,18 @@ from gamification.trust import standing_of
 async def me_view(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     try:
-        who = identify(request, services.settings, request.query, create=False)
+        who = identify_get(request, services.settings)
     except IdentityRefused as exc:
-        return web.json_response({"error": str(exc)}, status=401)
+        return json_error(401, str(exc))
     if who is None:
-        return web.json_response({"error": "no chat session"}, status=401)
+        return json_error(401, "no chat session")
     account = await ChannelAccount.get_or_none(channel="web", external_id=who.external_id)
     if account is None:  # a session that has not written yet: its member starts now, paced
         wait = await inbound_allowed(services, services.settings, request, None)  # like a first message
         if wait:
-            return web.json_response({"error": "too many requests"}, status=429,
-                                     headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            resp = json_error(429, "too many requests")
+            resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return resp
         account = await get_or_create_account("web", who.external_id)
     member = await Member.get(id=account.member_id)
     locale = normalize_locale(request.query.get("locale") or member.locale) or DEFAULT_LOCALE

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from bot.core.i18n import N_
+from bot.core.identity.names import mask_phone
 from bot.core.messages import Card, Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
 from bot.core.accounts import get_or_create_account, state_key
@@ -87,8 +88,7 @@ async def forward_button(ctx: Context) -> Reply:
 
 def _sender_name(ctx: Context) -> str:
     if ctx.channel == "sms":
-        digits = ctx.account.external_id
-        return digits[:-8] + "****" + digits[-4:] if len(digits) > 8 else digits
+        return mask_phone(ctx.account.external_id)
     return ctx.member.display_name or ctx._("A friend")
 
 
@@ -153,7 +153,7 @@ async def forward_sms(ctx: Context) -> Reply:
     state["choices"] = rating
     await ctx.services.state.set(key, state, ctx.services.settings.state_ttl_seconds)
     return Reply(text=_("Sent “%(title)s” to %(phone)s. You earn points when they reply or rate it.", title=item.title,
-                        phone=phone[:-8] + "****" + phone[-4:]), kind="forward", item_id=item.id)
+                        phone=mask_phone(phone)), kind="forward", item_id=item.id)
 
 
 async def _take_sms_slot(sender_id: int, phone: str, item_id: int, day: str, per_day: int,

@@ -6,6 +6,7 @@ redeemable points count (pending points are shown, not spent)."""
 from __future__ import annotations
 
 from bot.core.i18n import N_
+from bot.core.identity.names import mask_phone
 from bot.core.messages import Choice, Reply
 from gamification import ledger, service
 from gamification.models import Reward
@@ -21,10 +22,6 @@ ERRORS = {
     "insufficient": N_("You do not have enough points for this reward yet."),
     "unverified": N_("Redeeming points needs a verified mobile number: send “bind phone” (绑定手机) to verify yours, then try again. Phone credit only ever goes to that number."),
 }
-
-
-def masked(phone: str) -> str:
-    return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else phone
 
 
 async def menu(ctx: Context) -> Reply:
@@ -57,7 +54,7 @@ async def _redeem(ctx: Context, reward: Reward) -> Reply:
                  name=reward.name, cost=r.cost, order=r.id, balance=bal.balance)
     else:
         text = _("Redeemed %(name)s for %(cost)s points (order %(order)s); it is on its way to %(phone)s. If it fails, your points come back. Points left: %(balance)s",
-                 name=reward.name, cost=r.cost, order=r.id, phone=masked(r.phone), balance=bal.balance)
+                 name=reward.name, cost=r.cost, order=r.id, phone=mask_phone(r.phone), balance=bal.balance)
     return Reply(text=text, kind="redeem")
 
 

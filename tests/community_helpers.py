@@ -27,6 +27,11 @@ def as_member(user: str) -> dict[str, str]:
     return {"user": user, "user_hash": user_hash(user)}
 
 
+def member_headers(user: str) -> dict[str, str]:
+    """The headers that name a verified member on a GET (never the query string)."""
+    return {"X-Chat-User": user, "X-Chat-User-Hash": user_hash(user)}
+
+
 async def chat(client: Any, user: str, **body: Any) -> list[dict]:
     """One web chat message from the verified member ``user``."""
     resp = await client.post("/api/v1/chat", json={**as_member(user), **body})

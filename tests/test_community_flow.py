@@ -16,7 +16,7 @@ from bot.core.models import ChannelAccount, OutboxMessage
 from community.inbox.models import Ticket, TicketMessage
 from community.qa.deadlines import check_deadlines
 from community.qa.models import Answer, HelpRequest, Question
-from tests.community_helpers import as_member, NO_ANSWER, chat, csrf, staff_login, wait_sent
+from tests.community_helpers import member_headers, NO_ANSWER, chat, csrf, staff_login, wait_sent
 from tests.conftest import load_sample_kb, make_settings
 
 
@@ -65,7 +65,7 @@ async def test_failed_search_to_ticket_to_agent_reply_and_survey(client) -> None
         assert resp.status == 303
     row = await wait_sent(channel="web", address="m1", purpose="agent")
     assert await OutboxMessage.filter(purpose="agent").count() == 1
-    updates = await (await client.get("/api/v1/chat/updates", params={**as_member("m1"), "after": "0"})).json()
+    updates = await (await client.get("/api/v1/chat/updates", params={"after": "0"}, headers=member_headers("m1"))).json()
     assert any(m["id"] == row.id and "猫咪" in m["text"] for m in updates["messages"])
     assert (await Ticket.get(id=ticket.id)).first_response_at is not None
 

@@ -16,7 +16,7 @@ from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from community.inbox import service as inbox
 from community.inbox.models import Ticket
 from gamification import ledger
-from tests.community_helpers import as_member, chat
+from tests.community_helpers import chat, member_headers
 from tests.fakes.twilio_api import FakeTwilio, wait_for
 from tests.test_sms_twilio import PHONE, app_client, form, post_signed, sms_settings, twiml_messages
 
@@ -99,7 +99,7 @@ async def test_phone_code_links_web_to_the_sms_member_with_points_tickets_and_tr
     out = await services.outbox.to_member(phone_member.id, Reply(text="已处理"),
                                           purpose="agent")
     assert out is not None and out.channel == "web"
-    me = await app.get("/api/v1/me", params=as_member("alice"))
+    me = await app.get("/api/v1/me", headers=member_headers("alice"))
     body = await me.json()
     assert me.status == 200 and body["member"]["id"] == phone_member.id
     assert body["member"]["verified_phone"] is True and body["points"]["balance"] == 42
@@ -157,11 +157,11 @@ async def test_chosen_name_is_validated_and_shown(app: TestClient) -> None:
     assert other[0]["kind"] != "link" and not await LinkCode.exists()
     ok = await chat(app, "erin", text="改名 小E")
     assert "小E" in ok[0]["text"]
-    me = await (await app.get("/api/v1/me", params=as_member("erin"))).json()
+    me = await (await app.get("/api/v1/me", headers=member_headers("erin"))).json()
     assert me["member"]["display_name"] == "小E" and me["member"]["verified_phone"] is False
     nobody = await chat(app, "frank", text="你好")
     assert nobody
-    me = await (await app.get("/api/v1/me", params=as_member("frank"))).json()
+    me = await (await app.get("/api/v1/me", headers=member_headers("frank"))).json()
     frank = await member_of("web", "frank")
     assert me["member"]["display_name"] == f"会员{frank.id:04d}"
 

@@ -6,7 +6,7 @@ from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
 from bot.core.accounts import get_or_create_account
 from tests.outbox_waits import wait_status
-from tests.community_helpers import as_member
+from tests.community_helpers import member_headers
 
 
 async def test_message_is_stored_then_sent_once(client, services) -> None:
@@ -18,7 +18,7 @@ async def test_message_is_stored_then_sent_once(client, services) -> None:
     assert first.id == again.id
     row = await wait_status(first.id, "sent")
     assert row.status == "sent" and row.attempts == 1 and row.provider_ref == f"web-{row.id}"
-    updates = await (await client.get("/api/v1/chat/updates", params={**as_member("out-1"), "after": "0"})).json()
+    updates = await (await client.get("/api/v1/chat/updates", params={"after": "0"}, headers=member_headers("out-1"))).json()
     assert [m["text"] for m in updates["messages"]] == ["您好，客服已回复"]
 
 

@@ -15,7 +15,7 @@ from bot.core.app_keys import SERVICES
 from bot.core.messages import Reply
 from bot.core.models import ChannelAccount, OutboxMessage, TranscriptEntry
 from bot.web.chat_session import COOKIE, session_cookie_value
-from tests.community_helpers import as_member, chat, wait_sent
+from tests.community_helpers import as_member, chat, member_headers, wait_sent
 from tests.conftest import load_sample_kb, make_settings
 
 PUK = "Your PUK is 12345678"
@@ -108,8 +108,12 @@ async def test_bare_user_can_neither_read_nor_act_as_another_member(web: TestCli
         assert r.status == 401 and "error" in await r.json()
     assert await TranscriptEntry.filter(member_id=carol.member_id).count() == before
 
-    r = await web.get("/api/v1/chat/updates", params={**as_member("carol"), "after": "0"})
+    r = await web.get("/api/v1/chat/updates", params={"after": "0"}, headers=member_headers("carol"))
     assert [m["text"] for m in (await r.json())["messages"]] == [PUK] and row.id
+    # a valid user_hash in a query string (logs, history, Referer) is refused, not honoured
+    for path in ("/api/v1/chat/updates", "/api/v1/chat/history", "/api/v1/me"):
+        r = await web.get(path, params={**as_member("carol"), "after": "0"})
+        assert r.status == 401 and "X-Chat-User-Hash" in (await r.json())["error"]
 
 
 async def test_two_members_may_both_send_msg_id_1(web: TestClient) -> None:
@@ -161,11 +165,11 @@ async def test_cross_origin_only_for_allowed_origins(web: TestClient) -> None:
     assert "content-type" in r.headers["Access-Control-Allow-Headers"].lower()
     r = await web.post("/api/v1/chat", json={**as_member("shopper"), "text": "你好"}, headers=shop)
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
-    r = await web.get("/api/v1/chat/updates", params={**as_member("shopper")}, headers=shop)
+    r = await web.get("/api/v1/chat/updates", headers={**shop, **member_headers("shopper")})
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
-    r = await web.get("/api/v1/me", params={**as_member("shopper")}, headers=shop)
+    r = await web.get("/api/v1/me", headers={**shop, **member_headers("shopper")})
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
-    r = await web.get("/api/v1/me", params={**as_member("shopper")}, headers=evil)
+    r = await web.get("/api/v1/me", headers={**evil, **member_headers("shopper")})
     assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
 
     same = {"Origin": str(web.make_url("")).rstrip("/")}  # the chat page itself

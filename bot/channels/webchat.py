@@ -26,8 +26,8 @@ from bot.core.settings import Settings
 from bot.web import render
 from bot.web.client import device_fingerprint
 from bot.web.chat_limits import inbound_allowed
-from bot.web.chat_session import IdentityRefused, WebIdentity, identify, set_session_cookie
-from bot.web.cors import cross_origin, preflight
+from bot.web.chat_session import IdentityRefused, WebIdentity, identify, identify_get, set_session_cookie
+from bot.web.cors import cross_origin, json_error, preflight
 from bot.web import sse
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ class ChatRequest(BaseModel):
         if (self.text is None or not self.text.strip()) and not self.action:
             raise ValueError("send either a non-empty 'text' or an 'action'")
         return self
-
-
-def json_error(status: int, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
 
 
 def reply_json(reply: Reply) -> dict:
@@ -134,8 +130,9 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
 
 
 async def web_identity(request: web.Request) -> WebIdentity | None:
-    """A GET request's identity (session cookie, or ``user`` + ``user_hash`` in the query)."""
-    return identify(request, request.app[SERVICES].settings, request.query, create=False)
+    """A GET request's identity (session cookie, or ``user`` + ``user_hash`` in the headers,
+    never the query string: ``bot.web.chat_session.identify_get``)."""
+    return identify_get(request, request.app[SERVICES].settings)
 
 
 def events_topic(member_id: int) -> str:

@@ -14,7 +14,6 @@ import hmac
 import secrets
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -31,6 +30,7 @@ from bot.staff.throttle import LoginThrottle
 from bot.web import render
 from bot.web.client import client_ip
 from bot.web.client import set_cookie as set_client_cookie
+from bot.web.cors import same_origin_post
 from bot.web.urls import safe_local_path
 
 LOGIN_CSRF_COOKIE = "everycsr_login"
@@ -64,15 +64,8 @@ def _login_form(request: web.Request, *, status: int = 200, error: str = "", nex
 
 
 def _origin_ok(request: web.Request) -> bool:
-    """An ``Origin`` header, when the browser sent one, names this site."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    ours = {f"{request.scheme}://{request.host}".lower()}
-    public = urlsplit(_settings(request).public_url)
-    if public.scheme and public.netloc:
-        ours.add(f"{public.scheme}://{public.netloc}".lower())
-    return origin.lower() in ours
+    """The browser's ``Origin`` / ``Referer``, when sent, names this site (scheme included)."""
+    return same_origin_post(request, _settings(request))
 
 
 def _from_browser(request: web.Request) -> bool:

@@ -8,6 +8,11 @@ and Intercom do it). The two map to separate external-id namespaces of the ``web
 (``session/<id>`` and the operator's own name): ``/`` is not allowed in an operator's user
 name, so a session and an operator user can never be the same account.
 
+A GET (``/api/v1/chat/updates``, ``/history``, ``/events``, ``/api/v1/me``) names an operator's
+user only in the ``X-Chat-User`` / ``X-Chat-User-Hash`` headers (:func:`identify_get`): a query
+string ends up in access logs, browser history and ``Referer`` headers, and a ``user_hash``
+there is a credential anyone reading them can replay. Posts carry them in the JSON body.
+
 Both the web chat channel and feature views (``/api/v1/me``) ask here, and nowhere else."""
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from aiohttp import web
 
 from bot.core.settings import Settings
 from bot.web.client import set_cookie
+from bot.web.cors import USER_HASH_HEADER, USER_HEADER, same_origin_post
 
 COOKIE = "everycsr_chat"
 COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -103,6 +109,27 @@ def identify(request: web.Request, settings: Settings, fields: Mapping[str, obje
     return WebIdentity(session_external_id(sid), "session", new_cookie=session_cookie_value(settings.secret_key, sid))
 
 
+def identify_get(request: web.Request, settings: Settings) -> WebIdentity | None:
+    """A GET's identity: the operator's user from the ``X-Chat-User`` / ``X-Chat-User-Hash``
+    headers, else the session cookie. ``user_hash`` in the query string is refused
+    (:class:`IdentityRefused`): it would leak into logs and ``Referer`` headers."""
+    if "user_hash" in request.query or "user" in request.query:
+        raise IdentityRefused(f"send user and user_hash in the {USER_HEADER} and {USER_HASH_HEADER} headers, "
+                              "never in the query string")
+    fields = {"user": request.headers.get(USER_HEADER), "user_hash": request.headers.get(USER_HASH_HEADER)}
+    return identify(request, settings, fields, create=False)
+
+
+def page_session(request: web.Request, settings: Settings) -> WebIdentity:
+    """The visitor's web chat session for a public page's forms (a shared answer): the one in
+    their cookie, or a new one whose cookie the caller sets. Never an operator's user."""
+    sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
+    if sid is not None:
+        return WebIdentity(session_external_id(sid), "session")
+    sid = secrets.token_urlsafe(24)
+    return WebIdentity(session_external_id(sid), "session", new_cookie=session_cookie_value(settings.secret_key, sid))
+
+
 def set_session_cookie(response: web.StreamResponse, request: web.Request, identity: WebIdentity | None) -> None:
     """Send a newly issued session's cookie (HttpOnly, SameSite=Lax, Secure over https)."""
     if identity is None or identity.new_cookie is None:
@@ -122,21 +149,36 @@ async def session_member_id(request: web.Request, settings: Settings) -> int | N
     return account.member_id if account else None
 
 
-def member_csrf_token(request: web.Request, settings: Settings) -> str | None:
+def csrf_for_session(secret_key: str, sid: str) -> str:
+    """The member-form token of session ``sid``: HMAC of the id under ``BOT_SECRET_KEY``."""
+    return hmac.new(secret_key.encode(), f"member-csrf:{sid}".encode(), hashlib.sha256).hexdigest()
+
+
+def session_id_of(identity: WebIdentity) -> str | None:
+    """The session id behind a session identity (None for an operator's user)."""
+    if identity.kind != "session" or not identity.external_id.startswith(SESSION_PREFIX):
+        return None
+    return identity.external_id[len(SESSION_PREFIX):]
+
+
+def member_csrf_token(request: web.Request, settings: Settings, identity: WebIdentity | None = None) -> str | None:
     """The form token of the visitor's web chat session (None without one): bound to the
-    session cookie, so a page of another site can neither read nor forge it."""
-    sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
+    session cookie, so a page of another site can neither read nor forge it. ``identity`` is
+    a session the caller is issuing with this very response (:func:`page_session`)."""
+    sid = session_id_of(identity) if identity is not None else None
+    if sid is None:
+        sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
     if sid is None:
         return None
-    return hmac.new(settings.secret_key.encode(), f"member-csrf:{sid}".encode(), hashlib.sha256).hexdigest()
+    return csrf_for_session(settings.secret_key, sid)
 
 
 def member_csrf_ok(request: web.Request, settings: Settings, sent: object) -> bool:
-    """A member's form post carries its session's token (and, from a browser, no foreign Origin)."""
-    expected = member_csrf_token(request, settings)
-    from bot.web.cors import own_origin
-
-    origin = request.headers.get("Origin")
-    if origin is not None and not own_origin(request, settings, origin):
+    """A member's form post carries its session cookie's token and comes from the service's
+    own pages (``Origin`` / ``Referer``, scheme included: :func:`bot.web.cors.same_origin_post`)."""
+    if not same_origin_post(request, settings):
         return False
-    return expected is not None and isinstance(sent, str) and hmac.compare_digest(sent, expected)
+    sid = session_id_from_cookie(settings.secret_key, request.cookies.get(COOKIE))
+    if sid is None or not isinstance(sent, str):
+        return False
+    return hmac.compare_digest(sent, csrf_for_session(settings.secret_key, sid))
