@@ -1,11 +1,7 @@
 """Gamification pages and endpoints.
 
 - ``GET /leaderboard`` — public board (weekly / monthly / all-time), names escaped.
-- ``GET /f/<token>`` — a forwarded item: records the engagement of a new distinct visitor
-  and shows the item with 准确/不准确 buttons; ``POST /f/<token>/rate`` stores the verdict.
-  A visitor is the member when known (an SMS forward's recipient, a web chat session), else
-  their device (address + browser, hashed): a cleared cookie is the same visitor, and the
-  sharer's own devices and accounts never pay.
+- ``/f/<token>`` — forwarded answers, in :mod:`gamification.forward_pages` (registered here).
 - ``POST /api/v1/topup/callback`` — the top-up provider's signed outcome.
 - ``/admin/rewards`` — admins manage the catalogue, the manual fulfilment queue and review flags.
 """
@@ -28,14 +24,10 @@ from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.web import STAFF_LINKS
 from bot.web import add_template_dir, render, request_locale
-from bot.web.chat_session import session_member_id
-from bot.web.client import device_fingerprint, network_fingerprint
 from bot.web.lookup import path_id
-from community.models import KnowledgeItem
-from gamification import rewards, service, topup
+from gamification import forward_pages, rewards, service, topup
 from gamification.leaderboard import PERIODS, make_leaderboard
-from bot.core.models import Member
-from gamification.models import ForwardEngagement, ForwardLink, Redemption, ReviewFlag, Reward
+from gamification.models import Redemption, ReviewFlag, Reward
 
 log = logging.getLogger(__name__)
 
@@ -54,71 +46,6 @@ async def leaderboard_page(request: web.Request) -> web.Response:
     names = await service.names_and_titles([r.member_id for r in st.top], gettext)
     rows = [(r.rank, r.member_id, *names.get(r.member_id, ("", "")), r.points) for r in st.top]
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
-
-
-async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -> tuple[str, int | None]:
-    """Who is reading: an SMS forward names its recipient, a web chat session its member;
-    anyone else is their device (a cleared cookie does not make a new visitor)."""
-    if link.channel == "sms" and link.target:
-        from bot.core.models import ChannelAccount
-
-        acc = await ChannelAccount.get_or_none(channel="sms", external_id=link.target)
-        if acc:
-            return f"m:{acc.member_id}", acc.member_id
-    member_id = await session_member_id(request, request.app[SERVICES].settings)
-    if member_id is not None:
-        return f"m:{member_id}", member_id
-    return f"d:{device}", None
-
-
-async def _link_and_item(token: str) -> tuple[ForwardLink, KnowledgeItem] | None:
-    if not (8 <= len(token) <= 32):
-        return None
-    link = await ForwardLink.get_or_none(token=token)
-    item = await KnowledgeItem.get_or_none(id=link.item_id, status="published") if link else None
-    return (link, item) if link and item else None
-
-
-async def forwarded_page(request: web.Request) -> web.Response:
-    found = await _link_and_item(request.match_info["token"])
-    if found is None:
-        return render(request, "forward_missing.html", status=404)
-    link, item = found
-    settings: Settings = request.app[SERVICES].settings
-    device = device_fingerprint(request, settings.secret_key)
-    key, member_id = await _recipient_key(request, link, device)
-    outcome = await service.on_forward_engaged(link, key, recipient_member_id=member_id, kind="open",
-                                               fingerprint=device, network=network_fingerprint(request, settings.secret_key))
-    engagement = outcome.engagement
-    rated = False
-    if engagement is not None:
-        from gamification.models import ForwardRating
-
-        rated = await ForwardRating.filter(engagement_id=engagement.id).exists()
-    sharer = await Member.get_or_none(id=link.sharer_id)
-    resp = render(request, "forward.html", item=item, token=link.token, sharer=sharer.display_name if sharer else "",
-                  can_rate=engagement is not None and engagement.link_id == link.id and not rated, rated=rated,
-                  thanks=request.query.get("rated") == "1")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-async def forwarded_rate(request: web.Request) -> web.Response:
-    found = await _link_and_item(request.match_info["token"])
-    if found is None:
-        raise web.HTTPNotFound(text="This shared answer is no longer available.")
-    link, _item = found
-    form = await request.post()
-    verdict = str(form.get("accurate", ""))
-    if verdict not in ("0", "1"):
-        raise web.HTTPBadRequest(text="Choose accurate or not accurate.")
-    settings: Settings = request.app[SERVICES].settings
-    key, member_id = await _recipient_key(request, link, device_fingerprint(request, settings.secret_key))
-    engagement = await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=key)
-    if engagement is None or engagement.link_id != link.id:
-        raise web.HTTPForbidden(text="Open the shared answer first, then rate it.")
-    await service.rate_forward(engagement, verdict == "1", rater_member_id=member_id)
-    raise web.HTTPSeeOther(f"/f/{link.token}?rated=1")
 
 
 # --- top-up provider callback --------------------------------------------------------------------------
@@ -293,8 +220,7 @@ async def _housekeeping(rt: service.Runtime) -> None:
 def setup(app: web.Application, settings: Settings) -> None:
     add_template_dir(TEMPLATES)
     app.router.add_get("/leaderboard", leaderboard_page)
-    app.router.add_get("/f/{token}", forwarded_page)
-    app.router.add_post("/f/{token}/rate", forwarded_rate)
+    forward_pages.setup(app)
     app.router.add_post("/api/v1/topup/callback", topup_callback)
     app.router.add_get("/admin/rewards", rewards_admin)
     app.router.add_post("/admin/rewards", reward_save)

@@ -22,6 +22,7 @@ from gamification.models import (
 from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.topup import FakeTopupProvider
+from tests.forward_helpers import tap_helped, tap_rating
 from tests.trust_helpers import make_trusted, trusted_member
 
 
@@ -45,28 +46,34 @@ async def test_web_forward_pays_once_per_new_distinct_visitor(client) -> None:
     link = await ForwardLink.get(token=token)
     assert link.creator_fingerprint  # the device the link was made from is written down
     rules = service.runtime().rules
-    # a stranger opens it: points = base × difficulty × breadth (new person), pending (an
-    # anonymous visitor is trust level 0) until the hold passes
+    # a stranger opens it (a GET, as a link previewer would): nothing is recorded or paid
     page = await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
     assert page.status == 200 and item.title in await page.text()
+    assert not await ForwardEngagement.filter(link__token=token).exists()
+    bal = await ledger.balance_of(sharer.id)
+    assert (bal.balance, bal.held) == (0, 0)
+    # they tap "this helped me": points = base × difficulty × breadth (new person), pending (an
+    # anonymous visitor is trust level 0) until the hold passes
+    helped = await tap_helped(client, token, {"User-Agent": "phone-A"})
+    assert helped.status == 200 and f"/f/{token}" in str(helped.url)
     expected = rules.forward_points(item.difficulty, True)
     bal = await ledger.balance_of(sharer.id)
     assert (bal.balance, bal.held) == (0, expected)
     # the same visitor again, and again with a cleared cookie: the same device, nothing more
-    await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
+    await tap_helped(client, token, {"User-Agent": "phone-A"})
     client.session.cookie_jar.clear()
-    await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
+    await tap_helped(client, token, {"User-Agent": "phone-A"})
     assert (await ledger.balance_of(sharer.id)).held == expected
     assert await ForwardEngagement.filter(link__token=token).count() == 1
     # they rate it accurate, once; an anonymous rating weighs nothing in credibility
-    rated = await client.post(f"/f/{token}/rate", data={"accurate": "1"}, headers={"User-Agent": "phone-A"})
+    rated = await tap_rating(client, token, True, {"User-Agent": "phone-A"})
     assert rated.status == 200 and "/f/" in str(rated.url)
-    again = await client.post(f"/f/{token}/rate", data={"accurate": "0"}, headers={"User-Agent": "phone-A"})
+    again = await tap_rating(client, token, False, {"User-Agent": "phone-A"})
     assert again.status == 200
     assert [(r.accurate, r.weight) for r in await ForwardRating.filter(sharer_id=sharer.id)] == [(True, 0.0)]
     # other browsers on one network pay only up to the per-network cap
     for ua in ("phone-B", "phone-C", "phone-D", "phone-E"):
-        await client.get(f"/f/{token}", headers={"User-Agent": ua})
+        await tap_helped(client, token, {"User-Agent": ua})
     paid = await ForwardEngagement.filter(link__token=token, paid=True).count()
     assert paid == rules.per_network_daily_cap
     assert await ForwardEngagement.filter(link__token=token).count() == 5
@@ -74,7 +81,7 @@ async def test_web_forward_pays_once_per_new_distinct_visitor(client) -> None:
     before = await ledger.balance_of(sharer.id)
     for _ in range(3):
         client.session.cookie_jar.clear()
-        own = await client.get(f"/f/{token}")
+        own = await tap_helped(client, token)
         assert own.status == 200
     after = await ledger.balance_of(sharer.id)
     assert (after.balance, after.held) == (before.balance, before.held)
@@ -84,8 +91,9 @@ async def test_unknown_forward_link_is_a_polite_404(client) -> None:
     resp = await client.get("/f/nosuchtoken123")
     assert resp.status == 404
     assert "no longer available" in await resp.text() or "不存在" in await resp.text() or "失效" in await resp.text()
-    bad = await client.post("/f/nosuchtoken123/rate", data={"accurate": "1"})
-    assert bad.status == 404
+    for action in ("read", "rate"):
+        bad = await client.post(f"/f/nosuchtoken123/{action}", data={"accurate": "1"})
+        assert bad.status == 404
 
 
 async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) -> None:

@@ -25,6 +25,7 @@ from community.models import KnowledgeItem
 from gamification import graph, ledger, service, trust
 from gamification.models import Balance, ForwardRating, LedgerEntry, Redemption, ReviewFlag, Reward, SmsForward
 from gamification.rules import load_rules, parse_rules
+from tests.forward_helpers import tap_helped, tap_rating
 from tests.community_helpers import chat, csrf, staff_login
 from tests.trust_helpers import make_trusted, trusted_member
 
@@ -238,7 +239,7 @@ async def test_forwards_count_members_and_devices_never_cookies_or_the_sharer(cl
     # the sharer's own device, ten times with a cleared cookie jar: nothing
     for _ in range(10):
         client.session.cookie_jar.clear()
-        assert (await client.get(f"/f/{token}")).status == 200
+        assert (await tap_helped(client, token)).status == 200
     assert await points(sharer.id) == (0, 0)
     # the sharer's other account (a Telegram account of the same member) never pays either
     await ChannelAccount.create(member_id=sharer.id, channel="telegram", external_id="555")
@@ -284,8 +285,7 @@ async def test_rating_puppets_do_not_make_a_sharer_credible(client) -> None:
     for i in range(12):
         client.session.cookie_jar.clear()
         ua = {"User-Agent": f"puppet-browser-{i}"}
-        await client.get(f"/f/{token}", headers=ua)
-        await client.post(f"/f/{token}/rate", data={"accurate": "1"}, headers=ua)
+        assert (await tap_rating(client, token, True, ua)).status == 200
     assert await ForwardRating.filter(sharer_id=sharer.id).count() == 12
     summary = await service.member_summary(sharer.id)
     assert summary["credibility"] == "unrated"
