@@ -15,11 +15,17 @@ attributes, what a blind move would get wrong:
 ``unique_together`` rules that include the member field, and one-to-one rows, are honoured:
 a row that would collide stays with the source and is listed in ``MemberMerge.kept``.
 Everything moved is listed in the :class:`MemberMerge` record, so :meth:`Merger.unmerge`
-puts exactly that back. Rows written for the target after the merge stay with it."""
+puts exactly that back. Rows written for the target after the merge stay with it, and so do
+the member's own later choices: a field of the member row is put back only while it still
+holds what the merge wrote (an opt-out, a new phone or a new name given since stands).
+
+The models' shapes (primary key, relations, unique rules) come from tortoise's public
+``Model.describe(serializable=False)``, not from its private ``_meta``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Protocol
 
 from tortoise import Tortoise
@@ -67,20 +73,49 @@ def registered_models() -> list[type[Model]]:
     return list(apps.get_models_iterable()) if apps else []
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """What the merger needs to know of a model, from its public description."""
+
+    pk: str
+    relations: tuple[tuple[str, Any, bool], ...]  # (field, related model, one-to-one)
+    unique_together: tuple[tuple[str, ...], ...]
+
+    @property
+    def relation_names(self) -> frozenset[str]:
+        return frozenset(name for name, _model, _o2o in self.relations)
+
+
+@lru_cache(maxsize=None)
+def _described(model: type[Model]) -> ModelShape:
+    desc = model.describe(serializable=False)
+    relations = tuple(
+        (f["name"], f["python_type"], one_to_one)
+        for key, one_to_one in (("fk_fields", False), ("o2o_fields", True))
+        for f in desc[key]
+    )
+    return ModelShape(desc["pk_field"]["name"], relations,
+                      tuple(tuple(group) for group in desc["unique_together"] or ()))
+
+
+def shape_of(model: type[Model]) -> ModelShape:
+    """The model's shape (cached once its relations are resolved, i.e. after ``Tortoise.init``)."""
+    shape = _described(model)
+    if any(isinstance(related, str) for _name, related, _o2o in shape.relations):
+        _described.cache_clear()  # described before the ORM was initialised: not final
+    return shape
+
+
 def member_links() -> list[MemberLink]:
     """Every field of every registered model that refers to a member."""
     out: list[MemberLink] = []
     for model in registered_models():
-        meta = model._meta
-        for name in sorted(meta.fk_fields | meta.o2o_fields):
-            if meta.fields_map[name].related_model is not Member:
+        shape = shape_of(model)
+        for name, related, one_to_one in sorted(shape.relations, key=lambda r: r[0]):
+            if related is not Member:
                 continue
-            uniques = tuple(
-                tuple(f for f in group if f != name)
-                for group in (meta.unique_together or ())
-                if name in group
-            )
-            out.append(MemberLink(model, name, name in meta.o2o_fields, uniques))
+            uniques = tuple(tuple(f for f in group if f != name) for group in shape.unique_together if name in group)
+            out.append(MemberLink(model, name, one_to_one, uniques))
     return out
 
 
@@ -102,10 +137,49 @@ def _snapshot(m: Member) -> dict[str, Any]:
     return out
 
 
-def _restore(snap: dict[str, Any]) -> dict[str, Any]:
-    out = dict(snap)
-    raw = out.get("phone_verified_at")
-    out["phone_verified_at"] = datetime.fromisoformat(raw) if raw else None
+def _db_values(fields_: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot values as the ORM takes them (``phone_verified_at`` back to a datetime)."""
+    out = dict(fields_)
+    if "phone_verified_at" in out:
+        raw = out["phone_verified_at"]
+        out["phone_verified_at"] = datetime.fromisoformat(raw) if raw else None
+    return out
+
+
+def merged_fields(source: dict[str, Any], target: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a merge writes on both member rows, from their snapshots before it (JSON values)."""
+    into: dict[str, Any] = {
+        "tags": sorted(set(target.get("tags") or []) | set(source.get("tags") or [])),
+        "opted_out": bool(target.get("opted_out") or source.get("opted_out")),  # a refusal on either stands
+        "display_name": target.get("display_name") or source.get("display_name") or "",
+        "nickname": target.get("nickname") or source.get("nickname") or "",
+    }
+    if not target.get("locale_explicit") and source.get("locale_explicit"):
+        into.update(locale=source.get("locale"), locale_explicit=True)
+    if source.get("phone") and not target.get("phone"):
+        into.update(phone=source["phone"], phone_verified_at=source.get("phone_verified_at"))
+    return {"source": {"status": "merged", "phone": None, "phone_verified_at": None}, "target": into}
+
+
+def undo_fields(before: dict[str, Any], merged: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The fields an unmerge puts back on one member row: only those that still hold what the
+    merge wrote. A value changed since (an opt-out, a new phone, a new name) is the member's
+    later choice and stays; tags lose what the merge added and keep what was added since."""
+    out: dict[str, Any] = {}
+    for name, value in merged.items():
+        if name == "phone_verified_at" or before.get(name) == value:
+            continue  # moves with the phone / the merge did not change it
+        if name == "tags":
+            if sorted(now.get("tags") or []) == sorted(value or []):
+                out["tags"] = before.get("tags") or []
+            else:
+                added = set(value or []) - set(before.get("tags") or [])
+                out["tags"] = sorted(set(now.get("tags") or []) - added)
+        elif name == "phone":
+            if now.get("phone") == value:  # the number and its proof go back together
+                out.update(phone=before.get("phone"), phone_verified_at=before.get("phone_verified_at"))
+        elif now.get(name) == value:
+            out[name] = before.get(name)
     return out
 
 
@@ -171,9 +245,11 @@ class Merger:
             raise MergeError(f"member {target_id} was merged into another member meanwhile")
         if source.phone and target.phone and source.phone != target.phone:
             raise MergeError("both members have verified different phone numbers")
+        before = {"source": _snapshot(source), "target": _snapshot(target)}
+        merged = merged_fields(before["source"], before["target"])
         record = await MemberMerge.create(
             using_db=conn, source_id=source_id, target_id=target_id, active_key=source_id, via=via, actor=actor[:64],
-            members={"source": _snapshot(source), "target": _snapshot(target)},
+            members={**before, "merged": merged},
         )
         moved: dict[str, dict[str, list[Any]]] = {}
         kept: dict[str, dict[str, list[Any]]] = {}
@@ -187,7 +263,7 @@ class Merger:
                 hooks_done.add(hook)
                 continue
             col = f"{link.field}_id"
-            pk = model._meta.pk_attr
+            pk = shape_of(model).pk
             rows = await model.filter(**{col: source_id}).using_db(conn).values_list(pk, flat=True)
             if not rows:
                 continue
@@ -202,14 +278,14 @@ class Merger:
         done: dict[str, Any] = {}
         for name in sorted(hooks_done):
             done[name] = await self.hooks[name].merge(conn, record.id, source_id, target_id)
-        await self._merge_members(conn, source, target)
+        await self._merge_members(conn, source, target, merged)
         record.moved, record.kept, record.columns, record.hooks = moved, kept, columns, done
         await record.save(using_db=conn, update_fields=["moved", "kept", "columns", "hooks"])
         return record
 
     async def _conflicts(self, conn: BaseDBAsyncClient, link: MemberLink, source_id: int, target_id: int) -> set[Any]:
         """Source rows that cannot move: the target already has their unique counterpart."""
-        model, col, pk = link.model, f"{link.field}_id", link.model._meta.pk_attr
+        model, col, pk = link.model, f"{link.field}_id", shape_of(link.model).pk
         groups = list(link.unique_with)
         per_member = getattr(model, "merge_unique_per_member", ())
         if per_member:
@@ -220,7 +296,7 @@ class Merger:
             return set()
         out: set[Any] = set()
         for group in groups:
-            cols = [f"{f}_id" if f in model._meta.fk_fields else f for f in group]
+            cols = [f"{f}_id" if f in shape_of(model).relation_names else f for f in group]
             theirs = {tuple(r) for r in await model.filter(**{col: target_id}).using_db(conn).values_list(*cols)}
             for row in await model.filter(**{col: source_id}).using_db(conn).values_list(pk, *cols):
                 if tuple(row[1:]) in theirs:
@@ -230,7 +306,7 @@ class Merger:
     async def _rekey_columns(self, conn: BaseDBAsyncClient, source_id: int, target_id: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for model in _models_with_columns():
-            pk = model._meta.pk_attr
+            pk = shape_of(model).pk
             for column in model.merge_member_columns:
                 rows = await model.filter(**{column: source_id}).using_db(conn).values_list(pk, flat=True)
                 if not rows:
@@ -243,22 +319,33 @@ class Merger:
                 out.setdefault(_label(model), {})[column] = {str(r): source_id for r in rows}
         return out
 
-    async def _merge_members(self, conn: BaseDBAsyncClient, source: Member, target: Member) -> None:
-        updates: dict[str, Any] = {
-            "tags": sorted(set(target.tags or []) | set(source.tags or [])),
-            "opted_out": target.opted_out or source.opted_out,  # a refusal on either account stands
-            "display_name": target.display_name or source.display_name,
-            "nickname": target.nickname or source.nickname,
-        }
-        if not target.locale_explicit and source.locale_explicit:
-            updates.update(locale=source.locale, locale_explicit=True)
-        phone = None
-        if source.phone and not target.phone:
-            phone = (source.phone, source.phone_verified_at)
-        await Member.filter(id=source.id).using_db(conn).update(status="merged", phone=None, phone_verified_at=None)
-        if phone:
-            updates.update(phone=phone[0], phone_verified_at=phone[1])
-        await Member.filter(id=target.id).using_db(conn).update(**updates)
+    async def _merge_members(self, conn: BaseDBAsyncClient, source: Member, target: Member,
+                             merged: dict[str, dict[str, Any]]) -> None:
+        # the source gives up its phone first: the column is unique
+        await Member.filter(id=source.id).using_db(conn).update(**_db_values(merged["source"]))
+        await Member.filter(id=target.id).using_db(conn).update(**_db_values(merged["target"]))
+
+    async def _unmerge_members(self, conn: BaseDBAsyncClient, record: MemberMerge) -> None:
+        """Both member rows as before the merge, except what changed since (:func:`undo_fields`).
+        An opt-out given while the accounts were one member binds both after the split."""
+        before = record.members
+        merged = before.get("merged") or merged_fields(before["source"], before["target"])  # older records
+        rows = {m.id: m for m in await Member.filter(id__in=[record.source_id, record.target_id])
+                .select_for_update().using_db(conn)}
+        target_now, source_now = _snapshot(rows[record.target_id]), _snapshot(rows[record.source_id])
+        target_undo = undo_fields(before["target"], merged["target"], target_now)
+        source_undo = undo_fields(before["source"], merged["source"], source_now)
+        if target_now["opted_out"] and not merged["target"]["opted_out"]:
+            source_undo["opted_out"] = True
+        if target_undo:
+            await Member.filter(id=record.target_id).using_db(conn).update(**_db_values(target_undo))
+        phone = source_undo.get("phone")
+        if phone and await Member.filter(phone=phone).exclude(id=record.source_id).using_db(conn).exists():
+            # the number is someone else's now (the target kept it as their own): not taken back
+            source_undo.pop("phone")
+            source_undo.pop("phone_verified_at", None)
+        if source_undo:
+            await Member.filter(id=record.source_id).using_db(conn).update(**_db_values(source_undo))
 
     async def unmerge(self, merge_id: int, *, actor: str = "") -> MemberMerge:
         """Put back what a merge moved (idempotent: an undone merge is returned as it is)."""
@@ -273,13 +360,13 @@ class Merger:
             models = {_label(m): m for m in registered_models()}
             for label, fields_ in record.moved.items():
                 model = models[label]
-                pk = model._meta.pk_attr
+                pk = shape_of(model).pk
                 for field, pks in fields_.items():
                     await model.filter(**{f"{pk}__in": pks, f"{field}_id": record.target_id}).using_db(conn).update(
                         **{f"{field}_id": record.source_id})
             for label, cols in record.columns.items():
                 model = models[label]
-                pk = model._meta.pk_attr
+                pk = shape_of(model).pk
                 for column, olds in cols.items():
                     for row_pk, old in olds.items():
                         row = await model.filter(**{pk: int(row_pk)}).using_db(conn).values_list(column, flat=True)
@@ -287,9 +374,7 @@ class Merger:
                             await model.filter(**{pk: int(row_pk)}).using_db(conn).update(**{column: old})
             for name, done in record.hooks.items():
                 await self.hooks[name].unmerge(conn, record.id, record.source_id, record.target_id, done)
-            before = record.members
-            await Member.filter(id=record.target_id).using_db(conn).update(**_restore(before["target"]))
-            await Member.filter(id=record.source_id).using_db(conn).update(**_restore(before["source"]))
+            await self._unmerge_members(conn, record)
             record.status, record.active_key = "unmerged", None
             record.undone_at, record.undone_by = utcnow(), actor[:64]
             await record.save(using_db=conn, update_fields=["status", "active_key", "undone_at", "undone_by"])
@@ -298,7 +383,6 @@ class Merger:
             if after is not None:
                 await after(record.source_id, record.target_id)
         return record
-
 
 
 async def channels_of(member_id: int) -> list[ChannelAccount]:
