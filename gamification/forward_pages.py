@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,6 @@ from bot.core.settings import Settings
 from bot.web import bad_request, render
 from bot.web.chat_session import member_csrf_ok, member_csrf_token, page_session, session_member_id, set_session_cookie
 from bot.web.client import device_fingerprint, network_fingerprint
-from community.models import KnowledgeItem
 from gamification import service
 from gamification.models import ForwardEngagement, ForwardLink, ForwardRating
 
@@ -63,11 +63,13 @@ async def reader_of(request: web.Request, link: ForwardLink, settings: Settings)
     return Reader(key, member_id, device, network)
 
 
-async def _link_and_item(token: str) -> tuple[ForwardLink, KnowledgeItem] | None:
+async def _link_and_item(request: web.Request) -> tuple[ForwardLink, Any] | None:
+    """The link and its item while published (the knowledge base in memory holds exactly those)."""
+    token = request.match_info["token"]
     if not (8 <= len(token) <= 32):
         return None
     link = await ForwardLink.get_or_none(token=token)
-    item = await KnowledgeItem.get_or_none(id=link.item_id, status="published") if link else None
+    item = await request.app[SERVICES].kb.get(link.item_id) if link else None
     return (link, item) if link and item else None
 
 
@@ -92,7 +94,7 @@ async def _engage(link: ForwardLink, reader: Reader, kind: str) -> service.Forwa
 
 async def forwarded_page(request: web.Request) -> web.Response:
     """The answer, with the reader's buttons; nothing recorded, nothing paid."""
-    found = await _link_and_item(request.match_info["token"])
+    found = await _link_and_item(request)
     if found is None:
         return _missing(request)
     link, item = found
@@ -118,7 +120,7 @@ async def forwarded_page(request: web.Request) -> web.Response:
 
 async def _checked_post(request: web.Request) -> tuple[ForwardLink, Settings, dict[str, str]] | web.Response:
     """The link of a reader's post from this service's own page with its session's token."""
-    found = await _link_and_item(request.match_info["token"])
+    found = await _link_and_item(request)
     if found is None:
         return _missing(request)
     link, _item = found
