@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -155,9 +155,9 @@ async def version_decide(request: web.Request) -> web.Response:
     reason = str(form.get("reason", "")).strip()[:2000]
     try:
         if request.match_info["verdict"] == "approve":
-            await service.approve(v, request["staff"], reason, kb=request.app[SERVICES].kb)
+            await service.approve(v, request["staff"], reason, services=request.app[SERVICES])
         else:
-            await service.reject(v, request["staff"], reason)
+            await service.reject(v, request["staff"], reason, services=request.app[SERVICES])
     except service.BadState as exc:
         raise web.HTTPConflict(text=str(exc)) from None
     except ValueError as exc:
@@ -240,15 +240,6 @@ async def weak_page(request: web.Request) -> web.StreamResponse:
     return render(request, "knowledge_weak.html", **_ctx(request, report=report, days=days))
 
 
-async def _hooks(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    service.configure(services)
-    services.extras["on_pick"] = learning.on_pick
-    services.extras["on_feedback"] = learning.on_feedback
-    services.extras["on_ticket_resolved"] = learning.on_ticket_resolved
-    yield
-
-
 def setup(app: web.Application, settings: Settings) -> None:
     add_template_dir(TEMPLATES)
     r = app.router
@@ -264,7 +255,6 @@ def setup(app: web.Application, settings: Settings) -> None:
     r.add_post(r"/admin/knowledge/{item_id:\d+}/retire", item_retire)
     r.add_post(r"/admin/knowledge/{item_id:\d+}/notice", item_notice)
     r.add_post(r"/admin/knowledge/versions/{version_id:\d+}/{verdict:approve|reject}", version_decide)
-    app.cleanup_ctx.append(_hooks)
     entry = ("/admin/knowledge", N_("Knowledge base"), WRITERS)
     if entry not in STAFF_LINKS:
         STAFF_LINKS.append(entry)
