@@ -31,9 +31,8 @@ from bot.web import add_template_dir, render, request_locale
 from bot.web.chat_session import session_member_id
 from bot.web.client import device_fingerprint, network_fingerprint
 from bot.web.lookup import path_id
-from community.models import KnowledgeItem
 from gamification import rewards, service, topup
-from gamification.leaderboard import PERIODS, make_leaderboard
+from gamification.leaderboard import PERIODS
 from bot.core.models import Member
 from gamification.models import ForwardEngagement, ForwardLink, Redemption, ReviewFlag, Reward
 
@@ -71,16 +70,18 @@ async def _recipient_key(request: web.Request, link: ForwardLink, device: str) -
     return f"d:{device}", None
 
 
-async def _link_and_item(token: str) -> tuple[ForwardLink, KnowledgeItem] | None:
+async def _link_and_item(request: web.Request, token: str) -> tuple[ForwardLink, Any] | None:
+    """The link and its item while the item is published (the knowledge service holds exactly
+    the published items; gamification does not import the knowledge domain)."""
     if not (8 <= len(token) <= 32):
         return None
     link = await ForwardLink.get_or_none(token=token)
-    item = await KnowledgeItem.get_or_none(id=link.item_id, status="published") if link else None
+    item = await request.app[SERVICES].kb.get(link.item_id) if link else None
     return (link, item) if link and item else None
 
 
 async def forwarded_page(request: web.Request) -> web.Response:
-    found = await _link_and_item(request.match_info["token"])
+    found = await _link_and_item(request, request.match_info["token"])
     if found is None:
         return render(request, "forward_missing.html", status=404)
     link, item = found
@@ -104,7 +105,7 @@ async def forwarded_page(request: web.Request) -> web.Response:
 
 
 async def forwarded_rate(request: web.Request) -> web.Response:
-    found = await _link_and_item(request.match_info["token"])
+    found = await _link_and_item(request, request.match_info["token"])
     if found is None:
         raise web.HTTPNotFound(text="This shared answer is no longer available.")
     link, _item = found
@@ -232,46 +233,20 @@ async def flag_action(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/admin/rewards")
 
 
-# --- wiring --------------------------------------------------------------------------------------------------
-def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        services = app[SERVICES]
-        redis = None
-        own_redis = False
-        if settings.redis_url:
-            redis = services.redis
-            if redis is None:
-                from bot.core.redis_stores import make_redis
-
-                redis, own_redis = make_redis(settings.redis_url), True
-        provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
-        base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        rt = service.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
-                               callback_url=f"{base}/api/v1/topup/callback")
-        rt.policy = rewards.policy_from(settings)
-        previous = services.extras.get("on_feedback")
-
-        async def on_feedback(hctx: Any, item_id: int, helpful: bool) -> None:
-            if previous:
-                await previous(hctx, item_id, helpful)
-            if helpful:
-                try:
-                    await service.on_self_service(hctx.member.id)
-                except Exception:  # points must never break feedback
-                    log.exception("self-service streak failed for member %s", hctx.member.id)
-
-        services.extras["on_feedback"] = on_feedback
-        services.extras["gamification"] = rt
-        loop = asyncio.create_task(_housekeeping(rt))
-        try:
-            yield
-        finally:
-            loop.cancel()
-            await asyncio.gather(loop, *rt.tasks, return_exceptions=True)
-            if own_redis and redis is not None:
-                await redis.aclose()
-
-    return ctx
+# --- lifecycle -----------------------------------------------------------------------------------------------
+async def _housekeeping_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The hourly housekeeping while the app runs, then the runtime's background work and its
+    own Redis client are closed. The runtime itself (board, provider, facts) is built by the
+    assembly, ``bot/subscriptions.py``; nothing here configures it."""
+    rt = service.runtime()
+    loop = asyncio.create_task(_housekeeping(rt))
+    try:
+        yield
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, *rt.tasks, return_exceptions=True)
+        if rt.own_redis is not None:
+            await rt.own_redis.aclose()
 
 
 async def _housekeeping(rt: service.Runtime) -> None:
@@ -301,7 +276,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_post(r"/admin/rewards/{reward_id:\d+}", reward_save)
     app.router.add_post(r"/admin/redemptions/{redemption_id:\d+}", redemption_action)
     app.router.add_post(r"/admin/flags/{flag_id:\d+}", flag_action)
-    app.cleanup_ctx.append(_runtime_ctx(settings))
+    app.cleanup_ctx.append(_housekeeping_ctx)
     for entry in (("/admin/rewards", N_("Rewards and points review"), ("admin",)), ("/leaderboard", N_("Leaderboard"), ())):
         if entry not in STAFF_LINKS:
             STAFF_LINKS.append(entry)

@@ -1,0 +1,91 @@
+"""The event bus: subscribers run in order, one failing never stops the rest or the publisher,
+and the assembly wires each cross-domain event to the subscriber that replaced its hook."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from bot.core.events import (
+    AnswerAccepted, Event, EventBus, FeedbackGiven, ItemPicked, TicketResolved,
+)
+
+
+async def test_subscribers_run_in_subscription_order_with_the_event() -> None:
+    bus = EventBus()
+    seen: list[tuple[str, int]] = []
+
+    async def first(e: AnswerAccepted) -> None:
+        seen.append(("first", e.answer_id))
+
+    async def second(e: AnswerAccepted) -> None:
+        seen.append(("second", e.answer_id))
+
+    bus.subscribe(AnswerAccepted, first)
+    bus.subscribe(AnswerAccepted, second)
+    done = await bus.publish(AnswerAccepted(answer_id=7, answerer_id=2, asker_id=1, question_id=3))
+    assert seen == [("first", 7), ("second", 7)]
+    assert done == 2
+
+
+async def test_only_the_published_type_runs() -> None:
+    bus = EventBus()
+    seen: list[Event] = []
+
+    async def record(e: Event) -> None:
+        seen.append(e)
+
+    bus.subscribe(FeedbackGiven, record)
+    assert await bus.publish(ItemPicked(member_id=1, item_id=2, query="q")) == 0
+    assert seen == []
+
+
+async def test_a_failing_subscriber_is_logged_and_the_next_still_runs(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    async def broken(e: FeedbackGiven) -> None:
+        raise RuntimeError("scoring is down")
+
+    async def after(e: FeedbackGiven) -> None:
+        seen.append("after")
+
+    bus.subscribe(FeedbackGiven, broken)
+    bus.subscribe(FeedbackGiven, after)
+    with caplog.at_level(logging.ERROR, logger="bot.core.events"):
+        done = await bus.publish(FeedbackGiven(member_id=1, item_id=2, helpful=True))  # does not raise
+    assert seen == ["after"]
+    assert done == 1
+    assert "scoring is down" in caplog.text
+
+
+def test_events_are_frozen_and_subscribe_refuses_a_non_event() -> None:
+    e = TicketResolved(ticket_id=1, member_id=2, item_id=3, question="怎么查话费")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.item_id = 4  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EventBus().subscribe(dict, lambda e: None)  # type: ignore[arg-type]
+
+
+def test_the_assembly_wires_each_hook_replacement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """subscribe_all subscribes learning and scoring where the old string hooks were, once."""
+    from types import SimpleNamespace
+
+    from bot import subscriptions
+    from bot.core.settings import Settings
+    from gamification import service as gamification
+
+    monkeypatch.setattr(gamification, "_runtime", gamification._runtime)  # restored after the test
+    services = SimpleNamespace(events=EventBus(), settings=Settings(), redis=None)
+    subscriptions.subscribe_all(services)  # type: ignore[arg-type]
+    wired = {(s.event_type.__name__, s.name) for s in services.events.subscriptions()}
+    assert ("ItemPicked", "VariantLearning.on_item_picked") in wired
+    assert ("TicketResolved", "VariantLearning.on_ticket_resolved") in wired
+    assert ("FeedbackGiven", "Scoring.feedback_given") in wired
+    assert ("AnswerAccepted", "Scoring.answer_accepted") in wired
+    assert ("ContributionApproved", "Scoring.contribution_approved") in wired
+    assert ("MemberWarned", "Scoring.member_warned") in wired
+    with pytest.raises(RuntimeError):
+        subscriptions.subscribe_all(services)  # type: ignore[arg-type]
+    assert gamification.runtime().facts.__class__.__name__ == "CommunityFacts"  # community facts plugged in
