@@ -89,3 +89,37 @@ def test_the_assembly_wires_each_hook_replacement(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(RuntimeError):
         subscriptions.subscribe_all(services)  # type: ignore[arg-type]
     assert gamification.runtime().facts.__class__.__name__ == "CommunityFacts"  # community facts plugged in
+
+
+async def test_a_thumbs_up_pays_the_streak_through_the_bus_and_a_failing_subscriber_loses_nothing(client) -> None:
+    """👍 on the third helpful day in a row: the feedback handler publishes FeedbackGiven and
+    gamification's subscriber pays the streak; a broken subscriber before it changes nothing
+    for the member."""
+    from datetime import datetime, timedelta, timezone
+
+    from bot.core.app_keys import SERVICES
+    from bot.core.models import AnswerFeedback, Member
+    from gamification.models import LedgerEntry
+    from tests.community_helpers import chat
+
+    services = client.app[SERVICES]
+    seen: list[FeedbackGiven] = []
+
+    async def broken(e: FeedbackGiven) -> None:
+        seen.append(e)
+        raise RuntimeError("an unrelated subscriber failed")
+
+    # put the broken one first: the bus must still reach gamification's subscriber after it
+    services.events._subs[FeedbackGiven].insert(0, broken)
+    replies = await chat(client, "streak", text="怎么查询剩余流量？")
+    up = next(c["action"] for r in replies for c in r.get("choices", []) if c["action"].startswith("fb:up:"))
+    member = await Member.get(accounts__external_id="streak")
+    now = datetime.now(timezone.utc)
+    for days_ago in (1, 2):  # helpful self-service on the two days before
+        row = await AnswerFeedback.create(member_id=member.id, item_id=int(up.rsplit(":", 1)[1]), helpful=True)
+        await AnswerFeedback.filter(id=row.id).update(created_at=now - timedelta(days=days_ago))
+
+    thanks = await chat(client, "streak", action=up)
+    assert thanks[0]["kind"] == "feedback"
+    assert seen == [FeedbackGiven(member_id=member.id, item_id=int(up.rsplit(":", 1)[1]), helpful=True)]
+    assert await LedgerEntry.filter(member_id=member.id, event="self_service_streak").count() == 1
