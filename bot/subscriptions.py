@@ -35,8 +35,8 @@ class CommunityFacts:
 
     async def item_difficulty(self, item_id: int) -> int:
         # any status, as before: a link to an item retired since still pays by its difficulty
-        row = await KnowledgeItem.filter(id=item_id).values_list("difficulty", flat=True)
-        return int(row[0]) if row else 1
+        item = await KnowledgeItem.get_or_none(id=item_id)
+        return item.difficulty if item is not None else 1
 
 
 def gamification_runtime(services: "Services") -> gamification.Runtime:

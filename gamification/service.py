@@ -1,7 +1,11 @@
-"""Gamification's public functions: what other packages call when something happens.
+"""Gamification's public functions: what happens when something earns or costs points.
 
-Call these after the fact has been committed (an answer accepted, a vote stored); each is
-idempotent, so calling again (a retry, a re-run job) never pays twice:
+Other domains do not call the ``on_*`` functions: they publish events (bot.core.events) and
+:class:`Scoring`, subscribed in ``bot/subscriptions.py``, calls them. What gamification needs
+to know about the community (a frozen sharer, an item's difficulty) comes through the
+:class:`ForwardFacts` the assembly passes to :func:`configure`; gamification imports no
+community module. Each function runs after the fact has been committed and is idempotent,
+so calling again (a retry, a re-published event, a re-run job) never pays twice:
 
 - ``await on_answer_accepted(answer_id=, answerer_id=, asker_id=, question_id=None)`` — the
   asker accepted an answer. Pays the answerer ``answer_accepted`` points once per answer;
@@ -20,7 +24,7 @@ idempotent, so calling again (a retry, a re-run job) never pays twice:
 - ``await on_content_removed(ref)`` — an answer was deleted / a forward revoked / fraud:
   reverses every entry with that ``ref`` (``answer:<id>``, ``contribution:<id>``, ``fwd:<id>``).
 - ``await on_self_service(member_id)`` — a member found their answer in the knowledge
-  base (the 👍 hook); a daily streak of 3+ days pays ``self_service_streak``.
+  base (a 👍, ``FeedbackGiven``); a daily streak of 3+ days pays ``self_service_streak``.
 - ``await on_forward_engaged(link, recipient_key, ...)`` — a new distinct recipient opened
   a forwarded item (used by the forward handler and the ``/f/<token>`` page).
 - ``await award(member_id, event, ref, key=..., points=..., actor_id=...)`` — the general
