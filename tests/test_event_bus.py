@@ -123,3 +123,39 @@ async def test_a_thumbs_up_pays_the_streak_through_the_bus_and_a_failing_subscri
     assert thanks[0]["kind"] == "feedback"
     assert seen == [FeedbackGiven(member_id=member.id, item_id=int(up.rsplit(":", 1)[1]), helpful=True)]
     assert await LedgerEntry.filter(member_id=member.id, event="self_service_streak").count() == 1
+
+
+async def test_gamification_learns_community_facts_through_the_assembly(sqlite_orm: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forwarding points ask the facts port, which the assembly fills from moderation and the
+    knowledge base: a frozen sharer earns nothing, an item's difficulty scales the points."""
+    from datetime import datetime, timedelta, timezone
+
+    from bot.core.models import Member
+    from bot.subscriptions import CommunityFacts
+    from community.models import KnowledgeItem
+    from community.moderation.models import MemberStanding
+    from gamification import service as gamification
+    from gamification.models import ForwardLink
+
+    monkeypatch.setattr(gamification, "_runtime", gamification._runtime)  # restored after the test
+    rt = gamification.configure(None, facts=CommunityFacts())
+    hard = await KnowledgeItem.create(key="hard", locale="zh_CN", title="携号转网", answer="…", difficulty=3,
+                                      status="published")
+    assert await rt.facts.item_difficulty(hard.id) == 3
+    assert await rt.facts.item_difficulty(999_999) == 1
+
+    frozen, free = await Member.create(), await Member.create()
+    await MemberStanding.create(member=frozen, warnings=3, forwarding_frozen=True,
+                                clean_until=datetime.now(timezone.utc) + timedelta(days=30))
+    assert await rt.facts.forwarding_frozen(frozen.id) and not await rt.facts.forwarding_frozen(free.id)
+
+    held = await ForwardLink.create(token="frozen-link-01", sharer=frozen, item_id=hard.id, channel="web")
+    outcome = await gamification.on_forward_engaged(held, "d:someone", fingerprint="dev-a", network="net-a")
+    assert (outcome.points, outcome.reason) == (0, "forwarding frozen")
+
+    paid = await ForwardLink.create(token="free-link-0001", sharer=free, item_id=hard.id, channel="web")
+    outcome = await gamification.on_forward_engaged(paid, "d:someone-else", fingerprint="dev-b", network="net-b")
+    earned = await gamification.LedgerEntry.filter(member_id=free.id, event="forward_engaged").first()
+    assert outcome.reason != "forwarding frozen" and earned is not None
+    assert earned.granted + earned.held == rt.rules.forward_points(3, True, 1.0)
