@@ -17,6 +17,7 @@ from bot.core.identity import merge
 from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.core.services import Services
+from bot.subscriptions import subscribe_all
 from bot.core.settings import Settings, get_settings
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
@@ -107,6 +108,7 @@ async def build_services(settings: Settings) -> Services:
         merger=merge.Merger([LedgerMergeHook()]),
     )
     services.pipeline = Pipeline(services, build_router())
+    subscribe_all(services)  # every cross-domain event subscriber: bot/subscriptions.py
     return services
 
 

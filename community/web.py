@@ -14,8 +14,7 @@ from aiohttp import web
 from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.core.settings import Settings
-from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir
+from bot.web import add_staff_link, add_template_dir
 from community.inbox import merge_web
 from community.inbox import web as inbox_web
 from community.inbox.sla import run_sla_loop
@@ -53,13 +52,12 @@ async def _lift_freezes_hourly() -> None:
 
 def setup(app: web.Application, settings: Settings) -> None:
     for module in (inbox_web, merge_web, qa_web, moderation_web, profile_web):
-        add_template_dir(module.TEMPLATES)
+        add_template_dir(app, module.TEMPLATES)
         module.add_routes(app)
     members_web.add_routes(app)
     qa_member_web.add_routes(app)
     for entry in LINKS:
-        if entry not in STAFF_LINKS:
-            STAFF_LINKS.append(entry)
+        add_staff_link(app, *entry)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]

@@ -1,7 +1,11 @@
-"""Gamification's public functions: what other packages call when something happens.
+"""Gamification's public functions: what happens when something earns or costs points.
 
-Call these after the fact has been committed (an answer accepted, a vote stored); each is
-idempotent, so calling again (a retry, a re-run job) never pays twice:
+Other domains do not call the ``on_*`` functions: they publish events (bot.core.events) and
+:class:`Scoring`, subscribed in ``bot/subscriptions.py``, calls them. What gamification needs
+to know about the community (a frozen sharer, an item's difficulty) comes through the
+:class:`ForwardFacts` the assembly passes to :func:`configure`; gamification imports no
+community module. Each function runs after the fact has been committed and is idempotent,
+so calling again (a retry, a re-published event, a re-run job) never pays twice:
 
 - ``await on_answer_accepted(answer_id=, answerer_id=, asker_id=, question_id=None)`` — the
   asker accepted an answer. Pays the answerer ``answer_accepted`` points once per answer;
@@ -20,7 +24,7 @@ idempotent, so calling again (a retry, a re-run job) never pays twice:
 - ``await on_content_removed(ref)`` — an answer was deleted / a forward revoked / fraud:
   reverses every entry with that ``ref`` (``answer:<id>``, ``contribution:<id>``, ``fwd:<id>``).
 - ``await on_self_service(member_id)`` — a member found their answer in the knowledge
-  base (the 👍 hook); a daily streak of 3+ days pays ``self_service_streak``.
+  base (a 👍, ``FeedbackGiven``); a daily streak of 3+ days pays ``self_service_streak``.
 - ``await on_forward_engaged(link, recipient_key, ...)`` — a new distinct recipient opened
   a forwarded item (used by the forward handler and the ``/f/<token>`` page).
 - ``await award(member_id, event, ref, key=..., points=..., actor_id=...)`` — the general
@@ -40,16 +44,18 @@ import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 
+from bot.core.events import (
+    AnswerAccepted, AnswerHelpful, AnswerRemoved, ContributionApproved, FeedbackGiven, MemberWarned,
+)
 from bot.core.i18n import N_, Gettext
 from bot.core.identity.names import display_name
 from bot.core.messages import Reply
 from bot.core.models import Member
-from community.models import KnowledgeItem
 from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
 from gamification.leaderboard import Leaderboard, SqlLeaderboard, Standing
@@ -72,6 +78,30 @@ def _default_policy() -> "FulfilPolicy":
     return DEFAULT_POLICY
 
 
+class ForwardFacts(Protocol):
+    """What forwarding points need to know from other domains (moderation, the knowledge
+    base). Gamification never imports them: the assembly passes an implementation
+    (``bot/subscriptions.py``)."""
+
+    async def forwarding_frozen(self, member_id: int) -> bool:
+        """True while moderation has frozen the member's forwarding points."""
+        ...
+
+    async def item_difficulty(self, item_id: int) -> int:
+        """The item's difficulty (1 when unknown), which scales forwarding points."""
+        ...
+
+
+class NoFacts:
+    """Standalone gamification (a script, a unit test): nobody frozen, every item difficulty 1."""
+
+    async def forwarding_frozen(self, member_id: int) -> bool:
+        return False
+
+    async def item_difficulty(self, item_id: int) -> int:
+        return 1
+
+
 @dataclass
 class Runtime:
     rules: Rules
@@ -81,6 +111,8 @@ class Runtime:
     callback_url: str = ""
     tasks: set["asyncio.Task[object]"] = field(default_factory=set)
     policy: "FulfilPolicy" = field(default_factory=lambda: _default_policy())
+    facts: ForwardFacts = field(default_factory=NoFacts)
+    own_redis: Any = None  # a Redis client made for the board alone: closed with the app
 
     def spawn(self, coro: "Coroutine[object, object, object]") -> None:
         """Run after the reply (provider calls); keep a reference so it is not collected."""
@@ -93,11 +125,15 @@ _runtime: Runtime | None = None
 
 
 def configure(services: "Services | None", board: Leaderboard | None = None, rules: Rules | None = None,
-              provider: "TopupProvider | None" = None, callback_url: str = "") -> Runtime:
-    """Bind the process's services (outbox, translator), leaderboard and top-up provider;
-    called by web.setup when the app starts."""
+              provider: "TopupProvider | None" = None, callback_url: str = "", *,
+              facts: ForwardFacts | None = None) -> Runtime:
+    """Bind the process's services (outbox, translator), leaderboard, top-up provider and
+    the other domains' facts; called by the assembly (``bot/subscriptions.py``) when the app
+    starts, by the CLI, and by tests. Readers that have no runtime handed to them (handlers,
+    the member pages) reach it through :func:`runtime`."""
     global _runtime
-    _runtime = Runtime(rules or load_rules(), board or SqlLeaderboard(), services, provider, callback_url)
+    _runtime = Runtime(rules or load_rules(), board or SqlLeaderboard(), services, provider, callback_url,
+                       facts=facts or NoFacts())
     return _runtime
 
 
@@ -339,11 +375,11 @@ async def on_forward_engaged(
         return ForwardOutcome(engagement, True, 0, "same device")
     if not await caps.network_allowed(rt.rules, link.sharer_id, network):
         return ForwardOutcome(engagement, True, 0, "same network")
-    if await _forwarding_frozen(link.sharer_id):
+    if await rt.facts.forwarding_frozen(link.sharer_id):
         return ForwardOutcome(engagement, True, 0, "forwarding frozen")
-    item = await KnowledgeItem.get_or_none(id=link.item_id)
+    difficulty = await rt.facts.item_difficulty(link.item_id)
     cred = await credibility_of(rt.rules, link.sharer_id)
-    points = rt.rules.forward_points(item.difficulty if item else 1, not known_before, cred.multiplier)
+    points = rt.rules.forward_points(difficulty, not known_before, cred.multiplier)
     result = await award(
         link.sharer_id, "forward_engaged", f"fwd:{engagement.id}",
         key=ledger.key_of("forward", link.item_id, recipient_key), counterpart_id=recipient_member_id,
@@ -463,15 +499,6 @@ async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
     return total
 
 
-async def _forwarding_frozen(member_id: int) -> bool:
-    """Moderation may freeze a member's forwarding points (community.moderation)."""
-    try:
-        from community.moderation.service import is_forwarding_frozen
-    except ImportError:
-        return False
-    return await is_forwarding_frozen(member_id)
-
-
 async def rate_forward(engagement: ForwardEngagement, accurate: bool, rater_member_id: int | None = None) -> bool:
     """A recipient's 准确/不准确 verdict, once per engagement; poor credibility is flagged.
     The rating weighs by the rater's trust level: an anonymous visitor's or a new account's
@@ -584,3 +611,32 @@ async def run_expiry(now: datetime | None = None) -> tuple[int, int]:
             )
             reminded += 1 if row else 0
     return expired, reminded
+
+
+# --- subscriber (wired in bot/subscriptions.py) -----------------------------------------------
+class Scoring:
+    """Points for what other domains publish (bot.core.events). Each handler is idempotent by
+    the ids the event carries (``answer:<id>``, ``contribution:<id>``, the voter, the day), so
+    a re-published event never pays twice; the bus logs a failure and the publisher's fact
+    (an accept, a vote, an approval) stands. Rules, board and facts are the runtime's, which
+    the assembly configures before it subscribes this."""
+
+    async def answer_accepted(self, event: AnswerAccepted) -> None:
+        await on_answer_accepted(event.answer_id, event.answerer_id, event.asker_id, event.question_id)
+
+    async def answer_helpful(self, event: AnswerHelpful) -> None:
+        await on_answer_helpful(event.answer_id, event.answerer_id, event.voter_id)
+
+    async def answer_removed(self, event: AnswerRemoved) -> None:
+        await on_content_removed(f"answer:{event.answer_id}", reason=event.reason)
+
+    async def contribution_approved(self, event: ContributionApproved) -> None:
+        await on_contribution_approved(event.contribution_id, event.member_id)
+
+    async def feedback_given(self, event: FeedbackGiven) -> None:
+        """A 👍 is a self-service success: a daily streak pays."""
+        if event.helpful:
+            await on_self_service(event.member_id)
+
+    async def member_warned(self, event: MemberWarned) -> None:
+        await on_moderation_warning(event.member_id, event.warnings, event.forwarding_frozen, event.episode)

@@ -22,11 +22,10 @@ from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render, request_locale
+from bot.web import add_staff_link, add_template_dir, render, request_locale
 from bot.web.lookup import path_id
 from gamification import forward_pages, rewards, service, topup
-from gamification.leaderboard import PERIODS, make_leaderboard
+from gamification.leaderboard import PERIODS
 from gamification.models import Redemption, ReviewFlag, Reward
 
 log = logging.getLogger(__name__)
@@ -159,46 +158,20 @@ async def flag_action(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/admin/rewards")
 
 
-# --- wiring --------------------------------------------------------------------------------------------------
-def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        services = app[SERVICES]
-        redis = None
-        own_redis = False
-        if settings.redis_url:
-            redis = services.redis
-            if redis is None:
-                from bot.core.redis_stores import make_redis
-
-                redis, own_redis = make_redis(settings.redis_url), True
-        provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
-        base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        rt = service.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
-                               callback_url=f"{base}/api/v1/topup/callback")
-        rt.policy = rewards.policy_from(settings)
-        previous = services.extras.get("on_feedback")
-
-        async def on_feedback(hctx: Any, item_id: int, helpful: bool) -> None:
-            if previous:
-                await previous(hctx, item_id, helpful)
-            if helpful:
-                try:
-                    await service.on_self_service(hctx.member.id)
-                except Exception:  # points must never break feedback
-                    log.exception("self-service streak failed for member %s", hctx.member.id)
-
-        services.extras["on_feedback"] = on_feedback
-        services.extras["gamification"] = rt
-        loop = asyncio.create_task(_housekeeping(rt))
-        try:
-            yield
-        finally:
-            loop.cancel()
-            await asyncio.gather(loop, *rt.tasks, return_exceptions=True)
-            if own_redis and redis is not None:
-                await redis.aclose()
-
-    return ctx
+# --- lifecycle -----------------------------------------------------------------------------------------------
+async def _housekeeping_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The hourly housekeeping while the app runs, then the runtime's background work and its
+    own Redis client are closed. The runtime itself (board, provider, facts) is built by the
+    assembly, ``bot/subscriptions.py``; nothing here configures it."""
+    rt = service.runtime()
+    loop = asyncio.create_task(_housekeeping(rt))
+    try:
+        yield
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, *rt.tasks, return_exceptions=True)
+        if rt.own_redis is not None:
+            await rt.own_redis.aclose()
 
 
 async def _housekeeping(rt: service.Runtime) -> None:
@@ -218,7 +191,7 @@ async def _housekeeping(rt: service.Runtime) -> None:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    add_template_dir(TEMPLATES)
+    add_template_dir(app, TEMPLATES)
     app.router.add_get("/leaderboard", leaderboard_page)
     forward_pages.setup(app)
     app.router.add_post("/api/v1/topup/callback", topup_callback)
@@ -227,7 +200,6 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_post(r"/admin/rewards/{reward_id:\d+}", reward_save)
     app.router.add_post(r"/admin/redemptions/{redemption_id:\d+}", redemption_action)
     app.router.add_post(r"/admin/flags/{flag_id:\d+}", flag_action)
-    app.cleanup_ctx.append(_runtime_ctx(settings))
-    for entry in (("/admin/rewards", N_("Rewards and points review"), ("admin",)), ("/leaderboard", N_("Leaderboard"), ())):
-        if entry not in STAFF_LINKS:
-            STAFF_LINKS.append(entry)
+    app.cleanup_ctx.append(_housekeeping_ctx)
+    add_staff_link(app, "/admin/rewards", N_("Rewards and points review"), ("admin",))
+    add_staff_link(app, "/leaderboard", N_("Leaderboard"))

@@ -5,12 +5,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bot.core.events import ItemPicked
 from bot.core.messages import Choice, Reply
 from bot.core.models import UnansweredQuestion
 from community.account_queries import is_account_query
 from community.search import Match
 from bot.core.normalize import normalize
 from handlers.account_query import account_reply
+from handlers.feedback import DOWNVOTED
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
 
@@ -156,9 +158,10 @@ async def show_item(ctx: Context) -> Reply:
     query = ctx.state.get("last_query")
     if query and item.id in (ctx.state.get(OFFERED) or ()):
         ctx.extra["picked"] = (item.id, query)
-        hook = ctx.services.extras.get("on_pick")
-        if hook:
-            await hook(ctx, item.id, query)
+        # a 👎 just before (handlers/feedback.py) makes this pick the better answer to the question
+        downvoted = ctx.state.pop(DOWNVOTED, None)
+        await ctx.services.events.publish(ItemPicked(member_id=ctx.member.id, item_id=item.id, query=query,
+                                                     downvoted_item_id=downvoted))
     return answer_reply(ctx, await kb.localized(item, ctx.locale), None, kind="answer_pick")
 
 

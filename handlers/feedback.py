@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
+from bot.core.events import FeedbackGiven
 from bot.core.messages import Reply
 from bot.core.models import AnswerFeedback, TranscriptEntry
 from handlers.replies import next_steps
 from handlers.router import Context, Router
 
 router = Router("feedback")
+
+DOWNVOTED = "kb_downvoted"  # conversation state: the item the member just rated 👎
 
 
 @router.action("fb")
@@ -36,9 +39,12 @@ async def feedback(ctx: Context) -> Reply:
         )
     except IntegrityError:
         return Reply(text=ctx._("Thanks, we already have your feedback on this answer."), kind="feedback")
-    hook = ctx.services.extras.get("on_feedback")
-    if hook:
-        await hook(ctx, item_id, verdict == "up")
+    # remembered for the conversation: the member's next pick answers what this item did not
+    if verdict == "up":
+        ctx.state.pop(DOWNVOTED, None)
+    else:
+        ctx.state[DOWNVOTED] = item_id
+    await ctx.services.events.publish(FeedbackGiven(member_id=ctx.member.id, item_id=item_id, helpful=verdict == "up"))
     if verdict == "up":
         return Reply(text=ctx._("Thanks for your feedback! Glad it helped."), kind="feedback")
     return next_steps(ctx, ctx._("Sorry this did not help. You can:"), kind="feedback")

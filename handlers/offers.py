@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.core.events import OfferAccepted
 from bot.core.messages import Reply
 from community.offers.engine import UNKNOWN
 from community.offers.service import ANSWER_KINDS, build_context, follow, offer_for_answer
@@ -49,9 +50,8 @@ async def accept_offer(ctx: Context) -> Reply:
     if not followed.new:
         return Reply(text=ctx._("We already have your request for %(title)s.", title=followed.offer.title),
                      kind="offer_accept")
-    hook = ctx.services.extras.get("on_offer_accept")
-    if hook:
-        await hook(ctx, followed.offer)
+    await ctx.services.events.publish(OfferAccepted(member_id=ctx.member.id, offer_id=followed.offer.id,
+                                                    channel=ctx.channel))
     return Reply(
         text=ctx._("Thank you! We have received your request for %(title)s and will confirm it by message.",
                    title=followed.offer.title),

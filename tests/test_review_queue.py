@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from bot.core.events import ContributionApproved, EventBus
+from bot.core.i18n import get_translator
 from bot.core.models import Member
 from bot.staff.models import StaffUser
 from community.knowledge_admin import learning
@@ -37,8 +39,19 @@ class RecordingKb:
         self.reindexed.extend(i.id for i in items)
 
 
+@dataclass
+class RecordingOutbox:
+    """``Outbox.to_member`` as the contribution workflow calls it: (member, text, key)."""
+
+    sent: list[tuple[int, str, str]] = field(default_factory=list)
+
+    async def to_member(self, member_id: int, reply: Any, *, purpose: str, idempotency_key: str) -> None:
+        self.sent.append((member_id, reply.text, idempotency_key))
+
+
 def services(kb: RecordingKb | None = None, quorum: int = 0) -> Any:
-    return SimpleNamespace(kb=kb or RecordingKb(), settings=SimpleNamespace(kb_variant_auto_accept=quorum))
+    return SimpleNamespace(kb=kb or RecordingKb(), settings=SimpleNamespace(kb_variant_auto_accept=quorum),
+                           events=EventBus(), translator=get_translator(), outbox=RecordingOutbox())
 
 
 async def staff(username: str, *roles: str) -> StaffUser:
@@ -131,8 +144,18 @@ async def test_contribution_approve_publishes_through_the_knowledge_workflow() -
     r = await Reviewable.get(kind=Kind.CONTRIBUTION, target_id=c.id)
     assert r.created_by_id == member.id and r.summary.startswith("怎么查话费")
     kb = RecordingKb()
-    await service.decide(r, "approve", reviewer, "thanks", services=services(kb))
+    svc = services(kb)
+    published: list[ContributionApproved] = []
+
+    async def record(e: ContributionApproved) -> None:
+        published.append(e)
+
+    svc.events.subscribe(ContributionApproved, record)
+    await service.decide(r, "approve", reviewer, "thanks", services=svc)
     assert (await KnowledgeContribution.get(id=c.id)).status == "approved"
+    # points are gamification's subscriber's; the member is told on their channel
+    assert published == [ContributionApproved(contribution_id=c.id, member_id=member.id)]
+    assert [(m, key) for m, _text, key in svc.outbox.sent] == [(member.id, f"kbcontrib:{c.id}:approved")]
     item = await KnowledgeItem.get(id=c.item_id)
     assert item.status == "published" and kb.reindexed == [item.id]
     assert (await service.pages_of([r]))[r.id] == f"/admin/knowledge/{item.id}"

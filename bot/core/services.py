@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.asyncio import Redis
 
+from bot.core.events import EventBus
 from bot.core.fanout import Fanout, MemoryFanout
 from bot.core.group_commit import GroupCommit
 from bot.core.i18n import Translator
@@ -60,5 +61,4 @@ class Services:
     nonces: NonceStore = field(default_factory=MemoryNonceStore)  # webhook nonces, login throttles
     redis: Redis | None = None  # the shared pool when BOT_REDIS_URL is set (stores, fan-out, nonces)
     merger: Merger = field(default_factory=lambda: Merger([]))  # member merges, with the domains' hooks
-    # domain hooks still wired by name (being replaced by typed events)
-    extras: dict[str, Any] = field(default_factory=dict)
+    events: EventBus = field(default_factory=EventBus)  # cross-domain events, wired in bot/subscriptions.py

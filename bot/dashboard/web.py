@@ -19,8 +19,7 @@ from bot.dashboard.reports import build_report, offer_rows, parse_query
 from bot.core.i18n import N_, get_translator
 from bot.core.settings import Settings
 from bot.staff.auth import require_role
-from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render, request_locale
+from bot.web import add_staff_link, add_template_dir, render, request_locale
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -119,11 +118,9 @@ async def dashboard_csv(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    add_template_dir(TEMPLATES)
+    add_template_dir(app, TEMPLATES)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/dashboard.csv", dashboard_csv)
     app.router.add_static("/dashboard/static", STATIC)
-    entry = ("/dashboard", N_("Service dashboard"), ())
-    if entry not in STAFF_LINKS:
-        STAFF_LINKS.append(entry)
+    add_staff_link(app, "/dashboard", N_("Service dashboard"))
     prom.setup(app, settings)

@@ -27,7 +27,7 @@ from bot.staff.auth import (
 )
 from bot.staff.models import StaffSession, StaffUser
 from bot.staff.throttle import LoginThrottle
-from bot.web import render
+from bot.web import add_staff_link, page_kit, render
 from bot.web.client import client_ip
 from bot.web.client import set_cookie as set_client_cookie
 from bot.web.cors import same_origin_post
@@ -157,15 +157,12 @@ async def logout(request: web.Request) -> web.Response:
     raise resp
 
 
-# staff landing page links: (path, label msgid, roles); features append their pages
-STAFF_LINKS: list[tuple[str, str, tuple[str, ...]]] = [("/staff/review", N_("Review queue"), ("reviewer",))]
-AUDIT_LINK = ("/admin/audit", N_("Audit log"), ("admin",))
 
 
 @require_role()
 async def staff_home(request: web.Request) -> web.Response:
     staff = request["staff"]
-    links = [(p, label) for p, label, roles in STAFF_LINKS if not roles or staff.has_role(*roles)]
+    links = [(p, label) for p, label, roles in page_kit(request.app).staff_links if not roles or staff.has_role(*roles)]
     return render(request, "staff_home.html", staff=staff, links=links, csrf_token=request["csrf_token"])
 
 
@@ -180,8 +177,7 @@ async def audit_page(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, settings: Settings) -> None:
     app[HASH_GATE] = HashGate(settings.password_hash_threads)
-    if AUDIT_LINK not in STAFF_LINKS:
-        STAFF_LINKS.append(AUDIT_LINK)
+    add_staff_link(app, "/admin/audit", N_("Audit log"), ("admin",))
     app.router.add_get("/admin/audit", audit_page)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_submit)

@@ -1,6 +1,8 @@
 """Server-rendered pages: jinja2 (autoescape on) with the member's or staff's locale."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -11,31 +13,58 @@ from bot.core.identity.names import display_name
 from bot.core.settings import ROOT
 from bot.web.enums import enum_label
 
-TEMPLATE_DIRS = [ROOT / "bot" / "web" / "templates"]
+BASE_TEMPLATES = ROOT / "bot" / "web" / "templates"
 STATIC_DIR = ROOT / "bot" / "web" / "static"
 
-_env: jinja2.Environment | None = None
+
+@dataclass
+class PageKit:
+    """One app's pages: the template directories its features ship and the staff home's links
+    (path, label msgid, roles that see it). Per app, so two apps in one process never share
+    templates or links."""
+
+    template_dirs: list[Path] = field(default_factory=lambda: [BASE_TEMPLATES])
+    staff_links: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    _env: jinja2.Environment | None = None
+
+    def environment(self) -> jinja2.Environment:
+        if self._env is None:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader([str(p) for p in self.template_dirs]),
+                autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                extensions=["jinja2.ext.i18n"],
+                enable_async=False,
+            )
+            # real ones are passed per render; the i18n extension adds this method at runtime
+            env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+            self._env = env
+        return self._env
 
 
-def environment() -> jinja2.Environment:
-    global _env
-    if _env is None:
-        _env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(p) for p in TEMPLATE_DIRS]),
-            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-            extensions=["jinja2.ext.i18n"],
-            enable_async=False,
-        )
-        # real ones are passed per render; the i18n extension adds this method at runtime
-        _env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-    return _env
+PAGES = web.AppKey("pages", PageKit)
 
 
-def add_template_dir(path: Any) -> None:
+def page_kit(app: web.Application) -> PageKit:
+    """The app's page kit (made on first use by whichever feature mounts first)."""
+    if PAGES not in app:
+        app[PAGES] = PageKit()
+    return app[PAGES]
+
+
+def add_template_dir(app: web.Application, path: Path) -> None:
     """Let a feature package ship its own templates."""
-    global _env
-    TEMPLATE_DIRS.append(path)
-    _env = None
+    kit = page_kit(app)
+    if path not in kit.template_dirs:
+        kit.template_dirs.append(path)
+        kit._env = None
+
+
+def add_staff_link(app: web.Application, path: str, label: str, roles: tuple[str, ...] = ()) -> None:
+    """Put a feature's page on the staff home (``label`` marked with ``N_``; ``roles``: who sees it,
+    empty for every staff member)."""
+    entry = (path, label, roles)
+    if entry not in page_kit(app).staff_links:
+        page_kit(app).staff_links.append(entry)
 
 
 def request_locale(request: web.Request) -> str:
@@ -85,7 +114,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     def member_name(member: Any) -> str:
         return display_name(member, gettext)
 
-    html = environment().get_template(template).render(
+    html = page_kit(request.app).environment().get_template(template).render(
         gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
         member_name=member_name, request=request, csp_nonce=csp_nonce(request), **context,
     )

@@ -11,6 +11,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from bot.core import point_queries
+from bot.core.events import TicketResolved
 from bot.core.messages import Choice, Reply
 from bot.core.models import ChannelAccount, Member, UnansweredQuestion
 from community.inbox import events
@@ -255,14 +256,10 @@ async def _learn_from_ticket(services: "Services", ticket: Ticket, item_id: int)
     await TicketMessage.create(ticket_id=ticket.id, author="system", text=f"answered by knowledge item #{item_id}")
     if ticket.unanswered_id is not None:  # the knowledge exists now: off the "knowledge wanted" list
         await UnansweredQuestion.filter(id=ticket.unanswered_id).update(resolved=True)
-    hook = services.extras.get("on_ticket_resolved")
     question = await ticket_question(ticket)
-    if hook is None or not question:
-        return
-    try:
-        await hook(services, item_id, question, ticket.member_id)
-    except Exception:  # the ticket is closed either way; a lost suggestion is only a lost hint
-        log.exception("learning from ticket %s failed", ticket.id)
+    # the ticket is closed either way: the bus logs a failing subscriber (a lost hint) and goes on
+    await services.events.publish(TicketResolved(ticket_id=ticket.id, member_id=ticket.member_id, item_id=item_id,
+                                                 question=question))
 
 
 async def record_survey(services: "Services", member_id: int, score: int, ticket_id: int | None = None) -> Ticket | None:

@@ -2,7 +2,7 @@
 
 Sources: a "did you mean" pick (``pick``), a pick made after a 👎 on another item
 (``better_pick``), and an agent's ticket closed as answered by the item (``ticket``; the inbox
-calls ``on_ticket_resolved``). Only a choice that was offered for the member's last question
+publishes ``TicketResolved``). Only a choice that was offered for the member's last question
 counts (``handlers/ask.py`` keeps the offered item ids beside ``last_query``). Each is a
 *candidate* until a reviewer accepts it, or until ``Settings.kb_variant_auto_accept`` distinct
 members agreed (0 = reviewer only). Accepting appends the phrasing to
@@ -17,6 +17,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from bot.core.events import ItemPicked, TicketResolved
 from community.knowledge_admin.models import CandidateVariant
 from community.models import KnowledgeItem
 from community.review.queue import open_review
@@ -83,24 +84,23 @@ async def reject(cv: CandidateVariant, decided_by: str) -> bool:
     return bool(n)
 
 
-# --- hooks the handlers call through services.extras ---------------------------------------
+# --- subscriber (wired in bot/subscriptions.py) ---------------------------------------------
 
-async def on_pick(ctx: Any, item_id: int, query: str) -> None:
-    """A "did you mean" choice (ask handler). After a 👎 it is a "better pick"."""
-    downvoted = ctx.state.pop("kb_downvoted", None)
-    source = "better_pick" if downvoted and downvoted != item_id else "pick"
-    await suggest_variant(ctx.services, item_id, query, source, ctx.member.id)
+class VariantLearning:
+    """Turns picks and resolved tickets into candidate phrasings (events from handlers/ask.py
+    and community/inbox); holds the services it votes through (settings, knowledge service)."""
 
+    def __init__(self, services: Any) -> None:
+        self.services = services
 
-async def on_feedback(ctx: Any, item_id: int, helpful: bool) -> None:
-    """Remember a 👎 so that the member's next pick counts as the better answer."""
-    if helpful:
-        ctx.state.pop("kb_downvoted", None)
-    else:
-        ctx.state["kb_downvoted"] = item_id
+    async def on_item_picked(self, event: ItemPicked) -> None:
+        """A "did you mean" choice. After a 👎 on another item it is a "better pick"."""
+        downvoted = event.downvoted_item_id
+        source = "better_pick" if downvoted and downvoted != event.item_id else "pick"
+        await suggest_variant(self.services, event.item_id, event.query, source, event.member_id)
 
-
-async def on_ticket_resolved(services: Any, item_id: int, question: str, member_id: int | None = None) -> None:
-    """For the agent inbox: a ticket about ``question`` was resolved with ``item_id``.
-    The agent's choice is one vote (the asker's member id counts toward the quorum)."""
-    await suggest_variant(services, item_id, question, "ticket", member_id)
+    async def on_ticket_resolved(self, event: TicketResolved) -> None:
+        """An agent resolved a ticket about ``question`` with an item: one vote (the asker's
+        member id counts toward the quorum)."""
+        if event.question:
+            await suggest_variant(self.services, event.item_id, event.question, "ticket", event.member_id)

@@ -10,16 +10,20 @@ from __future__ import annotations
 import difflib
 import logging
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from bot.core.events import ContributionApproved
 from bot.core.i18n import N_
-
+from bot.core.messages import Reply
 from community.knowledge_admin.models import KnowledgeContribution, KnowledgeVersion
 from community.models import KnowledgeItem
 from community.review.queue import open_review
+
+if TYPE_CHECKING:
+    from bot.core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +133,10 @@ async def submit(version: KnowledgeVersion) -> None:
         await item.save()
 
 
-async def approve(version: KnowledgeVersion, reviewer: Staff, reason: str = "", kb: Any = None) -> KnowledgeItem:
-    """Publish a pending (or draft) revision: it becomes the item's live text."""
+async def approve(version: KnowledgeVersion, reviewer: Staff, reason: str = "", kb: Any = None,
+                  services: "Services | None" = None) -> KnowledgeItem:
+    """Publish a pending (or draft) revision: it becomes the item's live text. With ``services``
+    (the web page passes them) a member's contribution behind it is announced and its author told."""
     if not can_approve(reviewer):
         raise NotAllowed("approving needs the reviewer role")
     async with in_transaction():
@@ -154,14 +160,16 @@ async def approve(version: KnowledgeVersion, reviewer: Staff, reason: str = "", 
         version.decision_reason = reason
         version.decided_at = _now()
         await version.save()
+    if kb is None and services is not None:
+        kb = services.kb
     if kb is not None:
         kb.reindex([item])
     if version.contribution_id:
-        await _decide_contribution(version.contribution_id, "approved", reason)
+        await _decide_contribution(services, version.contribution_id, "approved", reason)
     return item
 
 
-async def reject(version: KnowledgeVersion, reviewer: Staff, reason: str) -> None:
+async def reject(version: KnowledgeVersion, reviewer: Staff, reason: str, services: "Services | None" = None) -> None:
     if not can_approve(reviewer):
         raise NotAllowed("rejecting needs the reviewer role")
     if not reason.strip():
@@ -180,7 +188,7 @@ async def reject(version: KnowledgeVersion, reviewer: Staff, reason: str) -> Non
             item.status = "draft"
             await item.save()
     if version.contribution_id:
-        await _decide_contribution(version.contribution_id, "rejected", reason)
+        await _decide_contribution(services, version.contribution_id, "rejected", reason)
 
 
 async def retire(item: KnowledgeItem, reviewer: Staff, reason: str, kb: Any = None) -> None:
@@ -218,36 +226,20 @@ def diff(old: KnowledgeVersion, new: KnowledgeVersion) -> list[str]:
 
 # --- contributions -------------------------------------------------------------------------
 
-_services: Any = None  # bot.core.services.Services, set by web.setup's startup hook
-
-
-def configure(services: Any) -> None:
-    global _services
-    _services = services
-
-
-async def _decide_contribution(contribution_id: int, status: str, reason: str) -> None:
-    """Record the outcome, tell the member on their channel, pay points when approved."""
+async def _decide_contribution(services: "Services | None", contribution_id: int, status: str, reason: str) -> None:
+    """Record the outcome once; when approved publish ``ContributionApproved`` (points are
+    gamification's subscriber's, and its failure never undoes the approval), then tell the
+    member on their channel. Without ``services`` (a script) only the outcome is recorded."""
     updated = await KnowledgeContribution.filter(id=contribution_id, status="pending").update(
         status=status, reason=reason, decided_at=_now())
     if not updated:
         return  # already decided: a retry must not notify or pay twice
     c = await KnowledgeContribution.get(id=contribution_id).prefetch_related("member")
-    if status == "approved":
-        try:  # gamification is another package; a failure there must not undo the approval
-            from gamification.service import on_contribution_approved
-        except ImportError:  # pragma: no cover - gamification not installed
-            on_contribution_approved = None
-        if on_contribution_approved is not None:
-            try:
-                await on_contribution_approved(c.id, c.member_id)
-            except Exception:  # noqa: BLE001 - logged, the approval stands
-                log.exception("points for contribution %s failed", c.id)
-    if _services is None:
+    if services is None:
         return
-    from bot.core.messages import Reply
-
-    tr = _services.translator
+    if status == "approved":
+        await services.events.publish(ContributionApproved(contribution_id=c.id, member_id=c.member_id))
+    tr = services.translator
     loc = c.member.locale or "zh_CN"
     excerpt = c.text[:40]
     if status == "approved":
@@ -256,8 +248,8 @@ async def _decide_contribution(contribution_id: int, status: str, reason: str) -
     else:
         text = tr.gettext(loc, N_("Your contribution \"%(text)s\" was not accepted: %(reason)s"), text=excerpt,
                           reason=reason)
-    await _services.outbox.to_member(c.member_id, Reply(text=text, kind="notification"), purpose="notification",
-                                     idempotency_key=f"kbcontrib:{c.id}:{status}")
+    await services.outbox.to_member(c.member_id, Reply(text=text, kind="notification"), purpose="notification",
+                                    idempotency_key=f"kbcontrib:{c.id}:{status}")
 
 
 async def contribute(member_id: int, channel: str, text: str, item_id: int | None = None,

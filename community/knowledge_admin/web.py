@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -21,8 +21,7 @@ from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, bad_request, render
+from bot.web import add_staff_link, add_template_dir, bad_request, render
 from bot.web.lookup import object_or_404
 from community.knowledge_admin import learning, service, wanted, weak
 from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
@@ -155,9 +154,9 @@ async def version_decide(request: web.Request) -> web.Response:
     reason = str(form.get("reason", "")).strip()[:2000]
     try:
         if request.match_info["verdict"] == "approve":
-            await service.approve(v, request["staff"], reason, kb=request.app[SERVICES].kb)
+            await service.approve(v, request["staff"], reason, services=request.app[SERVICES])
         else:
-            await service.reject(v, request["staff"], reason)
+            await service.reject(v, request["staff"], reason, services=request.app[SERVICES])
     except service.BadState as exc:
         raise web.HTTPConflict(text=str(exc)) from None
     except ValueError as exc:
@@ -240,17 +239,8 @@ async def weak_page(request: web.Request) -> web.StreamResponse:
     return render(request, "knowledge_weak.html", **_ctx(request, report=report, days=days))
 
 
-async def _hooks(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    service.configure(services)
-    services.extras["on_pick"] = learning.on_pick
-    services.extras["on_feedback"] = learning.on_feedback
-    services.extras["on_ticket_resolved"] = learning.on_ticket_resolved
-    yield
-
-
 def setup(app: web.Application, settings: Settings) -> None:
-    add_template_dir(TEMPLATES)
+    add_template_dir(app, TEMPLATES)
     r = app.router
     r.add_get("/admin/knowledge", item_list)
     r.add_route("*", "/admin/knowledge/new", item_new)
@@ -264,7 +254,4 @@ def setup(app: web.Application, settings: Settings) -> None:
     r.add_post(r"/admin/knowledge/{item_id:\d+}/retire", item_retire)
     r.add_post(r"/admin/knowledge/{item_id:\d+}/notice", item_notice)
     r.add_post(r"/admin/knowledge/versions/{version_id:\d+}/{verdict:approve|reject}", version_decide)
-    app.cleanup_ctx.append(_hooks)
-    entry = ("/admin/knowledge", N_("Knowledge base"), WRITERS)
-    if entry not in STAFF_LINKS:
-        STAFF_LINKS.append(entry)
+    add_staff_link(app, "/admin/knowledge", N_("Knowledge base"), WRITERS)

@@ -8,7 +8,6 @@ approve/reject reaches its row.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from bot.core.events import MemberWarned
 from bot.core.messages import Reply
 from community.moderation.matcher import PatternError, Rule, Verdict, WatchList, compile_rule
 from community.moderation.models import ACTIONS, KINDS, MemberStanding, ModerationAudit, ReviewItem, WatchedWord
@@ -139,7 +139,10 @@ async def warn_member(services: "Services", member_id: int, *, content_type: str
             forwarding_frozen=True, frozen_at=datetime.now(timezone.utc))
         if updated:
             await audit("system", "freeze_forwarding", member_id=member_id, warnings=standing.warnings)
-    await _gamification_warning(member_id, standing.warnings, freeze, standing.episode)
+    # gamification holds points and lowers credibility in its subscriber; the episode restarts
+    # after a lifted freeze, so a review flag keyed by (member, episode) opens again
+    await services.events.publish(MemberWarned(member_id=member_id, warnings=standing.warnings,
+                                               forwarding_frozen=freeze, episode=standing.episode))
     return standing.warnings
 
 
@@ -159,26 +162,6 @@ async def lift_clean_freezes(now: datetime | None = None) -> int:
     now = now or datetime.now(timezone.utc)
     ids = await MemberStanding.filter(forwarding_frozen=True, clean_until__lte=now).values_list("member_id", flat=True)
     return sum([await lift_if_clean(mid, now) for mid in ids])
-
-
-async def _gamification_warning(member_id: int, warnings: int, frozen: bool, episode: int = 0) -> None:
-    """Lower credibility through gamification when that package provides it. A hook that
-    takes ``episode`` gets it: warnings after a lifted freeze are a new episode, so a review
-    flag keyed by (member, episode) opens again after staff cleared the last one."""
-    try:
-        from gamification import service as gsvc  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    hook = getattr(gsvc, "on_moderation_warning", None)
-    if hook is None:
-        return
-    kwargs: dict[str, Any] = {"member_id": member_id, "warnings": warnings, "freeze_forwarding": frozen}
-    if "episode" in inspect.signature(hook).parameters:
-        kwargs["episode"] = episode
-    try:
-        await hook(**kwargs)
-    except Exception:  # a scoring problem must not lose the moderation record
-        log.exception("gamification on_moderation_warning failed for member %s", member_id)
 
 
 async def is_forwarding_frozen(member_id: int) -> bool:

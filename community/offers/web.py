@@ -21,8 +21,7 @@ from bot.core.i18n import LOCALES, N_, get_translator
 from bot.core.models import ChannelAccount, Member
 from bot.core.settings import Settings
 from bot.staff.auth import require_role
-from bot.staff.web import STAFF_LINKS
-from bot.web import add_template_dir, render, request_locale
+from bot.web import add_staff_link, add_template_dir, render, request_locale
 from bot.web.lookup import object_or_404
 from community.offers.engine import explain
 from community.offers.models import Offer, OfferEvent
@@ -382,7 +381,7 @@ async def tracked_redirect(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, settings: Settings) -> None:
     rules_for(settings)  # a malformed BOT_OFFERS_QUIET_HOURS fails at start, not per message
-    add_template_dir(TEMPLATES)
+    add_template_dir(app, TEMPLATES)
     app.router.add_get("/admin/offers", offer_list)
     app.router.add_get("/admin/offers/new", offer_new)
     app.router.add_post("/admin/offers/new", offer_save)
@@ -391,6 +390,4 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get(r"/admin/offers/{offer_id:\d+}", offer_edit)
     app.router.add_post(r"/admin/offers/{offer_id:\d+}", offer_save)
     app.router.add_get("/o/{token}", tracked_redirect)
-    entry = ("/admin/offers", N_("Offers"), MARKETING)
-    if entry not in STAFF_LINKS:
-        STAFF_LINKS.append(entry)
+    add_staff_link(app, "/admin/offers", N_("Offers"), MARKETING)

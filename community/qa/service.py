@@ -17,13 +17,13 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
 
+from bot.core.events import AnswerAccepted, AnswerHelpful, AnswerRemoved
 from bot.core.i18n import Gettext
 from bot.core.messages import Card, Choice, Reply
 from bot.core.models import Member
 from community.models import KnowledgeItem
 from community.moderation import service as moderation
 from community.moderation.matcher import Verdict
-from community.qa import rewards
 from community.qa.models import Answer, HelperPreference, HelpRequest, Question, Vote
 
 if TYPE_CHECKING:
@@ -269,7 +269,8 @@ async def accept(services: "Services", member_id: int, answer_id: int) -> tuple[
         return Status.ALREADY, answer
     await Answer.filter(id=answer.id).update(accepted=True)
     answer.accepted = True
-    await rewards.answer_accepted(answer.id, answer.member_id, member_id, question.id)
+    await services.events.publish(AnswerAccepted(answer_id=answer.id, answerer_id=answer.member_id, asker_id=member_id,
+                                                 question_id=question.id))
     _ = await member_gettext(services, answer.member_id)
     await services.outbox.to_member(
         answer.member_id,
@@ -291,7 +292,7 @@ async def vote_helpful(services: "Services", member_id: int, answer_id: int) -> 
     except IntegrityError:
         return Status.ALREADY
     await Answer.filter(id=answer.id).update(helpful_count=F("helpful_count") + 1)
-    await rewards.answer_helpful(answer.id, answer.member_id, member_id)
+    await services.events.publish(AnswerHelpful(answer_id=answer.id, answerer_id=answer.member_id, voter_id=member_id))
     return Status.OK
 
 
@@ -316,4 +317,4 @@ async def on_review(services: "Services", content_type: str, content_id: int, ap
                 await notify_asker(services, answer.question, answer)
         else:
             if await Answer.filter(id=content_id, status__in=("held", "visible")).update(status="rejected"):
-                await rewards.answer_removed(content_id)
+                await services.events.publish(AnswerRemoved(answer_id=content_id, reason="moderation"))

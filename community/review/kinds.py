@@ -142,9 +142,9 @@ async def _contribution(d: Decision) -> bool:
         return False
     try:
         if d.approve:
-            await knowledge.approve(version, d.staff, d.note, kb=getattr(d.services, "kb", None))
+            await knowledge.approve(version, d.staff, d.note, services=d.services)
         else:
-            await knowledge.reject(version, d.staff, d.note)
+            await knowledge.reject(version, d.staff, d.note, services=d.services)
     except knowledge.BadState:
         return False
     except knowledge.LocaleTaken:

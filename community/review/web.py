@@ -13,10 +13,11 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from bot.core.app_keys import SERVICES
+from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.web import add_template_dir, render
+from bot.web import add_staff_link, add_template_dir, render
 from community.review import service
 from community.review.models import KIND_LABELS, STATUS_LABELS, Kind, Status
 
@@ -63,6 +64,7 @@ async def review_decide(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    add_template_dir(TEMPLATES)
+    add_template_dir(app, TEMPLATES)
+    add_staff_link(app, "/staff/review", N_("Review queue"), ("reviewer",))
     app.router.add_get("/staff/review", review_page)
     app.router.add_post(r"/staff/review/{reviewable_id:\d+}", review_decide)

@@ -1,0 +1,88 @@
+"""Who reacts to which domain event: the one place the cross-domain arrows are wired.
+
+Publishers (handlers, community/qa, community/inbox, community/moderation,
+community/knowledge_admin) only ``await services.events.publish(SomeEvent(...))``; they
+neither know nor import their subscribers. This assembly module builds each subscriber with
+the collaborators it needs and subscribes it, with real imports, so a reader (or an import
+graph tool) sees every arrow here. docs/architecture.md, "Events", has the same table.
+
+Order matters only within one event type: subscribers run in the order below.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot.core.events import (
+    AnswerAccepted, AnswerHelpful, AnswerRemoved, ContributionApproved, FeedbackGiven, ItemPicked, MemberWarned,
+    TicketResolved,
+)
+from community.knowledge_admin.learning import VariantLearning
+from community.models import KnowledgeItem
+from community.moderation.service import is_forwarding_frozen
+from gamification import rewards, service as gamification, topup
+from gamification.leaderboard import make_leaderboard
+
+if TYPE_CHECKING:
+    from bot.core.services import Services
+
+
+class CommunityFacts:
+    """Gamification's view of moderation and the knowledge base (``gamification.service.ForwardFacts``):
+    the assembly adapts community here so gamification never imports it."""
+
+    async def forwarding_frozen(self, member_id: int) -> bool:
+        return await is_forwarding_frozen(member_id)
+
+    async def item_difficulty(self, item_id: int) -> int:
+        # any status, as before: a link to an item retired since still pays by its difficulty
+        item = await KnowledgeItem.get_or_none(id=item_id)
+        return item.difficulty if item is not None else 1
+
+
+def gamification_runtime(services: "Services") -> gamification.Runtime:
+    """Gamification's collaborators: the leaderboard (Redis when configured, sharing the
+    stores' client), the top-up provider, the callback URL, the fulfilment policy and the
+    community facts. Installed as the process's runtime for readers that are not handed one."""
+    settings = services.settings
+    redis: Any = None
+    own_redis: Any = None
+    if settings.redis_url:
+        redis = services.redis
+        if redis is None:
+            from bot.core.redis_stores import make_redis
+
+            redis = own_redis = make_redis(settings.redis_url)
+    provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    rt = gamification.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
+                                callback_url=f"{base}/api/v1/topup/callback", facts=CommunityFacts())
+    rt.policy = rewards.policy_from(settings)
+    rt.own_redis = own_redis  # closed by gamification.web's lifecycle at shutdown
+    return rt
+
+
+def subscribe_all(services: "Services") -> None:
+    """Build gamification's runtime and wire every domain subscriber onto ``services.events``;
+    once per Services."""
+    bus = services.events
+    if bus.subscriptions():
+        raise RuntimeError("subscribe_all called twice on the same services")
+    gamification_runtime(services)  # Scoring's rules, board and facts
+    scoring = gamification.Scoring()
+    learning = VariantLearning(services)
+
+    # Q&A -> points
+    bus.subscribe(AnswerAccepted, scoring.answer_accepted)
+    bus.subscribe(AnswerHelpful, scoring.answer_helpful)
+    bus.subscribe(AnswerRemoved, scoring.answer_removed)
+    # self-service -> learned phrasings, points
+    bus.subscribe(ItemPicked, learning.on_item_picked)
+    bus.subscribe(FeedbackGiven, scoring.feedback_given)
+    # people -> learned phrasings
+    bus.subscribe(TicketResolved, learning.on_ticket_resolved)
+    # knowledge review -> points
+    bus.subscribe(ContributionApproved, scoring.contribution_approved)
+    # moderation -> points held, review flag
+    bus.subscribe(MemberWarned, scoring.member_warned)
+    # OfferAccepted (handlers/offers.py) has no subscriber yet: the acceptance itself is
+    # recorded by community.offers.service.follow before it is published.
