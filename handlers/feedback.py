@@ -30,7 +30,7 @@ async def feedback(ctx: Context) -> Reply:
             transcript_id=shown.id,
             item_id=item_id,
             helpful=verdict == "up",
-            query=ctx.state.get("last_query", "")[:2000],
+            query=(ctx.state.last_query or "")[:2000],
             confidence=shown.confidence,
             channel=ctx.channel,
         )

@@ -87,17 +87,15 @@ async def reject(cv: CandidateVariant, decided_by: str) -> bool:
 
 async def on_pick(ctx: Any, item_id: int, query: str) -> None:
     """A "did you mean" choice (ask handler). After a 👎 it is a "better pick"."""
-    downvoted = ctx.state.pop("kb_downvoted", None)
+    downvoted = ctx.state.kb_downvoted
+    ctx.state.kb_downvoted = None
     source = "better_pick" if downvoted and downvoted != item_id else "pick"
     await suggest_variant(ctx.services, item_id, query, source, ctx.member.id)
 
 
 async def on_feedback(ctx: Any, item_id: int, helpful: bool) -> None:
     """Remember a 👎 so that the member's next pick counts as the better answer."""
-    if helpful:
-        ctx.state.pop("kb_downvoted", None)
-    else:
-        ctx.state["kb_downvoted"] = item_id
+    ctx.state.kb_downvoted = None if helpful else item_id
 
 
 async def on_ticket_resolved(services: Any, item_id: int, question: str, member_id: int | None = None) -> None:
