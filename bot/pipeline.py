@@ -13,6 +13,7 @@ from bot.core.accounts import account_for, state_key
 from bot.core.group_commit import WriteJob
 from bot.core.i18n import detect_locale, normalize_locale
 from bot.core.inbound import Handled
+from bot.core.state import ConversationState
 from bot.core.messages import MAX_TEXT, Incoming, Reply, replies_from_json, replies_to_json
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.core.render import in_script
@@ -192,8 +193,8 @@ class Pipeline:
         locale = reply_locale(member, hint)
         incoming.meta["locale"] = locale  # channels render numbered choices in it
         skey = state_key(member.id)
-        state = await self.services.state.get(skey)
-        before = dict(state)
+        stored = await self.services.state.get(skey)
+        state = ConversationState.from_json(stored)
         ctx = Context(
             incoming=incoming,
             member=member,
@@ -204,6 +205,7 @@ class Pipeline:
             _=self.services.translator.bind(locale),
             transcript_id=entry.id,
             new_member=new_member,
+            root=self.router,
         )
         try:
             replies = await self.router.dispatch(ctx)
@@ -213,13 +215,11 @@ class Pipeline:
             replies = [Reply(text=ctx._("Sorry, something went wrong on our side. Please try again in a moment."), kind="error")]
         replies = in_script(replies, locale)
 
-        with_choices = [r for r in replies if r.choices]
-        if with_choices:
-            state["choices"] = [c.action for c in with_choices[-1].choices]
-        elif replies:
-            state.pop("choices", None)
-        if state != before:
-            await self.services.state.set(skey, state, self.services.settings.state_ttl_seconds)
+        if replies:  # the last reply's numbered choices are what a later "1" picks
+            state.remember_choices(next((r.choices for r in reversed(replies) if r.choices), ()))
+        after = state.to_json()
+        if after != stored:
+            await self.services.state.set(skey, after, self.services.settings.state_ttl_seconds)
         # the answer is recorded on the inbound row in the same commit as the outbound rows:
         # a retry whose dedup key is gone (or whose first worker died) finds it there
         job = WriteJob().update(TranscriptEntry, entry.id, payload={"replies": [r.to_dict() for r in replies]})

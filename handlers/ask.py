@@ -12,16 +12,14 @@ from community.account_queries import is_account_query
 from community.search import Match
 from bot.core.normalize import normalize
 from handlers.account_query import account_reply
-from handlers.feedback import DOWNVOTED
 from handlers.replies import answer_reply, next_steps
 from handlers.router import Context, Router
 
 router = Router("ask")
 
 MAX_SUGGESTIONS = 3
-# state key: item ids offered as "did you mean" for state["last_query"]; only a pick among
-# them (at once, or later as the better pick after a 👎) is evidence about that question
-OFFERED = "offered"
+# ctx.state.offered: item ids offered as "did you mean" for ctx.state.last_query; only a pick
+# among them (at once, or later as the better pick after a 👎) is evidence about that question
 
 
 async def record_unanswered(ctx: Context, text: str, best_item: int | None, best_score: float) -> None:
@@ -38,7 +36,7 @@ async def record_unanswered(ctx: Context, text: str, best_item: int | None, best
 async def no_answer(ctx: Context, question: str, best_item: int | None = None, best_score: float = 0.0, *,
                     text: str | None = None) -> Reply:
     await record_unanswered(ctx, question, best_item, best_score)
-    ctx.state["last_unanswered"] = question
+    ctx.state.last_unanswered = question
     return next_steps(
         ctx,
         text or ctx._("Sorry, I could not find an answer to that yet. I have noted your question. You can:"),
@@ -51,13 +49,7 @@ async def with_repeat_notice(ctx: Context, reply: Reply) -> Reply:
     Counted in the conversation state (per member, across channels), not by a query.
     """
     today = datetime.now(ZoneInfo(ctx.services.settings.service_timezone)).date().isoformat()
-    seen = ctx.state.get("seen")
-    if not seen or seen.get("day") != today:
-        seen = {"day": today, "items": {}}
-    key = str(reply.item_id)
-    earlier = seen["items"].get(key, 0)
-    seen["items"][key] = earlier + 1
-    ctx.state["seen"] = seen
+    earlier = ctx.state.count_answer(today, str(reply.item_id))
     if earlier:
         ctx.extra["repeat_contact"] = earlier + 1
         note = ctx._(
@@ -81,8 +73,8 @@ async def ask(ctx: Context) -> Reply | None:
     if not text:
         return Reply(text=ctx._("I can read text messages. Type your question, or send 帮助 (help)."), kind="help")
     kb = ctx.services.kb
-    ctx.state["last_query"] = text
-    ctx.state.pop(OFFERED, None)  # choices offered for an earlier question no longer count as picks
+    ctx.state.last_query = text
+    ctx.state.offered = []  # choices offered for an earlier question no longer count as picks
     if text.isascii() and text.replace(" ", "").isalnum() and len(text) <= 16:
         item = await kb.by_code(text.replace(" ", ""), ctx.locale)
         if item:
@@ -111,11 +103,11 @@ async def ask(ctx: Context) -> Reply | None:
                 reply.text = f"{reply.text}\n\n{not_this}"
                 reply.choices += [Choice(label=label, action=f"kb:{i}") for i, label in others]
                 reply.choices.append(Choice(label=ctx._("None of these"), action="none"))
-                ctx.state[OFFERED] = [i for i, _label in others]
+                ctx.state.offered = [i for i, _label in others]
             return await with_repeat_notice(ctx, reply)
     if decision.kind in ("answer", "suggest") and options:
         choices = [Choice(label=label, action=f"kb:{i}") for i, label in options]
-        ctx.state[OFFERED] = [i for i, _label in options]
+        ctx.state.offered = [i for i, _label in options]
         choices.append(Choice(label=ctx._("None of these"), action="none"))
         return Reply(
             text=ctx._("Did you mean one of these?"),
@@ -155,11 +147,11 @@ async def show_item(ctx: Context) -> Reply:
     item = await kb.get(int(ctx.args)) if ctx.args.isdigit() else None
     if item is None:
         return Reply(text=ctx._("Sorry, that answer is no longer available."), kind="error")
-    query = ctx.state.get("last_query")
-    if query and item.id in (ctx.state.get(OFFERED) or ()):
+    query = ctx.state.last_query
+    if query and item.id in ctx.state.offered:
         ctx.extra["picked"] = (item.id, query)
         # a 👎 just before (handlers/feedback.py) makes this pick the better answer to the question
-        downvoted = ctx.state.pop(DOWNVOTED, None)
+        downvoted, ctx.state.kb_downvoted = ctx.state.kb_downvoted, None
         await ctx.services.events.publish(ItemPicked(member_id=ctx.member.id, item_id=item.id, query=query,
                                                      downvoted_item_id=downvoted))
     return answer_reply(ctx, await kb.localized(item, ctx.locale), None, kind="answer_pick")
@@ -167,5 +159,5 @@ async def show_item(ctx: Context) -> Reply:
 
 @router.action("none")
 async def none_of_these(ctx: Context) -> Reply:
-    text = ctx.state.get("last_query") or ""
+    text = ctx.state.last_query or ""
     return await no_answer(ctx, text) if text else next_steps(ctx, ctx._("What can I help you with? You can:"))

@@ -1,7 +1,8 @@
 """Paged answers ("回复 N 看全文"): the conversation half of a channel's size budget.
 
 A channel whose sender is a :class:`bot.core.inbound.PagedChannel` (SMS) cuts every reply
-to what fits; this middleware keeps what was cut off in the member's conversation state,
+to what fits; this middleware keeps what was cut off in the member's conversation state
+(``ctx.state.sms_more``: the name predates other paged channels),
 and the extra choice's action (:data:`bot.core.inbound.MORE_ACTION`) brings the next
 page, which is cut the same way. The channel knows segments, this module knows the member:
 neither imports the other.
@@ -16,10 +17,6 @@ from collections.abc import Awaitable, Callable
 from bot.core.inbound import MORE_ACTION, PagedChannel
 from bot.core.messages import Reply
 from handlers.router import Context, Router
-
-# where the rest of the last cut answer waits (the name predates other paged channels:
-# kept, so states stored before an upgrade still page)
-STATE_KEY = "sms_more"
 
 router = Router("continuation")
 
@@ -37,7 +34,7 @@ async def page_replies(ctx: Context, call_next: Callable[[], Awaitable[list[Repl
         head, rest = sender.fit(reply, ctx._)
         if rest is not None:
             if i == len(replies) - 1:
-                ctx.state[STATE_KEY] = rest.to_dict()
+                ctx.state.sms_more = rest
             else:  # only the last reply's choices stay pending: cut earlier ones plainly
                 head = Reply(text=head.text, choices=[], kind=head.kind, item_id=head.item_id)
         out.append(head)
@@ -47,7 +44,8 @@ async def page_replies(ctx: Context, call_next: Callable[[], Awaitable[list[Repl
 @router.action(MORE_ACTION)
 async def show_more(ctx: Context) -> Reply:
     """The next page of the last long answer."""
-    data = ctx.state.pop(STATE_KEY, None)
-    if not data:
+    rest = ctx.state.sms_more
+    ctx.state.sms_more = None
+    if rest is None:
         return Reply(text=ctx._("There is nothing more to show. Type your question and I will help."), kind="error")
-    return Reply.from_dict(data)
+    return rest

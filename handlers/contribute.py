@@ -14,7 +14,7 @@ router = Router("contribute")
 async def start(ctx: Context) -> Reply:
     if ctx.args.strip():
         return await _save(ctx, ctx.args)
-    ctx.state["await"] = "contribute"
+    ctx.state.await_ = "contribute"
     return Reply(text=ctx._("Thank you for helping! Send the question on the first line and the answer on the "
                             "next lines. To improve an answer you just got, send #<item number> and your text."),
                  kind="contribute")
@@ -22,7 +22,7 @@ async def start(ctx: Context) -> Reply:
 
 @router.state("contribute")
 async def receive(ctx: Context) -> Reply:
-    ctx.state.pop("await", None)
+    ctx.state.await_ = None
     return await _save(ctx, ctx.text)
 
 
@@ -52,10 +52,10 @@ async def notices(ctx: Context) -> Reply:
     items = await service.notices(5, ctx.locale)
     if not items:
         return Reply(text=ctx._("There are no announcements right now."), kind="notices")
-    seen = ctx.state.get("notices_seen", 0)
+    seen = ctx.state.notices_seen
     lines = [ctx._("Announcements:")]
     for i in items:
         mark = ctx._("[new] ") if i.id > seen else ""
         lines.append(f"{mark}{i.title}\n{i.answer.strip()}")
-    ctx.state["notices_seen"] = max(i.id for i in items)
+    ctx.state.notices_seen = max(i.id for i in items)
     return Reply(text="\n\n".join(lines), kind="notices")

@@ -11,7 +11,6 @@ from handlers.router import Context, Router
 
 router = Router("feedback")
 
-DOWNVOTED = "kb_downvoted"  # conversation state: the item the member just rated 👎
 
 
 @router.action("fb")
@@ -33,17 +32,14 @@ async def feedback(ctx: Context) -> Reply:
             transcript_id=shown.id,
             item_id=item_id,
             helpful=verdict == "up",
-            query=ctx.state.get("last_query", "")[:2000],
+            query=(ctx.state.last_query or "")[:2000],
             confidence=shown.confidence,
             channel=ctx.channel,
         )
     except IntegrityError:
         return Reply(text=ctx._("Thanks, we already have your feedback on this answer."), kind="feedback")
     # remembered for the conversation: the member's next pick answers what this item did not
-    if verdict == "up":
-        ctx.state.pop(DOWNVOTED, None)
-    else:
-        ctx.state[DOWNVOTED] = item_id
+    ctx.state.kb_downvoted = None if verdict == "up" else item_id
     await ctx.services.events.publish(FeedbackGiven(member_id=ctx.member.id, item_id=item_id, helpful=verdict == "up"))
     if verdict == "up":
         return Reply(text=ctx._("Thanks for your feedback! Glad it helped."), kind="feedback")

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from bot.core.i18n import N_
 from bot.core.identity.names import mask_phone
+from bot.core.state import remember_choices_of
 from bot.core.messages import Card, Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
 from bot.core.accounts import get_or_create_account, state_key
@@ -149,9 +150,7 @@ async def forward_sms(ctx: Context) -> Reply:
     ))
     # the recipient's "1" / "2" maps to the rating, as with any numbered choice
     key = state_key(recipient.id)
-    state = await ctx.services.state.get(key)
-    state["choices"] = rating
-    await ctx.services.state.set(key, state, ctx.services.settings.state_ttl_seconds)
+    await remember_choices_of(ctx.services.state, key, rating, ctx.services.settings.state_ttl_seconds)
     return Reply(text=_("Sent “%(title)s” to %(phone)s. You earn points when they reply or rate it.", title=item.title,
                         phone=mask_phone(phone)), kind="forward", item_id=item.id)
 

@@ -29,12 +29,11 @@ def command_word(words: tuple[str, ...], locale: str) -> str | None:
 def command_lines(ctx: Context) -> list[str]:
     """One line per command the member can use, from the routers' own registrations, so the
     help can never fall behind the commands."""
-    pipeline = ctx.services.pipeline
-    if pipeline is None:
+    if ctx.root is None:
         return []
     lines: list[str] = []
     seen: set[str] = set()
-    for command in pipeline.router.commands():
+    for command in ctx.root.commands():
         if not command.help or command.help in seen or command.help in _NOT_LISTED:
             continue
         word = command_word(command.words, ctx.locale)

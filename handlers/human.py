@@ -36,18 +36,18 @@ async def hand_over(ctx: Context, reason: str, summary: str, *, question_id: int
 @router.middleware
 async def complaints(  # an expression of complaint; a question about complaints goes on to the knowledge base
 ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
-    if ctx.text and not ctx.incoming.action and not ctx.state.get("await") and is_complaint(ctx.text):
+    if ctx.text and not ctx.incoming.action and not ctx.state.await_ and is_complaint(ctx.text):
         return [await hand_over(ctx, "complaint", ctx.text)]
     return await call_next()
 
 
 @router.action("human")
 async def human_button(ctx: Context) -> Reply:
-    summary = ctx.state.get("last_unanswered") or ctx.state.get("last_query") or ""
+    summary = ctx.state.last_unanswered or ctx.state.last_query or ""
     return await hand_over(ctx, "human", summary)
 
 
 @router.command("human", "人工", "转人工", "轉人工", "人工服务", "人工服務", help=N_("Talk to a person"))
 async def human_command(ctx: Context) -> Reply:
-    summary = ctx.args or ctx.state.get("last_unanswered") or ctx.state.get("last_query") or ""
+    summary = ctx.args or ctx.state.last_unanswered or ctx.state.last_query or ""
     return await hand_over(ctx, "human", summary)

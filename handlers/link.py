@@ -15,6 +15,7 @@ from bot.core.identity.merge import MergeError
 from bot.core.identity.names import clean_nickname, display_name
 from bot.core.messages import Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member
+from bot.core.state import LinkConfirm
 from community.moderation import service as moderation
 from gamification.rewards import normalize_phone
 from handlers.router import Context, Router
@@ -32,8 +33,7 @@ def _looks_like_a_question(text: str) -> bool:
 async def _ask_instead(ctx: Context) -> Reply | list[Reply]:
     """Words that only start like a command ("name on my bill is wrong?", "绑定 其他号码") are a
     question for the knowledge base (the router's fallback)."""
-    assert ctx.services.pipeline is not None
-    fallback = ctx.services.pipeline.router.find_fallback()
+    fallback = ctx.root.find_fallback() if ctx.root is not None else None
     if fallback is None:
         return []
     ctx.args = ctx.text
@@ -175,7 +175,6 @@ async def _set_phone(member_id: int, phone: str) -> bool:
     return True
 
 
-CONFIRM_KEY = "link_confirm"  # conversation state: the link the member is asked to confirm
 CONFIRM_SECONDS = 300
 
 
@@ -187,8 +186,8 @@ async def _ask_to_link(ctx: Context, other_id: int, *, via: str, phone: str = ""
     if other_id == ctx.member.id:
         return Reply(text=_("These accounts are already linked."), kind="link")
     other = await Member.get(id=other_id)
-    ctx.state[CONFIRM_KEY] = {"other": other_id, "via": via, "phone": phone,
-                              "until": datetime.now(timezone.utc).timestamp() + CONFIRM_SECONDS}
+    ctx.state.link_confirm = LinkConfirm(other=other_id, via=via, phone=phone,
+                                         until=datetime.now(timezone.utc).timestamp() + CONFIRM_SECONDS)
     return Reply(
         text=_("This joins your account with the account of %(name)s: your channels, points and history become "
                "one account. Only confirm if that account is yours.", name=display_name(other, _)),
@@ -199,18 +198,19 @@ async def _ask_to_link(ctx: Context, other_id: int, *, via: str, phone: str = ""
 
 @router.action("lnk")
 async def confirm_link(ctx: Context) -> Reply:
-    pending = ctx.state.pop(CONFIRM_KEY, None)
-    if ctx.args != "ok" or not isinstance(pending, dict):
+    pending = ctx.state.link_confirm
+    ctx.state.link_confirm = None
+    if ctx.args != "ok" or pending is None:
         return Reply(text=ctx._("Nothing was linked."), kind="link")
-    if float(pending.get("until", 0)) < datetime.now(timezone.utc).timestamp():
+    if pending.until < datetime.now(timezone.utc).timestamp():
         return Reply(text=ctx._("That link request has expired. Please start again."), kind="link")
-    other_id = int(pending["other"])
-    if pending.get("via") == "phone":
+    other_id = pending.other
+    if pending.via == "phone":
         reply = await _link(ctx, other_id, via="phone", target_is_other=True)
         if reply.kind == "link" and await ctx.services.merger.resolve(ctx.member.id) == other_id:
-            await _set_phone(other_id, str(pending.get("phone", "")))
+            await _set_phone(other_id, pending.phone)
         return reply
-    return await _link(ctx, other_id, via=str(pending.get("via", "bind")))
+    return await _link(ctx, other_id, via=pending.via)
 
 
 async def _link(ctx: Context, other_id: int, *, via: str, target_is_other: bool = False) -> Reply:

@@ -31,7 +31,7 @@ async def offers_middleware(ctx: Context, call_next) -> list[Reply]:  # type: ig
         item = await ctx.services.kb.get(target.item_id)  # type: ignore[arg-type]
         octx = await build_context(
             ctx.member, channel=ctx.channel, locale=ctx.locale,
-            question=str(ctx.state.get("last_query") or ctx.text), item_id=target.item_id,
+            question=ctx.state.last_query or ctx.text, item_id=target.item_id,
             category=item.category if item else "", state=ctx.state,
             ticket=ctx.extra.get("live_ticket", UNKNOWN),
         )

@@ -22,7 +22,7 @@ MAX_CODES = 30
 
 async def _not_a_keyword(ctx: Context) -> Reply | list[Reply] | None:
     """"退订 彩铃" asks about a service, it is not a global opt-out: search instead."""
-    fallback = ctx.services.pipeline.router.find_fallback() if ctx.services.pipeline else None
+    fallback = ctx.root.find_fallback() if ctx.root is not None else None
     if fallback is None:
         return None
     ctx.args = ctx.text

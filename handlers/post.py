@@ -32,26 +32,26 @@ def _post_result(ctx: Context, posted: qa.Posted) -> Reply:
 
 
 async def _post(ctx: Context, text: str) -> Reply:
-    ctx.state.pop("await", None)
+    ctx.state.await_ = None
     failed = await UnansweredQuestion.filter(member_id=ctx.member.id, text=text[:2000]).order_by("-id").first()
     posted = await qa.post_question(ctx.services, ctx.member.id, ctx.channel, text, locale=ctx.locale,
                                     unanswered_id=failed.id if failed else None)
     if posted.question is not None:
-        ctx.state["last_question"] = posted.question.code
+        ctx.state.last_question = posted.question.code
     return _post_result(ctx, posted)
 
 
 def _ask_for_text(ctx: Context) -> Reply:
-    ctx.state["await"] = "post"
+    ctx.state.await_ = "post"
     return Reply(text=ctx._("Type your question for the community:"), kind="prompt")
 
 
 @router.action("post")
 async def post_button(ctx: Context) -> Reply:
-    text = ctx.state.get("last_unanswered") or ctx.state.get("last_query")
+    text = ctx.state.last_unanswered or ctx.state.last_query
     if not text:
         return _ask_for_text(ctx)
-    ctx.state.pop("last_unanswered", None)
+    ctx.state.last_unanswered = None
     return await _post(ctx, text)
 
 
@@ -92,8 +92,8 @@ async def _show(ctx: Context, code: str, *, to_answer: bool) -> Reply:
     else:
         choices = [Choice(label=ctx._("👍 Helpful: %(text)s", text=a.text[:30]), action=f"vote:{a.id}") for a in answers[:3]]
         if to_answer and q.status in ("open", "ticketed"):
-            ctx.state["await"] = "answer"
-            ctx.state["answer_q"] = q.code
+            ctx.state.await_ = "answer"
+            ctx.state.answer_q = q.code
             lines.append(ctx._("Type your answer now:"))
     return Reply(text="\n\n".join(lines), choices=choices, kind="question")
 
@@ -111,8 +111,8 @@ async def show_question(ctx: Context) -> Reply:
 
 @router.state("answer")
 async def answer_text(ctx: Context) -> Reply:
-    code = ctx.state.pop("answer_q", "")
-    ctx.state.pop("await", None)
+    code = ctx.state.answer_q or ""
+    ctx.state.answer_q = ctx.state.await_ = None
     q = await qa.by_code(code)
     if q is None:
         return Reply(text=ctx._("Sorry, I cannot find question %(code)s.", code=code), kind="error")
@@ -181,7 +181,7 @@ async def answer_command(ctx: Context) -> Reply:
         return await list_questions(ctx)
     code, _, text = ctx.args.partition(" ")
     if text.strip():  # "answer CODE the answer" in one message (handy on SMS)
-        ctx.state["answer_q"] = code
+        ctx.state.answer_q = code
         ctx.args = text.strip()
         return await answer_text(ctx)
     return await _show(ctx, code, to_answer=True)

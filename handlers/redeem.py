@@ -85,8 +85,8 @@ async def redeem_choice(ctx: Context) -> Reply:
 async def redeem_phone(ctx: Context) -> Reply:
     """A conversation left waiting for a typed number before the upgrade: the number typed is
     ignored (credit goes to the verified phone only); the choice goes on from there."""
-    reward_id = ctx.state.pop("redeem_reward", None)
-    ctx.state.pop("await", None)
-    if not isinstance(reward_id, int):
+    reward_id = ctx.state.redeem_reward
+    ctx.state.redeem_reward = ctx.state.await_ = None
+    if reward_id is None:
         return await menu(ctx)
     return await _choose(ctx, reward_id)

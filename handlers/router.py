@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.messages import Incoming, Reply
 from bot.core.normalize import normalize
+from bot.core.state import ConversationState
 
 if TYPE_CHECKING:
     from bot.core.models import ChannelAccount, Member
@@ -33,12 +34,15 @@ class Context:
     member: "Member"
     account: "ChannelAccount"
     locale: str
-    state: dict[str, Any]
+    state: ConversationState  # loaded before dispatch, saved after it (bot.pipeline)
     services: "Services"
     _: "Gettext"
     args: str = ""
     transcript_id: int | None = None
     new_member: bool = False  # this message created the member (nothing of theirs exists yet)
+    # the root router dispatching this message (help lists its commands, a menu click or a
+    # word that only looks like a command is routed through it)
+    root: "Router | None" = None
     # what the handler chose to record about its answer (transcript kind, item, confidence)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -108,7 +112,7 @@ class Router:
         return deco
 
     def state(self, name: str) -> Callable[[Handler], Handler]:
-        """Free text while the conversation awaits ``name`` (``state["await"]``)."""
+        """Free text while the conversation awaits ``name`` (``ctx.state.await_``)."""
 
         def deco(fn: Handler) -> Handler:
             self._states[name] = fn
@@ -234,15 +238,15 @@ class Router:
                 handler = self.find_event("unknown_action")
         else:
             text = ctx.text
-            pending = ctx.state.get("choices") or []
-            if text.isdigit() and pending and 1 <= int(text) <= len(pending):
+            picked = ctx.state.pick(text)
+            if picked is not None:
                 # "回复 1": a numbered choice on a channel without buttons
-                inc.action = pending[int(text) - 1]
+                inc.action = picked
                 handler, ctx.args = self.find_action(inc.action)
             if handler is None:
                 handler, ctx.args = self.find_command(text)
-            if handler is None and ctx.state.get("await"):
-                handler = self.find_state(ctx.state["await"])
+            if handler is None and ctx.state.await_:
+                handler = self.find_state(ctx.state.await_)
                 ctx.args = text
             if handler is None:
                 handler = self.find_fallback()

@@ -25,8 +25,7 @@ async def unsubscribed(ctx: Context) -> None:
 @router.event("click")
 async def menu_click(ctx: Context) -> HandlerResult:
     key = (ctx.incoming.payload or "").strip()
-    pipeline = ctx.services.pipeline
-    root = pipeline.router if pipeline is not None else router
+    root = ctx.root or router
     handler, args = root.find_action(key) if key else (None, "")
     if handler is not None:
         ctx.incoming.action = key

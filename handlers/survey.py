@@ -32,7 +32,7 @@ async def survey_digit(ctx: Context, call_next: Callable[[], Awaitable[list[Repl
     if not ctx.incoming.action and len(text) == 1 and text in "12345" and await inbox.awaiting_survey(ctx.member.id):
         ticket = await inbox.record_survey(ctx.services, ctx.member.id, int(text))
         if ticket is not None:
-            ctx.state.pop("choices", None)
+            ctx.state.remember_choices(())
             return [_thanks(ctx, int(text), ticket.id)]
     return await call_next()
 
@@ -53,16 +53,16 @@ async def comment_button(ctx: Context) -> Reply:
     """"Add a comment" after a score: the next message is the comment."""
     if not ctx.args.isdigit():
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
-    ctx.state["await"] = COMMENT_STATE
-    ctx.state["survey_ticket"] = int(ctx.args)
+    ctx.state.await_ = COMMENT_STATE
+    ctx.state.survey_ticket = int(ctx.args)
     return Reply(text=ctx._("Please type your comment in one message."), kind="survey_comment")
 
 
 @router.state(COMMENT_STATE)
 async def comment_text(ctx: Context) -> Reply:
-    ctx.state.pop("await", None)
-    ticket_id = ctx.state.pop("survey_ticket", None)
-    if not isinstance(ticket_id, int) or not ctx.text:
+    ticket_id = ctx.state.survey_ticket
+    ctx.state.survey_ticket = ctx.state.await_ = None
+    if ticket_id is None or not ctx.text:
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
     if await inbox.record_survey_comment(ctx.services, ctx.member.id, ticket_id, ctx.text):
         return Reply(text=ctx._("Thank you, your comment has been passed to our service team."), kind="survey_answer")

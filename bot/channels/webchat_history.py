@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.core.models import Member, OutboxMessage, TranscriptEntry
 from bot.core.render import to_traditional
+from bot.core.state import load_state
 from bot.core.stores import member_state_key
 
 CHANNEL = "web"
@@ -76,8 +77,7 @@ async def member_history(services: Any, member: Member, *, before: int | None = 
     rows = list(reversed(await q.order_by("-id").limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[-limit:]
-    state = await services.state.get(member_state_key(member.id))
-    pending = state.get("choices") if isinstance(state.get("choices"), list) else None
+    pending = (await load_state(services.state, member_state_key(member.id))).choices or None
     live = await _live_offer(member.id, pending)
     convert = to_traditional if member.locale == "zh_TW" else (lambda s: s)
 

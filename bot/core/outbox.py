@@ -20,6 +20,7 @@ from bot.core.channel_registry import ChannelRegistry, ChannelSender, SendError
 from bot.core.messages import Outgoing, Reply
 from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from bot.core.settings import Settings
+from bot.core.state import remember_choices_of
 from bot.core.stores import RateLimiter, StateStore, member_state_key
 
 log = logging.getLogger(__name__)
@@ -307,10 +308,9 @@ class OutboxWorker:
 
     async def _remember_choices(self, member_id: int, reply: Reply) -> None:
         """A later "1" answers the choices of a message sent now (SMS, WeChat text)."""
-        key = member_state_key(member_id)
-        state = await self.state.get(key)  # type: ignore[union-attr]
-        state["choices"] = [c.action for c in reply.choices]
-        await self.state.set(key, state, self.settings.state_ttl_seconds)  # type: ignore[union-attr]
+        if self.state is not None:
+            key = member_state_key(member_id)
+            await remember_choices_of(self.state, key, reply.choices, self.settings.state_ttl_seconds)
 
     async def _retry(self, msg: OutboxMessage, attempts: int, reason: str, retry_after: float | None) -> str:
         if attempts >= self.settings.outbox_max_attempts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
@@ -18,14 +18,11 @@ from tortoise.functions import Count
 
 from bot.core.i18n import N_
 from bot.core.settings import Settings
+from bot.core.state import ConversationState
 from community.offers.models import Offer, OfferEvent
 from bot.core.normalize import normalize
 
 log = logging.getLogger(__name__)
-
-# state keys other handlers set while a person owns the conversation (until the inbox's
-# Ticket model is there to ask, see conversation_block)
-AGENT_STATE_KEYS = ("agent_ticket", "ticket_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +193,14 @@ def choose(verdicts: Sequence[Verdict]) -> Verdict | None:
 UNKNOWN: Any = object()  # "the live ticket was not looked up yet"
 
 
-async def conversation_block(member_id: int, state: dict[str, Any] | None, ticket: Any = UNKNOWN) -> str | None:
+async def conversation_block(member_id: int, state: ConversationState | Mapping[str, Any] | None,
+                             ticket: Any = UNKNOWN) -> str | None:
     """"complaint" / "agent" while a person owns the member's conversation, else None.
 
     ``ticket`` is the member's live inbox ticket when the caller already looked it up (the
     agent-mode middleware does, once per message); the conversation-state markers cover
-    handlers that hand on without a ticket.
+    handlers that hand on without a ticket (the stored JSON object is accepted too: the
+    offers preview page reads it from the store).
     """
     if ticket is UNKNOWN:
         from community.inbox.service import live_ticket
@@ -209,10 +208,12 @@ async def conversation_block(member_id: int, state: dict[str, Any] | None, ticke
         ticket = await live_ticket(member_id)
     if ticket is not None:
         return "complaint" if ticket.reason == "complaint" else "agent"
-    if state:
-        if state.get("complaint"):
+    if state is not None:
+        if not isinstance(state, ConversationState):
+            state = ConversationState.from_json(state)
+        if state.complaint:
             return "complaint"
-        if any(state.get(k) for k in AGENT_STATE_KEYS):
+        if state.agent_ticket or state.ticket_id:
             return "agent"
     return None
 
