@@ -235,7 +235,8 @@ async def test_dashboard_counts_hand_offs_from_a_known_history(services) -> None
 
     - a: asks, answered, opens a ticket, handed to the hotline; comes back 2 days later
       with another ticket (same reason, no answer before it): a repeat;
-    - b: asks, answered, opens a ticket, handed off; never comes back: not a repeat;
+    - b: asks, answered, opens a ticket, handed off (but unreachable, so no transcript line
+      says so: the ticket's hand-off is what counts); never comes back: not a repeat;
     - c: asks, answered, opens a ticket an agent handles online (no hand-off);
     - d: asks, answered, never needs a person.
     Funnel: 4 conversations asked; hotline reached by a and b (2), online agent by a, b, c (3).
@@ -257,6 +258,8 @@ async def test_dashboard_counts_hand_offs_from_a_known_history(services) -> None
         await entry(m.id, "out", at + timedelta(minutes=1, seconds=1), text="…", kind="human")
         t, _ = await inbox.open_ticket(services, m.id, "web", "human")
         await Ticket.filter(id=t.id).update(created_at=at + timedelta(minutes=1))
+        if name == "b":  # b cannot be told (no reachable channel): the ticket's hand-off still counts
+            await ChannelAccount.filter(member_id=m.id).update(active=False)
         if name in "ab":
             assert (await inbox.hand_off_to_hotline(services, await Ticket.get(id=t.id), staff.id)).done
             await Ticket.filter(id=t.id).update(hotline_at=at + timedelta(minutes=5))
@@ -270,6 +273,7 @@ async def test_dashboard_counts_hand_offs_from_a_known_history(services) -> None
     history = await dashboard_data.load_history(start, end, window=window, gap=gap)
     assert sorted((t.member_id, t.topic) for t in history.tickets) == sorted(
         (members[n].id, "reason:human") for n in "ab")
+    assert not await TranscriptEntry.filter(member_id=members["b"].id, kind="hotline").exists()
     rep = kpis.report(history, start=start, end=end, period="day", tz=tz, window=window, gap=gap,
                       now=end + timedelta(days=8))
     funnel = {s.layer: s.reached for s in rep.funnel}
