@@ -2,6 +2,7 @@
 double assignment, agent replies through the outbox, closing with one survey."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -269,11 +270,19 @@ async def hand_off_to_hotline(services: "Services", ticket: Ticket, staff_id: in
         raise HandOffRefused("closed")
     if not any_ticket and ticket.assignee_id not in (None, staff_id):
         raise HandOffRefused("owned by another agent")
-    if ticket.assignee_id is None and not await claim(services, ticket.id, staff_id) and not any_ticket:
-        fresh = await Ticket.get(id=ticket.id)
-        if fresh.assignee_id != staff_id:
-            raise HandOffRefused("owned by another agent")
+    # once started it runs to the end even if the request is dropped (an agent's page that
+    # reloads mid-post): a hand-off recorded without its notice would never be sent
+    return await asyncio.shield(_hand_off(services, ticket, member, staff_id, number, note, any_ticket))
+
+
+async def _hand_off(services: "Services", ticket: Ticket, member: Member, staff_id: int, number: str | None,
+                    note: str, any_ticket: bool) -> HandOff:
     now = utcnow()
+    if ticket.assignee_id is None:  # the agent takes it (quietly: the "hotline" event below tells the pages)
+        claimed = await Ticket.filter(id=ticket.id, status="open", assignee_id=None).update(
+            status="claimed", assignee_id=staff_id, claimed_at=now)
+        if not claimed and not any_ticket and (await Ticket.get(id=ticket.id)).assignee_id != staff_id:
+            raise HandOffRefused("owned by another agent")
     q = Ticket.filter(id=ticket.id, status__in=LIVE, hotline_at=None)
     if not any_ticket:
         q = q.filter(assignee_id=staff_id)
