@@ -109,6 +109,27 @@ async def test_unreachable_member_is_still_handed_off(services) -> None:
     assert not await OutboxMessage.filter(member_id=m.id).exists()
 
 
+async def test_a_dropped_request_still_finishes_the_hand_off(services) -> None:
+    """aiohttp cancels a handler whose client went away (a page reloading mid-post): the
+    hand-off, once recorded, must still tell the member."""
+    m = await member("h6")
+    t, _ = await inbox.open_ticket(services, m.id, "web", "human")
+    agent = await create_staff("hl-agent6", "secret-pass-1", ["agent"])
+    task = asyncio.create_task(inbox.hand_off_to_hotline(services, t, agent.id, phone="13800135678"))
+    for _ in range(500):
+        if await Ticket.filter(id=t.id, hotline_at__not_isnull=True).exists():
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    for _ in range(200):
+        if await TicketMessage.filter(ticket_id=t.id, outbox_id__not_isnull=True).exists():
+            break
+        await asyncio.sleep(0.01)
+    assert (await Ticket.get(id=t.id)).hotline_at is not None
+    assert await OutboxMessage.filter(member_id=m.id, idempotency_key=f"hotline:{t.id}").count() == 1
+    assert await TranscriptEntry.filter(member_id=m.id, kind="hotline").count() == 1
+
+
 # --- HTTP --------------------------------------------------------------------------------------
 
 
