@@ -1,6 +1,7 @@
 """The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,17 +184,23 @@ async def hotline(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
     form = await request.post()
     staff = request["staff"]
-    try:
+
+    async def act() -> service.HandOff:
         result = await service.hand_off_to_hotline(
             request.app[SERVICES], ticket, staff.id, phone=str(form.get("phone", ""))[:64],
             note=str(form.get("note", "")), any_ticket=_supervises(staff))
+        if result.done:
+            await audit.record(request, "ticket.hotline", "ticket", ticket.id, member=ticket.member_id,
+                               phone=mask_phone(result.phone) if result.phone else "", delivered=result.delivered)
+        return result
+
+    try:  # shielded: the agent's page may reload on the hand-off's own event before the answer
+        result = await asyncio.shield(act())
     except service.BadPhone:
         raise bad_request(request, N_("The call-back number must be a phone number (digits, an optional +).")) from None
     except service.HandOffRefused:
         raise _back(ticket.id, "refused") from None
     if result.done:
-        await audit.record(request, "ticket.hotline", "ticket", ticket.id, member=ticket.member_id,
-                           phone=mask_phone(result.phone) if result.phone else "", delivered=result.delivered)
         raise _back(ticket.id, "hotline" if result.delivered else "unreachable")
     raise _back(ticket.id, "already-hotline")
 
