@@ -88,6 +88,11 @@ async def test_typed_number_english_member_and_refusals(services) -> None:
     assert r3.done and r3.phone is None
     assert (await OutboxMessage.get(member_id=m3.id)).payload["text"] == \
         "Your request has been passed to our hotline. An agent will call you back."
+    # a zh_TW member reads it in Traditional script
+    m7 = await member("h7", locale="zh_TW")
+    t7, _ = await inbox.open_ticket(services, m7.id, "web", "human")
+    assert (await inbox.hand_off_to_hotline(services, t7, owner.id, phone="13800135678")).done
+    assert (await OutboxMessage.get(member_id=m7.id)).payload["text"] == "您的問題已轉到熱線，客服將致電 138****5678 與您聯絡。"
     # a closed ticket is not handed off
     m4 = await member("h4")
     t4, _ = await inbox.open_ticket(services, m4.id, "web", "human")
@@ -211,7 +216,8 @@ async def test_supervisor_assigns_and_reads_the_report_agent_may_not(client) -> 
     boss = await StaffUser.get(username="sv-boss")
     assert boss.has_role("agent") and boss.has_role("supervisor") and not boss.has_role("reviewer")
     html, token = await csrf(client, f"/inbox/t/{t.id}?lang=zh_CN")
-    assert f'action="/inbox/t/{t.id}/assign"' in html and "改派" in html and "坐席" in html
+    assert f'action="/inbox/t/{t.id}/assign"' in html and "改派" in html
+    assert "sv-first (坐席)" in html and "sv-boss (值班长)" in html  # role names in the reader's language
     stale = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": str(second.id),
                                                                 "expected": str(second.id)}, allow_redirects=False)
     assert stale.headers["Location"].endswith("flash=changed") and (await Ticket.get(id=t.id)).assignee_id == first.id
