@@ -103,15 +103,23 @@ async def test_tickets_surveys_and_sla_from_the_inbox(client) -> None:
     now = datetime.now(timezone.utc)
     await Ticket.create(member_id=acc.member_id, channel="web", reason="human", status="closed",
                         first_response_due=now + timedelta(minutes=10), resolution_due=now + timedelta(hours=1),
-                        first_response_at=now, survey_score=5, survey_at=now)
-    await chat(client, user="t1", text="流量剩余查询")  # a same-topic contact after the ticket
+                        first_response_at=now, survey_score=5, survey_at=now, hotline_at=now)
+    # a ticket an agent handled online is not a hotline ticket: it is not in the repeat figure
+    await chat(client, user="t2", text=QUESTION)
+    acc2 = await ChannelAccount.get(channel="web", external_id="t2")
+    await Ticket.create(member_id=acc2.member_id, channel="web", reason="human", status="closed",
+                        first_response_due=now + timedelta(minutes=10), resolution_due=now + timedelta(hours=1),
+                        first_response_at=now)
+    await chat(client, user="t1", text="流量剩余查询")  # a same-topic contact after the hand-off
+    await chat(client, user="t2", text="流量剩余查询")
     await staff_login(client)
     rows = list(csv.reader(io.StringIO((await (await client.get("/dashboard.csv?table=by_channel")).text())
                                        .lstrip("\ufeff"))))
     total = rows[-1]
-    assert total[0] == "all" and total[7] == "1.0000" and total[10] == "1.0000"  # satisfied; a repeat inquiry
+    # satisfied; the one hotline hand-off was followed by a repeat inquiry
+    assert total[0] == "all" and total[7] == "1.0000" and total[10] == "1.0000" and total[11:13] == ["1", "1"]
     sla = await (await client.get("/dashboard.csv?table=sla")).text()
-    assert "all,1.0000,1,1" in sla
+    assert "all,1.0000,2,2" in sla
 
 
 async def test_metrics_expose_the_dashboard_figures(client) -> None:

@@ -340,7 +340,9 @@ async def test_survey_comment_and_agent_report(client, services) -> None:
     assert (row.closed, row.rated, row.satisfied, row.score_sum) == (2, 2, 1, 7)
     assert row.csat == 0.5 and row.average == 3.5 and row.replied == 1 and row.within_sla == 1
     assert row.comments == [(t.id, 2, "等太久了")]
-    await staff_login(client, "boss", ["agent"])
+    await staff_login(client, "peer-agent", ["agent"])
+    assert (await client.get("/inbox/report")).status == 403  # agents do not read each other's figures
+    await staff_login(client, "boss", ["supervisor"])
     html = await (await client.get("/inbox/report")).text()
     assert "等太久了" in html and "50 %" in html
 

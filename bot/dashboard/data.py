@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.dashboard.kpis import (
-    ANSWER_KINDS, Contact, Event, Feedback, History, PointsEntry, SlaTicket, Survey, TopicTicket, Unanswered,
+    ANSWER_KINDS, HOTLINE_KIND, Contact, Event, Feedback, History, PointsEntry, SlaTicket, Survey, TopicTicket, Unanswered,
 )
 from bot.core.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
 from community.inbox.models import Ticket
@@ -41,18 +41,27 @@ async def load_history(start: datetime, end: datetime, *, window: timedelta, gap
                           for r in await UnansweredQuestion.filter(
                               created_at__gte=start, created_at__lt=end, resolved=False,
                           ).values_list("text", "normalized", "channel", "created_at")]
-    await _load_inbox(history, start, end)
+    await _load_inbox(history, start, end, events_from=start - lead, events_until=end + tail)
     history.has_points = True
     history.points = [PointsEntry(g, ev, at) for g, ev, at in await LedgerEntry.filter(
         created_at__gte=start, created_at__lt=end).values_list("granted", "event", "created_at")]
     return history
 
 
-async def _load_inbox(history: History, start: datetime, end: datetime) -> None:
+async def _load_inbox(history: History, start: datetime, end: datetime, *, events_from: datetime,
+                      events_until: datetime) -> None:
+    """Tickets (SLA, repeat contacts) and the hand-offs to the phone hotline.
+
+    A hand-off is ``Ticket.hotline_at`` (set once by ``community.inbox.service.hand_off_to_hotline``):
+    it is a "hotline" event for the funnel, at the hand-off, in the member's conversation
+    (so it counts even when the member could not be told), and a hotline ticket for the
+    repeat-contact figure, dated at the hand-off."""
     history.has_surveys = history.has_tickets = True
-    rows = await Ticket.filter(created_at__gte=start - timedelta(days=REPEAT_DAYS),
-                               created_at__lt=end + timedelta(days=REPEAT_DAYS)).values_list(
+    lead = timedelta(days=REPEAT_DAYS)
+    rows = await Ticket.filter(created_at__gte=start - lead, created_at__lt=end + lead).values_list(
         "id", "member_id", "channel", "reason", "created_at", "first_response_due", "first_response_at")
+    handoffs = await Ticket.filter(hotline_at__gte=start - lead, hotline_at__lt=end + lead).values_list(
+        "id", "member_id", "channel", "reason", "created_at", "hotline_at")
     surveys = await Ticket.filter(survey_at__gte=start, survey_at__lt=end, survey_score__not_isnull=True).values_list(
         "survey_score", "survey_at", "channel")
     history.surveys = [Survey(score=s, at=at, channel=ch) for s, at, ch in surveys]
@@ -70,13 +79,21 @@ async def _load_inbox(history: History, start: datetime, end: datetime) -> None:
             answered.setdefault(e.member_id, []).append(e)
     for evs in answered.values():
         evs.sort(key=lambda e: e.at)
+
+    def ticket_topic(member_id: int, created: datetime, reason: str) -> str:
+        before = [e for e in answered.get(member_id, []) if created - timedelta(days=1) <= e.at <= created]
+        return item_topic(before[-1].item_id) if before else f"reason:{reason}"
+
     for tid, mid, channel, reason, at, due, first in rows:
-        before = [e for e in answered.get(mid, []) if at - timedelta(days=1) <= e.at <= at]
-        topic = item_topic(before[-1].item_id) if before else f"reason:{reason}"
-        ticket = TopicTicket(id=tid, member_id=mid, channel=channel, at=at, topic=topic)
-        history.contacts.append(Contact(mid, at, topic, ref=f"ticket:{tid}"))
+        history.contacts.append(Contact(mid, at, ticket_topic(mid, at, reason), ref=f"ticket:{tid}"))
         if start <= at < end:
-            history.tickets.append(ticket)
             history.sla.append(SlaTicket(id=tid, channel=channel, created_at=at, due_at=due, first_response_at=first))
+    for tid, mid, channel, reason, created, handed in handoffs:
+        if events_from <= handed < events_until:  # a synthetic outbound event (negative id: no row's)
+            history.events.append(Event(id=-tid, member_id=mid, channel=channel, direction="out", at=handed,
+                                        kind=HOTLINE_KIND))
+        if start <= handed < end:
+            history.tickets.append(TopicTicket(id=tid, member_id=mid, channel=channel, at=handed,
+                                               topic=ticket_topic(mid, created, reason)))
     for mid, evs in answered.items():
         history.contacts.extend(Contact(mid, e.at, item_topic(e.item_id), ref=f"answer:{e.id}") for e in evs)

@@ -22,7 +22,8 @@ QUESTION_KINDS = frozenset({"answer", "answer_pick", "suggest", "none"})
 PEER_KINDS = frozenset({"help_request", "peer_answer", "accepted", "post", "peer"})
 SUGGESTION_KINDS = frozenset({"suggest", "answer_pick"})  # "did you mean" choices, and a picked one
 AGENT_KINDS = frozenset({"handover", "human", "ticket", "agent"})  # handed to the inbox; an agent's chat reply
-HOTLINE_KINDS = frozenset({"hotline"})  # a hand-off to the phone hotline (no channel records one yet)
+HOTLINE_KIND = "hotline"
+HOTLINE_KINDS = frozenset({HOTLINE_KIND})  # an agent handed the ticket to the phone hotline
 HANDON_ACTIONS = ("human", "post")  # inbound button actions that ask for the next layer
 REPHRASE_SIMILARITY = 0.3  # token Jaccard at or above which a later question is the same one again
 
@@ -31,7 +32,9 @@ REPHRASE_SIMILARITY = 0.3  # token Jaccard at or above which a later question is
 #   peer            the member took the question to the community (post / help request / peer answer)
 #   bot_suggestion  the bot offered "did you mean" choices (or the member picked one)
 #   online_agent    the conversation was handed to the agent inbox, or an agent replied in the chat
-#   hotline         a hand-off to the phone hotline (kind "hotline"; nothing records one yet: 0)
+#   hotline         an agent handed the conversation's ticket to the phone hotline (转热线): the
+#                   ticket's hand-off (``Ticket.hotline_at``, loaded as a "hotline" event) or the
+#                   notice the member got (a transcript row of kind "hotline"); once per ticket
 LAYERS = ("self_service", "peer", "bot_suggestion", "online_agent", "hotline")
 PERSON_LAYERS = frozenset({1, 3, 4})  # a person (peer, agent, hotline) was involved
 Period = Literal["day", "week"]
@@ -83,7 +86,9 @@ class Survey:
 
 @dataclass(frozen=True, slots=True)
 class TopicTicket:
-    """A ticket handed to the hotline, with the topic it was about."""
+    """A ticket handed to the hotline (dated at the hand-off), with the topic it was about:
+    what the member was last answered about in the day before the ticket opened, else the
+    ticket's reason."""
 
     id: int
     member_id: int
@@ -328,7 +333,8 @@ def mean_score(surveys: Iterable[Survey]) -> float | None:
 def repeat_verdicts(tickets: Iterable[TopicTicket], contacts: Iterable[Contact],
                     days: int = 7) -> list[tuple[TopicTicket, bool]]:
     """Each hotline ticket and whether its member came back about the same topic within
-    ``days`` after it (the hotline did not settle it the first time)."""
+    ``days`` after the hand-off (the hotline did not settle it the first time): an answer
+    on that topic, or another ticket about it (the ticket itself does not count)."""
     by_member: dict[int, list[Contact]] = defaultdict(list)
     for c in contacts:
         by_member[c.member_id].append(c)

@@ -12,6 +12,7 @@ from bot.staff.models import ROLES
 
 DEMO_STAFF = (
     ("agent", ["agent"], "客服小王"),
+    ("supervisor", ["supervisor"], "值班长老张"),
     ("reviewer", ["reviewer"], "知识审核员"),
     ("marketer", ["marketer"], "营销小李"),
     ("admin", ["admin"], "管理员"),

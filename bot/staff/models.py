@@ -6,7 +6,10 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
-ROLES = ("agent", "reviewer", "marketer", "admin")
+ROLES = ("agent", "supervisor", "reviewer", "marketer", "admin")
+# a role that includes others: a supervisor is a senior agent (works the inbox, and also
+# assigns tickets and reads the per-agent reports); admin includes every role
+IMPLIES: dict[str, tuple[str, ...]] = {"supervisor": ("agent",)}
 
 
 class StaffUser(Model):
@@ -14,7 +17,7 @@ class StaffUser(Model):
     username = fields.CharField(max_length=64, unique=True)
     display_name = fields.CharField(max_length=128, default="")
     password_hash = fields.CharField(max_length=255)
-    roles: fields.JSONField[list[str]] = fields.JSONField(default=list)  # subset of ROLES; admin may do everything
+    roles: fields.JSONField[list[str]] = fields.JSONField(default=list)  # subset of ROLES; admin may do everything (see IMPLIES)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
@@ -23,7 +26,13 @@ class StaffUser(Model):
         table = "staff_user"
 
     def has_role(self, *roles: str) -> bool:
-        return "admin" in self.roles or any(r in self.roles for r in roles)
+        """One of ``roles``, held or included by a held role (admin passes every check)."""
+        if "admin" in self.roles:
+            return True
+        held = set(self.roles)
+        for role in self.roles:
+            held.update(IMPLIES.get(role, ()))
+        return any(r in held for r in roles)
 
 
 class StaffSession(Model):

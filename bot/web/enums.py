@@ -37,6 +37,8 @@ ENUMS: dict[str, dict[str, str]] = {
                           "failed": N_("Failed, points refunded")},
     "tag_op": {"add": N_("added"), "remove": N_("removed")},
     "tag_source": {"inbox": N_("inbox"), "api": N_("API"), "cli": N_("import")},
+    "staff_role": {"agent": N_("Agent"), "supervisor": N_("Supervisor"), "reviewer": N_("Reviewer"),
+                   "marketer": N_("Marketer"), "admin": N_("Administrator")},
 }
 
 

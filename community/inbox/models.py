@@ -46,6 +46,12 @@ class Ticket(Model):
     survey_score = fields.IntField(null=True)
     survey_at = fields.DatetimeField(null=True)
     survey_comment = fields.TextField(null=True)  # optional words after the score
+    # handed to the phone hotline (once): when, the number to call back, the agent's note;
+    # who did it is the staff on the ticket's "hotline:<id>" message. The dashboard's
+    # hotline layer and repeat-contact figure count these.
+    hotline_at = fields.DatetimeField(null=True)
+    hotline_phone = fields.CharField(max_length=32, null=True)
+    hotline_note = fields.TextField(null=True)
 
     class Meta:
         table = "inbox_ticket"
@@ -79,3 +85,5 @@ LABELS = (
     N_("open"), N_("claimed"), N_("closed"), N_("vip"), N_("repeat"),
     N_("visible"), N_("held"), N_("rejected"), N_("pending"), N_("approved"),
 )
+
+HOTLINE_NONCE = "hotline:%s"  # the one system message of a ticket's hotline hand-off

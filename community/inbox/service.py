@@ -2,7 +2,9 @@
 double assignment, agent replies through the outbox, closing with one survey."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -12,10 +14,11 @@ from tortoise.expressions import Q
 
 from bot.core import point_queries
 from bot.core.events import TicketResolved
-from bot.core.messages import Choice, Reply
-from bot.core.models import ChannelAccount, Member, UnansweredQuestion
+from bot.core.identity.names import mask_phone
+from bot.core.messages import Choice, Outgoing, Reply
+from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry, UnansweredQuestion
 from community.inbox import events
-from community.inbox.models import REASONS, Ticket, TicketMessage
+from community.inbox.models import HOTLINE_NONCE, REASONS, Ticket, TicketMessage
 
 if TYPE_CHECKING:
     from bot.core.services import Services
@@ -197,6 +200,126 @@ async def send_to_member(services: "Services", ticket: Ticket, reply: Reply, *, 
     usable = await ChannelAccount.filter(member_id=ticket.member_id, channel=ticket.channel, active=True).exists()
     return await services.outbox.to_member(ticket.member_id, reply, purpose=purpose, idempotency_key=key,
                                            channel=ticket.channel if usable else None)
+
+
+class HandOffRefused(Exception):
+    """The ticket is closed or another agent owns it."""
+
+
+class BadPhone(ValueError):
+    """The call-back number is not a phone number."""
+
+
+@dataclass(slots=True)
+class HandOff:
+    """The outcome of a hand-off to the hotline. ``done`` is False when the ticket had
+    already been handed off (a second post changes nothing and sends nothing)."""
+
+    ticket_id: int
+    done: bool
+    delivered: bool  # the member was told (False: no reachable channel, or not this time)
+    phone: str | None  # the number the hotline will call, as stored
+
+
+MAX_HOTLINE_NOTE = 1000
+_PHONE_CHARS = re.compile(r"[+\d][\d \-()]{4,30}")
+
+
+def callback_phone(raw: str, member: Member) -> str | None:
+    """The number the hotline calls: the one the agent typed (digits, an optional leading +),
+    else the member's verified phone, else none (the hotline finds them by member id)."""
+    raw = raw.strip()
+    if raw:
+        if not _PHONE_CHARS.fullmatch(raw):
+            raise BadPhone(raw)
+        digits = re.sub(r"\D", "", raw)
+        if not 5 <= len(digits) <= 15:
+            raise BadPhone(raw)
+        return ("+" if raw.startswith("+") else "") + digits
+    if member.phone and member.phone_verified_at is not None:
+        return member.phone
+    return None
+
+
+def hotline_reply(services: "Services", locale: str, phone: str | None) -> Reply:
+    """What the member is told, in their language; the number is masked (a chat screen is
+    not private)."""
+    _ = services.translator.bind(locale)
+    if phone:
+        text = _("Your request has been passed to our hotline. An agent will call you at %(phone)s.",
+                 phone=mask_phone(phone))
+    else:
+        text = _("Your request has been passed to our hotline. An agent will call you back.")
+    return Reply(text=text, kind="hotline")
+
+
+async def hand_off_to_hotline(services: "Services", ticket: Ticket, staff_id: int, *, phone: str = "",
+                              note: str = "", any_ticket: bool = False) -> HandOff:
+    """Hand the ticket to the phone hotline, once: record it on the ticket, note it in the
+    ticket's conversation, tell the member through the outbox and mark their transcript.
+
+    An agent acts on their own or an unassigned ticket (which they then claim);
+    ``any_ticket`` (supervisors, admins) acts on any live one. Raises :class:`BadPhone`
+    before anything changes, :class:`HandOffRefused` when the ticket is not theirs or closed.
+    """
+    member = await Member.get(id=ticket.member_id)
+    number = callback_phone(phone, member)
+    note = note.strip()[:MAX_HOTLINE_NOTE]
+    if ticket.hotline_at is not None:
+        return HandOff(ticket.id, False, False, ticket.hotline_phone)
+    if ticket.status == "closed":
+        raise HandOffRefused("closed")
+    if not any_ticket and ticket.assignee_id not in (None, staff_id):
+        raise HandOffRefused("owned by another agent")
+    # once started it runs to the end even if the request is dropped (an agent's page that
+    # reloads mid-post): a hand-off recorded without its notice would never be sent
+    return await asyncio.shield(_hand_off(services, ticket, member, staff_id, number, note, any_ticket))
+
+
+async def _hand_off(services: "Services", ticket: Ticket, member: Member, staff_id: int, number: str | None,
+                    note: str, any_ticket: bool) -> HandOff:
+    now = utcnow()
+    if ticket.assignee_id is None:  # the agent takes it (quietly: the "hotline" event below tells the pages)
+        claimed = await Ticket.filter(id=ticket.id, status="open", assignee_id=None).update(
+            status="claimed", assignee_id=staff_id, claimed_at=now)
+        if not claimed and not any_ticket and (await Ticket.get(id=ticket.id)).assignee_id != staff_id:
+            raise HandOffRefused("owned by another agent")
+    q = Ticket.filter(id=ticket.id, status__in=LIVE, hotline_at=None)
+    if not any_ticket:
+        q = q.filter(assignee_id=staff_id)
+    if not await q.update(hotline_at=now, hotline_phone=number, hotline_note=note or None):
+        fresh = await Ticket.get(id=ticket.id)
+        if fresh.hotline_at is not None:  # a concurrent post won: this one is a no-op
+            return HandOff(ticket.id, False, False, fresh.hotline_phone)
+        raise HandOffRefused("closed or owned by another agent")
+    reply = hotline_reply(services, member.locale, number)
+    msg = await TicketMessage.create(ticket_id=ticket.id, author="system", staff_id=staff_id, text=reply.text,
+                                     nonce=HOTLINE_NONCE % ticket.id)
+    row = await _send_hotline_notice(services, ticket, reply)
+    if row is not None:
+        await TicketMessage.filter(id=msg.id).update(outbox_id=row.id, channel=row.channel)
+    await Ticket.filter(id=ticket.id, first_response_at=None).update(first_response_at=now)
+    await events.publish(services, {"type": "ticket", "ticket": ticket.id, "what": "hotline"})
+    return HandOff(ticket.id, True, row is not None, number)
+
+
+async def _send_hotline_notice(services: "Services", ticket: Ticket, reply: Reply) -> OutboxMessage | None:
+    """Through the outbox as an agent message (solicited: an opt-out does not stop it), on
+    the ticket's channel when still reachable, else the member's latest; the transcript
+    line is of kind "hotline", which the dashboard's funnel counts."""
+    accounts = ChannelAccount.filter(member_id=ticket.member_id, active=True)
+    account = (await accounts.filter(channel=ticket.channel).order_by("-id").first()
+               or await accounts.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
+               or await accounts.order_by("id").first())
+    if account is None:
+        return None
+    row = await services.outbox.enqueue(Outgoing(
+        channel=account.channel, address=account.chat_id or account.external_id, reply=reply,
+        member_id=ticket.member_id, purpose="agent", idempotency_key=HOTLINE_NONCE % ticket.id,
+    ), transcribe=False)
+    await TranscriptEntry.create(member_id=ticket.member_id, channel=account.channel, direction="out",
+                                 text=reply.text, kind="hotline")
+    return row
 
 
 async def add_member_message(services: "Services", ticket: Ticket, text: str, channel: str) -> TicketMessage:

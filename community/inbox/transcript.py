@@ -34,6 +34,7 @@ class Line:
     tapped: bool = False  # a button tap (or a digit answering numbered choices)
     raw: str = ""  # the action or digit behind a tap, for the curious
     offered: list[Offered] = field(default_factory=list)
+    handoff: bool = False  # the notice that the ticket went to the phone hotline (kind "hotline")
 
 
 def offered_choices(payload: Any) -> list[tuple[str, str]]:
@@ -100,7 +101,7 @@ def build(entries: Sequence[TranscriptEntry], _: Translate, titles: dict[int, st
     for e in ordered:
         if e.direction == "out":
             offered = [Offered(label or describe_action(a, _, titles), a) for a, label in offered_choices(e.payload)]
-            lines.append(Line(entry=e, direction="out", text=e.text, offered=offered))
+            lines.append(Line(entry=e, direction="out", text=e.text, offered=offered, handoff=e.kind == "hotline"))
             if offered:
                 last_offered = offered
             continue

@@ -1,6 +1,7 @@
 """The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +11,7 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
 from bot.core.app_keys import SERVICES
+from bot.core.identity.names import mask_phone
 from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.staff.models import StaffUser
@@ -18,7 +20,7 @@ from bot.web import bad_request, render, request_locale
 from bot.web import sse as sse_stream
 from bot.web.lookup import object_or_404, path_id
 from community.inbox import events, service
-from community.inbox.models import Ticket, TicketMessage
+from community.inbox.models import HOTLINE_NONCE, Ticket, TicketMessage
 from community.inbox import queue as ticket_queue
 from community.inbox import report as inbox_report
 from community.inbox.models import STATUSES
@@ -28,7 +30,8 @@ from community.models import KnowledgeItem
 from community.qa.models import Question
 
 TEMPLATES = Path(__file__).parent / "templates"
-AGENTS = ("agent",)  # admin passes every role check
+AGENTS = ("agent",)  # a supervisor is an agent too; admin passes every role check
+SUPERVISORS = ("supervisor",)  # assign and re-assign tickets, read the per-agent reports
 MAX_REPLY = 4000
 
 
@@ -67,7 +70,12 @@ async def _queue(request: web.Request) -> tuple[ticket_queue.QueuePage, list[dic
 
 
 def _agents(staff_list: list[StaffUser]) -> list[StaffUser]:
-    return [a for a in staff_list if a.has_role("agent")]
+    return [a for a in staff_list if a.has_role(*AGENTS)]
+
+
+def _supervises(staff: StaffUser) -> bool:
+    """Supervisors and admins assign tickets and may act on any ticket."""
+    return staff.has_role(*SUPERVISORS)
 
 
 @require_role(*AGENTS)
@@ -77,6 +85,7 @@ async def queue_page(request: web.Request) -> web.Response:
     agents = _agents(await StaffUser.filter(active=True).order_by("username"))
     return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
                   rows=rows, q=result, channels=channels, agents=agents, statuses=("live", *STATUSES, "all"),
+                  supervises=_supervises(request["staff"]),
                   query=dict(request.query), flash=request.query.get("flash", ""))
 
 
@@ -93,11 +102,24 @@ async def ticket_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     view = await ticket_view(services, ticket, services.translator.bind(request_locale(request)))
     staff = request["staff"]
-    agents = await StaffUser.filter(active=True).order_by("username") if staff.has_role("admin") else []
+    supervises = _supervises(staff)
+    agents = await StaffUser.filter(active=True).order_by("username") if supervises else []
+    member = view.member
     return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
-                  messages=view.messages, ticket=ticket,
+                  messages=view.messages, ticket=ticket, supervises=supervises,
                   agents=_agents(agents), nonce=secrets.token_urlsafe(16),
+                  verified_phone=mask_phone(member.phone) if member.phone and member.phone_verified_at else "",
+                  hotline_phone=mask_phone(ticket.hotline_phone) if ticket.hotline_phone else "",
+                  hotline_by=await _hotline_by(ticket),
                   flash=request.query.get("flash", ""))
+
+
+async def _hotline_by(ticket: Ticket) -> str:
+    """Who handed the ticket to the hotline (the staff on its hand-off message)."""
+    if ticket.hotline_at is None:
+        return ""
+    msg = await TicketMessage.get_or_none(nonce=HOTLINE_NONCE % ticket.id).select_related("staff")
+    return (msg.staff.display_name or msg.staff.username) if msg and msg.staff else ""
 
 
 @require_role(*AGENTS)
@@ -124,7 +146,7 @@ async def release(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/inbox")
 
 
-@require_role("admin")
+@require_role(*SUPERVISORS)
 async def assign(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     form = await request.post()
@@ -154,6 +176,33 @@ async def reply(request: web.Request) -> web.Response:
         raise _back(ticket.id, "refused") from None
     await audit.record(request, "ticket.reply", "ticket", ticket.id, member=ticket.member_id, chars=len(text))
     raise _back(ticket.id, "" if sent.delivered else "unreachable")
+
+
+@require_role(*AGENTS)
+async def hotline(request: web.Request) -> web.Response:
+    """Hand the ticket to the phone hotline (转热线), once; the member is told in their language."""
+    ticket = await _ticket(request)
+    form = await request.post()
+    staff = request["staff"]
+
+    async def act() -> service.HandOff:
+        result = await service.hand_off_to_hotline(
+            request.app[SERVICES], ticket, staff.id, phone=str(form.get("phone", ""))[:64],
+            note=str(form.get("note", "")), any_ticket=_supervises(staff))
+        if result.done:
+            await audit.record(request, "ticket.hotline", "ticket", ticket.id, member=ticket.member_id,
+                               phone=mask_phone(result.phone) if result.phone else "", delivered=result.delivered)
+        return result
+
+    try:  # shielded: the agent's page may reload on the hand-off's own event before the answer
+        result = await asyncio.shield(act())
+    except service.BadPhone:
+        raise bad_request(request, N_("The call-back number must be a phone number (digits, an optional +).")) from None
+    except service.HandOffRefused:
+        raise _back(ticket.id, "refused") from None
+    if result.done:
+        raise _back(ticket.id, "hotline" if result.delivered else "unreachable")
+    raise _back(ticket.id, "already-hotline")
 
 
 async def _answered_by(request: web.Request, form: Any) -> int | None:
@@ -230,7 +279,7 @@ async def canned(request: web.Request) -> web.Response:
     return render(request, "inbox_canned.html", items=items, q=text)
 
 
-@require_role(*AGENTS)
+@require_role(*SUPERVISORS)
 async def report_page(request: web.Request) -> web.Response:
     raw = request.query.get("days", "30")
     days = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 366 else 30
@@ -260,3 +309,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/inbox/t/{ticket_id}/close", close)
     app.router.add_post("/inbox/t/{ticket_id}/publish", publish)
     app.router.add_post("/inbox/t/{ticket_id}/tags", change_tag)
+    app.router.add_post("/inbox/t/{ticket_id}/hotline", hotline)
