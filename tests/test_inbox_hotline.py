@@ -12,7 +12,7 @@ import pytest
 from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry
 from bot.dashboard import data as dashboard_data
 from bot.dashboard import kpis
-from bot.pipeline import get_or_create_account
+from bot.core.accounts import get_or_create_account
 from bot.staff.auth import create_staff
 from bot.staff.models import ROLES, StaffAudit, StaffUser
 from community.inbox import service as inbox
