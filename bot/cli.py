@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.channels.wechat import cli as wechat_cli
 from bot.core.logs import setup_logging
@@ -16,6 +17,10 @@ from community.members import cli as members_cli
 from community.offers.demo import demo_offer
 from gamification import cli as gamification_cli
 from gamification.demo import demo_rewards
+
+if TYPE_CHECKING:  # imported where used: the web app and the importer are heavy for other commands
+    from bot.app import DbSetup
+    from community.kb_io import ImportReport
 
 SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 # the feature packages' sub-commands (each module has register(subparsers))
@@ -33,7 +38,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def import_kb(path: Path, *, quiet: bool = False) -> "object":
+async def import_kb(path: Path, *, quiet: bool = False) -> ImportReport:
     from tqdm import tqdm
 
     from community.kb_io import import_rows, parse_file
@@ -167,7 +172,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.workers import run_workers
 
         return run_workers(settings, args.workers)
-    db_setup = "migrate" if settings.is_sqlite else "none"
+    db_setup: DbSetup = "migrate" if settings.is_sqlite else "none"
     app = create_app(settings, db_setup=db_setup)
     run_web(app, settings)
     return 0

@@ -71,7 +71,7 @@ async def outage_middleware(
 def _row(m: OutboxMessage) -> dict[str, object]:
     payload = m.payload if isinstance(m.payload, dict) else {}
     return {
-        "id": m.id, "channel": m.channel, "address": m.address, "member_id": m.member_id,  # type: ignore[attr-defined]
+        "id": m.id, "channel": m.channel, "address": m.address, "member_id": m.member_id,
         "purpose": m.purpose, "status": m.status, "attempts": m.attempts, "last_error": m.last_error,
         "text": str(payload.get("text", ""))[:500], "provider_ref": m.provider_ref,
         "created_at": m.created_at.isoformat() if m.created_at else None,

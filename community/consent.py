@@ -21,7 +21,7 @@ class OptOutEvent(Model):
     """One consent change, kept for audit (never updated or deleted by the service)."""
 
     id = fields.BigIntField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="consent_events", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField("models.Member", related_name="consent_events", on_delete=fields.CASCADE)
     channel = fields.CharField(max_length=16)
     action = fields.CharField(max_length=8)  # opt_out | opt_in
     source_text = fields.CharField(max_length=255, default="")

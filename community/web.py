@@ -6,6 +6,7 @@ periodic question-deadline check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -63,7 +64,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         services = app[SERVICES]
         moderation.invalidate()  # the watch list is read from this app's database
         for kind in ("question", "answer"):
-            moderation.on_review(kind, lambda cid, ok, kind=kind: qa.on_review(services, kind, cid, ok))
+            moderation.on_review(kind, functools.partial(qa.on_review, services, kind))
         task = None
         if settings.qa_deadline_check_seconds > 0:
             task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),

@@ -412,9 +412,10 @@ async def _release(entries: list[LedgerEntry], reason: str) -> dict[int, int]:
     if not entries:
         return {}
     ids = [e.id for e in entries]
-    done = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
-               .values_list("idempotency_key", flat=True))
-    reversed_ = set(await LedgerEntry.filter(reversal_of_id__in=ids).values_list("reversal_of_id", flat=True))
+    done: set[str] = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
+                         .values_list("idempotency_key", flat=True))  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+    reversed_: set[int] = set(await LedgerEntry.filter(  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+        reversal_of_id__in=ids).values_list("reversal_of_id", flat=True))
     paid: dict[int, int] = {}
     for entry in entries:
         if entry.id in reversed_ or ledger.key_of("release", entry.id) in done:
@@ -453,9 +454,10 @@ async def _not_releasable(member_ids: set[int]) -> set[int]:
     """Members whose pending points must wait: under review, confirmed fraud (a forfeit cut
     short by a crash must not turn into a payout), suspended."""
     blocked = {m for m in member_ids if await caps.has_open_flag(m)}
-    blocked |= set(await ReviewFlag.filter(member_id__in=list(member_ids), status="confirmed",
+    blocked |= set(await ReviewFlag.filter(member_id__in=list(member_ids), status="confirmed",  # type: ignore[arg-type]  # tortoise: flat tuples
                                            reason__in=("ring", "farm")).values_list("member_id", flat=True))
-    blocked |= set(await Member.filter(id__in=list(member_ids)).exclude(status="active").values_list("id", flat=True))
+    blocked |= set(await Member.filter(  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+        id__in=list(member_ids)).exclude(status="active").values_list("id", flat=True))
     return blocked
 
 
@@ -486,8 +488,8 @@ async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
     if not held:
         return 0
     ids = [e.id for e in held]
-    released = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
-                   .values_list("idempotency_key", flat=True))
+    released: set[str] = set(await LedgerEntry.filter(  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+        idempotency_key__in=[ledger.key_of("release", i) for i in ids]).values_list("idempotency_key", flat=True))
     total = 0
     for entry in held:
         if ledger.key_of("release", entry.id) in released:
@@ -551,7 +553,8 @@ async def summary(member_id: int, recent: int = 5) -> Summary:
     entries = await LedgerEntry.filter(member_id=member_id).order_by("-id").limit(recent)
     from gamification.models import MemberBadge
 
-    codes = await MemberBadge.filter(member_id=member_id).order_by("id").values_list("code", flat=True)
+    codes: list[str] = await MemberBadge.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        member_id=member_id).order_by("id").values_list("code", flat=True)
     return Summary(bal.balance, bal.debt, bal.held, bal.lifetime, list(entries),
                    await badges.next_badge(rt.rules, member_id, utcnow().date()), list(codes))
 
@@ -571,9 +574,11 @@ async def names_and_titles(member_ids: list[int], gettext: Gettext) -> dict[int,
 # --- expiry -----------------------------------------------------------------------------------------
 async def expiring_amount(member_id: int, cutoff: datetime) -> int:
     """Points earned before ``cutoff`` not yet consumed (oldest points are spent first)."""
-    earned = await LedgerEntry.filter(member_id=member_id, granted__gt=0, created_at__lt=cutoff).annotate(
+    earned: list[int | None] = await LedgerEntry.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        member_id=member_id, granted__gt=0, created_at__lt=cutoff).annotate(
         s=Sum("granted")).values_list("s", flat=True)
-    consumed = await LedgerEntry.filter(member_id=member_id, granted__lt=0).annotate(
+    consumed: list[int | None] = await LedgerEntry.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        member_id=member_id, granted__lt=0).annotate(
         s=Sum("granted")).values_list("s", flat=True)
     bal = await ledger.balance_of(member_id)
     amount = int(earned[0] or 0) + int(consumed[0] or 0) if earned else 0
@@ -587,7 +592,9 @@ async def run_expiry(now: datetime | None = None) -> tuple[int, int]:
     cutoff = now - timedelta(days=rt.rules.expiry_days)
     soon = cutoff + timedelta(days=rt.rules.expiry_reminder_days)
     expired = reminded = 0
-    for member_id in await Balance.filter(balance__gt=0).values_list("member_id", flat=True):
+    with_points: list[int] = await Balance.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        balance__gt=0).values_list("member_id", flat=True)
+    for member_id in with_points:
         amount = await expiring_amount(member_id, cutoff)
         if amount > 0:
             try:

@@ -110,7 +110,7 @@ async def reward_save(request: web.Request) -> web.Response:
     kind = str(form.get("kind", ""))
     if not name or kind not in rewards.KINDS:
         return await _admin_page(request, error="Give the reward a name and a kind.", status=400)
-    values = {
+    values: dict[str, Any] = {
         "name": name, "kind": kind, "cost": _int(form, "cost", lo=1), "stock": _int(form, "stock"),
         "per_member_limit": _int(form, "per_member_limit", 1, lo=1), "face_value": _int(form, "face_value"),
         "active": form.get("active") == "on",

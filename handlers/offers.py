@@ -7,6 +7,7 @@ the answer goes out without the offer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from bot.core.events import OfferAccepted
 from bot.core.messages import Reply
@@ -20,15 +21,15 @@ router = Router("offers")
 
 
 @router.middleware
-async def offers_middleware(ctx: Context, call_next) -> list[Reply]:  # type: ignore[no-untyped-def]
+async def offers_middleware(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]]]) -> list[Reply]:
     replies = await call_next()
     if not ctx.services.settings.offers_enabled:
         return replies
     target = next((r for r in reversed(replies) if r.kind in ANSWER_KINDS and r.item_id is not None), None)
-    if target is None or any(r.kind == "offer_accept" for r in replies):
+    if target is None or target.item_id is None or any(r.kind == "offer_accept" for r in replies):
         return replies
     try:
-        item = await ctx.services.kb.get(target.item_id)  # type: ignore[arg-type]
+        item = await ctx.services.kb.get(target.item_id)
         octx = await build_context(
             ctx.member, channel=ctx.channel, locale=ctx.locale,
             question=ctx.state.last_query or ctx.text, item_id=target.item_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.core.messages import Incoming, Reply
 from bot.core.normalize import normalize
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 HandlerResult = list[Reply] | Reply | None
 Handler = Callable[["Context"], Awaitable[HandlerResult]]
 Middleware = Callable[["Context", Callable[[], Awaitable[list[Reply]]]], Awaitable[list[Reply]]]
+# a registering decorator hands the handler back with its own type (``-> Reply`` stays ``Reply``)
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass
@@ -85,53 +87,53 @@ class Router:
         self._tree: list[Router] | None = None  # this router and its descendants, computed once
 
     # --- registration ----------------------------------------------------------------
-    def command(self, *names: str, help: str | None = None) -> Callable[[Handler], Handler]:
+    def command(self, *names: str, help: str | None = None) -> Callable[[H], H]:
         """Text commands: ``/points``, ``points`` or a keyword such as ``积分``."""
         keys = tuple(normalize(n.lstrip("/")) for n in names)
 
-        def deco(fn: Handler) -> Handler:
+        def deco(fn: H) -> H:
             self._commands.append(_Command(keys, fn, help, tuple(n.lstrip("/") for n in names)))
             return fn
 
         return deco
 
-    def action(self, prefix: str) -> Callable[[Handler], Handler]:
+    def action(self, prefix: str) -> Callable[[H], H]:
         """Button actions ``prefix:args``; the args reach the handler as ``ctx.args``."""
 
-        def deco(fn: Handler) -> Handler:
+        def deco(fn: H) -> H:
             self._actions[prefix] = fn
             return fn
 
         return deco
 
-    def event(self, name: str) -> Callable[[Handler], Handler]:
-        def deco(fn: Handler) -> Handler:
+    def event(self, name: str) -> Callable[[H], H]:
+        def deco(fn: H) -> H:
             self._events[name] = fn
             return fn
 
         return deco
 
-    def state(self, name: str) -> Callable[[Handler], Handler]:
+    def state(self, name: str) -> Callable[[H], H]:
         """Free text while the conversation awaits ``name`` (``ctx.state.await_``)."""
 
-        def deco(fn: Handler) -> Handler:
+        def deco(fn: H) -> H:
             self._states[name] = fn
             return fn
 
         return deco
 
-    def payload(self, prefix: str) -> Callable[[Handler], Handler]:
+    def payload(self, prefix: str) -> Callable[[H], H]:
         """Deep-link / QR scene payloads ``prefix_rest`` (``fw_<token>``, ``q_<id>``) that
         arrive with a channel event (Telegram /start, WeChat subscribe/SCAN)."""
 
-        def deco(fn: Handler) -> Handler:
+        def deco(fn: H) -> H:
             self._payloads[prefix] = fn
             return fn
 
         return deco
 
-    def fallback(self) -> Callable[[Handler], Handler]:
-        def deco(fn: Handler) -> Handler:
+    def fallback(self) -> Callable[[H], H]:
+        def deco(fn: H) -> H:
             self._fallback = fn
             return fn
 

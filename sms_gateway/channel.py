@@ -102,6 +102,7 @@ async def inbound(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"From: {exc}") from exc
     body = form.get("Body", "")[:MAX_BODY_CHARS].strip()
     incoming = Incoming(channel=CHANNEL, user=user, text=body, msg_id=sid[:64])
+    assert services.pipeline is not None  # set by the app factory before any route runs
     replies = await services.pipeline.process(incoming)
     return _xml(twiml(await answer(services, incoming, replies, key=sid)))
 
@@ -131,7 +132,7 @@ async def answer(services: ChannelServices, incoming: Incoming, replies: list[Re
 
 async def _member_id(incoming: Incoming) -> int | None:
     acc = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=incoming.user)
-    return acc.member_id if acc else None  # type: ignore[attr-defined]
+    return acc.member_id if acc else None
 
 
 async def status(request: web.Request) -> web.Response:
@@ -188,6 +189,7 @@ async def handle_deliver_sm(services: ChannelServices, runtime: SmsRuntime, pdu:
     # a redelivered text gets the id it had: answered once, its outbox rows found by key
     msg_id = await mo_msg_id(services, user, text, pdu.receipted_message_id)
     incoming = Incoming(channel=CHANNEL, user=user, text=text, msg_id=msg_id)
+    assert services.pipeline is not None  # set by the app factory before the SMPP session starts
     replies = await services.pipeline.process(incoming)
     await answer(services, incoming, replies, key=msg_id)
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import smpplib.client
 import smpplib.consts as C
@@ -153,17 +153,17 @@ class Stats:
     errors: dict[int, int] = field(default_factory=dict)
 
 
-class _LockedSequence(smpplib.client.SimpleSequenceGenerator):
+class _LockedSequence(smpplib.client.SimpleSequenceGenerator):  # type: ignore[misc]  # smpplib is untyped
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
 
     def next_sequence(self) -> int:
         with self._lock:
-            return super().next_sequence()
+            return cast(int, super().next_sequence())
 
 
-class _Client(smpplib.client.Client):
+class _Client(smpplib.client.Client):  # type: ignore[misc]  # smpplib is untyped
     """smpplib's client with thread-safe writes and a last-received timestamp."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -173,7 +173,7 @@ class _Client(smpplib.client.Client):
 
     def send_pdu(self, p: Any) -> bool:
         with self._send_lock:
-            return super().send_pdu(p)
+            return cast(bool, super().send_pdu(p))
 
     def read_pdu(self) -> Any:
         pdu = super().read_pdu()

@@ -91,7 +91,7 @@ class TwilioClient:
         code = data.get("code")
         reason = f"Twilio {status} {code or ''}: {data.get('message', '')}".strip()
         if status == 429:
-            raise SendError(reason, retry_after=float(retry_after) if (retry_after or "").isdigit() else None)
+            raise SendError(reason, retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
         if code in UNSUBSCRIBED_ERRORS:
             raise SendError(reason, unreachable=True)
         if code in PERMANENT_ERRORS or status in (400, 404):

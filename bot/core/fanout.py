@@ -189,7 +189,7 @@ class RedisFanout(MemoryFanout):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
                     self._pubsub = self.redis.pubsub()
                     if self._subs:
                         await self._pubsub.subscribe(*[self.prefix + t for t in self._subs])
@@ -216,7 +216,7 @@ class RedisFanout(MemoryFanout):
             await asyncio.gather(self._listener, return_exceptions=True)
         self._subs.clear()
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
 
 
 def make_fanout(redis: Redis | None) -> Fanout:

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.core.settings import Settings
-from bot.core.stores import Claim, new_token
+from bot.core.stores import Claim, DedupStore, RateLimiter, StateStore, new_token
 
 PREFIX = "everycsr:"
 # how often a worker that lost the dedup race looks for the winner's answer
@@ -180,8 +180,10 @@ class RedisRateLimiter:
         return float(delay)
 
 
-async def connect_redis_stores(settings: Settings) -> tuple[Redis, RedisDedupStore, RedisStateStore, RedisRateLimiter]:
-    """Connect (and check the connection) for the three stores; one pool shared by them."""
+async def connect_redis_stores(settings: Settings) -> tuple[Redis, DedupStore, StateStore, RateLimiter]:
+    """Connect (and check the connection) for the three stores; one pool shared by them.
+
+    Typed as the kernel's store interfaces: the caller picks these or the in-memory ones."""
     redis = make_redis(settings.redis_url)
     await redis.ping()  # type: ignore[misc]  # redis-py: sync-or-async return type
     return redis, RedisDedupStore(redis), RedisStateStore(redis), RedisRateLimiter(redis)

@@ -5,6 +5,7 @@ Pages need the agent role (admin passes); every POST carries the staff session's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ def _int(raw: object) -> int | None:
     return int(text) if text.isdigit() and len(text) < 10 else None
 
 
-async def _member(member_id: int | None) -> dict | None:
+async def _member(member_id: int | None) -> dict[str, Any] | None:
     if member_id is None:
         return None
     member = await Member.get_or_none(id=member_id)

@@ -206,7 +206,7 @@ async def retire(item: KnowledgeItem, reviewer: Staff, reason: str, kb: Any = No
 
 
 def _lines(data: dict[str, Any]) -> list[str]:
-    out = []
+    out: list[str] = []
     for f in EDITABLE:
         val = data.get(f)
         if isinstance(val, list):

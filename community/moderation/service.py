@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -50,7 +50,7 @@ async def watch_list() -> WatchList:
         rows = await WatchedWord.filter(active=True).order_by("id")
         _cache["list"] = WatchList([Rule(r.id, r.pattern, r.kind, r.action, r.replacement) for r in rows])
         _cache["at"] = time.monotonic()
-    return _cache["list"]
+    return cast(WatchList, _cache["list"])
 
 
 async def screen(text: str) -> Verdict:
@@ -160,7 +160,8 @@ async def lift_if_clean(member_id: int, now: datetime | None = None) -> bool:
 async def lift_clean_freezes(now: datetime | None = None) -> int:
     """Every freeze whose clean period has passed (for a periodic sweep); how many lifted."""
     now = now or datetime.now(timezone.utc)
-    ids = await MemberStanding.filter(forwarding_frozen=True, clean_until__lte=now).values_list("member_id", flat=True)
+    ids: list[int] = await MemberStanding.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        forwarding_frozen=True, clean_until__lte=now).values_list("member_id", flat=True)
     return sum([await lift_if_clean(mid, now) for mid in ids])
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -18,7 +19,7 @@ REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
 async def _page(request: web.Request, *, error: str = "", status: int = 200,
-                error_args: dict | None = None) -> web.Response:
+                error_args: dict[str, Any] | None = None) -> web.Response:
     items = await ReviewItem.filter(status="pending").order_by("id").limit(100)
     words = await WatchedWord.filter(active=True).order_by("id")
     log = await ModerationAudit.all().order_by("-id").limit(50)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.functions import Count
 
-from bot.core.i18n import N_
+from bot.core.i18n import N_, Gettext
 from bot.core.settings import Settings
 from bot.core.state import ConversationState
 from community.offers.models import Offer, OfferEvent
@@ -33,7 +33,7 @@ class Reason:
     message: str  # msgid, translated where shown
     params: tuple[tuple[str, Any], ...] = ()
 
-    def text(self, gettext: Any) -> str:
+    def text(self, gettext: Gettext) -> str:
         return gettext(self.message, **dict(self.params))
 
 

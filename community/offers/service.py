@@ -5,6 +5,7 @@ answer and :func:`accept` when the member presses the offer's button.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -15,6 +16,7 @@ from tortoise.exceptions import IntegrityError
 from bot.core.messages import Reply
 from bot.core.models import Member
 from bot.core.settings import Settings
+from bot.core.state import ConversationState
 from community.offers.engine import (
     UNKNOWN, OfferContext, OfferHistory, Rules, _member_reasons, choose, conversation_block, evaluate_all,
     record_impression, tags_text,
@@ -45,7 +47,7 @@ def base_url(settings: Settings) -> str:
 
 async def build_context(
     member: Member, *, channel: str, locale: str, question: str, item_id: int | None, category: str,
-    state: dict[str, Any] | None = None, now: datetime | None = None, ticket: Any = UNKNOWN,
+    state: ConversationState | Mapping[str, Any] | None = None, now: datetime | None = None, ticket: Any = UNKNOWN,
 ) -> OfferContext:
     return OfferContext(
         member_id=member.id, opted_out=member.opted_out, tags=tuple(member.tags or ()), channel=channel,

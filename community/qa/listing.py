@@ -34,11 +34,11 @@ class Listing:
 
 
 def parse_show(raw: str | None) -> Show:
-    return raw if raw in SHOWS else "open"  # type: ignore[return-value]
+    return raw if raw in SHOWS else "open"
 
 
 def parse_sort(raw: str | None) -> Sort:
-    return raw if raw in SORTS else "unanswered"  # type: ignore[return-value]
+    return raw if raw in SORTS else "unanswered"
 
 
 async def list_questions(show: Show, sort: Sort, search: str = "", page: int = 1) -> Listing:

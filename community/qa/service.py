@@ -121,7 +121,8 @@ async def post_question(
 
 async def ranked_helpers(category: str, exclude: set[int], limit: int) -> list[int]:
     """Opted-in members, best helpers in the category first, then overall, then anyone opted in."""
-    opted = set(await HelperPreference.filter(help_requests=True).values_list("member_id", flat=True))
+    opted: set[int] = set(await HelperPreference.filter(  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+        help_requests=True).values_list("member_id", flat=True))
     opted -= exclude
     if not opted:
         return []
@@ -150,7 +151,8 @@ async def offer_to_helpers(services: "Services", question: Question, *, now: dat
     """Offer the question to up to N likely helpers, each at most the daily cap."""
     now = now or utcnow()
     s = services.settings
-    asked = set(await HelpRequest.filter(question_id=question.id).values_list("helper_id", flat=True))
+    asked: set[int] = set(await HelpRequest.filter(  # type: ignore[arg-type]  # tortoise types flat=True as tuples
+        question_id=question.id).values_list("helper_id", flat=True))
     candidates = await ranked_helpers(question.category, asked | {question.member_id}, s.qa_helpers_per_question)
     day = now.date().isoformat()
     offered = 0

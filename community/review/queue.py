@@ -6,6 +6,7 @@ dispatch decisions) so the owners can import this without an import cycle.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
@@ -29,7 +30,7 @@ async def open_review(kind: Kind | str, target: Model, reason: str = "", *, summ
         return found
     try:
         async with in_transaction():  # a savepoint inside the caller's transaction
-            dated = {"created_at": since} if since is not None else {}
+            dated: dict[str, Any] = {"created_at": since} if since is not None else {}
             row = await Reviewable.create(kind=kind, target_type=expected, target_id=int(target.pk),
                                           reason=reason[:255], summary=" ".join(summary.split())[:500],
                                           created_by_id=created_by, pending_key=key, **dated)

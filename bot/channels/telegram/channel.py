@@ -111,13 +111,12 @@ class TelegramChannel:
         replies = [r for r in replies if render(r)]
         if not replies:
             return []
-        member_id = None
+        member_id: int | None = None
         if user is not None:
             from bot.core.models import ChannelAccount
 
-            member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=user).first().values_list(
-                "member_id", flat=True
-            )
+            member_id = await ChannelAccount.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+                channel=CHANNEL, external_id=user).first().values_list("member_id", flat=True)
         not_before = datetime.now(timezone.utc) + timedelta(seconds=self.settings.telegram_inline_grace_seconds)
         rows = []
         for i, reply in enumerate(replies):

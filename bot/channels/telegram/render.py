@@ -36,7 +36,9 @@ def utf16_len(text: str) -> int:
 
 
 def _hard_split(text: str, limit: int) -> list[str]:
-    out, current, size = [], [], 0
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
     for ch in text:
         n = 2 if ord(ch) > 0xFFFF else 1
         if size + n > limit:

@@ -97,7 +97,7 @@ def message_incoming(message: Message, update_id: int, me: User, *, edited: bool
         meta["group"] = True
     if edited:
         meta["edited"] = True
-    base = dict(
+    base: dict[str, Any] = dict(
         channel=CHANNEL, user=str(user.id), msg_id=msg_id(update_id), chat=str(message.chat.id),
         display_name=user.full_name, locale_hint=hint, meta=meta,
     )
@@ -132,7 +132,7 @@ def callback_incoming(query: CallbackQuery, update_id: int) -> Incoming | None:
         meta["editable"] = bool(getattr(message, "date", None)) and bool(getattr(message, "text", None))
         if message.chat.type in GROUP_TYPES:
             meta["group"] = True
-    base = dict(
+    base: dict[str, Any] = dict(
         channel=CHANNEL, user=str(user.id), msg_id=msg_id(update_id), chat=chat,
         display_name=user.full_name, locale_hint=normalize_locale(user.language_code), meta=meta,
     )

@@ -82,7 +82,7 @@ class TopButton(SubButton):
             return self
         if self.type is None:
             raise ValueError("a button needs a type, or a sub_button list")
-        return SubButton._target(self)  # type: ignore[arg-type, return-value]
+        return SubButton._target(self)  # type: ignore[operator, no-any-return]  # pydantic types a validator as a descriptor proxy
 
 
 class Menu(BaseModel):

@@ -95,7 +95,7 @@ class WeChatEndpoint:
         except (XmlError, BadMessage) as exc:
             return _plain(400, f"bad request: {exc}")
         if inbound.media:
-            xml = await self._media_reply(services, inbound)
+            xml: str | None = await self._media_reply(services, inbound)
         elif inbound.incoming is None:
             return _plain(200, SUCCESS)
         else:
@@ -201,9 +201,8 @@ class WeChatEndpoint:
         assert incoming is not None
         if start >= len(replies):
             return
-        member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
-            "member_id", flat=True
-        )
+        member_id: int | None = await ChannelAccount.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+            channel=CHANNEL, external_id=inbound.from_user).first().values_list("member_id", flat=True)
         for i, reply in enumerate(replies[start:], start):
             key = f"wechat:{incoming.msg_id}:{i}" if incoming.msg_id else None
             await services.outbox.enqueue(
@@ -213,7 +212,8 @@ class WeChatEndpoint:
 
     async def _media_reply(self, services: ChannelServices, inbound: Inbound) -> str:
         """What we say to a picture, voice note, location …: we read text, and what we can do."""
-        locale = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
+        locale: str = await ChannelAccount.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+            channel=CHANNEL, external_id=inbound.from_user).first().values_list(
             "member__locale", flat=True
         ) or self.settings.default_locale
         _ = services.translator.bind(locale)

@@ -7,6 +7,7 @@ this parser against ``defusedxml.ElementTree`` on arbitrary input.
 """
 from __future__ import annotations
 
+from typing import NoReturn
 from xml.parsers import expat
 
 MAX_XML_BYTES = 64 * 1024
@@ -25,7 +26,7 @@ class _Forbidden(Exception):
     pass
 
 
-def _forbid(*_args: object) -> None:
+def _forbid(*_args: object) -> NoReturn:
     raise _Forbidden("DTDs and entities are not allowed")
 
 

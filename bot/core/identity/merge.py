@@ -213,7 +213,7 @@ class Merger:
             raise MergeError("a member cannot be merged into itself")
         links = member_links()
         missing = {getattr(link.model, "merge_by_hook") for link in links
-                   if getattr(link.model, "merge_by_hook", None) and link.model.merge_by_hook not in self.hooks}
+                   if getattr(link.model, "merge_by_hook", None) and getattr(link.model, "merge_by_hook") not in self.hooks}
         if missing:
             raise MergeError(f"no merge hook for {sorted(missing)}: refusing to merge")
         try:
@@ -307,7 +307,7 @@ class Merger:
         out: dict[str, Any] = {}
         for model in _models_with_columns():
             pk = shape_of(model).pk
-            for column in model.merge_member_columns:
+            for column in getattr(model, "merge_member_columns"):
                 rows = await model.filter(**{column: source_id}).using_db(conn).values_list(pk, flat=True)
                 if not rows:
                     continue
@@ -369,7 +369,8 @@ class Merger:
                 pk = shape_of(model).pk
                 for column, olds in cols.items():
                     for row_pk, old in olds.items():
-                        row = await model.filter(**{pk: int(row_pk)}).using_db(conn).values_list(column, flat=True)
+                        row: list[int | None] = await model.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+                            **{pk: int(row_pk)}).using_db(conn).values_list(column, flat=True)
                         if row and row[0] in (record.target_id, None):  # still as the merge left it
                             await model.filter(**{pk: int(row_pk)}).using_db(conn).update(**{column: old})
             for name, done in record.hooks.items():
