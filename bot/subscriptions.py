@@ -8,12 +8,19 @@ graph tool) sees every arrow here. docs/architecture.md, "Events", has the same 
 
 Order matters only within one event type: subscribers run in the order below.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from bot.core.events import (
-    AnswerAccepted, AnswerHelpful, AnswerRemoved, ContributionApproved, FeedbackGiven, ItemPicked, MemberWarned,
+    AnswerAccepted,
+    AnswerHelpful,
+    AnswerRemoved,
+    ContributionApproved,
+    FeedbackGiven,
+    ItemPicked,
+    MemberWarned,
     TicketResolved,
 )
 from community.knowledge_admin.learning import VariantLearning
@@ -52,10 +59,17 @@ def gamification_runtime(services: "Services") -> gamification.Runtime:
             from bot.core.redis_stores import make_redis
 
             redis = own_redis = make_redis(settings.redis_url)
-    provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+    provider = (
+        topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+    )
     base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    rt = gamification.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
-                                callback_url=f"{base}/api/v1/topup/callback", facts=CommunityFacts())
+    rt = gamification.configure(
+        services,
+        make_leaderboard(redis, prefix="everycsr:lb"),
+        provider=provider,
+        callback_url=f"{base}/api/v1/topup/callback",
+        facts=CommunityFacts(),
+    )
     rt.policy = rewards.policy_from(settings)
     rt.own_redis = own_redis  # closed by gamification.web's lifecycle at shutdown
     return rt

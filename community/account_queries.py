@@ -12,6 +12,7 @@ Wire format (what an operator's API, or ``tests/fakes/bss.py``, speaks):
 the top-up provider (``X-Timestamp``, ``X-Signature = hex(HMAC-SHA256(secret, "<ts>.<body>"))``);
 the answer is ``{"text": "..."}``; 404 = the API does not know the code.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@
 purposes for opted-out members); :class:`OptOutEvent` records who changed it, when,
 on which channel and with what words.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -21,7 +22,9 @@ class OptOutEvent(Model):
     """One consent change, kept for audit (never updated or deleted by the service)."""
 
     id = fields.BigIntField(primary_key=True)
-    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField("models.Member", related_name="consent_events", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="consent_events", on_delete=fields.CASCADE
+    )
     channel = fields.CharField(max_length=16)
     action = fields.CharField(max_length=8)  # opt_out | opt_in
     source_text = fields.CharField(max_length=255, default="")
@@ -42,7 +45,9 @@ async def set_consent(member_id: int, action: Action, *, channel: str, source_te
     opted_out = action == "opt_out"
     async with in_transaction():
         changed = await Member.filter(id=member_id, opted_out=not opted_out).update(opted_out=opted_out)
-        await OptOutEvent.create(member_id=member_id, channel=channel[:16], action=action, source_text=source_text[:255])
+        await OptOutEvent.create(
+            member_id=member_id, channel=channel[:16], action=action, source_text=source_text[:255]
+        )
     return bool(changed)
 
 

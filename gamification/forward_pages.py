@@ -14,6 +14,7 @@
   pages (``Origin``, else ``Referer``, scheme included): another site's page cannot make a
   visitor's browser pay anyone (403).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,8 +89,14 @@ async def _engagement(link: ForwardLink, reader: Reader) -> ForwardEngagement | 
 
 
 async def _engage(link: ForwardLink, reader: Reader, kind: str) -> service.ForwardOutcome:
-    return await service.on_forward_engaged(link, reader.key, recipient_member_id=reader.member_id, kind=kind,
-                                            fingerprint=reader.device, network=reader.network)
+    return await service.on_forward_engaged(
+        link,
+        reader.key,
+        recipient_member_id=reader.member_id,
+        kind=kind,
+        fingerprint=reader.device,
+        network=reader.network,
+    )
 
 
 async def forwarded_page(request: web.Request) -> web.Response:
@@ -107,10 +114,16 @@ async def forwarded_page(request: web.Request) -> web.Response:
     own = reader.member_id is not None and reader.member_id == link.sharer_id
     sharer = await Member.get_or_none(id=link.sharer_id)
     resp = render(
-        request, "forward.html", item=item, token=link.token, sharer=sharer.display_name if sharer else "",
+        request,
+        "forward.html",
+        item=item,
+        token=link.token,
+        sharer=sharer.display_name if sharer else "",
         csrf_token=member_csrf_token(request, settings, session),
-        can_read=engagement is None and not own, read=mine,
-        can_rate=(engagement is None or mine) and not rated and not own, rated=rated,
+        can_read=engagement is None and not own,
+        read=mine,
+        can_rate=(engagement is None or mine) and not rated and not own,
+        rated=rated,
         thanks=request.query.get("rated") == "1",
     )
     resp.headers["Cache-Control"] = "no-store"
@@ -132,7 +145,7 @@ async def _checked_post(request: web.Request) -> tuple[ForwardLink, Settings, di
 
 
 async def forwarded_read(request: web.Request) -> web.Response:
-    """"This helped me": the reader's engagement, paid to the sharer under the rules."""
+    """ "This helped me": the reader's engagement, paid to the sharer under the rules."""
     checked = await _checked_post(request)
     if isinstance(checked, web.Response):
         return checked

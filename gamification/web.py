@@ -5,6 +5,7 @@
 - ``POST /api/v1/topup/callback`` — the top-up provider's signed outcome.
 - ``/admin/rewards`` — admins manage the catalogue, the manual fulfilment queue and review flags.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,9 @@ class TopupCallback(BaseModel):
 async def topup_callback(request: web.Request) -> web.Response:
     settings: Settings = request.app[SERVICES].settings
     body = await request.read()
-    if not topup.verify(settings.topup_secret, request.headers.get("X-Timestamp", ""), body,
-                        request.headers.get("X-Signature", "")):
+    if not topup.verify(
+        settings.topup_secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")
+    ):
         return web.json_response({"error": "bad signature"}, status=403)
     try:
         cb = TopupCallback.model_validate(json.loads(body))
@@ -90,11 +92,19 @@ def _int(form: Any, name: str, default: int = 0, lo: int = 0, hi: int = 10_000_0
 
 async def _admin_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     return render(
-        request, "rewards_admin.html", status=status, staff=request["staff"], csrf_token=request["csrf_token"],
+        request,
+        "rewards_admin.html",
+        status=status,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
         rewards=await Reward.all().order_by("id"),
-        queue=await Redemption.filter(status__in=("queued", "pending", "submitted")).order_by("id").prefetch_related("reward", "member").limit(200),
+        queue=await Redemption.filter(status__in=("queued", "pending", "submitted"))
+        .order_by("id")
+        .prefetch_related("reward", "member")
+        .limit(200),
         flags=await ReviewFlag.filter(status="open").order_by("id").prefetch_related("member").limit(200),
-        kinds=rewards.KINDS, error=error,
+        kinds=rewards.KINDS,
+        error=error,
     )
 
 
@@ -111,8 +121,12 @@ async def reward_save(request: web.Request) -> web.Response:
     if not name or kind not in rewards.KINDS:
         return await _admin_page(request, error="Give the reward a name and a kind.", status=400)
     values: dict[str, Any] = {
-        "name": name, "kind": kind, "cost": _int(form, "cost", lo=1), "stock": _int(form, "stock"),
-        "per_member_limit": _int(form, "per_member_limit", 1, lo=1), "face_value": _int(form, "face_value"),
+        "name": name,
+        "kind": kind,
+        "cost": _int(form, "cost", lo=1),
+        "stock": _int(form, "stock"),
+        "per_member_limit": _int(form, "per_member_limit", 1, lo=1),
+        "face_value": _int(form, "face_value"),
         "active": form.get("active") == "on",
     }
     if "reward_id" in request.match_info:

@@ -1,4 +1,5 @@
 """👍/👎 on an answer: the member's own verdict feeds the match-accuracy figure."""
+
 from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
@@ -12,7 +13,6 @@ from handlers.router import Context, Router
 router = Router("feedback")
 
 
-
 @router.action("fb")
 async def feedback(ctx: Context) -> Reply:
     verdict, _, raw_id = ctx.args.partition(":")
@@ -20,9 +20,7 @@ async def feedback(ctx: Context) -> Reply:
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
     item_id = int(raw_id)
     shown = (
-        await TranscriptEntry.filter(member_id=ctx.member.id, direction="out", item_id=item_id)
-        .order_by("-id")
-        .first()
+        await TranscriptEntry.filter(member_id=ctx.member.id, direction="out", item_id=item_id).order_by("-id").first()
     )
     if shown is None:
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")

@@ -1,4 +1,5 @@
 """Reading a forwarded answer as a browser does: GET the page, then post its form."""
+
 from __future__ import annotations
 
 import re
@@ -36,12 +37,16 @@ async def open_forward(client: Any, token: str, headers: dict[str, str] | None =
 async def tap_helped(client: Any, token: str, headers: dict[str, str] | None = None) -> Any:
     """Open the page and tap "this helped me", from the page's own origin."""
     csrf = await open_forward(client, token, headers)
-    return await client.post(f"/f/{token}/read", data={"csrf_token": csrf},
-                             headers={"Origin": own_origin(client), **(headers or {})})
+    return await client.post(
+        f"/f/{token}/read", data={"csrf_token": csrf}, headers={"Origin": own_origin(client), **(headers or {})}
+    )
 
 
 async def tap_rating(client: Any, token: str, accurate: bool, headers: dict[str, str] | None = None) -> Any:
     """Open the page and tap 准确 / 不准确."""
     csrf = await open_forward(client, token, headers)
-    return await client.post(f"/f/{token}/rate", data={"csrf_token": csrf, "accurate": "1" if accurate else "0"},
-                             headers={"Origin": own_origin(client), **(headers or {})})
+    return await client.post(
+        f"/f/{token}/rate",
+        data={"csrf_token": csrf, "accurate": "1" if accurate else "0"},
+        headers={"Origin": own_origin(client), **(headers or {})},
+    )

@@ -1,6 +1,7 @@
 """Headless Chromium reads a forwarded answer as a person does: opening the link pays nobody,
 tapping "this helped me" pays the sharer once, a bot's GET pays nothing, and another site's
 page posting the form (even with the right token) is refused."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,10 +32,15 @@ async def share(base: str, user: str) -> str:
 
 def evil_site(target: str, csrf: str) -> web.Application:
     """Another origin whose page makes the visitor's browser post the reader's form."""
+
     async def page(_request: web.Request) -> web.Response:
-        return web.Response(content_type="text/html", text=(
-            f'<form id="f" method="post" action="{target}"><input type="hidden" name="csrf_token" value="{csrf}">'
-            '<button type="submit">win a prize</button></form>'))
+        return web.Response(
+            content_type="text/html",
+            text=(
+                f'<form id="f" method="post" action="{target}"><input type="hidden" name="csrf_token" value="{csrf}">'
+                '<button type="submit">win a prize</button></form>'
+            ),
+        )
 
     app = web.Application()
     app.router.add_get("/", page)

@@ -1,5 +1,6 @@
 """Headless Chromium: an agent hands a ticket to the phone hotline (转热线) and sees its state
 on the ticket and in the queue; the member is told once."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -29,8 +30,9 @@ async def test_agent_hands_a_ticket_to_the_hotline(client, browser) -> None:
     await chat(client, "bh1", text="人工")
     await chat(client, "bh1", text="宽带每天晚上都断，电话里说比较清楚")
     ticket = await Ticket.get(member__accounts__external_id="bh1")
-    await Member.filter(id=ticket.member_id).update(phone="+8613800135678",
-                                                    phone_verified_at=datetime.now(timezone.utc))
+    await Member.filter(id=ticket.member_id).update(
+        phone="+8613800135678", phone_verified_at=datetime.now(timezone.utc)
+    )
     context = await browser.new_context()  # two tabs share the login
     page = await context.new_page()
     await page.goto(f"{base}/login?next=/inbox%3Flang%3Dzh_CN")

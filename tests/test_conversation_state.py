@@ -1,4 +1,5 @@
 """The typed conversation state: stored JSON in and out, old shapes, numbered choices."""
+
 from __future__ import annotations
 
 import json
@@ -11,33 +12,62 @@ from bot.core.models import ChannelAccount
 from bot.core.state import ConversationState, LinkConfirm, RepeatCounts, load_state, remember_choices_of
 from bot.core.stores import MemoryStateStore, member_state_key
 
-KNOWN = {"last_query", "last_unanswered", "offered", "await", "choices", "answer_q", "last_question",
-         "kb_downvoted", "survey_ticket", "redeem_reward", "seen", "notices_seen", "link_confirm", "sms_more",
-         "complaint", "agent_ticket", "ticket_id"}
+KNOWN = {
+    "last_query",
+    "last_unanswered",
+    "offered",
+    "await",
+    "choices",
+    "answer_q",
+    "last_question",
+    "kb_downvoted",
+    "survey_ticket",
+    "redeem_reward",
+    "seen",
+    "notices_seen",
+    "link_confirm",
+    "sms_more",
+    "complaint",
+    "agent_ticket",
+    "ticket_id",
+}
 
 text = st.text(max_size=20)
 ids = st.integers(min_value=-(2**53), max_value=2**53)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 json_scalars = st.none() | st.booleans() | ids | finite | text
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(text, inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12
+)
 
 replies = st.builds(
-    Reply, text=text,
+    Reply,
+    text=text,
     choices=st.lists(st.builds(Choice, label=text, action=text), max_size=3),
     cards=st.lists(st.builds(Card, title=text, description=text, url=text, image_url=text), max_size=2),
-    kind=text, item_id=st.none() | ids, confidence=st.none() | finite,
+    kind=text,
+    item_id=st.none() | ids,
+    confidence=st.none() | finite,
 )
 states = st.builds(
     ConversationState,
-    last_query=st.none() | text, last_unanswered=st.none() | text, offered=st.lists(ids, max_size=4),
-    await_=st.none() | text, choices=st.lists(text, max_size=4), answer_q=st.none() | text,
-    last_question=st.none() | text, kb_downvoted=st.none() | ids, survey_ticket=st.none() | ids,
+    last_query=st.none() | text,
+    last_unanswered=st.none() | text,
+    offered=st.lists(ids, max_size=4),
+    await_=st.none() | text,
+    choices=st.lists(text, max_size=4),
+    answer_q=st.none() | text,
+    last_question=st.none() | text,
+    kb_downvoted=st.none() | ids,
+    survey_ticket=st.none() | ids,
     redeem_reward=st.none() | ids,
     seen=st.none() | st.builds(RepeatCounts, day=text, items=st.dictionaries(text, ids, max_size=3)),
     notices_seen=ids,
     link_confirm=st.none() | st.builds(LinkConfirm, other=ids, via=text, phone=text, until=finite),
-    sms_more=st.none() | replies, complaint=st.booleans(), agent_ticket=st.none() | ids, ticket_id=st.none() | ids,
+    sms_more=st.none() | replies,
+    complaint=st.booleans(),
+    agent_ticket=st.none() | ids,
+    ticket_id=st.none() | ids,
     extra=st.dictionaries(text.filter(lambda k: k not in KNOWN), json_values, max_size=3),
 )
 
@@ -66,14 +96,21 @@ def test_malformed_known_keys_never_raise(data: dict[str, Any]) -> None:
 
 
 def test_shapes_stored_by_earlier_versions() -> None:
-    state = ConversationState.from_json({
-        "await": "redeem_phone", "redeem_reward": 7, "last_query": "流量", "offered": [3, 4],
-        "seen": {"day": "2026-12-05", "items": {"3": 2}},
-        "link_confirm": {"other": 9, "via": "phone", "phone": "+8613800000000", "until": 1.5e9},
-        "sms_more": Reply(text="rest", choices=[Choice("满意", "fb:up:1")], item_id=3).to_dict(),
-        "choices": ["fb:up:1", {"label": "Talk to a person", "action": "human"}],
-        "agent_ticket": 12, "complaint": 1, "someone_elses": {"a": [1]},
-    })
+    state = ConversationState.from_json(
+        {
+            "await": "redeem_phone",
+            "redeem_reward": 7,
+            "last_query": "流量",
+            "offered": [3, 4],
+            "seen": {"day": "2026-12-05", "items": {"3": 2}},
+            "link_confirm": {"other": 9, "via": "phone", "phone": "+8613800000000", "until": 1.5e9},
+            "sms_more": Reply(text="rest", choices=[Choice("满意", "fb:up:1")], item_id=3).to_dict(),
+            "choices": ["fb:up:1", {"label": "Talk to a person", "action": "human"}],
+            "agent_ticket": 12,
+            "complaint": 1,
+            "someone_elses": {"a": [1]},
+        }
+    )
     assert state.await_ == "redeem_phone" and state.redeem_reward == 7 and state.offered == [3, 4]
     assert state.seen == RepeatCounts(day="2026-12-05", items={"3": 2})
     assert state.link_confirm == LinkConfirm(other=9, via="phone", phone="+8613800000000", until=1.5e9)
@@ -84,8 +121,15 @@ def test_shapes_stored_by_earlier_versions() -> None:
 
 
 def test_malformed_known_keys_count_as_missing_and_clearing_drops_them() -> None:
-    state = ConversationState.from_json({"survey_ticket": "12", "notices_seen": True, "choices": [1, "x"],
-                                         "link_confirm": {"other": 3, "until": float("nan")}, "await": None})
+    state = ConversationState.from_json(
+        {
+            "survey_ticket": "12",
+            "notices_seen": True,
+            "choices": [1, "x"],
+            "link_confirm": {"other": 3, "until": float("nan")},
+            "await": None,
+        }
+    )
     assert state == ConversationState()
     assert state.to_json() == {}
     state = ConversationState.from_json({"await": "post", "last_query": "hi"})
@@ -98,8 +142,18 @@ def test_pick_resolves_only_a_number_among_the_pending_choices() -> None:
     assert state.pick("1") is None
     state.remember_choices([Choice("Yes", "lnk:ok"), "lnk:no"])
     assert state.choices == ["lnk:ok", "lnk:no"]
-    assert [state.pick(t) for t in ("1", " 2 ", "２", "0", "3", "-1", "1a", "", "²", "9" * 5000)] == \
-        ["lnk:ok", "lnk:no", "lnk:no", None, None, None, None, None, None, None]
+    assert [state.pick(t) for t in ("1", " 2 ", "２", "0", "3", "-1", "1a", "", "²", "9" * 5000)] == [
+        "lnk:ok",
+        "lnk:no",
+        "lnk:no",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
     state.remember_choices(())
     assert state.pick("1") is None and "choices" not in state.to_json()
 
@@ -114,7 +168,11 @@ async def test_remember_choices_of_keeps_the_rest_of_the_state() -> None:
     store = MemoryStateStore()
     await store.set("member:1", {"last_query": "流量", "later_version_key": 3}, 60)
     await remember_choices_of(store, "member:1", ["fwr:t:1", "fwr:t:0"], 60)
-    assert await store.get("member:1") == {"last_query": "流量", "later_version_key": 3, "choices": ["fwr:t:1", "fwr:t:0"]}
+    assert await store.get("member:1") == {
+        "last_query": "流量",
+        "later_version_key": 3,
+        "choices": ["fwr:t:1", "fwr:t:0"],
+    }
     assert (await load_state(store, "member:1")).pick("2") == "fwr:t:0"
 
 

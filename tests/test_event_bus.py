@@ -1,5 +1,6 @@
 """The event bus: subscribers run in order, one failing never stops the rest or the publisher,
 and the assembly wires each cross-domain event to the subscriber that replaced its hook."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +9,12 @@ import logging
 import pytest
 
 from bot.core.events import (
-    AnswerAccepted, Event, EventBus, FeedbackGiven, ItemPicked, TicketResolved,
+    AnswerAccepted,
+    Event,
+    EventBus,
+    FeedbackGiven,
+    ItemPicked,
+    TicketResolved,
 )
 
 
@@ -125,8 +131,9 @@ async def test_a_thumbs_up_pays_the_streak_through_the_bus_and_a_failing_subscri
     assert await LedgerEntry.filter(member_id=member.id, event="self_service_streak").count() == 1
 
 
-async def test_gamification_learns_community_facts_through_the_assembly(sqlite_orm: None,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_gamification_learns_community_facts_through_the_assembly(
+    sqlite_orm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Forwarding points ask the facts port, which the assembly fills from moderation and the
     knowledge base: a frozen sharer earns nothing, an item's difficulty scales the points."""
     from datetime import datetime, timedelta, timezone
@@ -140,14 +147,16 @@ async def test_gamification_learns_community_facts_through_the_assembly(sqlite_o
 
     monkeypatch.setattr(gamification, "_runtime", gamification._runtime)  # restored after the test
     rt = gamification.configure(None, facts=CommunityFacts())
-    hard = await KnowledgeItem.create(key="hard", locale="zh_CN", title="携号转网", answer="…", difficulty=3,
-                                      status="published")
+    hard = await KnowledgeItem.create(
+        key="hard", locale="zh_CN", title="携号转网", answer="…", difficulty=3, status="published"
+    )
     assert await rt.facts.item_difficulty(hard.id) == 3
     assert await rt.facts.item_difficulty(999_999) == 1
 
     frozen, free = await Member.create(), await Member.create()
-    await MemberStanding.create(member=frozen, warnings=3, forwarding_frozen=True,
-                                clean_until=datetime.now(timezone.utc) + timedelta(days=30))
+    await MemberStanding.create(
+        member=frozen, warnings=3, forwarding_frozen=True, clean_until=datetime.now(timezone.utc) + timedelta(days=30)
+    )
     assert await rt.facts.forwarding_frozen(frozen.id) and not await rt.facts.forwarding_frozen(free.id)
 
     held = await ForwardLink.create(token="frozen-link-01", sharer=frozen, item_id=hard.id, channel="web")

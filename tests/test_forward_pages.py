@@ -1,6 +1,7 @@
 """Forwarded answers cannot be farmed with GETs or from other sites (issue 16): link
 previewers, crawlers and prefetchers fetch ``/f/<token>`` and pay nobody; only a post from the
 page itself, with its session's form token and the service's own origin, records a reader."""
+
 from __future__ import annotations
 
 from bot.core.models import ChannelAccount
@@ -9,8 +10,12 @@ from gamification.models import ForwardEngagement, ForwardLink, ForwardRating
 from tests.community_helpers import chat
 from tests.forward_helpers import CSRF, open_forward, own_origin, session_token, tap_helped, tap_rating
 
-PREVIEWERS = ("Mozilla/5.0 (Linux; Android 12) MicroMessenger/8.0 WeChat link preview", "Googlebot/2.1",
-              "facebookexternalhit/1.1", "Slackbot-LinkExpanding 1.0")
+PREVIEWERS = (
+    "Mozilla/5.0 (Linux; Android 12) MicroMessenger/8.0 WeChat link preview",
+    "Googlebot/2.1",
+    "facebookexternalhit/1.1",
+    "Slackbot-LinkExpanding 1.0",
+)
 
 
 async def share(client, user: str) -> str:  # type: ignore[no-untyped-def]
@@ -70,7 +75,9 @@ async def test_posts_from_other_sites_or_without_the_token_are_refused(client) -
             assert resp.status == 403, (action, form, headers)
     # a token from another visitor's session does not fit this visitor's cookie
     client.session.cookie_jar.clear()
-    resp = await client.post(f"/f/{token}/read", data={"csrf_token": csrf}, headers={**ua, "Origin": own_origin(client)})
+    resp = await client.post(
+        f"/f/{token}/read", data={"csrf_token": csrf}, headers={**ua, "Origin": own_origin(client)}
+    )
     assert resp.status == 403
     assert not await ForwardEngagement.filter(link__token=token).exists()
     assert not await ForwardRating.filter(engagement__link__token=token).exists()
@@ -95,14 +102,19 @@ async def test_rating_first_engages_once_and_rates_once(client) -> None:  # type
     assert [r.accurate for r in await ForwardRating.filter(engagement__link__token=token)] == [False]
     assert await ForwardEngagement.filter(link__token=token).count() == 1
     assert (await sharer_points("fp-sharer4"))[1] == held
-    bad = await client.post(f"/f/{token}/rate", data={"csrf_token": session_token(client), "accurate": "maybe"},
-                            headers={**ua, "Origin": own_origin(client)})
+    bad = await client.post(
+        f"/f/{token}/rate",
+        data={"csrf_token": session_token(client), "accurate": "maybe"},
+        headers={**ua, "Origin": own_origin(client)},
+    )
     assert bad.status == 400
 
 
 async def test_the_sharers_own_session_cannot_read_or_rate(client) -> None:  # type: ignore[no-untyped-def]
     client.session.cookie_jar.clear()
-    first = await client.post("/api/v1/chat", json={"text": "我的流量还剩多少，怎么查？"}, headers={"User-Agent": "other-ua"})
+    first = await client.post(
+        "/api/v1/chat", json={"text": "我的流量还剩多少，怎么查？"}, headers={"User-Agent": "other-ua"}
+    )
     fw = next(c["action"] for c in (await first.json())["replies"][0]["choices"] if c["action"].startswith("fw:"))
     shared = await client.post("/api/v1/chat", json={"action": fw}, headers={"User-Agent": "other-ua"})
     token = (await shared.json())["replies"][0]["cards"][0]["url"].rsplit("/f/", 1)[1]
@@ -111,8 +123,11 @@ async def test_the_sharers_own_session_cannot_read_or_rate(client) -> None:  # t
     page = await (await client.get(f"/f/{token}", headers={"User-Agent": "sharers-tablet"})).text()
     assert 'action="/f/' not in page
     for action in ("read", "rate"):
-        resp = await client.post(f"/f/{token}/{action}", data={"csrf_token": session_token(client), "accurate": "1"},
-                                 headers={"User-Agent": "sharers-tablet", "Origin": own_origin(client)})
+        resp = await client.post(
+            f"/f/{token}/{action}",
+            data={"csrf_token": session_token(client), "accurate": "1"},
+            headers={"User-Agent": "sharers-tablet", "Origin": own_origin(client)},
+        )
         assert resp.status == 403
     bal = await ledger.balance_of(link.sharer_id)
     assert (bal.balance, bal.held) == (0, 0)

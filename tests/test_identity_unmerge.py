@@ -1,6 +1,7 @@
 """Unmerge undoes the merge, not the member's later choices (issue 16 review): a field of the
 member row goes back only while it still holds what the merge wrote, so an opt-out, a new
 phone, a new name or a new tag given after the merge stands."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,13 +18,15 @@ from gamification.merge import LedgerMergeHook
 MERGER = Merger([LedgerMergeHook()])
 _numbers = itertools.count(13_700_000_000)
 
-member_spec = st.fixed_dictionaries({
-    "phone": st.booleans(),
-    "opted_out": st.booleans(),
-    "nickname": st.sampled_from(["", "小王", "阿明"]),
-    "tags": st.sets(st.sampled_from(["vip", "5g", "tenure:5y"])),
-    "locale_explicit": st.booleans(),
-})
+member_spec = st.fixed_dictionaries(
+    {
+        "phone": st.booleans(),
+        "opted_out": st.booleans(),
+        "nickname": st.sampled_from(["", "小王", "阿明"]),
+        "tags": st.sets(st.sampled_from(["vip", "5g", "tenure:5y"])),
+        "locale_explicit": st.booleans(),
+    }
+)
 # what the member does while the two accounts are one
 change = st.sampled_from(["none", "opt_out", "opt_in", "new_phone", "drop_phone", "rename", "add_tag", "drop_tags"])
 
@@ -34,8 +37,12 @@ def phone() -> str:
 
 async def make(spec: dict[str, Any], name: str) -> Member:
     m = await Member.create(
-        display_name=name, nickname=spec["nickname"], opted_out=spec["opted_out"], tags=sorted(spec["tags"]),
-        locale="zh_TW" if spec["locale_explicit"] else "zh_CN", locale_explicit=spec["locale_explicit"],
+        display_name=name,
+        nickname=spec["nickname"],
+        opted_out=spec["opted_out"],
+        tags=sorted(spec["tags"]),
+        locale="zh_TW" if spec["locale_explicit"] else "zh_CN",
+        locale_explicit=spec["locale_explicit"],
         phone=phone() if spec["phone"] else None,
         phone_verified_at=datetime.now(timezone.utc) if spec["phone"] else None,
     )
@@ -73,8 +80,9 @@ def view(m: Member) -> dict[str, Any]:
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(a=member_spec, b=member_spec, what=change)
-async def test_unmerge_keeps_what_the_member_changed_after_the_merge(sqlite_orm: None, a: dict, b: dict,
-                                                                     what: str) -> None:
+async def test_unmerge_keeps_what_the_member_changed_after_the_merge(
+    sqlite_orm: None, a: dict, b: dict, what: str
+) -> None:
     if a["phone"] and b["phone"]:
         b = {**b, "phone": False}  # two verified phones refuse to merge (test_identity_merge)
     src, dst = await make(a, "src"), await make(b, "dst")
@@ -116,15 +124,32 @@ async def test_unmerge_keeps_what_the_member_changed_after_the_merge(sqlite_orm:
 
 
 def test_undo_fields_only_touches_values_the_merge_wrote() -> None:
-    before = {"opted_out": False, "phone": None, "phone_verified_at": None, "tags": ["vip"], "nickname": "",
-              "display_name": "dst"}
-    source = {"opted_out": True, "phone": "+8613800000001", "phone_verified_at": "2026-01-01T00:00:00+00:00",
-              "tags": ["5g"], "nickname": "阿明", "display_name": "src"}
+    before = {
+        "opted_out": False,
+        "phone": None,
+        "phone_verified_at": None,
+        "tags": ["vip"],
+        "nickname": "",
+        "display_name": "dst",
+    }
+    source = {
+        "opted_out": True,
+        "phone": "+8613800000001",
+        "phone_verified_at": "2026-01-01T00:00:00+00:00",
+        "tags": ["5g"],
+        "nickname": "阿明",
+        "display_name": "src",
+    }
     merged = merged_fields(source, before)["target"]
     assert merged["phone"] == "+8613800000001" and merged["opted_out"] is True and merged["tags"] == ["5g", "vip"]
     # nothing changed since: everything the merge wrote goes back (the name it kept is not touched)
     assert undo_fields(before, merged, dict(merged)) == {
-        "opted_out": False, "phone": None, "phone_verified_at": None, "tags": ["vip"], "nickname": ""}
+        "opted_out": False,
+        "phone": None,
+        "phone_verified_at": None,
+        "tags": ["vip"],
+        "nickname": "",
+    }
     # opted back in, a new phone, a new tag since: those stay; the merge's own tag goes
     now = {**merged, "opted_out": False, "phone": "+8613900000002", "tags": ["5g", "vip", "churn-risk"]}
     assert undo_fields(before, merged, now) == {"tags": ["churn-risk", "vip"], "nickname": ""}

@@ -1,6 +1,7 @@
 """Hand-off to the phone hotline (转热线) and the supervisor role: the service, the HTTP
 routes (once, CSRF, owner only, audited), the dashboard counting hand-offs, and who may
 assign tickets and read the per-agent report."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,12 @@ async def test_hand_off_once_to_the_verified_phone_in_the_members_language(servi
     m = await member("h1", locale="zh_CN", phone=PHONE, phone_verified_at=datetime.now(timezone.utc))
     t, _ = await inbox.open_ticket(services, m.id, "web", "human", summary="宽带一直断")
     agent = await create_staff("hl-agent", "secret-pass-1", ["agent"])
-    results = await asyncio.gather(*[inbox.hand_off_to_hotline(services, await Ticket.get(id=t.id), agent.id,
-                                                               note="家里没人接电话时请发短信")
-                                     for _ in range(4)])
+    results = await asyncio.gather(
+        *[
+            inbox.hand_off_to_hotline(services, await Ticket.get(id=t.id), agent.id, note="家里没人接电话时请发短信")
+            for _ in range(4)
+        ]
+    )
     assert sum(r.done for r in results) == 1  # concurrent posts: one hand-off
     fresh = await Ticket.get(id=t.id)
     assert fresh.hotline_at is not None and fresh.hotline_phone == PHONE
@@ -74,8 +78,9 @@ async def test_typed_number_english_member_and_refusals(services) -> None:
     assert (await Ticket.get(id=t.id)).hotline_at is None
     assert not await OutboxMessage.filter(member_id=m.id).exists()
     # a supervisor may act on another agent's ticket; the owner stays the owner
-    done = await inbox.hand_off_to_hotline(services, await Ticket.get(id=t.id), boss.id,
-                                           phone=" +86 138-0013-5678 ", any_ticket=True)
+    done = await inbox.hand_off_to_hotline(
+        services, await Ticket.get(id=t.id), boss.id, phone=" +86 138-0013-5678 ", any_ticket=True
+    )
     assert done.done and done.phone == "+8613800135678"
     fresh = await Ticket.get(id=t.id)
     assert fresh.assignee_id == owner.id and fresh.hotline_phone == "+8613800135678"
@@ -86,13 +91,16 @@ async def test_typed_number_english_member_and_refusals(services) -> None:
     t3, _ = await inbox.open_ticket(services, m3.id, "web", "human")
     r3 = await inbox.hand_off_to_hotline(services, t3, owner.id)
     assert r3.done and r3.phone is None
-    assert (await OutboxMessage.get(member_id=m3.id)).payload["text"] == \
-        "Your request has been passed to our hotline. An agent will call you back."
+    assert (await OutboxMessage.get(member_id=m3.id)).payload[
+        "text"
+    ] == "Your request has been passed to our hotline. An agent will call you back."
     # a zh_TW member reads it in Traditional script
     m7 = await member("h7", locale="zh_TW")
     t7, _ = await inbox.open_ticket(services, m7.id, "web", "human")
     assert (await inbox.hand_off_to_hotline(services, t7, owner.id, phone="13800135678")).done
-    assert (await OutboxMessage.get(member_id=m7.id)).payload["text"] == "您的問題已轉到熱線，客服將致電 138****5678 與您聯絡。"
+    assert (await OutboxMessage.get(member_id=m7.id)).payload[
+        "text"
+    ] == "您的問題已轉到熱線，客服將致電 138****5678 與您聯絡。"
     # a closed ticket is not handed off
     m4 = await member("h4")
     t4, _ = await inbox.open_ticket(services, m4.id, "web", "human")
@@ -159,8 +167,9 @@ async def test_hotline_form_once_audited_csrf_and_owner_only(client) -> None:
     missing = await client.post(f"/inbox/t/{t.id}/hotline", data={}, allow_redirects=False)
     assert forged.status == 403 and missing.status == 403
     assert (await Ticket.get(id=t.id)).hotline_at is None
-    bad = await client.post(f"/inbox/t/{t.id}/hotline", data={"csrf_token": token, "phone": "<b>x</b>"},
-                            allow_redirects=False)
+    bad = await client.post(
+        f"/inbox/t/{t.id}/hotline", data={"csrf_token": token, "phone": "<b>x</b>"}, allow_redirects=False
+    )
     assert bad.status == 400 and (await Ticket.get(id=t.id)).hotline_at is None
     form = {"csrf_token": token, "phone": "", "note": "客户要求晚上 8 点后回电"}
     first = await client.post(f"/inbox/t/{t.id}/hotline", data=form, allow_redirects=False)
@@ -206,8 +215,9 @@ async def test_supervisor_assigns_and_reads_the_report_agent_may_not(client) -> 
     await staff_login(client, "sv-agent", ["agent"])
     html, token = await csrf(client, f"/inbox/t/{t.id}")
     assert "/assign" not in html
-    refused = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": str(second.id),
-                                                                  "expected": str(first.id)})
+    refused = await client.post(
+        f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": str(second.id), "expected": str(first.id)}
+    )
     assert refused.status == 403 and (await Ticket.get(id=t.id)).assignee_id == first.id
     assert (await client.get("/inbox/report")).status == 403
     assert "/inbox/report" not in await (await client.get("/inbox")).text()
@@ -218,18 +228,25 @@ async def test_supervisor_assigns_and_reads_the_report_agent_may_not(client) -> 
     html, token = await csrf(client, f"/inbox/t/{t.id}?lang=zh_CN")
     assert f'action="/inbox/t/{t.id}/assign"' in html and "改派" in html
     assert "sv-first (坐席)" in html and "sv-boss (值班长)" in html  # role names in the reader's language
-    stale = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": str(second.id),
-                                                                "expected": str(second.id)}, allow_redirects=False)
+    stale = await client.post(
+        f"/inbox/t/{t.id}/assign",
+        data={"csrf_token": token, "staff_id": str(second.id), "expected": str(second.id)},
+        allow_redirects=False,
+    )
     assert stale.headers["Location"].endswith("flash=changed") and (await Ticket.get(id=t.id)).assignee_id == first.id
-    ok = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": str(second.id),
-                                                             "expected": str(first.id)}, allow_redirects=False)
+    ok = await client.post(
+        f"/inbox/t/{t.id}/assign",
+        data={"csrf_token": token, "staff_id": str(second.id), "expected": str(first.id)},
+        allow_redirects=False,
+    )
     assert ok.status == 303 and (await Ticket.get(id=t.id)).assignee_id == second.id
     assert await StaffAudit.filter(action="ticket.assign", target_id=str(t.id), staff_id=boss.id).count() == 2
     assert (await client.get("/inbox/report")).status == 200
     assert "/inbox/report" in await (await client.get("/inbox")).text()
     # and may hand another agent's ticket to the hotline
-    resp = await client.post(f"/inbox/t/{t.id}/hotline", data={"csrf_token": token, "phone": "13800135678"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/inbox/t/{t.id}/hotline", data={"csrf_token": token, "phone": "13800135678"}, allow_redirects=False
+    )
     assert resp.headers["Location"].endswith("flash=hotline")
     assert (await Ticket.get(id=t.id)).assignee_id == second.id
 
@@ -299,10 +316,12 @@ async def test_dashboard_counts_hand_offs_from_a_known_history(services) -> None
     window, gap = timedelta(minutes=10), timedelta(minutes=30)
     history = await dashboard_data.load_history(start, end, window=window, gap=gap)
     assert sorted((t.member_id, t.topic) for t in history.tickets) == sorted(
-        (members[n].id, "reason:human") for n in "ab")
+        (members[n].id, "reason:human") for n in "ab"
+    )
     assert not await TranscriptEntry.filter(member_id=members["b"].id, kind="hotline").exists()
-    rep = kpis.report(history, start=start, end=end, period="day", tz=tz, window=window, gap=gap,
-                      now=end + timedelta(days=8))
+    rep = kpis.report(
+        history, start=start, end=end, period="day", tz=tz, window=window, gap=gap, now=end + timedelta(days=8)
+    )
     funnel = {s.layer: s.reached for s in rep.funnel}
     assert funnel["hotline"] == 2 and funnel["online_agent"] == 3 and funnel["self_service"] == 4
     online = next(s for s in rep.funnel if s.layer == "online_agent")

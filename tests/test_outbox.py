@@ -1,4 +1,5 @@
 """The embedded outbox with real senders: store first, send once, honour opt-out."""
+
 from __future__ import annotations
 
 
@@ -11,14 +12,22 @@ from tests.community_helpers import member_headers
 
 async def test_message_is_stored_then_sent_once(client, services) -> None:
     account = await get_or_create_account("web", "out-1")
-    out = Outgoing(channel="web", address="out-1", reply=Reply(text="您好，客服已回复"), member_id=account.member_id,
-                   purpose="agent", idempotency_key="ticket-1-reply-1")
+    out = Outgoing(
+        channel="web",
+        address="out-1",
+        reply=Reply(text="您好，客服已回复"),
+        member_id=account.member_id,
+        purpose="agent",
+        idempotency_key="ticket-1-reply-1",
+    )
     first = await services.outbox.enqueue(out)
     again = await services.outbox.enqueue(out)
     assert first.id == again.id
     row = await wait_status(first.id, "sent")
     assert row.status == "sent" and row.attempts == 1 and row.provider_ref == f"web-{row.id}"
-    updates = await (await client.get("/api/v1/chat/updates", params={"after": "0"}, headers=member_headers("out-1"))).json()
+    updates = await (
+        await client.get("/api/v1/chat/updates", params={"after": "0"}, headers=member_headers("out-1"))
+    ).json()
     assert [m["text"] for m in updates["messages"]] == ["您好，客服已回复"]
 
 

@@ -1,5 +1,6 @@
 """One origin check for every form and member API: scheme, host and port all have to match
 (an ``http://`` page of the same host is another origin: a network attacker can write it)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,13 @@ def _request(tmp_path: Path, headers: dict[str, str], *, https: bool, **settings
     conf = make_settings(tmp_path, **settings)
     app = web.Application()
     app[SERVICES] = mock.Mock(settings=conf)
-    req = make_mocked_request("POST", "/f/abc/read", headers={"Host": "svc.example", **headers}, app=app,
-                              sslcontext=mock.Mock() if https else None)
+    req = make_mocked_request(
+        "POST",
+        "/f/abc/read",
+        headers={"Host": "svc.example", **headers},
+        app=app,
+        sslcontext=mock.Mock() if https else None,
+    )
     return req, conf
 
 

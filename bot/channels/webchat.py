@@ -4,6 +4,7 @@ The member is who the server says (``bot.web.chat_session``): the signed session
 the operator's logged-in visitor named with ``user`` + a valid ``user_hash``. Message ids
 are the client's, so they are scoped to the account before they reach the pipeline: two
 members may both send ``msg_id`` "1"."""
+
 from __future__ import annotations
 
 import hashlib
@@ -72,14 +73,18 @@ def scoped_msg_id(external_id: str, msg_id: str | None) -> str | None:
 
 
 def _locale_of(request: web.Request, explicit: str | None) -> str:
-    return (normalize_locale(explicit) or normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])
-            or DEFAULT_LOCALE)
+    return (
+        normalize_locale(explicit)
+        or normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])
+        or DEFAULT_LOCALE
+    )
 
 
 def _too_fast(request: web.Request, locale: str, wait: float) -> web.Response:
     _ = request.app[SERVICES].translator.bind(locale)
-    resp = json_error(429, _("You are sending messages too quickly. Please wait a moment and try again."),
-                      retry_after=round(wait, 1))
+    resp = json_error(
+        429, _("You are sending messages too quickly. Please wait a moment and try again."), retry_after=round(wait, 1)
+    )
     resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
     return resp
 
@@ -162,8 +167,7 @@ async def _sent_after(member: Member, after: int, limit: int = 50) -> list[dict]
     rows = (
         # "sending" too: the sender publishes just before the row is marked sent, so a page
         # that connects in between would otherwise miss it (the page shows each id once)
-        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status__in=("sending", "sent"),
-                                   id__gt=after)
+        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status__in=("sending", "sent"), id__gt=after)
         .order_by("id")
         .limit(limit)
     )

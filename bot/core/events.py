@@ -17,6 +17,7 @@ Semantics, kept from the guarded hooks this replaces:
 
 Kernel module: imports nothing outside ``bot.core``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,7 @@ class Event:
 @dataclass(frozen=True)
 class AnswerAccepted(Event):
     """The asker accepted an answer (committed: the question is closed)."""
+
     answer_id: int
     answerer_id: int
     asker_id: int
@@ -45,6 +47,7 @@ class AnswerAccepted(Event):
 @dataclass(frozen=True)
 class AnswerHelpful(Event):
     """A member rated someone else's answer helpful (their vote is stored, once)."""
+
     answer_id: int
     answerer_id: int
     voter_id: int
@@ -53,6 +56,7 @@ class AnswerHelpful(Event):
 @dataclass(frozen=True)
 class AnswerRemoved(Event):
     """A reviewer rejected a visible or held answer: whatever it earned is taken back."""
+
     answer_id: int
     reason: str = "moderation"
 
@@ -64,6 +68,7 @@ class ItemPicked(Event):
 
     ``downvoted_item_id``: the item the member had just rated 👎 in this conversation (None
     when they had not), so a pick of another item is the better answer to that question."""
+
     member_id: int
     item_id: int
     query: str
@@ -73,6 +78,7 @@ class ItemPicked(Event):
 @dataclass(frozen=True)
 class FeedbackGiven(Event):
     """A member's 👍/👎 on an answer, stored once per shown answer."""
+
     member_id: int
     item_id: int
     helpful: bool
@@ -83,6 +89,7 @@ class FeedbackGiven(Event):
 class TicketResolved(Event):
     """An agent closed a ticket as answered by a knowledge item; ``question`` is what the
     member asked (empty when the ticket has no question text)."""
+
     ticket_id: int
     member_id: int
     item_id: int
@@ -93,6 +100,7 @@ class TicketResolved(Event):
 @dataclass(frozen=True)
 class OfferAccepted(Event):
     """A member pressed an offer's button; published once per member and offer display."""
+
     member_id: int
     offer_id: int
     channel: str
@@ -102,6 +110,7 @@ class OfferAccepted(Event):
 @dataclass(frozen=True)
 class ContributionApproved(Event):
     """A reviewer approved a member's knowledge contribution (decided once)."""
+
     contribution_id: int
     member_id: int
 
@@ -112,6 +121,7 @@ class MemberWarned(Event):
     """Moderation sent a member the caring warning. ``warnings`` counts this episode's
     warnings; ``forwarding_frozen``: their forwarding points are frozen from now on;
     ``episode`` starts again after a lifted freeze or a staff decision."""
+
     member_id: int
     warnings: int
     forwarding_frozen: bool
@@ -125,6 +135,7 @@ Subscriber = Callable[[Any], Awaitable[None]]
 @dataclass(frozen=True)
 class Subscription:
     """One row of the wiring, for docs and tests: which handler runs on which event."""
+
     event_type: type[Event]
     handler: Subscriber
 

@@ -5,6 +5,7 @@ respect each channel's global and per-chat rate, retry with exponential backoff 
 dead-letter what keeps failing. Unsolicited messages to opted-out members are
 suppressed here, so every sender honours opt-out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,11 @@ async def claim_row(msg_id: int, lease_seconds: float, *, due_only: bool = True)
 async def mark_sent(msg_id: int, *, attempts: int, provider_ref: str = "", segments: int | None = None) -> None:
     """The provider accepted the message: record it before anything else acknowledges it."""
     await OutboxMessage.filter(id=msg_id).update(
-        status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=provider_ref[:128], segments=segments,
+        status="sent",
+        attempts=attempts,
+        sent_at=utcnow(),
+        provider_ref=provider_ref[:128],
+        segments=segments,
         last_error="",
     )
 
@@ -60,8 +65,8 @@ async def reclaim_expired(limit: int = 1000) -> list[int]:
     to the queue, due now; returns their ids. Run at start-up and periodically, in the
     embedded mode and by every queue worker alike."""
     now = utcnow()
-    stale = await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list(
-        "id", "channel"
+    stale = (
+        await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list("id", "channel")
     )
     taken: list[int] = []
     for msg_id, channel in stale:
@@ -141,8 +146,12 @@ class Outbox:
                 kind=out.purpose,
                 item_id=out.reply.item_id,
                 # as the pipeline records its replies: a chat page shows the choices again
-                payload={"choices": [c.action for c in out.reply.choices],
-                         "labels": [c.label for c in out.reply.choices]} if out.reply.choices else None,
+                payload={
+                    "choices": [c.action for c in out.reply.choices],
+                    "labels": [c.label for c in out.reply.choices],
+                }
+                if out.reply.choices
+                else None,
             )
         self.wakeup.set()
         for hook in self.on_stored:
@@ -159,9 +168,16 @@ class Outbox:
         if existing is None:
             try:
                 await OutboxMessage.create(
-                    channel=out.channel, address=out.address, member_id=out.member_id, payload=out.reply.to_dict(),
-                    purpose=out.purpose, idempotency_key=out.idempotency_key, status="sent", attempts=1,
-                    sent_at=utcnow(), provider_ref=INLINE,
+                    channel=out.channel,
+                    address=out.address,
+                    member_id=out.member_id,
+                    payload=out.reply.to_dict(),
+                    purpose=out.purpose,
+                    idempotency_key=out.idempotency_key,
+                    status="sent",
+                    attempts=1,
+                    sent_at=utcnow(),
+                    provider_ref=INLINE,
                 )
                 return True
             except IntegrityError:
@@ -169,7 +185,12 @@ class Outbox:
         return existing.provider_ref == INLINE
 
     async def to_member(
-        self, member_id: int, reply: Reply, *, purpose: str, idempotency_key: str | None = None,
+        self,
+        member_id: int,
+        reply: Reply,
+        *,
+        purpose: str,
+        idempotency_key: str | None = None,
         channel: str | None = None,
     ) -> OutboxMessage | None:
         """Send on the member's most recently used active channel (or the one named)."""
@@ -177,8 +198,10 @@ class Outbox:
         if channel:
             q = q.filter(channel=channel)
         # an account that never wrote (NULL) comes last: PostgreSQL sorts NULLs first in DESC
-        account = (await q.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
-                   or await q.order_by("id").first())
+        account = (
+            await q.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
+            or await q.order_by("id").first()
+        )
         if account is None:
             return None
         return await self.enqueue(
@@ -198,8 +221,13 @@ class OutboxWorker:
     from task-queue workers."""
 
     def __init__(
-        self, settings: Settings, outbox: Outbox, channels: ChannelRegistry, limiter: RateLimiter,
-        concurrency: int = 32, state: StateStore | None = None,
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        channels: ChannelRegistry,
+        limiter: RateLimiter,
+        concurrency: int = 32,
+        state: StateStore | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -315,9 +343,14 @@ class OutboxWorker:
     async def _retry(self, msg: OutboxMessage, attempts: int, reason: str, retry_after: float | None) -> str:
         if attempts >= self.settings.outbox_max_attempts:
             return await self._finish(msg, "dead", reason, attempts=attempts)
-        delay = retry_after if retry_after is not None else self.settings.outbox_backoff_base_seconds * 2 ** (attempts - 1)
+        delay = (
+            retry_after if retry_after is not None else self.settings.outbox_backoff_base_seconds * 2 ** (attempts - 1)
+        )
         await OutboxMessage.filter(id=msg.id).update(
-            status="failed", attempts=attempts, last_error=reason[:1000], next_attempt_at=utcnow() + timedelta(seconds=delay)
+            status="failed",
+            attempts=attempts,
+            last_error=reason[:1000],
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
         )
         self.outbox.wakeup.set()
         return "failed"

@@ -12,6 +12,7 @@ The stored JSON keeps the shape earlier versions wrote, so state stored before a
 ``from_json`` accepts any object, defaults what is missing or malformed, and keeps keys it does
 not know so that ``to_json`` writes them back unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -201,8 +202,11 @@ def _seen(v: object) -> Any:
     if not isinstance(v, Mapping) or not isinstance(v.get("day"), str):
         return _BAD
     items = v.get("items")
-    counts = {k: n for k, n in items.items() if isinstance(k, str) and _int(n) is not _BAD} \
-        if isinstance(items, Mapping) else {}
+    counts = (
+        {k: n for k, n in items.items() if isinstance(k, str) and _int(n) is not _BAD}
+        if isinstance(items, Mapping)
+        else {}
+    )
     return RepeatCounts(day=v["day"], items=counts)
 
 
@@ -230,9 +234,13 @@ def _reply(v: object) -> Any:
     item_id = v.get("item_id")
     confidence = v.get("confidence")
     raw_choices, raw_cards = v.get("choices", []), v.get("cards", [])
-    if (_BAD in (text, kind) or (item_id is not None and _int(item_id) is _BAD)
-            or (confidence is not None and _float(confidence) is _BAD)
-            or not isinstance(raw_choices, list) or not isinstance(raw_cards, list)):
+    if (
+        _BAD in (text, kind)
+        or (item_id is not None and _int(item_id) is _BAD)
+        or (confidence is not None and _float(confidence) is _BAD)
+        or not isinstance(raw_choices, list)
+        or not isinstance(raw_cards, list)
+    ):
         return _BAD
     choices: list[Choice] = []
     for c in raw_choices:
@@ -247,8 +255,14 @@ def _reply(v: object) -> Any:
         if not all(isinstance(p, str) for p in parts.values()):
             return _BAD
         cards.append(Card(title=c["title"], **parts))
-    return Reply(text=text, choices=choices, cards=cards, kind=kind, item_id=item_id,
-                 confidence=None if confidence is None else float(confidence))
+    return Reply(
+        text=text,
+        choices=choices,
+        cards=cards,
+        kind=kind,
+        item_id=item_id,
+        confidence=None if confidence is None else float(confidence),
+    )
 
 
 def _same(v: Any) -> Any:

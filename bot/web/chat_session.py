@@ -14,6 +14,7 @@ string ends up in access logs, browser history and ``Referer`` headers, and a ``
 there is a credential anyone reading them can replay. Posts carry them in the JSON body.
 
 Both the web chat channel and feature views (``/api/v1/me``) ask here, and nowhere else."""
+
 from __future__ import annotations
 
 import hashlib
@@ -93,8 +94,9 @@ def verified_user(settings: Settings, user: object, given_hash: object) -> str |
     return user
 
 
-def identify(request: web.Request, settings: Settings, fields: Mapping[str, object], *,
-             create: bool) -> WebIdentity | None:
+def identify(
+    request: web.Request, settings: Settings, fields: Mapping[str, object], *, create: bool
+) -> WebIdentity | None:
     """The request's identity: a verified operator user, else the session cookie, else (with
     ``create``) a new session whose cookie the caller sets. Raises :class:`IdentityRefused`."""
     user = verified_user(settings, fields.get("user"), fields.get("user_hash"))
@@ -114,8 +116,9 @@ def identify_get(request: web.Request, settings: Settings) -> WebIdentity | None
     headers, else the session cookie. ``user_hash`` in the query string is refused
     (:class:`IdentityRefused`): it would leak into logs and ``Referer`` headers."""
     if "user_hash" in request.query or "user" in request.query:
-        raise IdentityRefused(f"send user and user_hash in the {USER_HEADER} and {USER_HASH_HEADER} headers, "
-                              "never in the query string")
+        raise IdentityRefused(
+            f"send user and user_hash in the {USER_HEADER} and {USER_HASH_HEADER} headers, never in the query string"
+        )
     fields = {"user": request.headers.get(USER_HEADER), "user_hash": request.headers.get(USER_HASH_HEADER)}
     return identify(request, settings, fields, create=False)
 
@@ -158,7 +161,7 @@ def session_id_of(identity: WebIdentity) -> str | None:
     """The session id behind a session identity (None for an operator's user)."""
     if identity.kind != "session" or not identity.external_id.startswith(SESSION_PREFIX):
         return None
-    return identity.external_id[len(SESSION_PREFIX):]
+    return identity.external_id[len(SESSION_PREFIX) :]
 
 
 def member_csrf_token(request: web.Request, settings: Settings, identity: WebIdentity | None = None) -> str | None:

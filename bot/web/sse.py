@@ -5,6 +5,7 @@ backlog, read after subscribing so nothing falls between the two), then the live
 with a keep-alive comment while nothing happens. Events with an ``id`` are sent once: a
 backlog row that is also published live is not repeated, and the browser's
 ``Last-Event-ID`` resumes after it. Every stream ends when the app shuts down."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,16 +50,24 @@ def last_event_id(request: web.Request, query_key: str = "after") -> int:
     return 0
 
 
-async def serve(request: web.Request, subscription: Subscription, *, backlog: Backlog | None = None,
-                with_ids: bool = False, after: int = 0, keepalive: float = KEEPALIVE) -> web.StreamResponse:
+async def serve(
+    request: web.Request,
+    subscription: Subscription,
+    *,
+    backlog: Backlog | None = None,
+    with_ids: bool = False,
+    after: int = 0,
+    keepalive: float = KEEPALIVE,
+) -> web.StreamResponse:
     """Stream ``subscription``'s events to the client until it leaves or the app stops.
 
     ``with_ids``: events carry an integer ``id``; only ids above ``after`` (and above every
     id already sent) go out."""
     install(request.app)
     stop = request.app[SSE_STOP]
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await resp.prepare(request)
     sent = after
 

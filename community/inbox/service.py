@@ -1,5 +1,6 @@
 """Tickets: opening (one live ticket per member), the queue order, claiming without
 double assignment, agent replies through the outbox, closing with one survey."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +47,15 @@ async def contact_counts(member_id: int, now: datetime | None = None) -> tuple[i
 
 
 async def open_ticket(
-    services: "Services", member_id: int, channel: str, reason: str, *, summary: str = "",
-    question_id: int | None = None, unanswered_id: int | None = None, said: str = "",
+    services: "Services",
+    member_id: int,
+    channel: str,
+    reason: str,
+    *,
+    summary: str = "",
+    question_id: int | None = None,
+    unanswered_id: int | None = None,
+    said: str = "",
 ) -> tuple[Ticket, bool]:
     """The member's live ticket, created if there is none; returns (ticket, created).
 
@@ -70,8 +78,15 @@ async def open_ticket(
         s = services.settings
         try:
             ticket = await Ticket.create(
-                member_id=member_id, channel=channel, reason=reason, summary=summary[:4000], open_key=member_id,
-                urgent=bool(why), urgent_why=why, question_id=question_id, unanswered_id=unanswered_id,
+                member_id=member_id,
+                channel=channel,
+                reason=reason,
+                summary=summary[:4000],
+                open_key=member_id,
+                urgent=bool(why),
+                urgent_why=why,
+                question_id=question_id,
+                unanswered_id=unanswered_id,
                 first_response_due=now + timedelta(minutes=s.inbox_first_response_minutes),
                 resolution_due=now + timedelta(minutes=s.inbox_resolution_minutes),
             )
@@ -135,7 +150,8 @@ async def queue(limit: int = 200) -> list[Ticket]:
 async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
     """Take an unassigned ticket; exactly one of several concurrent claims wins."""
     done = await Ticket.filter(id=ticket_id, status="open", assignee_id=None).update(
-        status="claimed", assignee_id=staff_id, claimed_at=utcnow())
+        status="claimed", assignee_id=staff_id, claimed_at=utcnow()
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "claimed"})
     return bool(done)
@@ -144,7 +160,8 @@ async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
 async def assign(services: "Services", ticket_id: int, to_staff_id: int, *, expected_assignee: int | None) -> bool:
     """Hand a ticket over, only if it is still with ``expected_assignee`` (compare and set)."""
     done = await Ticket.filter(id=ticket_id, status__in=LIVE, assignee_id=expected_assignee).update(
-        status="claimed", assignee_id=to_staff_id, claimed_at=utcnow())
+        status="claimed", assignee_id=to_staff_id, claimed_at=utcnow()
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "assigned"})
     return bool(done)
@@ -152,7 +169,8 @@ async def assign(services: "Services", ticket_id: int, to_staff_id: int, *, expe
 
 async def release(services: "Services", ticket_id: int, staff_id: int) -> bool:
     done = await Ticket.filter(id=ticket_id, status="claimed", assignee_id=staff_id).update(
-        status="open", assignee_id=None, claimed_at=None)
+        status="open", assignee_id=None, claimed_at=None
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "released"})
     return bool(done)
@@ -185,8 +203,7 @@ async def agent_reply(services: "Services", ticket: Ticket, staff_id: int, text:
     except IntegrityError:
         old = await TicketMessage.get(nonce=nonce)
         return Sent(old, old.outbox_id is not None)
-    row = await send_to_member(services, ticket, Reply(text=text, kind="agent"), purpose="agent",
-                               key=f"agent:{msg.id}")
+    row = await send_to_member(services, ticket, Reply(text=text, kind="agent"), purpose="agent", key=f"agent:{msg.id}")
     if row is not None:
         await TicketMessage.filter(id=msg.id).update(outbox_id=row.id, channel=row.channel)
         msg.outbox_id = row.id
@@ -198,8 +215,9 @@ async def agent_reply(services: "Services", ticket: Ticket, staff_id: int, text:
 async def send_to_member(services: "Services", ticket: Ticket, reply: Reply, *, purpose: str, key: str):  # type: ignore[no-untyped-def]
     """On the ticket's channel when the member is still reachable there, else their latest."""
     usable = await ChannelAccount.filter(member_id=ticket.member_id, channel=ticket.channel, active=True).exists()
-    return await services.outbox.to_member(ticket.member_id, reply, purpose=purpose, idempotency_key=key,
-                                           channel=ticket.channel if usable else None)
+    return await services.outbox.to_member(
+        ticket.member_id, reply, purpose=purpose, idempotency_key=key, channel=ticket.channel if usable else None
+    )
 
 
 class HandOffRefused(Exception):
@@ -246,15 +264,17 @@ def hotline_reply(services: "Services", locale: str, phone: str | None) -> Reply
     not private)."""
     _ = services.translator.bind(locale)
     if phone:
-        text = _("Your request has been passed to our hotline. An agent will call you at %(phone)s.",
-                 phone=mask_phone(phone))
+        text = _(
+            "Your request has been passed to our hotline. An agent will call you at %(phone)s.", phone=mask_phone(phone)
+        )
     else:
         text = _("Your request has been passed to our hotline. An agent will call you back.")
     return Reply(text=text, kind="hotline")
 
 
-async def hand_off_to_hotline(services: "Services", ticket: Ticket, staff_id: int, *, phone: str = "",
-                              note: str = "", any_ticket: bool = False) -> HandOff:
+async def hand_off_to_hotline(
+    services: "Services", ticket: Ticket, staff_id: int, *, phone: str = "", note: str = "", any_ticket: bool = False
+) -> HandOff:
     """Hand the ticket to the phone hotline, once: record it on the ticket, note it in the
     ticket's conversation, tell the member through the outbox and mark their transcript.
 
@@ -276,12 +296,14 @@ async def hand_off_to_hotline(services: "Services", ticket: Ticket, staff_id: in
     return await asyncio.shield(_hand_off(services, ticket, member, staff_id, number, note, any_ticket))
 
 
-async def _hand_off(services: "Services", ticket: Ticket, member: Member, staff_id: int, number: str | None,
-                    note: str, any_ticket: bool) -> HandOff:
+async def _hand_off(
+    services: "Services", ticket: Ticket, member: Member, staff_id: int, number: str | None, note: str, any_ticket: bool
+) -> HandOff:
     now = utcnow()
     if ticket.assignee_id is None:  # the agent takes it (quietly: the "hotline" event below tells the pages)
         claimed = await Ticket.filter(id=ticket.id, status="open", assignee_id=None).update(
-            status="claimed", assignee_id=staff_id, claimed_at=now)
+            status="claimed", assignee_id=staff_id, claimed_at=now
+        )
         if not claimed and not any_ticket and (await Ticket.get(id=ticket.id)).assignee_id != staff_id:
             raise HandOffRefused("owned by another agent")
     q = Ticket.filter(id=ticket.id, status__in=LIVE, hotline_at=None)
@@ -293,8 +315,9 @@ async def _hand_off(services: "Services", ticket: Ticket, member: Member, staff_
             return HandOff(ticket.id, False, False, fresh.hotline_phone)
         raise HandOffRefused("closed or owned by another agent")
     reply = hotline_reply(services, member.locale, number)
-    msg = await TicketMessage.create(ticket_id=ticket.id, author="system", staff_id=staff_id, text=reply.text,
-                                     nonce=HOTLINE_NONCE % ticket.id)
+    msg = await TicketMessage.create(
+        ticket_id=ticket.id, author="system", staff_id=staff_id, text=reply.text, nonce=HOTLINE_NONCE % ticket.id
+    )
     row = await _send_hotline_notice(services, ticket, reply)
     if row is not None:
         await TicketMessage.filter(id=msg.id).update(outbox_id=row.id, channel=row.channel)
@@ -308,17 +331,27 @@ async def _send_hotline_notice(services: "Services", ticket: Ticket, reply: Repl
     the ticket's channel when still reachable, else the member's latest; the transcript
     line is of kind "hotline", which the dashboard's funnel counts."""
     accounts = ChannelAccount.filter(member_id=ticket.member_id, active=True)
-    account = (await accounts.filter(channel=ticket.channel).order_by("-id").first()
-               or await accounts.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
-               or await accounts.order_by("id").first())
+    account = (
+        await accounts.filter(channel=ticket.channel).order_by("-id").first()
+        or await accounts.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
+        or await accounts.order_by("id").first()
+    )
     if account is None:
         return None
-    row = await services.outbox.enqueue(Outgoing(
-        channel=account.channel, address=account.chat_id or account.external_id, reply=reply,
-        member_id=ticket.member_id, purpose="agent", idempotency_key=HOTLINE_NONCE % ticket.id,
-    ), transcribe=False)
-    await TranscriptEntry.create(member_id=ticket.member_id, channel=account.channel, direction="out",
-                                 text=reply.text, kind="hotline")
+    row = await services.outbox.enqueue(
+        Outgoing(
+            channel=account.channel,
+            address=account.chat_id or account.external_id,
+            reply=reply,
+            member_id=ticket.member_id,
+            purpose="agent",
+            idempotency_key=HOTLINE_NONCE % ticket.id,
+        ),
+        transcribe=False,
+    )
+    await TranscriptEntry.create(
+        member_id=ticket.member_id, channel=account.channel, direction="out", text=reply.text, kind="hotline"
+    )
     return row
 
 
@@ -331,7 +364,9 @@ async def add_member_message(services: "Services", ticket: Ticket, text: str, ch
 def survey_reply(services: "Services", locale: str, ticket_id: int) -> Reply:
     _ = services.translator.bind(locale)
     return Reply(
-        text=_("Your request has been closed. How satisfied are you with our service? Reply with a number from 1 (very unsatisfied) to 5 (very satisfied)."),
+        text=_(
+            "Your request has been closed. How satisfied are you with our service? Reply with a number from 1 (very unsatisfied) to 5 (very satisfied)."
+        ),
         choices=[Choice(label=str(n), action=f"sv:{ticket_id}:{n}") for n in range(1, 6)],
         kind="survey",
     )
@@ -349,8 +384,9 @@ async def ticket_question(ticket: Ticket) -> str:
     return ""
 
 
-async def close(services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False,
-                answered_by: int | None = None) -> bool:
+async def close(
+    services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False, answered_by: int | None = None
+) -> bool:
     """Close once; the one close that wins sends the satisfaction survey.
 
     ``answered_by``: the published knowledge item the agent says answered the ticket (the
@@ -368,8 +404,13 @@ async def close(services: "Services", ticket_id: int, staff_id: int | None, *, a
     if answered_by is not None:
         await _learn_from_ticket(services, ticket, answered_by)
     if await Ticket.filter(id=ticket_id, survey_sent_at=None).update(survey_sent_at=now):
-        await send_to_member(services, ticket, survey_reply(services, ticket.member.locale, ticket.id),
-                             purpose="survey", key=f"survey:{ticket.id}")
+        await send_to_member(
+            services,
+            ticket,
+            survey_reply(services, ticket.member.locale, ticket.id),
+            purpose="survey",
+            key=f"survey:{ticket.id}",
+        )
     await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "closed"})
     return True
 
@@ -381,16 +422,24 @@ async def _learn_from_ticket(services: "Services", ticket: Ticket, item_id: int)
         await UnansweredQuestion.filter(id=ticket.unanswered_id).update(resolved=True)
     question = await ticket_question(ticket)
     # the ticket is closed either way: the bus logs a failing subscriber (a lost hint) and goes on
-    await services.events.publish(TicketResolved(ticket_id=ticket.id, member_id=ticket.member_id, item_id=item_id,
-                                                 question=question))
+    await services.events.publish(
+        TicketResolved(ticket_id=ticket.id, member_id=ticket.member_id, item_id=item_id, question=question)
+    )
 
 
-async def record_survey(services: "Services", member_id: int, score: int, ticket_id: int | None = None) -> Ticket | None:
+async def record_survey(
+    services: "Services", member_id: int, score: int, ticket_id: int | None = None
+) -> Ticket | None:
     """Store the 1–5 answer once, on the named ticket or the member's latest surveyed one."""
     if not 1 <= score <= 5:
         return None
-    q = Ticket.filter(member_id=member_id, status="closed", survey_score=None, survey_sent_at__not_isnull=True,
-                      survey_sent_at__gte=utcnow() - SURVEY_WINDOW)
+    q = Ticket.filter(
+        member_id=member_id,
+        status="closed",
+        survey_score=None,
+        survey_sent_at__not_isnull=True,
+        survey_sent_at__gte=utcnow() - SURVEY_WINDOW,
+    )
     if ticket_id is not None:
         q = q.filter(id=ticket_id)
     ticket = await q.order_by("-survey_sent_at").first()
@@ -412,17 +461,22 @@ async def record_survey_comment(services: "Services", member_id: int, ticket_id:
     text = text.strip()[:MAX_COMMENT]
     if not text:
         return False
-    done = await Ticket.filter(id=ticket_id, member_id=member_id, survey_score__not_isnull=True,
-                               survey_comment=None, survey_at__gte=utcnow() - SURVEY_WINDOW).update(
-        survey_comment=text)
+    done = await Ticket.filter(
+        id=ticket_id,
+        member_id=member_id,
+        survey_score__not_isnull=True,
+        survey_comment=None,
+        survey_at__gte=utcnow() - SURVEY_WINDOW,
+    ).update(survey_comment=text)
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "survey"})
     return bool(done)
 
 
 async def awaiting_survey(member_id: int) -> bool:
-    return await Ticket.filter(member_id=member_id, status="closed", survey_score=None,
-                               survey_sent_at__gte=utcnow() - SURVEY_WINDOW).exists()
+    return await Ticket.filter(
+        member_id=member_id, status="closed", survey_score=None, survey_sent_at__gte=utcnow() - SURVEY_WINDOW
+    ).exists()
 
 
 async def live_ticket(member_id: int) -> Ticket | None:

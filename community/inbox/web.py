@@ -1,4 +1,5 @@
 """The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,13 +50,16 @@ def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
 
 def _rows(tickets: list[Ticket]) -> list[dict[str, Any]]:
     now = datetime.now(timezone.utc)
-    return [{
-        "t": t,
-        "breached": service.sla_breached(t, now),
-        "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
-        "resolution_left": minutes_left(t.resolution_due, now),
-        "age": int((now - t.created_at).total_seconds() // 60),
-    } for t in tickets]
+    return [
+        {
+            "t": t,
+            "breached": service.sla_breached(t, now),
+            "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
+            "resolution_left": minutes_left(t.resolution_due, now),
+            "age": int((now - t.created_at).total_seconds() // 60),
+        }
+        for t in tickets
+    ]
 
 
 def _page_no(request: web.Request) -> int:
@@ -83,17 +87,28 @@ async def queue_page(request: web.Request) -> web.Response:
     result, rows = await _queue(request)
     channels = sorted(await Ticket.all().distinct().values_list("channel", flat=True))
     agents = _agents(await StaffUser.filter(active=True).order_by("username"))
-    return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=rows, q=result, channels=channels, agents=agents, statuses=("live", *STATUSES, "all"),
-                  supervises=_supervises(request["staff"]),
-                  query=dict(request.query), flash=request.query.get("flash", ""))
+    return render(
+        request,
+        "inbox_queue.html",
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        rows=rows,
+        q=result,
+        channels=channels,
+        agents=agents,
+        statuses=("live", *STATUSES, "all"),
+        supervises=_supervises(request["staff"]),
+        query=dict(request.query),
+        flash=request.query.get("flash", ""),
+    )
 
 
 @require_role(*AGENTS)
 async def queue_fragment(request: web.Request) -> web.Response:
     result, rows = await _queue(request)
-    return render(request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=rows, q=result)
+    return render(
+        request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"], rows=rows, q=result
+    )
 
 
 @require_role(*AGENTS)
@@ -105,13 +120,22 @@ async def ticket_page(request: web.Request) -> web.Response:
     supervises = _supervises(staff)
     agents = await StaffUser.filter(active=True).order_by("username") if supervises else []
     member = view.member
-    return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
-                  messages=view.messages, ticket=ticket, supervises=supervises,
-                  agents=_agents(agents), nonce=secrets.token_urlsafe(16),
-                  verified_phone=mask_phone(member.phone) if member.phone and member.phone_verified_at else "",
-                  hotline_phone=mask_phone(ticket.hotline_phone) if ticket.hotline_phone else "",
-                  hotline_by=await _hotline_by(ticket),
-                  flash=request.query.get("flash", ""))
+    return render(
+        request,
+        "inbox_ticket.html",
+        staff=staff,
+        csrf_token=request["csrf_token"],
+        v=view,
+        messages=view.messages,
+        ticket=ticket,
+        supervises=supervises,
+        agents=_agents(agents),
+        nonce=secrets.token_urlsafe(16),
+        verified_phone=mask_phone(member.phone) if member.phone and member.phone_verified_at else "",
+        hotline_phone=mask_phone(ticket.hotline_phone) if ticket.hotline_phone else "",
+        hotline_by=await _hotline_by(ticket),
+        flash=request.query.get("flash", ""),
+    )
 
 
 async def _hotline_by(ticket: Ticket) -> str:
@@ -126,8 +150,14 @@ async def _hotline_by(ticket: Ticket) -> str:
 async def messages_fragment(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
     messages = await ticket_messages(ticket.id)
-    return render(request, "inbox_messages.html", messages=messages, ticket=ticket, staff=request["staff"],
-                  csrf_token=request["csrf_token"])
+    return render(
+        request,
+        "inbox_messages.html",
+        messages=messages,
+        ticket=ticket,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+    )
 
 
 @require_role(*AGENTS)
@@ -154,8 +184,9 @@ async def assign(request: web.Request) -> web.Response:
     expected = str(form.get("expected", ""))
     if not to.isdigit() or not await StaffUser.filter(id=int(to), active=True).exists():
         raise bad_request(request, N_("Choose an agent."))
-    ok = await service.assign(request.app[SERVICES], tid, int(to),
-                              expected_assignee=int(expected) if expected.isdigit() else None)
+    ok = await service.assign(
+        request.app[SERVICES], tid, int(to), expected_assignee=int(expected) if expected.isdigit() else None
+    )
     await audit.record(request, "ticket.assign", "ticket", tid, to_staff=int(to), ok=ok)
     raise _back(tid, "" if ok else "changed")
 
@@ -187,11 +218,23 @@ async def hotline(request: web.Request) -> web.Response:
 
     async def act() -> service.HandOff:
         result = await service.hand_off_to_hotline(
-            request.app[SERVICES], ticket, staff.id, phone=str(form.get("phone", ""))[:64],
-            note=str(form.get("note", "")), any_ticket=_supervises(staff))
+            request.app[SERVICES],
+            ticket,
+            staff.id,
+            phone=str(form.get("phone", ""))[:64],
+            note=str(form.get("note", "")),
+            any_ticket=_supervises(staff),
+        )
         if result.done:
-            await audit.record(request, "ticket.hotline", "ticket", ticket.id, member=ticket.member_id,
-                               phone=mask_phone(result.phone) if result.phone else "", delivered=result.delivered)
+            await audit.record(
+                request,
+                "ticket.hotline",
+                "ticket",
+                ticket.id,
+                member=ticket.member_id,
+                phone=mask_phone(result.phone) if result.phone else "",
+                delivered=result.delivered,
+            )
         return result
 
     try:  # shielded: the agent's page may reload on the hand-off's own event before the answer
@@ -211,12 +254,17 @@ async def _answered_by(request: web.Request, form: Any) -> int | None:
     raw = str(form.get("kb_item", "")).strip().lstrip("#").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(id=int(raw), status="published"):
-        raise bad_request(request, N_("The knowledge item must be the number of a published item "
-                                      "(leave it empty to close without one)."))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(
+        id=int(raw), status="published"
+    ):
+        raise bad_request(
+            request,
+            N_("The knowledge item must be the number of a published item (leave it empty to close without one)."),
+        )
     if not await service.ticket_question(await _ticket(request)):
-        raise bad_request(request, N_("This ticket has no question from the member to learn from; "
-                                      "close it without a knowledge item."))
+        raise bad_request(
+            request, N_("This ticket has no question from the member to learn from; close it without a knowledge item.")
+        )
     return int(raw)
 
 
@@ -225,8 +273,7 @@ async def close(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     staff = request["staff"]
     item_id = await _answered_by(request, await request.post())
-    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"),
-                             answered_by=item_id)
+    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"), answered_by=item_id)
     await audit.record(request, "ticket.close", "ticket", tid, ok=ok, answered_by=item_id)
     raise _back(tid, ("answered" if item_id else "") if ok else "refused")
 
@@ -244,8 +291,13 @@ async def publish(request: web.Request) -> web.Response:
     title = str(form.get("title", "")).strip() or (question.text if question else ticket.summary) or msg.text
     try:
         await KnowledgeItem.create(
-            key=f"agent-reply-{msg.id}", locale=ticket.member.locale, title=title[:255], variants=[],
-            answer=msg.text, category=question.category if question else "", status="draft",
+            key=f"agent-reply-{msg.id}",
+            locale=ticket.member.locale,
+            title=title[:255],
+            variants=[],
+            answer=msg.text,
+            category=question.category if question else "",
+            status="draft",
             tags=["from-agent", f"ticket:{ticket.id}"],
         )
     except IntegrityError:
@@ -263,8 +315,13 @@ async def change_tag(request: web.Request) -> web.Response:
     if op not in ("add", "remove"):
         raise bad_request(request, N_("Unknown operation."))
     try:
-        await member_tags.change_tag(ticket.member_id, str(form.get("tag", "")), add=op == "add",
-                                     actor=f"staff:{request['staff'].username}", source="inbox")
+        await member_tags.change_tag(
+            ticket.member_id,
+            str(form.get("tag", "")),
+            add=op == "add",
+            actor=f"staff:{request['staff'].username}",
+            source="inbox",
+        )
     except member_tags.TagError:
         raise _back(ticket.id, "bad-tag") from None
     await service.reprioritize(request.app[SERVICES], ticket.member_id)
@@ -275,7 +332,11 @@ async def change_tag(request: web.Request) -> web.Response:
 async def canned(request: web.Request) -> web.Response:
     """Knowledge items for a canned reply, searched by the agent's own words."""
     text = request.query.get("q", "").strip()[:200]
-    items = await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2) if text else []
+    items = (
+        await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2)
+        if text
+        else []
+    )
     return render(request, "inbox_canned.html", items=items, q=text)
 
 
@@ -283,8 +344,14 @@ async def canned(request: web.Request) -> web.Response:
 async def report_page(request: web.Request) -> web.Response:
     raw = request.query.get("days", "30")
     days = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 366 else 30
-    return render(request, "inbox_report.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await inbox_report.agent_report(days), days=days)
+    return render(
+        request,
+        "inbox_report.html",
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        rows=await inbox_report.agent_report(days),
+        days=days,
+    )
 
 
 @require_role(*AGENTS)

@@ -4,6 +4,7 @@ Points themselves are not called from here any more: Q&A publishes ``AnswerAccep
 ``AnswerHelpful`` and ``AnswerRemoved`` (bot.core.events) and gamification scores them in its
 subscriber, wired in ``bot/subscriptions.py``.
 """
+
 from __future__ import annotations
 
 import logging

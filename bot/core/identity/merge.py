@@ -21,6 +21,7 @@ holds what the merge wrote (an opt-out, a new phone or a new name given since st
 
 The models' shapes (primary key, relations, unique rules) come from tortoise's public
 ``Model.describe(serializable=False)``, not from its private ``_meta``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ class MergeHook(Protocol):
 
     async def merge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int) -> dict[str, Any]: ...
 
-    async def unmerge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int,
-                      done: dict[str, Any]) -> None: ...
+    async def unmerge(
+        self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int, done: dict[str, Any]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ def _described(model: type[Model]) -> ModelShape:
         for key, one_to_one in (("fk_fields", False), ("o2o_fields", True))
         for f in desc[key]
     )
-    return ModelShape(desc["pk_field"]["name"], relations,
-                      tuple(tuple(group) for group in desc["unique_together"] or ()))
+    return ModelShape(
+        desc["pk_field"]["name"], relations, tuple(tuple(group) for group in desc["unique_together"] or ())
+    )
 
 
 def shape_of(model: type[Model]) -> ModelShape:
@@ -127,8 +130,17 @@ def _models_with_columns() -> list[type[Model]]:
     return [m for m in registered_models() if getattr(m, "merge_member_columns", ())]
 
 
-MEMBER_FIELDS = ("display_name", "nickname", "tags", "opted_out", "phone", "phone_verified_at", "status",
-                 "locale", "locale_explicit")
+MEMBER_FIELDS = (
+    "display_name",
+    "nickname",
+    "tags",
+    "opted_out",
+    "phone",
+    "phone_verified_at",
+    "status",
+    "locale",
+    "locale_explicit",
+)
 
 
 def _snapshot(m: Member) -> dict[str, Any]:
@@ -212,8 +224,11 @@ class Merger:
         if source_id == target_id:
             raise MergeError("a member cannot be merged into itself")
         links = member_links()
-        missing = {getattr(link.model, "merge_by_hook") for link in links
-                   if getattr(link.model, "merge_by_hook", None) and getattr(link.model, "merge_by_hook") not in self.hooks}
+        missing = {
+            getattr(link.model, "merge_by_hook")
+            for link in links
+            if getattr(link.model, "merge_by_hook", None) and getattr(link.model, "merge_by_hook") not in self.hooks
+        }
         if missing:
             raise MergeError(f"no merge hook for {sorted(missing)}: refusing to merge")
         try:
@@ -232,12 +247,18 @@ class Merger:
                 await after(source_id, target_id)
         return record
 
-    async def _merge(self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *,
-                     via: str, actor: str) -> MemberMerge:
+    async def _merge(
+        self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *, via: str, actor: str
+    ) -> MemberMerge:
         # both members locked in one order (PostgreSQL): a concurrent A->B and B->C cannot
         # interleave and strand A's rows on a member that is itself merged away
-        locked = {m.id: m for m in await Member.filter(id__in=sorted({source_id, target_id}))
-                  .order_by("id").select_for_update().using_db(conn)}
+        locked = {
+            m.id: m
+            for m in await Member.filter(id__in=sorted({source_id, target_id}))
+            .order_by("id")
+            .select_for_update()
+            .using_db(conn)
+        }
         source, target = locked.get(source_id), locked.get(target_id)
         if source is None or target is None:
             raise MergeError("unknown member")
@@ -248,7 +269,12 @@ class Merger:
         before = {"source": _snapshot(source), "target": _snapshot(target)}
         merged = merged_fields(before["source"], before["target"])
         record = await MemberMerge.create(
-            using_db=conn, source_id=source_id, target_id=target_id, active_key=source_id, via=via, actor=actor[:64],
+            using_db=conn,
+            source_id=source_id,
+            target_id=target_id,
+            active_key=source_id,
+            via=via,
+            actor=actor[:64],
             members={**before, "merged": merged},
         )
         moved: dict[str, dict[str, list[Any]]] = {}
@@ -319,8 +345,9 @@ class Merger:
                 out.setdefault(_label(model), {})[column] = {str(r): source_id for r in rows}
         return out
 
-    async def _merge_members(self, conn: BaseDBAsyncClient, source: Member, target: Member,
-                             merged: dict[str, dict[str, Any]]) -> None:
+    async def _merge_members(
+        self, conn: BaseDBAsyncClient, source: Member, target: Member, merged: dict[str, dict[str, Any]]
+    ) -> None:
         # the source gives up its phone first: the column is unique
         await Member.filter(id=source.id).using_db(conn).update(**_db_values(merged["source"]))
         await Member.filter(id=target.id).using_db(conn).update(**_db_values(merged["target"]))
@@ -330,8 +357,10 @@ class Merger:
         An opt-out given while the accounts were one member binds both after the split."""
         before = record.members
         merged = before.get("merged") or merged_fields(before["source"], before["target"])  # older records
-        rows = {m.id: m for m in await Member.filter(id__in=[record.source_id, record.target_id])
-                .select_for_update().using_db(conn)}
+        rows = {
+            m.id: m
+            for m in await Member.filter(id__in=[record.source_id, record.target_id]).select_for_update().using_db(conn)
+        }
         target_now, source_now = _snapshot(rows[record.target_id]), _snapshot(rows[record.source_id])
         target_undo = undo_fields(before["target"], merged["target"], target_now)
         source_undo = undo_fields(before["source"], merged["source"], source_now)
@@ -362,15 +391,23 @@ class Merger:
                 model = models[label]
                 pk = shape_of(model).pk
                 for field, pks in fields_.items():
-                    await model.filter(**{f"{pk}__in": pks, f"{field}_id": record.target_id}).using_db(conn).update(
-                        **{f"{field}_id": record.source_id})
+                    await (
+                        model.filter(**{f"{pk}__in": pks, f"{field}_id": record.target_id})
+                        .using_db(conn)
+                        .update(**{f"{field}_id": record.source_id})
+                    )
             for label, cols in record.columns.items():
                 model = models[label]
                 pk = shape_of(model).pk
                 for column, olds in cols.items():
                     for row_pk, old in olds.items():
-                        row: list[int | None] = await model.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
-                            **{pk: int(row_pk)}).using_db(conn).values_list(column, flat=True)
+                        row: list[int | None] = (
+                            await model.filter(  # type: ignore[assignment]  # tortoise types flat=True as tuples
+                                **{pk: int(row_pk)}
+                            )
+                            .using_db(conn)
+                            .values_list(column, flat=True)
+                        )
                         if row and row[0] in (record.target_id, None):  # still as the merge left it
                             await model.filter(**{pk: int(row_pk)}).using_db(conn).update(**{column: old})
             for name, done in record.hooks.items():
