@@ -7,8 +7,8 @@ Order of events for one outgoing message:
 2. the row's id is handed to the queue as a taskiq task (``everycsr.outbox.send``);
    a short-lived Redis marker keeps the same row from being handed out twice at once;
 3. a queue worker receives the task, claims the row with a conditional update
-   (``queued``/``failed`` and due -> ``sending``, lease until ``next_attempt_at``),
-   and runs :meth:`bot.core.outbox.OutboxWorker.send_one` — the same send, rate limiting,
+   (``queued``/``failed`` and due -> ``sending``, lease until ``next_attempt_at``, a
+   fresh ``claim_token``), and runs :meth:`bot.core.outbox.OutboxWorker.send_one` — the same send, rate limiting,
    retry/backoff and dead-letter rules as the embedded in-process worker;
 4. a sweeper in every queue worker hands out due rows nobody handed out (Redis was
    down at enqueue time, retries whose backoff expired) and takes back rows left in
@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -41,7 +40,8 @@ from tortoise.expressions import Q
 
 from bot.core.app_keys import PROCESS_ROLE, SERVICES
 from bot.core.models import OutboxMessage
-from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
+from bot.core.clock import utcnow
+from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired
 from bot.core.redis_stores import PREFIX, make_redis
 from bot.core.settings import Settings
 
@@ -111,7 +111,7 @@ class OutboxQueue:
 
         self.task = self.broker.register_task(send_outbox_message, task_name=TASK_NAME)
         self._tasks: list[asyncio.Task[None]] = []
-        self.stats = {"sent": 0, "skipped": 0, "reclaimed": 0, "kick_errors": 0}
+        self.stats = {"sent": 0, "skipped": 0, "reclaimed": 0, "kick_errors": 0, "stale": 0}
 
     def _marker(self, msg_id: int) -> str:
         return f"{PREFIX}outbox:handed:{msg_id}"
@@ -144,21 +144,24 @@ class OutboxQueue:
     # --- the task ---------------------------------------------------------------------------
     async def handle(self, msg_id: int) -> str:
         """The task body: claim the row (conditional update with a lease), then send it."""
-        if not await claim_row(msg_id, self.settings.outbox_lease_seconds):
+        token = await claim_row(msg_id, self.settings.outbox_lease_seconds)
+        if token is None:
             self.stats["skipped"] += 1
             # not due yet / already taken / not yet committed: let the sweeper decide later
             await self._unmark(msg_id)
             return "skipped"
         try:
-            status = await self.worker.send_one(msg_id)
+            # the lease is renewed while the send is in flight, and the outcome is recorded
+            # only while the claim is still this token's (a stale worker changes nothing)
+            status = await self.worker.send_one(msg_id, token)
         except Exception:
             log.exception("outbox send %s crashed", msg_id)
-            await OutboxMessage.filter(id=msg_id, status="sending").update(
-                status="failed", next_attempt_at=utcnow() + timedelta(seconds=30), last_error="internal error"
-            )
+            await self.worker.crashed(msg_id, token)
             status = "failed"
         if status == "sent":
             self.stats["sent"] += 1
+        elif status == "stale":
+            self.stats["stale"] += 1
         await self._unmark(msg_id)
         return status
 
