@@ -34,6 +34,7 @@ from bot.channels import telegram, webchat, wechat
 from bot.dashboard import web as dashboard_web
 from bot.staff import web as staff_web
 from community import web as community_web
+from community.account_queries import account_queries_ctx
 from community.knowledge_admin import web as knowledge_admin_web
 from community.offers import web as offers_web
 from community.review import web as review_web
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") 
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[forwarded_middleware, headers_middleware, error_middleware])
     app.cleanup_ctx.append(_services_ctx(settings, db_setup))
+    app.cleanup_ctx.append(account_queries_ctx(settings))  # one HTTP session per process
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
