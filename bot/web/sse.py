@@ -4,13 +4,18 @@ One writer for every stream: subscribe first, then send what the caller had miss
 backlog, read after subscribing so nothing falls between the two), then the live events,
 with a keep-alive comment while nothing happens. Events with an ``id`` are sent once: a
 backlog row that is also published live is not repeated, and the browser's
-``Last-Event-ID`` resumes after it. Every stream ends when the app shuts down."""
+``Last-Event-ID`` resumes after it. Every stream ends when the app shuts down.
+
+``serve_ordered`` is the stricter form for streams whose rows must arrive in id order
+(the member's web chat): live events only wake it up, and it reads the rows themselves,
+in order, from an :class:`OrderedSource`."""
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -91,6 +96,81 @@ async def serve(request: web.Request, subscription: Subscription, *, backlog: Ba
                     continue
                 waited = 0.0
                 await emit(item)
+    except ConnectionResetError:  # the page went away
+        pass
+    return resp
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What an ordered source can send now: ``items`` (ascending integer ``id``), whether
+    more rows are ready past them (``more``: ask again at once), and when to look again
+    (``retry_in`` seconds) for rows held back by the ordering rule."""
+
+    items: list[dict[str, Any]]
+    more: bool = False
+    retry_in: float | None = None
+
+
+class OrderedSource(Protocol):
+    """Rows a stream sends strictly in id order, read from the database, not from the live
+    events (those only say "look again"): a late, lower id is never skipped."""
+
+    async def ready(self, after: int, limit: int) -> Ready: ...
+
+
+PAGE_ROWS = 200
+
+
+async def serve_ordered(request: web.Request, subscription: Subscription, source: OrderedSource, *,
+                        after: int = 0, max_rows: int = 2000, page: int = PAGE_ROWS,
+                        keepalive: float = KEEPALIVE) -> web.StreamResponse:
+    """Stream ``source``'s rows after id ``after`` in id order, woken by ``subscription``.
+
+    Catching up reads pages of ``page`` rows until caught up; after ``max_rows`` rows the
+    stream ends and the browser resumes by ``Last-Event-ID`` (so one request never reads
+    an unbounded backlog). Each frame's ``id`` is the row's, and ids only grow."""
+    install(request.app)
+    stop = request.app[SSE_STOP]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    cursor, sent = after, 0
+    look_at: float | None = loop.time()  # when to read the source again (None: on an event)
+    try:
+        async with subscription as sub:
+            await resp.write(b"retry: 3000\n: connected\n\n")
+            waited = 0.0
+            while not stop.is_set():
+                if look_at is not None and loop.time() >= look_at:
+                    look_at = None
+                    while sent < max_rows:
+                        batch = await source.ready(cursor, min(page, max_rows - sent))
+                        for item in batch.items:
+                            event_id = item["id"]
+                            if event_id <= cursor:
+                                continue
+                            cursor = event_id
+                            sent += 1
+                            await resp.write(_frame(item, event_id))
+                        if batch.retry_in is not None:
+                            look_at = loop.time() + batch.retry_in
+                        if not batch.more or not batch.items:
+                            break
+                    if sent >= max_rows:
+                        break  # bounded: the browser reconnects and goes on from its Last-Event-ID
+                timeout = POLL if look_at is None else max(0.0, min(POLL, look_at - loop.time()))
+                item = await sub.get(timeout=timeout) if timeout > 0 else None
+                if item is None:
+                    if timeout > 0:
+                        waited += timeout
+                    if waited >= keepalive:
+                        waited = 0.0
+                        await resp.write(b": keep-alive\n\n")
+                    continue
+                waited = 0.0
+                look_at = loop.time()  # something was published: read the source again
     except ConnectionResetError:  # the page went away
         pass
     return resp
