@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F, Q
 
+from bot.core.clock import utcnow
 from bot.core.models import Member
 from bot.core.settings import Settings
 from gamification import ledger
@@ -60,10 +61,6 @@ DEFAULT_POLICY = FulfilPolicy()
 def policy_from(settings: Settings) -> FulfilPolicy:
     return FulfilPolicy(max(1, settings.topup_max_attempts), max(0.0, settings.topup_retry_base_seconds),
                         max(0.0, settings.topup_order_timeout_minutes))
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class RedeemError(Exception):

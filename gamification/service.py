@@ -35,20 +35,21 @@ the leaderboard and the badge rules are updated and new badges are notified once
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 
+from bot.core.clock import utcnow
 from bot.core.i18n import N_, Gettext
 from bot.core.identity.names import display_name
 from bot.core.messages import Reply
 from bot.core.models import Member
+from bot.core.tasks import Background
 from community.models import KnowledgeItem
 from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
@@ -79,14 +80,12 @@ class Runtime:
     services: "Services | None" = None
     provider: "TopupProvider | None" = None  # phone credit / data; None: manual queue
     callback_url: str = ""
-    tasks: set["asyncio.Task[object]"] = field(default_factory=set)
+    tasks: Background = field(default_factory=lambda: Background("rewards"))
     policy: "FulfilPolicy" = field(default_factory=lambda: _default_policy())
 
     def spawn(self, coro: "Coroutine[object, object, object]") -> None:
         """Run after the reply (provider calls); keep a reference so it is not collected."""
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.spawn(coro)
 
 
 _runtime: Runtime | None = None
@@ -103,10 +102,6 @@ def configure(services: "Services | None", board: Leaderboard | None = None, rul
 
 def runtime() -> Runtime:
     return _runtime or configure(None)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 EVENT_LABELS = {

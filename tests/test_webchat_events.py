@@ -10,24 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from aiohttp import ClientConnectionError, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientConnectionError
+from aiohttp.test_utils import TestClient
 
-from bot.app import create_app
 from bot.core.app_keys import SERVICES
 from bot.core.clock import utcnow
 from bot.core.messages import Reply
 from bot.core.models import OutboxMessage
-from tests.conftest import load_sample_kb, make_settings
 from tests.test_webchat_history import member_id, say
-
-
-async def start(tmp_path: Path, **over: object) -> TestClient:
-    app = create_app(make_settings(tmp_path, **over), db_setup="schema")
-    c = TestClient(TestServer(app), cookie_jar=CookieJar(unsafe=True))
-    await c.start_server()
-    await load_sample_kb(app)
-    return c
+from tests.test_webchat_identity import _client as start
 
 
 @pytest_asyncio.fixture

@@ -45,6 +45,31 @@ def _frame(item: dict[str, Any], event_id: int | None) -> bytes:
     return f"{head}data: {json.dumps(item, ensure_ascii=False)}\n\n".encode()
 
 
+async def _open(request: web.Request) -> tuple[web.StreamResponse, asyncio.Event]:
+    """The prepared event-stream response, and the app's shutdown flag it must watch."""
+    install(request.app)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    return resp, request.app[SSE_STOP]
+
+
+class _KeepAlive:
+    """A comment after ``every`` quiet seconds, so proxies do not cut an idle stream."""
+
+    def __init__(self, resp: web.StreamResponse, every: float) -> None:
+        self.resp, self.every, self.quiet = resp, every, 0.0
+
+    async def idle(self, seconds: float) -> None:
+        self.quiet += seconds
+        if self.quiet >= self.every:
+            self.quiet = 0.0
+            await self.resp.write(b": keep-alive\n\n")
+
+    def heard(self) -> None:
+        self.quiet = 0.0
+
+
 def last_event_id(request: web.Request, query_key: str = "after") -> int:
     """Where a reconnecting stream resumes: the browser's ``Last-Event-ID`` or ``?after=``;
     0 for anything that is not a non-negative integer."""
@@ -60,11 +85,7 @@ async def serve(request: web.Request, subscription: Subscription, *, backlog: Ba
 
     ``with_ids``: events carry an integer ``id``; only ids above ``after`` (and above every
     id already sent) go out."""
-    install(request.app)
-    stop = request.app[SSE_STOP]
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
-    await resp.prepare(request)
+    resp, stop = await _open(request)
     sent = after
 
     async def emit(item: dict[str, Any]) -> None:
@@ -85,16 +106,13 @@ async def serve(request: web.Request, subscription: Subscription, *, backlog: Ba
             if backlog is not None:
                 for item in await backlog():
                     await emit(item)
-            waited = 0.0
+            alive = _KeepAlive(resp, keepalive)
             while not stop.is_set():
                 item = await sub.get(timeout=POLL)
                 if item is None:
-                    waited += POLL
-                    if waited >= keepalive:
-                        waited = 0.0
-                        await resp.write(b": keep-alive\n\n")
+                    await alive.idle(POLL)
                     continue
-                waited = 0.0
+                alive.heard()
                 await emit(item)
     except ConnectionResetError:  # the page went away
         pass
@@ -130,18 +148,14 @@ async def serve_ordered(request: web.Request, subscription: Subscription, source
     Catching up reads pages of ``page`` rows until caught up; after ``max_rows`` rows the
     stream ends and the browser resumes by ``Last-Event-ID`` (so one request never reads
     an unbounded backlog). Each frame's ``id`` is the row's, and ids only grow."""
-    install(request.app)
-    stop = request.app[SSE_STOP]
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
-    await resp.prepare(request)
+    resp, stop = await _open(request)
     loop = asyncio.get_running_loop()
     cursor, sent = after, 0
     look_at: float | None = loop.time()  # when to read the source again (None: on an event)
     try:
         async with subscription as sub:
             await resp.write(b"retry: 3000\n: connected\n\n")
-            waited = 0.0
+            alive = _KeepAlive(resp, keepalive)
             while not stop.is_set():
                 if look_at is not None and loop.time() >= look_at:
                     look_at = None
@@ -161,15 +175,12 @@ async def serve_ordered(request: web.Request, subscription: Subscription, source
                     if sent >= max_rows:
                         break  # bounded: the browser reconnects and goes on from its Last-Event-ID
                 timeout = POLL if look_at is None else max(0.0, min(POLL, look_at - loop.time()))
-                item = await sub.get(timeout=timeout) if timeout > 0 else None
-                if item is None:
-                    if timeout > 0:
-                        waited += timeout
-                    if waited >= keepalive:
-                        waited = 0.0
-                        await resp.write(b": keep-alive\n\n")
+                if timeout <= 0:
+                    continue  # held-back rows are due: read the source again
+                if await sub.get(timeout=timeout) is None:
+                    await alive.idle(timeout)
                     continue
-                waited = 0.0
+                alive.heard()
                 look_at = loop.time()  # something was published: read the source again
     except ConnectionResetError:  # the page went away
         pass

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from bot.core.clock import utcnow
 from bot.core import point_queries
 from bot.core.messages import Choice, Reply
 from bot.core.models import ChannelAccount, Member, UnansweredQuestion
@@ -23,10 +24,6 @@ log = logging.getLogger(__name__)
 
 LIVE = ("open", "claimed")
 SURVEY_WINDOW = timedelta(days=3)  # a late "4" still counts; older digits are just digits
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def day_start(now: datetime) -> datetime:

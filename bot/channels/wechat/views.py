@@ -25,6 +25,7 @@ from bot.core.messages import Outgoing, Reply
 from bot.core.metrics import SECURITY_REFUSALS
 from bot.core.models import ChannelAccount
 from bot.core.settings import Settings
+from bot.core.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class WeChatEndpoint:
             WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
             if settings.wechat_token and settings.wechat_aes_key else None
         )
-        self.background: set[asyncio.Task[None]] = set()
+        self.background = Background("wechat")
 
     # --- authentication -----------------------------------------------------------------
     def _authenticate(self, query: MultiMapping[str]) -> None:
@@ -176,9 +177,7 @@ class WeChatEndpoint:
         )
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(self._logged(coro))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        self.background.spawn(self._logged(coro))
 
     @staticmethod
     async def _logged(coro) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ puts exactly that back. Rows written for the target after the merge stay with it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
 from tortoise import Tortoise
@@ -28,6 +28,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from bot.core.clock import utcnow
 from bot.core.identity.models import MemberMerge
 from bot.core.models import ChannelAccount, Member
 
@@ -55,10 +56,6 @@ class MemberLink:
     field: str  # the relation's name; the column is ``<field>_id``
     one_to_one: bool
     unique_with: tuple[tuple[str, ...], ...]  # other fields of unique_together rules with it
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def registered_models() -> list[type[Model]]:
