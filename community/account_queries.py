@@ -100,7 +100,8 @@ class AccountQueries:
                 return None
             if resp.status != 200:
                 raise QueryUnavailable(f"HTTP {resp.status}")
-            return await resp.json(content_type=None)
+            data: object = await resp.json(content_type=None)
+            return data
 
 
 def account_queries_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -166,7 +166,7 @@ async def _member(request: web.Request) -> Member | web.Response | None:
     return account.member if account else None
 
 
-async def _sent_after(request: web.Request, member: Member, after: int, limit: int = 50) -> list[dict]:
+async def _sent_after(request: web.Request, member: Member, after: int, limit: int = 50) -> list[dict[str, Any]]:
     """The polling fallback reads through the same ordered source as the event stream, without
     the grace (a poll comes back every few seconds anyway; a row sent now is shown now)."""
     settings = request.app[SERVICES].settings
