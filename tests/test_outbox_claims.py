@@ -148,3 +148,27 @@ async def test_a_send_longer_than_the_lease_keeps_its_row(db: str, tmp_path: Pat
     done = await OutboxMessage.get(id=row.id)
     assert (done.status, done.attempts, done.claim_token) == ("sent", 1, token)
     assert sender.sent == [row.id]
+
+
+async def test_a_crash_after_the_row_was_marked_sent_does_not_send_it_again(db: str, tmp_path: Path) -> None:
+    """Remembering the sent choices fails (state store down): the row stays sent, not retried."""
+    from bot.core.accounts import get_or_create_account
+    from bot.core.messages import Choice
+
+    class BrokenState:
+        async def get(self, key: str) -> dict:  # type: ignore[type-arg]
+            raise ConnectionError("state store down")
+
+    sender = SlowSender()
+    w = worker(tmp_path, sender, lease=30.0)
+    w.state = BrokenState()  # type: ignore[assignment]
+    account = await get_or_create_account("web", "crash-1")
+    row = await OutboxMessage.create(channel=CHANNEL, address="a1", member_id=account.member_id, purpose="agent",
+                                     payload=Reply(text="请选择", choices=[Choice("满意", "survey:1:5")]).to_dict(),
+                                     next_attempt_at=utcnow())
+    token = await claim_row(row.id, 30.0)
+    assert token
+    await w._sem.acquire()
+    await w._send_guarded(row.id, token)
+    after = await OutboxMessage.get(id=row.id)
+    assert (after.status, after.attempts) == ("sent", 1) and sender.sent == [row.id]

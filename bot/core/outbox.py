@@ -83,12 +83,17 @@ def _stale(msg_id: int, channel: str, step: str) -> None:
                 msg_id, channel, step)
 
 
-async def update_claimed(msg_id: int, token: str | None, *, step: str, channel: str = "", **fields: object) -> bool:
+async def update_claimed(
+    msg_id: int, token: str | None, *, step: str, channel: str = "", only_sending: bool = False, **fields: object
+) -> bool:
     """Change a claimed row only while the claim is still ``token``'s; a stale claimant's
     change matches no row and is logged and counted (``everycsr_outbox_stale_updates``).
-    ``token=None`` (a caller holding no token) changes the row only while it is ``sending``."""
+    ``token=None`` (a caller holding no token) changes the row only while it is ``sending``;
+    ``only_sending``: not once this claim has recorded an outcome (a crash after "sent")."""
     q = OutboxMessage.filter(id=msg_id)
     q = q.filter(claim_token=token) if token else q.filter(status="sending")
+    if only_sending:
+        q = q.filter(status="sending")
     if await q.update(**fields):
         return True
     _stale(msg_id, channel, step)
@@ -355,7 +360,7 @@ class OutboxWorker:
     async def crashed(self, msg_id: int, token: str | None) -> None:
         """A send that raised (our bug, not the provider's): try again in 30 s, if the row
         is still this claim's."""
-        await update_claimed(msg_id, token, step="crashed", status="failed",
+        await update_claimed(msg_id, token, step="crashed", only_sending=True, status="failed",
                              next_attempt_at=utcnow() + timedelta(seconds=30), last_error="internal error")
 
     async def send_one(self, msg_id: int, token: str | None = None) -> str:
