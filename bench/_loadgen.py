@@ -1,4 +1,5 @@
 """A small closed-loop HTTP load generator shared by the benchmarks (loopback only)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,13 +31,20 @@ class LoadResult:
         return data[min(len(data) - 1, int(p / 100 * len(data)))]
 
     def row(self, name: str) -> str:
-        return (f"| {name} | {self.requests} | {self.errors} | {self.rps:,.0f} | {self.pct(50):.2f} | "
-                f"{self.pct(99):.2f} | {statistics.mean(self.latencies_ms) if self.latencies_ms else 0:.2f} |")
+        return (
+            f"| {name} | {self.requests} | {self.errors} | {self.rps:,.0f} | {self.pct(50):.2f} | "
+            f"{self.pct(99):.2f} | {statistics.mean(self.latencies_ms) if self.latencies_ms else 0:.2f} |"
+        )
 
 
 async def closed_loop(
-    url: str, make_body: Callable[[int, int], dict[str, Any]], *, concurrency: int, duration: float,
-    warmup: float = 1.0, max_requests: int = 200_000,
+    url: str,
+    make_body: Callable[[int, int], dict[str, Any]],
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float = 1.0,
+    max_requests: int = 200_000,
 ) -> LoadResult:
     """``concurrency`` clients each sending one request after another for ``duration`` s."""
     latencies: list[float] = []

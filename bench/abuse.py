@@ -21,6 +21,7 @@ after the farm), against what three honest actions would earn; last, one JSON li
 ``--also DIR`` runs the same farms against another checkout (e.g. ``git worktree add
 /tmp/before a69fcaf``) in the same run, so before and after are measured alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,17 +63,23 @@ class Puppet:
 
     def __post_init__(self) -> None:
         # unsafe=True: keep cookies for 127.0.0.1 (aiohttp drops cookies of IP hosts by default)
-        self.session = aiohttp.ClientSession(headers={"User-Agent": self.agent}, cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.session = aiohttp.ClientSession(
+            headers={"User-Agent": self.agent}, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
 
     def ident(self) -> dict[str, str]:
-        return {"user": self.user, "user_hash": hmac.new(SECRET.encode(), self.user.encode(), hashlib.sha256).hexdigest()}
+        return {
+            "user": self.user,
+            "user_hash": hmac.new(SECRET.encode(), self.user.encode(), hashlib.sha256).hexdigest(),
+        }
 
     async def chat(self, **body: Any) -> list[dict[str, Any]]:
         """One message; a patient farmer waits out a 429 (per-session limits) and sends again."""
         self.n += 1
         for _attempt in range(6):
-            async with self.session.post(f"{self.base}/api/v1/chat",
-                                         json={**self.ident(), "msg_id": f"{self.user}-{self.n}", **body}) as resp:
+            async with self.session.post(
+                f"{self.base}/api/v1/chat", json={**self.ident(), "msg_id": f"{self.user}-{self.n}", **body}
+            ) as resp:
                 if resp.status == 200:
                     return (await resp.json())["replies"]
                 self.refused += 1
@@ -101,7 +108,9 @@ class Db:
         return {r[1] for r in self.con.execute(f"PRAGMA table_info({table})")}
 
     def member(self, user: str) -> int | None:
-        row = self.con.execute("SELECT member_id FROM channel_account WHERE channel='web' AND external_id=?", (user,)).fetchone()
+        row = self.con.execute(
+            "SELECT member_id FROM channel_account WHERE channel='web' AND external_id=?", (user,)
+        ).fetchone()
         return row[0] if row else None
 
     def points(self, member_id: int | None) -> dict[str, int]:
@@ -109,20 +118,31 @@ class Db:
             return {"credited": 0, "redeemable": 0, "pending": 0}
         credited = self.con.execute(
             "SELECT COALESCE(SUM(granted + held), 0) FROM gam_ledger_entry WHERE member_id=? AND earning=1 "
-            "AND event NOT IN ('release', 'reversal')", (member_id,)).fetchone()[0]
-        bal = self.con.execute("SELECT balance, held FROM gam_balance WHERE member_id=?", (member_id,)).fetchone() or (0, 0)
+            "AND event NOT IN ('release', 'reversal')",
+            (member_id,),
+        ).fetchone()[0]
+        bal = self.con.execute("SELECT balance, held FROM gam_balance WHERE member_id=?", (member_id,)).fetchone() or (
+            0,
+            0,
+        )
         return {"credited": int(credited), "redeemable": int(bal[0]), "pending": int(bal[1])}
 
     def ratings_counted(self, member_id: int | None) -> float:
         if member_id is None:
             return 0.0
         weight = "weight" if "weight" in self.cols("gam_forward_rating") else "1.0"
-        return float(self.con.execute(f"SELECT COALESCE(SUM({weight}), 0) FROM gam_forward_rating WHERE sharer_id=?",
-                                      (member_id,)).fetchone()[0])
+        return float(
+            self.con.execute(
+                f"SELECT COALESCE(SUM({weight}), 0) FROM gam_forward_rating WHERE sharer_id=?", (member_id,)
+            ).fetchone()[0]
+        )
 
     def sms_to(self, phone: str) -> int:
-        return int(self.con.execute("SELECT COUNT(*) FROM outbox_message WHERE channel='sms' AND address=? AND purpose='forward'",
-                                    (phone,)).fetchone()[0])
+        return int(
+            self.con.execute(
+                "SELECT COUNT(*) FROM outbox_message WHERE channel='sms' AND address=? AND purpose='forward'", (phone,)
+            ).fetchone()[0]
+        )
 
     def review_items(self) -> int:
         return int(self.con.execute("SELECT COUNT(*) FROM gam_review_flag WHERE status='open'").fetchone()[0])
@@ -134,8 +154,12 @@ def honest_reference() -> dict[str, int]:
 
     r = load_rules()
     fwd = r.forward_points(1, True)
-    return {"accept": 3 * r.events["answer_accepted"].points, "forward": 3 * fwd,
-            "vote": 3 * r.events["answer_helpful"].points, "zf": 3 * fwd}
+    return {
+        "accept": 3 * r.events["answer_accepted"].points,
+        "forward": 3 * fwd,
+        "vote": 3 * r.events["answer_helpful"].points,
+        "zf": 3 * fwd,
+    }
 
 
 async def farms(base: str, db: Db, tag: str) -> dict[str, dict[str, Any]]:
@@ -183,8 +207,10 @@ async def farms(base: str, db: Db, tag: str) -> dict[str, dict[str, Any]]:
         url = shared[0]["cards"][0]["url"] if shared and shared[0].get("cards") else ""
         token = url.rsplit("/f/", 1)[-1]
         for _ in range(10):
-            async with aiohttp.ClientSession(headers={"User-Agent": agent},  # a cleared cookie jar
-                                             cookie_jar=aiohttp.CookieJar(unsafe=True)) as fresh:
+            async with aiohttp.ClientSession(
+                headers={"User-Agent": agent},  # a cleared cookie jar
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+            ) as fresh:
                 async with fresh.get(f"{base}/f/{token}") as resp:
                     await resp.read()
         out["self_open_farm"] = {**db.points(db.member(sharer.user)), "actions": 10}
@@ -211,14 +237,22 @@ async def farms(base: str, db: Db, tag: str) -> dict[str, dict[str, Any]]:
             p = puppet(f"zf{i}")
             await p.chat(text=f"ZF {code} {VICTIM}")
             zf_sender_points += db.points(db.member(p.user))["credited"]
-        out["zf_farm"] = {"credited": zf_sender_points, "redeemable": 0, "pending": 0, "actions": 25,
-                          "sms_to_victim": db.sms_to("+86" + VICTIM)}
+        out["zf_farm"] = {
+            "credited": zf_sender_points,
+            "redeemable": 0,
+            "pending": 0,
+            "actions": 25,
+            "sms_to_victim": db.sms_to("+86" + VICTIM),
+        }
         statuses: dict[int, int] = {}
         for p in made:
             for code, n in p.statuses.items():
                 statuses[code] = statuses.get(code, 0) + n
-        out["_meta"] = {"review_items_open": db.review_items(), "refused_requests": sum(p.refused for p in made),
-                        "refused_by_status": statuses}
+        out["_meta"] = {
+            "review_items_open": db.review_items(),
+            "refused_requests": sum(p.refused for p in made),
+            "refused_by_status": statuses,
+        }
     finally:
         await asyncio.gather(*(p.close() for p in made))
     return out
@@ -226,18 +260,35 @@ async def farms(base: str, db: Db, tag: str) -> dict[str, dict[str, Any]]:
 
 async def run_tree(root: Path, tmp: Path, i: int) -> dict[str, dict[str, Any]]:
     db_path = tmp / f"abuse{i}.sqlite3"
-    env = {**os.environ, "BOT_DATABASE_URL": f"sqlite://{db_path}", "BOT_LOG_LEVEL": "WARNING",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": "", "BOT_WEBCHAT_IDENTITY_SECRET": SECRET,
-           "PYTHONPATH": str(root),
-           # the web chat's rate limits (where the tree has them) slow a farm down, they do not
-           # stop it (a real farm has many addresses and time): switched off, so the bench
-           # measures what a farm earns, not how fast it may run
-           "BOT_WEBCHAT_RATE_PER_IP": "0", "BOT_WEBCHAT_RATE_PER_SESSION": "0"}
-    subprocess.run([sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"), "--quiet"],
-                   env=env, cwd=root, check=True, stdout=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": f"sqlite://{db_path}",
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_JIEBA_CACHE_DIR": str(tmp),
+        "BOT_REDIS_URL": "",
+        "BOT_WEBCHAT_IDENTITY_SECRET": SECRET,
+        "PYTHONPATH": str(root),
+        # the web chat's rate limits (where the tree has them) slow a farm down, they do not
+        # stop it (a real farm has many addresses and time): switched off, so the bench
+        # measures what a farm earns, not how fast it may run
+        "BOT_WEBCHAT_RATE_PER_IP": "0",
+        "BOT_WEBCHAT_RATE_PER_SESSION": "0",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"), "--quiet"],
+        env=env,
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--port", str(port)], env=env, cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--port", str(port)],
+        env=env,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         await wait_up(port)
         return await farms(f"http://127.0.0.1:{port}", Db(db_path), f"t{i}")
@@ -247,10 +298,19 @@ async def run_tree(root: Path, tmp: Path, i: int) -> dict[str, dict[str, Any]]:
 
 
 def table(name: str, result: dict[str, dict[str, Any]], ref: dict[str, int]) -> list[str]:
-    refs = {"accept_farm": ref["accept"], "vote_farm": ref["vote"], "self_open_farm": ref["forward"],
-            "rating_farm": ref["forward"], "zf_farm": ref["zf"]}
-    lines = [f"### {name}", "", "| farm | actions | credited | redeemable | pending | 3 honest actions | target met |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    refs = {
+        "accept_farm": ref["accept"],
+        "vote_farm": ref["vote"],
+        "self_open_farm": ref["forward"],
+        "rating_farm": ref["forward"],
+        "zf_farm": ref["zf"],
+    }
+    lines = [
+        f"### {name}",
+        "",
+        "| farm | actions | credited | redeemable | pending | 3 honest actions | target met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for farm, ref_pts in refs.items():
         r = result[farm]
         met = r["redeemable"] == 0 and r["pending"] <= ref_pts
@@ -259,18 +319,27 @@ def table(name: str, result: dict[str, dict[str, Any]], ref: dict[str, int]) -> 
             extra = f" (ratings counted in credibility: {r['ratings_counted']:g})"
         if farm == "zf_farm":
             extra = f" (SMS queued to the victim: {r['sms_to_victim']})"
-        lines.append(f"| {farm}{extra} | {r['actions']} | {r['credited']} | {r['redeemable']} | {r['pending']} | "
-                     f"{ref_pts} | {'yes' if met else 'NO'} |")
-    lines.append(f"\nopen review items: {result['_meta']['review_items_open']}; "
-                 f"requests refused (4xx/5xx, 429s waited out and sent again): {result['_meta']['refused_requests']} "
-                 f"{result['_meta']['refused_by_status'] or ''}\n")
+        lines.append(
+            f"| {farm}{extra} | {r['actions']} | {r['credited']} | {r['redeemable']} | {r['pending']} | "
+            f"{ref_pts} | {'yes' if met else 'NO'} |"
+        )
+    lines.append(
+        f"\nopen review items: {result['_meta']['review_items_open']}; "
+        f"requests refused (4xx/5xx, 429s waited out and sent again): {result['_meta']['refused_requests']} "
+        f"{result['_meta']['refused_by_status'] or ''}\n"
+    )
     return lines
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--also", action="append", default=[], metavar="DIR",
-                        help="another EveryCSR checkout to replay the farms against in the same run")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another EveryCSR checkout to replay the farms against in the same run",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="everycsr-abuse-"))
     ref = honest_reference()
@@ -281,15 +350,28 @@ async def main() -> None:
         print("\n".join(table(f"EveryCSR at {root}", result, ref)))
     now = results[0][1]
     farms_ = [k for k in now if not k.startswith("_")]
-    print(json.dumps({
-        "reference_three_honest": ref,
-        "runs": [{"root": str(root), **{k: r[k] for k in farms_},
-                  "review_items_open": r["_meta"]["review_items_open"]} for root, r in results],
-        "target_met": all(now[k]["redeemable"] == 0 for k in farms_)
-        and now["accept_farm"]["pending"] <= ref["accept"] and now["vote_farm"]["pending"] <= ref["vote"]
-        and now["self_open_farm"]["pending"] <= ref["forward"] and now["rating_farm"]["pending"] <= ref["forward"]
-        and now["zf_farm"]["pending"] <= ref["zf"],
-    }, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "reference_three_honest": ref,
+                "runs": [
+                    {
+                        "root": str(root),
+                        **{k: r[k] for k in farms_},
+                        "review_items_open": r["_meta"]["review_items_open"],
+                    }
+                    for root, r in results
+                ],
+                "target_met": all(now[k]["redeemable"] == 0 for k in farms_)
+                and now["accept_farm"]["pending"] <= ref["accept"]
+                and now["vote_farm"]["pending"] <= ref["vote"]
+                and now["self_open_farm"]["pending"] <= ref["forward"]
+                and now["rating_farm"]["pending"] <= ref["forward"]
+                and now["zf_farm"]["pending"] <= ref["zf"],
+            },
+            ensure_ascii=False,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Reads tests/data/complaint_intent.tsv (label, locale, text) and runs
 becomes an urgent ticket; "question" and "none" go to the knowledge base. Also reports
 how many questions *about* complaints are kept away from the ticket queue.
 """
+
 from __future__ import annotations
 
 import sys

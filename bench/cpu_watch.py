@@ -4,6 +4,7 @@ Usage: python bench/cpu_watch.py PATTERN SECONDS   (e.g. `python bench/wechat.py
 bench/cpu_watch.py wechat.py 40`). Every 1.5 s prints the CPU share of each process whose
 command line contains PATTERN, read from /proc (Linux), tagged by its role in bench/wechat.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,11 @@ async def main() -> None:
         before = sample(pattern)
         await asyncio.sleep(1.5)
         after = sample(pattern)
-        shares = [f"{role(cl)}={100 * (t - before[pid][1]) / ticks / 1.5:.0f}%"
-                  for pid, (cl, t) in after.items() if pid in before]
+        shares = [
+            f"{role(cl)}={100 * (t - before[pid][1]) / ticks / 1.5:.0f}%"
+            for pid, (cl, t) in after.items()
+            if pid in before
+        ]
         print(" ".join(sorted(shares)), flush=True)
 
 

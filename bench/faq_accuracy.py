@@ -43,7 +43,7 @@ from community.search import KBDoc, Matcher, MatcherConfig  # noqa: E402
 @dataclass
 class EvalSet:
     name: str
-    entry_ids: list[str]          # index = KB item id
+    entry_ids: list[str]  # index = KB item id
     questions: list[str]
     queries: list[tuple[str, int | None]]
 
@@ -72,15 +72,13 @@ def load_set(entries_path: str, queries_path: str) -> EvalSet:
 
 def kb_docs(es: EvalSet) -> list[KBDoc]:
     loc = "en" if _is_en(es.questions) else "zh_CN"
-    return [
-        KBDoc(id=i, title=q, variants=(q,), answer=es.entry_ids[i], locale=loc)
-        for i, q in enumerate(es.questions)
-    ]
+    return [KBDoc(id=i, title=q, variants=(q,), answer=es.entry_ids[i], locale=loc) for i, q in enumerate(es.questions)]
 
 
 # ------------------------------------------------------- equivalent entries
-def entry_groups(es: EvalSet, jieba_tmp_dir: str | None = None, matcher: Matcher | None = None,
-                 how: str = "auto") -> dict[int, int]:
+def entry_groups(
+    es: EvalSet, jieba_tmp_dir: str | None = None, matcher: Matcher | None = None, how: str = "auto"
+) -> dict[int, int]:
     """Entry -> group of near-duplicate entries (``community.search.duplicates``), found with
     the encoder when it is installed (``how`` "auto"; "lexical": without), whatever the
     measured matcher is, so that the lexical and encoder runs are judged by the same groups."""
@@ -107,8 +105,13 @@ def right(r: list[int], y: int | None, groups: dict[int, int] | None) -> bool:
 
 
 # --------------------------------------------------------------- metrics
-def metrics(ranked: list[list[int]], labels: list[int | None], answered: list[bool],
-            lat_ms: list[float], groups: dict[int, int] | None = None) -> dict:
+def metrics(
+    ranked: list[list[int]],
+    labels: list[int | None],
+    answered: list[bool],
+    lat_ms: list[float],
+    groups: dict[int, int] | None = None,
+) -> dict:
     lab = [(r, y) for r, y in zip(ranked, labels) if y is not None]
     n_lab = max(1, len(lab))
     top1 = sum(1 for r, y in lab if r[:1] == [y]) / n_lab
@@ -117,10 +120,14 @@ def metrics(ranked: list[list[int]], labels: list[int | None], answered: list[bo
     n_ans = sum(answered)
     ok = sum(1 for r, y, a in zip(ranked, labels, answered) if a and right(r, y, None))
     out = {
-        "top1": round(top1, 4), "top3": round(top3, 4), "mrr10": round(mrr, 4),
+        "top1": round(top1, 4),
+        "top3": round(top3, 4),
+        "mrr10": round(mrr, 4),
         "answered_share": round(n_ans / max(1, len(ranked)), 4),
         "answered_precision": round(ok / n_ans, 4) if n_ans else 0.0,
-        "p50_ms": 0.0, "p99_ms": 0.0, "n": len(ranked),
+        "p50_ms": 0.0,
+        "p99_ms": 0.0,
+        "n": len(ranked),
     }
     if groups is not None:  # the same, counting a near-duplicate of the labelled entry as right
         ok_eq = sum(1 for r, y, a in zip(ranked, labels, answered) if a and right(r, y, groups))
@@ -209,13 +216,17 @@ def run_rapidfuzz(es: EvalSet):
 
 # ---------------------------------------------------------------- report
 def fmt_row(name: str, d: dict) -> str:
-    return (f"{name:<34} {d['top1']:>6.3f} {d['top3']:>6.3f} {d['mrr10']:>6.3f} "
-            f"{d['answered_share']:>8.3f} {d['answered_precision']:>8.3f} "
-            f"{d['p50_ms']:>7.3f} {d['p99_ms']:>7.3f} {d['n']:>6}")
+    return (
+        f"{name:<34} {d['top1']:>6.3f} {d['top3']:>6.3f} {d['mrr10']:>6.3f} "
+        f"{d['answered_share']:>8.3f} {d['answered_precision']:>8.3f} "
+        f"{d['p50_ms']:>7.3f} {d['p99_ms']:>7.3f} {d['n']:>6}"
+    )
 
 
-HEADER = (f"{'method':<34} {'top1':>6} {'top3':>6} {'mrr10':>6} {'ans.shr':>8} {'ans.prc':>8} "
-          f"{'p50ms':>7} {'p99ms':>7} {'n':>6}")
+HEADER = (
+    f"{'method':<34} {'top1':>6} {'top3':>6} {'mrr10':>6} {'ans.shr':>8} {'ans.prc':>8} "
+    f"{'p50ms':>7} {'p99ms':>7} {'n':>6}"
+)
 
 
 def _sample_rows(title: str, rows: list[tuple[str, ...]], n: int, seed: int) -> None:
@@ -233,30 +244,41 @@ def show_misses(es: EvalSet, ranked: list[list[int]], n: int, seed: int) -> None
     """Labelled queries whose top-1 is not the labelled entry, beside the entry returned
     instead: read them to tell a wrong answer from a duplicate entry that the labels count
     as wrong (see bench/RESULTS.md, "Reading the misses")."""
-    rows = [(q, es.questions[y], _first(es, r), str(r.index(y) + 1 if y in r else "-"))
-            for (q, y), r in zip(es.queries, ranked) if y is not None and r[:1] != [y]]
-    _sample_rows("top-1 misses: query | labelled entry | returned first | rank of the labelled",
-                 rows, n, seed)
+    rows = [
+        (q, es.questions[y], _first(es, r), str(r.index(y) + 1 if y in r else "-"))
+        for (q, y), r in zip(es.queries, ranked)
+        if y is not None and r[:1] != [y]
+    ]
+    _sample_rows("top-1 misses: query | labelled entry | returned first | rank of the labelled", rows, n, seed)
 
 
-def show_answers(es: EvalSet, ranked: list[list[int]], answered: list[bool], n: int, seed: int,
-                 groups: dict[int, int] | None = None) -> None:
+def show_answers(
+    es: EvalSet, ranked: list[list[int]], answered: list[bool], n: int, seed: int, groups: dict[int, int] | None = None
+) -> None:
     """Queries the matcher auto-answered, beside the labelled entry: read them to judge the
     precision members see (a label-miss may be an equivalent entry)."""
-    rows = [(q, _first(es, r), es.questions[y] if y is not None else "(not in KB)",
-             "label" if right(r, y, None) else ("group" if right(r, y, groups) else "miss"))
-            for (q, y), r, a in zip(es.queries, ranked, answered) if a]
+    rows = [
+        (
+            q,
+            _first(es, r),
+            es.questions[y] if y is not None else "(not in KB)",
+            "label" if right(r, y, None) else ("group" if right(r, y, groups) else "miss"),
+        )
+        for (q, y), r, a in zip(es.queries, ranked, answered)
+        if a
+    ]
     _sample_rows("auto-answers: query | answered with | labelled entry | by label/group/miss", rows, n, seed)
 
 
-def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n: int,
-                seed: int) -> None:
+def show_versus(es: EvalSet, ranked: list[list[int]], other: list[list[int]], n: int, seed: int) -> None:
     """Queries (labelled or not) where the matcher and the BM25 baseline put different entries
     first, for a side-by-side judgement that does not depend on the labels."""
-    rows = [(q, _first(es, r), _first(es, o), es.questions[y] if y is not None else "(not in KB)")
-            for (q, y), r, o in zip(es.queries, ranked, other) if r[:1] != o[:1]]
-    _sample_rows("disagreements: query | matcher first | BM25 first | labelled entry",
-                 rows, n, seed)
+    rows = [
+        (q, _first(es, r), _first(es, o), es.questions[y] if y is not None else "(not in KB)")
+        for (q, y), r, o in zip(es.queries, ranked, other)
+        if r[:1] != o[:1]
+    ]
+    _sample_rows("disagreements: query | matcher first | BM25 first | labelled entry", rows, n, seed)
 
 
 def threshold_sweep(scores, ranked, labels, title="matcher, offline", groups=None):
@@ -267,8 +289,10 @@ def threshold_sweep(scores, ranked, labels, title="matcher, offline", groups=Non
         n = sum(ans)
         ok = sum(1 for a, r, y in zip(ans, ranked, labels) if a and right(r, y, None))
         ok_eq = sum(1 for a, r, y in zip(ans, ranked, labels) if a and right(r, y, groups)) if groups else 0
-        print(f"  {thr:>5.2f} {n / max(1, len(ans)):>9.3f} {ok / n if n else 0:>9.3f} "
-              f"{ok_eq / n if n and groups else 0:>7.3f}")
+        print(
+            f"  {thr:>5.2f} {n / max(1, len(ans)):>9.3f} {ok / n if n else 0:>9.3f} "
+            f"{ok_eq / n if n and groups else 0:>7.3f}"
+        )
 
 
 def evaluate(args) -> dict:
@@ -278,14 +302,15 @@ def evaluate(args) -> dict:
     cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic)
     labels = [y for _q, y in es.queries]
     n = len(es.queries)
-    print(f"set {es.name}: {len(es.questions)} entries, {n} queries "
-          f"({sum(1 for y in labels if y is None)} not in KB); "
-          f"answer_threshold={cfg.answer_threshold} suggest_threshold={cfg.suggest_threshold}")
+    print(
+        f"set {es.name}: {len(es.questions)} entries, {n} queries "
+        f"({sum(1 for y in labels if y is None)} not in KB); "
+        f"answer_threshold={cfg.answer_threshold} suggest_threshold={cfg.suggest_threshold}"
+    )
     ranked, answered, lat, scores, build_s, m, stats = run_matcher(es, cfg, online=False)
     groups = entry_groups(es, args.jieba_tmp_dir, m, args.groups)
     n_groups = len(set(groups.values()))
-    print(f"near-duplicate groups: {len(groups) - n_groups} entries merged into others, "
-          f"{n_groups} distinct answers")
+    print(f"near-duplicate groups: {len(groups) - n_groups} entries merged into others, {n_groups} distinct answers")
     ours = metrics(ranked, labels, answered, lat, groups)
     ours["consulted_share"] = round(stats["consulted"] / max(1, n), 4)
     ours["consulted_ms"] = round(stats["consulted_ms"] / max(1, stats["consulted"]), 3)
@@ -313,15 +338,19 @@ def evaluate(args) -> dict:
     if args.answers:
         show_answers(es, ranked, answered, args.answers, args.seed, groups)
     threshold_sweep(scores, ranked, labels, groups=groups)
-    print(f"\nencoder consulted for {ours['consulted_share']:.3f} of queries, "
-          f"{ours['consulted_ms']:.1f} ms each (lexical + encoder, inline); "
-          f"single-option answers {ours['tentative_share']:.3f}")
+    print(
+        f"\nencoder consulted for {ours['consulted_share']:.3f} of queries, "
+        f"{ours['consulted_ms']:.1f} ms each (lexical + encoder, inline); "
+        f"single-option answers {ours['tentative_share']:.3f}"
+    )
     print()
     print(HEADER)
     for name, d in rows:
         print(fmt_row(name, d))
-    print(f"equivalence view (a near-duplicate of the labelled entry counts as right): "
-          f"top1 {ours['top1_equiv']:.3f}, answered precision {ours['answered_precision_equiv']:.3f}")
+    print(
+        f"equivalence view (a near-duplicate of the labelled entry counts as right): "
+        f"top1 {ours['top1_equiv']:.3f}, answered precision {ours['answered_precision_equiv']:.3f}"
+    )
     if not args.no_baselines:
         base = rows[-2][1]["top1"]
         if base:
@@ -421,8 +450,7 @@ def fit(args) -> None:
     for cands, a, y, wq, set_name, nq, grp in per_query:
         if not cands:
             continue
-        rs = sorted(((float(beta[0] + np.dot(beta[1:], f)), iid, f) for _r, iid, f in cands),
-                    key=lambda x: -x[0])
+        rs = sorted(((float(beta[0] + np.dot(beta[1:], f)), iid, f) for _r, iid, f in cands), key=lambda x: -x[0])
         Xc.append(conf.conf_features([x[0] for x in rs], 0, rs[0][2], a, nq[rs[0][1]]))
         Yc.append(1.0 if right([rs[0][1]], y, grp) else 0.0)
         Wc.append(wq * weights.get(set_name, 1.0))
@@ -433,8 +461,9 @@ def fit(args) -> None:
         fit_semantic(sets, MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic), weights, groups)
 
 
-def fit_semantic(sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float],
-                 groups: dict[str, dict[int, int]]) -> None:
+def fit_semantic(
+    sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float], groups: dict[str, dict[int, int]]
+) -> None:
     """The encoder's refinement of the confidence (``confidence.SEM_CONF_COEF``), over the
     two candidates of every query that can come first (the re-ranker's and the encoder's
     first), on the cold KB and the online replay's second half like the lexical confidence.
@@ -473,21 +502,19 @@ def synthetic(args) -> dict:
 
     rnd = random.Random(7)
     jieba.initialize()
-    words = [w for w, f in sorted(jieba.dt.FREQ.items(), key=lambda x: -x[1])[:20000]
-             if len(w) >= 2 and f > 0][:6000]
+    words = [w for w, f in sorted(jieba.dt.FREQ.items(), key=lambda x: -x[1])[:20000] if len(w) >= 2 and f > 0][:6000]
     n = args.items
 
     def title() -> str:
         return "".join(rnd.choice(words) for _ in range(rnd.randint(3, 6)))
 
-    docs = [KBDoc(id=i, title=title(), variants=(title(),), answer="", locale="zh_CN")
-            for i in range(n)]
+    docs = [KBDoc(id=i, title=title(), variants=(title(),), answer="", locale="zh_CN") for i in range(n)]
     queries = []
     for _ in range(args.n_queries):
         d = docs[rnd.randrange(n)]
         t = list(d.title)
         if len(t) > 4:
-            del t[rnd.randrange(len(t))]          # a dropped character
+            del t[rnd.randrange(len(t))]  # a dropped character
         queries.append("请问" + "".join(t) + "怎么办")
     cfg = MatcherConfig(jieba_tmp_dir=args.jieba_tmp_dir, semantic=args.semantic)
     m = Matcher(cfg)
@@ -544,10 +571,16 @@ def synthetic(args) -> dict:
     print(f"{'upsert replace item ms (mean / p99)':<46} {statistics.mean(repl):>5.3f}/{p(sorted(repl), 0.99):.3f}")
     print(f"{'add_variant ms (mean / p99)':<46} {statistics.mean(av):>5.3f}/{p(sorted(av), 0.99):.3f}")
     print(f"{'query p99 ms after 600 incremental updates':<46} {p(sorted(lat_after), 0.99):>10.3f}")
-    return {"items": n, "build_s": round(build_s, 3), "p50_ms": round(statistics.median(s), 3),
-            "p99_ms": round(p(s, 0.99), 3), "baseline_p99_ms": round(p(bs, 0.99), 3),
-            "upsert_ms": round(statistics.mean(up), 3), "add_variant_ms": round(statistics.mean(av), 3),
-            "n": len(queries)}
+    return {
+        "items": n,
+        "build_s": round(build_s, 3),
+        "p50_ms": round(statistics.median(s), 3),
+        "p99_ms": round(p(s, 0.99), 3),
+        "baseline_p99_ms": round(p(bs, 0.99), 3),
+        "upsert_ms": round(statistics.mean(up), 3),
+        "add_variant_ms": round(statistics.mean(av), 3),
+        "n": len(queries),
+    }
 
 
 def main(argv=None) -> None:
@@ -559,19 +592,39 @@ def main(argv=None) -> None:
     ap.add_argument("--items", type=int, default=0, help="synthetic scale mode with N items")
     ap.add_argument("--n-queries", type=int, default=2000)
     ap.add_argument("--no-baselines", action="store_true")
-    ap.add_argument("--semantic", default=None, metavar="ENCODER",
-                    help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)")
-    ap.add_argument("--misses", type=int, default=0, metavar="N",
-                    help="print a random sample of N offline top-1 misses to read")
-    ap.add_argument("--groups", choices=("auto", "lexical"), default="auto",
-                    help="near-duplicate groups found with the encoder when installed (auto) or lexically")
-    ap.add_argument("--answers", type=int, default=0, metavar="N",
-                    help="print a random sample of N offline auto-answers to read")
-    ap.add_argument("--versus", type=int, default=0, metavar="N",
-                    help="print a random sample of N queries where the matcher and BM25 disagree")
+    ap.add_argument(
+        "--semantic",
+        default=None,
+        metavar="ENCODER",
+        help="add a sentence encoder to the matcher (MatcherConfig.semantic, e.g. e5)",
+    )
+    ap.add_argument(
+        "--misses", type=int, default=0, metavar="N", help="print a random sample of N offline top-1 misses to read"
+    )
+    ap.add_argument(
+        "--groups",
+        choices=("auto", "lexical"),
+        default="auto",
+        help="near-duplicate groups found with the encoder when installed (auto) or lexically",
+    )
+    ap.add_argument(
+        "--answers", type=int, default=0, metavar="N", help="print a random sample of N offline auto-answers to read"
+    )
+    ap.add_argument(
+        "--versus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print a random sample of N queries where the matcher and BM25 disagree",
+    )
     ap.add_argument("--seed", type=int, default=1, help="--misses/--versus: sample seed")
-    ap.add_argument("--conf-weight", action="append", default=[], metavar="SET=W",
-                    help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)")
+    ap.add_argument(
+        "--conf-weight",
+        action="append",
+        default=[],
+        metavar="SET=W",
+        help="--fit: weight of a set in the confidence fit (e.g. bq_dev=0.2)",
+    )
     ap.add_argument("--jieba-tmp-dir", default=os.path.join(ROOT, ".cache", "jieba"))
     args = ap.parse_args(argv)
     if args.semantic in ("none", ""):

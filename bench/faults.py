@@ -9,6 +9,7 @@ PostgreSQL restart). Prints, per channel, messages
 lost, processed twice and delivered twice (counted at the provider fakes, which drop no
 duplicate themselves). Results: bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ async def one(name: str, tmp: Path, msgs: list[fh.Msg], kills: int, **kw: object
     t0 = time.monotonic()
     kw.setdefault("faults", [fh.kill9] * kills)
     reports, service = await fh.run(tmp, msgs, kills=kills, concurrency=16, seed=11, **kw)  # type: ignore[arg-type]
-    print(f"\n{name}: {len(msgs)} messages, faults: {', '.join(service.faults)}; "
-          f"until healthy again {[round(d, 1) for d in service.downtimes]} s, {time.monotonic() - t0:.0f} s in all")
+    print(
+        f"\n{name}: {len(msgs)} messages, faults: {', '.join(service.faults)}; "
+        f"until healthy again {[round(d, 1) for d in service.downtimes]} s, {time.monotonic() - t0:.0f} s in all"
+    )
     for r in reports:
         print("  " + r.line())
         for e in r.examples:
@@ -59,8 +62,16 @@ async def main() -> None:
         try:
             db = await create_database(pg.url)
             faults = [fh.kill9] * args.kills + [fh.restart_of(redis, "Redis"), fh.restart_of(pg, "PostgreSQL")]
-            await one("2 workers + queue worker, PostgreSQL + Redis", tmp, msgs, args.kills, db_url=db,
-                      redis_url=redis.url + "/0", workers=2, faults=faults)
+            await one(
+                "2 workers + queue worker, PostgreSQL + Redis",
+                tmp,
+                msgs,
+                args.kills,
+                db_url=db,
+                redis_url=redis.url + "/0",
+                workers=2,
+                faults=faults,
+            )
         finally:
             redis.cleanup()
             pg.cleanup()

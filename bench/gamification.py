@@ -15,6 +15,7 @@ time budget per SQL measurement.
     python bench/gamification.py                       # full run (~2-4 min on 2 cores)
     python bench/gamification.py --members 100000 --awards 500   # quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,15 +55,17 @@ async def bench_ledger(url: str, awards: int, members: int) -> dict[str, object]
         # baseline: plain inserts of ledger rows, no lock, no caps, no balance
         t0 = time.perf_counter()
         for i in range(awards):
-            await LedgerEntry.create(member_id=ms[i % members].id, event="baseline", delta=1, granted=1,
-                                     idempotency_key=f"base:{i}")
+            await LedgerEntry.create(
+                member_id=ms[i % members].id, event="baseline", delta=1, granted=1, idempotency_key=f"base:{i}"
+            )
         base = awards / (time.perf_counter() - t0)
         # the real path, sequential
         t0 = time.perf_counter()
         for i in range(awards):
             m = ms[i % members].id
-            await ledger.award(m, "answer_helpful", 3, key=f"seq:{i}",
-                               policy=caps.policy_for(rules, m, "answer_helpful"))
+            await ledger.award(
+                m, "answer_helpful", 3, key=f"seq:{i}", policy=caps.policy_for(rules, m, "answer_helpful")
+            )
         seq = awards / (time.perf_counter() - t0)
         # the real path, 50 concurrent tasks (PostgreSQL: real parallel transactions)
         sem = asyncio.Semaphore(50)
@@ -70,8 +73,13 @@ async def bench_ledger(url: str, awards: int, members: int) -> dict[str, object]
         async def one(i: int) -> None:
             async with sem:
                 m = ms[i % members].id
-                await ledger.award(m, "contribution_approved", 1, key=f"par:{i}",
-                                   policy=caps.policy_for(rules, m, "contribution_approved_bench"))
+                await ledger.award(
+                    m,
+                    "contribution_approved",
+                    1,
+                    key=f"par:{i}",
+                    policy=caps.policy_for(rules, m, "contribution_approved_bench"),
+                )
 
         t0 = time.perf_counter()
         await asyncio.gather(*[one(i) for i in range(awards)])
@@ -81,9 +89,13 @@ async def bench_ledger(url: str, awards: int, members: int) -> dict[str, object]
         for i in range(awards):
             await ledger.award(ms[i % members].id, "answer_helpful", 3, key=f"seq:{i}")
         replay = awards / (time.perf_counter() - t0)
-        return {"baseline_inserts_per_s": round(base), "awards_per_s": round(seq),
-                "awards_per_s_50_concurrent": round(par), "replays_per_s": round(replay),
-                "award_vs_insert": round(seq / base, 3)}
+        return {
+            "baseline_inserts_per_s": round(base),
+            "awards_per_s": round(seq),
+            "awards_per_s_50_concurrent": round(par),
+            "replays_per_s": round(replay),
+            "award_vs_insert": round(seq / base, 3),
+        }
     finally:
         await storage.close_db()
 
@@ -100,26 +112,47 @@ async def fill_sql(url: str, n: int, rnd: random.Random) -> None:
         rows_b.append((i, rnd.randint(1, 20000), now - timedelta(seconds=rnd.randint(0, 10**7))))
     if conn.capabilities.dialect == "postgres":
         async with conn.acquire_connection() as raw:
-            await raw.copy_records_to_table("member", records=[(i, nm, loc, st, sf, False, False, "[]", now)
-                                                                 for i, nm, loc, st, sf in rows_m],
-                                            columns=["id", "display_name", "locale", "status", "is_staff",
-                                                     "locale_explicit", "opted_out", "tags", "created_at"])
-            await raw.copy_records_to_table("gam_balance", records=[(i, p, 0, p, 0, t, now) for i, p, t in rows_b],
-                                            columns=["member_id", "balance", "debt", "lifetime", "held",
-                                                     "last_earned_at", "updated_at"])
-            await raw.execute("CREATE INDEX IF NOT EXISTS bench_lifetime ON gam_balance (lifetime DESC, last_earned_at)")
+            await raw.copy_records_to_table(
+                "member",
+                records=[(i, nm, loc, st, sf, False, False, "[]", now) for i, nm, loc, st, sf in rows_m],
+                columns=[
+                    "id",
+                    "display_name",
+                    "locale",
+                    "status",
+                    "is_staff",
+                    "locale_explicit",
+                    "opted_out",
+                    "tags",
+                    "created_at",
+                ],
+            )
+            await raw.copy_records_to_table(
+                "gam_balance",
+                records=[(i, p, 0, p, 0, t, now) for i, p, t in rows_b],
+                columns=["member_id", "balance", "debt", "lifetime", "held", "last_earned_at", "updated_at"],
+            )
+            await raw.execute(
+                "CREATE INDEX IF NOT EXISTS bench_lifetime ON gam_balance (lifetime DESC, last_earned_at)"
+            )
             await raw.execute("ANALYZE")
     else:
         async with conn.acquire_connection() as raw:
             await raw.execute("BEGIN")
             await raw.executemany(
                 "INSERT INTO member (id, display_name, locale, status, is_staff, locale_explicit, opted_out, tags, created_at)"
-                " VALUES (?, ?, ?, ?, ?, 0, 0, '[]', ?)", [(*r, now.isoformat(" ")) for r in rows_m])
+                " VALUES (?, ?, ?, ?, ?, 0, 0, '[]', ?)",
+                [(*r, now.isoformat(" ")) for r in rows_m],
+            )
             await raw.executemany(
                 "INSERT INTO gam_balance (member_id, balance, debt, lifetime, held, last_earned_at, updated_at)"
-                " VALUES (?, ?, 0, ?, 0, ?, ?)", [(i, p, p, t.isoformat(" "), now.isoformat(" ")) for i, p, t in rows_b])
+                " VALUES (?, ?, 0, ?, 0, ?, ?)",
+                [(i, p, p, t.isoformat(" "), now.isoformat(" ")) for i, p, t in rows_b],
+            )
             await raw.commit()
-            await raw.execute("CREATE INDEX IF NOT EXISTS bench_lifetime ON gam_balance (lifetime DESC, last_earned_at)")
+            await raw.execute(
+                "CREATE INDEX IF NOT EXISTS bench_lifetime ON gam_balance (lifetime DESC, last_earned_at)"
+            )
 
 
 async def bench_sql_board(url: str, n: int, queries: int, budget: float) -> dict[str, object]:
@@ -141,8 +174,13 @@ async def bench_sql_board(url: str, n: int, queries: int, budget: float) -> dict
                 break
     finally:
         await storage.close_db()
-    return {"members": n, "load_s": round(load, 1), "queries": len(lat), "p50_ms": round(pct(lat, 50), 2),
-            "p99_ms": round(pct(lat, 99), 2)}
+    return {
+        "members": n,
+        "load_s": round(load, 1),
+        "queries": len(lat),
+        "p50_ms": round(pct(lat, 50), 2),
+        "p99_ms": round(pct(lat, 99), 2),
+    }
 
 
 async def server_latency(redis: object, command: str) -> dict[str, float]:
@@ -204,9 +242,17 @@ async def bench_redis_board(url: str, n: int, queries: int) -> dict[str, object]
         p.append((time.perf_counter() - q0) * 1000)
     await redis.flushdb()
     await redis.aclose()
-    return {"members": n, "load_s": round(load, 1), "queries": len(lat), "p50_ms": round(pct(lat, 50), 3),
-            "p99_ms": round(pct(lat, 99), 3), **server, "ping_p50_ms": round(pct(p, 50), 3), "ping_p99_ms": round(pct(p, 99), 3),
-            "record_per_s": round(writes)}
+    return {
+        "members": n,
+        "load_s": round(load, 1),
+        "queries": len(lat),
+        "p50_ms": round(pct(lat, 50), 3),
+        "p99_ms": round(pct(lat, 99), 3),
+        **server,
+        "ping_p50_ms": round(pct(p, 50), 3),
+        "ping_p99_ms": round(pct(p, 99), 3),
+        "record_per_s": round(writes),
+    }
 
 
 async def main() -> None:
@@ -242,7 +288,9 @@ async def main() -> None:
                 results["ledger_sqlite"] = await bench_ledger(f"sqlite://{tmp}/l.sqlite3", args.awards, 100)
                 print(json.dumps({"ledger_sqlite": results["ledger_sqlite"]}), flush=True)
             if args.postgres_url and args.only in (None, "ledger"):
-                results["ledger_postgres"] = await bench_ledger(await create_database(args.postgres_url), args.awards, 100)
+                results["ledger_postgres"] = await bench_ledger(
+                    await create_database(args.postgres_url), args.awards, 100
+                )
                 print(json.dumps({"ledger_postgres": results["ledger_postgres"]}), flush=True)
             if args.only in (None, "redis"):
                 results["board_redis"] = await bench_redis_board(args.redis_url, args.members, args.queries)
@@ -250,13 +298,15 @@ async def main() -> None:
             if args.only not in (None, "sql"):
                 pass
             elif args.postgres_url:
-                results["board_postgres"] = await bench_sql_board(await create_database(args.postgres_url), args.members,
-                                                                   args.sql_queries, args.sql_budget)
+                results["board_postgres"] = await bench_sql_board(
+                    await create_database(args.postgres_url), args.members, args.sql_queries, args.sql_budget
+                )
                 print(json.dumps({"board_postgres": results["board_postgres"]}), flush=True)
             n_sqlite = min(args.sqlite_members, args.members)
             if args.only in (None, "sql"):
-                results["board_sqlite"] = await bench_sql_board(f"sqlite://{tmp}/b.sqlite3", n_sqlite,
-                                                                args.sql_queries, args.sql_budget)
+                results["board_sqlite"] = await bench_sql_board(
+                    f"sqlite://{tmp}/b.sqlite3", n_sqlite, args.sql_queries, args.sql_budget
+                )
                 print(json.dumps({"board_sqlite": results["board_sqlite"]}), flush=True)
     finally:
         for s in started:

@@ -6,6 +6,7 @@ A fresh SQLite database per size: that many live tickets (1 % urgent, 5 % tagged
 half on SMS), then the median time of the first page, a tag filter, a channel filter, a
 text search and the last page.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,11 +34,22 @@ async def fill(n: int) -> None:
         await Member.bulk_create([Member(display_name=f"m{start + i}") for i in range(size)])
     ids = await Member.all().order_by("id").values_list("id", flat=True)
     for start in range(0, n, 5000):
-        chunk = ids[start:start + 5000]
-        await Ticket.bulk_create([
-            Ticket(member_id=mid, channel="sms" if mid % 2 else "web", reason="human", summary=f"问题 {mid} 宽带",
-                   open_key=mid, urgent=mid % 100 == 0, first_response_due=far, resolution_due=far)
-            for mid in chunk])
+        chunk = ids[start : start + 5000]
+        await Ticket.bulk_create(
+            [
+                Ticket(
+                    member_id=mid,
+                    channel="sms" if mid % 2 else "web",
+                    reason="human",
+                    summary=f"问题 {mid} 宽带",
+                    open_key=mid,
+                    urgent=mid % 100 == 0,
+                    first_response_due=far,
+                    resolution_due=far,
+                )
+                for mid in chunk
+            ]
+        )
         await MemberTag.bulk_create([MemberTag(member_id=mid, tag="vip") for mid in chunk if mid % 20 == 0])
 
 

@@ -13,6 +13,7 @@ retry answered without acting twice, every Telegram update answered once.
 
 Prints throughput, p50/p99 latency per configuration and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,17 @@ from tests.fixtures_services import PostgresCluster, RedisServer, create_databas
 WECHAT_TOKEN, WECHAT_APPID = "benchtoken", "wxbench0000000001"
 WECHAT_AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars
 SMS_TOKEN, TG_SECRET, PUBLIC = "bench-sms-token", "bench-secret", "http://bench.local"
-QUESTIONS = ["我的流量还剩多少，怎么查？", "话费余额怎么查", "宽带坏了怎么办", "how do I check my data balance",
-             "CXLL", "怎么办理5G套餐", "人工", "积分怎么兑换", "你好"]
+QUESTIONS = [
+    "我的流量还剩多少，怎么查？",
+    "话费余额怎么查",
+    "宽带坏了怎么办",
+    "how do I check my data balance",
+    "CXLL",
+    "怎么办理5G套餐",
+    "人工",
+    "积分怎么兑换",
+    "你好",
+]
 
 
 @dataclass
@@ -84,8 +94,10 @@ class Result:
         lat = sorted(self.latencies)
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-        return (f"{self.name:<34} {len(lat) / self.seconds:8.1f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
-                f"statuses {self.statuses}   {self.checks}")
+        return (
+            f"{self.name:<34} {len(lat) / self.seconds:8.1f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
+            f"statuses {self.statuses}   {self.checks}"
+        )
 
 
 def build_mix(n: int, seed: int = 7) -> list[Msg]:
@@ -93,10 +105,15 @@ def build_mix(n: int, seed: int = 7) -> list[Msg]:
     msgs: list[Msg] = []
     for i in range(n):
         channel = ("web", "wechat", "telegram", "sms")[i % 4]
-        user = {"web": f"lw{i % 97}", "wechat": f"oBench{i % 89:05d}", "telegram": str(700000 + i),
-                "sms": f"+861380013{i % 83:04d}"}[channel]
-        msgs.append(Msg(channel, f"{channel}-{i}" if channel != "telegram" else str(100000 + i), user,
-                        rnd.choice(QUESTIONS)))
+        user = {
+            "web": f"lw{i % 97}",
+            "wechat": f"oBench{i % 89:05d}",
+            "telegram": str(700000 + i),
+            "sms": f"+861380013{i % 83:04d}",
+        }[channel]
+        msgs.append(
+            Msg(channel, f"{channel}-{i}" if channel != "telegram" else str(100000 + i), user, rnd.choice(QUESTIONS))
+        )
     retries = [Msg(m.channel, m.key, m.user, m.text, retry=True) for m in rnd.sample(msgs, n // 10)]
     mixed = msgs + retries
     rnd.shuffle(mixed)
@@ -113,37 +130,55 @@ class Sender:
     async def send(self, m: Msg) -> tuple[int, bool]:
         """Status and whether an answer came back (Telegram answers later, via the API)."""
         if m.channel == "web":
-            async with self.http.post(f"{self.base}/api/v1/chat",
-                                      json={"user": m.user, "user_hash": user_hash(BENCH_IDENTITY_SECRET, m.user),
-                                            "text": m.text, "msg_id": m.key}) as r:
+            async with self.http.post(
+                f"{self.base}/api/v1/chat",
+                json={
+                    "user": m.user,
+                    "user_hash": user_hash(BENCH_IDENTITY_SECRET, m.user),
+                    "text": m.text,
+                    "msg_id": m.key,
+                },
+            ) as r:
                 data = await r.json(content_type=None)
                 return r.status, bool(data.get("replies"))
         if m.channel == "telegram":
             update = message_update(int(m.key), int(m.user), m.text)
-            async with self.http.post(f"{self.base}/telegram/webhook", json=update,
-                                      headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}) as r:
+            async with self.http.post(
+                f"{self.base}/telegram/webhook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+            ) as r:
                 await r.read()
                 return r.status, True
         if m.channel == "sms":
-            form = {"MessageSid": m.wire_id, "From": m.user, "To": "+15550001111",
-                    "Body": m.text}
+            form = {"MessageSid": m.wire_id, "From": m.user, "To": "+15550001111", "Body": m.text}
             from sms_gateway.twilio import signature
 
             sig = signature(SMS_TOKEN, PUBLIC + "/sms/inbound", list(form.items()))
-            async with self.http.post(f"{self.base}/sms/inbound", data=urlencode(form), headers={
-                    "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig}) as r:
+            async with self.http.post(
+                f"{self.base}/sms/inbound",
+                data=urlencode(form),
+                headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig},
+            ) as r:
                 return r.status, "<Message>" in await r.text()
         # WeChat safe mode: the XML arrives AES-encrypted with msg_signature
         from bot.channels.wechat.signature import sign
 
         ts, nonce = str(int(time.time())), f"n{m.key}"
-        plain = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{m.user}]]></FromUserName>"
-                 f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-                 f"<Content><![CDATA[{m.text}]]></Content><MsgId>{m.wire_id}</MsgId></xml>")
+        plain = (
+            f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{m.user}]]></FromUserName>"
+            f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{m.text}]]></Content><MsgId>{m.wire_id}</MsgId></xml>"
+        )
         enc = self.crypto.encrypt_message(plain, nonce, ts)
         encrypt = enc.split("<Encrypt><![CDATA[")[1].split("]]>")[0]
-        query = urlencode({"signature": sign(WECHAT_TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce,
-                           "encrypt_type": "aes", "msg_signature": sign(WECHAT_TOKEN, ts, nonce, encrypt)})
+        query = urlencode(
+            {
+                "signature": sign(WECHAT_TOKEN, ts, nonce),
+                "timestamp": ts,
+                "nonce": nonce,
+                "encrypt_type": "aes",
+                "msg_signature": sign(WECHAT_TOKEN, ts, nonce, encrypt),
+            }
+        )
         async with self.http.post(f"{self.base}/wechat?{query}", data=enc.encode()) as r:
             body = await r.text()
             return r.status, r.status == 200 and "<Encrypt>" in body
@@ -193,19 +228,26 @@ async def count_end_to_end(db_url: str, mix: list[Msg], fake: FakeTelegram, res:
     firsts = [m for m in mix if not m.retry]
     tg_chats = {m.user for m in firsts if m.channel == "telegram"}
     deadline = time.monotonic() + 60
-    while len({c.chat_id for c in fake.sent() if c.chat_id in tg_chats}) < len(tg_chats) and time.monotonic() < deadline:
+    while (
+        len({c.chat_id for c in fake.sent() if c.chat_id in tg_chats}) < len(tg_chats) and time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
     await storage.open_db(db_url)
     try:
-        rows = await TranscriptEntry.filter(direction="in").annotate(n=Count("id")).group_by(
-            "channel", "msg_id").values_list("channel", "msg_id", "n")
+        rows = (
+            await TranscriptEntry.filter(direction="in")
+            .annotate(n=Count("id"))
+            .group_by("channel", "msg_id")
+            .values_list("channel", "msg_id", "n")
+        )
         seen = {(ch, mid): n for ch, mid, n in rows}
         found = sum((m.channel, m.wire_id) in seen for m in firsts)
         res.checks["lost"] = len(firsts) - found
         res.checks["duplicated"] = sum(n - 1 for n in seen.values() if n > 1)
         members = await ChannelAccount.filter(channel="telegram", external_id__in=list(tg_chats)).values_list(
-            "member_id", flat=True)
+            "member_id", flat=True
+        )
         out_tg = await TranscriptEntry.filter(direction="out", channel="telegram", member_id__in=list(members)).count()
         sent_tg = len([c for c in fake.sent() if c.chat_id in tg_chats])
         res.checks["tg_unanswered"] = len(tg_chats - {c.chat_id for c in fake.sent()})
@@ -215,8 +257,14 @@ async def count_end_to_end(db_url: str, mix: list[Msg], fake: FakeTelegram, res:
 
 
 def start_service(argv: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bot", "run", "--port", str(port), *argv], cwd=ROOT, env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--port", str(port), *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 async def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -235,36 +283,72 @@ async def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> N
     raise SystemExit(f"service did not become healthy:\n{log.read_text()[-3000:]}")
 
 
-async def run_config(name: str, db_url: str, redis_url: str, workers: int, mix: list[Msg], concurrency: int,
-                     tmp: Path) -> Result:
+async def run_config(
+    name: str, db_url: str, redis_url: str, workers: int, mix: list[Msg], concurrency: int, tmp: Path
+) -> Result:
     fake = await FakeTelegram().start()
     port = free_port()
-    env = {**os.environ, "BOT_DATABASE_URL": db_url, "BOT_REDIS_URL": redis_url, "BOT_LOG_LEVEL": "WARNING",
-           "BOT_PUBLIC_URL": PUBLIC, "BOT_WECHAT_TOKEN": WECHAT_TOKEN, "BOT_WECHAT_APPID": WECHAT_APPID,
-           "BOT_WECHAT_AES_KEY": WECHAT_AES, "BOT_TELEGRAM_TOKEN": fake.token, "BOT_TELEGRAM_API_BASE": fake.url,
-           "BOT_TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "BOT_TELEGRAM_RATE_GLOBAL": "100000",
-           "BOT_TELEGRAM_RATE_PER_CHAT": "1000", "BOT_SMS_PROVIDER": "twilio", "BOT_SMS_AUTH_TOKEN": SMS_TOKEN,
-           "BOT_SMS_ACCOUNT_SID": "ACbench", "BOT_SMS_FROM": "+15550001111", "BOT_SMS_API_BASE": "http://127.0.0.1:9",
-           "BOT_WECHAT_API_BASE": "http://127.0.0.1:9",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_OFFERS_ENABLED": "false",
-           "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET, "BOT_WEBCHAT_RATE_PER_SESSION": "0",
-           "BOT_WEBCHAT_RATE_PER_IP": "0"}
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": db_url,
+        "BOT_REDIS_URL": redis_url,
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_PUBLIC_URL": PUBLIC,
+        "BOT_WECHAT_TOKEN": WECHAT_TOKEN,
+        "BOT_WECHAT_APPID": WECHAT_APPID,
+        "BOT_WECHAT_AES_KEY": WECHAT_AES,
+        "BOT_TELEGRAM_TOKEN": fake.token,
+        "BOT_TELEGRAM_API_BASE": fake.url,
+        "BOT_TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
+        "BOT_TELEGRAM_RATE_GLOBAL": "100000",
+        "BOT_TELEGRAM_RATE_PER_CHAT": "1000",
+        "BOT_SMS_PROVIDER": "twilio",
+        "BOT_SMS_AUTH_TOKEN": SMS_TOKEN,
+        "BOT_SMS_ACCOUNT_SID": "ACbench",
+        "BOT_SMS_FROM": "+15550001111",
+        "BOT_SMS_API_BASE": "http://127.0.0.1:9",
+        "BOT_WECHAT_API_BASE": "http://127.0.0.1:9",
+        "BOT_JIEBA_CACHE_DIR": str(tmp),
+        "BOT_OFFERS_ENABLED": "false",
+        "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET,
+        "BOT_WEBCHAT_RATE_PER_SESSION": "0",
+        "BOT_WEBCHAT_RATE_PER_IP": "0",
+    }
     # the operator's steps: migrate, then load the knowledge base
-    migrated = subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    migrated = (
+        subprocess.run(
+            [sys.executable, "-m", "bot", "migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).returncode
+        == 0
+    )
     if not migrated:
         print("warning: `python -m bot migrate` failed (migrations behind the models?); using the schema of the models")
     from bot.core import storage
 
     await storage.open_db(db_url, create_schema=True)  # tables of models newer than the last migration
     await storage.close_db()
-    subprocess.run([sys.executable, "-m", "bot", "kb", "import", "--quiet", "community/data/sample_kb.yaml"],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "bot", "kb", "import", "--quiet", "community/data/sample_kb.yaml"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     log = tmp / f"{name.split()[0]}.log"
     env["BOT_PORT"] = str(port)
     if workers == 1 and not migrated:  # `run` would migrate SQLite on start: serve the schema as it is
-        proc = subprocess.Popen([sys.executable, "-m", "bot.workers", "web"], cwd=ROOT, env=env,
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.workers", "web"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     else:
         proc = start_service(["--workers", str(workers)] if workers > 1 else [], env, port, log)
     base = f"http://127.0.0.1:{port}"
@@ -273,9 +357,21 @@ async def run_config(name: str, db_url: str, redis_url: str, workers: int, mix: 
         await wait_healthy(base, proc, log)
         await asyncio.sleep(2.0 if workers > 1 else 0.5)  # every worker listening
         warm = build_mix(40, seed=1)
-        await drive(base, [Msg(m.channel, f"{m.channel}-{900000 + i}" if m.channel != "telegram" else str(900000 + i),
-                               m.user if m.channel != "telegram" else str(800000 + i), m.text)
-                           for i, m in enumerate(warm) if not m.retry], 8, Result("warm-up"))
+        await drive(
+            base,
+            [
+                Msg(
+                    m.channel,
+                    f"{m.channel}-{900000 + i}" if m.channel != "telegram" else str(900000 + i),
+                    m.user if m.channel != "telegram" else str(800000 + i),
+                    m.text,
+                )
+                for i, m in enumerate(warm)
+                if not m.retry
+            ],
+            8,
+            Result("warm-up"),
+        )
         await drive(base, mix, concurrency, res)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -297,16 +393,20 @@ async def main() -> None:
     pg.init()
     pg.start()
     try:
-        base_res = await run_config("1 process, SQLite, in-process", f"sqlite://{tmp / 'bench.sqlite3'}", "", 1,
-                                    mix, args.concurrency, tmp)
+        base_res = await run_config(
+            "1 process, SQLite, in-process", f"sqlite://{tmp / 'bench.sqlite3'}", "", 1, mix, args.concurrency, tmp
+        )
         pg_url = await create_database(pg.url)
-        prod_res = await run_config("2 workers, PostgreSQL + Redis", pg_url, redis.url + "/0", 2,
-                                    mix, args.concurrency, tmp)
+        prod_res = await run_config(
+            "2 workers, PostgreSQL + Redis", pg_url, redis.url + "/0", 2, mix, args.concurrency, tmp
+        )
     finally:
         redis.cleanup()
         pg.cleanup()
-    print(f"\n{len(mix)} requests ({len([m for m in mix if m.retry])} retries), concurrency {args.concurrency}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\n{len(mix)} requests ({len([m for m in mix if m.retry])} retries), concurrency {args.concurrency}, "
+        f"{os.cpu_count()} CPUs"
+    )
     for r in (base_res, prod_res):
         print(r.line())
     ratio = (len(prod_res.latencies) / prod_res.seconds) / (len(base_res.latencies) / base_res.seconds)

@@ -7,6 +7,7 @@ separator-insensitive matching, no wildcards/regexes, no positions for replaceme
 the cheapest thing that could pass for a filter. The matcher does all of those; the
 ratio says what they cost. Both run on the same generated texts in the same process.
 """
+
 from __future__ import annotations
 
 import argparse

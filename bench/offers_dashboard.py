@@ -8,6 +8,7 @@
 
     python bench/offers_dashboard.py [--messages 300] [--offers 20] [--events 200000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ async def offers_bench(messages: int, n_offers: int) -> dict[str, float]:
     from community.offers.models import Offer
 
     tmp = Path(tempfile.mkdtemp())
-    settings = Settings(_env_file=None, database_url=f"sqlite://{tmp / 'bench.sqlite3'}", offers_quiet_hours="",
-                        outbox_enabled=False, jieba_cache_dir=tempfile.gettempdir())  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite://{tmp / 'bench.sqlite3'}",
+        offers_quiet_hours="",
+        outbox_enabled=False,
+        jieba_cache_dir=tempfile.gettempdir(),
+    )  # type: ignore[call-arg]
     app = create_app(settings, db_setup="schema")
     server = TestServer(app)
     await server.start_server()
@@ -51,9 +57,14 @@ async def offers_bench(messages: int, n_offers: int) -> dict[str, float]:
         await services.kb.load()
         rnd = random.Random(7)
         for i in range(n_offers):
-            await Offer.create(title=f"offer {i}", body="{{ member.name }} 您好", url="https://shop.example/x",
-                               trigger_categories=[rnd.choice(["data", "billing", "broadband", "plan"])],
-                               trigger_keywords=["流量"] if i % 3 == 0 else [], priority=rnd.randint(0, 5))
+            await Offer.create(
+                title=f"offer {i}",
+                body="{{ member.name }} 您好",
+                url="https://shop.example/x",
+                trigger_categories=[rnd.choice(["data", "billing", "broadband", "plan"])],
+                trigger_keywords=["流量"] if i % 3 == 0 else [],
+                priority=rnd.randint(0, 5),
+            )
 
         async def one(label: str, i: int, enabled: bool) -> float:
             settings.offers_enabled = enabled
@@ -76,9 +87,13 @@ async def offers_bench(messages: int, n_offers: int) -> dict[str, float]:
     finally:
         await server.close()
     return {
-        "messages": messages, "offers": n_offers, "impressions": impressions,
-        "baseline_p50_ms": statistics.median(base) * 1e3, "offers_p50_ms": statistics.median(on) * 1e3,
-        "baseline_mean_ms": statistics.fmean(base) * 1e3, "offers_mean_ms": statistics.fmean(on) * 1e3,
+        "messages": messages,
+        "offers": n_offers,
+        "impressions": impressions,
+        "baseline_p50_ms": statistics.median(base) * 1e3,
+        "offers_p50_ms": statistics.median(on) * 1e3,
+        "baseline_mean_ms": statistics.fmean(base) * 1e3,
+        "offers_mean_ms": statistics.fmean(on) * 1e3,
         "overhead_ratio_p50": statistics.median(on) / statistics.median(base),
     }
 
@@ -96,22 +111,44 @@ def dashboard_bench(n_events: int) -> dict[str, float]:
         member = rnd.randint(1, n_events // 8)
         at = start + timedelta(seconds=rnd.randint(0, 7 * 86400))
         i += 1
-        events.append(Event(i, member, rnd.choice(["web", "sms", "wechat", "telegram"]), "in", at,
-                            action=rnd.choice(["", "", "", "fb:down:1", "human"])))
+        events.append(
+            Event(
+                i,
+                member,
+                rnd.choice(["web", "sms", "wechat", "telegram"]),
+                "in",
+                at,
+                action=rnd.choice(["", "", "", "fb:down:1", "human"]),
+            )
+        )
         i += 1
         events.append(Event(i, member, "web", "out", at + timedelta(seconds=1), kind=rnd.choice(kinds), item_id=1))
     history = History(events=events)
     t = time.perf_counter()
-    rep = kpis.report(history, start=start, end=start + timedelta(days=7), period="day", tz=ZoneInfo("Asia/Shanghai"),
-                      window=timedelta(minutes=10), gap=timedelta(minutes=30), now=start + timedelta(days=7))
+    rep = kpis.report(
+        history,
+        start=start,
+        end=start + timedelta(days=7),
+        period="day",
+        tz=ZoneInfo("Asia/Shanghai"),
+        window=timedelta(minutes=10),
+        gap=timedelta(minutes=30),
+        now=start + timedelta(days=7),
+    )
     compute = time.perf_counter() - t
-    prom.COLLECTOR.snapshot = prom.Snapshot(at=time.time(), kpis={"self_service": {"all": rep.total.self_service.value or 0}})
+    prom.COLLECTOR.snapshot = prom.Snapshot(
+        at=time.time(), kpis={"self_service": {"all": rep.total.self_service.value or 0}}
+    )
     t = time.perf_counter()
     for _ in range(100):
         list(prom.COLLECTOR.collect())
     serve = (time.perf_counter() - t) / 100
-    return {"events": len(events), "report_s": compute, "snapshot_collect_ms": serve * 1e3,
-            "compute_vs_snapshot_ratio": compute / serve}
+    return {
+        "events": len(events),
+        "report_s": compute,
+        "snapshot_collect_ms": serve * 1e3,
+        "compute_vs_snapshot_ratio": compute / serve,
+    }
 
 
 def main() -> None:

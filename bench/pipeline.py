@@ -12,6 +12,7 @@ SQLite, sample knowledge base), and drives each with the same closed-loop load o
 requests (real questions from the sample knowledge base, distinct users, unique
 message ids). Prints a table and, last, one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,9 @@ def questions() -> list[str]:
     return out
 
 
-async def run_one(name: str, cmd: list[str], env: dict[str, str], port: int, args: argparse.Namespace,
-                  qs: list[str], cwd: Path = ROOT):  # type: ignore[no-untyped-def]
+async def run_one(
+    name: str, cmd: list[str], env: dict[str, str], port: int, args: argparse.Namespace, qs: list[str], cwd: Path = ROOT
+):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_up(port)
@@ -84,11 +86,16 @@ async def run_one(name: str, cmd: list[str], env: dict[str, str], port: int, arg
 
         def body(cid: int, seq: int) -> dict[str, str]:
             user = f"bench-{cid}-{seq % 50}"  # the operator's verified visitor (identity verification)
-            return {"user": user, "user_hash": user_hash(BENCH_IDENTITY_SECRET, user), "text": rnd.choice(qs),
-                    "msg_id": f"{name}-{cid}-{seq}"}
+            return {
+                "user": user,
+                "user_hash": user_hash(BENCH_IDENTITY_SECRET, user),
+                "text": rnd.choice(qs),
+                "msg_id": f"{name}-{cid}-{seq}",
+            }
 
-        return await closed_loop(f"http://127.0.0.1:{port}/api/v1/chat", body,
-                                 concurrency=args.concurrency, duration=args.duration)
+        return await closed_loop(
+            f"http://127.0.0.1:{port}/api/v1/chat", body, concurrency=args.concurrency, duration=args.duration
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -98,29 +105,63 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--also", action="append", default=[], metavar="DIR",
-                        help="another EveryCSR checkout to measure in the same run")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another EveryCSR checkout to measure in the same run",
+    )
     args = parser.parse_args()
     qs = questions()
     tmp = Path(tempfile.mkdtemp(prefix="everycsr-bench-"))
-    env = {**os.environ, "BOT_DATABASE_URL": f"sqlite://{tmp / 'bench.sqlite3'}", "BOT_LOG_LEVEL": "WARNING",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_REDIS_URL": "", "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET,
-           # one address and 50 users per client send as fast as they can: the inbound limits are off
-           "BOT_WEBCHAT_RATE_PER_SESSION": "0", "BOT_WEBCHAT_RATE_PER_IP": "0"}
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": f"sqlite://{tmp / 'bench.sqlite3'}",
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_JIEBA_CACHE_DIR": str(tmp),
+        "BOT_REDIS_URL": "",
+        "BOT_WEBCHAT_IDENTITY_SECRET": BENCH_IDENTITY_SECRET,
+        # one address and 50 users per client send as fast as they can: the inbound limits are off
+        "BOT_WEBCHAT_RATE_PER_SESSION": "0",
+        "BOT_WEBCHAT_RATE_PER_IP": "0",
+    }
     echo_port = free_port()
     echo = await run_one("echo", [sys.executable, "-c", ECHO_SERVER, str(echo_port)], env, echo_port, args, qs)
     fixed_port = free_port()
-    fixed = await run_one("fixed", [sys.executable, "-c", FIXED_SERVER, str(fixed_port)],
-                          {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / 'fixed.sqlite3'}", "PYTHONPATH": str(ROOT)},
-                          fixed_port, args, qs)
+    fixed = await run_one(
+        "fixed",
+        [sys.executable, "-c", FIXED_SERVER, str(fixed_port)],
+        {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / 'fixed.sqlite3'}", "PYTHONPATH": str(ROOT)},
+        fixed_port,
+        args,
+        qs,
+    )
     others = []
     for i, root in enumerate([ROOT, *map(Path, args.also)]):
         db_env = {**env, "BOT_DATABASE_URL": f"sqlite://{tmp / f'bench{i}.sqlite3'}", "PYTHONPATH": str(root)}
-        subprocess.run([sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"),
-                        "--quiet"], env=db_env, cwd=root, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "bot", "kb", "import", str(ROOT / "community/data/sample_kb.yaml"), "--quiet"],
+            env=db_env,
+            cwd=root,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         port = free_port()
-        others.append((root, await run_one(f"bot{i}", [sys.executable, "-m", "bot", "run", "--port", str(port)],
-                                           db_env, port, args, qs, cwd=root)))
+        others.append(
+            (
+                root,
+                await run_one(
+                    f"bot{i}",
+                    [sys.executable, "-m", "bot", "run", "--port", str(port)],
+                    db_env,
+                    port,
+                    args,
+                    qs,
+                    cwd=root,
+                ),
+            )
+        )
     full = others[0][1]
     print(f"concurrency {args.concurrency}, {args.duration:.0f} s each, {len(qs)} distinct questions\n")
     print("| server | requests | errors | req/s | p50 ms | p99 ms | mean ms |")
@@ -131,13 +172,27 @@ async def main() -> None:
     for root, result in others[1:]:
         print(result.row(f"EveryCSR at {root} (full pipeline)"))
     ratio = full.rps / echo.rps if echo.rps else 0.0
-    print(f"\nfull pipeline throughput = {ratio:.1%} of the bare echo "
-          f"(EveryCSR's web layer alone, fixed reply: {fixed.rps / echo.rps if echo.rps else 0:.1%})")
-    print(json.dumps({"echo_rps": round(echo.rps, 1), "fixed_rps": round(fixed.rps, 1), "pipeline_rps": round(full.rps, 1), "ratio": round(ratio, 3),
-                      "pipeline_p50_ms": round(full.pct(50), 2), "pipeline_p99_ms": round(full.pct(99), 2),
-                      "echo_p99_ms": round(echo.pct(99), 2), "errors": full.errors,
-                      "also": [{"root": str(root), "rps": round(r.rps, 1), "p99_ms": round(r.pct(99), 2)}
-                               for root, r in others[1:]]}))
+    print(
+        f"\nfull pipeline throughput = {ratio:.1%} of the bare echo "
+        f"(EveryCSR's web layer alone, fixed reply: {fixed.rps / echo.rps if echo.rps else 0:.1%})"
+    )
+    print(
+        json.dumps(
+            {
+                "echo_rps": round(echo.rps, 1),
+                "fixed_rps": round(fixed.rps, 1),
+                "pipeline_rps": round(full.rps, 1),
+                "ratio": round(ratio, 3),
+                "pipeline_p50_ms": round(full.pct(50), 2),
+                "pipeline_p99_ms": round(full.pct(99), 2),
+                "echo_p99_ms": round(echo.pct(99), 2),
+                "errors": full.errors,
+                "also": [
+                    {"root": str(root), "rps": round(r.rps, 1), "p99_ms": round(r.pct(99), 2)} for root, r in others[1:]
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 
 Run from the repo root:  python bench/sms.py [--n 500] [--rate 50] [--corpus 20000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,8 +107,16 @@ def bench_segmentation(n: int) -> dict[str, object]:
 async def bench_smpp(n: int, rate: float, *, paced: bool) -> dict[str, object]:
     smsc = FakeSmsc(throttle_rate=rate, throttle_burst=max(2.0, rate / 10), send_receipts=False)
     await smsc.start()
-    cfg = SmppConfig(host="127.0.0.1", port=smsc.port, system_id="bench", password="pw", source_addr="10086",
-                     rate=rate if paced else 1e6, window=10, throttle_backoff=1.0)
+    cfg = SmppConfig(
+        host="127.0.0.1",
+        port=smsc.port,
+        system_id="bench",
+        password="pw",
+        source_addr="10086",
+        rate=rate if paced else 1e6,
+        window=10,
+        throttle_backoff=1.0,
+    )
     esme = SmppEsme(cfg)
     await esme.start()
     try:
@@ -141,9 +150,14 @@ async def bench_smpp(n: int, rate: float, *, paced: bool) -> dict[str, object]:
         achieved = (len(arrivals) - 1) / span if span > 0 else float("inf")
         return {
             "mode": "paced (production)" if paced else "unpaced baseline",
-            "messages": n, "accepted": len(arrivals), "throttle_msgs_per_s": rate,
-            "achieved_msgs_per_s": round(achieved, 2), "share_of_throttle": round(achieved / rate, 4),
-            "throttling_errors": smsc.throttled, "gave_up": failed, "unfinished": queue.qsize() + len(pending),
+            "messages": n,
+            "accepted": len(arrivals),
+            "throttle_msgs_per_s": rate,
+            "achieved_msgs_per_s": round(achieved, 2),
+            "share_of_throttle": round(achieved / rate, 4),
+            "throttling_errors": smsc.throttled,
+            "gave_up": failed,
+            "unfinished": queue.qsize() + len(pending),
             "wall_s": round(elapsed, 2),
         }
     finally:
@@ -157,8 +171,11 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=50.0, help="SMSC throttle, msg/s")
     ap.add_argument("--corpus", type=int, default=20000, help="texts for the segmentation benchmark")
     args = ap.parse_args()
-    print(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
-                      "cpus": __import__("os").cpu_count()}))
+    print(
+        json.dumps(
+            {"machine": platform.machine(), "python": platform.python_version(), "cpus": __import__("os").cpu_count()}
+        )
+    )
     print(json.dumps({"segmentation": bench_segmentation(args.corpus)}, ensure_ascii=False))
     paced = await bench_smpp(args.n, args.rate, paced=True)
     print(json.dumps({"smpp": paced}))

@@ -19,6 +19,7 @@ times it records.
 
 Prints one JSON line per run. Load only goes to 127.0.0.1 and is bounded by the counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,8 +107,12 @@ class RemoteFake:
 def make_settings(db: Path, fake: RemoteFake, **rates: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite://{db}", redis_url="", telegram_token=fake.token,
-        telegram_api_base=fake.url, telegram_webhook_secret="bench", outbox_poll_seconds=0.05,
+        database_url=f"sqlite://{db}",
+        redis_url="",
+        telegram_token=fake.token,
+        telegram_api_base=fake.url,
+        telegram_webhook_secret="bench",
+        outbox_poll_seconds=0.05,
         **rates,
     )
 
@@ -146,8 +151,14 @@ class Stack:
 async def enqueue(stack: Stack, addresses: list[str], purpose: str = "broadcast") -> None:
     outbox = stack.services.outbox
     for i, address in enumerate(addresses):
-        await outbox.enqueue(Outgoing(channel="telegram", address=address,
-                                      reply=Reply(text=f"EveryCSR 通知 #{i}：本月流量包已到账。"), purpose=purpose))
+        await outbox.enqueue(
+            Outgoing(
+                channel="telegram",
+                address=address,
+                reply=Reply(text=f"EveryCSR 通知 #{i}：本月流量包已到账。"),
+                purpose=purpose,
+            )
+        )
 
 
 async def wait_sent(n: int, timeout: float) -> None:
@@ -193,8 +204,11 @@ def burst_figures(calls: list[Seen], chat: str, label: str) -> dict[str, Any]:
     mine = sorted(c.at for c in sends(calls) if c.chat_id == chat)
     gaps = [b - a for a, b in zip(mine, mine[1:])]
     return {
-        "run": label, "messages": len(mine), "span_s": round(mine[-1] - mine[0], 2) if mine else None,
-        "gap_min_s": round(min(gaps), 3) if gaps else None, "gap_max_s": round(max(gaps), 3) if gaps else None,
+        "run": label,
+        "messages": len(mine),
+        "span_s": round(mine[-1] - mine[0], 2) if mine else None,
+        "gap_min_s": round(min(gaps), 3) if gaps else None,
+        "gap_max_s": round(max(gaps), 3) if gaps else None,
         "per_chat_violations": sum(1 for g in gaps if g < 1.0 - PER_CHAT_TOLERANCE),
         "http_429": sum(1 for c in calls if c.status == 429),
     }
@@ -202,8 +216,13 @@ def burst_figures(calls: list[Seen], chat: str, label: str) -> dict[str, Any]:
 
 async def run_baseline(tmp: Path, n: int) -> dict[str, Any]:
     async with RemoteFake(enforce_limits=False) as fake:
-        settings = make_settings(tmp / "base.sqlite3", fake, telegram_rate_global=0.0,
-                                 telegram_rate_per_chat=0.0, telegram_rate_per_group=0.0)
+        settings = make_settings(
+            tmp / "base.sqlite3",
+            fake,
+            telegram_rate_global=0.0,
+            telegram_rate_per_chat=0.0,
+            telegram_rate_per_group=0.0,
+        )
         async with Stack(settings) as stack:
             await enqueue(stack, [str(200_000 + i) for i in range(n)])
             await wait_sent(n, 120)
@@ -221,7 +240,9 @@ async def run_broadcast(tmp: Path, n: int, burst: int) -> list[dict[str, Any]]:
             ok = sends(calls)
             achieved = rate(ok)
             broadcast = {
-                "run": f"broadcast {n} chats", "messages": len(ok), "msg_per_s": round(achieved, 2),
+                "run": f"broadcast {n} chats",
+                "messages": len(ok),
+                "msg_per_s": round(achieved, 2),
                 "ceiling": settings.telegram_rate_global,
                 "of_ceiling_pct": round(100 * achieved / settings.telegram_rate_global, 1),
                 "http_429": sum(1 for c in calls if c.status == 429),

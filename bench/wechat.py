@@ -17,6 +17,7 @@ AES-encrypted text message, signature + msg_signature query parameters):
 
 Every answer is decrypted and checked. Prints a table; the last line is JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,15 @@ FIXED = "收到，我们会尽快答复。"
 
 # --- the servers (run as subprocesses of this script) ----------------------------------------------
 def serve_everycsr(port: int, db: str, fixed: bool) -> None:
-    os.environ.update(BOT_WECHAT_TOKEN=TOKEN, BOT_WECHAT_AES_KEY=AES_KEY, BOT_WECHAT_APPID=APPID,
-                      BOT_DATABASE_URL=f"sqlite://{db}", BOT_OUTBOX_ENABLED="false", BOT_LOG_LEVEL="WARNING",
-                      BOT_JIEBA_CACHE_DIR=str(Path(db).parent))
+    os.environ.update(
+        BOT_WECHAT_TOKEN=TOKEN,
+        BOT_WECHAT_AES_KEY=AES_KEY,
+        BOT_WECHAT_APPID=APPID,
+        BOT_DATABASE_URL=f"sqlite://{db}",
+        BOT_OUTBOX_ENABLED="false",
+        BOT_LOG_LEVEL="WARNING",
+        BOT_JIEBA_CACHE_DIR=str(Path(db).parent),
+    )
     import logging
 
     from aiohttp import web
@@ -100,8 +107,16 @@ def serve_werobot(port: int) -> None:
 
 
 # --- the load ---------------------------------------------------------------------------------------------
-async def load(port: int, *, concurrency: int, seconds: float, unique: bool, expect: str,
-               max_requests: int, offset: int = 10_000_000) -> dict[str, float]:
+async def load(
+    port: int,
+    *,
+    concurrency: int,
+    seconds: float,
+    unique: bool,
+    expect: str,
+    max_requests: int,
+    offset: int = 10_000_000,
+) -> dict[str, float]:
     import aiohttp
 
     from tests.fakes.wechat_api import WeChatCallbacks
@@ -114,8 +129,9 @@ async def load(port: int, *, concurrency: int, seconds: float, unique: bool, exp
     base = f"http://127.0.0.1:{port}/wechat?"
 
     def request(i: int) -> tuple[dict[str, str], URL, bytes]:
-        params, body = wx.build(wx.text_xml(f"oBench{i % 500}", QUESTION, str(offset + i)), mode="safe",
-                                openid=f"oBench{i % 500}")
+        params, body = wx.build(
+            wx.text_xml(f"oBench{i % 500}", QUESTION, str(offset + i)), mode="safe", openid=f"oBench{i % 500}"
+        )
         return params, URL(base + urlencode(params), encoded=True), body
 
     same = request(0)
@@ -157,9 +173,13 @@ async def load(port: int, *, concurrency: int, seconds: float, unique: bool, exp
     latencies.sort()
     n = len(latencies)
     return {
-        "requests": n, "errors": errors, "rps": n / elapsed,
-        "p50_ms": 1000 * latencies[n // 2], "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))],
-        "max_ms": 1000 * latencies[-1], "near_deadline": sum(1 for x in latencies if x >= 4.0),
+        "requests": n,
+        "errors": errors,
+        "rps": n / elapsed,
+        "p50_ms": 1000 * latencies[n // 2],
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))],
+        "max_ms": 1000 * latencies[-1],
+        "near_deadline": sum(1 for x in latencies if x >= 4.0),
         "mean_ms": 1000 * statistics.fmean(latencies),
     }
 
@@ -174,10 +194,21 @@ def run_one(name: str, cmd: list[str], port: int, **kw) -> dict[str, float]:  # 
             log.seek(0)
             sys.stderr.write(log.read().decode("utf-8", "replace")[-3000:])
             raise
-        asyncio.run(load(port, concurrency=20, seconds=1.0, unique=kw["unique"], expect=kw["expect"],
-                         max_requests=200, offset=1))  # warm-up (its own MsgIds): jieba, caches, connections
-        result = asyncio.run(load(port, concurrency=kw["concurrency"], seconds=kw["seconds"],
-                                  unique=kw["unique"], expect=kw["expect"], max_requests=kw["max_requests"]))
+        asyncio.run(
+            load(
+                port, concurrency=20, seconds=1.0, unique=kw["unique"], expect=kw["expect"], max_requests=200, offset=1
+            )
+        )  # warm-up (its own MsgIds): jieba, caches, connections
+        result = asyncio.run(
+            load(
+                port,
+                concurrency=kw["concurrency"],
+                seconds=kw["seconds"],
+                unique=kw["unique"],
+                expect=kw["expect"],
+                max_requests=kw["max_requests"],
+            )
+        )
     finally:
         proc.terminate()
         try:
@@ -207,25 +238,48 @@ def main() -> int:
     common = dict(concurrency=args.concurrency, seconds=args.seconds, max_requests=args.max_requests)
     results: dict[str, dict[str, float]] = {}
     port = free_port()
-    results["werobot"] = run_one("werobot", [sys.executable, __file__, "--serve", "werobot", "--port", str(port)],
-                                 port, unique=False, expect=FIXED, **common)
+    results["werobot"] = run_one(
+        "werobot",
+        [sys.executable, __file__, "--serve", "werobot", "--port", str(port)],
+        port,
+        unique=False,
+        expect=FIXED,
+        **common,
+    )
     for name, fixed in (("everycsr", True), ("everycsr+kb", False)):
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            cmd = [sys.executable, __file__, "--serve", "everycsr", "--port", str(port),
-                   "--db", str(Path(tmp) / "bench.sqlite3")] + (["--fixed"] if fixed else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--serve",
+                "everycsr",
+                "--port",
+                str(port),
+                "--db",
+                str(Path(tmp) / "bench.sqlite3"),
+            ] + (["--fixed"] if fixed else [])
             results[name] = run_one(name, cmd, port, unique=True, expect=FIXED if fixed else "流量", **common)
-    print(f"safe-mode text callbacks, {args.concurrency} concurrent senders, {args.seconds:g} s each, "
-          f"nproc={os.cpu_count()}")
+    print(
+        f"safe-mode text callbacks, {args.concurrency} concurrent senders, {args.seconds:g} s each, "
+        f"nproc={os.cpu_count()}"
+    )
     print(f"{'server':<12} {'req':>7} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>=4s':>5}")
     for name, r in results.items():
-        print(f"{name:<12} {r['requests']:>7.0f} {r['errors']:>4.0f} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['near_deadline']:>5.0f}")
+        print(
+            f"{name:<12} {r['requests']:>7.0f} {r['errors']:>4.0f} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['near_deadline']:>5.0f}"
+        )
     ratio = results["everycsr"]["rps"] / results["werobot"]["rps"]
-    print(f"throughput ratio EveryCSR / WeRoBot (both a fixed reply): {ratio:.2f}x; "
-          f"with the whole pipeline: {results['everycsr+kb']['rps'] / results['werobot']['rps']:.2f}x")
-    print(json.dumps({"ratio": round(ratio, 2), **{k: {m: round(v, 2) for m, v in r.items()}
-                                                  for k, r in results.items()}}))
+    print(
+        f"throughput ratio EveryCSR / WeRoBot (both a fixed reply): {ratio:.2f}x; "
+        f"with the whole pipeline: {results['everycsr+kb']['rps'] / results['werobot']['rps']:.2f}x"
+    )
+    print(
+        json.dumps(
+            {"ratio": round(ratio, 2), **{k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}}
+        )
+    )
     return 0
 
 

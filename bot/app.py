@@ -1,4 +1,5 @@
 """The aiohttp application factory: one app serves every channel, the pages and the API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -63,14 +64,21 @@ DbSetup = Literal["none", "migrate", "schema"]
 
 def matcher_config(settings: Settings) -> MatcherConfig:
     if settings.embeddings_url:  # the operator's embeddings server instead of the packaged encoder
-        semantic, encoder = None, RemoteEncoder(
-            settings.embeddings_url, model=settings.embeddings_model, key=settings.embeddings_key,
-            timeout=settings.embeddings_timeout_seconds)
+        semantic, encoder = (
+            None,
+            RemoteEncoder(
+                settings.embeddings_url,
+                model=settings.embeddings_model,
+                key=settings.embeddings_key,
+                timeout=settings.embeddings_timeout_seconds,
+            ),
+        )
     else:
         semantic, encoder = resolve_semantic(settings.search_semantic), None
     # the knowledge service embeds in a worker thread; the lexical index answers meanwhile
-    cfg = MatcherConfig(jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, encoder=encoder,
-                        semantic_background=True)
+    cfg = MatcherConfig(
+        jieba_tmp_dir=settings.jieba_cache_dir, semantic=semantic, encoder=encoder, semantic_background=True
+    )
     if settings.search_answer_threshold is not None:  # pinned: both stages of the cascade, no calibration
         cfg.answer_threshold = cfg.lexical_answer_threshold = settings.search_answer_threshold
     if settings.search_suggest_threshold is not None:
@@ -179,8 +187,12 @@ async def healthz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     status = 200 if db == "ok" else 503
     return web.json_response(
-        {"status": "ok" if status == 200 else "degraded", "database": db,
-         "knowledge_items": len(services.kb.matcher), "channels": services.channels.names()},
+        {
+            "status": "ok" if status == 200 else "degraded",
+            "database": db,
+            "knowledge_items": len(services.kb.matcher),
+            "channels": services.channels.names(),
+        },
         status=status,
     )
 
@@ -198,8 +210,10 @@ def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") 
     settings = settings or get_settings()
     parse_networks(settings.trusted_proxies)  # a typo in BOT_TRUSTED_PROXIES stops the start, clearly
     # outermost first: the real client (trusted proxies), security headers, then clean errors
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[forwarded_middleware, headers_middleware, error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[forwarded_middleware, headers_middleware, error_middleware],
+    )
     app.cleanup_ctx.append(_services_ctx(settings, db_setup))
     app.cleanup_ctx.append(account_queries_ctx(settings))  # one HTTP session per process
     app.router.add_get("/", index)

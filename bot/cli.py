@@ -1,4 +1,5 @@
 """Command line: ``python -m bot`` (or ``everycsr``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,10 @@ SAMPLE_KB = ROOT / "community" / "data" / "sample_kb.yaml"
 COMMAND_MODULES = (staff_cli, wechat_cli, gamification_cli, members_cli)
 # run by `demo` after the sample data is loaded: async (settings) -> lines to print (logins, URLs)
 DEMO_HOOKS: tuple[Callable[[Settings], Awaitable[list[str] | None]], ...] = (
-    staff_cli.demo_staff, demo_rewards, demo_offer)
+    staff_cli.demo_staff,
+    demo_rewards,
+    demo_offer,
+)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,7 +92,9 @@ def cmd_kb_search(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         cfg = matcher_config(settings)
         cfg.semantic_background = False  # one question: embed the knowledge base first, then ask
-        kb = KnowledgeService(cfg, calibrate=settings.search_self_calibrate and settings.search_answer_threshold is None)
+        kb = KnowledgeService(
+            cfg, calibrate=settings.search_self_calibrate and settings.search_answer_threshold is None
+        )
         await kb.load()
         qvec = kb.matcher.query_vector(args.text)  # the encoder's, once for both calls (None without one)
         decision = kb.matcher.decide(args.text, locale=args.locale, qvec=qvec)
@@ -126,6 +132,8 @@ def _production_refusal(settings: Settings) -> str | None:
         except OperationalError:  # not migrated yet: no staff logins to check
             pass
     return refusal(problems) if problems else None
+
+
 def cmd_kb_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     """The self-calibration's figures for the knowledge base in the database."""
     from bot.app import knowledge_service
@@ -186,8 +194,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.core import storage
 
     if settings.is_production:  # the demo's logins and password are public
-        print("error: `demo` is for trying EveryCSR out and refuses production settings "
-              "(BOT_ENV=production or an https BOT_PUBLIC_URL); use `python -m bot run`", file=sys.stderr)
+        print(
+            "error: `demo` is for trying EveryCSR out and refuses production settings "
+            "(BOT_ENV=production or an https BOT_PUBLIC_URL); use `python -m bot run`",
+            file=sys.stderr,
+        )
         return 2
 
     async def prepare() -> list[str]:
@@ -210,8 +221,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  agent inbox:  {base}/inbox")
     print(f"  health:       {base}/healthz")
     print(f"  metrics:      {base}/metrics")
-    print(f"  chat API:     curl -s {base}/api/v1/chat -H 'Content-Type: application/json' "
-          "-d '{\"text\":\"我的流量还剩多少，怎么查？\"}'")
+    print(
+        f"  chat API:     curl -s {base}/api/v1/chat -H 'Content-Type: application/json' "
+        '-d \'{"text":"我的流量还剩多少，怎么查？"}\''
+    )
     print("  stop with Ctrl+C\n", flush=True)
     args.port = None
     args.host = None
@@ -226,8 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--telegram-polling", action="store_true", help="long-poll Telegram instead of the webhook")
-    p.add_argument("--workers", type=int, default=1,
-                   help="N web processes on one port (SO_REUSEPORT) plus the outbox queue worker; needs Redis + PostgreSQL")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N web processes on one port (SO_REUSEPORT) plus the outbox queue worker; needs Redis + PostgreSQL",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="migrate, load the sample knowledge base and start the service")
@@ -252,8 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--locale", choices=["zh_CN", "zh_TW", "en"])
     p.add_argument("--limit", type=int, default=5)
     p.set_defaults(func=cmd_kb_search)
-    p = kbsub.add_parser("calibrate", help="leave-one-out over the items' own phrasings: the answer threshold "
-                                           "that keeps 95%% precision on this knowledge base, with the figures")
+    p = kbsub.add_parser(
+        "calibrate",
+        help="leave-one-out over the items' own phrasings: the answer threshold "
+        "that keeps 95%% precision on this knowledge base, with the figures",
+    )
     p.set_defaults(func=cmd_kb_calibrate)
 
     for module in COMMAND_MODULES:

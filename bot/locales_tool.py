@@ -7,6 +7,7 @@ One catalog domain per package (``handlers``, ``community`` …) and per channel
 entries are filled from zh_CN by OpenCC (s2twp) for a reviewer to polish; English
 msgids need no en translation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,11 @@ def update(domains: set[str] | None, check: bool) -> int:
                 if locale == "zh_TW" and not msg.string and zh_cn is not None:
                     src = zh_cn.get(msg.id)
                     if src is not None and src.string:
-                        msg.string = conv.convert(src.string) if isinstance(src.string, str) else tuple(
-                            conv.convert(s) for s in src.string)
+                        msg.string = (
+                            conv.convert(src.string)
+                            if isinstance(src.string, str)
+                            else tuple(conv.convert(s) for s in src.string)
+                        )
                 if locale != "en" and not msg.string:
                     missing.append(f"{po_path.relative_to(ROOT)}: {msg.id!r}")
             if locale == "zh_CN":

@@ -6,6 +6,7 @@
 - A Redis or database outage during a request answers 503 with ``Retry-After`` (channel
   providers retry; the dedup claim was released), never a 500 with a traceback.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,13 +36,21 @@ RETRY_AFTER_SECONDS = 5
 
 def _outage_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [
-        RedisConnectionError, RedisTimeoutError, DBConnectionError, ConnectionRefusedError, ConnectionResetError,
+        RedisConnectionError,
+        RedisTimeoutError,
+        DBConnectionError,
+        ConnectionRefusedError,
+        ConnectionResetError,
     ]
     try:
         import asyncpg
 
-        types += [asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                  asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.InterfaceError]
+        types += [
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.InterfaceError,
+        ]
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         pass
     return tuple(types)
@@ -64,16 +73,22 @@ async def outage_middleware(
             return web.json_response(
                 {"error": "service temporarily unavailable, please retry shortly"}, status=503, headers=headers
             )
-        return web.Response(status=503, text="Service temporarily unavailable, please retry shortly.",
-                            headers=headers)
+        return web.Response(status=503, text="Service temporarily unavailable, please retry shortly.", headers=headers)
 
 
 def _row(m: OutboxMessage) -> dict[str, object]:
     payload = m.payload if isinstance(m.payload, dict) else {}
     return {
-        "id": m.id, "channel": m.channel, "address": m.address, "member_id": m.member_id,  # type: ignore[attr-defined]
-        "purpose": m.purpose, "status": m.status, "attempts": m.attempts, "last_error": m.last_error,
-        "text": str(payload.get("text", ""))[:500], "provider_ref": m.provider_ref,
+        "id": m.id,
+        "channel": m.channel,
+        "address": m.address,
+        "member_id": m.member_id,  # type: ignore[attr-defined]
+        "purpose": m.purpose,
+        "status": m.status,
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+        "text": str(payload.get("text", ""))[:500],
+        "provider_ref": m.provider_ref,
         "created_at": m.created_at.isoformat() if m.created_at else None,
         "next_attempt_at": m.next_attempt_at.isoformat() if m.next_attempt_at else None,
         "sent_at": m.sent_at.isoformat() if m.sent_at else None,

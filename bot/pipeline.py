@@ -1,4 +1,5 @@
 """One message through the service: dedup -> member -> handler -> transcript -> replies."""
+
 from __future__ import annotations
 
 import asyncio
@@ -203,8 +204,13 @@ class Pipeline:
         # a first contact without a channel hint is answered in the language it wrote in
         first_locale = hint or detect_locale(incoming.text or "", self.services.settings.default_locale)
         account, new_member = await account_for(
-            writes, incoming.channel, incoming.user, display_name=incoming.display_name, locale=first_locale,
-            chat_id="" if group else chat, seen_at=now,
+            writes,
+            incoming.channel,
+            incoming.user,
+            display_name=incoming.display_name,
+            locale=first_locale,
+            chat_id="" if group else chat,
+            seen_at=now,
             first_writes=lambda job, member: job.insert(entry, member_id=member),
         )
         member = account.member
@@ -245,7 +251,11 @@ class Pipeline:
         except Exception:
             metrics.HANDLER_ERRORS.labels(incoming.channel).inc()
             log.exception("handler failed for %s", incoming.dedup_key or incoming.user)
-            replies = [Reply(text=ctx._("Sorry, something went wrong on our side. Please try again in a moment."), kind="error")]
+            replies = [
+                Reply(
+                    text=ctx._("Sorry, something went wrong on our side. Please try again in a moment."), kind="error"
+                )
+            ]
         replies = in_script(replies, locale)
 
         if lease is not None and not await lease.held():
@@ -262,18 +272,21 @@ class Pipeline:
         job = WriteJob().update(TranscriptEntry, entry.id, payload={"replies": [r.to_dict() for r in replies]})
         if replies:
             for r in replies:
-                job.insert(TranscriptEntry(
-                    member_id=member.id,
-                    channel=incoming.channel,
-                    direction="out",
-                    text=r.text,
-                    kind=r.kind,
-                    item_id=r.item_id,
-                    confidence=r.confidence,
-                    # the actions (what a tap sends) and, beside them, the labels the member saw
-                    payload={"choices": [c.action for c in r.choices],
-                             "labels": [c.label for c in r.choices]} if r.choices else None,
-                ))
+                job.insert(
+                    TranscriptEntry(
+                        member_id=member.id,
+                        channel=incoming.channel,
+                        direction="out",
+                        text=r.text,
+                        kind=r.kind,
+                        item_id=r.item_id,
+                        confidence=r.confidence,
+                        # the actions (what a tap sends) and, beside them, the labels the member saw
+                        payload={"choices": [c.action for c in r.choices], "labels": [c.label for c in r.choices]}
+                        if r.choices
+                        else None,
+                    )
+                )
         await writes.run(job)
         return replies, False
 
@@ -287,7 +300,12 @@ class Pipeline:
         return prior
 
     async def _record_returning(
-        self, account: ChannelAccount, entry: TranscriptEntry, incoming: Incoming, now: datetime, chat: str,
+        self,
+        account: ChannelAccount,
+        entry: TranscriptEntry,
+        incoming: Incoming,
+        now: datetime,
+        chat: str,
         group: bool,
     ) -> None:
         """A known sender's inbound message, with the account and member touch-ups it implies,

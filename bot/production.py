@@ -6,6 +6,7 @@ and exit 2) while ``BOT_SECRET_KEY`` is the shipped default or short, or while a
 staff login (agent, reviewer, marketer, admin) still accepts the demo password: both are
 published in this repository, so anyone could forge fingerprints or log in as admin.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,10 @@ def config_problems(settings: Settings) -> list[str]:
         return []
     problems = []
     if settings.secret_key == DEFAULT_SECRET_KEY or len(settings.secret_key) < MIN_SECRET_CHARS:
-        problems.append(f"BOT_SECRET_KEY is the default or shorter than {MIN_SECRET_CHARS} characters "
-                        "(make one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        problems.append(
+            f"BOT_SECRET_KEY is the default or shorter than {MIN_SECRET_CHARS} characters "
+            "(make one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
     return problems
 
 
@@ -46,11 +49,14 @@ async def demo_password_problems(settings: Settings) -> list[str]:
     if not found:
         return []
     names = ", ".join(found)
-    return [f"staff login(s) {names} still accept the demo password (change each: python -m bot staff add NAME "
-            "--role ROLE, or deactivate it)"]
+    return [
+        f"staff login(s) {names} still accept the demo password (change each: python -m bot staff add NAME "
+        "--role ROLE, or deactivate it)"
+    ]
 
 
 def refusal(problems: list[str]) -> str:
     """The one line printed before exit 2."""
-    return "error: refusing to start in production (BOT_ENV=production or an https BOT_PUBLIC_URL): " + \
-        "; ".join(problems)
+    return "error: refusing to start in production (BOT_ENV=production or an https BOT_PUBLIC_URL): " + "; ".join(
+        problems
+    )

@@ -19,6 +19,7 @@ duplicates in the queue never become duplicate sends. A row taken back after a k
 worker is sent again; channels that accept an idempotency key get the row id (see
 ``docs/operations.md``), so a provider that dedups sees no duplicate.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -202,13 +203,17 @@ class OutboxQueue:
         except (RedisError, OSError) as exc:  # the listener declares the group once Redis is back
             log.warning("outbox queue: Redis unavailable at startup (%s)", exc)
         if role in ("both", "worker"):
-            self._tasks.append(asyncio.create_task(
-                run_receiver_task(
-                    self.broker, max_async_tasks=self.settings.outbox_queue_concurrency,
-                    ack_time=AcknowledgeType.WHEN_EXECUTED, propagate_exceptions=False,
-                ),
-                name="outbox-receiver",
-            ))
+            self._tasks.append(
+                asyncio.create_task(
+                    run_receiver_task(
+                        self.broker,
+                        max_async_tasks=self.settings.outbox_queue_concurrency,
+                        ack_time=AcknowledgeType.WHEN_EXECUTED,
+                        propagate_exceptions=False,
+                    ),
+                    name="outbox-receiver",
+                )
+            )
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="outbox-sweeper"))
 
     async def stop(self) -> None:

@@ -1,4 +1,5 @@
 """Config for tortoise's own CLI (``make migrations`` runs ``tortoise makemigrations``)."""
+
 from bot.core.settings import get_settings
 from bot.core.storage import tortoise_config
 

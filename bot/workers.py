@@ -11,6 +11,7 @@ keys and rate limits would be per process), and PostgreSQL is the database to us
 (SQLite allows one writer at a time). Platforms without ``SO_REUSEPORT``: run N single
 processes on different ports behind nginx instead (docs/operations.md).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,11 +66,15 @@ def check_config(settings: Settings, workers: int) -> str | None:
     if workers < 1:
         return "--workers must be at least 1"
     if workers > 1 and not settings.redis_url:
-        return ("several workers share dedup keys, conversation state and rate limits through Redis: "
-                "set BOT_REDIS_URL (see docs/operations.md)")
+        return (
+            "several workers share dedup keys, conversation state and rate limits through Redis: "
+            "set BOT_REDIS_URL (see docs/operations.md)"
+        )
     if workers > 1 and settings.is_sqlite:
-        return ("several workers need PostgreSQL (SQLite allows one writer at a time): "
-                "set BOT_DATABASE_URL=postgres://... (see docs/operations.md)")
+        return (
+            "several workers need PostgreSQL (SQLite allows one writer at a time): "
+            "set BOT_DATABASE_URL=postgres://... (see docs/operations.md)"
+        )
     if not hasattr(socket, "SO_REUSEPORT"):
         return "this platform has no SO_REUSEPORT: run single workers on separate ports behind nginx"
     return None
@@ -98,8 +103,11 @@ def supervise(children: list[Child]) -> int:
     try:
         for child in children:
             child.start()
-        print(f"EveryCSR: {len(children)} processes started "
-              f"({', '.join(f'{c.name} pid {c.proc.pid}' for c in children if c.proc)})", flush=True)
+        print(
+            f"EveryCSR: {len(children)} processes started "
+            f"({', '.join(f'{c.name} pid {c.proc.pid}' for c in children if c.proc)})",
+            flush=True,
+        )
         while not stopping:
             wake.wait(0.5)
             for child in children:

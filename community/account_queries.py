@@ -16,6 +16,7 @@ One HTTP session (connection pool, keep-alive) per process, opened and closed by
 cleanup context (:func:`account_queries_ctx`) and kept in ``services.extras``: a session per
 query paid a TCP (and TLS) handshake on every code a member typed.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,7 @@ class AccountQueries:
     session: aiohttp.ClientSession | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, session: aiohttp.ClientSession | None = None
-    ) -> "AccountQueries | None":
+    def from_settings(cls, settings: Settings, session: aiohttp.ClientSession | None = None) -> "AccountQueries | None":
         if not settings.bss_api_base:
             return None
         return cls(settings.bss_api_base.rstrip("/"), settings.bss_secret, settings.bss_timeout_seconds, session)
@@ -94,8 +93,12 @@ class AccountQueries:
 
     async def _post(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> object | None:
         """The decoded answer; None on 404 (the API does not know the code)."""
-        async with session.post(f"{self.base_url}/v1/account-queries", data=body, headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+        async with session.post(
+            f"{self.base_url}/v1/account-queries",
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        ) as resp:
             if resp.status == 404:
                 return None
             if resp.status != 200:

@@ -4,6 +4,7 @@
 purposes for opted-out members); :class:`OptOutEvent` records who changed it, when,
 on which channel and with what words.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -42,7 +43,9 @@ async def set_consent(member_id: int, action: Action, *, channel: str, source_te
     opted_out = action == "opt_out"
     async with in_transaction():
         changed = await Member.filter(id=member_id, opted_out=not opted_out).update(opted_out=opted_out)
-        await OptOutEvent.create(member_id=member_id, channel=channel[:16], action=action, source_text=source_text[:255])
+        await OptOutEvent.create(
+            member_id=member_id, channel=channel[:16], action=action, source_text=source_text[:255]
+        )
     return bool(changed)
 
 

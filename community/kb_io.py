@@ -1,4 +1,5 @@
 """Knowledge base import and export (YAML, CSV or XLSX), idempotent, with line-numbered errors."""
+
 from __future__ import annotations
 
 import csv
@@ -82,8 +83,7 @@ class ImportReport:
 
     def summary(self) -> str:
         return (
-            f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"rejected {len(self.rejected)}"
+            f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}, rejected {len(self.rejected)}"
         )
 
 
@@ -131,8 +131,7 @@ def _yaml_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.DictReader(io.StringIO(text))
     # our export escapes cells a spreadsheet would run as formulas ('=...): read them back as written
-    rows = ((reader.line_num, {k: unescape(v) if isinstance(v, str) else v for k, v in row.items()})
-            for row in reader)
+    rows = ((reader.line_num, {k: unescape(v) if isinstance(v, str) else v for k, v in row.items()}) for row in reader)
     yield from _flat_rows(reader.fieldnames, rows)
 
 
@@ -219,8 +218,13 @@ async def _record_version(item: KnowledgeItem, number: int) -> None:
     if item.status == "published":
         await KnowledgeVersion.filter(item_id=item.id, state="published").update(state="superseded")
     await KnowledgeVersion.create(
-        item=item, number=number, data=snapshot(item), state=item.status, author=IMPORT_AUTHOR,
-        reason="imported from a file", decided_by=IMPORT_AUTHOR if decided else "",
+        item=item,
+        number=number,
+        data=snapshot(item),
+        state=item.status,
+        author=IMPORT_AUTHOR,
+        reason="imported from a file",
+        decided_by=IMPORT_AUTHOR if decided else "",
         decided_at=datetime.now(timezone.utc) if decided else None,
     )
 
@@ -281,8 +285,19 @@ def _flat_table(items: list[KnowledgeItem]) -> list[list[Any]]:
     table: list[list[Any]] = [["key", "locale", *FIELDS]]
     for i in items:
         table.append(
-            [i.key, i.locale, i.title, "|".join(i.variants), i.answer, i.category, i.sms_code or "",
-             i.difficulty, "|".join(i.tags), i.status, int(i.is_notice)]
+            [
+                i.key,
+                i.locale,
+                i.title,
+                "|".join(i.variants),
+                i.answer,
+                i.category,
+                i.sms_code or "",
+                i.difficulty,
+                "|".join(i.tags),
+                i.status,
+                int(i.is_notice),
+            ]
         )
     return table
 

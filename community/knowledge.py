@@ -1,4 +1,5 @@
 """The knowledge base as the service uses it: published items in a search index."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,8 @@ class KnowledgeService:
         self._by_key: dict[tuple[str, str], int] = {}
         self._fanout: Any = None
         self._origin = uuid.uuid4().hex
-        self._checked_at: datetime | None = None     # start of the last look at the database
-        self._seen: dict[int, datetime] = {}         # item id -> updated_at already applied
+        self._checked_at: datetime | None = None  # start of the last look at the database
+        self._seen: dict[int, datetime] = {}  # item id -> updated_at already applied
         self._embedding: asyncio.Task[None] | None = None  # semantic vectors being made
 
     def _cache(self, item: KnowledgeItem) -> None:

@@ -1,4 +1,5 @@
 """Knowledge base records."""
+
 from __future__ import annotations
 
 from tortoise import fields

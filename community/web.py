@@ -3,6 +3,7 @@
 ``setup`` wires the routes, the templates, the staff links, the review callbacks and the
 periodic question-deadline check.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,13 +69,15 @@ def setup(app: web.Application, settings: Settings) -> None:
             moderation.on_review(kind, lambda cid, ok, kind=kind: qa.on_review(services, kind, cid, ok))
         task = None
         if settings.qa_deadline_check_seconds > 0:
-            task = asyncio.create_task(run_deadline_loop(services, settings.qa_deadline_check_seconds),
-                                       name="qa-deadlines")
+            task = asyncio.create_task(
+                run_deadline_loop(services, settings.qa_deadline_check_seconds), name="qa-deadlines"
+            )
         tasks = [task] if task else []
         tasks.append(asyncio.create_task(_lift_freezes_hourly(), name="moderation-freezes"))
         if settings.inbox_sla_check_seconds > 0:
-            tasks.append(asyncio.create_task(run_sla_loop(services, settings.inbox_sla_check_seconds),
-                                             name="inbox-sla"))
+            tasks.append(
+                asyncio.create_task(run_sla_loop(services, settings.inbox_sla_check_seconds), name="inbox-sla")
+            )
         yield
         for t in tasks:
             t.cancel()

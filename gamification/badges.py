@@ -6,6 +6,7 @@ the badges whose metric meets its threshold: it grants under the award key
 the outbox key is the award key too) and revokes what a reversal, a forfeit or an unmerge
 took the member below, each change written to :class:`BadgeEvent` in the same transaction.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -66,8 +67,15 @@ def badges_of(rules: Rules) -> tuple[Badge, ...]:
     for rule in rules.badges:
         if rule.code not in NAMES:
             raise ValueError(f"badge {rule.code!r} in rules.yaml has no name in gamification/badges.py")
-        out.append(Badge(rule.code, NAMES[rule.code], rule.metric, rule.threshold,
-                         (TITLES.get(rule.code) or NAMES[rule.code]) if rule.title else None))
+        out.append(
+            Badge(
+                rule.code,
+                NAMES[rule.code],
+                rule.metric,
+                rule.threshold,
+                (TITLES.get(rule.code) or NAMES[rule.code]) if rule.title else None,
+            )
+        )
     return tuple(out)
 
 
@@ -96,8 +104,13 @@ async def identity_ids(member_id: int) -> list[int]:
     """The member and every member merged into it (their ledger history stays on their ids)."""
     ids, frontier = [member_id], [member_id]
     while frontier:
-        frontier = [s for s in await MemberMerge.filter(target_id__in=frontier, status="merged")  # type: ignore[misc]
-                    .values_list("source_id", flat=True) if s not in ids]  # type: ignore[comparison-overlap]
+        frontier = [
+            s
+            for s in await MemberMerge.filter(target_id__in=frontier, status="merged").values_list(  # type: ignore[misc]
+                "source_id", flat=True
+            )
+            if s not in ids
+        ]  # type: ignore[comparison-overlap]
         ids.extend(frontier)
     return ids
 
@@ -176,8 +189,9 @@ class Outcome:
     revoked: list[Badge]
 
 
-async def reconcile(rules: Rules, member_id: int, today: date, notify: Notify | None = None, *,
-                    reason: str = "") -> Outcome:
+async def reconcile(
+    rules: Rules, member_id: int, today: date, notify: Notify | None = None, *, reason: str = ""
+) -> Outcome:
     """Make the member's badges equal what is due: grant new ones (notified once), revoke
     the ones whose metric fell below the threshold, each change audited in BadgeEvent.
     A member merged into another holds nothing of their own (the target holds it)."""
@@ -195,10 +209,18 @@ async def reconcile(rules: Rules, member_id: int, today: date, notify: Notify | 
         if badge.code in should and badge.code not in held:
             try:
                 async with in_transaction() as conn:
-                    await MemberBadge.create(member_id=member_id, code=badge.code,
-                                             award_key=award_key(badge.code, member_id), using_db=conn)
-                    await BadgeEvent.create(member_id=member_id, code=badge.code, action="grant", value=value,
-                                            threshold=badge.threshold, reason=reason[:128], using_db=conn)
+                    await MemberBadge.create(
+                        member_id=member_id, code=badge.code, award_key=award_key(badge.code, member_id), using_db=conn
+                    )
+                    await BadgeEvent.create(
+                        member_id=member_id,
+                        code=badge.code,
+                        action="grant",
+                        value=value,
+                        threshold=badge.threshold,
+                        reason=reason[:128],
+                        using_db=conn,
+                    )
             except IntegrityError:
                 continue  # granted concurrently
             granted.append(badge)
@@ -208,14 +230,22 @@ async def reconcile(rules: Rules, member_id: int, today: date, notify: Notify | 
             async with in_transaction() as conn:
                 if not await MemberBadge.filter(id=held[badge.code]).using_db(conn).delete():
                     continue  # revoked concurrently
-                await BadgeEvent.create(member_id=member_id, code=badge.code, action="revoke", value=value,
-                                        threshold=badge.threshold, reason=reason[:128], using_db=conn)
+                await BadgeEvent.create(
+                    member_id=member_id,
+                    code=badge.code,
+                    action="revoke",
+                    value=value,
+                    threshold=badge.threshold,
+                    reason=reason[:128],
+                    using_db=conn,
+                )
             revoked.append(badge)
     return Outcome(granted, revoked)
 
 
-async def evaluate(rules: Rules, member_id: int, today: date, notify: Notify | None = None,
-                   reason: str = "") -> list[Badge]:
+async def evaluate(
+    rules: Rules, member_id: int, today: date, notify: Notify | None = None, reason: str = ""
+) -> list[Badge]:
     """Reconcile the member's badges; returns the new ones (callers that only add)."""
     return (await reconcile(rules, member_id, today, notify, reason=reason)).granted
 
@@ -226,8 +256,14 @@ async def rerun(rules: Rules, today: date, *, batch: int = 500, notify: Notify |
     last = 0
     while True:
         # tortoise types a flat values_list as tuples
-        ids: list[int] = await Member.filter(  # type: ignore[assignment]
-            id__gt=last).order_by("id").limit(batch).values_list("id", flat=True)
+        ids: list[int] = (
+            await Member.filter(  # type: ignore[assignment]
+                id__gt=last
+            )
+            .order_by("id")
+            .limit(batch)
+            .values_list("id", flat=True)
+        )
         if not ids:
             return granted, revoked
         last = ids[-1]
@@ -240,8 +276,11 @@ async def rerun(rules: Rules, today: date, *, batch: int = 500, notify: Notify |
 async def next_badge(rules: Rules, member_id: int, today: date) -> tuple[Badge, int] | None:
     """The closest badge not yet held, with the member's current progress."""
     values = await metrics(rules, member_id, today)
-    held: set[str] = set(await MemberBadge.filter(member_id=member_id).values_list(  # type: ignore[arg-type]
-        "code", flat=True))  # tortoise types a flat values_list as tuples
+    held: set[str] = set(
+        await MemberBadge.filter(member_id=member_id).values_list(  # type: ignore[arg-type]
+            "code", flat=True
+        )
+    )  # tortoise types a flat values_list as tuples
     best: tuple[float, Badge, int] | None = None
     for badge in badges_of(rules):
         if badge.code in held or badge.metric == "credible":

@@ -10,6 +10,7 @@
   :mod:`gamification.graph` before the award and arrive here as ``suspect``; a member with an
   open flag earns into ``held`` until cleared.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -75,8 +76,15 @@ async def _sum(q: object, column: str) -> int:
 
 
 def policy_for(
-    rules: Rules, member_id: int, event: str, *, counterpart_id: int | None = None, item_id: int | None = None,
-    now: datetime | None = None, hold_until: datetime | None = None, suspect: str = "",
+    rules: Rules,
+    member_id: int,
+    event: str,
+    *,
+    counterpart_id: int | None = None,
+    item_id: int | None = None,
+    now: datetime | None = None,
+    hold_until: datetime | None = None,
+    suspect: str = "",
 ) -> Policy:
     """The cap policy for one award; runs inside the ledger transaction.
 
@@ -95,19 +103,29 @@ def policy_for(
             recent = await mine.filter(event=event, created_at__gte=at - timedelta(hours=1)).count()
             if recent >= rule.hourly_limit:
                 return Grant(0, note="hourly limit")
-        if rule and rule.daily_limit is not None and await paid.filter(created_at__gte=today).count() >= rule.daily_limit:
+        if (
+            rule
+            and rule.daily_limit is not None
+            and await paid.filter(created_at__gte=today).count() >= rule.daily_limit
+        ):
             return Grant(0, note="daily limit")
-        if rule and rule.pair_weekly_limit is not None and counterpart_id is not None and await paid.filter(
-            counterpart_id=counterpart_id, created_at__gte=at - timedelta(days=7)
-        ).count() >= rule.pair_weekly_limit:
+        if (
+            rule
+            and rule.pair_weekly_limit is not None
+            and counterpart_id is not None
+            and await paid.filter(counterpart_id=counterpart_id, created_at__gte=at - timedelta(days=7)).count()
+            >= rule.pair_weekly_limit
+        ):
             return Grant(0, note="pair limit")
         if event == "forward_engaged":
             fpaid = mine.filter(PAID, event=event, reversal_of_id=None)
             if item_id is not None and await fpaid.filter(item_id=item_id).count() >= rules.per_item_cap:
                 return Grant(0, note="per-item cap")
-            if counterpart_id is not None and await fpaid.filter(
-                counterpart_id=counterpart_id, created_at__gte=today
-            ).count() >= rules.per_recipient_daily_cap:
+            if (
+                counterpart_id is not None
+                and await fpaid.filter(counterpart_id=counterpart_id, created_at__gte=today).count()
+                >= rules.per_recipient_daily_cap
+            ):
                 return Grant(0, note="per-recipient cap")
         amount, note = delta, ""
         if not exempt:
@@ -123,8 +141,10 @@ def policy_for(
             return Grant(0, note=note)
         if suspect:
             return Grant(0, held=amount, note=suspect, hold_until=hold_until)
-        if counterpart_id is not None and event in RING_EVENTS and await ring_detected(
-            conn, rules, member_id, counterpart_id, at
+        if (
+            counterpart_id is not None
+            and event in RING_EVENTS
+            and await ring_detected(conn, rules, member_id, counterpart_id, at)
         ):
             # the review item is opened after the commit (service); this award is held already
             return Grant(0, held=amount, note="ring", hold_until=hold_until)

@@ -12,6 +12,7 @@ provider's status, queues for staff an order still processing after the timeout.
 ``badges rerun`` reconciles every member's badges with the ``badges:`` rules in rules.yaml
 (after the thresholds changed, or to repair): grants what is due, revokes (audited in
 ``gam_badge_event``) what no longer is. Idempotent: a second run changes nothing."""
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def cmd_rewards_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from gamification import rewards, topup
 
     async def run() -> int:
-        provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) \
-            if settings.topup_api_base else None
+        provider = (
+            topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+        )
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
         rows = await rewards.reconcile(provider, f"{base}/api/v1/topup/callback", rewards.policy_from(settings))
         for row in rows:

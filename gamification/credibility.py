@@ -4,6 +4,7 @@ The accuracy rate only counts after ``min_ratings`` ratings; credible forwarders
 bonus multiplier, poor ones earn less and are flagged for review. Each rating counts by its
 rater's trust weight (``ForwardRating.weight``): puppets and anonymous visitors count 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

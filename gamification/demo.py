@@ -1,4 +1,5 @@
 """Sample rewards for ``make demo``: something to redeem points for on the first visit."""
+
 from __future__ import annotations
 
 from bot.core.settings import Settings

@@ -4,6 +4,7 @@ A share link is what points for forwarding hang on (``service.on_forward_engaged
 is made here, by the domain, not by the conversation that offers the button: one link per
 sharer, item, channel and SMS number, with the device it was made from.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -13,8 +14,9 @@ from gamification.models import ForwardLink
 __all__ = ["share_link"]
 
 
-async def share_link(member_id: int, item_id: int, channel: str, *, target: str = "",
-                     fingerprint: str = "") -> ForwardLink:
+async def share_link(
+    member_id: int, item_id: int, channel: str, *, target: str = "", fingerprint: str = ""
+) -> ForwardLink:
     """The member's link for sharing ``item_id`` on ``channel`` (``target``: the SMS number).
 
     Pressing "forward" again reuses the link, so a sharer's points never depend on how often
@@ -23,7 +25,15 @@ async def share_link(member_id: int, item_id: int, channel: str, *, target: str 
     existing = await ForwardLink.filter(sharer_id=member_id, item_id=item_id, channel=channel, target=target).first()
     if existing:
         if fingerprint and not existing.creator_fingerprint:
-            await ForwardLink.filter(id=existing.id, creator_fingerprint="").update(creator_fingerprint=fingerprint[:64])
+            await ForwardLink.filter(id=existing.id, creator_fingerprint="").update(
+                creator_fingerprint=fingerprint[:64]
+            )
         return existing
-    return await ForwardLink.create(token=secrets.token_urlsafe(12), sharer_id=member_id, item_id=item_id,
-                                    channel=channel, target=target, creator_fingerprint=fingerprint[:64])
+    return await ForwardLink.create(
+        token=secrets.token_urlsafe(12),
+        sharer_id=member_id,
+        item_id=item_id,
+        channel=channel,
+        target=target,
+        creator_fingerprint=fingerprint[:64],
+    )

@@ -13,6 +13,7 @@ it, engaged with Y's forward), from the ledger's ``counterpart_id``. Before an a
 Either holds the award and names one review item (:class:`Finding.key`): the whole ring or
 the farmed member, never one item per award.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -40,8 +41,9 @@ class Finding:
 
 
 def _edges(since: datetime, events: tuple[str, ...] = GRAPH_EVENTS) -> QuerySet[LedgerEntry]:
-    return LedgerEntry.filter(event__in=events, created_at__gte=since, reversal_of_id=None,
-                              counterpart_id__not_isnull=True)
+    return LedgerEntry.filter(
+        event__in=events, created_at__gte=since, reversal_of_id=None, counterpart_id__not_isnull=True
+    )
 
 
 async def find_cycle(rules: Rules, giver: int, earner: int, now: datetime) -> list[int] | None:
@@ -79,12 +81,20 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     """The not-yet-trusted accounts that rewarded only ``earner`` in the window, when there are
     enough of them (the new award's giver among them)."""
     since = now - timedelta(days=rules.farm_window_days)
-    givers = {int(g) for g in await _edges(since, FARM_EVENTS).filter(member_id=earner)  # type: ignore[call-overload]
-              .values_list("counterpart_id", flat=True)}  # tortoise types a flat values_list as tuples
+    givers = {
+        int(g)
+        for g in await _edges(since, FARM_EVENTS)
+        .filter(member_id=earner)  # type: ignore[call-overload]
+        .values_list("counterpart_id", flat=True)
+    }  # tortoise types a flat values_list as tuples
     givers.add(giver)
-    elsewhere = {int(g) for g in await _edges(since)  # type: ignore[call-overload]
-                 .filter(counterpart_id__in=list(givers)).exclude(member_id=earner)
-                 .values_list("counterpart_id", flat=True)}  # tortoise types a flat values_list as tuples
+    elsewhere = {
+        int(g)
+        for g in await _edges(since)  # type: ignore[call-overload]
+        .filter(counterpart_id__in=list(givers))
+        .exclude(member_id=earner)
+        .values_list("counterpart_id", flat=True)
+    }  # tortoise types a flat values_list as tuples
     if giver in elsewhere:
         return None  # this giver rewards others too
     exclusive = sorted(givers - elsewhere)
@@ -99,13 +109,18 @@ async def find_farm(rules: Rules, giver: int, earner: int, now: datetime) -> lis
     return sorted(new) if len(new) >= rules.farm_min_accounts else None
 
 
-async def inspect(rules: Rules, event: str, giver: int | None, earner: int, actor_level: int,
-                  now: datetime | None = None) -> Finding | None:
+async def inspect(
+    rules: Rules, event: str, giver: int | None, earner: int, actor_level: int, now: datetime | None = None
+) -> Finding | None:
     """Whether the award giver -> earner closes a ring or feeds a farm."""
     if giver is None or giver == earner or event not in GRAPH_EVENTS:
         return None
     at = now or datetime.now(timezone.utc)
-    if event in FARM_EVENTS and actor_level < rules.trusted_level and (farm := await find_farm(rules, giver, earner, at)):
+    if (
+        event in FARM_EVENTS
+        and actor_level < rules.trusted_level
+        and (farm := await find_farm(rules, giver, earner, at))
+    ):
         return Finding("farm", f"farm:{earner}", farm)
     if cycle := await find_cycle(rules, giver, earner, at):
         return Finding("ring", caps.ring_key(cycle), cycle)

@@ -6,6 +6,7 @@ reached the total earlier comes first. Suspended and staff members never appear.
 PostgreSQL); :class:`RedisLeaderboard` keeps sorted sets updated on every grant, for
 large communities. :func:`make_leaderboard` picks by ``settings.redis_url``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,8 +40,15 @@ class Standing:
 class Leaderboard(Protocol):
     async def record(self, member_id: int, points: int, at: datetime) -> None: ...
     async def remove(self, member_id: int) -> None: ...
-    async def standing(self, period: str, member_id: int | None = None, *, limit: int = 10,
-                       around: int = 2, now: datetime | None = None) -> Standing: ...
+    async def standing(
+        self,
+        period: str,
+        member_id: int | None = None,
+        *,
+        limit: int = 10,
+        around: int = 2,
+        now: datetime | None = None,
+    ) -> Standing: ...
 
 
 def period_start(period: str, now: datetime) -> datetime:
@@ -85,7 +93,9 @@ WHERE rn <= ? OR (rn >= (SELECT rn FROM r WHERE m = ?) - ? AND rn <= (SELECT rn 
 ORDER BY rn"""
 
 
-def _split(rows: list[tuple[int, int, int, int]], member_id: int | None, limit: int) -> tuple[list[Row], Row | None, list[Row]]:
+def _split(
+    rows: list[tuple[int, int, int, int]], member_id: int | None, limit: int
+) -> tuple[list[Row], Row | None, list[Row]]:
     top = [Row(int(dr), int(m), int(p)) for m, p, dr, rn in rows if rn <= limit]
     around = [Row(int(dr), int(m), int(p)) for m, p, dr, rn in rows]
     me = next((r for r in around if r.member_id == member_id), None)
@@ -103,8 +113,15 @@ class SqlLeaderboard:
     async def remove(self, member_id: int) -> None:
         return None  # the query excludes suspended and staff members
 
-    async def standing(self, period: str, member_id: int | None = None, *, limit: int = 10,
-                       around: int = 2, now: datetime | None = None) -> Standing:
+    async def standing(
+        self,
+        period: str,
+        member_id: int | None = None,
+        *,
+        limit: int = 10,
+        around: int = 2,
+        now: datetime | None = None,
+    ) -> Standing:
         conn = connections.get("default")
         dialect = conn.capabilities.dialect
         me = member_id if member_id is not None else -1
@@ -113,7 +130,10 @@ class SqlLeaderboard:
             sql, params = _ALL_SQL + _RANKED_SQL, [False]
         else:
             start = period_start(period, now or datetime.now(timezone.utc))
-            sql, params = _PERIOD_SQL + _RANKED_SQL, [True, start if dialect == "postgres" else start.isoformat(sep=" "), False]
+            sql, params = (
+                _PERIOD_SQL + _RANKED_SQL,
+                [True, start if dialect == "postgres" else start.isoformat(sep=" "), False],
+            )
         params += [limit, me, around, me, around]
         _, raw = await conn.execute_query(for_dialect(sql, dialect), params)
         rows = [(r["m"], r["p"], r["dr"], r["rn"]) for r in (dict(x) for x in raw)]
@@ -217,8 +237,15 @@ class RedisLeaderboard:
                 points = int(float(score) // TIE_BITS)
                 await self._record(keys=self.keys(period, at), args=[str(member_id), -points, 0, 0])
 
-    async def standing(self, period: str, member_id: int | None = None, *, limit: int = 10,
-                       around: int = 2, now: datetime | None = None) -> Standing:
+    async def standing(
+        self,
+        period: str,
+        member_id: int | None = None,
+        *,
+        limit: int = 10,
+        around: int = 2,
+        now: datetime | None = None,
+    ) -> Standing:
         z, d, _ = self.keys(period, now or datetime.now(timezone.utc))
         raw = await self._standing(keys=[z, d], args=[str(member_id if member_id is not None else ""), limit, around])
         rows = [(int(m), int(p), int(dr), int(rn)) for m, p, dr, rn in raw]

@@ -15,6 +15,7 @@ hold out once; :func:`reverse` of a held entry drops the hold, and of a released
 released points back too. Invariants: ``Balance.held == sum(held) >= 0`` and
 ``balance - debt + held == sum(granted + held)``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -129,14 +130,40 @@ def _apply(bal: Balance, granted: int) -> tuple[int, int]:
 
 
 async def _write(
-    conn: BaseDBAsyncClient, bal: Balance, *, member_id: int, event: str, delta: int, granted: int, held: int,
-    key: str, ref: str, reason: str, reversal_of: int | None = None, counterpart_id: int | None = None,
-    item_id: int | None = None, exempt: bool = False, earning: bool = False, hold_until: datetime | None = None,
+    conn: BaseDBAsyncClient,
+    bal: Balance,
+    *,
+    member_id: int,
+    event: str,
+    delta: int,
+    granted: int,
+    held: int,
+    key: str,
+    ref: str,
+    reason: str,
+    reversal_of: int | None = None,
+    counterpart_id: int | None = None,
+    item_id: int | None = None,
+    exempt: bool = False,
+    earning: bool = False,
+    hold_until: datetime | None = None,
 ) -> LedgerEntry:
     entry = await LedgerEntry.create(
-        using_db=conn, member_id=member_id, event=event, delta=delta, granted=granted, held=held, reason=reason[:128],
-        ref=ref[:128], idempotency_key=key, reversal_of_id=reversal_of, counterpart_id=counterpart_id,
-        item_id=item_id, exempt=exempt, earning=earning, hold_until=hold_until if held > 0 else None,
+        using_db=conn,
+        member_id=member_id,
+        event=event,
+        delta=delta,
+        granted=granted,
+        held=held,
+        reason=reason[:128],
+        ref=ref[:128],
+        idempotency_key=key,
+        reversal_of_id=reversal_of,
+        counterpart_id=counterpart_id,
+        item_id=item_id,
+        exempt=exempt,
+        earning=earning,
+        hold_until=hold_until if held > 0 else None,
     )
     balance, debt = _apply(bal, granted)
     updates: dict[str, object] = {"balance": balance, "debt": debt, "held": F("held") + held}
@@ -144,7 +171,9 @@ async def _write(
         updates["lifetime"] = F("lifetime") + granted
         if granted > 0:
             updates["last_earned_at"] = entry.created_at
-    changed = await Balance.filter(member_id=member_id, balance=bal.balance, debt=bal.debt).using_db(conn).update(**updates)
+    changed = (
+        await Balance.filter(member_id=member_id, balance=bal.balance, debt=bal.debt).using_db(conn).update(**updates)
+    )
     if changed != 1:  # the row moved under us: never write a stale balance
         raise RuntimeError("balance changed during a locked ledger transaction")
     bal.balance, bal.debt = balance, debt
@@ -152,23 +181,55 @@ async def _write(
 
 
 async def award(
-    member_id: int, event: str, delta: int, *, key: str, ref: str = "", reason: str = "",
-    counterpart_id: int | None = None, item_id: int | None = None, exempt: bool = False,
-    policy: Policy | None = None, earning: bool = True,
+    member_id: int,
+    event: str,
+    delta: int,
+    *,
+    key: str,
+    ref: str = "",
+    reason: str = "",
+    counterpart_id: int | None = None,
+    item_id: int | None = None,
+    exempt: bool = False,
+    policy: Policy | None = None,
+    earning: bool = True,
 ) -> LedgerResult:
     """Credit up to ``delta`` points once per ``key``; ``policy`` applies caps under the lock."""
     if delta < 0:
         raise ValueError("award delta must not be negative; use spend or reverse")
     if found := await _existing(key):
         return found
-    return await _with_balance_row(member_id, lambda: _award(
-        member_id, event, delta, key=key, ref=ref, reason=reason, counterpart_id=counterpart_id, item_id=item_id,
-        exempt=exempt, policy=policy, earning=earning))
+    return await _with_balance_row(
+        member_id,
+        lambda: _award(
+            member_id,
+            event,
+            delta,
+            key=key,
+            ref=ref,
+            reason=reason,
+            counterpart_id=counterpart_id,
+            item_id=item_id,
+            exempt=exempt,
+            policy=policy,
+            earning=earning,
+        ),
+    )
 
 
 async def _award(
-    member_id: int, event: str, delta: int, *, key: str, ref: str, reason: str, counterpart_id: int | None,
-    item_id: int | None, exempt: bool, policy: Policy | None, earning: bool,
+    member_id: int,
+    event: str,
+    delta: int,
+    *,
+    key: str,
+    ref: str,
+    reason: str,
+    counterpart_id: int | None,
+    item_id: int | None,
+    exempt: bool,
+    policy: Policy | None,
+    earning: bool,
 ) -> LedgerResult:
     try:
         async with in_transaction() as conn:
@@ -179,9 +240,21 @@ async def _award(
             amount = max(0, min(grant.amount, delta))
             held = max(0, min(grant.held, delta - amount))
             entry = await _write(
-                conn, bal, member_id=member_id, event=event, delta=delta, granted=amount, held=held, key=key, ref=ref,
-                reason=reason or grant.note, counterpart_id=counterpart_id, item_id=item_id, exempt=exempt,
-                earning=earning, hold_until=grant.hold_until,
+                conn,
+                bal,
+                member_id=member_id,
+                event=event,
+                delta=delta,
+                granted=amount,
+                held=held,
+                key=key,
+                ref=ref,
+                reason=reason or grant.note,
+                counterpart_id=counterpart_id,
+                item_id=item_id,
+                exempt=exempt,
+                earning=earning,
+                hold_until=grant.hold_until,
             )
     except IntegrityError:
         found = await _existing(key)
@@ -195,7 +268,13 @@ Hook = Callable[[BaseDBAsyncClient, LedgerEntry], Awaitable[None]]
 
 
 async def spend(
-    member_id: int, amount: int, *, key: str, ref: str = "", reason: str = "", event: str = "spend",
+    member_id: int,
+    amount: int,
+    *,
+    key: str,
+    ref: str = "",
+    reason: str = "",
+    event: str = "spend",
     hook: Hook | None = None,
 ) -> LedgerResult:
     """Debit ``amount`` once per ``key``; raises :class:`InsufficientPoints` if not covered.
@@ -206,12 +285,14 @@ async def spend(
         raise ValueError("spend amount must be positive")
     if found := await _existing(key):
         return found
-    return await _with_balance_row(member_id, lambda: _spend(member_id, amount, key=key, ref=ref, reason=reason,
-                                                             event=event, hook=hook))
+    return await _with_balance_row(
+        member_id, lambda: _spend(member_id, amount, key=key, ref=ref, reason=reason, event=event, hook=hook)
+    )
 
 
-async def _spend(member_id: int, amount: int, *, key: str, ref: str, reason: str, event: str,
-                 hook: Hook | None) -> LedgerResult:
+async def _spend(
+    member_id: int, amount: int, *, key: str, ref: str, reason: str, event: str, hook: Hook | None
+) -> LedgerResult:
     try:
         async with in_transaction() as conn:
             bal = await _locked_balance(conn, member_id)
@@ -220,8 +301,16 @@ async def _spend(member_id: int, amount: int, *, key: str, ref: str, reason: str
             if bal.balance < amount:
                 raise InsufficientPoints(f"balance {bal.balance} < {amount}")
             entry = await _write(
-                conn, bal, member_id=member_id, event=event, delta=-amount, granted=-amount, held=0, key=key,
-                ref=ref, reason=reason,
+                conn,
+                bal,
+                member_id=member_id,
+                event=event,
+                delta=-amount,
+                granted=-amount,
+                held=0,
+                key=key,
+                ref=ref,
+                reason=reason,
             )
             if hook:
                 await hook(conn, entry)
@@ -251,14 +340,27 @@ async def reverse(entry_id: int, *, reason: str = "", key: str | None = None) ->
             bal = await _locked_balance(conn, original.member_id)  # serialises with release()
             if await LedgerEntry.filter(reversal_of_id=original.id).using_db(conn).exists():
                 raise IntegrityError(key)
-            released = original.held > 0 and await LedgerEntry.filter(
-                idempotency_key=key_of("release", original.id)).using_db(conn).exists()
+            released = (
+                original.held > 0
+                and await LedgerEntry.filter(idempotency_key=key_of("release", original.id)).using_db(conn).exists()
+            )
             granted, held = (original.granted + original.held, 0) if released else (original.granted, original.held)
             entry = await _write(
-                conn, bal, member_id=original.member_id, event="reversal", delta=-original.delta,
-                granted=-granted, held=-held, key=key, ref=original.ref, reason=reason,
-                reversal_of=original.id, counterpart_id=original.counterpart_id, item_id=original.item_id,
-                exempt=original.exempt, earning=original.earning,
+                conn,
+                bal,
+                member_id=original.member_id,
+                event="reversal",
+                delta=-original.delta,
+                granted=-granted,
+                held=-held,
+                key=key,
+                ref=original.ref,
+                reason=reason,
+                reversal_of=original.id,
+                counterpart_id=original.counterpart_id,
+                item_id=original.item_id,
+                exempt=original.exempt,
+                earning=original.earning,
             )
     except IntegrityError:
         found = await _existing(key)
@@ -290,9 +392,20 @@ async def release(entry_id: int, reason: str = "released after review") -> Ledge
             if await LedgerEntry.filter(reversal_of_id=original.id).using_db(conn).exists():
                 raise NotReleasable(f"entry {entry_id} was reversed")
             entry = await _write(
-                conn, bal, member_id=original.member_id, event="release", delta=original.held, granted=original.held,
-                held=-original.held, key=key, ref=original.ref, reason=reason,
-                counterpart_id=original.counterpart_id, item_id=original.item_id, exempt=True, earning=original.earning,
+                conn,
+                bal,
+                member_id=original.member_id,
+                event="release",
+                delta=original.held,
+                granted=original.held,
+                held=-original.held,
+                key=key,
+                ref=original.ref,
+                reason=reason,
+                counterpart_id=original.counterpart_id,
+                item_id=original.item_id,
+                exempt=True,
+                earning=original.earning,
             )
     except IntegrityError:
         found = await _existing(key)
@@ -308,8 +421,14 @@ async def balance_of(member_id: int) -> Balance:
 
 
 async def move_within(
-    conn: BaseDBAsyncClient, from_id: int, to_id: int, *, granted: int | None = None, held: int | None = None,
-    key: str, ref: str,
+    conn: BaseDBAsyncClient,
+    from_id: int,
+    to_id: int,
+    *,
+    granted: int | None = None,
+    held: int | None = None,
+    key: str,
+    ref: str,
 ) -> dict[str, int]:
     """Move points between two members inside the caller's transaction (a member merge).
 
@@ -321,8 +440,12 @@ async def move_within(
     out_key, in_key = key_of(key, "out"), key_of(key, "in")
     done = await LedgerEntry.filter(idempotency_key=out_key).using_db(conn).first()
     if done is not None:
-        return {"granted": -done.granted, "held": -done.held, "out": done.id,
-                "in": (await LedgerEntry.get(idempotency_key=in_key, using_db=conn)).id}
+        return {
+            "granted": -done.granted,
+            "held": -done.held,
+            "out": done.id,
+            "in": (await LedgerEntry.get(idempotency_key=in_key, using_db=conn)).id,
+        }
     for member_id in sorted({from_id, to_id}):  # one lock order: no deadlock between two merges
         if not await Balance.filter(member_id=member_id).using_db(conn).exists():
             await Balance.create(member_id=member_id, using_db=conn)
@@ -330,8 +453,32 @@ async def move_within(
     src, dst = locked[from_id], locked[to_id]
     amount = src.balance - src.debt if granted is None else granted
     pending = src.held if held is None else held
-    out = await _write(conn, src, member_id=from_id, event="merge_out", delta=-(amount + pending), granted=-amount,
-                       held=-pending, key=out_key, ref=ref, reason="member merge", counterpart_id=to_id, exempt=True)
-    inn = await _write(conn, dst, member_id=to_id, event="merge_in", delta=amount + pending, granted=amount,
-                       held=pending, key=in_key, ref=ref, reason="member merge", counterpart_id=from_id, exempt=True)
+    out = await _write(
+        conn,
+        src,
+        member_id=from_id,
+        event="merge_out",
+        delta=-(amount + pending),
+        granted=-amount,
+        held=-pending,
+        key=out_key,
+        ref=ref,
+        reason="member merge",
+        counterpart_id=to_id,
+        exempt=True,
+    )
+    inn = await _write(
+        conn,
+        dst,
+        member_id=to_id,
+        event="merge_in",
+        delta=amount + pending,
+        granted=amount,
+        held=pending,
+        key=in_key,
+        ref=ref,
+        reason="member merge",
+        counterpart_id=from_id,
+        exempt=True,
+    )
     return {"granted": amount, "held": pending, "out": out.id, "in": inn.id}

@@ -2,6 +2,7 @@
 
 Who "me" is comes from ``bot.web.chat_session`` (the signed session cookie or the operator's
 verified user), never from a client-filled field; no session, no answer (401)."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -33,8 +34,9 @@ async def me_view(request: web.Request) -> web.StreamResponse:
     if account is None:  # a session that has not written yet: its member starts now, paced
         wait = await inbound_allowed(services, services.settings, request, None)  # like a first message
         if wait:
-            return web.json_response({"error": "too many requests"}, status=429,
-                                     headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            return web.json_response(
+                {"error": "too many requests"}, status=429, headers={"Retry-After": str(max(1, int(wait + 0.999)))}
+            )
         account = await get_or_create_account("web", who.external_id)
     member = await Member.get(id=account.member_id)
     locale = normalize_locale(request.query.get("locale") or member.locale) or DEFAULT_LOCALE
@@ -42,18 +44,26 @@ async def me_view(request: web.Request) -> web.StreamResponse:
     standing = await standing_of(member)
     accounts = await ChannelAccount.filter(member_id=member.id).order_by("id")
     badges = await MemberBadge.filter(member_id=member.id).order_by("created_at")
-    return web.json_response({
-        "member": {
-            "id": member.id,
-            "display_name": display_name(member, _),
-            "trust_level": standing.trust_level,
-            "verified_phone": member.phone_verified_at is not None,
-            "channels": [{"channel": a.channel, "active": a.active} for a in accounts],
-        },
-        "points": {"balance": standing.balance, "pending": standing.pending},
-        "badges": [{"code": b.code, "name": _(BY_CODE[b.code].name) if b.code in BY_CODE else b.code,
-                    "since": b.created_at.isoformat()} for b in badges],
-    })
+    return web.json_response(
+        {
+            "member": {
+                "id": member.id,
+                "display_name": display_name(member, _),
+                "trust_level": standing.trust_level,
+                "verified_phone": member.phone_verified_at is not None,
+                "channels": [{"channel": a.channel, "active": a.active} for a in accounts],
+            },
+            "points": {"balance": standing.balance, "pending": standing.pending},
+            "badges": [
+                {
+                    "code": b.code,
+                    "name": _(BY_CODE[b.code].name) if b.code in BY_CODE else b.code,
+                    "since": b.created_at.isoformat(),
+                }
+                for b in badges
+            ],
+        }
+    )
 
 
 def setup(app: web.Application, settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """The ledger's part of a member merge: points move by new linked entries, never by
 rewriting history (``bot.core.identity.merge`` calls this for ``LedgerEntry`` and ``Balance``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,11 +23,19 @@ class LedgerMergeHook:
 
         await service.on_member_status_changed(source_id)
 
-    async def unmerge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int,
-                      done: dict[str, Any]) -> None:
+    async def unmerge(
+        self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int, done: dict[str, Any]
+    ) -> None:
         """The same amounts go back (the target may go into debt if it spent them since)."""
-        await ledger.move_within(conn, target_id, source_id, granted=int(done.get("granted", 0)),
-                                 held=int(done.get("held", 0)), key=f"unmerge:{merge_id}", ref=f"unmerge:{merge_id}")
+        await ledger.move_within(
+            conn,
+            target_id,
+            source_id,
+            granted=int(done.get("granted", 0)),
+            held=int(done.get("held", 0)),
+            key=f"unmerge:{merge_id}",
+            ref=f"unmerge:{merge_id}",
+        )
 
     async def after_unmerge(self, source_id: int, target_id: int) -> None:
         """Both members' badges follow their own history again: the target may lose what the

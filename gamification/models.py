@@ -4,6 +4,7 @@ The ledger (:class:`LedgerEntry`) is the system of record; :class:`Balance` is a
 of it, updated in the same transaction as every entry, so
 ``balance - debt == sum(granted)`` holds for every member at all times.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ class LedgerEntry(Model):
 
     id = fields.BigIntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="ledger", on_delete=fields.CASCADE)
+        "models.Member", related_name="ledger", on_delete=fields.CASCADE
+    )
     member_id: int
     event = fields.CharField(max_length=32, db_index=True)  # rules.yaml event name, spend, reversal, ...
     delta = fields.IntField()  # what the rules asked for (negative for spends)
@@ -56,7 +58,8 @@ class Balance(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.OneToOneRelation[Member] = fields.OneToOneField(
-        "models.Member", related_name="points", on_delete=fields.CASCADE)
+        "models.Member", related_name="points", on_delete=fields.CASCADE
+    )
     member_id: int
     balance = fields.IntField(default=0)  # spendable, never negative
     debt = fields.IntField(default=0)  # reversals that found the points already spent
@@ -74,7 +77,8 @@ class ReviewFlag(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="review_flags", on_delete=fields.CASCADE)
+        "models.Member", related_name="review_flags", on_delete=fields.CASCADE
+    )
     member_id: int
     reason = fields.CharField(max_length=64)
     detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
@@ -92,7 +96,8 @@ class ForwardLink(Model):
     id = fields.IntField(primary_key=True)
     token = fields.CharField(max_length=32, unique=True)
     sharer: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="forward_links", on_delete=fields.CASCADE)
+        "models.Member", related_name="forward_links", on_delete=fields.CASCADE
+    )
     sharer_id: int
     item_id = fields.IntField(db_index=True)
     channel = fields.CharField(max_length=16)
@@ -109,7 +114,8 @@ class ForwardEngagement(Model):
 
     id = fields.IntField(primary_key=True)
     link: fields.ForeignKeyRelation[ForwardLink] = fields.ForeignKeyField(
-        "models.ForwardLink", related_name="engagements", on_delete=fields.CASCADE)
+        "models.ForwardLink", related_name="engagements", on_delete=fields.CASCADE
+    )
     link_id: int
     item_id = fields.IntField()
     recipient_key = fields.CharField(max_length=80)  # m:<member id>, or d:<device fingerprint> of a web visitor
@@ -130,10 +136,12 @@ class ForwardRating(Model):
 
     id = fields.IntField(primary_key=True)
     engagement: fields.OneToOneRelation[ForwardEngagement] = fields.OneToOneField(
-        "models.ForwardEngagement", related_name="rating", on_delete=fields.CASCADE)
+        "models.ForwardEngagement", related_name="rating", on_delete=fields.CASCADE
+    )
     engagement_id: int
     sharer: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="forward_ratings", on_delete=fields.CASCADE)
+        "models.Member", related_name="forward_ratings", on_delete=fields.CASCADE
+    )
     sharer_id: int
     item_id = fields.IntField()
     accurate = fields.BooleanField()
@@ -151,7 +159,8 @@ class SmsForward(Model):
 
     id = fields.IntField(primary_key=True)
     sender: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="sms_forwards", on_delete=fields.CASCADE)
+        "models.Member", related_name="sms_forwards", on_delete=fields.CASCADE
+    )
     sender_id: int
     phone = fields.CharField(max_length=32)
     item_id = fields.IntField()
@@ -172,7 +181,8 @@ class MemberBadge(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="badges", on_delete=fields.CASCADE)
+        "models.Member", related_name="badges", on_delete=fields.CASCADE
+    )
     member_id: int
     code = fields.CharField(max_length=48)
     award_key = fields.CharField(max_length=191, unique=True)
@@ -188,7 +198,8 @@ class BadgeEvent(Model):
 
     id = fields.BigIntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="badge_events", on_delete=fields.CASCADE)
+        "models.Member", related_name="badge_events", on_delete=fields.CASCADE
+    )
     member_id: int
     code = fields.CharField(max_length=48)
     action = fields.CharField(max_length=8)  # grant | revoke
@@ -224,10 +235,12 @@ class Redemption(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="redemptions", on_delete=fields.CASCADE)
+        "models.Member", related_name="redemptions", on_delete=fields.CASCADE
+    )
     member_id: int
     reward: fields.ForeignKeyRelation[Reward] = fields.ForeignKeyField(
-        "models.Reward", related_name="redemptions", on_delete=fields.RESTRICT)
+        "models.Reward", related_name="redemptions", on_delete=fields.RESTRICT
+    )
     reward_id: int
     cost = fields.IntField()
     request_key = fields.CharField(max_length=191, unique=True)  # the member's request, retries included

@@ -17,6 +17,7 @@ provider's own status: success completes it, failed or never received refunds it
 still processing (or a provider that cannot be asked) goes to the staff's manual queue rather
 than being refunded while the credit may still arrive (never paid twice).
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,11 @@ DEFAULT_POLICY = FulfilPolicy()
 
 
 def policy_from(settings: Settings) -> FulfilPolicy:
-    return FulfilPolicy(max(1, settings.topup_max_attempts), max(0.0, settings.topup_retry_base_seconds),
-                        max(0.0, settings.topup_order_timeout_minutes))
+    return FulfilPolicy(
+        max(1, settings.topup_max_attempts),
+        max(0.0, settings.topup_retry_base_seconds),
+        max(0.0, settings.topup_order_timeout_minutes),
+    )
 
 
 class RedeemError(Exception):
@@ -113,19 +117,38 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str) -> Redempt
     created: list[Redemption] = []
 
     async def hook(conn: BaseDBAsyncClient, entry: LedgerEntry) -> None:
-        taken = await Redemption.filter(member_id=member_id, reward_id=reward.id).exclude(status="failed").using_db(conn).count()
+        taken = (
+            await Redemption.filter(member_id=member_id, reward_id=reward.id)
+            .exclude(status="failed")
+            .using_db(conn)
+            .count()
+        )
         if taken >= reward.per_member_limit:
             raise RedeemError("limit")
         if not await Reward.filter(id=reward.id, active=True, stock__gt=0).using_db(conn).update(stock=F("stock") - 1):
             raise RedeemError("out_of_stock")
-        created.append(await Redemption.create(
-            using_db=conn, member_id=member_id, reward_id=reward.id, cost=reward.cost, request_key=request_key,
-            spend_entry_id=entry.id, phone=phone if reward.kind in ("topup", "data") else "", status="queued" if reward.kind == "gift" else "pending",
-        ))
+        created.append(
+            await Redemption.create(
+                using_db=conn,
+                member_id=member_id,
+                reward_id=reward.id,
+                cost=reward.cost,
+                request_key=request_key,
+                spend_entry_id=entry.id,
+                phone=phone if reward.kind in ("topup", "data") else "",
+                status="queued" if reward.kind == "gift" else "pending",
+            )
+        )
 
     try:
-        result = await ledger.spend(member_id, reward.cost, key=ledger.key_of("redeem", request_key),
-                                    ref=f"reward:{reward.id}", reason=reward.name[:128], hook=hook)
+        result = await ledger.spend(
+            member_id,
+            reward.cost,
+            key=ledger.key_of("redeem", request_key),
+            ref=f"reward:{reward.id}",
+            reason=reward.name[:128],
+            hook=hook,
+        )
     except ledger.InsufficientPoints as exc:
         raise RedeemError("insufficient") from exc
     if result.duplicate or not created:
@@ -133,8 +156,13 @@ async def redeem(member_id: int, reward_id: int, *, request_key: str) -> Redempt
     return created[0]
 
 
-async def fulfil(redemption: Redemption, provider: TopupProvider | None, callback_url: str,
-                 policy: FulfilPolicy = DEFAULT_POLICY, now: datetime | None = None) -> Redemption:
+async def fulfil(
+    redemption: Redemption,
+    provider: TopupProvider | None,
+    callback_url: str,
+    policy: FulfilPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
+) -> Redemption:
     """Send a pending top-up to the provider; without one it joins the manual queue. A
     transient failure counts an attempt and waits out a backoff; the last one refunds."""
     if redemption.status != "pending":
@@ -143,8 +171,13 @@ async def fulfil(redemption: Redemption, provider: TopupProvider | None, callbac
     if provider is None:
         await Redemption.filter(id=redemption.id, status="pending").update(status="queued")
         return await Redemption.get(id=redemption.id)
-    order = TopupOrder(order_id(redemption), redemption.phone, reward.face_value,
-                       "data" if reward.kind == "data" else "credit", callback_url)
+    order = TopupOrder(
+        order_id(redemption),
+        redemption.phone,
+        reward.face_value,
+        "data" if reward.kind == "data" else "credit",
+        callback_url,
+    )
     try:
         ref = await provider.submit(order)
     except TopupError as err:
@@ -156,20 +189,31 @@ async def fulfil(redemption: Redemption, provider: TopupProvider | None, callbac
         else:
             # conditional on the attempt count read: two overlapping retries count once
             await Redemption.filter(id=redemption.id, status="pending", attempts=redemption.attempts).update(
-                attempts=attempts, next_attempt_at=(now or utcnow()) + policy.backoff(attempts), note=err.reason[:500])
+                attempts=attempts, next_attempt_at=(now or utcnow()) + policy.backoff(attempts), note=err.reason[:500]
+            )
         return await Redemption.get(id=redemption.id)
     await Redemption.filter(id=redemption.id, status="pending").update(
-        status="submitted", provider_ref=ref, submitted_at=utcnow(), next_attempt_at=None)
+        status="submitted", provider_ref=ref, submitted_at=utcnow(), next_attempt_at=None
+    )
     return await Redemption.get(id=redemption.id)
 
 
-async def retry_pending(provider: TopupProvider | None, callback_url: str, limit: int = 50,
-                        policy: FulfilPolicy = DEFAULT_POLICY, now: datetime | None = None) -> int:
+async def retry_pending(
+    provider: TopupProvider | None,
+    callback_url: str,
+    limit: int = 50,
+    policy: FulfilPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
+) -> int:
     """Resubmit top-ups a transient error left pending once their backoff has passed (the
     provider dedups by order id, so a resubmission never orders twice)."""
     now = now or utcnow()
-    rows = await Redemption.filter(status="pending").filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).order_by("id").limit(limit)
+    rows = (
+        await Redemption.filter(status="pending")
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("id")
+        .limit(limit)
+    )
     for r in rows:
         await fulfil(r, provider, callback_url, policy, now)
     return len(rows)
@@ -185,8 +229,14 @@ class Settled:
     detail: str
 
 
-async def reconcile(provider: TopupProvider | None, callback_url: str, policy: FulfilPolicy = DEFAULT_POLICY,
-                    now: datetime | None = None, *, limit: int = 500) -> list[Settled]:
+async def reconcile(
+    provider: TopupProvider | None,
+    callback_url: str,
+    policy: FulfilPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
+    *,
+    limit: int = 500,
+) -> list[Settled]:
     """Settle open provider orders against the provider: resubmit pending ones whose backoff
     passed, and ask about every submitted one (a lost callback completes at once); one past the
     timeout that the provider never received, or failed, is refunded; one still processing
@@ -208,7 +258,8 @@ async def reconcile(provider: TopupProvider | None, callback_url: str, policy: F
             st = await provider.status(order_id(r))
         except TopupError as err:
             if overdue and await Redemption.filter(id=r.id, status="submitted").update(
-                    status="queued", note=f"timed out; provider status unavailable: {err.reason}"[:500]):
+                status="queued", note=f"timed out; provider status unavailable: {err.reason}"[:500]
+            ):
                 out.append(Settled(r.id, "submitted", "queued", err.reason[:120]))
             else:
                 out.append(Settled(r.id, "submitted", "submitted", f"status unavailable: {err.reason}"[:120]))
@@ -225,7 +276,8 @@ async def reconcile(provider: TopupProvider | None, callback_url: str, policy: F
             await fail(r.id, "timed out: the provider never received the order")
             out.append(Settled(r.id, "submitted", "failed", "unknown to the provider: refunded"))
         elif await Redemption.filter(id=r.id, status="submitted").update(
-                status="queued", note="timed out: still processing at the provider; check before refunding"):
+            status="queued", note="timed out: still processing at the provider; check before refunding"
+        ):
             out.append(Settled(r.id, "submitted", "queued", "still processing after the timeout"))
     return out
 

@@ -1,4 +1,5 @@
 """Scoring rules loaded from ``rules.yaml``: data, not code, so operators tune them."""
+
 from __future__ import annotations
 
 import math
@@ -129,19 +130,34 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         trust = data.get("trust") or {}
         hold = trust.get("hold") or {}
         zf = data.get("zf") or {}
-        levels = tuple(sorted(
-            (TrustLevel(
-                level=int(lv), name=str(spec.get("name", lv)), verified_phone=bool(spec.get("verified_phone", False)),
-                account_age_days=int(spec.get("account_age_days", 0)), messages=int(spec.get("messages", 0)),
-                lifetime_points=int(spec.get("lifetime_points", 0)), no_open_flags=bool(spec.get("no_open_flags", False)),
-            ) for lv, spec in ((trust.get("levels") or {0: {"name": "new"}}).items())),
-            key=lambda t: t.level,
-        ))
-        weights = {str(action): {int(lv): float(w) for lv, w in (table or {}).items()}
-                   for action, table in (trust.get("weights") or {}).items()}
+        levels = tuple(
+            sorted(
+                (
+                    TrustLevel(
+                        level=int(lv),
+                        name=str(spec.get("name", lv)),
+                        verified_phone=bool(spec.get("verified_phone", False)),
+                        account_age_days=int(spec.get("account_age_days", 0)),
+                        messages=int(spec.get("messages", 0)),
+                        lifetime_points=int(spec.get("lifetime_points", 0)),
+                        no_open_flags=bool(spec.get("no_open_flags", False)),
+                    )
+                    for lv, spec in ((trust.get("levels") or {0: {"name": "new"}}).items())
+                ),
+                key=lambda t: t.level,
+            )
+        )
+        weights = {
+            str(action): {int(lv): float(w) for lv, w in (table or {}).items()}
+            for action, table in (trust.get("weights") or {}).items()
+        }
         badges = tuple(
-            BadgeRule(code=str(code), metric=str(spec["metric"]), threshold=int(spec["threshold"]),
-                      title=bool(spec.get("title", False)))
+            BadgeRule(
+                code=str(code),
+                metric=str(spec["metric"]),
+                threshold=int(spec["threshold"]),
+                title=bool(spec.get("title", False)),
+            )
             for code, spec in (data.get("badges") or {}).items()
         )
         rules = Rules(
@@ -182,14 +198,21 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         raise ValueError("invalid gamification rules: points and caps must not be negative")
     if not rules.trust_levels or rules.trust_levels[0].level != 0:
         raise ValueError("invalid gamification rules: trust levels must start at 0")
-    if rules.hold_days < 0 or rules.hold_daily_cap < 0 or rules.zf_per_destination_daily < 1 or rules.zf_per_sender_daily < 1:
+    if (
+        rules.hold_days < 0
+        or rules.hold_daily_cap < 0
+        or rules.zf_per_destination_daily < 1
+        or rules.zf_per_sender_daily < 1
+    ):
         raise ValueError("invalid gamification rules: hold and ZF limits must not be negative")
     if any(w < 0 for table in rules.weights.values() for w in table.values()):
         raise ValueError("invalid gamification rules: trust weights must not be negative")
     for badge in rules.badges:
         if badge.metric not in BADGE_METRICS or badge.threshold < 1:
-            raise ValueError(f"invalid gamification rules: badge {badge.code!r} needs a known metric "
-                             f"({', '.join(sorted(BADGE_METRICS))}) and a threshold of at least 1")
+            raise ValueError(
+                f"invalid gamification rules: badge {badge.code!r} needs a known metric "
+                f"({', '.join(sorted(BADGE_METRICS))}) and a threshold of at least 1"
+            )
     return rules
 
 

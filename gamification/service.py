@@ -33,6 +33,7 @@ their trust level (gamification.trust) weighs the action and, below the trusted 
 the points pending. Points go through the ledger (caps, ring and farm detection, holds), then
 the leaderboard and the badge rules are updated and new badges are notified once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,13 @@ from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
 from gamification.leaderboard import Leaderboard, SqlLeaderboard, Standing
 from gamification.models import (
-    Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, Redemption, ReviewFlag,
+    Balance,
+    ForwardEngagement,
+    ForwardLink,
+    ForwardRating,
+    LedgerEntry,
+    Redemption,
+    ReviewFlag,
 )
 from gamification.rules import Rules, load_rules
 from gamification.topup import TopupProvider
@@ -91,8 +98,13 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def configure(services: "Services | None", board: Leaderboard | None = None, rules: Rules | None = None,
-              provider: "TopupProvider | None" = None, callback_url: str = "") -> Runtime:
+def configure(
+    services: "Services | None",
+    board: Leaderboard | None = None,
+    rules: Rules | None = None,
+    provider: "TopupProvider | None" = None,
+    callback_url: str = "",
+) -> Runtime:
     """Bind the process's services (outbox, translator), leaderboard and top-up provider;
     called by web.setup when the app starts."""
     global _runtime
@@ -121,8 +133,16 @@ SELF = -1  # actor_id for an award earned by the member's own action (a self-ser
 
 
 async def award(
-    member_id: int, event: str, ref: str, *, key: str | None = None, counterpart_id: int | None = None,
-    item_id: int | None = None, points: int | None = None, reason: str = "", actor_id: int | None = None,
+    member_id: int,
+    event: str,
+    ref: str,
+    *,
+    key: str | None = None,
+    counterpart_id: int | None = None,
+    item_id: int | None = None,
+    points: int | None = None,
+    reason: str = "",
+    actor_id: int | None = None,
     anonymous_actor: bool = False,
 ) -> ledger.LedgerResult | None:
     """Award a rules.yaml event once per key (default ``<event>:<ref>``); None if it earns nothing.
@@ -138,8 +158,11 @@ async def award(
     if found := await ledger.existing(key):
         return found  # a replay: decided once, whatever the actor's level is now
     actor = member_id if actor_id == SELF else (actor_id if actor_id is not None else counterpart_id)
-    level: int | None = 0 if anonymous_actor and actor is None else (
-        await trust.level_of(actor, rt.rules) if actor is not None else None)
+    level: int | None = (
+        0
+        if anonymous_actor and actor is None
+        else (await trust.level_of(actor, rt.rules) if actor is not None else None)
+    )
     delta = rule.points if points is None else points
     if level is not None:
         delta = int(delta * rt.rules.weight(event, level) + 0.5)
@@ -148,13 +171,29 @@ async def award(
     now = utcnow()
     hold_until = trust.pending_until(rt.rules, level, now) if level is not None else None
     giver = actor if actor is not None and actor != member_id else None
-    finding = await graph.inspect(rt.rules, event, giver, member_id,
-                                  level if level is not None else rt.rules.trusted_level, now)
+    finding = await graph.inspect(
+        rt.rules, event, giver, member_id, level if level is not None else rt.rules.trusted_level, now
+    )
     result = await ledger.award(
-        member_id, event, delta, key=key, ref=ref, reason=reason,
-        counterpart_id=counterpart_id, item_id=item_id, exempt=rule.exempt_from_daily_cap,
-        policy=caps.policy_for(rt.rules, member_id, event, counterpart_id=counterpart_id, item_id=item_id, now=now,
-                               hold_until=hold_until, suspect=finding.reason if finding else ""),
+        member_id,
+        event,
+        delta,
+        key=key,
+        ref=ref,
+        reason=reason,
+        counterpart_id=counterpart_id,
+        item_id=item_id,
+        exempt=rule.exempt_from_daily_cap,
+        policy=caps.policy_for(
+            rt.rules,
+            member_id,
+            event,
+            counterpart_id=counterpart_id,
+            item_id=item_id,
+            now=now,
+            hold_until=hold_until,
+            suspect=finding.reason if finding else "",
+        ),
     )
     if not result.duplicate:
         if finding is None and result.held > 0 and level is not None and level < rt.rules.trusted_level:
@@ -167,8 +206,12 @@ async def award(
         if finding is not None and result.note == finding.reason:
             await caps.flag(member_id, finding.reason, finding.key, {"members": finding.members, "event": event})
         elif result.note == "ring" and counterpart_id is not None:
-            await caps.flag(member_id, "ring", caps.ring_key([member_id, counterpart_id]),
-                            {"members": sorted({member_id, counterpart_id}), "event": event})
+            await caps.flag(
+                member_id,
+                "ring",
+                caps.ring_key([member_id, counterpart_id]),
+                {"members": sorted({member_id, counterpart_id}), "event": event},
+            )
         await _after_change(member_id, result.granted)
     return result
 
@@ -186,8 +229,9 @@ async def _after_change(member_id: int, granted: int) -> None:
             await rt.board.record(member_id, granted, utcnow())
         except Exception:  # the ledger is the record; a board can be rebuilt from it
             log.exception("leaderboard update failed for member %s", member_id)
-    await badges.reconcile(rt.rules, member_id, utcnow().date(), notify=notify_badge,
-                           reason="award" if granted > 0 else "reversal")
+    await badges.reconcile(
+        rt.rules, member_id, utcnow().date(), notify=notify_badge, reason="award" if granted > 0 else "reversal"
+    )
 
 
 async def notify_badge(member_id: int, badge: badges.Badge) -> None:
@@ -199,16 +243,22 @@ async def notify_badge(member_id: int, badge: badges.Badge) -> None:
     if member is None:
         return
     tr = rt.services.translator
-    text = tr.gettext(member.locale, N_("🏅 New badge: %(badge)s! Send /points to see your points."),
-                      badge=tr.gettext(member.locale, badge.name))
+    text = tr.gettext(
+        member.locale,
+        N_("🏅 New badge: %(badge)s! Send /points to see your points."),
+        badge=tr.gettext(member.locale, badge.name),
+    )
     await rt.services.outbox.to_member(
-        member_id, Reply(text=text, kind="notification"), purpose="notification",
+        member_id,
+        Reply(text=text, kind="notification"),
+        purpose="notification",
         idempotency_key=badges.award_key(badge.code, member_id),
     )
 
 
-async def on_answer_accepted(answer_id: int, answerer_id: int, asker_id: int,
-                             question_id: int | None = None) -> ledger.LedgerResult | None:
+async def on_answer_accepted(
+    answer_id: int, answerer_id: int, asker_id: int, question_id: int | None = None
+) -> ledger.LedgerResult | None:
     if answerer_id == asker_id:
         return None
     return await award(answerer_id, "answer_accepted", f"answer:{answer_id}", counterpart_id=asker_id)
@@ -217,8 +267,13 @@ async def on_answer_accepted(answer_id: int, answerer_id: int, asker_id: int,
 async def on_answer_helpful(answer_id: int, answerer_id: int, voter_id: int) -> ledger.LedgerResult | None:
     if answerer_id == voter_id:
         return None
-    return await award(answerer_id, "answer_helpful", f"answer:{answer_id}",
-                       key=ledger.key_of("answer_helpful", answer_id, voter_id), counterpart_id=voter_id)
+    return await award(
+        answerer_id,
+        "answer_helpful",
+        f"answer:{answer_id}",
+        key=ledger.key_of("answer_helpful", answer_id, voter_id),
+        counterpart_id=voter_id,
+    )
 
 
 def moderation_flag_key(member_id: int, episode: int = 0) -> str:
@@ -227,8 +282,9 @@ def moderation_flag_key(member_id: int, episode: int = 0) -> str:
     return f"moderation:{member_id}" if episode <= 0 else f"moderation:{member_id}:{episode}"
 
 
-async def on_moderation_warning(member_id: int, warnings: int, freeze_forwarding: bool = False,
-                                episode: int = 0) -> None:
+async def on_moderation_warning(
+    member_id: int, warnings: int, freeze_forwarding: bool = False, episode: int = 0
+) -> None:
     """Repeated warnings put the member's points on hold until staff review them."""
     if not (warnings >= 2 or freeze_forwarding):
         return
@@ -261,7 +317,9 @@ async def on_contribution_approved(contribution_id: int, member_id: int) -> ledg
 async def on_content_removed(ref: str, reason: str = "removed") -> list[ledger.LedgerResult]:
     """Reverse every earning with this ref that is not reversed yet."""
     out = []
-    entries = await LedgerEntry.filter(ref=ref, reversal_of_id=None).exclude(event__in=("reversal", "release")).order_by("id")
+    entries = (
+        await LedgerEntry.filter(ref=ref, reversal_of_id=None).exclude(event__in=("reversal", "release")).order_by("id")
+    )
     for entry in entries:
         result = await ledger.reverse(entry.id, reason=reason)
         if not result.duplicate:
@@ -284,8 +342,13 @@ async def on_self_service(member_id: int) -> ledger.LedgerResult | None:
     streak = await badges.self_service_streak(member_id, today)
     result = None
     if streak >= 3:
-        result = await award(member_id, "self_service_streak", f"streak:{today.isoformat()}",
-                             key=ledger.key_of("streak", member_id, today.isoformat()), actor_id=SELF)
+        result = await award(
+            member_id,
+            "self_service_streak",
+            f"streak:{today.isoformat()}",
+            key=ledger.key_of("streak", member_id, today.isoformat()),
+            actor_id=SELF,
+        )
     if streak >= 7:
         await badges.evaluate(runtime().rules, member_id, today, notify=notify_badge)
     return result
@@ -301,8 +364,13 @@ class ForwardOutcome:
 
 
 async def on_forward_engaged(
-    link: ForwardLink, recipient_key: str, *, recipient_member_id: int | None = None, kind: str = "open",
-    fingerprint: str = "", network: str = "",
+    link: ForwardLink,
+    recipient_key: str,
+    *,
+    recipient_member_id: int | None = None,
+    kind: str = "open",
+    fingerprint: str = "",
+    network: str = "",
 ) -> ForwardOutcome:
     """Record a recipient's engagement once per recipient + item; pay the sharer only for a
     new distinct person: a member, or a web visitor's device (``fingerprint``), never the
@@ -314,8 +382,13 @@ async def on_forward_engaged(
     known_before = await ForwardEngagement.filter(link__sharer_id=link.sharer_id, recipient_key=recipient_key).exists()
     try:
         engagement = await ForwardEngagement.create(
-            link=link, item_id=link.item_id, recipient_key=recipient_key[:80], recipient_member_id=recipient_member_id,
-            fingerprint=fingerprint[:64], network=network[:64], kind=kind,
+            link=link,
+            item_id=link.item_id,
+            recipient_key=recipient_key[:80],
+            recipient_member_id=recipient_member_id,
+            fingerprint=fingerprint[:64],
+            network=network[:64],
+            kind=kind,
         )
     except IntegrityError:
         engagement = await ForwardEngagement.get(item_id=link.item_id, recipient_key=recipient_key[:80])
@@ -327,9 +400,17 @@ async def on_forward_engaged(
         ).exists()
     if own_device:
         return ForwardOutcome(engagement, True, 0, "own device")
-    if fingerprint and await ForwardEngagement.filter(
-        link__sharer_id=link.sharer_id, item_id=link.item_id, fingerprint=fingerprint[:64], paid=True,
-    ).exclude(id=engagement.id).exists():
+    if (
+        fingerprint
+        and await ForwardEngagement.filter(
+            link__sharer_id=link.sharer_id,
+            item_id=link.item_id,
+            fingerprint=fingerprint[:64],
+            paid=True,
+        )
+        .exclude(id=engagement.id)
+        .exists()
+    ):
         # one device paid for this item already: a fresh web session on it is not a new person
         return ForwardOutcome(engagement, True, 0, "same device")
     if not await caps.network_allowed(rt.rules, link.sharer_id, network):
@@ -340,9 +421,14 @@ async def on_forward_engaged(
     cred = await credibility_of(rt.rules, link.sharer_id)
     points = rt.rules.forward_points(item.difficulty if item else 1, not known_before, cred.multiplier)
     result = await award(
-        link.sharer_id, "forward_engaged", f"fwd:{engagement.id}",
-        key=ledger.key_of("forward", link.item_id, recipient_key), counterpart_id=recipient_member_id,
-        item_id=link.item_id, points=points, anonymous_actor=recipient_member_id is None,
+        link.sharer_id,
+        "forward_engaged",
+        f"fwd:{engagement.id}",
+        key=ledger.key_of("forward", link.item_id, recipient_key),
+        counterpart_id=recipient_member_id,
+        item_id=link.item_id,
+        points=points,
+        anonymous_actor=recipient_member_id is None,
     )
     earned = (result.granted + result.held) if result else 0
     if earned > 0:
@@ -371,8 +457,11 @@ async def _release(entries: list[LedgerEntry], reason: str) -> dict[int, int]:
     if not entries:
         return {}
     ids = [e.id for e in entries]
-    done = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
-               .values_list("idempotency_key", flat=True))
+    done = set(
+        await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
     reversed_ = set(await LedgerEntry.filter(reversal_of_id__in=ids).values_list("reversal_of_id", flat=True))
     paid: dict[int, int] = {}
     for entry in entries:
@@ -412,8 +501,11 @@ async def _not_releasable(member_ids: set[int]) -> set[int]:
     """Members whose pending points must wait: under review, confirmed fraud (a forfeit cut
     short by a crash must not turn into a payout), suspended."""
     blocked = {m for m in member_ids if await caps.has_open_flag(m)}
-    blocked |= set(await ReviewFlag.filter(member_id__in=list(member_ids), status="confirmed",
-                                           reason__in=("ring", "farm")).values_list("member_id", flat=True))
+    blocked |= set(
+        await ReviewFlag.filter(
+            member_id__in=list(member_ids), status="confirmed", reason__in=("ring", "farm")
+        ).values_list("member_id", flat=True)
+    )
     blocked |= set(await Member.filter(id__in=list(member_ids)).exclude(status="active").values_list("id", flat=True))
     return blocked
 
@@ -426,15 +518,25 @@ async def release_due(now: datetime | None = None, *, batch: int = 500) -> int:
     since = now - timedelta(days=RELEASE_LOOKBACK_DAYS + runtime().rules.hold_days)
     total, last_id = 0, 0
     while True:
-        rows = await LedgerEntry.filter(
-            held__gt=0, hold_until__lte=now, hold_until__gte=since, reversal_of_id=None, id__gt=last_id,
-        ).exclude(event="release").order_by("id").limit(batch)
+        rows = (
+            await LedgerEntry.filter(
+                held__gt=0,
+                hold_until__lte=now,
+                hold_until__gte=since,
+                reversal_of_id=None,
+                id__gt=last_id,
+            )
+            .exclude(event="release")
+            .order_by("id")
+            .limit(batch)
+        )
         if not rows:
             return total
         last_id = rows[-1].id
         blocked = await _not_releasable({e.member_id for e in rows})
-        paid = await _release([e for e in rows if e.member_id not in blocked and e.reason not in REVIEW_NOTES],
-                              "pending period over")
+        paid = await _release(
+            [e for e in rows if e.member_id not in blocked and e.reason not in REVIEW_NOTES], "pending period over"
+        )
         total += sum(paid.values())
 
 
@@ -445,8 +547,11 @@ async def forfeit_held(member_id: int, reason: str = "fraud confirmed") -> int:
     if not held:
         return 0
     ids = [e.id for e in held]
-    released = set(await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids])
-                   .values_list("idempotency_key", flat=True))
+    released = set(
+        await LedgerEntry.filter(idempotency_key__in=[ledger.key_of("release", i) for i in ids]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
     total = 0
     for entry in held:
         if ledger.key_of("release", entry.id) in released:
@@ -475,14 +580,21 @@ async def rate_forward(engagement: ForwardEngagement, accurate: bool, rater_memb
     rt = runtime()
     level = await trust.level_of(rater_member_id, rt.rules)
     try:
-        await ForwardRating.create(engagement=engagement, sharer_id=link.sharer_id, item_id=link.item_id, accurate=accurate,
-                                   rater_member_id=rater_member_id, weight=rt.rules.weight("forward_rating", level))
+        await ForwardRating.create(
+            engagement=engagement,
+            sharer_id=link.sharer_id,
+            item_id=link.item_id,
+            accurate=accurate,
+            rater_member_id=rater_member_id,
+            weight=rt.rules.weight("forward_rating", level),
+        )
     except IntegrityError:
         return False
     cred = await credibility_of(rt.rules, link.sharer_id)
     if cred.level == "poor":
-        await caps.flag(link.sharer_id, "credibility", f"credibility:{link.sharer_id}",
-                        {"rate": cred.rate, "ratings": cred.ratings})
+        await caps.flag(
+            link.sharer_id, "credibility", f"credibility:{link.sharer_id}", {"rate": cred.rate, "ratings": cred.ratings}
+        )
     elif cred.level == "credible":
         await badges.evaluate(rt.rules, link.sharer_id, utcnow().date(), notify=notify_badge)
     return True
@@ -520,8 +632,15 @@ async def summary(member_id: int, recent: int = 5) -> Summary:
     from gamification.models import MemberBadge
 
     codes = await MemberBadge.filter(member_id=member_id).order_by("id").values_list("code", flat=True)
-    return Summary(bal.balance, bal.debt, bal.held, bal.lifetime, list(entries),
-                   await badges.next_badge(rt.rules, member_id, utcnow().date()), list(codes))
+    return Summary(
+        bal.balance,
+        bal.debt,
+        bal.held,
+        bal.lifetime,
+        list(entries),
+        await badges.next_badge(rt.rules, member_id, utcnow().date()),
+        list(codes),
+    )
 
 
 async def standing(period: str, member_id: int | None = None, *, limit: int = 10) -> Standing:
@@ -539,10 +658,16 @@ async def names_and_titles(member_ids: list[int], gettext: Gettext) -> dict[int,
 # --- expiry -----------------------------------------------------------------------------------------
 async def expiring_amount(member_id: int, cutoff: datetime) -> int:
     """Points earned before ``cutoff`` not yet consumed (oldest points are spent first)."""
-    earned = await LedgerEntry.filter(member_id=member_id, granted__gt=0, created_at__lt=cutoff).annotate(
-        s=Sum("granted")).values_list("s", flat=True)
-    consumed = await LedgerEntry.filter(member_id=member_id, granted__lt=0).annotate(
-        s=Sum("granted")).values_list("s", flat=True)
+    earned = (
+        await LedgerEntry.filter(member_id=member_id, granted__gt=0, created_at__lt=cutoff)
+        .annotate(s=Sum("granted"))
+        .values_list("s", flat=True)
+    )
+    consumed = (
+        await LedgerEntry.filter(member_id=member_id, granted__lt=0)
+        .annotate(s=Sum("granted"))
+        .values_list("s", flat=True)
+    )
     bal = await ledger.balance_of(member_id)
     amount = int(earned[0] or 0) + int(consumed[0] or 0) if earned else 0
     return max(0, min(amount, bal.balance))
@@ -559,8 +684,13 @@ async def run_expiry(now: datetime | None = None) -> tuple[int, int]:
         amount = await expiring_amount(member_id, cutoff)
         if amount > 0:
             try:
-                res = await ledger.spend(member_id, amount, key=ledger.key_of("expiry", member_id, now.date()),
-                                         reason="points expired", event="expiry")
+                res = await ledger.spend(
+                    member_id,
+                    amount,
+                    key=ledger.key_of("expiry", member_id, now.date()),
+                    reason="points expired",
+                    event="expiry",
+                )
             except ledger.InsufficientPoints:
                 continue
             if not res.duplicate:
@@ -571,10 +701,16 @@ async def run_expiry(now: datetime | None = None) -> tuple[int, int]:
         if upcoming > 0 and rt.services is not None:
             member = await Member.get(id=member_id)
             tr = rt.services.translator
-            text = tr.gettext(member.locale, N_("%(points)s of your points expire within %(days)s days. Send /redeem to use them."),
-                              points=upcoming, days=rt.rules.expiry_reminder_days)
+            text = tr.gettext(
+                member.locale,
+                N_("%(points)s of your points expire within %(days)s days. Send /redeem to use them."),
+                points=upcoming,
+                days=rt.rules.expiry_reminder_days,
+            )
             row = await rt.services.outbox.to_member(
-                member_id, Reply(text=text, kind="notification"), purpose="notification",
+                member_id,
+                Reply(text=text, kind="notification"),
+                purpose="notification",
                 idempotency_key=ledger.key_of("expiry-reminder", member_id, soon.strftime("%Y-%m")),
             )
             reminded += 1 if row else 0

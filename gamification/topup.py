@@ -12,6 +12,7 @@ answers an order's state ``{"order_id", "provider_ref", "status": "processing"|"
 "reason"}``, or 404 for an order the provider never received: reconciliation asks it when a
 callback is late (``python -m bot rewards reconcile``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -121,8 +122,9 @@ class HttpTopupProvider:
                         raise TopupError("provider status answer without status", permanent=False) from exc
                     if state not in ("processing", "success", "failed"):
                         raise TopupError(f"provider status {state[:40]!r} unknown", permanent=False)
-                    return TopupStatus(order_id, state, str(data.get("provider_ref", ""))[:128],
-                                       str(data.get("reason", ""))[:200])
+                    return TopupStatus(
+                        order_id, state, str(data.get("provider_ref", ""))[:128], str(data.get("reason", ""))[:200]
+                    )
         except aiohttp.ClientError as exc:
             raise TopupError(f"{type(exc).__name__}: {exc}"[:200], permanent=False) from exc
         except TimeoutError as exc:

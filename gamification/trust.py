@@ -10,6 +10,7 @@ Points earned through the action of a member below ``trust.hold.trusted_level`` 
 who accepts, the voter, the forward's recipient) are *pending* (``LedgerEntry.hold_until``)
 and not redeemable until the release job pays them out; see :func:`pending_until`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ async def _meets(member: Member, need: TrustLevel, now: datetime) -> bool:
     """Cheap checks first; the counting queries only when the cheap ones pass."""
     if need.verified_phone and member.phone_verified_at is None:
         return False
-    if need.account_age_days and (member.created_at is None
-                                  or now - member.created_at < timedelta(days=need.account_age_days)):
+    if need.account_age_days and (
+        member.created_at is None or now - member.created_at < timedelta(days=need.account_age_days)
+    ):
         return False
     if need.lifetime_points:
         bal = await Balance.get_or_none(member_id=member.id)

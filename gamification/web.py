@@ -9,6 +9,7 @@
 - ``POST /api/v1/topup/callback`` — the top-up provider's signed outcome.
 - ``/admin/rewards`` — admins manage the catalogue, the manual fulfilment queue and review flags.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,8 +88,14 @@ async def forwarded_page(request: web.Request) -> web.Response:
     settings: Settings = request.app[SERVICES].settings
     device = device_fingerprint(request, settings.secret_key)
     key, member_id = await _recipient_key(request, link, device)
-    outcome = await service.on_forward_engaged(link, key, recipient_member_id=member_id, kind="open",
-                                               fingerprint=device, network=network_fingerprint(request, settings.secret_key))
+    outcome = await service.on_forward_engaged(
+        link,
+        key,
+        recipient_member_id=member_id,
+        kind="open",
+        fingerprint=device,
+        network=network_fingerprint(request, settings.secret_key),
+    )
     engagement = outcome.engagement
     rated = False
     if engagement is not None:
@@ -96,9 +103,16 @@ async def forwarded_page(request: web.Request) -> web.Response:
 
         rated = await ForwardRating.filter(engagement_id=engagement.id).exists()
     sharer = await Member.get_or_none(id=link.sharer_id)
-    resp = render(request, "forward.html", item=item, token=link.token, sharer=sharer.display_name if sharer else "",
-                  can_rate=engagement is not None and engagement.link_id == link.id and not rated, rated=rated,
-                  thanks=request.query.get("rated") == "1")
+    resp = render(
+        request,
+        "forward.html",
+        item=item,
+        token=link.token,
+        sharer=sharer.display_name if sharer else "",
+        can_rate=engagement is not None and engagement.link_id == link.id and not rated,
+        rated=rated,
+        thanks=request.query.get("rated") == "1",
+    )
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -132,8 +146,9 @@ class TopupCallback(BaseModel):
 async def topup_callback(request: web.Request) -> web.Response:
     settings: Settings = request.app[SERVICES].settings
     body = await request.read()
-    if not topup.verify(settings.topup_secret, request.headers.get("X-Timestamp", ""), body,
-                        request.headers.get("X-Signature", "")):
+    if not topup.verify(
+        settings.topup_secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")
+    ):
         return web.json_response({"error": "bad signature"}, status=403)
     try:
         cb = TopupCallback.model_validate(json.loads(body))
@@ -164,11 +179,19 @@ def _int(form: Any, name: str, default: int = 0, lo: int = 0, hi: int = 10_000_0
 
 async def _admin_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     return render(
-        request, "rewards_admin.html", status=status, staff=request["staff"], csrf_token=request["csrf_token"],
+        request,
+        "rewards_admin.html",
+        status=status,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
         rewards=await Reward.all().order_by("id"),
-        queue=await Redemption.filter(status__in=("queued", "pending", "submitted")).order_by("id").prefetch_related("reward", "member").limit(200),
+        queue=await Redemption.filter(status__in=("queued", "pending", "submitted"))
+        .order_by("id")
+        .prefetch_related("reward", "member")
+        .limit(200),
         flags=await ReviewFlag.filter(status="open").order_by("id").prefetch_related("member").limit(200),
-        kinds=rewards.KINDS, error=error,
+        kinds=rewards.KINDS,
+        error=error,
     )
 
 
@@ -185,8 +208,12 @@ async def reward_save(request: web.Request) -> web.Response:
     if not name or kind not in rewards.KINDS:
         return await _admin_page(request, error="Give the reward a name and a kind.", status=400)
     values = {
-        "name": name, "kind": kind, "cost": _int(form, "cost", lo=1), "stock": _int(form, "stock"),
-        "per_member_limit": _int(form, "per_member_limit", 1, lo=1), "face_value": _int(form, "face_value"),
+        "name": name,
+        "kind": kind,
+        "cost": _int(form, "cost", lo=1),
+        "stock": _int(form, "stock"),
+        "per_member_limit": _int(form, "per_member_limit", 1, lo=1),
+        "face_value": _int(form, "face_value"),
         "active": form.get("active") == "on",
     }
     if "reward_id" in request.match_info:
@@ -244,10 +271,16 @@ def _runtime_ctx(settings: Settings):  # type: ignore[no-untyped-def]
                 from bot.core.redis_stores import make_redis
 
                 redis, own_redis = make_redis(settings.redis_url), True
-        provider = topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+        provider = (
+            topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
+        )
         base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        rt = service.configure(services, make_leaderboard(redis, prefix="everycsr:lb"), provider=provider,
-                               callback_url=f"{base}/api/v1/topup/callback")
+        rt = service.configure(
+            services,
+            make_leaderboard(redis, prefix="everycsr:lb"),
+            provider=provider,
+            callback_url=f"{base}/api/v1/topup/callback",
+        )
         rt.policy = rewards.policy_from(settings)
         previous = services.extras.get("on_feedback")
 
@@ -302,6 +335,9 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_post(r"/admin/redemptions/{redemption_id:\d+}", redemption_action)
     app.router.add_post(r"/admin/flags/{flag_id:\d+}", flag_action)
     app.cleanup_ctx.append(_runtime_ctx(settings))
-    for entry in (("/admin/rewards", N_("Rewards and points review"), ("admin",)), ("/leaderboard", N_("Leaderboard"), ())):
+    for entry in (
+        ("/admin/rewards", N_("Rewards and points review"), ("admin",)),
+        ("/leaderboard", N_("Leaderboard"), ()),
+    ):
         if entry not in STAFF_LINKS:
             STAFF_LINKS.append(entry)

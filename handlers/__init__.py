@@ -4,6 +4,7 @@ Each handler module exposes ``router``; ``HANDLER_MODULES`` lists them in order,
 matters only for middlewares (outer first) and for commands that share a word. Real
 imports, so a reader (and the import-graph test) sees every handler the bot has.
 """
+
 from __future__ import annotations
 
 from types import ModuleType

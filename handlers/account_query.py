@@ -1,4 +1,5 @@
 """A business code that reads the member's own account (CXLL, CXYE …), answered in the chat."""
+
 from __future__ import annotations
 
 import logging
@@ -29,15 +30,20 @@ async def account_reply(ctx: Context, item: KnowledgeItem) -> Reply | None:
         return None
     _ = ctx._
     if ctx.incoming.meta.get("group"):  # an account's figures are never posted to a group
-        return Reply(text=_("Account details are shown only in a private chat with me."), kind="account_query",
-                     item_id=item.id)
+        return Reply(
+            text=_("Account details are shown only in a private chat with me."), kind="account_query", item_id=item.id
+        )
     phone = member_number(ctx)
     if phone is None:
         return Reply(
-            text=_("%(code)s looks up your own account. To use it here, first verify your mobile number: "
-                   "send “bind phone” (绑定手机) followed by your number.", code=item.sms_code),
+            text=_(
+                "%(code)s looks up your own account. To use it here, first verify your mobile number: "
+                "send “bind phone” (绑定手机) followed by your number.",
+                code=item.sms_code,
+            ),
             choices=[Choice(label=_("Talk to a person"), action="human")],
-            kind="account_query", item_id=item.id,
+            kind="account_query",
+            item_id=item.id,
         )
     try:
         text = await api.ask(item.sms_code, phone, ctx.locale)
@@ -46,7 +52,8 @@ async def account_reply(ctx: Context, item: KnowledgeItem) -> Reply | None:
         return Reply(
             text=_("Sorry, your account details cannot be fetched right now. Please try again in a few minutes."),
             choices=[Choice(label=_("Talk to a person"), action="human")],
-            kind="account_query", item_id=item.id,
+            kind="account_query",
+            item_id=item.id,
         )
     if text is None:
         return None

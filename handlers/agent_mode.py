@@ -3,6 +3,7 @@ while the ticket waits for an agent, messages are copied onto it and the bot sti
 
 Registered first in ``HANDLER_MODULES`` so it wraps every other handler and middleware.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -1,4 +1,5 @@
 """Self-service: answer from the knowledge base, offer "did you mean", or hand on."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -33,8 +34,9 @@ async def record_unanswered(ctx: Context, text: str, best_item: int | None, best
     )
 
 
-async def no_answer(ctx: Context, question: str, best_item: int | None = None, best_score: float = 0.0, *,
-                    text: str | None = None) -> Reply:
+async def no_answer(
+    ctx: Context, question: str, best_item: int | None = None, best_score: float = 0.0, *, text: str | None = None
+) -> Reply:
     await record_unanswered(ctx, question, best_item, best_score)
     ctx.state["last_unanswered"] = question
     return next_steps(
@@ -94,8 +96,9 @@ async def ask(ctx: Context) -> Reply | None:
     if decision.reason == "out_of_domain":
         # gibberish, another script, or nothing in the KB near it: no unrelated choices (still
         # noted, so that "knowledge wanted" shows a topic the KB lacks)
-        return await no_answer(ctx, text, text=ctx._(
-            "Sorry, I did not understand that. Could you ask it in other words? You can also:"))
+        return await no_answer(
+            ctx, text, text=ctx._("Sorry, I did not understand that. Could you ask it in other words? You can also:")
+        )
     options = await _in_member_language(ctx, decision.matches[:MAX_SUGGESTIONS])
     if decision.kind == "answer":
         best = decision.matches[0]

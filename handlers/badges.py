@@ -1,4 +1,5 @@
 """徽章 / badges: the badges a member holds, with the day each was earned, and the next one."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -23,12 +24,20 @@ async def my_badges(ctx: Context) -> Reply:
             if badge is not None:
                 lines.append(f"· {_(badge.name)} ({row.created_at:%Y-%m-%d})")
     else:
-        lines.append(_("You have no badges yet. Answer other members' questions and forward answers to friends to earn them."))
+        lines.append(
+            _("You have no badges yet. Answer other members' questions and forward answers to friends to earn them.")
+        )
     s = await service.summary(ctx.member.id)
     if s.next_badge:
         badge, have = s.next_badge
-        lines.append(_("Next badge: %(badge)s (%(have)s/%(need)s)", badge=_(badge.name), have=min(have, badge.threshold),
-                       need=badge.threshold))
+        lines.append(
+            _(
+                "Next badge: %(badge)s (%(have)s/%(need)s)",
+                badge=_(badge.name),
+                have=min(have, badge.threshold),
+                need=badge.threshold,
+            )
+        )
     return Reply(
         text="\n".join(lines),
         choices=[Choice(label=_("My points"), action="pts:"), Choice(label=_("Leaderboard"), action="top:week")],

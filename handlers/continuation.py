@@ -9,6 +9,7 @@ neither imports the other.
 Included last by ``handlers.build_router``: its middleware is the innermost, so it pages
 the handler's own answer (the outer middlewares, such as offers, add to the paged result).
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

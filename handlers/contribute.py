@@ -1,4 +1,5 @@
 """Members grow the knowledge base: 我来补充 / /contribute, and 公告 / /notices."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -15,9 +16,13 @@ async def start(ctx: Context) -> Reply:
     if ctx.args.strip():
         return await _save(ctx, ctx.args)
     ctx.state["await"] = "contribute"
-    return Reply(text=ctx._("Thank you for helping! Send the question on the first line and the answer on the "
-                            "next lines. To improve an answer you just got, send #<item number> and your text."),
-                 kind="contribute")
+    return Reply(
+        text=ctx._(
+            "Thank you for helping! Send the question on the first line and the answer on the "
+            "next lines. To improve an answer you just got, send #<item number> and your text."
+        ),
+        kind="contribute",
+    )
 
 
 @router.state("contribute")
@@ -38,13 +43,21 @@ async def _save(ctx: Context, text: str) -> Reply:
     text = text[:4000]
     verdict = await moderation.screen(text)
     if verdict.action == "block":  # the rest (hold, flag, warn) is seen by the reviewer anyway
-        await moderation.record(ctx.services, verdict, member_id=ctx.member.id, content_type="contribution",
-                                content_id=None, text=text)
-        return Reply(text=ctx._("Sorry, your contribution could not be accepted because it contains words our "
-                                "community does not allow. Please rephrase it."), kind="moderation")
+        await moderation.record(
+            ctx.services, verdict, member_id=ctx.member.id, content_type="contribution", content_id=None, text=text
+        )
+        return Reply(
+            text=ctx._(
+                "Sorry, your contribution could not be accepted because it contains words our "
+                "community does not allow. Please rephrase it."
+            ),
+            kind="moderation",
+        )
     c = await service.contribute(ctx.member.id, ctx.channel, text, item_id, ctx.locale)
-    return Reply(text=ctx._("Thanks! Your contribution #%(id)s is waiting for review. We will tell you the outcome.",
-                            id=c.id), kind="contribute")
+    return Reply(
+        text=ctx._("Thanks! Your contribution #%(id)s is waiting for review. We will tell you the outcome.", id=c.id),
+        kind="contribute",
+    )
 
 
 @router.command("notices", "公告", "通知", help=N_("Latest announcements"))

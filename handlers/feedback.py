@@ -1,4 +1,5 @@
 """👍/👎 on an answer: the member's own verdict feeds the match-accuracy figure."""
+
 from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
@@ -18,9 +19,7 @@ async def feedback(ctx: Context) -> Reply:
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
     item_id = int(raw_id)
     shown = (
-        await TranscriptEntry.filter(member_id=ctx.member.id, direction="out", item_id=item_id)
-        .order_by("-id")
-        .first()
+        await TranscriptEntry.filter(member_id=ctx.member.id, direction="out", item_id=item_id).order_by("-id").first()
     )
     if shown is None:
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")

@@ -14,6 +14,7 @@
   准确/不准确 buttons (action ``fwr:<token>:1|0``).
 - on SMS, a forwarded-to number that writes to us has engaged (middleware).
 """
+
 from __future__ import annotations
 
 import re
@@ -75,14 +76,24 @@ async def forward_button(ctx: Context) -> Reply:
         return Reply(text=_("Sorry, that answer can no longer be forwarded."), kind="error")
     link = await share_link(ctx.member.id, item.id, ctx.channel, fingerprint=_device(ctx))
     url = share_url(ctx, link)
-    lines = [_("Forward this answer to friends with this link:"), url,
-             _("You earn points each time someone new opens it; more for harder questions.")]
+    lines = [
+        _("Forward this answer to friends with this link:"),
+        url,
+        _("You earn points each time someone new opens it; more for harder questions."),
+    ]
     if ctx.channel == "sms":
         code = item.sms_code or str(item.id)
-        lines = [_("To send this answer to a friend by SMS, reply: ZF %(code)s <their mobile number>", code=code),
-                 _("Or share this link:"), url]
-    return Reply(text="\n".join(lines), cards=[Card(title=item.title, description=_("Forward to a friend"), url=url)],
-                 kind="forward", item_id=item.id)
+        lines = [
+            _("To send this answer to a friend by SMS, reply: ZF %(code)s <their mobile number>", code=code),
+            _("Or share this link:"),
+            url,
+        ]
+    return Reply(
+        text="\n".join(lines),
+        cards=[Card(title=item.title, description=_("Forward to a friend"), url=url)],
+        kind="forward",
+        item_id=item.id,
+    )
 
 
 def _sender_name(ctx: Context) -> str:
@@ -100,64 +111,112 @@ async def forward_sms(ctx: Context) -> Reply:
     _ = ctx._
     m = ZF_ARGS.match(ctx.args)
     if not m:
-        return Reply(text=_("To forward an answer by SMS, send: ZF <code> <mobile number>, for example ZF CXLL 13800138000"), kind="forward")
+        return Reply(
+            text=_("To forward an answer by SMS, send: ZF <code> <mobile number>, for example ZF CXLL 13800138000"),
+            kind="forward",
+        )
     item = await _item(m.group(1))
     phone = normalize_phone(m.group(2), ctx.services.settings.sms_default_region)
     if item is None:
         return Reply(text=_("Sorry, there is no answer with the code %(code)s.", code=m.group(1)[:16]), kind="forward")
     if phone is None:
-        return Reply(text=_("Sorry, %(phone)s is not a valid mobile number.", phone=m.group(2).strip()[:20]), kind="forward")
+        return Reply(
+            text=_("Sorry, %(phone)s is not a valid mobile number.", phone=m.group(2).strip()[:20]), kind="forward"
+        )
     existing = await ChannelAccount.get_or_none(channel="sms", external_id=phone).select_related("member")
     if existing and existing.member.opted_out:
-        return Reply(text=_("Sorry, that number has opted out of messages from us, so we cannot forward to it."), kind="forward")
+        return Reply(
+            text=_("Sorry, that number has opted out of messages from us, so we cannot forward to it."), kind="forward"
+        )
     if existing and existing.member_id == ctx.member.id:
         return Reply(text=_("That is your own number. Forward it to a friend instead!"), kind="forward")
-    recent = await ForwardLink.filter(sharer_id=ctx.member.id, channel="sms",
-                                      created_at__gte=datetime.now(timezone.utc) - timedelta(hours=1)).count()
+    recent = await ForwardLink.filter(
+        sharer_id=ctx.member.id, channel="sms", created_at__gte=datetime.now(timezone.utc) - timedelta(hours=1)
+    ).count()
     if recent >= SMS_FORWARDS_PER_HOUR:
-        return Reply(text=_("You have forwarded many answers by SMS in the last hour. Please try again later."), kind="forward")
+        return Reply(
+            text=_("You have forwarded many answers by SMS in the last hour. Please try again later."), kind="forward"
+        )
     rules = service.runtime().rules
     day = datetime.now(timezone.utc).date().isoformat()
     # the same forward again today (a retry after a crash, a second press): its slot, its key
     sent = await SmsForward.get_or_none(sender_id=ctx.member.id, phone=phone, item_id=item.id, day=day)
     if sent is None and await SmsForward.filter(sender_id=ctx.member.id, day=day).count() >= rules.zf_per_sender_daily:
-        return Reply(text=_("You have forwarded as many answers by SMS as allowed today. Please try again tomorrow."), kind="forward")
-    friend = existing is not None and await ForwardEngagement.filter(
-        link__sharer_id=ctx.member.id, recipient_member_id=existing.member_id).exists()
+        return Reply(
+            text=_("You have forwarded as many answers by SMS as allowed today. Please try again tomorrow."),
+            kind="forward",
+        )
+    friend = (
+        existing is not None
+        and await ForwardEngagement.filter(
+            link__sharer_id=ctx.member.id, recipient_member_id=existing.member_id
+        ).exists()
+    )
     sent = sent or await _take_sms_slot(ctx.member.id, phone, item.id, day, rules.zf_per_destination_daily, friend)
     if sent is None:
-        return Reply(text=_("That number has already received a forwarded answer today. Please try again tomorrow."), kind="forward")
+        return Reply(
+            text=_("That number has already received a forwarded answer today. Please try again tomorrow."),
+            kind="forward",
+        )
     account = existing or await get_or_create_account("sms", phone)
     recipient: Member = account.member
     link = await share_link(ctx.member.id, item.id, "sms", target=phone)
     tr = ctx.services.translator
     loc = recipient.locale
-    first = not await OutboxMessage.filter(channel="sms", address=phone).exclude(idempotency_key=f"zf:{sent.id}").exists()
-    intro = (tr.gettext(loc, N_("This is the first message to this number from EveryCSR customer service. %(sender)s asked us to forward you this answer; we do not send forwards to a number more than once a day:"), sender=_sender_name(ctx))
-             if first else tr.gettext(loc, N_("%(sender)s forwarded you this answer from EveryCSR customer service:"), sender=_sender_name(ctx)))
-    body = "\n\n".join([
-        intro,
-        f"{item.title}\n{item.answer.strip()}",
-        tr.gettext(loc, N_("Was it accurate? Reply 1 for accurate, 2 for not accurate.")),
-        tr.gettext(loc, N_("Reply TD to stop messages from us.")),
-    ])
+    first = (
+        not await OutboxMessage.filter(channel="sms", address=phone).exclude(idempotency_key=f"zf:{sent.id}").exists()
+    )
+    intro = (
+        tr.gettext(
+            loc,
+            N_(
+                "This is the first message to this number from EveryCSR customer service. %(sender)s asked us to forward you this answer; we do not send forwards to a number more than once a day:"
+            ),
+            sender=_sender_name(ctx),
+        )
+        if first
+        else tr.gettext(
+            loc, N_("%(sender)s forwarded you this answer from EveryCSR customer service:"), sender=_sender_name(ctx)
+        )
+    )
+    body = "\n\n".join(
+        [
+            intro,
+            f"{item.title}\n{item.answer.strip()}",
+            tr.gettext(loc, N_("Was it accurate? Reply 1 for accurate, 2 for not accurate.")),
+            tr.gettext(loc, N_("Reply TD to stop messages from us.")),
+        ]
+    )
     rating = [f"fwr:{link.token}:1", f"fwr:{link.token}:0"]
-    await ctx.services.outbox.enqueue(Outgoing(
-        channel="sms", address=phone, member_id=recipient.id, purpose="forward",
-        reply=Reply(text=body, kind="forward", item_id=item.id),
-        idempotency_key=f"zf:{sent.id}",
-    ))
+    await ctx.services.outbox.enqueue(
+        Outgoing(
+            channel="sms",
+            address=phone,
+            member_id=recipient.id,
+            purpose="forward",
+            reply=Reply(text=body, kind="forward", item_id=item.id),
+            idempotency_key=f"zf:{sent.id}",
+        )
+    )
     # the recipient's "1" / "2" maps to the rating, as with any numbered choice
     key = state_key(recipient.id)
     state = await ctx.services.state.get(key)
     state["choices"] = rating
     await ctx.services.state.set(key, state, ctx.services.settings.state_ttl_seconds)
-    return Reply(text=_("Sent “%(title)s” to %(phone)s. You earn points when they reply or rate it.", title=item.title,
-                        phone=phone[:-8] + "****" + phone[-4:]), kind="forward", item_id=item.id)
+    return Reply(
+        text=_(
+            "Sent “%(title)s” to %(phone)s. You earn points when they reply or rate it.",
+            title=item.title,
+            phone=phone[:-8] + "****" + phone[-4:],
+        ),
+        kind="forward",
+        item_id=item.id,
+    )
 
 
-async def _take_sms_slot(sender_id: int, phone: str, item_id: int, day: str, per_day: int,
-                         friend: bool) -> SmsForward | None:
+async def _take_sms_slot(
+    sender_id: int, phone: str, item_id: int, day: str, per_day: int, friend: bool
+) -> SmsForward | None:
     """Claim one of the number's forwards for today (a unique row: concurrent senders cannot
     both get it); a friend who engaged with this sender may get one more per item."""
     slots = [f"any:{n}" if n else "any" for n in range(per_day)]
@@ -176,8 +235,10 @@ async def _engage(ctx: Context, link: ForwardLink, kind: str) -> service.Forward
 
 
 def rating_choices(ctx: Context, token: str) -> list[Choice]:
-    return [Choice(label=ctx._("✅ Accurate"), action=f"fwr:{token}:1"),
-            Choice(label=ctx._("❌ Not accurate"), action=f"fwr:{token}:0")]
+    return [
+        Choice(label=ctx._("✅ Accurate"), action=f"fwr:{token}:1"),
+        Choice(label=ctx._("❌ Not accurate"), action=f"fwr:{token}:0"),
+    ]
 
 
 @router.payload("fw")
@@ -186,13 +247,23 @@ async def opened(ctx: Context) -> Reply:
     link = await ForwardLink.get_or_none(token=ctx.args[:32]) if ctx.args else None
     item = await KnowledgeItem.get_or_none(id=link.item_id, status="published") if link else None
     if link is None or item is None:
-        return Reply(text=_("Sorry, this shared answer is no longer available. Type your question and I will help."), kind="error")
+        return Reply(
+            text=_("Sorry, this shared answer is no longer available. Type your question and I will help."),
+            kind="error",
+        )
     await _engage(ctx, link, "start")
     sharer = await Member.get_or_none(id=link.sharer_id)
-    intro = _("%(name)s shared this answer with you:", name=(sharer.display_name if sharer and sharer.display_name else _("A friend")))
+    intro = _(
+        "%(name)s shared this answer with you:",
+        name=(sharer.display_name if sharer and sharer.display_name else _("A friend")),
+    )
     question = _("Was it accurate?")
-    return Reply(text=f"{intro}\n\n{item.title}\n\n{item.answer.strip()}\n\n{question}",
-                 choices=rating_choices(ctx, link.token), kind="answer", item_id=item.id)
+    return Reply(
+        text=f"{intro}\n\n{item.title}\n\n{item.answer.strip()}\n\n{question}",
+        choices=rating_choices(ctx, link.token),
+        kind="answer",
+        item_id=item.id,
+    )
 
 
 @router.action("fwr")
@@ -205,7 +276,9 @@ async def rate(ctx: Context) -> Reply:
     if link.sharer_id == ctx.member.id:
         return Reply(text=_("You cannot rate your own forward."), kind="feedback")
     outcome = await _engage(ctx, link, "rating")
-    engagement = outcome.engagement or await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=f"m:{ctx.member.id}")
+    engagement = outcome.engagement or await ForwardEngagement.get_or_none(
+        item_id=link.item_id, recipient_key=f"m:{ctx.member.id}"
+    )
     if engagement is None or engagement.link_id != link.id:
         return Reply(text=_("Thanks! Someone else shared this answer with you first."), kind="feedback")
     if not await service.rate_forward(engagement, verdict == "1", rater_member_id=ctx.member.id):

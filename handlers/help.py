@@ -1,4 +1,5 @@
 """Welcome and help: what the service can do, in the member's language."""
+
 from __future__ import annotations
 
 import re
@@ -53,12 +54,17 @@ def help_reply(ctx: Context, *, welcome: bool = False) -> Reply:
     lines = []
     if welcome:
         lines.append(_("Welcome to EveryCSR! Everyone can be a customer service rep here."))
-    lines.append(_("Type your question (for example: how do I check my data balance), or send a business code such as CXLL."))
+    lines.append(
+        _("Type your question (for example: how do I check my data balance), or send a business code such as CXLL.")
+    )
     lines.append(_("You can also send:"))
     lines.extend(command_lines(ctx))
     return Reply(
         text="\n".join(lines),
-        choices=[Choice(label=_("Talk to a person"), action="human"), Choice(label=_("Choose your language"), action="lang:")],
+        choices=[
+            Choice(label=_("Talk to a person"), action="human"),
+            Choice(label=_("Choose your language"), action="lang:"),
+        ],
         kind="help",
     )
 

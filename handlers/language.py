@@ -1,4 +1,5 @@
 """The language command: the member picks zh_CN, zh_TW or en for every channel."""
+
 from __future__ import annotations
 
 from bot.core.i18n import LOCALE_NAMES, LOCALES, N_

@@ -1,4 +1,5 @@
 """/top 排行: the top 10 and the member's own rank, weekly, monthly or all-time."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -22,8 +23,14 @@ async def board_reply(ctx: Context, period: str) -> Reply:
         name, title = names.get(r.member_id, ("", ""))
         you = _(" (you)") if r.member_id == ctx.member.id else ""
         tag = f" [{_(title)}]" if title else ""
-        return _("%(rank)s. %(name)s%(title)s — %(points)s points%(you)s", rank=r.rank, name=name, title=tag,
-                 points=r.points, you=you)
+        return _(
+            "%(rank)s. %(name)s%(title)s — %(points)s points%(you)s",
+            rank=r.rank,
+            name=name,
+            title=tag,
+            points=r.points,
+            you=you,
+        )
 
     lines = [_("Leaderboard · %(period)s", period=_(PERIOD_NAMES[period]))]
     lines += [line(r) for r in st.top] or [_("No points earned yet in this period. Be the first!")]

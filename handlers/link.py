@@ -3,6 +3,7 @@ another channel), and 改名 / name (the display name others see).
 
 A proven phone number belongs to one member: typing its code links the asking account to the
 phone's member (merging the two when both exist, ``bot.core.identity.merge``)."""
+
 from __future__ import annotations
 
 import logging
@@ -43,15 +44,16 @@ async def _ask_instead(ctx: Context) -> Reply | list[Reply]:
 @router.command("bind", "绑定", "綁定", help="Link your accounts")
 async def bind(ctx: Context) -> Reply | list[Reply]:
     if ctx.incoming.meta.get("group"):  # a code shown or typed in a group is everyone's
-        return Reply(text=ctx._("For your account's safety, linking works only in a private chat with me."),
-                     kind="link")
+        return Reply(
+            text=ctx._("For your account's safety, linking works only in a private chat with me."), kind="link"
+        )
     args = ctx.args.strip()
     head, _sep, rest = args.partition(" ")
     if head.lower() in PHONE_WORDS:
         return await _send_phone_code(ctx, rest)
     for word in PHONE_WORDS:  # "绑定 手机13800138000"
         if head.lower().startswith(word) and len(head) > len(word):
-            return await _send_phone_code(ctx, head[len(word):] + rest)
+            return await _send_phone_code(ctx, head[len(word) :] + rest)
     if not args:
         return await _show_bind_code(ctx)
     if not _code_shaped(args):
@@ -74,8 +76,9 @@ async def rename(ctx: Context) -> Reply | list[Reply]:
         return Reply(text=_('Send "name" followed by the name others should see, e.g. "name Lily".'), kind="name")
     name = clean_nickname(raw)
     if name is None or (await moderation.screen(name)).action != "allow":
-        return Reply(text=_("Please choose a name of 1-16 characters, without links or special characters."),
-                     kind="name")
+        return Reply(
+            text=_("Please choose a name of 1-16 characters, without links or special characters."), kind="name"
+        )
     await Member.filter(id=ctx.member.id).update(nickname=name)
     ctx.member.nickname = name
     return Reply(text=_("Done: others now see you as %(name)s.", name=name), kind="name")
@@ -86,8 +89,10 @@ async def _send_phone_code(ctx: Context, raw: str) -> Reply:
     settings = ctx.services.settings
     phone = normalize_phone(raw.strip(), settings.sms_default_region) if raw.strip() else None
     if phone is None:
-        return Reply(text=_('Please send "bind phone" followed by your mobile number, e.g. "bind phone 13800138000".'),
-                     kind="link")
+        return Reply(
+            text=_('Please send "bind phone" followed by your mobile number, e.g. "bind phone 13800138000".'),
+            kind="link",
+        )
     if ctx.member.phone == phone and ctx.member.phone_verified_at is not None:
         return Reply(text=_("This number is already verified for you."), kind="link")
     if ctx.services.channels.get("sms") is None:
@@ -95,16 +100,33 @@ async def _send_phone_code(ctx: Context, raw: str) -> Reply:
     try:
         issued = await codes.issue_phone_code(settings.secret_key, ctx.member.id, ctx.account.id, phone)
     except codes.TooManyCodes:
-        return Reply(text=_("Too many codes were requested for this number or account. Please try again tomorrow."),
-                     kind="link")
-    text = _("Your EveryCSR code is %(code)s. Type \"bind %(code)s\" in the chat where you asked. "
-             "It expires in 10 minutes. If you did not ask for it, ignore this message.", code=issued.code)
-    await ctx.services.outbox.enqueue(Outgoing(
-        channel="sms", address=phone, reply=Reply(text=text, kind="otp"), member_id=None, purpose="reply",
-        idempotency_key=f"link-code:{issued.row.id}",
-    ), transcribe=False)
-    return Reply(text=_('We sent a 6-digit code to %(phone)s. Type "bind" and the code here or on any of your '
-                        'channels, e.g. "bind 123456".', phone=phone), kind="link")
+        return Reply(
+            text=_("Too many codes were requested for this number or account. Please try again tomorrow."), kind="link"
+        )
+    text = _(
+        'Your EveryCSR code is %(code)s. Type "bind %(code)s" in the chat where you asked. '
+        "It expires in 10 minutes. If you did not ask for it, ignore this message.",
+        code=issued.code,
+    )
+    await ctx.services.outbox.enqueue(
+        Outgoing(
+            channel="sms",
+            address=phone,
+            reply=Reply(text=text, kind="otp"),
+            member_id=None,
+            purpose="reply",
+            idempotency_key=f"link-code:{issued.row.id}",
+        ),
+        transcribe=False,
+    )
+    return Reply(
+        text=_(
+            'We sent a 6-digit code to %(phone)s. Type "bind" and the code here or on any of your '
+            'channels, e.g. "bind 123456".',
+            phone=phone,
+        ),
+        kind="link",
+    )
 
 
 async def _show_bind_code(ctx: Context) -> Reply:
@@ -113,8 +135,14 @@ async def _show_bind_code(ctx: Context) -> Reply:
         issued = await codes.issue_bind_code(ctx.services.settings.secret_key, ctx.member.id, ctx.account.id)
     except codes.TooManyCodes:
         return Reply(text=_("Too many codes were requested for this account. Please try again tomorrow."), kind="link")
-    return Reply(text=_('Your link code is %(code)s. On your other channel (WeChat, Telegram, SMS or web chat), send '
-                        '"bind %(code)s" within 10 minutes to make them one account.', code=issued.code), kind="link")
+    return Reply(
+        text=_(
+            "Your link code is %(code)s. On your other channel (WeChat, Telegram, SMS or web chat), send "
+            '"bind %(code)s" within 10 minutes to make them one account.',
+            code=issued.code,
+        ),
+        kind="link",
+    )
 
 
 async def _redeem(ctx: Context, raw: str) -> Reply:
@@ -124,19 +152,24 @@ async def _redeem(ctx: Context, raw: str) -> Reply:
     if codes.looks_like_phone_code(raw):
         row = await codes.redeem_phone_code(settings.secret_key, ctx.member.id, raw)
         if row is None:
-            return Reply(text=_("That code is wrong or has expired. Send \"bind phone\" and your number for a new one."),
-                         kind="link")
+            return Reply(
+                text=_('That code is wrong or has expired. Send "bind phone" and your number for a new one.'),
+                kind="link",
+            )
         return await _phone_proven(ctx, row.phone or "")
     if codes.looks_like_bind_code(raw):
         if await ctx.services.limiter.reserve(f"link:tries:{ctx.member.id}", 5 / 3600, 5) > 0:
             return Reply(text=_("Too many tries. Please wait an hour and try again."), kind="link")
         row = await codes.redeem_bind_code(settings.secret_key, raw)
         if row is None:
-            return Reply(text=_("That code is wrong or has expired. Send \"bind\" on your other channel for a new one."),
-                         kind="link")
+            return Reply(
+                text=_('That code is wrong or has expired. Send "bind" on your other channel for a new one.'),
+                kind="link",
+            )
         return await _ask_to_link(ctx, row.member_id, via="bind")
-    return Reply(text=_('Send "bind" to get a link code, or "bind phone" and your number to verify your phone.'),
-                 kind="link")
+    return Reply(
+        text=_('Send "bind" to get a link code, or "bind phone" and your number to verify your phone.'), kind="link"
+    )
 
 
 def _code_shaped(raw: str) -> bool:
@@ -156,8 +189,9 @@ async def _phone_proven(ctx: Context, phone: str) -> Reply:
         if owner_id != ctx.member.id:
             return await _ask_to_link(ctx, owner_id, via="phone", phone=phone)
     if not await _set_phone(ctx.member.id, phone):
-        return Reply(text=_("Sorry, this number could not be verified for you. Please contact customer service."),
-                     kind="link")
+        return Reply(
+            text=_("Sorry, this number could not be verified for you. Please contact customer service."), kind="link"
+        )
     return Reply(text=_("Your phone number %(phone)s is verified.", phone=phone), kind="link")
 
 
@@ -187,11 +221,18 @@ async def _ask_to_link(ctx: Context, other_id: int, *, via: str, phone: str = ""
     if other_id == ctx.member.id:
         return Reply(text=_("These accounts are already linked."), kind="link")
     other = await Member.get(id=other_id)
-    ctx.state[CONFIRM_KEY] = {"other": other_id, "via": via, "phone": phone,
-                              "until": datetime.now(timezone.utc).timestamp() + CONFIRM_SECONDS}
+    ctx.state[CONFIRM_KEY] = {
+        "other": other_id,
+        "via": via,
+        "phone": phone,
+        "until": datetime.now(timezone.utc).timestamp() + CONFIRM_SECONDS,
+    }
     return Reply(
-        text=_("This joins your account with the account of %(name)s: your channels, points and history become "
-               "one account. Only confirm if that account is yours.", name=display_name(other, _)),
+        text=_(
+            "This joins your account with the account of %(name)s: your channels, points and history become "
+            "one account. Only confirm if that account is yours.",
+            name=display_name(other, _),
+        ),
         choices=[Choice(label=_("Yes, it is mine: link"), action="lnk:ok"), Choice(label=_("Cancel"), action="lnk:no")],
         kind="link",
     )
@@ -230,6 +271,11 @@ async def _link(ctx: Context, other_id: int, *, via: str, target_is_other: bool 
         await merger.merge(source, target, via=via, actor=f"member:{me}")
     except MergeError:
         log.info("link refused: member %s and %s", source, target)
-        return Reply(text=_("These accounts belong to different verified phone numbers and cannot be linked here. "
-                            "Please contact customer service."), kind="link")
+        return Reply(
+            text=_(
+                "These accounts belong to different verified phone numbers and cannot be linked here. "
+                "Please contact customer service."
+            ),
+            kind="link",
+        )
     return Reply(text=_("Linked! Your channels now share one account: one history, one points balance."), kind="link")

@@ -4,6 +4,7 @@ A middleware, so it sees every handler's answer; it runs inside the agent-owners
 middleware (registered after it) and never breaks an answer: a failure is logged and
 the answer goes out without the offer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,13 @@ async def offers_middleware(ctx: Context, call_next) -> list[Reply]:  # type: ig
     try:
         item = await ctx.services.kb.get(target.item_id)  # type: ignore[arg-type]
         octx = await build_context(
-            ctx.member, channel=ctx.channel, locale=ctx.locale,
-            question=str(ctx.state.get("last_query") or ctx.text), item_id=target.item_id,
-            category=item.category if item else "", state=ctx.state,
+            ctx.member,
+            channel=ctx.channel,
+            locale=ctx.locale,
+            question=str(ctx.state.get("last_query") or ctx.text),
+            item_id=target.item_id,
+            category=item.category if item else "",
+            state=ctx.state,
             ticket=ctx.extra.get("live_ticket", UNKNOWN),
         )
         await offer_for_answer(ctx.member, target, octx, ctx.services.settings)
@@ -47,13 +52,16 @@ async def accept_offer(ctx: Context) -> Reply:
     if followed is None:
         return Reply(text=ctx._("Sorry, this offer is no longer available."), kind="error")
     if not followed.new:
-        return Reply(text=ctx._("We already have your request for %(title)s.", title=followed.offer.title),
-                     kind="offer_accept")
+        return Reply(
+            text=ctx._("We already have your request for %(title)s.", title=followed.offer.title), kind="offer_accept"
+        )
     hook = ctx.services.extras.get("on_offer_accept")
     if hook:
         await hook(ctx, followed.offer)
     return Reply(
-        text=ctx._("Thank you! We have received your request for %(title)s and will confirm it by message.",
-                   title=followed.offer.title),
+        text=ctx._(
+            "Thank you! We have received your request for %(title)s and will confirm it by message.",
+            title=followed.offer.title,
+        ),
         kind="offer_accept",
     )

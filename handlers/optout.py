@@ -5,6 +5,7 @@ TD, 退订, STOP, UNSUBSCRIBE opt the member out of everything they did not ask 
 change is stored on the member and audited (:mod:`community.consent`); the outbox
 suppresses unsolicited messages for opted-out members, so every sender honours it.
 """
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -21,7 +22,7 @@ MAX_CODES = 30
 
 
 async def _not_a_keyword(ctx: Context) -> Reply | list[Reply] | None:
-    """"退订 彩铃" asks about a service, it is not a global opt-out: search instead."""
+    """ "退订 彩铃" asks about a service, it is not a global opt-out: search instead."""
     fallback = ctx.services.pipeline.router.find_fallback() if ctx.services.pipeline else None
     if fallback is None:
         return None
@@ -79,7 +80,9 @@ async def help_cmd(ctx: Context) -> Reply:
     """On SMS: the business codes; elsewhere the general help (one implementation)."""
     if ctx.channel != SMS:
         return help_reply(ctx)
-    lines = [ctx._("Send 人工 for a person, TD to unsubscribe."),
-             ctx._("Send a code (for example CXLL), or just type your question:")]
+    lines = [
+        ctx._("Send 人工 for a person, TD to unsubscribe."),
+        ctx._("Send a code (for example CXLL), or just type your question:"),
+    ]
     lines += [f"{code} {title}" for code, title in await sms_codes(ctx.locale)]
     return Reply(text="\n".join(lines), kind="help")

@@ -1,4 +1,5 @@
 """The community from any channel: post a question, browse, answer, vote, accept."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -17,14 +18,26 @@ LIST_SIZE = 5
 def _post_result(ctx: Context, posted: qa.Posted) -> Reply:
     _ = ctx._
     if posted.status is Status.BLOCKED:
-        return Reply(text=_("Sorry, your question could not be posted because it contains words our community does not allow. Please rephrase it."), kind="moderation")
+        return Reply(
+            text=_(
+                "Sorry, your question could not be posted because it contains words our community does not allow. Please rephrase it."
+            ),
+            kind="moderation",
+        )
     q = posted.question
     assert q is not None
     if posted.status is Status.HELD:
-        return Reply(text=_("Thanks! Your question %(code)s will appear in the community after a quick review.", code=q.code), kind="post")
+        return Reply(
+            text=_("Thanks! Your question %(code)s will appear in the community after a quick review.", code=q.code),
+            kind="post",
+        )
     minutes = int(ctx.services.settings.qa_deadline_minutes)
     return Reply(
-        text=_("Your question is posted to the community as %(code)s. You will be notified here when someone answers. If it is not settled within %(minutes)s minutes, a service agent will take over.", code=q.code, minutes=minutes),
+        text=_(
+            "Your question is posted to the community as %(code)s. You will be notified here when someone answers. If it is not settled within %(minutes)s minutes, a service agent will take over.",
+            code=q.code,
+            minutes=minutes,
+        ),
         choices=[Choice(label=_("Talk to a person now"), action="human")],
         cards=[Card(title=q.code, url=qa.question_url(ctx.services, q.code))],
         kind="post",
@@ -34,8 +47,9 @@ def _post_result(ctx: Context, posted: qa.Posted) -> Reply:
 async def _post(ctx: Context, text: str) -> Reply:
     ctx.state.pop("await", None)
     failed = await UnansweredQuestion.filter(member_id=ctx.member.id, text=text[:2000]).order_by("-id").first()
-    posted = await qa.post_question(ctx.services, ctx.member.id, ctx.channel, text, locale=ctx.locale,
-                                    unanswered_id=failed.id if failed else None)
+    posted = await qa.post_question(
+        ctx.services, ctx.member.id, ctx.channel, text, locale=ctx.locale, unanswered_id=failed.id if failed else None
+    )
     if posted.question is not None:
         ctx.state["last_question"] = posted.question.code
     return _post_result(ctx, posted)
@@ -69,7 +83,10 @@ async def post_text(ctx: Context) -> Reply:
 async def list_questions(ctx: Context) -> Reply:
     rows = await qa.open_questions(LIST_SIZE, exclude_member=ctx.member.id)
     if not rows:
-        return Reply(text=ctx._("There are no open community questions right now. Thank you for offering to help!"), kind="questions")
+        return Reply(
+            text=ctx._("There are no open community questions right now. Thank you for offering to help!"),
+            kind="questions",
+        )
     return Reply(
         text=ctx._("Open questions from other members. Pick one to answer it:"),
         choices=[Choice(label=f"{q.code}: {q.text[:40]}", action=f"ans:{q.code}") for q in rows],
@@ -87,10 +104,15 @@ async def _show(ctx: Context, code: str, *, to_answer: bool) -> Reply:
         lines.append(ctx._("Answer (%(n)s helpful): %(text)s", n=a.helpful_count, text=a.text))
     choices: list[Choice] = []
     if q.member_id == ctx.member.id:
-        choices = [Choice(label=ctx._("Accept: %(text)s", text=a.text[:30]), action=f"acc:{a.id}")
-                   for a in answers[:3] if q.status in ("open", "ticketed")]
+        choices = [
+            Choice(label=ctx._("Accept: %(text)s", text=a.text[:30]), action=f"acc:{a.id}")
+            for a in answers[:3]
+            if q.status in ("open", "ticketed")
+        ]
     else:
-        choices = [Choice(label=ctx._("👍 Helpful: %(text)s", text=a.text[:30]), action=f"vote:{a.id}") for a in answers[:3]]
+        choices = [
+            Choice(label=ctx._("👍 Helpful: %(text)s", text=a.text[:30]), action=f"vote:{a.id}") for a in answers[:3]
+        ]
         if to_answer and q.status in ("open", "ticketed"):
             ctx.state["await"] = "answer"
             ctx.state["answer_q"] = q.code
@@ -172,7 +194,13 @@ async def helper_command(ctx: Context) -> Reply:
     if off:
         return Reply(text=ctx._("OK, you will no longer receive help requests."), kind="helper")
     limit = ctx.services.settings.qa_helper_daily_limit
-    return Reply(text=ctx._("Thank you! We will send you questions you may know, at most %(n)s a day. Send “helper off” to stop.", n=limit), kind="helper")
+    return Reply(
+        text=ctx._(
+            "Thank you! We will send you questions you may know, at most %(n)s a day. Send “helper off” to stop.",
+            n=limit,
+        ),
+        kind="helper",
+    )
 
 
 @router.command("answer", "回答", help=N_("Answer a community question: %(word)s CODE followed by your answer"))

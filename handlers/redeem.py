@@ -3,6 +3,7 @@
 Redeeming needs a verified phone, and phone credit or data goes to that number only: the
 member is never asked for one. The balance is checked before anything is asked, and only
 redeemable points count (pending points are shown, not spent)."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -19,7 +20,9 @@ ERRORS = {
     "out_of_stock": N_("Sorry, that reward is out of stock."),
     "limit": N_("You have already redeemed this reward as often as allowed."),
     "insufficient": N_("You do not have enough points for this reward yet."),
-    "unverified": N_("Redeeming points needs a verified mobile number: send “bind phone” (绑定手机) to verify yours, then try again. Phone credit only ever goes to that number."),
+    "unverified": N_(
+        "Redeeming points needs a verified mobile number: send “bind phone” (绑定手机) to verify yours, then try again. Phone credit only ever goes to that number."
+    ),
 }
 
 
@@ -33,14 +36,19 @@ async def menu(ctx: Context) -> Reply:
     pending = _(" (%(pending)s more pending)", pending=bal.held) if bal.held else ""
     rewards = await catalogue()
     if not rewards:
-        return Reply(text=_("There are no rewards to redeem right now. Your points: %(balance)s", balance=bal.balance) + pending,
-                     kind="redeem")
+        return Reply(
+            text=_("There are no rewards to redeem right now. Your points: %(balance)s", balance=bal.balance) + pending,
+            kind="redeem",
+        )
     lines = [_("Your points: %(balance)s. Choose a reward:", balance=bal.balance) + pending]
     if await verified_phone(ctx.member.id) is None:
         lines.append(_(ERRORS["unverified"]))
     return Reply(
         text="\n".join(lines),
-        choices=[Choice(label=_("%(name)s — %(cost)s points", name=r.name, cost=r.cost), action=f"rd:{r.id}") for r in rewards[:8]],
+        choices=[
+            Choice(label=_("%(name)s — %(cost)s points", name=r.name, cost=r.cost), action=f"rd:{r.id}")
+            for r in rewards[:8]
+        ],
         kind="redeem",
     )
 
@@ -53,11 +61,22 @@ async def _redeem(ctx: Context, reward: Reward) -> Reply:
         return Reply(text=_(ERRORS[err.code]), kind="redeem")
     bal = await ledger.balance_of(ctx.member.id)
     if reward.kind == "gift":
-        text = _("Redeemed %(name)s for %(cost)s points (order %(order)s). Our team will contact you to deliver it. Points left: %(balance)s",
-                 name=reward.name, cost=r.cost, order=r.id, balance=bal.balance)
+        text = _(
+            "Redeemed %(name)s for %(cost)s points (order %(order)s). Our team will contact you to deliver it. Points left: %(balance)s",
+            name=reward.name,
+            cost=r.cost,
+            order=r.id,
+            balance=bal.balance,
+        )
     else:
-        text = _("Redeemed %(name)s for %(cost)s points (order %(order)s); it is on its way to %(phone)s. If it fails, your points come back. Points left: %(balance)s",
-                 name=reward.name, cost=r.cost, order=r.id, phone=masked(r.phone), balance=bal.balance)
+        text = _(
+            "Redeemed %(name)s for %(cost)s points (order %(order)s); it is on its way to %(phone)s. If it fails, your points come back. Points left: %(balance)s",
+            name=reward.name,
+            cost=r.cost,
+            order=r.id,
+            phone=masked(r.phone),
+            balance=bal.balance,
+        )
     return Reply(text=text, kind="redeem")
 
 

@@ -1,4 +1,5 @@
 """Reply builders shared by handlers, so every path shows an item the same way."""
+
 from __future__ import annotations
 
 from bot.core.messages import Choice, Reply

@@ -3,6 +3,7 @@
 Handlers are registered by command word, action prefix, channel event or awaited
 conversation state; outer middlewares (moderation, agent ownership) wrap dispatch.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ with a reason and answers nothing: nothing more can or should be sent there. A c
 menu ``click`` carries a key that is an action (``kb:12``, ``human``) or a command word
 (``帮助``); it is routed as if the member had tapped that button or typed that word.
 """
+
 from __future__ import annotations
 
 from bot.core.models import ChannelAccount

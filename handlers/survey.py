@@ -1,4 +1,5 @@
 """The one-question satisfaction survey after a ticket closes: a 1–5 answer."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,10 @@ def _thanks(ctx: Context, score: int, ticket_id: int | None = None) -> Reply:
     """Thanks, with an optional "add a comment" button (a comment is never assumed: the
     member's next message may well be a new question)."""
     if score <= 2:
-        text = ctx._("Thank you for rating us %(score)s. We are sorry we fell short; your feedback goes to our service team.", score=score)
+        text = ctx._(
+            "Thank you for rating us %(score)s. We are sorry we fell short; your feedback goes to our service team.",
+            score=score,
+        )
     else:
         text = ctx._("Thank you for rating us %(score)s!", score=score)
     choices = [Choice(label=ctx._("Add a comment"), action=f"svc:{ticket_id}")] if ticket_id else []
@@ -50,7 +54,7 @@ async def survey_button(ctx: Context) -> Reply:
 
 @router.action("svc")
 async def comment_button(ctx: Context) -> Reply:
-    """"Add a comment" after a score: the next message is the comment."""
+    """ "Add a comment" after a score: the next message is the comment."""
     if not ctx.args.isdigit():
         return Reply(text=ctx._("Sorry, I did not understand that button."), kind="error")
     ctx.state["await"] = COMMENT_STATE

@@ -9,6 +9,7 @@ lost the key and another took it). When the holder dies its lease lapses within
 no session, so an SMSC that allows a single bind per account is never refused, and MO
 texts all arrive on one session.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,7 +70,9 @@ class BindLease:
 
 
 async def hold_bind(
-    lease: BindLease, bind: Callable[[], Awaitable[None]], unbind: Callable[[], Awaitable[None]],
+    lease: BindLease,
+    bind: Callable[[], Awaitable[None]],
+    unbind: Callable[[], Awaitable[None]],
 ) -> None:
     """Bind while holding the lease, until cancelled (then unbind and release)."""
     beat = lease.lease_ms / 3000

@@ -5,6 +5,7 @@ Inbound texts become :class:`Incoming` (``channel="sms"``, ``user`` = E.164 numb
 Twilio answers go back as TwiML when they fit ``sms_max_segments``, otherwise through
 the outbox and the REST API; SMPP answers always go through the outbox.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -121,7 +122,11 @@ async def answer(services: ChannelServices, incoming: Incoming, replies: list[Re
     for i, reply in enumerate(r for r in replies if continuation.render(r, _).strip()):
         await services.outbox.enqueue(
             Outgoing(
-                channel=CHANNEL, address=incoming.user, reply=reply, member_id=member_id, purpose="reply",
+                channel=CHANNEL,
+                address=incoming.user,
+                reply=reply,
+                member_id=member_id,
+                purpose="reply",
                 idempotency_key=f"sms:{key}:{i}" if key else None,
             ),
             transcribe=False,
@@ -195,15 +200,21 @@ async def handle_deliver_sm(services: ChannelServices, runtime: SmsRuntime, pdu:
 # --- wiring --------------------------------------------------------------------------------
 def smpp_config(settings: Settings) -> SmppConfig:
     return SmppConfig(
-        host=settings.smpp_host, port=settings.smpp_port, system_id=settings.smpp_system_id,
-        password=settings.smpp_password, source_addr=phone.to_smpp(settings.sms_from) if settings.sms_from.startswith("+") else settings.sms_from,
+        host=settings.smpp_host,
+        port=settings.smpp_port,
+        system_id=settings.smpp_system_id,
+        password=settings.smpp_password,
+        source_addr=phone.to_smpp(settings.sms_from) if settings.sms_from.startswith("+") else settings.sms_from,
         rate=settings.sms_rate_per_second,
     )
 
 
-async def _start_smpp(app: web.Application, services: ChannelServices, runtime: SmsRuntime, settings: Settings) -> SmppProvider:
+async def _start_smpp(
+    app: web.Application, services: ChannelServices, runtime: SmsRuntime, settings: Settings
+) -> SmppProvider:
     """The SMPP session: bound at once in the embedded mode; with Redis, by the one sending
     process that holds the account's bind lease (web workers never bind)."""
+
     async def on_deliver(pdu: DeliverSm) -> None:
         await handle_deliver_sm(services, runtime, pdu)
 
@@ -244,8 +255,12 @@ def setup(app: web.Application, settings: Settings) -> None:
             runtime.http = aiohttp.ClientSession()
             callback = f"{settings.public_url.rstrip('/')}/sms/status" if settings.public_url else ""
             client = TwilioClient(
-                runtime.http, api_base=settings.sms_api_base, account_sid=settings.sms_account_sid,
-                auth_token=settings.sms_auth_token, sender=settings.sms_from, status_callback=callback,
+                runtime.http,
+                api_base=settings.sms_api_base,
+                account_sid=settings.sms_account_sid,
+                auth_token=settings.sms_auth_token,
+                sender=settings.sms_from,
+                status_callback=callback,
             )
             provider: TwilioProvider | SmppProvider = TwilioProvider(client)
         else:

@@ -8,6 +8,7 @@ member's state, answering the choice with the next page) is ``handlers.continuat
 Because the choice is an ordinary :class:`~bot.core.messages.Choice`, the pipeline keeps
 it pending and a later digit maps back.
 """
+
 from __future__ import annotations
 
 from bot.core.i18n import Gettext
@@ -63,8 +64,12 @@ def fit(reply: Reply, _: Gettext, max_segments: int) -> tuple[Reply, Reply | Non
 
     if not fits(1, keep_choices, cards):
         # the options leave no room for text (pathological): plain cut, no second page
-        return Reply(text=shorten_text(render(reply, _), max_segments), kind=reply.kind,
-                     item_id=reply.item_id, confidence=reply.confidence), None
+        return Reply(
+            text=shorten_text(render(reply, _), max_segments),
+            kind=reply.kind,
+            item_id=reply.item_id,
+            confidence=reply.confidence,
+        ), None
     lo, hi = 1, len(reply.text)
     while lo < hi:  # the longest prefix that fits (at least one character: pages progress)
         mid = (lo + hi + 1) // 2
@@ -75,10 +80,16 @@ def fit(reply: Reply, _: Gettext, max_segments: int) -> tuple[Reply, Reply | Non
     cut = _cut_point(reply.text, lo) or lo
     head = Reply(
         text=reply.text[:cut].rstrip() + ellipsis,
-        choices=keep_choices, cards=cards, kind=reply.kind, item_id=reply.item_id, confidence=reply.confidence,
+        choices=keep_choices,
+        cards=cards,
+        kind=reply.kind,
+        item_id=reply.item_id,
+        confidence=reply.confidence,
     )
     rest = Reply(  # the original options come back with the last page
-        text=reply.text[cut:].lstrip(), choices=list(reply.choices), kind=reply.kind, item_id=reply.item_id,
+        text=reply.text[cut:].lstrip(),
+        choices=list(reply.choices),
+        kind=reply.kind,
+        item_id=reply.item_id,
     )
     return head, rest
-

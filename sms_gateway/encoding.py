@@ -6,6 +6,7 @@ never falls inside an escape pair or a surrogate pair, characters outside GSM 03
 (the backtick included) switch the whole message to UCS-2, and every part fits the
 140-octet TP-UD including its user data header.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,7 +22,18 @@ GSM_BASIC = (
 )
 assert len(GSM_BASIC) == 128
 ESC = 0x1B
-GSM_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D, "]": 0x3E, "|": 0x40, "€": 0x65}
+GSM_EXTENSION = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 
 _ENC_BASIC = {ch: i for i, ch in enumerate(GSM_BASIC) if i != ESC}
 _DEC_EXT = {v: k for k, v in GSM_EXTENSION.items()}
@@ -214,9 +226,7 @@ def segment(text: str, ref: int) -> list[Segment]:
     enc = encode_gsm if p.data_coding == DC_GSM else encode_ucs2
     if p.count == 1:
         return [Segment(b"", enc(p.parts[0]), p.data_coding, p.parts[0])]
-    return [
-        Segment(concat_udh(ref, p.count, i), enc(t), p.data_coding, t) for i, t in enumerate(p.parts, 1)
-    ]
+    return [Segment(concat_udh(ref, p.count, i), enc(t), p.data_coding, t) for i, t in enumerate(p.parts, 1)]
 
 
 # --- inbound -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ parts and the data coding, added to and completed in one Lua script (the process
 adds the last part gets the whole text, exactly once), expiring like the in-process
 :class:`sms_gateway.encoding.Reassembler` used without Redis.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

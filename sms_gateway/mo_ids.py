@@ -11,6 +11,7 @@ id the pipeline would take it for a new message and answer twice. The id is:
   transcript (the store forgot it: a restart); a text repeated after the window is a new
   message, so a member's deliberate repeat a minute later is answered again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,13 +45,22 @@ async def mo_msg_id(services: ChannelServices, user: str, text: str, receipted_i
 
 async def _recent(user: str, text: str, window: float) -> str | None:
     """The id of the same text from the same sender recorded within the window."""
-    member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=user).first().values_list(
-        "member_id", flat=True
+    member_id = (
+        await ChannelAccount.filter(channel=CHANNEL, external_id=user).first().values_list("member_id", flat=True)
     )
     if member_id is None:
         return None
     since = datetime.now(timezone.utc) - timedelta(seconds=window)
-    found = await TranscriptEntry.filter(
-        member_id=member_id, channel=CHANNEL, direction="in", text=text, created_at__gte=since,
-    ).order_by("-id").first().values_list("msg_id", flat=True)
+    found = (
+        await TranscriptEntry.filter(
+            member_id=member_id,
+            channel=CHANNEL,
+            direction="in",
+            text=text,
+            created_at__gte=since,
+        )
+        .order_by("-id")
+        .first()
+        .values_list("msg_id", flat=True)
+    )
     return str(found) if found else None

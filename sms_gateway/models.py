@@ -1,4 +1,5 @@
 """Per-part records of SMPP submissions, so a delivery receipt for any part finds its message."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ class SmsPart(Model):
 
     id = fields.BigIntField(primary_key=True)
     outbox: fields.ForeignKeyRelation[OutboxMessage] = fields.ForeignKeyField(
-        "models.OutboxMessage", related_name="sms_parts", on_delete=fields.CASCADE)
+        "models.OutboxMessage", related_name="sms_parts", on_delete=fields.CASCADE
+    )
     outbox_id: int
     provider = fields.CharField(max_length=16, default="smpp")
     message_id = fields.CharField(max_length=96, db_index=True)  # SMSC message_id

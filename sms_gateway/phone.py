@@ -1,4 +1,5 @@
 """Phone numbers in, E.164 out: every SMS address passes through here before use."""
+
 from __future__ import annotations
 
 import phonenumbers

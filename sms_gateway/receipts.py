@@ -1,4 +1,5 @@
 """Delivery receipts -> ``OutboxMessage.delivery_status`` (and the reason when it failed)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,9 +12,22 @@ log = logging.getLogger(__name__)
 
 # later states win; a late "sent" never overwrites "delivered"
 RANK = {
-    "": 0, "scheduled": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "enroute": 3,
-    "unknown": 4, "delivered": 5, "undelivered": 5, "failed": 5, "expired": 5, "rejected": 5,
-    "deleted": 5, "canceled": 5, "read": 6,
+    "": 0,
+    "scheduled": 0,
+    "accepted": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "enroute": 3,
+    "unknown": 4,
+    "delivered": 5,
+    "undelivered": 5,
+    "failed": 5,
+    "expired": 5,
+    "rejected": 5,
+    "deleted": 5,
+    "canceled": 5,
+    "read": 6,
 }
 FAILED = {"undelivered", "failed", "expired", "rejected", "deleted", "canceled", "unknown"}
 

@@ -1,4 +1,5 @@
 """The "sms" ChannelSender: renders a Reply, checks the number, sends via the provider."""
+
 from __future__ import annotations
 
 import logging

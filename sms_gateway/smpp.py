@@ -11,6 +11,7 @@ A deliver_sm is acknowledged only once ``on_deliver`` has handled it (for a memb
 text: the pipeline recorded it): ESME_ROK then, ESME_RX_T_APPN if handling raised, so
 the SMSC keeps the message and delivers it again instead of it being lost.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,11 +45,24 @@ PERMANENT_STATUSES = {0x01, 0x0A, 0x0B, 0x33, 0x42, 0x43, 0x44, 0x48, 0x49, 0x50
 TRANSIENT_STATUSES = {ESME_RMSGQFUL, ESME_RTHROTTLED}
 
 DLR_STATES = {  # message_state TLV values (SMPP 3.4 §5.2.28)
-    1: "enroute", 2: "delivered", 3: "expired", 4: "deleted", 5: "undelivered", 6: "accepted", 7: "unknown", 8: "rejected",
+    1: "enroute",
+    2: "delivered",
+    3: "expired",
+    4: "deleted",
+    5: "undelivered",
+    6: "accepted",
+    7: "unknown",
+    8: "rejected",
 }
 DLR_STAT_WORDS = {
-    "ENROUTE": "enroute", "DELIVRD": "delivered", "EXPIRED": "expired", "DELETED": "deleted",
-    "UNDELIV": "undelivered", "ACCEPTD": "accepted", "UNKNOWN": "unknown", "REJECTD": "rejected",
+    "ENROUTE": "enroute",
+    "DELIVRD": "delivered",
+    "EXPIRED": "expired",
+    "DELETED": "deleted",
+    "UNDELIV": "undelivered",
+    "ACCEPTD": "accepted",
+    "UNKNOWN": "unknown",
+    "REJECTD": "rejected",
 }
 FAILED_STATES = {"expired", "deleted", "undelivered", "rejected", "unknown"}
 _DLR_RE = re.compile(r"id:(?P<id>\S+).*?stat:(?P<stat>\w+)(?:.*?err:(?P<err>\w+))?", re.I | re.S)
@@ -203,7 +217,9 @@ class SmppEsme:
     """One transceiver session to the SMSC, kept bound for the process's lifetime."""
 
     def __init__(
-        self, config: SmppConfig, *,
+        self,
+        config: SmppConfig,
+        *,
         on_deliver: Callable[[DeliverSm], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
@@ -272,8 +288,9 @@ class SmppEsme:
             try:
                 client = await self._run(self._connect_and_bind)
             except Exception as exc:
-                log.warning("SMPP bind to %s:%s failed: %s; retrying in %.1fs",
-                            self.config.host, self.config.port, exc, delay)
+                log.warning(
+                    "SMPP bind to %s:%s failed: %s; retrying in %.1fs", self.config.host, self.config.port, exc, delay
+                )
                 await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
                 delay = min(delay * 2, self.config.reconnect_max)
                 continue
@@ -358,7 +375,8 @@ class SmppEsme:
                         destination_addr=_text(pdu.destination_addr),
                         esm_class=int(pdu.esm_class or 0),
                         data_coding=int(pdu.data_coding or 0),
-                        short_message=bytes(pdu.short_message or b"") or bytes(getattr(pdu, "message_payload", None) or b""),
+                        short_message=bytes(pdu.short_message or b"")
+                        or bytes(getattr(pdu, "message_payload", None) or b""),
                         receipted_message_id=_text(getattr(pdu, "receipted_message_id", None)) or None,
                         message_state=getattr(pdu, "message_state", None),
                         sequence=int(pdu.sequence),
@@ -436,8 +454,9 @@ class SmppEsme:
             await asyncio.to_thread(self._send_deliver_sm_resp, client, sequence, status)
         except (smpp_exc.ConnectionError, smpp_exc.PDUError, OSError) as exc:
             # the session went away meanwhile: the SMSC never got the resp and redelivers
-            log.warning("deliver_sm_resp 0x%08X for sequence %d not sent (%r); the SMSC will redeliver",
-                        status, sequence, exc)
+            log.warning(
+                "deliver_sm_resp 0x%08X for sequence %d not sent (%r); the SMSC will redeliver", status, sequence, exc
+            )
             return
         if status != ESME_ROK:
             self.stats.deliver_temp_errors += 1
@@ -458,9 +477,13 @@ class SmppEsme:
                     source_addr_ton=5 if self.config.source_addr and not self.config.source_addr.isdigit() else 1,
                     source_addr_npi=0 if self.config.source_addr and not self.config.source_addr.isdigit() else 1,
                     source_addr=self.config.source_addr,
-                    dest_addr_ton=ton, dest_addr_npi=1, destination_addr=destination,
-                    esm_class=seg.esm_class, data_coding=seg.data_coding,
-                    registered_delivery=1, short_message=seg.short_message,
+                    dest_addr_ton=ton,
+                    dest_addr_npi=1,
+                    destination_addr=destination,
+                    esm_class=seg.esm_class,
+                    data_coding=seg.data_coding,
+                    registered_delivery=1,
+                    short_message=seg.short_message,
                 )
                 try:
                     await asyncio.get_running_loop().run_in_executor(

@@ -1,4 +1,5 @@
 """Twilio-compatible HTTP provider: webhook signatures, TwiML, and the Messages REST API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,15 @@ class TwilioClient:
     """``POST {api_base}/2010-04-01/Accounts/{sid}/Messages.json`` with basic auth."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, *, api_base: str, account_sid: str, auth_token: str,
-        sender: str, status_callback: str = "", timeout: float = 15.0,
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_base: str,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        status_callback: str = "",
+        timeout: float = 15.0,
     ) -> None:
         self.session = session
         self.url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"

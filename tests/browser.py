@@ -1,4 +1,5 @@
 """Headless Chromium (Debian's package) for browser tests, and an app served on a real port."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,15 @@ from aiohttp import web
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # flags that keep Chromium off the closed network here (no background fetches, no updates)
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),

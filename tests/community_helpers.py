@@ -1,4 +1,5 @@
 """Shared helpers for the community / inbox tests: chatting, staff login, CSRF tokens."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,9 @@ async def chat(client: Any, user: str, **body: Any) -> list[dict]:
 
 async def staff_login(client: Any, username: str, roles: list[str]) -> None:
     await create_staff(username, PASSWORD, roles)
-    resp = await client.post("/login", data={"username": username, "password": PASSWORD, "next": "/staff"},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/login", data={"username": username, "password": PASSWORD, "next": "/staff"}, allow_redirects=False
+    )
     assert resp.status == 302, await resp.text()
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: an app on a fresh SQLite database, and a client for it."""
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,22 @@ async def services(client: TestClient):  # type: ignore[no-untyped-def]
 
 
 # fixtures that build and start the whole app, drive a browser or start real servers
-APP_FIXTURES = frozenset({"client", "services", "app", "browser", "page", "live_server", "redis_server", "redis_url",
-                          "fresh_redis_url", "postgres_cluster", "postgres_url", "fresh_postgres_url"})
+APP_FIXTURES = frozenset(
+    {
+        "client",
+        "services",
+        "app",
+        "browser",
+        "page",
+        "live_server",
+        "redis_server",
+        "redis_url",
+        "fresh_redis_url",
+        "postgres_cluster",
+        "postgres_url",
+        "fresh_postgres_url",
+    }
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -98,6 +113,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     properties)."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if not names & APP_FIXTURES and not item.get_closest_marker("browser") \
-                and not item.get_closest_marker("services"):
+        if (
+            not names & APP_FIXTURES
+            and not item.get_closest_marker("browser")
+            and not item.get_closest_marker("services")
+        ):
             item.add_marker(pytest.mark.unit)

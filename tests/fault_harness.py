@@ -18,6 +18,7 @@ the inbound row), and each reply delivered once: Telegram sendMessage calls, WeC
 passive answer accepted plus customer-service sends, SMS TwiML accepted plus API sends,
 web replies in the answer the client accepted.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,8 +48,16 @@ from tests.fixtures_services import free_port
 WECHAT_TOKEN, WECHAT_APPID = "faulttoken", "wxfault000000001"
 WECHAT_AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 TG_SECRET, PUBLIC, WEB_SECRET = "fault-secret", "http://faults.local", "fault-web-secret"
-QUESTIONS = ["我的流量还剩多少，怎么查？", "话费余额怎么查", "宽带坏了怎么办", "how do I check my data balance",
-             "CXLL", "怎么办理5G套餐", "积分怎么兑换", "你好"]
+QUESTIONS = [
+    "我的流量还剩多少，怎么查？",
+    "话费余额怎么查",
+    "宽带坏了怎么办",
+    "how do I check my data balance",
+    "CXLL",
+    "怎么办理5G套餐",
+    "积分怎么兑换",
+    "你好",
+]
 CHANNELS = ("telegram", "wechat", "sms", "web")
 
 
@@ -60,8 +69,12 @@ class Msg:
 
     @property
     def user(self) -> str:
-        return {"telegram": str(500000 + self.n), "wechat": f"oFault{self.n:06d}",
-                "sms": f"+8613{self.n:09d}", "web": f"fw{self.n}"}[self.channel]
+        return {
+            "telegram": str(500000 + self.n),
+            "wechat": f"oFault{self.n:06d}",
+            "sms": f"+8613{self.n:09d}",
+            "web": f"fw{self.n}",
+        }[self.channel]
 
 
 @dataclass
@@ -85,9 +98,11 @@ class Report:
     examples: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.channel:<9} {self.messages:6d} messages   lost {self.lost:4d}   processed twice "
-                f"{self.processed_twice:4d}   delivered twice {self.delivered_twice:4d}   "
-                f"(channel gave up: {self.given_up})")
+        return (
+            f"{self.channel:<9} {self.messages:6d} messages   lost {self.lost:4d}   processed twice "
+            f"{self.processed_twice:4d}   delivered twice {self.delivered_twice:4d}   "
+            f"(channel gave up: {self.given_up})"
+        )
 
 
 class Service:
@@ -108,8 +123,9 @@ class Service:
         argv = [sys.executable, "-m", "bot", "run", "--port", str(self.port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     async def healthy(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -196,13 +212,23 @@ class Channels:
 
     def env(self) -> dict[str, str]:
         return {
-            "BOT_PUBLIC_URL": PUBLIC, "BOT_WECHAT_TOKEN": WECHAT_TOKEN, "BOT_WECHAT_APPID": WECHAT_APPID,
-            "BOT_WECHAT_AES_KEY": WECHAT_AES, "BOT_WECHAT_SECRET": self.wx.secret, "BOT_WECHAT_API_BASE": self.wx.base,
-            "BOT_TELEGRAM_TOKEN": self.tg.token, "BOT_TELEGRAM_API_BASE": self.tg.url,
-            "BOT_TELEGRAM_WEBHOOK_SECRET": TG_SECRET, "BOT_TELEGRAM_RATE_GLOBAL": "100000",
-            "BOT_TELEGRAM_RATE_PER_CHAT": "1000", "BOT_SMS_PROVIDER": "twilio", "BOT_SMS_AUTH_TOKEN": AUTH_TOKEN,
-            "BOT_SMS_ACCOUNT_SID": ACCOUNT_SID, "BOT_SMS_FROM": "+15550001111",
-            "BOT_SMS_API_BASE": self.twilio.base_url, "BOT_WEBCHAT_IDENTITY_SECRET": WEB_SECRET,
+            "BOT_PUBLIC_URL": PUBLIC,
+            "BOT_WECHAT_TOKEN": WECHAT_TOKEN,
+            "BOT_WECHAT_APPID": WECHAT_APPID,
+            "BOT_WECHAT_AES_KEY": WECHAT_AES,
+            "BOT_WECHAT_SECRET": self.wx.secret,
+            "BOT_WECHAT_API_BASE": self.wx.base,
+            "BOT_TELEGRAM_TOKEN": self.tg.token,
+            "BOT_TELEGRAM_API_BASE": self.tg.url,
+            "BOT_TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
+            "BOT_TELEGRAM_RATE_GLOBAL": "100000",
+            "BOT_TELEGRAM_RATE_PER_CHAT": "1000",
+            "BOT_SMS_PROVIDER": "twilio",
+            "BOT_SMS_AUTH_TOKEN": AUTH_TOKEN,
+            "BOT_SMS_ACCOUNT_SID": ACCOUNT_SID,
+            "BOT_SMS_FROM": "+15550001111",
+            "BOT_SMS_API_BASE": self.twilio.base_url,
+            "BOT_WEBCHAT_IDENTITY_SECRET": WEB_SECRET,
         }
 
     async def deliver(self, http: aiohttp.ClientSession, m: Msg) -> None:
@@ -226,8 +252,9 @@ class Channels:
         extra = self._again()
         while True:
             out.attempts[m.n] += 1
-            status, _ = await self._post(http, "/telegram/webhook", 60, json=update,
-                                         headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+            status, _ = await self._post(
+                http, "/telegram/webhook", 60, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+            )
             if status == 200 and not extra:
                 out.accepted[m.n] = 0  # answers go through the Bot API
                 return
@@ -242,13 +269,22 @@ class Channels:
         for attempt in range(4):  # the callback and WeChat's three retries
             out.attempts[m.n] += 1
             ts, nonce = str(int(time.time())), f"n{m.n}a{attempt}"
-            plain = (f"<xml><ToUserName><![CDATA[gh_fault]]></ToUserName><FromUserName><![CDATA[{m.user}]]>"
-                     f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-                     f"<Content><![CDATA[{m.text}]]></Content><MsgId>{10**11 + m.n}</MsgId></xml>")
+            plain = (
+                f"<xml><ToUserName><![CDATA[gh_fault]]></ToUserName><FromUserName><![CDATA[{m.user}]]>"
+                f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+                f"<Content><![CDATA[{m.text}]]></Content><MsgId>{10**11 + m.n}</MsgId></xml>"
+            )
             enc = self.crypto.encrypt_message(plain, nonce, ts)
             encrypt = enc.split("<Encrypt><![CDATA[")[1].split("]]>")[0]
-            query = urlencode({"signature": sign(WECHAT_TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce,
-                               "encrypt_type": "aes", "msg_signature": sign(WECHAT_TOKEN, ts, nonce, encrypt)})
+            query = urlencode(
+                {
+                    "signature": sign(WECHAT_TOKEN, ts, nonce),
+                    "timestamp": ts,
+                    "nonce": nonce,
+                    "encrypt_type": "aes",
+                    "msg_signature": sign(WECHAT_TOKEN, ts, nonce, encrypt),
+                }
+            )
             t0 = time.monotonic()
             status, body = await self._post(http, f"/wechat?{query}", 5.0, data=enc.encode())
             out.trail.setdefault(m.n, []).append(f"{status}@{time.monotonic() - t0:.1f}s")
@@ -267,8 +303,13 @@ class Channels:
         extra = self._again()
         while True:
             out.attempts[m.n] += 1
-            status, body = await self._post(http, "/sms/inbound", 15, data=urlencode(form), headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+            status, body = await self._post(
+                http,
+                "/sms/inbound",
+                15,
+                data=urlencode(form),
+                headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig},
+            )
             if status == 200 and not extra:
                 out.accepted[m.n] = body.count("<Message>")
                 return
@@ -294,8 +335,11 @@ class Channels:
 
 def build_burst(per_channel: int, seed: int) -> list[Msg]:
     rnd = random.Random(seed)
-    msgs = [Msg(ch, i * len(CHANNELS) + k, rnd.choice(QUESTIONS)) for i in range(per_channel)
-            for k, ch in enumerate(CHANNELS)]
+    msgs = [
+        Msg(ch, i * len(CHANNELS) + k, rnd.choice(QUESTIONS))
+        for i in range(per_channel)
+        for k, ch in enumerate(CHANNELS)
+    ]
     rnd.shuffle(msgs)
     return msgs
 
@@ -326,26 +370,43 @@ async def kill9(service: Service, rnd: random.Random) -> str:
 def kill9_child(kind: str) -> Fault:
     """Several workers: kill -9 a child whose command line contains ``kind`` ("bot.workers
     web" for a web worker, "bot.workers queue" for the queue worker)."""
+
     async def fault(service: Service, rnd: random.Random) -> str:
-        mine = [p for p in service.children() if kind in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+        mine = [
+            p
+            for p in service.children()
+            if kind in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        ]
         victim = rnd.choice(mine)
         service.kills += 1
         os.kill(victim, signal.SIGKILL)
         return f"kill -9 {kind} {victim}"
+
     return fault
 
 
 def restart_of(server: Any, name: str) -> Fault:
     """A backing server (tests.fixtures_services.RedisServer / PostgresCluster) restarted."""
+
     async def fault(service: Service, rnd: random.Random) -> str:
         await asyncio.get_running_loop().run_in_executor(None, server.restart)
         return f"{name} restart"
+
     return fault
 
 
 async def run(
-    tmp: Path, msgs: list[Msg], *, db_url: str, redis_url: str = "", workers: int = 1, kills: int = 2,
-    concurrency: int = 16, seed: int = 1, repeat_share: float = 0.1, extra_env: dict[str, str] | None = None,
+    tmp: Path,
+    msgs: list[Msg],
+    *,
+    db_url: str,
+    redis_url: str = "",
+    workers: int = 1,
+    kills: int = 2,
+    concurrency: int = 16,
+    seed: int = 1,
+    repeat_share: float = 0.1,
+    extra_env: dict[str, str] | None = None,
     faults: list[Fault] | None = None,
 ) -> tuple[list[Report], Service]:
     """Send the burst, inject ``faults`` (default: ``kills`` times kill -9) at random points of
@@ -356,12 +417,22 @@ async def run(
     await prepare_database(db_url)
     channels = Channels(rnd, repeat_share)
     await channels.start()
-    env = {**os.environ, "BOT_DATABASE_URL": db_url, "BOT_REDIS_URL": redis_url, "BOT_LOG_LEVEL": "WARNING",
-           "BOT_JIEBA_CACHE_DIR": str(tmp), "BOT_OFFERS_ENABLED": "false",
-           # short leases so that what a killed process held comes back within the run
-           "BOT_DEDUP_LEASE_SECONDS": "3", "BOT_OUTBOX_LEASE_SECONDS": "4", "BOT_OUTBOX_POLL_SECONDS": "0.2",
-           "BOT_TELEGRAM_INLINE_GRACE_SECONDS": "2", "BOT_OUTBOX_KICK_GRACE_SECONDS": "2",
-           **channels.env(), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": db_url,
+        "BOT_REDIS_URL": redis_url,
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_JIEBA_CACHE_DIR": str(tmp),
+        "BOT_OFFERS_ENABLED": "false",
+        # short leases so that what a killed process held comes back within the run
+        "BOT_DEDUP_LEASE_SECONDS": "3",
+        "BOT_OUTBOX_LEASE_SECONDS": "4",
+        "BOT_OUTBOX_POLL_SECONDS": "0.2",
+        "BOT_TELEGRAM_INLINE_GRACE_SECONDS": "2",
+        "BOT_OUTBOX_KICK_GRACE_SECONDS": "2",
+        **channels.env(),
+        **(extra_env or {}),
+    }
     service = Service(env, free_port(), tmp / "service.log", workers)
     channels.base = service.base
     service.start()
@@ -444,8 +515,9 @@ async def _check(db_url: str, msgs: list[Msg], channels: Channels) -> list[Repor
                 rep.given_up += 1
             account = await ChannelAccount.get_or_none(channel=m.channel, external_id=m.user)
             inbound = await TranscriptEntry.filter(member_id=account.member_id, direction="in") if account else []
-            outbound = await TranscriptEntry.filter(member_id=account.member_id, direction="out").count() \
-                if account else 0
+            outbound = (
+                await TranscriptEntry.filter(member_id=account.member_id, direction="out").count() if account else 0
+            )
             recorded = [e for e in inbound if e.payload and "replies" in e.payload]
             answers = len(recorded[0].payload["replies"]) if recorded else 0
             if m.channel == "telegram":

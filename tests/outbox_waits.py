@@ -1,4 +1,5 @@
 """Waiting for the outbox worker in tests: poll the row instead of sleeping a guessed time."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """A business code that reads the member's own account is answered in any chat, for the
 member's own number only: the SMS sender's, or the phone verified with 绑定手机."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -89,13 +90,16 @@ async def test_without_the_api_the_knowledge_base_answers(tmp_path: Path) -> Non
 
 async def test_account_figures_are_never_posted_to_a_group(app: TestClient, bss: FakeAccountApi) -> None:
     pipeline = app.app[SERVICES].pipeline
-    [reply] = await pipeline.process(Incoming(channel="telegram", user="777", chat="-100", text="CXLL",
-                                              msg_id="g-cxll", meta={"group": True}))
+    [reply] = await pipeline.process(
+        Incoming(channel="telegram", user="777", chat="-100", text="CXLL", msg_id="g-cxll", meta={"group": True})
+    )
     assert "私聊" in reply.text and bss.requests == []
 
 
 async def test_queries_share_one_session_per_process_closed_at_shutdown(
-    tmp_path: Path, bss: FakeAccountApi, monkeypatch  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    bss: FakeAccountApi,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     from community import account_queries
 

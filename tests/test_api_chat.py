@@ -1,4 +1,5 @@
 """The web chat channel's JSON API, end to end through the pipeline."""
+
 from __future__ import annotations
 
 import asyncio

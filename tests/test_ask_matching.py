@@ -2,6 +2,7 @@
 out-of-domain input gets "did not understand" and no unrelated choices, romanised pinyin and
 colloquial telecom words find their items, choices are in the member's language, and the
 knowledge base calibrates its own answer threshold."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +40,14 @@ def assert_tentative_answer(reply: dict, title: str, not_this: str, none_label: 
     assert actions[-1] == "none" and reply["choices"][-1]["label"] == none_label
 
 
-@pytest.mark.parametrize("text, locale, not_this", [("怎么开通国际漫游", "zh_CN", "不是这个？"),
-                                                   ("怎麼開通國際漫遊", "zh_TW", "不是這個？"),
-                                                   ("怎麼開通國際漫遊", "zh_CN", "不是这个？")])
+@pytest.mark.parametrize(
+    "text, locale, not_this",
+    [
+        ("怎么开通国际漫游", "zh_CN", "不是这个？"),
+        ("怎麼開通國際漫遊", "zh_TW", "不是這個？"),
+        ("怎麼開通國際漫遊", "zh_CN", "不是这个？"),
+    ],
+)
 async def test_one_clear_option_is_answered_with_not_this_one(client, text, locale, not_this):
     """Traditional characters find the same item; the member reads it in their own locale."""
     [reply] = await chat(client, f"m-roam-{locale}-{len(text)}", text=text, locale=locale)
@@ -72,13 +78,16 @@ async def test_none_of_these_after_a_tentative_answer_hands_on(client):
     assert [c["action"] for c in reply["choices"]] == ["post", "human"]
 
 
-@pytest.mark.parametrize("text, locale, message", [
-    ("asdkjh qwpoe zzxv", "zh_CN", "抱歉，我没看懂"),
-    ("asdkjh qwpoe zzxv", "en", "Sorry, I did not understand"),
-    ("隨便亂打ㄅㄆㄇ", "zh_TW", "抱歉，我沒看懂"),
-    ("Привет как дела", "zh_CN", "抱歉，我没看懂"),
-    ("今天天气怎么样", "zh_CN", "抱歉，我没看懂"),
-])
+@pytest.mark.parametrize(
+    "text, locale, message",
+    [
+        ("asdkjh qwpoe zzxv", "zh_CN", "抱歉，我没看懂"),
+        ("asdkjh qwpoe zzxv", "en", "Sorry, I did not understand"),
+        ("隨便亂打ㄅㄆㄇ", "zh_TW", "抱歉，我沒看懂"),
+        ("Привет как дела", "zh_CN", "抱歉，我没看懂"),
+        ("今天天气怎么样", "zh_CN", "抱歉，我没看懂"),
+    ],
+)
 async def test_out_of_domain_gets_did_not_understand_and_no_items(client, text, locale, message):
     [reply] = await chat(client, "m-ood", text=text, locale=locale)
     assert reply["text"].startswith(message), reply
@@ -86,12 +95,15 @@ async def test_out_of_domain_gets_did_not_understand_and_no_items(client, text, 
     assert await UnansweredQuestion.filter(text=text).exists()  # still noted for "knowledge wanted"
 
 
-@pytest.mark.parametrize("text, want", [
-    ("liuliang zenme cha", "怎么查询剩余流量？"),
-    ("liu2liang4 zen3me cha2", "怎么查询剩余流量？"),
-    ("LiuLiang ZenMe Cha", "怎么查询剩余流量？"),
-    ("huafei chongzhi", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("liuliang zenme cha", "怎么查询剩余流量？"),
+        ("liu2liang4 zen3me cha2", "怎么查询剩余流量？"),
+        ("LiuLiang ZenMe Cha", "怎么查询剩余流量？"),
+        ("huafei chongzhi", None),
+    ],
+)
 async def test_romanised_pinyin_finds_the_item(client, text, want):
     [reply] = await chat(client, "m-py", text=text, locale="zh_CN")
     if reply["kind"] == "answer":
@@ -135,8 +147,9 @@ async def test_self_calibration_sets_the_threshold_and_a_pin_wins(tmp_path: Path
         html = await resp.text()
         assert resp.status == 200
         assert f"{cal.questions}" in html and "自检" in html and f"{cal.threshold:.3f}" in html
-    pinned = create_app(make_settings(tmp_path / "p", search_self_calibrate=True, search_answer_threshold=0.9),
-                        db_setup="schema")
+    pinned = create_app(
+        make_settings(tmp_path / "p", search_self_calibrate=True, search_answer_threshold=0.9), db_setup="schema"
+    )
     (tmp_path / "p").mkdir()
     async with TestClient(TestServer(pinned)) as c:
         await load_sample_kb(pinned)

@@ -1,6 +1,7 @@
 """Badges as data in rules.yaml: granted, revoked after a reversal / forfeit / unmerge
 (audited in gam_badge_event), re-run idempotently, and 自助达人 earned by self-service and
 helping peers, not by points from any source."""
+
 from __future__ import annotations
 
 import os
@@ -27,17 +28,25 @@ TODAY = datetime.now(timezone.utc).date()
 
 def small_rules():  # type: ignore[no-untyped-def]
     raw = dict(RULES.raw)
-    raw["badges"] = {"first_accept": {"metric": "accepted", "threshold": 1},
-                     "accept_10": {"metric": "accepted", "threshold": 3, "title": True},
-                     "expert_bronze": {"metric": "self_service", "threshold": 4, "title": True}}
+    raw["badges"] = {
+        "first_accept": {"metric": "accepted", "threshold": 1},
+        "accept_10": {"metric": "accepted", "threshold": 3, "title": True},
+        "expert_bronze": {"metric": "self_service", "threshold": 4, "title": True},
+    }
     return parse_rules(raw)
 
 
 async def accept(member_id: int, n: int, *, held: bool = False) -> list[int]:
     ids = []
     for i in range(n):
-        res = await ledger.award(member_id, "answer_accepted", 20, key=f"t:{member_id}:{i}:{os.urandom(4).hex()}",
-                                 ref=f"answer:{member_id}{i}", policy=None)
+        res = await ledger.award(
+            member_id,
+            "answer_accepted",
+            20,
+            key=f"t:{member_id}:{i}:{os.urandom(4).hex()}",
+            ref=f"answer:{member_id}{i}",
+            policy=None,
+        )
         if held:
             await LedgerEntry.filter(id=res.entry_id).update(granted=0, held=20)
         ids.append(res.entry_id)
@@ -156,7 +165,9 @@ async def test_rerun_makes_held_badges_equal_due_and_is_idempotent(sqlite_orm: N
         for entry_id in ids[:reversed_]:
             await ledger.reverse(entry_id, reason="removed")
         for code in [b.code for b in defs][:stale]:  # badges held from before, due or not
-            await MemberBadge.get_or_create(member_id=m.id, code=code, defaults={"award_key": badges.award_key(code, m.id)})
+            await MemberBadge.get_or_create(
+                member_id=m.id, code=code, defaults={"award_key": badges.award_key(code, m.id)}
+            )
         members.append(m.id)
     await badges.rerun(rules, TODAY)
     for mid in members:
@@ -172,13 +183,21 @@ async def test_badges_rerun_command(tmp_path: Path) -> None:
         m = await Member.create()
         await accept(m.id, 1)
         ghost = await Member.create()  # holds a badge it no longer earns
-        await MemberBadge.create(member_id=ghost.id, code="accept_10", award_key=badges.award_key("accept_10", ghost.id))
+        await MemberBadge.create(
+            member_id=ghost.id, code="accept_10", award_key=badges.award_key("accept_10", ghost.id)
+        )
     finally:
         await storage.close_db()
     env = {**os.environ, "BOT_DATABASE_URL": url, "BOT_REDIS_URL": "", "PYTHONPATH": str(ROOT)}
     for expected in ("badges: granted 1, revoked 1", "badges: granted 0, revoked 0"):
-        out = subprocess.run([sys.executable, "-m", "bot", "badges", "rerun"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "bot", "badges", "rerun"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert expected in out.stdout
     await storage.open_db(url)

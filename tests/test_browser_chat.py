@@ -1,4 +1,5 @@
 """Headless Chromium drives the /chat page: type a question, tap a choice."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -75,8 +76,12 @@ async def test_reload_keeps_the_conversation_and_agent_replies_arrive_by_sse(tmp
             # an agent's reply reaches the open page on the event stream, with no polling
             (account,) = await ChannelAccount.filter(channel="web")
             await page.wait_for_selector("#chat[data-live='events']", timeout=10_000)
-            await app[SERVICES].outbox.to_member(account.member_id, Reply(text="您好，我是客服小王，已为您处理。"),
-                                                 purpose="agent", idempotency_key="agent-1")
+            await app[SERVICES].outbox.to_member(
+                account.member_id,
+                Reply(text="您好，我是客服小王，已为您处理。"),
+                purpose="agent",
+                idempotency_key="agent-1",
+            )
             agent = page.locator(".msg.agent")
             await agent.wait_for(timeout=10_000)
             assert await agent.inner_text() == "您好，我是客服小王，已为您处理。"

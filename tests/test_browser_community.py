@@ -1,6 +1,7 @@
 """Headless Chromium walks the member pages as a person on a phone does: chat -> community
 -> a solved question -> the answerer's profile -> badges, and checks the pages' access
 basics (labels, contrast, keyboard, 360 px width) in each locale."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,9 +39,15 @@ async def seed() -> tuple[Question, Member]:
     helper = await Member.create(display_name="热心的王师傅")
     for m, ext in ((asker, "b-asker"), (helper, "b-helper")):
         await ChannelAccount.create(member=m, channel="web", external_id=ext)
-    q = await Question.create(code="qb1", member=asker, channel="web", text="携号转网需要满足什么条件？",
-                              status="accepted", deadline_at="2030-01-01T00:00:00+00:00",
-                              bump_at="2030-01-01T00:00:00+00:00")
+    q = await Question.create(
+        code="qb1",
+        member=asker,
+        channel="web",
+        text="携号转网需要满足什么条件？",
+        status="accepted",
+        deadline_at="2030-01-01T00:00:00+00:00",
+        bump_at="2030-01-01T00:00:00+00:00",
+    )
     await Answer.create(question=q, member=helper, channel="web", text="在网满 120 天、无欠费即可。", accepted=True)
     await MemberBadge.create(member=helper, code="first_accept", award_key=f"badge:first_accept:{helper.id}")
     return q, helper
@@ -166,6 +173,7 @@ async def test_answer_and_accept_in_the_browser_reach_the_answerers_profile(tmp_
             await check_access(asker, "answerer profile, points pending")
             # the hold ends (the hourly job): the points are paid and the badge follows
             from datetime import datetime, timedelta, timezone
+
             await gamification.release_due(datetime.now(timezone.utc) + timedelta(days=60))
             summary = await gamification.summary(ans.member_id)
             assert summary.balance > 0 and "first_accept" in summary.badge_codes

@@ -1,4 +1,5 @@
 """Headless Chromium opens the dashboard and the offer editor, as a marketer would."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Headless Chromium drives /inbox: login, claim, reply, close; member text stays text;
 no CSRF token or the wrong role is refused."""
+
 from __future__ import annotations
 
 import asyncio
@@ -99,7 +100,9 @@ async def test_requests_without_csrf_or_with_wrong_role_are_refused(client, brow
     # a form posted without the token (as a forged cross-site form would be)
     status = await page.evaluate(
         """async (id) => (await fetch('/inbox/t/' + id + '/claim', {method: 'POST',
-             headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: ''})).status""", ticket.id)
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: ''})).status""",
+        ticket.id,
+    )
     assert status == 403
     assert (await Ticket.get(id=ticket.id)).status == "open"
     resp = await page.goto(f"{base}/admin/moderation")

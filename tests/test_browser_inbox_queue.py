@@ -1,6 +1,7 @@
 """Headless Chromium on an inbox with 500 live tickets: the urgent complaint is on top,
 filters and search narrow the queue, an admin assigns a ticket, the transcript shows the
 labels a member tapped, and member tags work end to end from the ticket page."""
+
 from __future__ import annotations
 
 import asyncio
@@ -88,7 +89,9 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     assert up["label"] in transcript and up["action"] not in transcript
     assert transcript.index(QUESTION) < transcript.index(up["label"]) < transcript.index("12300")
     offered = await agent.locator("#transcript .offered").first.inner_text()
-    assert [line.strip() for line in offered.splitlines() if line.strip()] == [c["label"] for c in replies[0]["choices"]]
+    assert [line.strip() for line in offered.splitlines() if line.strip()] == [
+        c["label"] for c in replies[0]["choices"]
+    ]
     assert "12300" in await agent.inner_text("#ticket-messages")
 
     # tags end to end: add on the ticket page, filter by it, remove, audited
@@ -103,7 +106,9 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     async with agent.expect_navigation():
         await agent.click("#member-tags .remove-tag")
     assert (await Member.get(id=complaint.member_id)).tags == []
-    ops = await MemberTagChange.filter(member_id=complaint.member_id).order_by("id").values_list("op", "actor", "source")
+    ops = (
+        await MemberTagChange.filter(member_id=complaint.member_id).order_by("id").values_list("op", "actor", "source")
+    )
     assert ops == [("add", "staff:agent500", "inbox"), ("remove", "staff:agent500", "inbox")]
 
     # assignment: an admin hands the complaint to the agent, who finds it under "me"
@@ -128,7 +133,7 @@ async def test_500_tickets_urgent_filters_assignment_transcript_tags(client, bro
     assert "agent500" in await rows.first.inner_text()
 
     # an SLA breach is alerted on the page, and the breached ticket joins the urgent ones
-    late = (await Ticket.filter(status="open", channel="sms").order_by("id").first())
+    late = await Ticket.filter(status="open", channel="sms").order_by("id").first()
     assert late is not None
     await Ticket.filter(id=late.id).update(first_response_due=datetime.now(timezone.utc) - timedelta(minutes=1))
     await agent.goto(f"{base}/inbox")

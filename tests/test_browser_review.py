@@ -1,5 +1,6 @@
 """Headless Chromium on /staff/review: a reviewer reaches the queue from the staff home,
 filters it to one kind and approves an item with a note; the item's own service did it."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

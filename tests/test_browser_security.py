@@ -1,6 +1,7 @@
 """Headless Chromium against the staff login (issue #19): the throttle's message, the login
 form's CSRF token working for a real browser, the security headers, and that the CSP breaks
 none of our own pages' scripts."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

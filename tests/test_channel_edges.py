@@ -1,5 +1,6 @@
 """Channels know only the kernel: they hand messages to a port, and paging is split
 between the wire (what fits) and the conversation (the rest, the "more" choice)."""
+
 from __future__ import annotations
 
 import ast
@@ -29,7 +30,8 @@ def _imports(path: Path) -> set[str]:
 def _offending(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     return sorted(
         f"{p.relative_to(ROOT)} -> {m}"
-        for p in files for m in _imports(p)
+        for p in files
+        for m in _imports(p)
         if any(m == f or m.startswith(f + ".") for f in forbidden)
     )
 
@@ -48,8 +50,11 @@ def test_handlers_and_domains_do_not_reach_into_the_pipeline() -> None:
 
 def test_the_port_and_accounts_are_kernel_only() -> None:
     for name in ("inbound.py", "accounts.py"):
-        ours = {m for m in _imports(ROOT / "bot" / "core" / name)
-                if m.split(".")[0] in ("bot", "handlers", "community", "gamification", "sms_gateway")}
+        ours = {
+            m
+            for m in _imports(ROOT / "bot" / "core" / name)
+            if m.split(".")[0] in ("bot", "handlers", "community", "gamification", "sms_gateway")
+        }
         assert ours and all(m.startswith("bot.core") for m in ours), (name, ours)
 
 
@@ -68,10 +73,12 @@ class CuttingSender:
         if len(reply.text) <= self.LIMIT:
             return reply, None
         more = Choice(label=_("Show the full text"), action=f"{MORE_ACTION}:")
-        head = Reply(text=reply.text[: self.LIMIT] + "…", choices=[*reply.choices, more], kind=reply.kind,
-                     item_id=reply.item_id)
-        return head, Reply(text=reply.text[self.LIMIT:], choices=list(reply.choices), kind=reply.kind,
-                           item_id=reply.item_id)
+        head = Reply(
+            text=reply.text[: self.LIMIT] + "…", choices=[*reply.choices, more], kind=reply.kind, item_id=reply.item_id
+        )
+        return head, Reply(
+            text=reply.text[self.LIMIT :], choices=list(reply.choices), kind=reply.kind, item_id=reply.item_id
+        )
 
 
 async def test_a_paged_channel_gets_pages_and_a_digit_brings_the_next(services) -> None:

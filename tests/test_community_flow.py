@@ -1,6 +1,7 @@
 """The whole funnel through the app: failed search -> community post -> deadline ->
 ticket -> agent reply on the member's channel -> close -> survey; plus the fast path
 (/human) and a peer answer accepted before the deadline (no ticket)."""
+
 from __future__ import annotations
 
 import re
@@ -60,8 +61,11 @@ async def test_failed_search_to_ticket_to_agent_reply_and_survey(client) -> None
     html, token = await csrf(client, f"/inbox/t/{ticket.id}")
     nonce = re.search(r'name="nonce" value="([^"]+)"', html).group(1)
     for _ in range(2):  # a double submit sends once
-        resp = await client.post(f"/inbox/t/{ticket.id}/reply", allow_redirects=False,
-                                 data={"csrf_token": token, "nonce": nonce, "text": "您好，猫咪夜里活跃是天性。"})
+        resp = await client.post(
+            f"/inbox/t/{ticket.id}/reply",
+            allow_redirects=False,
+            data={"csrf_token": token, "nonce": nonce, "text": "您好，猫咪夜里活跃是天性。"},
+        )
         assert resp.status == 303
     row = await wait_sent(channel="web", address="m1", purpose="agent")
     assert await OutboxMessage.filter(purpose="agent").count() == 1

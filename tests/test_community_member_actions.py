@@ -1,6 +1,7 @@
 """A member answers, votes and accepts on /questions/CODE through the web chat session
 (issue 18): the same service functions as the chat, a CSRF token bound to the session,
 translated errors, and nothing for a visitor without a session."""
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,9 @@ class Visitors:
         self.clients = clients
 
     async def new(self) -> TestClient:
-        c = TestClient(TestServer(self.app) if not self.clients else self.clients[0].server,
-                       cookie_jar=CookieJar(unsafe=True))
+        c = TestClient(
+            TestServer(self.app) if not self.clients else self.clients[0].server, cookie_jar=CookieJar(unsafe=True)
+        )
         await c.start_server()
         self.clients.append(c)
         return c
@@ -50,8 +52,7 @@ async def visitors(tmp_path: Path) -> AsyncIterator[Visitors]:
 
 
 async def say(c: TestClient, text: str) -> list[dict]:
-    r = await c.post("/api/v1/chat", json={"text": text, "locale": "zh_CN"},
-                     headers={"Accept-Language": "zh-CN"})
+    r = await c.post("/api/v1/chat", json={"text": text, "locale": "zh_CN"}, headers={"Accept-Language": "zh-CN"})
     assert r.status == 200, await r.text()
     return (await r.json())["replies"]
 
@@ -137,11 +138,14 @@ async def test_forms_need_the_sessions_token_and_a_session(visitors: Visitors) -
     await say(helper, "你好")
     _, token = await page(helper, q.code)
     assert token
-    for form, headers in (({"text": ANSWER}, {}),
-                          ({"text": ANSWER, "csrf_token": "0" * 64}, {}),
-                          ({"text": ANSWER, "csrf_token": token}, {"Origin": "https://evil.example"})):
-        r = await helper.post(f"/questions/{q.code}/answer?lang=zh_CN", data=form, headers=headers,
-                              allow_redirects=False)
+    for form, headers in (
+        ({"text": ANSWER}, {}),
+        ({"text": ANSWER, "csrf_token": "0" * 64}, {}),
+        ({"text": ANSWER, "csrf_token": token}, {"Origin": "https://evil.example"}),
+    ):
+        r = await helper.post(
+            f"/questions/{q.code}/answer?lang=zh_CN", data=form, headers=headers, allow_redirects=False
+        )
         text = await r.text()
         assert r.status == 403 and "表单已过期" in text and "Traceback" not in text
         assert ANSWER in text  # the draft is kept
@@ -150,8 +154,9 @@ async def test_forms_need_the_sessions_token_and_a_session(visitors: Visitors) -
     stranger = await visitors.new()
     html, stranger_token = await page(stranger, q.code)
     assert stranger_token is None and 'href="/chat"' in html and "打开聊天" in html
-    r = await stranger.post(f"/questions/{q.code}/answer?lang=zh_CN", data={"text": ANSWER, "csrf_token": token},
-                            allow_redirects=False)
+    r = await stranger.post(
+        f"/questions/{q.code}/answer?lang=zh_CN", data={"text": ANSWER, "csrf_token": token}, allow_redirects=False
+    )
     assert r.status == 403 and "请先打开聊天" in await r.text()
     assert await Answer.filter(question_id=q.id).count() == 0
 

@@ -1,4 +1,5 @@
 """Watched words (CJK-safe words, wildcards, regexes), the review queue and the audit trail."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,8 +45,15 @@ def test_precedence_block_beats_everything() -> None:
     assert {h.pattern for h in v.hits} == {"广告", "赌博", "谣言"}
 
 
-@pytest.mark.parametrize("rule", [Rule(1, "(", "regex", "block"), Rule(1, "", "word", "block"),
-                                  Rule(1, "x" * 201, "word", "block"), Rule(1, "***", "wildcard", "block")])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Rule(1, "(", "regex", "block"),
+        Rule(1, "", "word", "block"),
+        Rule(1, "x" * 201, "word", "block"),
+        Rule(1, "***", "wildcard", "block"),
+    ],
+)
 def test_bad_patterns_are_refused(rule: Rule) -> None:
     with pytest.raises(PatternError):
         compile_rule(rule)
@@ -119,22 +127,31 @@ async def test_review_page_roles_csrf_and_reason(client) -> None:
     await client.post("/logout", data={})  # (refused without token, but a new login replaces the cookie)
     await staff_login(client, "rev", ["reviewer"])
     html, token = await csrf(client, "/admin/moderation")
-    resp = await client.post("/admin/moderation/words", data={"pattern": "(", "kind": "regex", "action": "block",
-                                                              "csrf_token": token})
+    resp = await client.post(
+        "/admin/moderation/words", data={"pattern": "(", "kind": "regex", "action": "block", "csrf_token": token}
+    )
     assert resp.status == 400 and "正则表达式" in await resp.text()  # said in the reviewer's language (zh_CN)
     refused = await client.post("/admin/moderation/words", data={"pattern": "x", "kind": "word", "action": "block"})
     assert refused.status == 403
-    ok = await client.post("/admin/moderation/words", allow_redirects=False,
-                           data={"pattern": "<b>坏词</b>", "kind": "word", "action": "hold", "csrf_token": token})
+    ok = await client.post(
+        "/admin/moderation/words",
+        allow_redirects=False,
+        data={"pattern": "<b>坏词</b>", "kind": "word", "action": "hold", "csrf_token": token},
+    )
     assert ok.status == 303
     await chat(client, "p9", text="/ask 这里有<b>坏词</b>吗")
     item = await ReviewItem.get(status="pending")
     html, token = await csrf(client, "/admin/moderation")
     assert "<b>坏词</b>" not in html and "&lt;b&gt;坏词&lt;/b&gt;" in html
-    no_reason = await client.post(f"/admin/moderation/items/{item.id}", data={"decision": "reject", "csrf_token": token})
+    no_reason = await client.post(
+        f"/admin/moderation/items/{item.id}", data={"decision": "reject", "csrf_token": token}
+    )
     assert no_reason.status == 400 and (await ReviewItem.get(id=item.id)).status == "pending"
-    done = await client.post(f"/admin/moderation/items/{item.id}", allow_redirects=False,
-                             data={"decision": "reject", "reason": "广告", "csrf_token": token})
+    done = await client.post(
+        f"/admin/moderation/items/{item.id}",
+        allow_redirects=False,
+        data={"decision": "reject", "reason": "广告", "csrf_token": token},
+    )
     assert done.status == 303
     item = await ReviewItem.get(id=item.id)
     assert item.status == "rejected" and item.reviewer == "rev" and item.reason == "广告"

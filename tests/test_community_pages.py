@@ -1,5 +1,6 @@
 """The community as a visitor reads it: the question list (filters, order, search), a
 question with named answerers, a member's profile, the badges page, linked to each other."""
+
 from __future__ import annotations
 
 import re
@@ -70,8 +71,11 @@ async def test_question_page_names_people_and_links_profiles(client) -> None:
 
 
 async def test_member_pages_link_to_each_other_in_every_locale(client) -> None:
-    for lang, words in (("zh_CN", ("社区", "排行榜", "徽章")), ("zh_TW", ("社群", "排行榜", "徽章")),
-                        ("en", ("Community", "Leaderboard", "Badges"))):
+    for lang, words in (
+        ("zh_CN", ("社区", "排行榜", "徽章")),
+        ("zh_TW", ("社群", "排行榜", "徽章")),
+        ("en", ("Community", "Leaderboard", "Badges")),
+    ):
         for path in ("/questions", "/leaderboard", "/badges", "/chat"):
             html = await (await client.get(f"{path}?lang={lang}")).text()
             for href in ('href="/chat"', 'href="/questions"', 'href="/leaderboard"', 'href="/badges"'):

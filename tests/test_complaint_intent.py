@@ -1,5 +1,6 @@
 """Complaint intent: expressions of complaint become urgent tickets, questions about
 complaints are answered from the knowledge base; floors on a labelled set."""
+
 from __future__ import annotations
 
 import sys

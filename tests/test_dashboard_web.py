@@ -1,4 +1,5 @@
 """The dashboard page, its CSV exports and /metrics, on real traffic through the API."""
+
 from __future__ import annotations
 
 import csv
@@ -37,8 +38,9 @@ async def unanswered(client, user: str, text: str) -> None:  # type: ignore[no-u
 
 async def staff_login(client, role: str = "agent") -> None:  # type: ignore[no-untyped-def]
     await create_staff("dash", "secret-pass-1", [role])
-    resp = await client.post("/login", data={"username": "dash", "password": "secret-pass-1", "next": "/dashboard"},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/login", data={"username": "dash", "password": "secret-pass-1", "next": "/dashboard"}, allow_redirects=False
+    )
     assert resp.status == 302
 
 
@@ -65,7 +67,9 @@ async def test_dashboard_shows_kpis_definitions_and_escapes(client) -> None:
     lib = await client.get("/dashboard/static/echarts/echarts.min.js")
     assert lib.status == 200 and len(await lib.read()) > 500_000
     en = await (await client.get("/dashboard?lang=en&period=week&days=30")).text()
-    assert "Conversations resolved without a person" in en and "30 minutes of silence" in en and "Self-service share" in en
+    assert (
+        "Conversations resolved without a person" in en and "30 minutes of silence" in en and "Self-service share" in en
+    )
     zh = await (await client.get("/dashboard?lang=zh_CN")).text()
     assert "自助服务占比" in zh and "服务漏斗" in zh
 
@@ -101,13 +105,22 @@ async def test_tickets_surveys_and_sla_from_the_inbox(client) -> None:
     await chat(client, user="t1", text=QUESTION)
     acc = await ChannelAccount.get(channel="web", external_id="t1")
     now = datetime.now(timezone.utc)
-    await Ticket.create(member_id=acc.member_id, channel="web", reason="human", status="closed",
-                        first_response_due=now + timedelta(minutes=10), resolution_due=now + timedelta(hours=1),
-                        first_response_at=now, survey_score=5, survey_at=now)
+    await Ticket.create(
+        member_id=acc.member_id,
+        channel="web",
+        reason="human",
+        status="closed",
+        first_response_due=now + timedelta(minutes=10),
+        resolution_due=now + timedelta(hours=1),
+        first_response_at=now,
+        survey_score=5,
+        survey_at=now,
+    )
     await chat(client, user="t1", text="流量剩余查询")  # a same-topic contact after the ticket
     await staff_login(client)
-    rows = list(csv.reader(io.StringIO((await (await client.get("/dashboard.csv?table=by_channel")).text())
-                                       .lstrip("\ufeff"))))
+    rows = list(
+        csv.reader(io.StringIO((await (await client.get("/dashboard.csv?table=by_channel")).text()).lstrip("\ufeff")))
+    )
     total = rows[-1]
     assert total[0] == "all" and total[7] == "1.0000" and total[10] == "1.0000"  # satisfied; a repeat inquiry
     sla = await (await client.get("/dashboard.csv?table=sla")).text()

@@ -4,6 +4,7 @@ Every test runs against ``memory`` and ``redis`` (a real redis-server on loopbac
 tests/fixtures_services.py). ``other`` is a second worker's store on its own connection
 (for memory: the same store, as there is one process).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,8 +61,9 @@ async def test_first_claim_owns_a_second_finds_it_busy(stores: Stores) -> None:
 
 
 async def test_concurrent_claims_have_one_owner(stores: Stores) -> None:
-    claims = await asyncio.gather(*[(stores.dedup if i % 2 else stores.other).claim("tg:42", 5, TTL)
-                                    for i in range(50)])
+    claims = await asyncio.gather(
+        *[(stores.dedup if i % 2 else stores.other).claim("tg:42", 5, TTL) for i in range(50)]
+    )
     assert [c.status for c in claims].count("owner") == 1
 
 
@@ -98,8 +100,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_is_fenced(stores
 async def test_a_takeover_race_has_one_winner(stores: Stores) -> None:
     await stores.dedup.claim("wx:1", LEASE, TTL)
     await asyncio.sleep(LEASE + 0.1)
-    claims = await asyncio.gather(*[(stores.dedup if i % 2 else stores.other).claim("wx:1", 5, TTL)
-                                    for i in range(30)])
+    claims = await asyncio.gather(*[(stores.dedup if i % 2 else stores.other).claim("wx:1", 5, TTL) for i in range(30)])
     owners = [c for c in claims if c.status == "owner"]
     assert len(owners) == 1 and owners[0].took_over
 

@@ -5,6 +5,7 @@ its handler returns, that a retry took the message over. It must not record its 
 hand it to the channel: the new owner answers, once. Run with the in-process and the Redis
 dedup stores.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,7 +81,8 @@ async def test_a_slow_handler_that_kept_its_lease_still_answers(dedup_services, 
 
     monkeypatch.setattr(router, "dispatch", slow)
     handled = await services.pipeline.handle(
-        Incoming(channel="telegram", user="kept-user", text="流量怎么查", msg_id="kept-1"))
+        Incoming(channel="telegram", user="kept-user", text="流量怎么查", msg_id="kept-1")
+    )
     assert handled.status == "answered" and handled.replies
     inbound = await TranscriptEntry.get(channel="telegram", msg_id="kept-1")
     assert await TranscriptEntry.filter(member_id=inbound.member_id, direction="out").count() == len(handled.replies)

@@ -5,6 +5,7 @@ after recording the inbound message (no answer), after recording the answer (bef
 dedup store heard of it). A live worker that is merely slow keeps its lease and the retry
 waits for its answer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,9 @@ async def test_worker_died_before_writing_anything(services) -> None:  # type: i
 async def test_worker_died_after_recording_the_message_but_before_answering(services) -> None:  # type: ignore[no-untyped-def]
     """Not swallowed as a duplicate: answered now, as that message, exactly once."""
     account, _ = await account_for(None, "telegram", "tk-user")
-    await TranscriptEntry.create(member_id=account.member.id, channel="telegram", direction="in",
-                                 text="流量怎么查", msg_id="d2")
+    await TranscriptEntry.create(
+        member_id=account.member.id, channel="telegram", direction="in", text="流量怎么查", msg_id="d2"
+    )
     await dead_claim(services, "telegram:d2")
     handled = await services.pipeline.handle(msg("d2"), wait=LEASE * 4)
     assert handled.status == "answered" and handled.replies

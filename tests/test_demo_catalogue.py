@@ -1,4 +1,5 @@
 """``make demo`` gives a first visitor something to redeem and an offer to see."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta

@@ -2,6 +2,7 @@
 encoder, against a loopback server speaking that API (tests/fakes/embeddings_api.py): the
 knowledge base is embedded through it, unsure questions consult it, and when it fails or
 hangs the lexical path answers and the circuit breaker stops calling it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,14 @@ async def server() -> AsyncIterator[FakeEmbeddingsServer]:
 
 
 async def _app(tmp_path: Path, server: FakeEmbeddingsServer, **over: object):  # type: ignore[no-untyped-def]
-    settings = make_settings(tmp_path, embeddings_url=server.url, embeddings_model="bge-m3",
-                             embeddings_key=server.key, embeddings_timeout_seconds=0.5, **over)
+    settings = make_settings(
+        tmp_path,
+        embeddings_url=server.url,
+        embeddings_model="bge-m3",
+        embeddings_key=server.key,
+        embeddings_timeout_seconds=0.5,
+        **over,
+    )
     return create_app(settings, db_setup="schema")
 
 
@@ -116,8 +123,9 @@ async def test_a_dead_server_at_start_leaves_the_lexical_matcher_answering(tmp_p
 
 
 async def test_remote_encoder_wire_format_and_breaker(server):
-    enc = RemoteEncoder(server.url, model="bge-m3", key=server.key, timeout=1.0,
-                        breaker=CircuitBreaker(failures=2, cooldown=60.0))
+    enc = RemoteEncoder(
+        server.url, model="bge-m3", key=server.key, timeout=1.0, breaker=CircuitBreaker(failures=2, cooldown=60.0)
+    )
     try:
         vecs = await enc.aembed(["流量", "话费"])
         assert vecs.shape == (2, DIM) and enc.dim == DIM
@@ -144,10 +152,10 @@ def test_circuit_breaker_half_open_lets_one_trial_through():
     b.failure()
     assert not b.allow() and b.is_open
     now[0] = 11.0
-    assert b.allow()          # the trial
-    assert not b.allow()      # only one while it is out
+    assert b.allow()  # the trial
+    assert not b.allow()  # only one while it is out
     b.failure()
-    assert not b.allow()      # reopened
+    assert not b.allow()  # reopened
     now[0] = 22.0
     assert b.allow()
     b.success()

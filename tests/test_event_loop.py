@@ -1,4 +1,5 @@
 """The web processes' event loop: uvloop by default, the standard loop on request."""
+
 from __future__ import annotations
 
 import asyncio

@@ -11,10 +11,15 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENTRIES = [("e1", "怎么查话费余额"), ("e2", "流量包怎么退订"), ("e3", "宽带报修电话"),
-           ("e4", "国际漫游怎么开通")]
-QUERIES = [("话费还剩多少怎么查", "e1"), ("退订流量包", "e2"), ("宽带坏了找谁修", "e3"),
-           ("出国漫游如何开通", "e4"), ("查话费", "e3"), ("积分能换什么", "")]
+ENTRIES = [("e1", "怎么查话费余额"), ("e2", "流量包怎么退订"), ("e3", "宽带报修电话"), ("e4", "国际漫游怎么开通")]
+QUERIES = [
+    ("话费还剩多少怎么查", "e1"),
+    ("退订流量包", "e2"),
+    ("宽带坏了找谁修", "e3"),
+    ("出国漫游如何开通", "e4"),
+    ("查话费", "e3"),
+    ("积分能换什么", ""),
+]
 
 
 def _bench():
@@ -36,12 +41,29 @@ def _csv(path, header, rows):
 def test_contract_line_and_reading_aids(tmp_path, capsys):
     e = _csv(tmp_path / "t_entries.csv", ("id", "question"), ENTRIES)
     q = _csv(tmp_path / "t_queries.csv", ("query", "entry_id"), QUERIES)
-    _bench().main(["--entries", e, "--queries", q, "--misses", "5", "--versus", "5", "--answers", "5",
-                   "--groups", "lexical", "--jieba-tmp-dir", str(tmp_path / "jieba")])
+    _bench().main(
+        [
+            "--entries",
+            e,
+            "--queries",
+            q,
+            "--misses",
+            "5",
+            "--versus",
+            "5",
+            "--answers",
+            "5",
+            "--groups",
+            "lexical",
+            "--jieba-tmp-dir",
+            str(tmp_path / "jieba"),
+        ]
+    )
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    assert {"top1", "top3", "mrr10", "answered_share", "answered_precision",
-            "p50_ms", "p99_ms", "n"} <= set(result)  # the contract's keys, and the added views:
+    assert {"top1", "top3", "mrr10", "answered_share", "answered_precision", "p50_ms", "p99_ms", "n"} <= set(
+        result
+    )  # the contract's keys, and the added views:
     assert {"top1_equiv", "answered_precision_equiv", "consulted_share", "tentative_share"} <= set(result)
     assert result["top1_equiv"] >= result["top1"]
     assert result["consulted_share"] == 0.0  # no encoder in this run

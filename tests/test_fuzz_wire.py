@@ -6,6 +6,7 @@ for the web chat API and Telegram, malformed / hostile XML (entities, DOCTYPE, d
 nesting) for WeChat, odd forms for the Twilio-compatible SMS webhook, and raw SMPP
 short_message bytes for the UDH / data-coding decoders.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,19 +42,38 @@ json_values = st.recursive(
 )
 # objects that look like the real thing, with fields of the wrong type or odd values
 chat_like = st.fixed_dictionaries(
-    {}, optional={"user": json_values | st.text(max_size=80), "text": json_values | st.text(max_size=300),
-                  "action": json_values | st.text(max_size=200), "msg_id": json_values, "locale": json_values},
+    {},
+    optional={
+        "user": json_values | st.text(max_size=80),
+        "text": json_values | st.text(max_size=300),
+        "action": json_values | st.text(max_size=200),
+        "msg_id": json_values,
+        "locale": json_values,
+    },
 )
 update_like = st.fixed_dictionaries(
     {"update_id": st.integers() | json_values},
-    optional={"message": st.fixed_dictionaries(
-        {}, optional={"message_id": json_values | st.integers(), "date": json_values | st.integers(),
-                      "text": json_values | st.text(max_size=100),
-                      "chat": st.fixed_dictionaries({}, optional={"id": json_values | st.integers(),
-                                                                   "type": st.sampled_from(["private", "group", "x", ""])}),
-                      "from": st.fixed_dictionaries({}, optional={"id": json_values | st.integers(),
-                                                                   "is_bot": json_values, "first_name": json_values})}),
-              "callback_query": json_values},
+    optional={
+        "message": st.fixed_dictionaries(
+            {},
+            optional={
+                "message_id": json_values | st.integers(),
+                "date": json_values | st.integers(),
+                "text": json_values | st.text(max_size=100),
+                "chat": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "id": json_values | st.integers(),
+                        "type": st.sampled_from(["private", "group", "x", ""]),
+                    },
+                ),
+                "from": st.fixed_dictionaries(
+                    {}, optional={"id": json_values | st.integers(), "is_bot": json_values, "first_name": json_values}
+                ),
+            },
+        ),
+        "callback_query": json_values,
+    },
 )
 xml_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
 
@@ -64,19 +84,40 @@ def wechat_bodies(draw: st.DrawFn) -> bytes:
     if kind == "raw":
         return draw(st.binary(max_size=300))
     if kind == "entity":
-        return (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "' + b"A" * 50 + b'"><!ENTITY b "&a;&a;&a;&a;">'
-                b'<!ENTITY c SYSTEM "file:///etc/passwd">]><xml><Content>&b;&c;</Content></xml>')
+        return (
+            b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "' + b"A" * 50 + b'"><!ENTITY b "&a;&a;&a;&a;">'
+            b'<!ENTITY c SYSTEM "file:///etc/passwd">]><xml><Content>&b;&c;</Content></xml>'
+        )
     if kind == "deep":
         depth = draw(st.integers(50, 3000))
         return (b"<a>" * depth) + (b"</a>" * draw(st.integers(0, depth)))
-    fields = draw(st.dictionaries(
-        st.sampled_from(["ToUserName", "FromUserName", "CreateTime", "MsgType", "Content", "MsgId", "Event",
-                         "EventKey", "MediaId", "Encrypt", "Recognition"]),
-        xml_text, max_size=8))
+    fields = draw(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "ToUserName",
+                    "FromUserName",
+                    "CreateTime",
+                    "MsgType",
+                    "Content",
+                    "MsgId",
+                    "Event",
+                    "EventKey",
+                    "MediaId",
+                    "Encrypt",
+                    "Recognition",
+                ]
+            ),
+            xml_text,
+            max_size=8,
+        )
+    )
     from xml.sax.saxutils import escape
 
-    inner = "".join(f"<{k}><![CDATA[{v.replace(']]>', '')}]]></{k}>" if draw(st.booleans())
-                    else f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+    inner = "".join(
+        f"<{k}><![CDATA[{v.replace(']]>', '')}]]></{k}>" if draw(st.booleans()) else f"<{k}>{escape(v)}</{k}>"
+        for k, v in fields.items()
+    )
     return f"<xml>{inner}</xml>".encode("utf-8", "surrogatepass")
 
 
@@ -89,10 +130,19 @@ def assert_clean(status: int, body: str) -> None:
 async def wire(tmp_path: Path) -> AsyncIterator[TestClient]:
     fake = await FakeTelegram().start()
     s = make_settings(
-        tmp_path, public_url=PUBLIC, wechat_token=WECHAT_TOKEN, wechat_appid="wxfuzz",
-        sms_provider="twilio", sms_auth_token=SMS_TOKEN, sms_account_sid="ACfuzz", sms_from="+15550001111",
-        sms_api_base="http://127.0.0.1:9", telegram_token=fake.token, telegram_api_base=fake.url,
-        telegram_webhook_secret=TG_SECRET, outbox_enabled=False,
+        tmp_path,
+        public_url=PUBLIC,
+        wechat_token=WECHAT_TOKEN,
+        wechat_appid="wxfuzz",
+        sms_provider="twilio",
+        sms_auth_token=SMS_TOKEN,
+        sms_account_sid="ACfuzz",
+        sms_from="+15550001111",
+        sms_api_base="http://127.0.0.1:9",
+        telegram_token=fake.token,
+        telegram_api_base=fake.url,
+        telegram_webhook_secret=TG_SECRET,
+        outbox_enabled=False,
     )
     app = create_app(s, db_setup="schema")
     async with TestClient(TestServer(app)) as client:
@@ -101,8 +151,13 @@ async def wire(tmp_path: Path) -> AsyncIterator[TestClient]:
 
 
 @FUZZ
-@given(body=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
-                      chat_like.map(lambda v: json.dumps(v).encode())))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        chat_like.map(lambda v: json.dumps(v).encode()),
+    )
+)
 async def test_chat_api_never_500(wire: TestClient, body: bytes) -> None:
     resp = await wire.post("/api/v1/chat", data=body, headers={"Content-Type": "application/json"})
     text = await resp.text()
@@ -113,11 +168,19 @@ async def test_chat_api_never_500(wire: TestClient, body: bytes) -> None:
 
 
 @FUZZ
-@given(body=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
-                      update_like.map(lambda v: json.dumps(v).encode())))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        update_like.map(lambda v: json.dumps(v).encode()),
+    )
+)
 async def test_telegram_webhook_never_500(wire: TestClient, body: bytes) -> None:
-    resp = await wire.post("/telegram/webhook", data=body, headers={
-        "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    resp = await wire.post(
+        "/telegram/webhook",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+    )
     assert_clean(resp.status, await resp.text())
 
 
@@ -135,17 +198,23 @@ async def test_wechat_callback_never_500(wire: TestClient, body: bytes) -> None:
 
 
 @FUZZ
-@given(form=st.dictionaries(
-    st.sampled_from(["From", "To", "Body", "MessageSid", "SmsSid", "NumMedia", "X"]) | st.text(max_size=10),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80) | st.sampled_from(
-        ["+8613800138000", "13800138000", "+1", "", "SM" + "a" * 32]),
-    max_size=6))
+@given(
+    form=st.dictionaries(
+        st.sampled_from(["From", "To", "Body", "MessageSid", "SmsSid", "NumMedia", "X"]) | st.text(max_size=10),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+        | st.sampled_from(["+8613800138000", "13800138000", "+1", "", "SM" + "a" * 32]),
+        max_size=6,
+    )
+)
 async def test_sms_inbound_never_500(wire: TestClient, form: dict[str, str]) -> None:
     from sms_gateway.twilio import signature
 
     sig = signature(SMS_TOKEN, PUBLIC + "/sms/inbound", list(form.items()))
-    resp = await wire.post("/sms/inbound", data=urlencode(form), headers={
-        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+    resp = await wire.post(
+        "/sms/inbound",
+        data=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig},
+    )
     assert_clean(resp.status, await resp.text())
 
 
@@ -160,5 +229,3 @@ def test_smpp_short_message_decoding_fails_only_cleanly(short_message: bytes, da
     except EncodingError:
         return
     assert isinstance(text, str)
-
-

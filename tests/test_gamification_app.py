@@ -1,4 +1,5 @@
 """Gamification end to end: forwarding, /points, /top, /redeem, pages, top-ups, badges."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,15 @@ from bot.staff.auth import create_staff
 from community.models import KnowledgeItem
 from gamification import ledger, service
 from gamification.models import (
-    Balance, ForwardEngagement, ForwardLink, ForwardRating, LedgerEntry, MemberBadge, Redemption, ReviewFlag, Reward,
+    Balance,
+    ForwardEngagement,
+    ForwardLink,
+    ForwardRating,
+    LedgerEntry,
+    MemberBadge,
+    Redemption,
+    ReviewFlag,
+    Reward,
 )
 from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
@@ -92,11 +101,15 @@ async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) ->
     token, item = await share_token(client, "sharer2")
     sharer = await member_of("web", "sharer2")
     # the sharer's own account opening it earns nothing
-    own = await services.pipeline.process(Incoming(channel="web", user="sharer2", event="start", payload=f"fw_{token}", msg_id="o1"))
+    own = await services.pipeline.process(
+        Incoming(channel="web", user="sharer2", event="start", payload=f"fw_{token}", msg_id="o1")
+    )
     assert own[0].kind == "answer"
     assert (await ledger.balance_of(sharer.id)).held == 0
     # a Telegram friend via /start fw_<token>
-    replies = await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1"))
+    replies = await services.pipeline.process(
+        Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1")
+    )
     assert item.title in replies[0].text
     actions = [c.action for c in replies[0].choices]
     assert actions == [f"fwr:{token}:1", f"fwr:{token}:0"]
@@ -104,13 +117,21 @@ async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) ->
     assert first == service.runtime().rules.forward_points(item.difficulty, True)
     assert (await ledger.balance_of(sharer.id)).balance == 0
     # replay of the same start and a second start: never twice per recipient + item
-    await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1"))
-    await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t2"))
+    await services.pipeline.process(
+        Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t1")
+    )
+    await services.pipeline.process(
+        Incoming(channel="telegram", user="777", event="start", payload=f"fw_{token}", msg_id="t2")
+    )
     assert (await ledger.balance_of(sharer.id)).held == first
-    rated = await services.pipeline.process(Incoming(channel="telegram", user="777", action=f"fwr:{token}:0", msg_id="t3"))
+    rated = await services.pipeline.process(
+        Incoming(channel="telegram", user="777", action=f"fwr:{token}:0", msg_id="t3")
+    )
     assert rated[0].kind == "feedback"
     assert await ForwardRating.filter(sharer_id=sharer.id, accurate=False).count() == 1
-    bad = await services.pipeline.process(Incoming(channel="telegram", user="777", event="start", payload="fw_bogus", msg_id="t4"))
+    bad = await services.pipeline.process(
+        Incoming(channel="telegram", user="777", event="start", payload="fw_bogus", msg_id="t4")
+    )
     assert bad[0].kind == "error"
 
 
@@ -120,14 +141,18 @@ async def test_telegram_share_link_is_a_deep_link(tmp_path: Path) -> None:
         await load_sample_kb(app)
         services = app[SERVICES]
         item = await KnowledgeItem.filter(status="published").first()
-        replies = await services.pipeline.process(Incoming(channel="telegram", user="42", action=f"fw:{item.id}", msg_id="x"))
+        replies = await services.pipeline.process(
+            Incoming(channel="telegram", user="42", action=f"fw:{item.id}", msg_id="x")
+        )
         assert re.search(r"https://t\.me/everycsr_bot\?start=fw_[\w-]+", replies[0].text)
 
 
 async def test_sms_zf_sends_with_sender_and_opt_out_and_refuses_opted_out(client, services) -> None:
     sender = "+8613800138000"
     item = await KnowledgeItem.filter(status="published", sms_code__not_isnull=True).first()
-    replies = await services.pipeline.process(Incoming(channel="sms", user=sender, text=f"ZF {item.sms_code} 13900139000", msg_id="s1"))
+    replies = await services.pipeline.process(
+        Incoming(channel="sms", user=sender, text=f"ZF {item.sms_code} 13900139000", msg_id="s1")
+    )
     assert replies[0].kind == "forward" and "****" in replies[0].text
     out = await OutboxMessage.get(purpose="forward")
     assert out.channel == "sms" and out.address == "+8613900139000"
@@ -142,7 +167,9 @@ async def test_sms_zf_sends_with_sender_and_opt_out_and_refuses_opted_out(client
     # an opted-out number is refused and nothing is queued
     opted = await member_of("sms", "+8613900139000")
     await Member.filter(id=opted.id).update(opted_out=True)
-    await services.pipeline.process(Incoming(channel="sms", user="+8613700137000", text=f"ZF {item.sms_code} 13900139000", msg_id="s3"))
+    await services.pipeline.process(
+        Incoming(channel="sms", user="+8613700137000", text=f"ZF {item.sms_code} 13900139000", msg_id="s3")
+    )
     assert await OutboxMessage.filter(purpose="forward").count() == 1
     bad = await services.pipeline.process(Incoming(channel="sms", user=sender, text="ZF nonsense", msg_id="s4"))
     assert "ZF" in bad[0].text
@@ -194,12 +221,16 @@ async def test_ring_of_mutual_accepts_is_flagged_and_held(client) -> None:
     assert (await Balance.get(member_id=a.id)).balance == 40
     assert await ReviewFlag.filter(reason="ring").count() == 0
     # a week later (the pair limit has passed), a third accept each way closes the ring
-    await LedgerEntry.filter(member_id__in=[a.id, b.id]).update(created_at=datetime.now(timezone.utc) - timedelta(days=8))
+    await LedgerEntry.filter(member_id__in=[a.id, b.id]).update(
+        created_at=datetime.now(timezone.utc) - timedelta(days=8)
+    )
     assert (await service.on_answer_accepted(answer_id=301, answerer_id=a.id, asker_id=b.id)).granted == 20
     await service.on_answer_accepted(answer_id=302, answerer_id=b.id, asker_id=a.id)
     # one review item for the pair, the closing award held
     flags = await ReviewFlag.filter(reason="ring", status="open")
-    assert len(flags) == 1 and flags[0].member_id == b.id and flags[0].key == f"ring:{min(a.id, b.id)}:{max(a.id, b.id)}"
+    assert (
+        len(flags) == 1 and flags[0].member_id == b.id and flags[0].key == f"ring:{min(a.id, b.id)}:{max(a.id, b.id)}"
+    )
     bal_b = await Balance.get(member_id=b.id)
     assert bal_b.held == 20 and bal_b.balance == 40
     assert (await Balance.get(member_id=a.id)).balance == 60
@@ -225,8 +256,19 @@ async def test_rewards_admin_requires_admin_and_csrf(client) -> None:
     csrf = await login_admin(client)
     no_csrf = await client.post("/admin/rewards", data={"name": "X", "kind": "gift", "cost": "10"})
     assert no_csrf.status == 403
-    made = await client.post("/admin/rewards", data={"csrf_token": csrf, "name": "<b>Mug</b>", "kind": "gift", "cost": "50",
-                                                     "stock": "3", "per_member_limit": "1", "face_value": "0", "active": "on"})
+    made = await client.post(
+        "/admin/rewards",
+        data={
+            "csrf_token": csrf,
+            "name": "<b>Mug</b>",
+            "kind": "gift",
+            "cost": "50",
+            "stock": "3",
+            "per_member_limit": "1",
+            "face_value": "0",
+            "active": "on",
+        },
+    )
     assert made.status == 200 and "&lt;b&gt;Mug&lt;/b&gt;" in await made.text()
     bad = await client.post("/admin/rewards", data={"csrf_token": csrf, "name": "Y", "kind": "gift", "cost": "abc"})
     assert bad.status == 400
@@ -254,7 +296,9 @@ async def test_gift_redemption_via_chat_and_manual_queue_refund(client, services
     csrf = await login_admin(client)
     order = await Redemption.get(member_id=buyer.id)
     for _ in range(2):
-        await client.post(f"/admin/redemptions/{order.id}", data={"csrf_token": csrf, "action": "failed", "note": "lost"})
+        await client.post(
+            f"/admin/redemptions/{order.id}", data={"csrf_token": csrf, "action": "failed", "note": "lost"}
+        )
     assert (await ledger.balance_of(buyer.id)).balance == 40
     assert (await Reward.get(id=reward.id)).stock == 5
     assert await LedgerEntry.filter(member_id=buyer.id, event="reversal").count() == 1
@@ -262,9 +306,13 @@ async def test_gift_redemption_via_chat_and_manual_queue_refund(client, services
 
 @pytest_asyncio.fixture
 async def topup_env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, FakeTopupProvider]]:
-    provider = FakeTopupProvider(secret="topup-secret-1", fail_numbers={"+8613900000002"}, refuse_numbers={"+8613900000003"})
+    provider = FakeTopupProvider(
+        secret="topup-secret-1", fail_numbers={"+8613900000002"}, refuse_numbers={"+8613900000003"}
+    )
     await provider.start()
-    app = create_app(make_settings(tmp_path, topup_api_base=provider.url, topup_secret="topup-secret-1"), db_setup="schema")
+    app = create_app(
+        make_settings(tmp_path, topup_api_base=provider.url, topup_secret="topup-secret-1"), db_setup="schema"
+    )
     async with TestClient(TestServer(app)) as c:
         service.runtime().callback_url = str(c.make_url("/api/v1/topup/callback"))
         yield c, provider
@@ -313,11 +361,21 @@ async def test_topup_success_failure_and_refusal(topup_env) -> None:
 
     body = json.dumps({**payload, "status": "failed"}).encode()
     ts = str(int(time.time()))
-    replay = await client.post("/api/v1/topup/callback", data=body, headers={"X-Timestamp": ts, "X-Signature": sign("topup-secret-1", ts, body)})
+    replay = await client.post(
+        "/api/v1/topup/callback",
+        data=body,
+        headers={"X-Timestamp": ts, "X-Signature": sign("topup-secret-1", ts, body)},
+    )
     assert replay.status == 200 and (await replay.json())["changed"] is False
-    forged = await client.post("/api/v1/topup/callback", data=body, headers={"X-Timestamp": ts, "X-Signature": "0" * 64})
+    forged = await client.post(
+        "/api/v1/topup/callback", data=body, headers={"X-Timestamp": ts, "X-Signature": "0" * 64}
+    )
     assert forged.status == 403
     junk = b"{not json"
-    bad = await client.post("/api/v1/topup/callback", data=junk, headers={"X-Timestamp": ts, "X-Signature": sign("topup-secret-1", ts, junk)})
+    bad = await client.post(
+        "/api/v1/topup/callback",
+        data=junk,
+        headers={"X-Timestamp": ts, "X-Signature": sign("topup-secret-1", ts, junk)},
+    )
     assert bad.status == 400 and "error" in await bad.json()
     assert [(await ledger.balance_of(m.id)).balance for m in members] == [250, 300, 300]

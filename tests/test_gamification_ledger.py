@@ -1,4 +1,5 @@
 """The points ledger: properties over random event sequences, caps, and races."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,9 @@ RULES = load_rules()
 
 async def check_invariants(member_id: int) -> None:
     bal = await Balance.get_or_none(member_id=member_id)
-    total = (await LedgerEntry.filter(member_id=member_id).annotate(s=Sum("granted")).values_list("s", flat=True))[0] or 0
+    total = (await LedgerEntry.filter(member_id=member_id).annotate(s=Sum("granted")).values_list("s", flat=True))[
+        0
+    ] or 0
     balance, debt = (bal.balance, bal.debt) if bal else (0, 0)
     assert balance >= 0 and debt >= 0
     assert balance - debt == total
@@ -109,18 +112,26 @@ async def test_daily_cap_limits_accepted_answers_too_but_not_exempt_events(sqlit
     m = await Member.create()
     granted = []
     for i in range(45):
-        res = await ledger.award(m.id, "answer_helpful", 5, key=f"h{i}",
-                                 policy=caps.policy_for(RULES, m.id, "contribution_approved_x"))
+        res = await ledger.award(
+            m.id, "answer_helpful", 5, key=f"h{i}", policy=caps.policy_for(RULES, m.id, "contribution_approved_x")
+        )
         granted.append(res.granted)
     assert sum(granted) == RULES.daily_cap
     assert granted[-1] == 0
     # accepted answers count against the daily total now (issue 16): nothing left today
-    res = await ledger.award(m.id, "answer_accepted", 20, key="acc",
-                             policy=caps.policy_for(RULES, m.id, "answer_accepted"))
+    res = await ledger.award(
+        m.id, "answer_accepted", 20, key="acc", policy=caps.policy_for(RULES, m.id, "answer_accepted")
+    )
     assert res.granted == 0 and res.note == "daily cap"
     # an approved contribution (staff decided) is still exempt
-    res = await ledger.award(m.id, "contribution_approved", 30, key="contrib", exempt=True,
-                             policy=caps.policy_for(RULES, m.id, "contribution_approved"))
+    res = await ledger.award(
+        m.id,
+        "contribution_approved",
+        30,
+        key="contrib",
+        exempt=True,
+        policy=caps.policy_for(RULES, m.id, "contribution_approved"),
+    )
     assert res.granted == 30
     await check_invariants(m.id)
 
@@ -157,7 +168,9 @@ async def test_200_simultaneous_redemptions_on_postgres(fresh_postgres_url: str)
     try:
         await _redeem_race(200)
         m = await Member.create()
-        results = await asyncio.gather(*[ledger.award(m.id, "answer_accepted", 20, key=f"pg-dup-{m.id}") for _ in range(50)])
+        results = await asyncio.gather(
+            *[ledger.award(m.id, "answer_accepted", 20, key=f"pg-dup-{m.id}") for _ in range(50)]
+        )
         assert sum(1 for r in results if not r.duplicate) == 1
         await check_invariants(m.id)
     finally:

@@ -1,4 +1,5 @@
 """Scoring rules, credibility, leaderboards (SQL and Redis agree), badges and expiry."""
+
 from __future__ import annotations
 
 import random

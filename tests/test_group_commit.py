@@ -1,4 +1,5 @@
 """Group commit of the hot path's writes: grouped, all-or-nothing per job, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[st
         await storage.close_db()
 
 
-def first_contact(external_id: str, msg_id: str | None = None) -> tuple[WriteJob, Member, ChannelAccount, TranscriptEntry]:
+def first_contact(
+    external_id: str, msg_id: str | None = None
+) -> tuple[WriteJob, Member, ChannelAccount, TranscriptEntry]:
     member = Member(display_name=external_id, locale="zh_CN")
     account = ChannelAccount(channel="web", external_id=external_id)
     entry = TranscriptEntry(channel="web", direction="in", text="你好", msg_id=msg_id)
@@ -63,15 +66,17 @@ async def test_a_job_breaking_a_constraint_is_rolled_back_alone(db: str) -> None
     good = [first_contact(f"ok{i}")[0] for i in range(5)]
     dup_account = first_contact("taken")[0]  # UNIQUE(channel, external_id)
     dup_message = first_contact("fresh", "m-taken")[0]  # UNIQUE(channel, msg_id), after two good inserts
-    results = await asyncio.gather(*(writes.run(j) for j in [*good[:2], dup_account, *good[2:], dup_message]),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(writes.run(j) for j in [*good[:2], dup_account, *good[2:], dup_message]), return_exceptions=True
+    )
     await writes.close()
     assert [type(r) for r in results] == [type(None)] * 2 + [IntegrityError] + [type(None)] * 3 + [IntegrityError]
     # nothing of the failed jobs (not even their first, valid inserts), all of the others
     assert await ChannelAccount.filter(external_id="fresh").count() == 0
     assert await Member.all().count() == 1 + 5
     assert sorted(await ChannelAccount.all().values_list("external_id", flat=True)) == sorted(
-        ["taken", *(f"ok{i}" for i in range(5))])
+        ["taken", *(f"ok{i}" for i in range(5))]
+    )
     for job in (dup_account, dup_message):
         assert all(s.instance is None or s.instance.pk is None for s in job.statements)
 
@@ -108,8 +113,10 @@ async def test_updates_and_close_drains_what_is_queued(sqlite_orm: None) -> None
     job, member, account, _entry = first_contact("upd")
     await commit(job)
     writes = GroupCommit()
-    pending = [asyncio.create_task(writes.run(WriteJob().update(ChannelAccount, account.pk, chat_id=f"c{i}")))
-               for i in range(10)]
+    pending = [
+        asyncio.create_task(writes.run(WriteJob().update(ChannelAccount, account.pk, chat_id=f"c{i}")))
+        for i in range(10)
+    ]
     await asyncio.sleep(0)
     await writes.close()
     assert all(t.done() and t.exception() is None for t in pending)
@@ -143,8 +150,9 @@ async def test_grouped_outcome_equals_one_job_at_a_time(sqlite_orm: None, plan: 
     await Member.all().delete()
     writes = GroupCommit(max_batch=7)
     tag = f"{id(plan)}"
-    results = await asyncio.gather(*(writes.run(first_contact(f"{tag}-{u}", f"{tag}-{m}")[0]) for u, m in plan),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(writes.run(first_contact(f"{tag}-{u}", f"{tag}-{m}")[0]) for u, m in plan), return_exceptions=True
+    )
     await writes.close()
     users: set[int] = set()
     msgs: set[int] = set()

@@ -1,5 +1,6 @@
 """Linking channels through the real HTTP API and pipeline: a phone code sent by SMS (the
 Twilio fake on loopback), a link code typed on another channel, chosen names, /api/v1/me."""
+
 from __future__ import annotations
 
 import re
@@ -56,7 +57,8 @@ async def member_of(channel: str, external_id: str) -> Member:
 
 
 async def test_phone_code_links_web_to_the_sms_member_with_points_tickets_and_transcript(
-    app: TestClient, twilio: FakeTwilio,
+    app: TestClient,
+    twilio: FakeTwilio,
 ) -> None:
     services = app.app[SERVICES]
     await sms_say(app, "你好", "SM1")  # the phone's member, known from SMS
@@ -96,8 +98,7 @@ async def test_phone_code_links_web_to_the_sms_member_with_points_tickets_and_tr
     assert await MemberMerge.all().count() == 1 and again[0]["kind"] == "link"
 
     # an agent's message goes to the member's channel: alice's web chat was used last
-    out = await services.outbox.to_member(phone_member.id, Reply(text="已处理"),
-                                          purpose="agent")
+    out = await services.outbox.to_member(phone_member.id, Reply(text="已处理"), purpose="agent")
     assert out is not None and out.channel == "web"
     me = await app.get("/api/v1/me", params=as_member("alice"))
     body = await me.json()
@@ -217,8 +218,7 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
     await ledger.award(web_m.id, "answer_helpful", 5, key="t:w")
     ticket = await Ticket.get(member_id=web_m.id)
 
-    anon = await app.post("/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id},
-                          allow_redirects=False)
+    anon = await app.post("/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id}, allow_redirects=False)
     assert anon.status == 401 and not await MemberMerge.exists()
     await staff_login(app, "rita", ["reviewer"])
     assert (await app.get("/inbox/members/merge")).status == 403
@@ -227,13 +227,17 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
     await staff_login(app, "amy", ["agent"])
     html, token = await csrf(app, f"/inbox/members/merge?source={web_m.id}&target={sms_m.id}")
     assert "sms" in html and "web" in html
-    no_csrf = await app.post("/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id},
-                             allow_redirects=False)
+    no_csrf = await app.post(
+        "/inbox/members/merge", data={"source": web_m.id, "target": sms_m.id}, allow_redirects=False
+    )
     assert no_csrf.status == 403 and not await MemberMerge.exists()
 
     for _ in range(2):  # a double submit merges once
-        r = await app.post("/inbox/members/merge", data={"csrf_token": token, "source": web_m.id, "target": sms_m.id},
-                           allow_redirects=False)
+        r = await app.post(
+            "/inbox/members/merge",
+            data={"csrf_token": token, "source": web_m.id, "target": sms_m.id},
+            allow_redirects=False,
+        )
         assert r.status == 303 and "flash=merged" in r.headers["Location"]
     record = await MemberMerge.get(source_id=web_m.id)
     assert record.actor == "staff:amy" and await MemberMerge.all().count() == 1
@@ -245,12 +249,10 @@ async def test_agents_merge_and_unmerge_from_the_inbox(app: TestClient) -> None:
     assert "你好" in page and "短信" in page  # one history across channels (the SMS lines named for the agent)
     # after the merge the member's messages go to the channel they used last: web
     await chat(app, "jo", text="还在吗")
-    out = await services.outbox.to_member(sms_m.id, Reply(text="x"),
-                                          purpose="agent")
+    out = await services.outbox.to_member(sms_m.id, Reply(text="x"), purpose="agent")
     assert out is not None and out.channel == "web"
 
-    r = await app.post(f"/inbox/members/merges/{record.id}/unmerge", data={"csrf_token": token},
-                       allow_redirects=False)
+    r = await app.post(f"/inbox/members/merges/{record.id}/unmerge", data={"csrf_token": token}, allow_redirects=False)
     assert r.status == 303 and "flash=unmerged" in r.headers["Location"]
     assert (await member_of("web", "jo")).id == web_m.id
     assert (await ledger.balance_of(web_m.id)).balance == 5 and (await ledger.balance_of(sms_m.id)).balance == 7
@@ -271,8 +273,9 @@ async def test_to_member_prefers_the_channel_last_used_on_postgresql(fresh_postg
     try:
         m = await Member.create()
         await ChannelAccount.create(member=m, channel="sms", external_id=PHONE)  # linked, never wrote
-        await ChannelAccount.create(member=m, channel="web", external_id="used",
-                                    last_inbound_at=datetime.now(timezone.utc))
+        await ChannelAccount.create(
+            member=m, channel="web", external_id="used", last_inbound_at=datetime.now(timezone.utc)
+        )
         out = await Outbox(make_settings(Path("/tmp"))).to_member(m.id, Reply(text="x"), purpose="agent")
         assert out is not None and out.channel == "web"
     finally:
@@ -291,7 +294,6 @@ async def test_a_verified_phone_brings_its_sms_account_to_the_member(app: TestCl
     assert await Member.all().count() == 1
 
 
-
 async def test_a_code_someone_else_gives_you_takes_nothing_without_your_yes(app: TestClient) -> None:
     """Social engineering: 'type bind XXXX for 100 points'. The victim's account stays theirs
     unless they confirm joining the other account, and a group chat never shows or takes codes."""
@@ -306,6 +308,7 @@ async def test_a_code_someone_else_gives_you_takes_nothing_without_your_yes(app:
     assert not await MemberMerge.exists()
     assert (await chat(app, "victim", action="lnk:ok"))[0]["text"] == "没有绑定任何账户。"  # nothing pending any more
     services = app.app[SERVICES]
-    [group] = await services.pipeline.process(Incoming(channel="telegram", user="555", chat="-100", text="/bind",
-                                                       msg_id="g1", meta={"group": True}))
+    [group] = await services.pipeline.process(
+        Incoming(channel="telegram", user="555", chat="-100", text="/bind", msg_id="g1", meta={"group": True})
+    )
     assert "私聊" in group.text and "bind" not in group.text.lower()

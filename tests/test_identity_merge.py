@@ -1,5 +1,6 @@
 """Member merges as properties: points preserved, nothing lost, merge twice = merge once,
 unmerge puts back what moved (the ORM on SQLite, every registered model)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -20,17 +21,19 @@ from gamification.models import Balance, LedgerEntry, MemberBadge
 MERGER = Merger([LedgerMergeHook()])
 BADGES = ("self_service", "helper", "streak")
 
-side = st.fixed_dictionaries({
-    "awards": st.lists(st.integers(min_value=1, max_value=50), max_size=4),
-    "spend": st.integers(min_value=0, max_value=60),
-    "reverse_first": st.booleans(),  # after spending: may leave a debt
-    "held": st.integers(min_value=0, max_value=20),
-    "messages": st.integers(min_value=0, max_value=3),
-    "open_ticket": st.booleans(),
-    "badges": st.sets(st.sampled_from(BADGES)),
-    "opted_out": st.booleans(),
-    "tags": st.sets(st.sampled_from(["vip", "5g", "tenure:5y"])),
-})
+side = st.fixed_dictionaries(
+    {
+        "awards": st.lists(st.integers(min_value=1, max_value=50), max_size=4),
+        "spend": st.integers(min_value=0, max_value=60),
+        "reverse_first": st.booleans(),  # after spending: may leave a debt
+        "held": st.integers(min_value=0, max_value=20),
+        "messages": st.integers(min_value=0, max_value=3),
+        "open_ticket": st.booleans(),
+        "badges": st.sets(st.sampled_from(BADGES)),
+        "opted_out": st.booleans(),
+        "tags": st.sets(st.sampled_from(["vip", "5g", "tenure:5y"])),
+    }
+)
 
 
 async def make_member(n: str, spec: dict) -> Member:
@@ -48,16 +51,17 @@ async def make_member(n: str, spec: dict) -> Member:
     if spec["reverse_first"] and entries:
         await ledger.reverse(entries[0])
     if spec["held"]:
-        await ledger.award(m.id, "answer_helpful", spec["held"], key=f"{m.id}:h",
-                           policy=_hold_all)
+        await ledger.award(m.id, "answer_helpful", spec["held"], key=f"{m.id}:h", policy=_hold_all)
     for i in range(spec["messages"]):
         await TranscriptEntry.create(member=m, channel="web", direction="in", text=f"{n} {i}", msg_id=f"{m.id}#{i}")
     due = datetime.now(timezone.utc)
     if spec["open_ticket"]:
-        await Ticket.create(member=m, channel="web", reason="human", open_key=m.id, first_response_due=due,
-                            resolution_due=due)
-    await Ticket.create(member=m, channel="web", reason="human", status="closed", first_response_due=due,
-                        resolution_due=due)
+        await Ticket.create(
+            member=m, channel="web", reason="human", open_key=m.id, first_response_due=due, resolution_due=due
+        )
+    await Ticket.create(
+        member=m, channel="web", reason="human", status="closed", first_response_due=due, resolution_due=due
+    )
     for code in spec["badges"]:
         await MemberBadge.create(member=m, code=code, award_key=f"badge:{code}:{m.id}")
     if spec["opted_out"]:
@@ -178,11 +182,16 @@ async def test_migration_sets_pre_session_web_accounts_apart(tmp_path) -> None: 
     finally:
         await Tortoise.close_connections()
     db = sqlite3.connect(path)
-    db.execute("INSERT INTO member (display_name, locale, locale_explicit, tags, status, is_staff, opted_out, "
-               "created_at) VALUES ('', 'zh_CN', 0, '[]', 'active', 0, 0, '2026-01-01')")
+    db.execute(
+        "INSERT INTO member (display_name, locale, locale_explicit, tags, status, is_staff, opted_out, "
+        "created_at) VALUES ('', 'zh_CN', 0, '[]', 'active', 0, 0, '2026-01-01')"
+    )
     for channel, ext in (("web", "carol"), ("web", "web-1a2b"), ("telegram", "carol")):
-        db.execute("INSERT INTO channel_account (member_id, channel, external_id, chat_id, active, inactive_reason, "
-                   "created_at) VALUES (1, ?, ?, '', 1, '', '2026-01-01')", (channel, ext))
+        db.execute(
+            "INSERT INTO channel_account (member_id, channel, external_id, chat_id, active, inactive_reason, "
+            "created_at) VALUES (1, ?, ?, '', 1, '', '2026-01-01')",
+            (channel, ext),
+        )
     db.commit()
     db.close()
     await storage.migrate(f"sqlite://{path}")
@@ -197,8 +206,17 @@ async def test_merge_and_unmerge_on_postgresql(fresh_postgres_url: str) -> None:
 
     await storage.open_db(fresh_postgres_url, create_schema=True)
     try:
-        spec = {"awards": [20, 5], "spend": 10, "reverse_first": True, "held": 3, "messages": 2, "open_ticket": True,
-                "badges": {"helper"}, "opted_out": False, "tags": {"vip"}}
+        spec = {
+            "awards": [20, 5],
+            "spend": 10,
+            "reverse_first": True,
+            "held": 3,
+            "messages": 2,
+            "open_ticket": True,
+            "badges": {"helper"},
+            "opted_out": False,
+            "tags": {"vip"},
+        }
         src = await make_member("src", spec)
         dst = await make_member("dst", {**spec, "reverse_first": False, "badges": {"helper", "streak"}})
         before = [await net(src.id), await net(dst.id)]
@@ -207,8 +225,7 @@ async def test_merge_and_unmerge_on_postgresql(fresh_postgres_url: str) -> None:
         assert (await MERGER.merge(src.id, dst.id, via="staff")).id == record.id
         assert await net(dst.id) == (before[0][0] + before[1][0], before[0][1] + before[1][1])
         assert await owned(src.id) + await owned(dst.id) == rows
-        assert record.kept == {"MemberBadge": {"member": [
-            (await MemberBadge.get(member_id=src.id, code="helper")).id]}}
+        assert record.kept == {"MemberBadge": {"member": [(await MemberBadge.get(member_id=src.id, code="helper")).id]}}
         await MERGER.unmerge(record.id)
         assert [await net(src.id), await net(dst.id)] == before
         for m in (src.id, dst.id):

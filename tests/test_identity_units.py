@@ -1,5 +1,6 @@
 """Properties of the identity layer's parsers and signers: session cookies, operator hashes,
 scoped message ids, chosen names and masked phones."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,12 @@ from bot.channels.webchat import MAX_MSG_ID, scoped_msg_id
 from bot.core.identity.codes import BIND_ALPHABET, looks_like_bind_code, looks_like_phone_code, normalize_code
 from bot.core.identity.names import MAX_NAME, clean_nickname, display_name, mask_phone
 from bot.web.chat_session import (
-    IdentityRefused, USER_PATTERN, session_cookie_value, session_id_from_cookie, user_hash, verified_user,
+    IdentityRefused,
+    USER_PATTERN,
+    session_cookie_value,
+    session_id_from_cookie,
+    user_hash,
+    verified_user,
 )
 from tests.conftest import make_settings
 
@@ -54,8 +60,12 @@ def test_user_hash_selects_exactly_its_user(tmp_path_factory, user: str, other: 
     assert "/" not in user  # never a session's account ("session/<id>")
 
 
-@given(a=st.text(min_size=1, max_size=80), b=st.text(min_size=1, max_size=80),
-       m=st.text(min_size=1, max_size=64), n=st.text(min_size=1, max_size=64))
+@given(
+    a=st.text(min_size=1, max_size=80),
+    b=st.text(min_size=1, max_size=80),
+    m=st.text(min_size=1, max_size=64),
+    n=st.text(min_size=1, max_size=64),
+)
 def test_scoped_msg_ids_fit_and_never_collide_across_accounts(a: str, b: str, m: str, n: str) -> None:
     x, y = scoped_msg_id(a, m), scoped_msg_id(b, n)
     assert x is not None and y is not None and len(x) <= MAX_MSG_ID and len(y) <= MAX_MSG_ID

@@ -4,6 +4,7 @@ Reads every module's imports with ``ast`` (top-level, inside functions and under
 ``TYPE_CHECKING`` alike: a lazy import is still an arrow) and checks them against the layers of
 docs/architecture.md. A failure names the file, the import and the rule it breaks.
 """
+
 from __future__ import annotations
 
 import ast
@@ -96,8 +97,12 @@ def arrows(name: str, path: Path, known: dict[str, Path]) -> Iterator[Arrow]:
 def loads_by_name(path: Path) -> list[int]:
     """Lines where a module is loaded from a string (importlib), which no reader can follow."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")]
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+    ]
 
 
 def layer(module: str) -> str:

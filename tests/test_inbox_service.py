@@ -1,5 +1,6 @@
 """Tickets: one live ticket per member, queue order, claims under concurrency, replies,
 closing with one survey, and the inbox pages' access rules."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,9 @@ async def member(external: str, **fields) -> Member:  # type: ignore[no-untyped-
 
 async def test_concurrent_opens_make_one_ticket(services) -> None:
     m = await member("c1")
-    results = await asyncio.gather(*[inbox.open_ticket(services, m.id, "web", "human", summary=f"s{i}")
-                                     for i in range(10)])
+    results = await asyncio.gather(
+        *[inbox.open_ticket(services, m.id, "web", "human", summary=f"s{i}") for i in range(10)]
+    )
     assert len({t.id for t, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert await Ticket.filter(member_id=m.id).count() == 1
@@ -101,8 +103,10 @@ async def test_survey_button_and_numbered_reply(client) -> None:
     reply = await chat(client, "s2", action=f"sv:{t.id}:2")
     assert reply[0]["kind"] == "survey_answer"
     assert (await Ticket.get(id=t.id)).survey_score == 2
-    assert "already" in (await chat(client, "s2", action=f"sv:{t.id}:5"))[0]["text"] or \
-        (await Ticket.get(id=t.id)).survey_score == 2
+    assert (
+        "already" in (await chat(client, "s2", action=f"sv:{t.id}:5"))[0]["text"]
+        or (await Ticket.get(id=t.id)).survey_score == 2
+    )
 
 
 async def test_inbox_needs_login_role_and_csrf(client) -> None:
@@ -137,12 +141,14 @@ async def test_member_text_is_escaped_and_publish_makes_a_draft(client) -> None:
     await client.post(f"/inbox/t/{t.id}/claim", data={"csrf_token": token})
     html, token = await csrf(client, f"/inbox/t/{t.id}")
     nonce = re.search(r'name="nonce" value="([^"]+)"', html).group(1)
-    await client.post(f"/inbox/t/{t.id}/reply", data={"csrf_token": token, "nonce": nonce,
-                                                      "text": "请重启光猫，再拨打 10000 报修。"})
+    await client.post(
+        f"/inbox/t/{t.id}/reply", data={"csrf_token": token, "nonce": nonce, "text": "请重启光猫，再拨打 10000 报修。"}
+    )
     msg = await TicketMessage.get(ticket_id=t.id, author="agent")
     for _ in range(2):
-        resp = await client.post(f"/inbox/t/{t.id}/publish", data={"csrf_token": token, "message_id": str(msg.id)},
-                                 allow_redirects=False)
+        resp = await client.post(
+            f"/inbox/t/{t.id}/publish", data={"csrf_token": token, "message_id": str(msg.id)}, allow_redirects=False
+        )
         assert resp.status == 303
     drafts = await KnowledgeItem.filter(key=f"agent-reply-{msg.id}")
     assert len(drafts) == 1 and drafts[0].status == "draft" and "光猫" in drafts[0].answer

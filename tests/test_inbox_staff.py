@@ -2,6 +2,7 @@
 hidden), filters and search, readable transcripts, member tags (inbox, API, CSV import,
 audited) with VIP priority and tag-targeted offers end to end, CSAT comments and the
 per-agent report, SLA breach gauges."""
+
 from __future__ import annotations
 
 import re
@@ -47,11 +48,20 @@ async def bulk_tickets(n: int, *, channel: str = "web", start: datetime | None =
     await Member.bulk_create([Member(display_name=f"{prefix}{i}") for i in range(n)])
     created = await Member.filter(display_name__startswith=prefix).order_by("id").values_list("id", flat=True)
     far = datetime.now(timezone.utc) + timedelta(days=1)
-    await Ticket.bulk_create([
-        Ticket(member_id=mid, channel=channel, reason="human", summary=f"问题 {i}", open_key=mid,
-               first_response_due=far, resolution_due=far)
-        for i, mid in enumerate(created)
-    ])
+    await Ticket.bulk_create(
+        [
+            Ticket(
+                member_id=mid,
+                channel=channel,
+                reason="human",
+                summary=f"问题 {i}",
+                open_key=mid,
+                first_response_due=far,
+                resolution_due=far,
+            )
+            for i, mid in enumerate(created)
+        ]
+    )
     ids = await Ticket.filter(member_id__in=created).order_by("id").values_list("id", flat=True)
     await Ticket.filter(id__in=ids).update(created_at=start)
     return list(ids)
@@ -182,14 +192,24 @@ def test_transcript_resolves_digits_and_old_rows_without_labels() -> None:
     _ = lambda msgid, **kw: msgid % kw if kw else msgid  # noqa: E731
 
     def e(i: int, direction: str, **kw) -> TranscriptEntry:  # type: ignore[no-untyped-def]
-        return TranscriptEntry(id=i, member_id=1, channel="sms", direction=direction,
-                               created_at=now + timedelta(seconds=kw.pop("sec", i)), **kw)
+        return TranscriptEntry(
+            id=i,
+            member_id=1,
+            channel="sms",
+            direction=direction,
+            created_at=now + timedelta(seconds=kw.pop("sec", i)),
+            **kw,
+        )
 
     entries = [
         e(4, "in", text="2", sec=3),
         e(1, "in", text="流量"),
-        e(2, "out", text="您是不是想问", payload={"choices": ["kb:7", "kb:9", "none"],
-                                               "labels": ["查流量", "办流量包", "都不是"]}),
+        e(
+            2,
+            "out",
+            text="您是不是想问",
+            payload={"choices": ["kb:7", "kb:9", "none"], "labels": ["查流量", "办流量包", "都不是"]},
+        ),
         e(5, "out", text="old", payload={"choices": ["kb:7", "fb:down:7"]}, sec=4),
         e(6, "in", action="fb:down:7", sec=5),
         e(7, "in", action="kb:7", sec=6),
@@ -226,8 +246,16 @@ async def test_tags_are_audited_and_idempotent(services) -> None:
 async def test_csv_import(services) -> None:
     a = await member("imp1")
     b = await member("imp2", channel="telegram")
-    text = "member,tag,op\n" f"{a.id},vip\n" "telegram:imp2,plan:5g-128,add\n" f"{a.id},vip,remove\n" \
-           "nobody:x,vip\n" f"{b.id},bad,tag\n" f"{b.id},a,b,c\n" "only-one-column\n"
+    text = (
+        "member,tag,op\n"
+        f"{a.id},vip\n"
+        "telegram:imp2,plan:5g-128,add\n"
+        f"{a.id},vip,remove\n"
+        "nobody:x,vip\n"
+        f"{b.id},bad,tag\n"
+        f"{b.id},a,b,c\n"
+        "only-one-column\n"
+    )
     result = await member_tags.import_csv(text, actor="cli:ops")
     assert result.changed == 3 and result.unchanged == 0
     assert len(result.errors) == 4 and result.errors[0].startswith("line 5:")
@@ -293,11 +321,18 @@ async def test_tag_targeted_offer_reaches_only_tagged_members(tmp_path) -> None:
     from bot.app import create_app
     from tests.conftest import load_sample_kb, make_settings
 
-    app = create_app(make_settings(tmp_path, offers_quiet_hours="", public_url="https://csr.example"), db_setup="schema")
+    app = create_app(
+        make_settings(tmp_path, offers_quiet_hours="", public_url="https://csr.example"), db_setup="schema"
+    )
     async with TestClient(TestServer(app)) as c:
         await load_sample_kb(app)
-        offer = await Offer.create(title="5G 套餐升级", body="升级更划算", url="https://shop.example/5g",
-                                   action_label="升级", trigger_tags=["plan:5g*"])
+        offer = await Offer.create(
+            title="5G 套餐升级",
+            body="升级更划算",
+            url="https://shop.example/5g",
+            action_label="升级",
+            trigger_tags=["plan:5g*"],
+        )
         await chat(c, "off1", text="你好")
         await chat(c, "off2", text="你好")
         m1 = await Member.get(accounts__external_id="off1")
@@ -375,18 +410,34 @@ async def test_concurrent_tag_changes_lose_nothing_on_postgres(fresh_postgres_ur
     try:
         m = await Member.create(display_name="pg-tags")
         tags = [f"t{i}" for i in range(20)]
-        results = await asyncio.gather(*[member_tags.add_tag(m.id, t, actor="staff:x", source="api") for t in tags],
-                                       *[member_tags.add_tag(m.id, "vip", actor="staff:y", source="api")
-                                         for _ in range(5)])
+        results = await asyncio.gather(
+            *[member_tags.add_tag(m.id, t, actor="staff:x", source="api") for t in tags],
+            *[member_tags.add_tag(m.id, "vip", actor="staff:y", source="api") for _ in range(5)],
+        )
         assert sum(results) == 21  # 20 distinct tags + "vip" once
         assert sorted((await Member.get(id=m.id)).tags) == sorted([*tags, "vip"])
         assert await MemberTag.filter(member_id=m.id).count() == 21
         assert await MemberTagChange.filter(member_id=m.id).count() == 21
         far = datetime.now(timezone.utc) + timedelta(days=1)
-        plain = await Ticket.create(member_id=(await Member.create()).id, channel="web", reason="human",
-                                    open_key=-1, first_response_due=far, resolution_due=far, summary="宽带")
-        vip = await Ticket.create(member_id=m.id, channel="sms", reason="human", urgent=True, urgent_why=["vip"],
-                                  open_key=m.id, first_response_due=far, resolution_due=far)
+        plain = await Ticket.create(
+            member_id=(await Member.create()).id,
+            channel="web",
+            reason="human",
+            open_key=-1,
+            first_response_due=far,
+            resolution_due=far,
+            summary="宽带",
+        )
+        vip = await Ticket.create(
+            member_id=m.id,
+            channel="sms",
+            reason="human",
+            urgent=True,
+            urgent_why=["vip"],
+            open_key=m.id,
+            first_response_due=far,
+            resolution_due=far,
+        )
         F = ticket_queue.QueueFilter
         assert [t.id for t in (await ticket_queue.page(F())).tickets] == [vip.id, plain.id]
         assert [t.id for t in (await ticket_queue.page(F(tag="vip"))).tickets] == [vip.id]

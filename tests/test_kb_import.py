@@ -1,4 +1,5 @@
 """Knowledge import/export and the CLI around it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -90,10 +91,15 @@ async def test_export_round_trips(db, tmp_path: Path) -> None:
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"BOT_DATABASE_URL": f"sqlite://{tmp_path / 'cli.sqlite3'}", "PATH": "/usr/bin:/bin",
-           "BOT_JIEBA_CACHE_DIR": str(tmp_path), "BOT_SEARCH_SEMANTIC": "none"}
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+    env = {
+        "BOT_DATABASE_URL": f"sqlite://{tmp_path / 'cli.sqlite3'}",
+        "PATH": "/usr/bin:/bin",
+        "BOT_JIEBA_CACHE_DIR": str(tmp_path),
+        "BOT_SEARCH_SEMANTIC": "none",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
 
 
 def test_cli_help_lists_commands(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Knowledge lifecycle: review workflow and permissions, member contributions, learned
 variants, knowledge wanted, notices, XLSX import."""
+
 from __future__ import annotations
 
 import re
@@ -15,13 +16,18 @@ from community.knowledge_admin.models import CandidateVariant, KnowledgeContribu
 from community.models import KnowledgeItem
 from tests.community_helpers import chat, csrf, staff_login
 
-FORM = {"key": "kb-new-1", "title": "夜间流量包怎么开通", "answer": "发送 YJLL 到 10086。", "locale": "zh_CN",
-        "variants": "晚上的流量包\n夜间包", "difficulty": "1"}
+FORM = {
+    "key": "kb-new-1",
+    "title": "夜间流量包怎么开通",
+    "answer": "发送 YJLL 到 10086。",
+    "locale": "zh_CN",
+    "variants": "晚上的流量包\n夜间包",
+    "difficulty": "1",
+}
 
 
 async def _new_item(client, token, **extra):
-    resp = await client.post("/admin/knowledge/new", data={**FORM, "csrf_token": token, **extra},
-                             allow_redirects=False)
+    resp = await client.post("/admin/knowledge/new", data={**FORM, "csrf_token": token, **extra}, allow_redirects=False)
     assert resp.status == 302, await resp.text()
     return int(resp.headers["Location"].rsplit("/", 1)[1])
 
@@ -32,8 +38,10 @@ async def test_agent_drafts_but_cannot_approve_reviewer_publishes(client):
     item_id = await _new_item(client, token, submit="1")
     item = await KnowledgeItem.get(id=item_id)
     assert item.status == "pending"
-    assert client.app[SERVICES].kb.decide("夜间流量包怎么开通", "zh_CN").matches[:1] == () or \
-        client.app[SERVICES].kb.decide("夜间流量包怎么开通", "zh_CN").matches[0].item_id != item_id
+    assert (
+        client.app[SERVICES].kb.decide("夜间流量包怎么开通", "zh_CN").matches[:1] == ()
+        or client.app[SERVICES].kb.decide("夜间流量包怎么开通", "zh_CN").matches[0].item_id != item_id
+    )
     v = await KnowledgeVersion.get(item_id=item_id, number=1)
     resp = await client.post(f"/admin/knowledge/versions/{v.id}/approve", data={"csrf_token": token})
     assert resp.status == 403
@@ -42,8 +50,9 @@ async def test_agent_drafts_but_cannot_approve_reviewer_publishes(client):
     await staff_login(client, "rev", ["reviewer"])
     html, token = await csrf(client, f"/admin/knowledge/{item_id}")
     assert "夜间流量包怎么开通" in html
-    resp = await client.post(f"/admin/knowledge/versions/{v.id}/approve", data={"csrf_token": token, "reason": "ok"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/admin/knowledge/versions/{v.id}/approve", data={"csrf_token": token, "reason": "ok"}, allow_redirects=False
+    )
     assert resp.status == 302
     assert (await KnowledgeItem.get(id=item_id)).status == "published"
     d = client.app[SERVICES].kb.decide("夜间流量包怎么开通", "zh_CN")
@@ -59,8 +68,16 @@ async def test_edit_of_published_item_waits_for_review_and_diff(client):
     item_id = await _new_item(client, token, submit="1")
     v1 = await KnowledgeVersion.get(item_id=item_id, number=1)
     await client.post(f"/admin/knowledge/versions/{v1.id}/approve", data={"csrf_token": token})
-    resp = await client.post(f"/admin/knowledge/{item_id}", data={**FORM, "csrf_token": token, "submit": "1",
-                             "answer": "发送 YJLL 到 10086，或在 App 里开通。", "reason": "App 也能办"})
+    resp = await client.post(
+        f"/admin/knowledge/{item_id}",
+        data={
+            **FORM,
+            "csrf_token": token,
+            "submit": "1",
+            "answer": "发送 YJLL 到 10086，或在 App 里开通。",
+            "reason": "App 也能办",
+        },
+    )
     assert resp.status == 200
     item = await KnowledgeItem.get(id=item_id)
     assert item.answer == "发送 YJLL 到 10086。"  # live text unchanged until approved
@@ -138,8 +155,12 @@ async def test_pick_becomes_variant_after_quorum(client):
 
 
 def test_wanted_clusters_count_askers():
-    rows = [(1, 1, "宠物能带进营业厅吗", ""), (2, 2, "宠物可以带进营业厅吗？", ""),
-            (3, 2, "宠物能带进营业厅吗", ""), (4, 3, "how do I fly a kite", "")]
+    rows = [
+        (1, 1, "宠物能带进营业厅吗", ""),
+        (2, 2, "宠物可以带进营业厅吗？", ""),
+        (3, 2, "宠物能带进营业厅吗", ""),
+        (4, 3, "how do I fly a kite", ""),
+    ]
     cl = wanted.cluster(rows)
     assert cl[0].n_askers == 2 and cl[0].count == 3
     assert len(cl) == 2
@@ -152,6 +173,7 @@ def test_wanted_clusters_partition_all_questions(data):
     cl = wanted.cluster(rows)
     ids = sorted(i for c in cl for i in c.ids)
     from bot.core.normalize import normalize
+
     assert ids == [i for i, _m, t, _n in rows if normalize(t)]
     assert all(c.n_askers <= c.count for c in cl)
 

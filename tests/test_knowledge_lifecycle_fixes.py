@@ -2,6 +2,7 @@
 item, version numbers never go backwards, running workers catch up with database changes,
 "knowledge wanted" clusters can be resolved, an edit into a taken locale is a 400, and
 retiring needs a reason."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,6 +42,7 @@ async def _reviewer(name: str = "rev-lc"):  # type: ignore[no-untyped-def]
 
 
 # --- 1. import and versions ------------------------------------------------------------------
+
 
 async def test_import_records_a_version_per_created_and_updated_item(db, tmp_path: Path) -> None:
     first = _csv(tmp_path, "lc-a,zh_CN,宽带怎么报修,报修宽带,拨打 10000 报修。,\n")
@@ -103,12 +105,15 @@ async def test_reimport_does_not_resurrect_a_retired_item(db, tmp_path: Path) ->
 
 # --- 2. running workers catch up with database changes ---------------------------------------
 
+
 async def test_running_service_catches_up_with_an_import(client, tmp_path: Path) -> None:
     kb = client.app[SERVICES].kb
     question = "卫星电话套餐怎么办理"
     existing = await KnowledgeItem.get(key="data-balance", locale="zh_CN")
-    body = (f"lc-sat,zh_CN,{question},卫星电话怎么开通|办卫星电话,请到营业厅办理卫星电话套餐。,\n"
-            f"data-balance,zh_CN,{existing.title},{'|'.join(existing.variants)},新的查流量答案。,\n")
+    body = (
+        f"lc-sat,zh_CN,{question},卫星电话怎么开通|办卫星电话,请到营业厅办理卫星电话套餐。,\n"
+        f"data-balance,zh_CN,{existing.title},{'|'.join(existing.variants)},新的查流量答案。,\n"
+    )
     report = await import_rows(parse_file(_csv(tmp_path, body)))
     assert (report.created, report.updated) == (1, 1)
     new = await KnowledgeItem.get(key="lc-sat")
@@ -134,8 +139,9 @@ async def test_running_service_catches_up_with_an_import(client, tmp_path: Path)
 async def test_watch_loop_applies_changes_and_zero_disables(client) -> None:
     kb = client.app[SERVICES].kb
     assert await asyncio.wait_for(kb.watch(0), 5) is None  # disabled: returns at once (not a loop)
-    item = await KnowledgeItem.create(key="lc-loop", title="国际漫游怎么开通", answer="发送 KTMY 开通漫游。",
-                                      variants=["开漫游", "出国漫游"])
+    item = await KnowledgeItem.create(
+        key="lc-loop", title="国际漫游怎么开通", answer="发送 KTMY 开通漫游。", variants=["开漫游", "出国漫游"]
+    )
     task = asyncio.create_task(kb.watch(0.02))
     try:
         deadline = asyncio.get_running_loop().time() + 10.0
@@ -157,6 +163,7 @@ def test_refresh_setting_defaults_to_30_seconds(tmp_path: Path) -> None:
 
 # --- 3. knowledge wanted: resolved button ----------------------------------------------------
 
+
 async def test_reviewer_resolves_a_wanted_cluster(client) -> None:
     await chat(client, "lc-w1", text=NO_ANSWER)
     await chat(client, "lc-w2", text=NO_ANSWER + "？")
@@ -166,8 +173,11 @@ async def test_reviewer_resolves_a_wanted_cluster(client) -> None:
     await staff_login(client, "lc-agent", ["agent"])
     html, token = await csrf(client, "/admin/knowledge/wanted")
     assert NO_ANSWER in html and "/admin/knowledge/wanted/resolve" not in html
-    resp = await client.post("/admin/knowledge/wanted/resolve",
-                             data={"csrf_token": token, "ids": ",".join(map(str, ids))}, allow_redirects=False)
+    resp = await client.post(
+        "/admin/knowledge/wanted/resolve",
+        data={"csrf_token": token, "ids": ",".join(map(str, ids))},
+        allow_redirects=False,
+    )
     assert resp.status == 403
     await client.post("/logout", data={"csrf_token": token})
     await staff_login(client, "lc-rev", ["reviewer"])
@@ -178,12 +188,14 @@ async def test_reviewer_resolves_a_wanted_cluster(client) -> None:
     resp = await client.post("/admin/knowledge/wanted/resolve", data={"ids": posted}, allow_redirects=False)
     assert resp.status == 403
     for bad in ("", "1,x", "-3"):
-        resp = await client.post("/admin/knowledge/wanted/resolve", data={"csrf_token": token, "ids": bad},
-                                 allow_redirects=False)
+        resp = await client.post(
+            "/admin/knowledge/wanted/resolve", data={"csrf_token": token, "ids": bad}, allow_redirects=False
+        )
         assert resp.status == 400, bad
     assert await UnansweredQuestion.filter(resolved=True).count() == 0
-    resp = await client.post("/admin/knowledge/wanted/resolve", data={"csrf_token": token, "ids": posted},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/admin/knowledge/wanted/resolve", data={"csrf_token": token, "ids": posted}, allow_redirects=False
+    )
     assert resp.status == 302 and resp.headers["Location"] == "/admin/knowledge/wanted"
     assert await UnansweredQuestion.filter(resolved=False).count() == 0
     html = await (await client.get("/admin/knowledge/wanted")).text()
@@ -191,6 +203,7 @@ async def test_reviewer_resolves_a_wanted_cluster(client) -> None:
 
 
 # --- 4. an edit into a locale the key already has ---------------------------------------------
+
 
 async def test_edit_into_a_taken_locale_is_a_400_and_writes_nothing(client) -> None:
     zh = await KnowledgeItem.get(key="data-balance", locale="zh_CN")
@@ -212,15 +225,21 @@ async def test_approval_into_a_locale_taken_since_is_a_400(client, tmp_path: Pat
     await kb.catch_up()
     await staff_login(client, "lc-rev5", ["reviewer"])
     _html, token = await csrf(client, f"/admin/knowledge/{item.id}")
-    form = {"csrf_token": token, "title": "How do I port my number?", "answer": "Visit a store.", "locale": "en",
-            "submit": "1"}
+    form = {
+        "csrf_token": token,
+        "title": "How do I port my number?",
+        "answer": "Visit a store.",
+        "locale": "en",
+        "submit": "1",
+    }
     resp = await client.post(f"/admin/knowledge/{item.id}", data=form, allow_redirects=False)
     assert resp.status == 302
     pending = await KnowledgeVersion.get(item_id=item.id, state="pending")
     # meanwhile the English item is created by an import
     await import_rows(parse_file(_csv(tmp_path, "lc-loc,en,Number porting,,Visit a store.,\n", "en.csv")))
-    resp = await client.post(f"/admin/knowledge/versions/{pending.id}/approve", data={"csrf_token": token},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/admin/knowledge/versions/{pending.id}/approve", data={"csrf_token": token}, allow_redirects=False
+    )
     assert resp.status == 400 and "already exists in en" in await resp.text()
     item = await KnowledgeItem.get(id=item.id)
     assert (item.locale, item.answer, item.status) == ("zh_CN", "到营业厅办理。", "published")
@@ -231,6 +250,7 @@ async def test_approval_into_a_locale_taken_since_is_a_400(client, tmp_path: Pat
 
 # --- 5. retiring needs a reason -----------------------------------------------------------------
 
+
 async def test_retire_needs_a_reason_in_the_service_and_the_page(client) -> None:
     item = await KnowledgeItem.get(key="data-balance", locale="zh_CN")
     reviewer = await _reviewer("lc-rev6")
@@ -238,8 +258,9 @@ async def test_retire_needs_a_reason_in_the_service_and_the_page(client) -> None
         await service.retire(item, reviewer, "   ")
     await staff_login(client, "lc-rev7", ["reviewer"])
     _html, token = await csrf(client, f"/admin/knowledge/{item.id}")
-    resp = await client.post(f"/admin/knowledge/{item.id}/retire", data={"csrf_token": token, "reason": " "},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/admin/knowledge/{item.id}/retire", data={"csrf_token": token, "reason": " "}, allow_redirects=False
+    )
     assert resp.status == 400
     assert (await KnowledgeItem.get(id=item.id)).status == "published"
     assert item.id in client.app[SERVICES].kb.matcher

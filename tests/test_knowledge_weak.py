@@ -1,5 +1,6 @@
 """The reviewers' 'weak items' list: ranking (Wilson bound, confidence tie-break), the SQL
 aggregation over the window, permissions and the CSV download."""
+
 from __future__ import annotations
 
 import csv
@@ -20,6 +21,7 @@ counts = st.integers(min_value=0, max_value=5000)
 
 
 # --- the pure ranking ------------------------------------------------------------------------
+
 
 @given(counts, counts)
 @hsettings(max_examples=200, deadline=None)
@@ -42,8 +44,16 @@ def test_more_downvotes_never_look_better_more_upvotes_never_look_worse(down, up
 def item_lists(draw):  # type: ignore[no-untyped-def]
     n = draw(st.integers(min_value=1, max_value=8))
     conf = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0))
-    return [ItemStats(item_id=i + 1, up=draw(st.integers(0, 40)), down=draw(st.integers(0, 40)),
-                      answers=draw(st.integers(0, 40)), mean_confidence=draw(conf)) for i in range(n)]
+    return [
+        ItemStats(
+            item_id=i + 1,
+            up=draw(st.integers(0, 40)),
+            down=draw(st.integers(0, 40)),
+            answers=draw(st.integers(0, 40)),
+            mean_confidence=draw(conf),
+        )
+        for i in range(n)
+    ]
 
 
 @given(item_lists(), st.data())
@@ -73,11 +83,20 @@ def test_few_votes_do_not_dominate_and_ties_go_to_low_confidence():
 
 
 def test_window_days_is_clamped():
-    assert [weak.window_days(x) for x in (None, "7", "0", "-3", "9999", "abc", "", " 12 ")] == \
-        [30, 7, 1, 1, 365, 30, 30, 12]
+    assert [weak.window_days(x) for x in (None, "7", "0", "-3", "9999", "abc", "", " 12 ")] == [
+        30,
+        7,
+        1,
+        1,
+        365,
+        30,
+        30,
+        12,
+    ]
 
 
 # --- the page, on a real database --------------------------------------------------------------
+
 
 async def _seed(threshold: float) -> dict[str, int]:
     """Items with known votes and confidences; returns their ids by role."""
@@ -90,13 +109,19 @@ async def _seed(threshold: float) -> dict[str, int]:
 
     async def answers(item_id: int, confs: list[float]) -> None:
         for c in confs:
-            await TranscriptEntry.create(member_id=m.id, channel="web", direction="out", kind="answer",
-                                         item_id=item_id, confidence=c, text="a")
+            await TranscriptEntry.create(
+                member_id=m.id, channel="web", direction="out", kind="answer", item_id=item_id, confidence=c, text="a"
+            )
 
     async def votes(item_id: int, up: int, down: int, query: str = "") -> None:
         for i in range(up + down):
-            await AnswerFeedback.create(member_id=m.id, item_id=item_id, helpful=i < up,
-                                        query=f"{query} {i}" if query and i >= up else "", channel="web")
+            await AnswerFeedback.create(
+                member_id=m.id,
+                item_id=item_id,
+                helpful=i < up,
+                query=f"{query} {i}" if query and i >= up else "",
+                channel="web",
+            )
 
     await answers(ids["bad"], [0.95, 0.97])
     await votes(ids["bad"], 2, 8, "流量怎么还是不够用")
@@ -107,15 +132,23 @@ async def _seed(threshold: float) -> dict[str, int]:
     await answers(ids["sure"], [0.99, 0.98])
     await votes(ids["retired"], 0, 5)
     # picks and "did you mean" offers of the worst item
-    await TranscriptEntry.create(member_id=m.id, channel="web", direction="out", kind="answer_pick",
-                                 item_id=ids["bad"], text="a")
+    await TranscriptEntry.create(
+        member_id=m.id, channel="web", direction="out", kind="answer_pick", item_id=ids["bad"], text="a"
+    )
     for _ in range(3):
-        await TranscriptEntry.create(member_id=m.id, channel="web", direction="out", kind="suggest", text="?",
-                                     payload={"choices": [f"kb:{ids['bad']}", f"kb:{ids['shaky']}", "none"]})
+        await TranscriptEntry.create(
+            member_id=m.id,
+            channel="web",
+            direction="out",
+            kind="suggest",
+            text="?",
+            payload={"choices": [f"kb:{ids['bad']}", f"kb:{ids['shaky']}", "none"]},
+        )
     # outside a 30-day window: 30 more 👎 on "liked"
     old = await AnswerFeedback.create(member_id=m.id, item_id=ids["liked"], helpful=False, query="很久以前")
-    await AnswerFeedback.bulk_create([AnswerFeedback(member_id=m.id, item_id=ids["liked"], helpful=False,
-                                                     query="很久以前") for _ in range(29)])
+    await AnswerFeedback.bulk_create(
+        [AnswerFeedback(member_id=m.id, item_id=ids["liked"], helpful=False, query="很久以前") for _ in range(29)]
+    )
     await AnswerFeedback.filter(id__gte=old.id).update(created_at=datetime.now(timezone.utc) - timedelta(days=40))
     return ids
 
@@ -165,8 +198,13 @@ async def test_csv_download_has_header_and_rows(client):
     assert tuple(rows[0]) == weak.CSV_HEADER
     assert [int(r[0]) for r in rows[1:]] == [ids["bad"], ids["one_down"], ids["shakier"], ids["shaky"], ids["liked"]]
     bad = dict(zip(rows[0], rows[1]))
-    assert (bad["helpful"], bad["not_helpful"], bad["answers"], bad["suggested"], bad["picked"]) == \
-        ("2", "8", "2", "3", "1")
+    assert (bad["helpful"], bad["not_helpful"], bad["answers"], bad["suggested"], bad["picked"]) == (
+        "2",
+        "8",
+        "2",
+        "3",
+        "1",
+    )
     assert bad["unhelpful_rate"] == "0.8000" and 0.4 < float(bad["weakness"]) < 0.8
 
 
@@ -193,14 +231,24 @@ async def test_a_real_downvote_from_chat_lands_on_the_list(client):
     await staff_login(client, "rev-e2e", ["reviewer"])
     html = await (await client.get("/admin/knowledge/weak")).text()
     assert _rows(html) == [item.id]
-    assert item.title in html.split('<tr data-item=')[1]
+    assert item.title in html.split("<tr data-item=")[1]
 
 
 async def test_suggestion_count_reads_in_chunks_and_says_when_cut_short(client, monkeypatch):
     m = await Member.create(display_name="s")
-    await TranscriptEntry.bulk_create([
-        TranscriptEntry(member_id=m.id, channel="web", direction="out", kind="suggest", text="?",
-                        payload={"choices": [f"kb:{i % 3 + 1}", "kb:x", "none"]}) for i in range(7)])
+    await TranscriptEntry.bulk_create(
+        [
+            TranscriptEntry(
+                member_id=m.id,
+                channel="web",
+                direction="out",
+                kind="suggest",
+                text="?",
+                payload={"choices": [f"kb:{i % 3 + 1}", "kb:x", "none"]},
+            )
+            for i in range(7)
+        ]
+    )
     since = datetime.now(timezone.utc) - timedelta(days=1)
     monkeypatch.setattr(weak, "SUGGEST_CHUNK", 2)
     got, cut = await weak._suggested_counts(since)

@@ -1,5 +1,6 @@
 """Learning from use: tickets closed with an item teach it, accepted variants reach every
 worker, and only a choice offered for the question counts as a pick."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,28 +20,33 @@ from tests.community_helpers import NO_ANSWER, chat, csrf, staff_login, two_work
 
 # --- 1. an agent closes a ticket naming the item that answered it --------------------------
 
+
 async def test_close_with_knowledge_item_suggests_the_members_question(client) -> None:
     await chat(client, "t1", text=NO_ANSWER)
     assert (await chat(client, "t1", text="人工"))[0]["kind"] == "handover"
     ticket = await Ticket.get(member__accounts__external_id="t1")
     item = await KnowledgeItem.filter(status="published", locale="zh_CN").order_by("id").first()
-    retired = await KnowledgeItem.create(key="gone", locale="zh_CN", title="旧业务", answer="已停办。", status="retired")
+    retired = await KnowledgeItem.create(
+        key="gone", locale="zh_CN", title="旧业务", answer="已停办。", status="retired"
+    )
     await staff_login(client, "closer", ["agent"])
     html, token = await csrf(client, f"/inbox/t/{ticket.id}")
     assert 'name="kb_item"' in html
 
     # bad ids: a clear 400, the ticket stays open, nothing is learned
     for bad in ("abc", "12345678901234", str(retired.id), "999999"):
-        resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": bad},
-                                 allow_redirects=False)
+        resp = await client.post(
+            f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": bad}, allow_redirects=False
+        )
         assert resp.status == 400, bad
         assert "已发布" in await resp.text()  # in the staff member's language (zh_CN by default)
     assert (await Ticket.get(id=ticket.id)).status == "open"
     assert await CandidateVariant.all().count() == 0
     assert await OutboxMessage.filter(purpose="survey").count() == 0
 
-    resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": f"#{item.id}"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": f"#{item.id}"}, allow_redirects=False
+    )
     assert resp.status == 303 and resp.headers["Location"].endswith("flash=answered")
     assert (await Ticket.get(id=ticket.id)).status == "closed"
     cv = await CandidateVariant.get(item_id=item.id)
@@ -52,8 +58,9 @@ async def test_close_with_knowledge_item_suggests_the_members_question(client) -
     await wait_sent(channel="web", address="t1", purpose="survey")  # closing still sends the survey
 
     # a retried close changes nothing
-    resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": str(item.id)},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": str(item.id)}, allow_redirects=False
+    )
     assert resp.headers["Location"].endswith("flash=refused")
     assert await CandidateVariant.all().count() == 1
     assert await OutboxMessage.filter(purpose="survey").count() == 1
@@ -66,12 +73,14 @@ async def test_close_with_item_needs_a_question_and_plain_close_still_works(clie
     item = await KnowledgeItem.filter(status="published").first()
     await staff_login(client, "closer2", ["agent"])
     _h, token = await csrf(client, f"/inbox/t/{ticket.id}")
-    resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": str(item.id)},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": str(item.id)}, allow_redirects=False
+    )
     assert resp.status == 400 and "没有会员的提问" in await resp.text()
     assert (await Ticket.get(id=ticket.id)).status == "open"
-    resp = await client.post(f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": " "},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/inbox/t/{ticket.id}/close", data={"csrf_token": token, "kb_item": " "}, allow_redirects=False
+    )
     assert resp.status == 303 and "flash" not in resp.headers["Location"]
     assert (await Ticket.get(id=ticket.id)).status == "closed"
     assert await CandidateVariant.all().count() == 0
@@ -79,11 +88,13 @@ async def test_close_with_item_needs_a_question_and_plain_close_still_works(clie
 
 # --- 2. an accepted variant reaches the other workers -------------------------------------
 
+
 async def test_accepted_variant_reaches_every_worker(tmp_path: Path) -> None:
     await storage.open_db(f"sqlite://{tmp_path / 'l.sqlite3'}", create_schema=True)
     try:
-        item = await KnowledgeItem.create(key="roam", locale="zh_CN", title="国际漫游怎么开通", answer="发送 KTMY 开通。",
-                                          variants=["开通漫游"])
+        item = await KnowledgeItem.create(
+            key="roam", locale="zh_CN", title="国际漫游怎么开通", answer="发送 KTMY 开通。", variants=["开通漫游"]
+        )
         await KnowledgeItem.create(key="esim", locale="zh_CN", title="eSIM 怎么办理", answer="到营业厅办理。")
         async with two_workers() as (a, b):
             await _accept_on_a_reaches_b(item, a, b)
@@ -124,6 +135,7 @@ async def _until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untype
 
 
 # --- 3. only a choice offered for the question is a pick -----------------------------------
+
 
 def _kb_actions(replies: list[dict]) -> list[int]:
     return [int(c["action"][3:]) for r in replies for c in r.get("choices", []) if c["action"].startswith("kb:")]

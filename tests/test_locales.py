@@ -1,4 +1,5 @@
 """Every member-facing string has its Chinese translations, and the catalogs load."""
+
 from __future__ import annotations
 
 from bot import locales_tool
@@ -48,6 +49,7 @@ def test_plural_messages_are_translated() -> None:
     for locale in ("zh_CN", "zh_TW"):
         for path in sorted((LOCALES_DIR / locale / "LC_MESSAGES").glob("*.po")):
             with path.open("rb") as f:
-                missing += [(locale, path.stem, m.id[0]) for m in read_po(f)
-                            if isinstance(m.id, tuple) and not any(m.string)]
+                missing += [
+                    (locale, path.stem, m.id[0]) for m in read_po(f) if isinstance(m.id, tuple) and not any(m.string)
+                ]
     assert missing == []

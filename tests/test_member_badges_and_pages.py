@@ -1,4 +1,5 @@
 """What a member sees of their standing and the community: the badges command, the public list."""
+
 from __future__ import annotations
 
 from tests.community_helpers import chat

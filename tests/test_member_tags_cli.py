@@ -1,5 +1,6 @@
 """``python -m bot tags import FILE.csv`` end to end in a subprocess: migrates, applies the
 good rows, reports the bad ones by line, audits as the given actor, and a re-run changes nothing."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -12,8 +13,10 @@ def test_tags_import_cli(tmp_path: Path) -> None:
     db = tmp_path / "cli.sqlite3"
     assert run_cli(tmp_path, "migrate").returncode == 0
     con = sqlite3.connect(db)
-    con.execute("INSERT INTO member (display_name, locale, locale_explicit, tags, status, is_staff, opted_out, created_at)"
-                " VALUES ('a', 'zh_CN', 0, '[]', 'active', 0, 0, CURRENT_TIMESTAMP)")
+    con.execute(
+        "INSERT INTO member (display_name, locale, locale_explicit, tags, status, is_staff, opted_out, created_at)"
+        " VALUES ('a', 'zh_CN', 0, '[]', 'active', 0, 0, CURRENT_TIMESTAMP)"
+    )
     con.commit()
     member_id = con.execute("SELECT id FROM member").fetchone()[0]
     con.close()

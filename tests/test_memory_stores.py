@@ -1,4 +1,5 @@
 """The in-process stores' expiring map: reads as a plain TTL dict, and stays bounded."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +9,14 @@ from hypothesis import given, strategies as st
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, TTLMap
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
-OPS = st.lists(st.one_of(
-    st.tuples(st.just("set"), KEYS, st.integers(0, 99)),
-    st.tuples(st.just("pop"), KEYS, st.just(0)),
-    st.tuples(st.just("tick"), st.just(""), st.integers(1, 15)),
-), max_size=80)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), KEYS, st.integers(0, 99)),
+        st.tuples(st.just("pop"), KEYS, st.just(0)),
+        st.tuples(st.just("tick"), st.just(""), st.integers(1, 15)),
+    ),
+    max_size=80,
+)
 
 
 @given(OPS, st.sampled_from([5.0, 10.0]))
@@ -67,10 +71,13 @@ def test_a_day_of_dedup_keys_still_answers_retries() -> None:
     assert len(store._claims) == 30_001
 
 
-RESERVES = st.lists(st.one_of(
-    st.tuples(st.just("reserve"), KEYS, st.sampled_from([0.5, 1.0, 30.0]), st.sampled_from([1.0, 3.0])),
-    st.tuples(st.just("tick"), st.just(""), st.floats(0.01, 5.0), st.just(0.0)),
-), max_size=80)
+RESERVES = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), KEYS, st.sampled_from([0.5, 1.0, 30.0]), st.sampled_from([1.0, 3.0])),
+        st.tuples(st.just("tick"), st.just(""), st.floats(0.01, 5.0), st.just(0.0)),
+    ),
+    max_size=80,
+)
 
 
 @given(RESERVES)

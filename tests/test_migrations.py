@@ -1,4 +1,5 @@
 """The migrations build the schema the models describe, on a fresh database."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -73,8 +74,9 @@ async def test_every_declared_index_and_unique_constraint_exists_after_all_migra
 
         def cols(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             # a foreign key is named by its relation ("member") or its column ("member_id")
-            return tuple(getattr(meta.fields_map[n], "source_field", None) or meta.fields_db_projection[n]
-                         for n in names)
+            return tuple(
+                getattr(meta.fields_map[n], "source_field", None) or meta.fields_db_projection[n] for n in names
+            )
 
         table = have.get(meta.db_table, {})
         wanted: list[tuple[tuple[str, ...], bool]] = [(cols(group), True) for group in meta.unique_together]
@@ -89,7 +91,11 @@ async def test_every_declared_index_and_unique_constraint_exists_after_all_migra
     assert not missing, missing
     # the workers' catch-up query is served by the index
     con = sqlite3.connect(db)
-    plan = " ".join(str(r) for r in con.execute(
-        "EXPLAIN QUERY PLAN SELECT id, updated_at FROM knowledge_item WHERE updated_at >= ?", ("2026-01-01",)))
+    plan = " ".join(
+        str(r)
+        for r in con.execute(
+            "EXPLAIN QUERY PLAN SELECT id, updated_at FROM knowledge_item WHERE updated_at >= ?", ("2026-01-01",)
+        )
+    )
     con.close()
     assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan

@@ -1,5 +1,6 @@
 """Forwarding freezes lift after a clean period; warnings after a lifted freeze or after
 staff dealt with a held post are a new episode, so a review flag keyed by episode reopens."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone

@@ -1,4 +1,5 @@
 """Offer eligibility: every exclusion rule on its own, ranking, quiet hours, templates."""
+
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
@@ -10,7 +11,13 @@ from hypothesis import strategies as st
 
 from bot.core.messages import Reply
 from community.offers.engine import (
-    OfferContext, OfferHistory, Rules, choose, evaluate, parse_quiet_hours, tag_matches,
+    OfferContext,
+    OfferHistory,
+    Rules,
+    choose,
+    evaluate,
+    parse_quiet_hours,
+    tag_matches,
 )
 from community.offers.models import Offer
 from community.offers.render import attach_offer, check_template, member_fields, render_body
@@ -22,25 +29,49 @@ RULES = Rules(tz=TZ, quiet_hours=(time(22), time(8)), max_per_member_per_day=1)
 
 
 def offer(**kw: object) -> Offer:
-    values: dict[str, object] = dict(id=1, title="流量叠加包", body="", url="https://shop.example/addon",
-                                     action_label="", trigger_items=[], trigger_categories=["data"],
-                                     trigger_keywords=[], trigger_tags=[], channels=[], locales=[],
-                                     starts_at=None, ends_at=None, daily_budget=0, repeat_days=7, priority=0,
-                                     active=True)
+    values: dict[str, object] = dict(
+        id=1,
+        title="流量叠加包",
+        body="",
+        url="https://shop.example/addon",
+        action_label="",
+        trigger_items=[],
+        trigger_categories=["data"],
+        trigger_keywords=[],
+        trigger_tags=[],
+        channels=[],
+        locales=[],
+        starts_at=None,
+        ends_at=None,
+        daily_budget=0,
+        repeat_days=7,
+        priority=0,
+        active=True,
+    )
     values.update(kw)
     return Offer(**values)
 
 
 def context(**kw: object) -> OfferContext:
-    values: dict[str, object] = dict(member_id=7, opted_out=False, tags=("plan:5g-128", "tenure:5y"),
-                                     channel="web", locale="zh_CN", question="我的流量还剩多少", item_id=11,
-                                     category="data", now=NOON, blocked_by=None)
+    values: dict[str, object] = dict(
+        member_id=7,
+        opted_out=False,
+        tags=("plan:5g-128", "tenure:5y"),
+        channel="web",
+        locale="zh_CN",
+        question="我的流量还剩多少",
+        item_id=11,
+        category="data",
+        now=NOON,
+        blocked_by=None,
+    )
     values.update(kw)
     return OfferContext(**values)  # type: ignore[arg-type]
 
 
-def codes(o: Offer, ctx: OfferContext | None = None, history: OfferHistory | None = None,
-          rules: Rules = RULES) -> set[str]:
+def codes(
+    o: Offer, ctx: OfferContext | None = None, history: OfferHistory | None = None, rules: Rules = RULES
+) -> set[str]:
     return {r.code for r in evaluate(o, ctx or context(), history or OfferHistory(), rules).reasons}
 
 
@@ -125,8 +156,11 @@ def test_quiet_hours_parsing_and_spans() -> None:
     assert not RULES.in_quiet_hours(datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc))  # 08:00 local
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
-       st.integers(0, 23), st.integers(0, 23))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
+    st.integers(0, 23),
+    st.integers(0, 23),
+)
 def test_quiet_hours_property(now: datetime, a: int, b: int) -> None:
     """Inside the span iff the local hour is in [a, b) (wrapping midnight)."""
     rules = Rules(tz=TZ, quiet_hours=parse_quiet_hours(f"{a:02d}:00-{b:02d}:00"), max_per_member_per_day=1)

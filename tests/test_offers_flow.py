@@ -1,4 +1,5 @@
 """Offers end to end: appended to answers, tracked clicks, acceptance, marketer pages."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,25 +23,33 @@ QUESTION = "我的流量还剩多少，怎么查？"
 @pytest_asyncio.fixture
 async def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     """The app with offers on at any time of day (no quiet hours) and a known public URL."""
-    app = create_app(make_settings(tmp_path, offers_quiet_hours="", public_url="https://csr.example"),
-                     db_setup="schema")
+    app = create_app(
+        make_settings(tmp_path, offers_quiet_hours="", public_url="https://csr.example"), db_setup="schema"
+    )
     async with TestClient(TestServer(app)) as c:
         await load_sample_kb(app)
         yield c
 
 
 async def make_offer(**kw: object) -> Offer:
-    values: dict[str, object] = dict(title="流量叠加包 10元10GB", body="{{ member.name }}您好，加购更划算",
-                                     url="https://shop.example/addon?x=1", action_label="开通流量叠加包",
-                                     trigger_categories=["data"])
+    values: dict[str, object] = dict(
+        title="流量叠加包 10元10GB",
+        body="{{ member.name }}您好，加购更划算",
+        url="https://shop.example/addon?x=1",
+        action_label="开通流量叠加包",
+        trigger_categories=["data"],
+    )
     values.update(kw)
     return await Offer.create(**values)
 
 
 async def login(client, role: str = "marketer") -> str:  # type: ignore[no-untyped-def]
     await create_staff(f"staff-{role}", "secret-pass-1", [role])
-    resp = await client.post("/login", data={"username": f"staff-{role}", "password": "secret-pass-1",
-                                             "next": "/staff"}, allow_redirects=False)
+    resp = await client.post(
+        "/login",
+        data={"username": f"staff-{role}", "password": "secret-pass-1", "next": "/staff"},
+        allow_redirects=False,
+    )
     assert resp.status == 302
     page = await (await client.get("/admin/offers/new")).text() if role in ("marketer", "admin") else ""
     marker = 'name="csrf_token" value="'
@@ -93,8 +102,14 @@ async def test_open_ticket_blocks_offers(client) -> None:
     member = await Member.create(display_name="t")
     now = datetime.now(timezone.utc)
     assert await conversation_block(member.id, {}) is None
-    t = await Ticket.create(member=member, channel="web", reason="complaint", open_key=member.id,
-                            first_response_due=now + timedelta(hours=1), resolution_due=now + timedelta(days=1))
+    t = await Ticket.create(
+        member=member,
+        channel="web",
+        reason="complaint",
+        open_key=member.id,
+        first_response_due=now + timedelta(hours=1),
+        resolution_due=now + timedelta(days=1),
+    )
     assert await conversation_block(member.id, {}) == "complaint"
     await Ticket.filter(id=t.id).update(reason="human", status="claimed")
     assert await conversation_block(member.id, {}) == "agent"
@@ -137,10 +152,25 @@ async def test_budget_holds_under_concurrent_answers(client) -> None:
 
 async def test_marketer_creates_edits_and_validates_offers(client) -> None:
     csrf = await login(client)
-    form = {"csrf_token": csrf, "title": "宽带提速", "body": "{{ member.name }} 提速", "url": "https://shop.example/bb",
-            "action_label": "", "trigger_items": "1, 2", "trigger_categories": "broadband", "trigger_keywords": "宽带，网速",
-            "trigger_tags": "plan:*", "channels": "wechat", "locales": "zh_CN", "starts_at": "2026-01-01T08:00",
-            "ends_at": "", "daily_budget": "50", "repeat_days": "7", "priority": "3", "active": "on"}
+    form = {
+        "csrf_token": csrf,
+        "title": "宽带提速",
+        "body": "{{ member.name }} 提速",
+        "url": "https://shop.example/bb",
+        "action_label": "",
+        "trigger_items": "1, 2",
+        "trigger_categories": "broadband",
+        "trigger_keywords": "宽带，网速",
+        "trigger_tags": "plan:*",
+        "channels": "wechat",
+        "locales": "zh_CN",
+        "starts_at": "2026-01-01T08:00",
+        "ends_at": "",
+        "daily_budget": "50",
+        "repeat_days": "7",
+        "priority": "3",
+        "active": "on",
+    }
     resp = await client.post("/admin/offers/new", data=form, allow_redirects=False)
     assert resp.status == 302, await resp.text()
     offer = await Offer.get(title="宽带提速")
@@ -151,8 +181,9 @@ async def test_marketer_creates_edits_and_validates_offers(client) -> None:
     text = await resp.text()
     assert resp.status == 400 and "url" in text and "body" in text
     assert (await Offer.get(id=offer.id)).url == "https://shop.example/bb"  # nothing half-written
-    resp = await client.post(f"/admin/offers/{offer.id}", data=dict(form, title="宽带提速 v2", active=""),
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/admin/offers/{offer.id}", data=dict(form, title="宽带提速 v2", active=""), allow_redirects=False
+    )
     assert resp.status == 302
     updated = await Offer.get(id=offer.id)
     assert updated.title == "宽带提速 v2" and not updated.active
@@ -224,13 +255,15 @@ async def test_history_counts_today_and_recent_impressions(client) -> None:
     budgeted = await make_offer(daily_budget=5, repeat_days=3)
     plain = await make_offer(title="plain")
     me, other = await Member.create(), await Member.create()
-    for i, (offer, member, at) in enumerate([
-        (budgeted, me, now - timedelta(hours=1)),  # today
-        (budgeted, other, now - timedelta(hours=5)),  # today (09:00 local), someone else
-        (plain, me, now - timedelta(hours=15)),  # yesterday 23:00 local: not today, but recent
-        (budgeted, other, now - timedelta(hours=15)),  # yesterday: not in today's budget
-        (plain, me, now - timedelta(days=30)),  # beyond every repeat limit
-    ]):
+    for i, (offer, member, at) in enumerate(
+        [
+            (budgeted, me, now - timedelta(hours=1)),  # today
+            (budgeted, other, now - timedelta(hours=5)),  # today (09:00 local), someone else
+            (plain, me, now - timedelta(hours=15)),  # yesterday 23:00 local: not today, but recent
+            (budgeted, other, now - timedelta(hours=15)),  # yesterday: not in today's budget
+            (plain, me, now - timedelta(days=30)),  # beyond every repeat limit
+        ]
+    ):
         ev = await OfferEvent.create(offer=offer, kind="impression", token=f"tok{i}", member=member)
         await OfferEvent.filter(id=ev.id).update(created_at=at)
     history = await load_history(me.id, now, rules, [budgeted, plain])

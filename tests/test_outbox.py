@@ -1,4 +1,5 @@
 """The embedded outbox with real senders: store first, send once, honour opt-out."""
+
 from __future__ import annotations
 
 
@@ -11,8 +12,14 @@ from tests.community_helpers import as_member
 
 async def test_message_is_stored_then_sent_once(client, services) -> None:
     account = await get_or_create_account("web", "out-1")
-    out = Outgoing(channel="web", address="out-1", reply=Reply(text="您好，客服已回复"), member_id=account.member_id,
-                   purpose="agent", idempotency_key="ticket-1-reply-1")
+    out = Outgoing(
+        channel="web",
+        address="out-1",
+        reply=Reply(text="您好，客服已回复"),
+        member_id=account.member_id,
+        purpose="agent",
+        idempotency_key="ticket-1-reply-1",
+    )
     first = await services.outbox.enqueue(out)
     again = await services.outbox.enqueue(out)
     assert first.id == again.id

@@ -5,6 +5,7 @@ worker re-claimed the row: its ``mark_sent`` (or failure) must change nothing. A
 that takes longer than the lease keeps its row, because the lease is renewed while the
 provider call is in flight. Both on SQLite and on PostgreSQL (the production database).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,13 @@ from bot.core.clock import utcnow
 from bot.core.messages import Reply
 from bot.core.models import OutboxMessage
 from bot.core.outbox import (
-    OUTBOX_STALE, Outbox, OutboxWorker, claim_row, mark_sent, reclaim_expired, renew_lease,
+    OUTBOX_STALE,
+    Outbox,
+    OutboxWorker,
+    claim_row,
+    mark_sent,
+    reclaim_expired,
+    renew_lease,
 )
 from bot.core.stores import MemoryRateLimiter
 from tests.conftest import make_settings
@@ -72,8 +79,9 @@ def worker(tmp_path: Path, sender: SlowSender, lease: float) -> OutboxWorker:
 
 
 async def new_row() -> OutboxMessage:
-    return await OutboxMessage.create(channel=CHANNEL, address="a1", payload=Reply(text="您好").to_dict(),
-                                      purpose="agent", next_attempt_at=utcnow())
+    return await OutboxMessage.create(
+        channel=CHANNEL, address="a1", payload=Reply(text="您好").to_dict(), purpose="agent", next_attempt_at=utcnow()
+    )
 
 
 async def expire(row_id: int) -> None:
@@ -163,9 +171,14 @@ async def test_a_crash_after_the_row_was_marked_sent_does_not_send_it_again(db: 
     w = worker(tmp_path, sender, lease=30.0)
     w.state = BrokenState()  # type: ignore[assignment]
     account = await get_or_create_account("web", "crash-1")
-    row = await OutboxMessage.create(channel=CHANNEL, address="a1", member_id=account.member_id, purpose="agent",
-                                     payload=Reply(text="请选择", choices=[Choice("满意", "survey:1:5")]).to_dict(),
-                                     next_attempt_at=utcnow())
+    row = await OutboxMessage.create(
+        channel=CHANNEL,
+        address="a1",
+        member_id=account.member_id,
+        purpose="agent",
+        payload=Reply(text="请选择", choices=[Choice("满意", "survey:1:5")]).to_dict(),
+        next_attempt_at=utcnow(),
+    )
     token = await claim_row(row.id, 30.0)
     assert token
     await w._sem.acquire()

@@ -1,6 +1,7 @@
 """One outbox rule in the embedded mode too: a row left in ``sending`` by a killed process
 goes back to the queue once its lease is over, at start-up and periodically; admins may
 re-send such a stuck row, never one being sent right now."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,13 @@ async def stuck_row(services, address: str, lease_left: float) -> OutboxMessage:
     """A row as a process killed mid-send leaves it: ``sending``, leased until now + lease_left."""
     account = await get_or_create_account("web", address)
     return await OutboxMessage.create(
-        channel="web", address=address, member_id=account.member_id, payload=Reply(text="客服回复").to_dict(),
-        purpose="agent", status="sending", next_attempt_at=utcnow() + timedelta(seconds=lease_left),
+        channel="web",
+        address=address,
+        member_id=account.member_id,
+        payload=Reply(text="客服回复").to_dict(),
+        purpose="agent",
+        status="sending",
+        next_attempt_at=utcnow() + timedelta(seconds=lease_left),
     )
 
 

@@ -1,4 +1,5 @@
 """The pipeline and router without a wire: dedup, state, numbered choices, rendering."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,9 @@ from bot.core.stores import MemoryRateLimiter, MemoryStateStore
 
 async def test_numbered_reply_maps_back_to_the_choice(services) -> None:
     pipe = services.pipeline
-    first = await pipe.process(Incoming(channel="sms", user="+8613800000001", text="我的流量还剩多少，怎么查？",
-                                        msg_id="s1"))
+    first = await pipe.process(
+        Incoming(channel="sms", user="+8613800000001", text="我的流量还剩多少，怎么查？", msg_id="s1")
+    )
     assert first[0].kind == "answer" and first[0].choices[0].action.startswith("fb:up:")
     picked = await pipe.process(Incoming(channel="sms", user="+8613800000001", text="1", msg_id="s2"))
     assert picked[0].kind == "feedback"
@@ -30,10 +32,12 @@ async def test_digit_without_pending_choices_is_a_question(services) -> None:
 
 
 async def test_concurrent_first_contact_creates_one_member(services) -> None:
-    await asyncio.gather(*[
-        services.pipeline.process(Incoming(channel="web", user="same-person", text=f"你好 {i}", msg_id=f"c{i}"))
-        for i in range(8)
-    ])
+    await asyncio.gather(
+        *[
+            services.pipeline.process(Incoming(channel="web", user="same-person", text=f"你好 {i}", msg_id=f"c{i}"))
+            for i in range(8)
+        ]
+    )
     assert await ChannelAccount.filter(channel="web", external_id="same-person").count() == 1
     assert await Member.all().count() == 1
 
@@ -82,17 +86,29 @@ async def test_rate_limiter_spaces_reservations() -> None:
 
 def test_numbered_text_renders_choices_and_cards() -> None:
     _ = Translator().bind("zh_CN")
-    reply = Reply(text="答案", choices=[Choice("有帮助", "fb:up:1"), Choice("没帮助", "fb:down:1")],
-                  cards=[Card(title="流量包", url="https://e.example/o/1")])
+    reply = Reply(
+        text="答案",
+        choices=[Choice("有帮助", "fb:up:1"), Choice("没帮助", "fb:down:1")],
+        cards=[Card(title="流量包", url="https://e.example/o/1")],
+    )
     text = numbered_text(reply, _)
     assert "回复 1：有帮助" in text and "回复 2：没帮助" in text and "https://e.example/o/1" in text
 
 
-@given(st.lists(st.builds(Reply, text=st.text(), choices=st.lists(st.builds(Choice, st.text(), st.text()),
-                                                                      max_size=3),
-                          cards=st.lists(st.builds(Card, st.text(), st.text(), st.text(), st.text()), max_size=2),
-                          kind=st.sampled_from(["answer", "none"]), item_id=st.none() | st.integers(1, 10**6),
-                          confidence=st.none() | st.floats(0, 1)), max_size=3))
+@given(
+    st.lists(
+        st.builds(
+            Reply,
+            text=st.text(),
+            choices=st.lists(st.builds(Choice, st.text(), st.text()), max_size=3),
+            cards=st.lists(st.builds(Card, st.text(), st.text(), st.text(), st.text()), max_size=2),
+            kind=st.sampled_from(["answer", "none"]),
+            item_id=st.none() | st.integers(1, 10**6),
+            confidence=st.none() | st.floats(0, 1),
+        ),
+        max_size=3,
+    )
+)
 def test_replies_json_round_trip(replies: list[Reply]) -> None:
     assert replies_from_json(replies_to_json(replies)) == replies
 

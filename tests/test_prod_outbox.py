@@ -7,6 +7,7 @@
 - Redis restarted during traffic: clear 503s, rows stored meanwhile are sent afterwards;
 - PostgreSQL restarted during traffic: clear 503s, then normal service.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,12 @@ async def provider() -> AsyncIterator[tuple[Provider, str]]:
 
 def prod_settings(tmp_path: Path, db: str, redis: str, **over: object):  # type: ignore[no-untyped-def]
     values: dict[str, object] = dict(
-        database_url=db, redis_url=redis, outbox_poll_seconds=0.1, outbox_backoff_base_seconds=0.2,
-        outbox_lease_seconds=2.0, outbox_kick_grace_seconds=1.0,
+        database_url=db,
+        redis_url=redis,
+        outbox_poll_seconds=0.1,
+        outbox_backoff_base_seconds=0.2,
+        outbox_lease_seconds=2.0,
+        outbox_kick_grace_seconds=1.0,
     )
     values.update(over)
     return make_settings(tmp_path, **values)
@@ -75,8 +80,15 @@ async def enqueue(client: TestClient, n: int, prefix: str = "u", start: int = 0)
     outbox = client.app[SERVICES].outbox
     ids = []
     for i in range(start, start + n):
-        row = await outbox.enqueue(Outgoing(channel=CHANNEL, address=f"{prefix}{i}", reply=Reply(text=f"消息 {i}"),
-                                            purpose="agent", idempotency_key=f"test:{prefix}:{i}"))
+        row = await outbox.enqueue(
+            Outgoing(
+                channel=CHANNEL,
+                address=f"{prefix}{i}",
+                reply=Reply(text=f"消息 {i}"),
+                purpose="agent",
+                idempotency_key=f"test:{prefix}:{i}",
+            )
+        )
         ids.append(row.id)
     return ids
 
@@ -103,8 +115,9 @@ async def test_provider_faults_retry_backoff_dead_letter_no_duplicates(
         outbox = client.app[SERVICES].outbox
         rows = {}
         for to in ("a500", "a429", "stall", "bad", "ok"):
-            rows[to] = (await outbox.enqueue(Outgoing(channel=CHANNEL, address=to, reply=Reply(text=to),
-                                                      purpose="agent"))).id
+            rows[to] = (
+                await outbox.enqueue(Outgoing(channel=CHANNEL, address=to, reply=Reply(text=to), purpose="agent"))
+            ).id
 
         async def settled() -> bool:
             return await OutboxMessage.filter(status__in=("sent", "dead")).count() == 5
@@ -112,7 +125,12 @@ async def test_provider_faults_retry_backoff_dead_letter_no_duplicates(
         await wait_until(settled, 15, "every message sent or dead")
         by_to = {m.address: m for m in await OutboxMessage.all()}
         assert {k: m.status for k, m in by_to.items()} == {
-            "a500": "sent", "a429": "sent", "stall": "sent", "bad": "dead", "ok": "sent"}
+            "a500": "sent",
+            "a429": "sent",
+            "stall": "sent",
+            "bad": "dead",
+            "ok": "sent",
+        }
         assert by_to["a500"].attempts == 3 and by_to["a429"].attempts == 2 and by_to["ok"].attempts == 1
         assert "invalid recipient" in by_to["bad"].last_error
         # exactly one delivery per sent row, although "stall" arrived twice at the provider
@@ -151,7 +169,8 @@ async def test_admin_retry_sends_a_dead_letter_again(
     try:
         client.app[SERVICES].channels.register(ProviderSender(url))
         row = await client.app[SERVICES].outbox.enqueue(
-            Outgoing(channel=CHANNEL, address="bad", reply=Reply(text="x"), purpose="agent"))
+            Outgoing(channel=CHANNEL, address="bad", reply=Reply(text="x"), purpose="agent")
+        )
 
         async def status(s: str) -> bool:
             return (await OutboxMessage.get(id=row.id)).status == s
@@ -172,11 +191,24 @@ async def test_admin_retry_sends_a_dead_letter_again(
 
 
 def spawn_queue_worker(db: str, redis: str, provider_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BOT_DATABASE_URL": db, "BOT_REDIS_URL": redis, ENV_URL: provider_url,
-           "BOT_OUTBOX_LEASE_SECONDS": "2", "BOT_OUTBOX_POLL_SECONDS": "0.1", "BOT_OUTBOX_KICK_GRACE_SECONDS": "1",
-           "BOT_OUTBOX_QUEUE_CONCURRENCY": "16", "BOT_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "tests.fakes.channel_provider"], cwd=ROOT, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": db,
+        "BOT_REDIS_URL": redis,
+        ENV_URL: provider_url,
+        "BOT_OUTBOX_LEASE_SECONDS": "2",
+        "BOT_OUTBOX_POLL_SECONDS": "0.1",
+        "BOT_OUTBOX_KICK_GRACE_SECONDS": "1",
+        "BOT_OUTBOX_QUEUE_CONCURRENCY": "16",
+        "BOT_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.channel_provider"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def test_kill_9_queue_worker_mid_burst_loses_and_duplicates_nothing(
@@ -192,8 +224,11 @@ async def test_kill_9_queue_worker_mid_burst_loses_and_duplicates_nothing(
     survivor = None
     try:
         ids = await enqueue(client, 400)
-        await wait_until(lambda: _ready(prov.by_pid[str(victim.pid)] >= 20), 60,
-                         f"the victim worker to send (log: {log.read_text()[-1500:]})")
+        await wait_until(
+            lambda: _ready(prov.by_pid[str(victim.pid)] >= 20),
+            60,
+            f"the victim worker to send (log: {log.read_text()[-1500:]})",
+        )
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)
         assert len(prov.delivered) < 400, "the burst finished before the kill; make it longer"
@@ -272,7 +307,10 @@ async def test_redis_restart_during_traffic_degrades_then_recovers(
 
 
 async def test_postgres_restart_during_traffic_degrades_then_recovers(
-    tmp_path: Path, postgres_cluster, fresh_postgres_url: str, fresh_redis_url: str  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    postgres_cluster,
+    fresh_postgres_url: str,
+    fresh_redis_url: str,  # type: ignore[no-untyped-def]
 ) -> None:
     client = await start_client(prod_settings(tmp_path, fresh_postgres_url, fresh_redis_url))
     try:

@@ -4,6 +4,7 @@ The same assertions run on the embedded backends (SQLite + in-process stores) an
 PostgreSQL + Redis: a member's first messages arriving at once create one member, a
 retry storm of one message is processed once and every retry gets the same answer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,8 +95,7 @@ async def test_ledger_under_concurrency_awards_once_never_below_zero(client: Tes
     awards = await asyncio.gather(*[ledger.award(mid, "answer_accepted", 10, key="award:once") for _ in range(10)])
     assert len({r.entry_id for r in awards}) == 1
     assert (await ledger.balance_of(mid)).balance == 10
-    outcomes = await asyncio.gather(*[ledger.spend(mid, 3, key=f"spend:{i}") for i in range(6)],
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(*[ledger.spend(mid, 3, key=f"spend:{i}") for i in range(6)], return_exceptions=True)
     spent = [o for o in outcomes if not isinstance(o, BaseException)]
     refused = [o for o in outcomes if isinstance(o, ledger.InsufficientPoints)]
     assert len(spent) == 3 and len(refused) == 3, outcomes
@@ -122,16 +122,19 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
     from community.inbox import service as inbox
     from community.inbox.models import Ticket
 
-    r = await client.post("/api/v1/chat", json={**as_member("pq"), "text": "我的流量还剩多少", "msg_id": "pq-1",
-                                                "locale": "zh-TW"})
+    r = await client.post(
+        "/api/v1/chat", json={**as_member("pq"), "text": "我的流量还剩多少", "msg_id": "pq-1", "locale": "zh-TW"}
+    )
     assert r.status == 200
     fast = await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="pq")
     slow = await ChannelAccount.get(channel="web", external_id="pq").select_related("member")
     assert fast is not None
-    assert {f: getattr(fast, f) for f in ChannelAccount._meta.db_fields} == \
-        {f: getattr(slow, f) for f in ChannelAccount._meta.db_fields}
-    assert {f: getattr(fast.member, f) for f in Member._meta.db_fields} == \
-        {f: getattr(slow.member, f) for f in Member._meta.db_fields}
+    assert {f: getattr(fast, f) for f in ChannelAccount._meta.db_fields} == {
+        f: getattr(slow, f) for f in ChannelAccount._meta.db_fields
+    }
+    assert {f: getattr(fast.member, f) for f in Member._meta.db_fields} == {
+        f: getattr(slow.member, f) for f in Member._meta.db_fields
+    }
     assert fast.member.locale == "zh_TW" and fast.last_inbound_at is not None and fast.last_inbound_at.tzinfo
     assert fast.chat_id == "pq" and fast.member.last_seen_at is not None  # set by the first contact itself
     assert await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="nobody") is None
@@ -157,8 +160,15 @@ def test_for_dialect_numbers_placeholders() -> None:
     assert for_dialect("a = ?", "mysql") == "a = %s"
 
     # (a placeholder is never followed by a digit in SQL, so digits stay out of the chunks)
-    @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="?$0123456789", blacklist_categories=("Nd",)),
-                            max_size=5), min_size=1, max_size=8))
+    @given(
+        st.lists(
+            st.text(
+                alphabet=st.characters(blacklist_characters="?$0123456789", blacklist_categories=("Nd",)), max_size=5
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
     def numbered_in_order(chunks: list[str]) -> None:
         parts = re.split(r"\$(\d+)", for_dialect("?".join(chunks), "postgres"))
         assert parts[0::2] == chunks  # the SQL around the placeholders is untouched
@@ -174,8 +184,9 @@ async def test_concurrent_staff_edits_each_get_a_version_number(client: TestClie
     from community.models import KnowledgeItem
 
     item = await KnowledgeItem.create(key="race", locale="zh_CN", title="并发编辑", answer="v0", status="published")
-    versions = await asyncio.gather(*[ka.propose(item, {"answer": f"第 {i} 版"}, f"staff{i}", submit=True)
-                                      for i in range(6)])
+    versions = await asyncio.gather(
+        *[ka.propose(item, {"answer": f"第 {i} 版"}, f"staff{i}", submit=True) for i in range(6)]
+    )
     numbers = sorted(v.number for v in versions)
     assert numbers == list(range(numbers[0], numbers[0] + 6))
     assert await KnowledgeVersion.filter(item_id=item.id).count() == 6

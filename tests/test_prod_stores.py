@@ -4,6 +4,7 @@ Every test runs twice, ``memory`` and ``redis`` (a real redis-server on loopback
 tests/fixtures_services.py). The rate-limiter test uses two limiter instances on two
 connections, as two workers would.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     url = request.getfixturevalue("fresh_redis_url")
     r1, r2 = make_redis(url), make_redis(url)
     f1, f2 = RedisFanout(r1), RedisFanout(r2)
-    yield Backend("redis", RedisDedupStore(r1), RedisStateStore(r1), RedisRateLimiter(r1),
-                  RedisRateLimiter(r2), f1, f2)
+    yield Backend("redis", RedisDedupStore(r1), RedisStateStore(r1), RedisRateLimiter(r1), RedisRateLimiter(r2), f1, f2)
     await f1.close()
     await f2.close()
     await r1.aclose()
@@ -115,8 +115,11 @@ async def test_rate_limiter_rejects_nonsense(backend: Backend) -> None:
 
 
 async def test_fanout_reaches_subscribers_on_every_worker(backend: Backend) -> None:
-    async with backend.fanout.subscribe("inbox") as s1, backend.second_fanout.subscribe("inbox") as s2, \
-            backend.fanout.subscribe("other") as s3:
+    async with (
+        backend.fanout.subscribe("inbox") as s1,
+        backend.second_fanout.subscribe("inbox") as s2,
+        backend.fanout.subscribe("other") as s3,
+    ):
         await backend.second_fanout.publish("inbox", {"ticket": 7, "text": "新消息"})
         await backend.fanout.publish("inbox", {"ticket": 8})
         for sub in (s1, s2):

@@ -1,5 +1,6 @@
 """``python -m bot run --workers 2`` on PostgreSQL + Redis: one port, two web processes,
 the queue worker; a killed web process is restarted while the other keeps serving."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,14 @@ def test_several_workers_need_redis_and_postgres(tmp_path: Path) -> None:
     s = make_settings(tmp_path, redis_url="redis://127.0.0.1:1/0")
     assert "PostgreSQL" in (check_config(s, 2) or "")
     assert check_config(make_settings(tmp_path), 1) is None
-    r = subprocess.run([sys.executable, "-m", "bot", "run", "--workers", "2"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60, env={**os.environ, "BOT_REDIS_URL": "", "BOT_DATABASE_URL": "sqlite:///tmp/x"})
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BOT_REDIS_URL": "", "BOT_DATABASE_URL": "sqlite:///tmp/x"},
+    )
     assert r.returncode == 2 and "BOT_REDIS_URL" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -60,21 +67,33 @@ async def test_two_workers_share_one_port_and_survive_a_killed_worker(
     await storage.open_db(fresh_postgres_url, create_schema=True)  # the operator's `migrate` step
     await storage.close_db()
     port = free_port()
-    env = {**os.environ, "BOT_DATABASE_URL": fresh_postgres_url, "BOT_REDIS_URL": fresh_redis_url,
-           "BOT_LOG_LEVEL": "WARNING", "BOT_JIEBA_CACHE_DIR": str(tmp_path),
-           "BOT_WEBCHAT_IDENTITY_SECRET": IDENTITY_SECRET}
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": fresh_postgres_url,
+        "BOT_REDIS_URL": fresh_redis_url,
+        "BOT_LOG_LEVEL": "WARNING",
+        "BOT_JIEBA_CACHE_DIR": str(tmp_path),
+        "BOT_WEBCHAT_IDENTITY_SECRET": IDENTITY_SECRET,
+    }
     log = (tmp_path / "run.log").open("wb")
-    parent = subprocess.Popen([sys.executable, "-m", "bot", "run", "--workers", "2", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--workers", "2", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
+
             async def chat(i: int) -> int:
                 # a new connection each time, so the kernel spreads them over the workers
                 try:
                     async with aiohttp.ClientSession() as one:
-                        async with one.post(f"{base}/api/v1/chat", json={**as_member(f"w{i % 7}"), "text": "你好",
-                                                                         "msg_id": f"w{i}"}) as r:
+                        async with one.post(
+                            f"{base}/api/v1/chat", json={**as_member(f"w{i % 7}"), "text": "你好", "msg_id": f"w{i}"}
+                        ) as r:
                             return r.status
                 except aiohttp.ClientError:  # reset: it sat in the killed process' accept queue
                     return 0

@@ -1,5 +1,6 @@
 """One rule for the reply language: the member's choice, else the channel's hint, else the
 language of their first contact. A single message in other words never flips it."""
+
 from __future__ import annotations
 
 import re
@@ -73,4 +74,3 @@ async def test_zh_cn_member_keeps_simplified(client) -> None:
 @given(st.text(alphabet=st.characters(exclude_categories=("Lo",)), max_size=60))
 def test_conversion_leaves_text_without_chinese_alone(text: str) -> None:
     assert to_traditional(text) == text  # Latin, digits, punctuation, emoji: as written
-

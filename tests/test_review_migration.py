@@ -1,5 +1,6 @@
 """Migration 0011_review_queue: every row that waited for staff before the queue existed
 becomes a pending reviewable, on SQLite and on PostgreSQL, and nothing already decided does."""
+
 from __future__ import annotations
 
 import importlib
@@ -30,12 +31,18 @@ async def _rows_before_the_queue() -> dict[Kind, int]:
     cv = await CandidateVariant.create(item_id=1, text="宽带咋办", normalized="宽带咋办")
     await CandidateVariant.create(item_id=1, text="x", normalized="x", status="accepted")
     gift = await Reward.create(name="雨伞", kind="gift", cost=10, stock=5)
-    queued = await Redemption.create(member=m, reward=gift, cost=10, request_key="a", status="queued",
-                                     note="timed out: still processing")
+    queued = await Redemption.create(
+        member=m, reward=gift, cost=10, request_key="a", status="queued", note="timed out: still processing"
+    )
     await Redemption.create(member=m, reward=gift, cost=10, request_key="b", status="fulfilled")
     await Redemption.create(member=m, reward=gift, cost=10, request_key="c", status="submitted")
-    return {Kind.MODERATION_ITEM: item.id, Kind.MODERATION_FLAG: flag.id, Kind.CONTRIBUTION: contrib.id,
-            Kind.CANDIDATE_VARIANT: cv.id, Kind.REDEMPTION: queued.id}
+    return {
+        Kind.MODERATION_ITEM: item.id,
+        Kind.MODERATION_FLAG: flag.id,
+        Kind.CONTRIBUTION: contrib.id,
+        Kind.CANDIDATE_VARIANT: cv.id,
+        Kind.REDEMPTION: queued.id,
+    }
 
 
 async def _check(url: str) -> None:
@@ -54,11 +61,15 @@ async def _check(url: str) -> None:
         assert {(Kind(r.kind), r.target_id) for r in rows} == set(waiting.items())
         assert all(r.status == Status.PENDING and r.pending_key == f"{r.kind.value}:{r.target_id}" for r in rows)
         by_kind = {Kind(r.kind): r for r in rows}
-        assert by_kind[Kind.MODERATION_ITEM].summary == ("谣言" * 250) and by_kind[Kind.MODERATION_ITEM].reason == "hold"
+        assert (
+            by_kind[Kind.MODERATION_ITEM].summary == ("谣言" * 250) and by_kind[Kind.MODERATION_ITEM].reason == "hold"
+        )
         assert by_kind[Kind.MODERATION_FLAG].created_by_id == member.id
         assert by_kind[Kind.CANDIDATE_VARIANT].created_by_id is None
-        assert (by_kind[Kind.REDEMPTION].summary, by_kind[Kind.REDEMPTION].reason) == \
-            ("雨伞", "timed out: still processing")
+        assert (by_kind[Kind.REDEMPTION].summary, by_kind[Kind.REDEMPTION].reason) == (
+            "雨伞",
+            "timed out: still processing",
+        )
         assert by_kind[Kind.REDEMPTION].target_type == "Redemption"
         assert await ReviewableAction.filter(action="open").count() == len(rows)
         # the step can run again without opening anything twice

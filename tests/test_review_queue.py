@@ -1,6 +1,7 @@
 """The review queue without the app (``sqlite_orm``): each kind's owner opens one pending
 review per target, a decision goes through the kind's own service and is audited with it,
 and what other pages or the system settle leaves the queue."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ async def staff(username: str, *roles: str) -> StaffUser:
 
 async def held(text: str = "听说明天全网停机", member: Member | None = None) -> ReviewItem:
     member = member or await Member.create(display_name="m")
-    item = await moderation.record(services(), Verdict("hold", text), member_id=member.id,
-                                   content_type="question", content_id=None, text=text)
+    item = await moderation.record(
+        services(), Verdict("hold", text), member_id=member.id, content_type="question", content_id=None, text=text
+    )
     assert item is not None
     return item
 
@@ -82,7 +84,9 @@ async def test_moderation_item_approve_and_reject_through_moderation_service() -
     await service.decide(r_bad.id, "reject", reviewer, "rumour")
     assert (await ReviewItem.get(id=bad.id)).status == "rejected"
     audit = await ReviewableAction.filter(reviewable_id=r_bad.id).order_by("id")
-    assert [(a.action, a.actor, a.staff_id, a.note) for a in audit][1:] == [("reject", "staff:rev", reviewer.id, "rumour")]
+    assert [(a.action, a.actor, a.staff_id, a.note) for a in audit][1:] == [
+        ("reject", "staff:rev", reviewer.id, "rumour")
+    ]
 
     with pytest.raises(service.AlreadyDecided):  # once only, whoever comes second
         await service.decide(r_ok, "reject", reviewer, "changed my mind")
@@ -176,8 +180,9 @@ async def test_auto_accepted_variant_opens_no_review() -> None:
 async def redemption_in_manual_queue(stock: int = 3) -> tuple[Redemption, Reward]:
     member = await Member.create()
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=stock, face_value=10)
-    r = await Redemption.create(member=member, reward=reward, cost=50, request_key=f"k{member.id}",
-                                phone="+8613900000000")
+    r = await Redemption.create(
+        member=member, reward=reward, cost=50, request_key=f"k{member.id}", phone="+8613900000000"
+    )
     queued = await rewards.fulfil(r, None, "")  # no provider: staff fulfil by hand
     assert queued.status == "queued"
     assert await service.open_discovered([Kind.REDEMPTION]) == 1

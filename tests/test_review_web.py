@@ -1,5 +1,6 @@
 """``/staff/review`` in the app: who sees which kinds, filters, CSRF, notes, the audit, and
 the staff home's link."""
+
 from __future__ import annotations
 
 from bot.core.app_keys import SERVICES
@@ -20,8 +21,14 @@ from tests.community_helpers import csrf, staff_login
 async def waiting_items(client) -> tuple[ReviewItem, KnowledgeContribution, Redemption]:  # type: ignore[no-untyped-def]
     services = client.app[SERVICES]
     m = await Member.create(display_name="小李")
-    held = await moderation.record(services, Verdict("hold", "明天全城停网"), member_id=m.id,
-                                   content_type="question", content_id=None, text="明天全城停网")
+    held = await moderation.record(
+        services,
+        Verdict("hold", "明天全城停网"),
+        member_id=m.id,
+        content_type="question",
+        content_id=None,
+        text="明天全城停网",
+    )
     contrib = await knowledge.contribute(m.id, "web", "营业厅几点关门\n晚上九点")
     reward = await Reward.create(name="雨伞", kind="gift", cost=10, stock=3)
     order = await Redemption.create(member=m, reward=reward, cost=10, request_key="w1", status="pending")
@@ -48,15 +55,18 @@ async def test_reviewer_filters_and_decides_with_csrf_and_audit(client) -> None:
     r_contrib = await Reviewable.get(kind=Kind.CONTRIBUTION, target_id=contrib.id)
     forged = await client.post(f"/staff/review/{r_held.id}", data={"decision": "approve"}, allow_redirects=False)
     assert forged.status == 403
-    no_note = await client.post(f"/staff/review/{r_held.id}", allow_redirects=False,
-                                data={"decision": "reject", "csrf_token": token})
+    no_note = await client.post(
+        f"/staff/review/{r_held.id}", allow_redirects=False, data={"decision": "reject", "csrf_token": token}
+    )
     page = await no_note.text()
     assert no_note.status == 400 and 'id="review-error"' in page and "请填写驳回理由" in page  # zh_CN by default
     assert (await Reviewable.get(id=r_held.id)).status == Status.PENDING
 
-    done = await client.post(f"/staff/review/{r_contrib.id}", allow_redirects=False,
-                             data={"decision": "approve", "note": "thanks", "csrf_token": token,
-                                   "back": "kind=contribution"})
+    done = await client.post(
+        f"/staff/review/{r_contrib.id}",
+        allow_redirects=False,
+        data={"decision": "approve", "note": "thanks", "csrf_token": token, "back": "kind=contribution"},
+    )
     assert done.status == 303 and done.headers["Location"] == "/staff/review?kind=contribution"
     assert (await KnowledgeContribution.get(id=contrib.id)).status == "approved"
     item = await KnowledgeItem.get(id=contrib.item_id)
@@ -65,16 +75,23 @@ async def test_reviewer_filters_and_decides_with_csrf_and_audit(client) -> None:
     row = await StaffAudit.get(action="review.approved")
     assert (row.username, row.target_type, row.target_id) == ("rev", "KnowledgeContribution", str(contrib.id))
 
-    again = await client.post(f"/staff/review/{r_contrib.id}", allow_redirects=False,
-                              data={"decision": "reject", "note": "x", "csrf_token": token})
+    again = await client.post(
+        f"/staff/review/{r_contrib.id}",
+        allow_redirects=False,
+        data={"decision": "reject", "note": "x", "csrf_token": token},
+    )
     assert again.status == 409
-    missing = await client.post("/staff/review/999999", allow_redirects=False,
-                                data={"decision": "approve", "csrf_token": token})
+    missing = await client.post(
+        "/staff/review/999999", allow_redirects=False, data={"decision": "approve", "csrf_token": token}
+    )
     assert missing.status == 404
 
     r_order = await Reviewable.get(kind=Kind.REDEMPTION, target_id=order.id)  # opened when the page was read
-    refused = await client.post(f"/staff/review/{r_order.id}", allow_redirects=False,
-                                data={"decision": "reject", "note": "no", "csrf_token": token})
+    refused = await client.post(
+        f"/staff/review/{r_order.id}",
+        allow_redirects=False,
+        data={"decision": "reject", "note": "no", "csrf_token": token},
+    )
     assert refused.status == 403 and (await Redemption.get(id=order.id)).status == "queued"
 
 
@@ -88,8 +105,11 @@ async def test_admin_sees_every_kind_in_chinese(client) -> None:  # type: ignore
     assert "審核佇列" in zh_tw
     _html, token = await csrf(client, "/staff/review")
     r = await Reviewable.get(kind=Kind.REDEMPTION, target_id=order.id)
-    resp = await client.post(f"/staff/review/{r.id}", allow_redirects=False,
-                             data={"decision": "approve", "note": "SF123", "csrf_token": token})
+    resp = await client.post(
+        f"/staff/review/{r.id}",
+        allow_redirects=False,
+        data={"decision": "approve", "note": "SF123", "csrf_token": token},
+    )
     assert resp.status == 303
     got = await Redemption.get(id=order.id)
     assert (got.status, got.provider_ref) == ("fulfilled", "SF123")

@@ -1,6 +1,7 @@
 """Top-up orders against the loopback provider (tests/fakes/topup.py): bounded retries with
 backoff, refund on the final failure (once), callback timeouts settled from the provider's
 status, and ``python -m bot rewards reconcile``."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ POLICY = rewards.FulfilPolicy(max_attempts=3, retry_base_seconds=60, timeout_min
 
 @pytest_asyncio.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, FakeTopupProvider]]:
-    provider = FakeTopupProvider(secret=SECRET, silent_numbers={"+8613900000011", "+8613900000012"},
-                                 lost_callback_numbers={"+8613900000013"})
+    provider = FakeTopupProvider(
+        secret=SECRET, silent_numbers={"+8613900000011", "+8613900000012"}, lost_callback_numbers={"+8613900000013"}
+    )
     await provider.start()
     app = create_app(make_settings(tmp_path, topup_api_base=provider.url, topup_secret=SECRET), db_setup="schema")
     async with TestClient(TestServer(app)) as c:
@@ -65,16 +67,21 @@ async def test_transient_failures_retry_with_backoff_then_succeed(env) -> None:
     assert (r.status, r.attempts, provider.submissions) == ("pending", 1, 1)
     assert r.next_attempt_at is not None
     # inside the backoff: nothing is resubmitted
-    assert await rewards.retry_pending(provider=service.runtime().provider, callback_url=service.runtime().callback_url,
-                                       policy=POLICY) == 0
+    assert (
+        await rewards.retry_pending(
+            provider=service.runtime().provider, callback_url=service.runtime().callback_url, policy=POLICY
+        )
+        == 0
+    )
     assert provider.submissions == 1
     later = datetime.now(timezone.utc) + timedelta(seconds=61)
     await rewards.retry_pending(service.runtime().provider, service.runtime().callback_url, policy=POLICY, now=later)
     r = await Redemption.get(id=r.id)
     assert (r.status, r.attempts) == ("pending", 2)
     assert r.next_attempt_at - later > timedelta(seconds=100)  # the second wait is twice the first
-    await rewards.retry_pending(service.runtime().provider, service.runtime().callback_url, policy=POLICY,
-                                now=later + timedelta(seconds=121))
+    await rewards.retry_pending(
+        service.runtime().provider, service.runtime().callback_url, policy=POLICY, now=later + timedelta(seconds=121)
+    )
     await settle()
     assert (await Redemption.get(id=r.id)).status == "fulfilled"
     assert (await ledger.balance_of(m.id)).balance == 250
@@ -120,8 +127,15 @@ async def test_reconcile_settles_overdue_orders_from_the_provider_status(env) ->
     assert {r.redemption_id: r.after for r in rows}[orders["lost"].id] == "fulfilled"
     # the provider failed one meanwhile; another it never received; then the timeout passes
     provider.orders[rewards.order_id(orders["failed"])]["state"] = "failed"
-    ghost = await Redemption.create(member_id=lost.id, reward_id=reward.id, cost=50, request_key="ghost",
-                                    phone=lost.phone, status="submitted", submitted_at=datetime.now(timezone.utc))
+    ghost = await Redemption.create(
+        member_id=lost.id,
+        reward_id=reward.id,
+        cost=50,
+        request_key="ghost",
+        phone=lost.phone,
+        status="submitted",
+        submitted_at=datetime.now(timezone.utc),
+    )
     late = datetime.now(timezone.utc) + timedelta(minutes=31)
     await rewards.reconcile(rt.provider, rt.callback_url, POLICY, now=late)
     status = {k: (await Redemption.get(id=o.id)).status for k, o in orders.items()}
@@ -149,19 +163,40 @@ async def test_rewards_reconcile_command(tmp_path: Path) -> None:
         reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=5, face_value=10)
         spend = await ledger.award(m.id, "contribution_approved", 100, key="cli-r", policy=None)
         entry = await ledger.spend(m.id, 50, key="cli-spend", ref="reward:1")
-        r = await Redemption.create(member_id=m.id, reward_id=reward.id, cost=50, request_key="cli",
-                                    spend_entry_id=entry.entry_id, phone=m.phone, status="pending")
+        r = await Redemption.create(
+            member_id=m.id,
+            reward_id=reward.id,
+            cost=50,
+            request_key="cli",
+            spend_entry_id=entry.entry_id,
+            phone=m.phone,
+            status="pending",
+        )
         assert spend.granted == 100
     finally:
         await storage.close_db()
-    env = {**os.environ, "BOT_DATABASE_URL": url, "BOT_REDIS_URL": "", "PYTHONPATH": str(ROOT),
-           "BOT_TOPUP_API_BASE": provider.url, "BOT_TOPUP_SECRET": SECRET}
+    env = {
+        **os.environ,
+        "BOT_DATABASE_URL": url,
+        "BOT_REDIS_URL": "",
+        "PYTHONPATH": str(ROOT),
+        "BOT_TOPUP_API_BASE": provider.url,
+        "BOT_TOPUP_SECRET": SECRET,
+    }
     try:
         outs = []
         for _ in range(2):
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "rewards", "reconcile", env=env,
-                                                        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "rewards",
+                "reconcile",
+                env=env,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), 120)
             assert proc.returncode == 0, err.decode()
             outs.append(out.decode())

@@ -1,5 +1,6 @@
 """A large build loads the character and pinyin channels in a helper process: the index
 must be the same as one built in-process, and a helper that dies must not fail the build."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,18 @@ from community.search import char_channels
 from .test_search_matcher import KB
 
 QUERIES = [
-    "流量还剩多少", "查流量", "出国漫游怎么开", "话费余额", "CXYE", "微利货怎么还", "宽带坏了",
-    "how to check data balance", "roaming abroad", "card declined", "忘記密碼", "完全无关的句子",
+    "流量还剩多少",
+    "查流量",
+    "出国漫游怎么开",
+    "话费余额",
+    "CXYE",
+    "微利货怎么还",
+    "宽带坏了",
+    "how to check data balance",
+    "roaming abroad",
+    "card declined",
+    "忘記密碼",
+    "完全无关的句子",
 ]
 
 

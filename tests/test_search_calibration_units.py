@@ -1,5 +1,6 @@
 """Properties of the pieces behind issue 20: the pinyin reader, the calibration's threshold
 choice, the out-of-domain script check, and the near-duplicate groups."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,7 @@ from community.search.ood import script_noise
 SYLLABLES = sorted(pinyin_syllables())
 
 
-@given(st.lists(st.lists(st.sampled_from(SYLLABLES), min_size=1, max_size=4), min_size=1, max_size=4),
-       st.booleans())
+@given(st.lists(st.lists(st.sampled_from(SYLLABLES), min_size=1, max_size=4), min_size=1, max_size=4), st.booleans())
 def test_romanised_pinyin_splits_back_into_its_letters(tokens, tones):
     text = " ".join("".join(s + ("3" if tones else "") for s in tok) for tok in tokens)
     got = romanized_syllables(text)
@@ -71,12 +71,14 @@ def test_script_noise_examples():
 
 def test_duplicate_groups_merge_shared_phrasings_only():
     m = Matcher(MatcherConfig(jieba_tmp_dir=os.environ.get("BOT_JIEBA_CACHE_DIR")))
-    m.build([
-        KBDoc(1, "怎么查询剩余流量", variants=("查流量",)),
-        KBDoc(2, "流量剩余查询", variants=("查流量",)),          # shares a phrasing with 1
-        KBDoc(3, "怎么办理宽带新装"),
-        KBDoc(4, "话费余额怎么查"),
-    ])
+    m.build(
+        [
+            KBDoc(1, "怎么查询剩余流量", variants=("查流量",)),
+            KBDoc(2, "流量剩余查询", variants=("查流量",)),  # shares a phrasing with 1
+            KBDoc(3, "怎么办理宽带新装"),
+            KBDoc(4, "话费余额怎么查"),
+        ]
+    )
     g = duplicate_groups(m)
     assert g[1] == g[2] == 1
     assert len({g[1], g[3], g[4]}) == 3

@@ -1,4 +1,5 @@
 """The BM25 channel: a full build (bulk load) and one-by-one additions must agree."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_feeding_repeated_texts_equals_loading_every_slot(texts: list[list[str]]
 def test_slot_tids_of_added_slots_even_empty_ones() -> None:
     ch = BM25Channel()
     ch.bulk_load([["流量", "查询"], ["话费"]])
-    ch.add(2, [])          # a text with no term in this channel
+    ch.add(2, [])  # a text with no term in this channel
     ch.add(3, ["流量", "流量"])
     assert set(ch.slot_tids(0)) == {ch.vocab["流量"], ch.vocab["查询"]}
     assert set(ch.slot_tids(2)) == set()

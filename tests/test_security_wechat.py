@@ -4,6 +4,7 @@ Before: with BOT_WECHAT_AES_KEY set, a plaintext callback (no ``encrypt_type``) 
 on ``signature(token, timestamp, nonce)`` alone, which does not cover the body, and a
 ``(timestamp, nonce)`` could be used again and again within the window.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,14 @@ QUESTION = "我的流量还剩多少，怎么查？"
 
 @pytest.fixture
 def settings(tmp_path, wechat_api):  # type: ignore[no-untyped-def]
-    return make_settings(tmp_path, wechat_token=TEST_TOKEN, wechat_aes_key=TEST_AES_KEY, wechat_appid=TEST_APPID,
-                         wechat_secret=wechat_api.secret, wechat_api_base=wechat_api.base)
+    return make_settings(
+        tmp_path,
+        wechat_token=TEST_TOKEN,
+        wechat_aes_key=TEST_AES_KEY,
+        wechat_appid=TEST_APPID,
+        wechat_secret=wechat_api.secret,
+        wechat_api_base=wechat_api.base,
+    )
 
 
 async def test_plaintext_callback_is_refused_when_safe_mode_is_configured(client, wx) -> None:
@@ -50,16 +57,26 @@ async def test_replayed_timestamp_and_nonce_are_refused(client, wx, mode) -> Non
     again = await client.post("/wechat", params=params, data=body)
     assert again.status == 403
     # a different (validly encrypted) message under the same timestamp and nonce: refused as well
-    other, other_body = wx.build(wx.text_xml("oUser1", "积分", "7102"), mode=mode, openid="oUser1",
-                                 timestamp=int(params["timestamp"]), nonce=params["nonce"])
+    other, other_body = wx.build(
+        wx.text_xml("oUser1", "积分", "7102"),
+        mode=mode,
+        openid="oUser1",
+        timestamp=int(params["timestamp"]),
+        nonce=params["nonce"],
+    )
     resp = await client.post("/wechat", params=other, data=other_body)
     assert resp.status == 403
     assert await TranscriptEntry.filter(channel="wechat", direction="in").count() == 1
 
 
 async def test_plain_mode_without_aes_key_works_once_per_nonce(tmp_path, wechat_api) -> None:  # type: ignore[no-untyped-def]
-    s = make_settings(tmp_path, wechat_token=TEST_TOKEN, wechat_appid=TEST_APPID, wechat_secret=wechat_api.secret,
-                      wechat_api_base=wechat_api.base)
+    s = make_settings(
+        tmp_path,
+        wechat_token=TEST_TOKEN,
+        wechat_appid=TEST_APPID,
+        wechat_secret=wechat_api.secret,
+        wechat_api_base=wechat_api.base,
+    )
     wx = WeChatCallbacks(TEST_TOKEN, TEST_AES_KEY, TEST_APPID)
     app = create_app(s, db_setup="schema")
     async with TestClient(TestServer(app)) as c:

@@ -1,4 +1,5 @@
 """GSM 03.38 / UCS-2 encoding, segmentation and reassembly, incl. property tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,7 +31,9 @@ from sms_gateway.phone import InvalidPhoneNumber, from_smpp, normalize
 GSM_CHARS = [c for c in GSM_BASIC if c != "\x1b"] + list(GSM_EXTENSION)
 gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=1200)
 any_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=700)
-mixed = st.one_of(gsm_text, any_text, st.text(alphabet=st.sampled_from(GSM_CHARS + ["😀", "𠀀", "€", "`", "中"]), max_size=900))
+mixed = st.one_of(
+    gsm_text, any_text, st.text(alphabet=st.sampled_from(GSM_CHARS + ["😀", "𠀀", "€", "`", "中"]), max_size=900)
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -147,8 +150,10 @@ def test_fit_pages_a_long_reply_and_keeps_the_choices_for_the_last_page() -> Non
     def _(msgid: str, **kw: object) -> str:
         return msgid % kw if kw else msgid
 
-    reply = Reply(text="。".join(f"第{i}句话说明流量查询的方法" for i in range(60)),
-                  choices=[Choice("👍", "fb:up:1"), Choice("👎", "fb:down:1")])
+    reply = Reply(
+        text="。".join(f"第{i}句话说明流量查询的方法" for i in range(60)),
+        choices=[Choice("👍", "fb:up:1"), Choice("👎", "fb:down:1")],
+    )
     pages, current = [], reply
     while True:
         head, rest = fit(current, _, 2)

@@ -1,5 +1,6 @@
 """SMPP texts carry no message id: a redelivery (its deliver_sm_resp was lost) is recognised
 and answered once; the same text sent deliberately after the window is answered again."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,15 @@ async def smsc() -> AsyncIterator[FakeSmsc]:
 @pytest_asyncio.fixture
 async def app(tmp_path: Path, smsc: FakeSmsc) -> AsyncIterator[TestClient]:
     settings = make_settings(
-        tmp_path, sms_provider="smpp", smpp_host="127.0.0.1", smpp_port=smsc.port, smpp_system_id="everycsr",
-        smpp_password="pw", sms_from="10086", sms_rate_per_second=200.0, sms_mo_redelivery_window_seconds=WINDOW,
+        tmp_path,
+        sms_provider="smpp",
+        smpp_host="127.0.0.1",
+        smpp_port=smsc.port,
+        smpp_system_id="everycsr",
+        smpp_password="pw",
+        sms_from="10086",
+        sms_rate_per_second=200.0,
+        sms_mo_redelivery_window_seconds=WINDOW,
     )
     c = TestClient(TestServer(create_app(settings, db_setup="schema")))
     await c.start_server()
@@ -73,8 +81,10 @@ async def test_a_redelivery_after_a_restart_is_recognised_from_the_transcript(ap
     await smsc.mo(MSISDN, "hello again")  # the SMSC redelivers (its resp was lost with the old process)
     await asyncio.sleep(0.8)
     assert await TranscriptEntry.filter(channel="sms", direction="in").count() == 1
-    assert await OutboxMessage.filter(channel="sms").count() == await TranscriptEntry.filter(
-        channel="sms", direction="out").count()
+    assert (
+        await OutboxMessage.filter(channel="sms").count()
+        == await TranscriptEntry.filter(channel="sms", direction="out").count()
+    )
 
 
 async def test_a_deliberate_repeat_after_the_window_is_answered_again(app: TestClient, smsc: FakeSmsc) -> None:

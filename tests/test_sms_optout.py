@@ -1,4 +1,5 @@
 """Opt-out keywords (channel-agnostic), their audit trail, and every sender honouring them."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ async def test_td_opts_out_is_audited_and_honoured_by_the_sender(sms: TestClient
     forward = await outbox.to_member(member.id, Reply(text="朋友转发给您的知识"), purpose="forward")
     agent = await outbox.to_member(member.id, Reply(text="您的工单已处理"), purpose="agent")
     await wait_for(lambda: OutboxMessage.filter(id=agent.id, status="sent").exists())
+
     async def both_suppressed() -> bool:
         return await OutboxMessage.filter(id__in=[offer.id, forward.id], status="suppressed").count() == 2
 

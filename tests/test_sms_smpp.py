@@ -1,4 +1,5 @@
 """The SMPP provider against a loopback SMSC speaking real SMPP 3.4 PDUs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,16 @@ async def smsc() -> AsyncIterator[FakeSmsc]:
 
 
 def esme_for(smsc: FakeSmsc, **kw: object) -> SmppEsme:
-    cfg = SmppConfig(host="127.0.0.1", port=smsc.port, system_id="everycsr", password="pw", source_addr="10086",
-                     rate=kw.pop("rate", 500.0), reconnect_min=0.05, **kw)  # type: ignore[arg-type]
+    cfg = SmppConfig(
+        host="127.0.0.1",
+        port=smsc.port,
+        system_id="everycsr",
+        password="pw",
+        source_addr="10086",
+        rate=kw.pop("rate", 500.0),
+        reconnect_min=0.05,
+        **kw,
+    )  # type: ignore[arg-type]
     return SmppEsme(cfg)
 
 
@@ -180,8 +189,14 @@ async def test_binds_with_backoff_once_the_smsc_comes_up() -> None:
 # --- the channel through the app --------------------------------------------------------------
 async def start_app(tmp_path: Path, smsc: FakeSmsc, *, kb: bool) -> TestClient:
     settings = make_settings(
-        tmp_path, sms_provider="smpp", smpp_host="127.0.0.1", smpp_port=smsc.port, smpp_system_id="everycsr",
-        smpp_password="pw", sms_from="10086", sms_rate_per_second=200.0,
+        tmp_path,
+        sms_provider="smpp",
+        smpp_host="127.0.0.1",
+        smpp_port=smsc.port,
+        smpp_system_id="everycsr",
+        smpp_password="pw",
+        sms_from="10086",
+        sms_rate_per_second=200.0,
     )
     c = TestClient(TestServer(create_app(settings, db_setup="schema")))
     await c.start_server()

@@ -1,5 +1,6 @@
 """deliver_sm is acknowledged only once handled: ESME_ROK after the message is stored,
 ESME_RX_T_APPN (the SMSC retries) when it cannot be — against the loopback SMSC."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,8 @@ async def test_mo_is_acked_only_after_its_transcript_row_exists(app: TestClient,
 
 
 async def test_unrecordable_mo_gets_a_temporary_error_and_the_redelivery_is_processed_once(
-    app: TestClient, smsc: FakeSmsc,
+    app: TestClient,
+    smsc: FakeSmsc,
 ) -> None:
     conn = connections.get("default")
     await conn.execute_script('ALTER TABLE "transcript_entry" RENAME TO "transcript_entry_away"')

@@ -1,5 +1,6 @@
 """SMPP with several workers (Redis): one bind per account, handed over when the holder
 dies; multi-part texts joined in Redis whichever worker gets each part."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,14 @@ class Worker:
         self.task: asyncio.Task[None] | None = None
 
     async def bind(self) -> None:
-        cfg = SmppConfig(host="127.0.0.1", port=self.smsc.port, system_id="everycsr", password="pw",
-                         source_addr="10086", reconnect_min=0.05)
+        cfg = SmppConfig(
+            host="127.0.0.1",
+            port=self.smsc.port,
+            system_id="everycsr",
+            password="pw",
+            source_addr="10086",
+            reconnect_min=0.05,
+        )
         self.esme = SmppEsme(cfg)
         self.binds += 1
         await self.esme.start()
@@ -144,8 +151,9 @@ async def test_parts_on_different_workers_join_exactly_once(redis, seed: int) ->
     deliveries = parts + [rnd.choice(parts) for _ in range(2)]  # some parts redelivered
     rnd.shuffle(deliveries)
     buffers = [RedisJoinBuffer(redis), RedisJoinBuffer(redis)]  # two workers
-    results = await asyncio.gather(*[buffers[i % 2].add("+8613800138000", c, b, 8)
-                                     for i, (c, b) in enumerate(deliveries)])
+    results = await asyncio.gather(
+        *[buffers[i % 2].add("+8613800138000", c, b, 8) for i, (c, b) in enumerate(deliveries)]
+    )
     whole = [r for r in results if r is not None]
     # once the text is whole, a late redelivered part starts a new (incomplete) buffer
     assert whole == [text]
@@ -170,9 +178,17 @@ async def test_the_channel_binds_only_in_one_sending_process(smsc: FakeSmsc, red
     from sms_gateway.channel import SmsRuntime, _start_smpp
     from tests.conftest import make_settings
 
-    settings = make_settings(tmp_path, redis_url="redis://unused", sms_provider="smpp", smpp_host="127.0.0.1",
-                             smpp_port=smsc.port, smpp_system_id="everycsr", smpp_password="pw", sms_from="10086",
-                             smpp_bind_lease_seconds=LEASE)
+    settings = make_settings(
+        tmp_path,
+        redis_url="redis://unused",
+        sms_provider="smpp",
+        smpp_host="127.0.0.1",
+        smpp_port=smsc.port,
+        smpp_system_id="everycsr",
+        smpp_password="pw",
+        sms_from="10086",
+        smpp_bind_lease_seconds=LEASE,
+    )
     services = SimpleNamespace(dedup=RedisDedupStore(redis), redis=redis)
     runtimes = []
     for role in ("web", "worker", "worker", "both"):

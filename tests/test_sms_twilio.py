@@ -1,4 +1,5 @@
 """The SMS channel with the Twilio-compatible provider: signed webhooks in, REST out."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,13 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 def sms_settings(tmp_path: Path, twilio: FakeTwilio, **extra: object):  # type: ignore[no-untyped-def]
     return make_settings(
-        tmp_path, sms_provider="twilio", sms_api_base=twilio.base_url, sms_account_sid=ACCOUNT_SID,
-        sms_auth_token=AUTH_TOKEN, sms_from="+15005550006", **extra,
+        tmp_path,
+        sms_provider="twilio",
+        sms_api_base=twilio.base_url,
+        sms_account_sid=ACCOUNT_SID,
+        sms_auth_token=AUTH_TOKEN,
+        sms_from="+15005550006",
+        **extra,
     )
 
 
@@ -61,12 +67,25 @@ async def sms_kb(tmp_path: Path, twilio: FakeTwilio) -> AsyncIterator[TestClient
 
 
 def form(body: str, sid: str = "SM1", sender: str = PHONE) -> dict[str, str]:
-    return {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": sender, "To": "+15005550006",
-            "Body": body, "NumSegments": "1"}
+    return {
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": sender,
+        "To": "+15005550006",
+        "Body": body,
+        "NumSegments": "1",
+    }
 
 
-async def post_signed(client: TestClient, path: str, data: dict[str, str], *, url: str | None = None,
-                      token: str = AUTH_TOKEN, sig: str | None = None):  # type: ignore[no-untyped-def]
+async def post_signed(
+    client: TestClient,
+    path: str,
+    data: dict[str, str],
+    *,
+    url: str | None = None,
+    token: str = AUTH_TOKEN,
+    sig: str | None = None,
+):  # type: ignore[no-untyped-def]
     url = url or str(client.make_url(path))
     headers = {"X-Twilio-Signature": sig if sig is not None else signature(token, url, data.items())}
     return await client.post(path, data=data, headers=headers)

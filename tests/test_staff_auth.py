@@ -1,4 +1,5 @@
 """Staff login: hashed passwords, sessions, CSRF and roles."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -8,8 +9,9 @@ from bot.staff.models import StaffUser
 
 
 async def login(client, username: str, password: str = "secret-pass-1"):  # type: ignore[no-untyped-def]
-    return await client.post("/login", data={"username": username, "password": password, "next": "/staff"},
-                             allow_redirects=False)
+    return await client.post(
+        "/login", data={"username": username, "password": password, "next": "/staff"}, allow_redirects=False
+    )
 
 
 async def test_password_is_hashed_and_login_works(client) -> None:
@@ -33,8 +35,11 @@ async def test_unknown_user_and_anonymous_access(client) -> None:
 
 async def test_open_redirect_is_refused(client) -> None:
     await create_staff("bob", "secret-pass-1", ["agent"])
-    resp = await client.post("/login", data={"username": "bob", "password": "secret-pass-1",
-                                             "next": "//evil.example/x"}, allow_redirects=False)
+    resp = await client.post(
+        "/login",
+        data={"username": "bob", "password": "secret-pass-1", "next": "//evil.example/x"},
+        allow_redirects=False,
+    )
     assert resp.headers["Location"] == "/staff"
 
 

@@ -1,4 +1,5 @@
 """Stored enum values reach staff pages translated, from one place (bot/web/enums.py)."""
+
 from __future__ import annotations
 
 from bot.core.app_keys import SERVICES
@@ -44,11 +45,13 @@ async def test_staff_errors_are_in_the_readers_language(client) -> None:
     _, token = await csrf(client, "/inbox")
     account = await get_or_create_account("web", "err1")
     t, _ = await inbox.open_ticket(client.app[SERVICES], account.member_id, "web", "human")
-    zh = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"},
-                           headers={"Accept-Language": "zh-CN"})
+    zh = await client.post(
+        f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"}, headers={"Accept-Language": "zh-CN"}
+    )
     assert zh.status == 400 and await zh.text() == "请选择一位坐席。"
-    en = await client.post(f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"},
-                           headers={"Accept-Language": "en"})
+    en = await client.post(
+        f"/inbox/t/{t.id}/assign", data={"csrf_token": token, "staff_id": "x"}, headers={"Accept-Language": "en"}
+    )
     assert en.status == 400 and await en.text() == "Choose an agent."
 
 
@@ -57,8 +60,9 @@ async def test_rewards_admin_names_kinds_and_order_statuses(client) -> None:
 
     reward = await Reward.create(name="礼品卡", kind="gift", cost=10, stock=5, per_member_limit=1, face_value=0)
     account = await get_or_create_account("web", "enum-rw")
-    await Redemption.create(member_id=account.member_id, reward_id=reward.id, cost=10, request_key="enum-rw:1",
-                            status="queued")
+    await Redemption.create(
+        member_id=account.member_id, reward_id=reward.id, cost=10, request_key="enum-rw:1", status="queued"
+    )
     await staff_login(client, "rw-admin", ["admin"])
     page = await (await client.get("/admin/rewards?lang=zh_CN")).text()
     assert ">话费充值</option>" in page and ">礼品</option>" in page and "<td>等待人工处理</td>" in page

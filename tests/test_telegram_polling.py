@@ -1,4 +1,5 @@
 """Long polling (`python -m bot run --telegram-polling`) against the loopback Bot API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,12 @@ async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no
 async def polling_service(tmp_path: Path, fake_tg: FakeTelegram) -> AsyncIterator[TestClient]:  # noqa: F811
     """The service in polling mode with the sample knowledge base, once it has started polling."""
     settings = make_settings(
-        tmp_path, telegram_token=fake_tg.token, telegram_api_base=fake_tg.url, telegram_polling=True,
-        telegram_rate_per_chat=100.0, telegram_rate_global=1000.0,
+        tmp_path,
+        telegram_token=fake_tg.token,
+        telegram_api_base=fake_tg.url,
+        telegram_polling=True,
+        telegram_rate_per_chat=100.0,
+        telegram_rate_global=1000.0,
     )
     app = create_app(settings, db_setup="schema")
     async with TestClient(TestServer(app)) as client:

@@ -1,4 +1,5 @@
 """Rendering a Reply for Telegram: escaping, the 4096 split, keyboards."""
+
 from __future__ import annotations
 
 import html

@@ -1,4 +1,5 @@
 """The Telegram sender through the real outbox to the loopback Bot API server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,11 +26,14 @@ from tests.outbox_waits import wait_status
 from tests.fakes.telegram_api import FakeTelegram, fake_tg  # noqa: F401
 
 
-
 def settings_for(tmp_path: Path, fake: FakeTelegram, **extra: Any):  # type: ignore[no-untyped-def]
     values: dict[str, Any] = dict(
-        telegram_token=fake.token, telegram_api_base=fake.url, telegram_webhook_secret="s3cret",
-        telegram_rate_per_chat=100.0, telegram_rate_per_group=100.0, telegram_rate_global=1000.0,
+        telegram_token=fake.token,
+        telegram_api_base=fake.url,
+        telegram_webhook_secret="s3cret",
+        telegram_rate_per_chat=100.0,
+        telegram_rate_per_group=100.0,
+        telegram_rate_global=1000.0,
         telegram_timeout_seconds=0.5,
     )
     values.update(extra)
@@ -96,7 +100,9 @@ async def test_timeout_after_sending_is_not_repeated(app_client: TestClient, fak
     assert len([c for c in fake_tg.calls if c.chat_id == "5004"]) == 1
 
 
-async def test_split_message_retry_does_not_repeat_delivered_parts(app_client: TestClient, fake_tg: FakeTelegram) -> None:  # noqa: F811
+async def test_split_message_retry_does_not_repeat_delivered_parts(
+    app_client: TestClient, fake_tg: FakeTelegram
+) -> None:  # noqa: F811
     text = "\n\n".join(["甲" * 3000, "乙" * 3000, "丙" * 3000])
     fake_tg.fail("sendMessage", 5005, 429, "Too Many Requests: retry after 1", retry_after=1, skip=1)
     msg_id = await enqueue(app_client, "5005", text)

@@ -1,4 +1,5 @@
 """Update -> Incoming through the aiogram Dispatcher, and the command mapping."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,8 +46,18 @@ async def test_private_message(bot: Bot) -> None:
     assert inc.display_name == "小明"
 
 
-@pytest.mark.parametrize(("code", "hint"), [("zh-hans", "zh_CN"), ("zh-hant", "zh_TW"), ("en", "en"),
-                                            ("en-GB", "en"), ("zh", "zh_CN"), ("ru", None), (None, None)])
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("zh-hans", "zh_CN"),
+        ("zh-hant", "zh_TW"),
+        ("en", "en"),
+        ("en-GB", "en"),
+        ("zh", "zh_CN"),
+        ("ru", None),
+        (None, None),
+    ],
+)
 async def test_language_code_to_locale_hint(bot: Bot, code: str | None, hint: str | None) -> None:
     inc = await feed(bot, message_update(1, 42, "hi", lang=code))
     assert inc.locale_hint == hint
@@ -73,7 +84,9 @@ async def test_group_messages_need_mention_or_reply(bot: Bot) -> None:
     assert await feed(bot, message_update(1, 42, "查话费", **group)) is None
     inc = await feed(bot, message_update(2, 42, f"@{BOT_USERNAME} 查话费", **group))
     assert inc.text == "查话费" and inc.chat == "-1001" and inc.meta["group"] is True
-    inc = await feed(bot, message_update(3, 42, "查话费", reply_to=bot_message(5, -1001, chat_type="supergroup"), **group))
+    inc = await feed(
+        bot, message_update(3, 42, "查话费", reply_to=bot_message(5, -1001, chat_type="supergroup"), **group)
+    )
     assert inc.text == "查话费"
     other = {**bot_message(5, -1001, chat_type="supergroup"), "from": {"id": 9, "is_bot": False, "first_name": "x"}}
     assert await feed(bot, message_update(4, 42, "查话费", reply_to=other, **group)) is None
@@ -133,9 +146,11 @@ def test_parse_update_rejects_malformed(raw: Any) -> None:
         parse_update(raw)
 
 
-@given(name=st.from_regex(r"[A-Za-z0-9_]{1,32}", fullmatch=True),
-       bot_name=st.none() | st.from_regex(r"[A-Za-z0-9_]{1,20}", fullmatch=True),
-       args=st.text(max_size=50))
+@given(
+    name=st.from_regex(r"[A-Za-z0-9_]{1,32}", fullmatch=True),
+    bot_name=st.none() | st.from_regex(r"[A-Za-z0-9_]{1,20}", fullmatch=True),
+    args=st.text(max_size=50),
+)
 def test_parse_command_roundtrip(name: str, bot_name: str | None, args: str) -> None:
     text = f"/{name}" + (f"@{bot_name}" if bot_name else "") + (f" {args}" if args else "")
     cmd = parse_command(text)

@@ -1,4 +1,5 @@
 """The Telegram webhook end to end: real Update JSON in, Bot API calls out (loopback)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,8 +54,12 @@ class TG:
 
 def fast_settings(tmp_path: Path, fake: FakeTelegram, **extra: Any):  # type: ignore[no-untyped-def]
     values: dict[str, Any] = dict(
-        telegram_token=fake.token, telegram_api_base=fake.url, telegram_webhook_secret=SECRET,
-        telegram_rate_per_chat=100.0, telegram_rate_per_group=100.0, telegram_rate_global=1000.0,
+        telegram_token=fake.token,
+        telegram_api_base=fake.url,
+        telegram_webhook_secret=SECRET,
+        telegram_rate_per_chat=100.0,
+        telegram_rate_per_group=100.0,
+        telegram_rate_global=1000.0,
     )
     values.update(extra)
     return make_settings(tmp_path, **values)
@@ -226,8 +231,17 @@ async def test_private_command_in_group_when_private_chat_impossible(tg: TG) -> 
 
 
 async def test_non_text_private_message_gets_a_polite_note(tg: TG) -> None:
-    sticker = {"sticker": {"file_id": "x", "file_unique_id": "y", "type": "regular", "width": 512,
-                           "height": 512, "is_animated": False, "is_video": False}}
+    sticker = {
+        "sticker": {
+            "file_id": "x",
+            "file_unique_id": "y",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+        }
+    }
     await tg.send(message_update(70, 1070, None, extra=sticker))
     [call] = tg.fake.sent(chat_id=1070)
     assert "文字" in call.text
@@ -284,8 +298,9 @@ async def test_startup_publishes_command_menu_per_language(tg: TG) -> None:
 async def test_token_empty_mounts_nothing(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path, telegram_token=""), db_setup="schema")
     async with TestClient(TestServer(app)) as c:
-        resp = await c.post("/telegram/webhook", json=message_update(1, 1, "hi"),
-                            headers={"X-Telegram-Bot-Api-Secret-Token": "x"})
+        resp = await c.post(
+            "/telegram/webhook", json=message_update(1, 1, "hi"), headers={"X-Telegram-Bot-Api-Secret-Token": "x"}
+        )
         assert resp.status in (404, 405)
         assert app.get(TELEGRAM) is None
         assert "telegram" not in c.app[SERVICES].channels.names()
@@ -294,8 +309,9 @@ async def test_token_empty_mounts_nothing(tmp_path: Path) -> None:
 async def test_no_secret_configured_refuses_updates(tmp_path: Path, fake_tg: FakeTelegram) -> None:  # noqa: F811
     app = create_app(fast_settings(tmp_path, fake_tg, telegram_webhook_secret=""), db_setup="schema")
     async with TestClient(TestServer(app)) as c:
-        resp = await c.post("/telegram/webhook", json=message_update(1, 1, "hi"),
-                            headers={"X-Telegram-Bot-Api-Secret-Token": ""})
+        resp = await c.post(
+            "/telegram/webhook", json=message_update(1, 1, "hi"), headers={"X-Telegram-Bot-Api-Secret-Token": ""}
+        )
         assert resp.status == 503
         assert await TranscriptEntry.all().count() == 0
 
@@ -335,15 +351,23 @@ def test_aiogram_is_imported_only_for_a_configured_bot() -> None:
 
     from bot.core.settings import ROOT
 
-    probe = ("import sys; from bot.app import create_app; from bot.core.settings import Settings; "
-             "create_app(Settings(_env_file=None, telegram_token=sys.argv[1])); print('aiogram' in sys.modules)")
-    seen = [subprocess.run([sys.executable, "-c", probe, token], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120).stdout.strip() for token in ("", "123456:" + "A" * 35)]
+    probe = (
+        "import sys; from bot.app import create_app; from bot.core.settings import Settings; "
+        "create_app(Settings(_env_file=None, telegram_token=sys.argv[1])); print('aiogram' in sys.modules)"
+    )
+    seen = [
+        subprocess.run(
+            [sys.executable, "-c", probe, token], cwd=ROOT, capture_output=True, text=True, timeout=120
+        ).stdout.strip()
+        for token in ("", "123456:" + "A" * 35)
+    ]
     assert seen == ["False", "True"]
 
 
 async def test_answer_is_stored_before_the_200_and_sent_by_the_outbox_if_the_worker_dies(
-    tmp_path: Path, fake_tg: FakeTelegram, monkeypatch  # noqa: F811
+    tmp_path: Path,
+    fake_tg: FakeTelegram,
+    monkeypatch,  # noqa: F811
 ) -> None:
     """The worker that computed the answer dies right after the 200 (its inline send never
     happens): the stored row is sent by the outbox after the grace, once; a redelivery of

@@ -3,6 +3,7 @@ farms, forwards counted by member or device, ZF limits, redemption to the verifi
 
 Members chat through the real HTTP API (``/api/v1/chat`` as verified web users, ``/f/<token>``)
 and the real pipeline; the hypothesis properties drive the scoring service directly."""
+
 from __future__ import annotations
 
 import os
@@ -113,17 +114,27 @@ async def test_release_command_pays_out_due_points(tmp_path: Path) -> None:
         m = await Member.create()
         service.configure(None)
         due = await ledger.award(m.id, "answer_accepted", 10, key="cli:1", policy=None)
-        await LedgerEntry.filter(id=due.entry_id).update(granted=0, held=10, hold_until=datetime.now(timezone.utc) - timedelta(hours=1))
+        await LedgerEntry.filter(id=due.entry_id).update(
+            granted=0, held=10, hold_until=datetime.now(timezone.utc) - timedelta(hours=1)
+        )
         await Balance.filter(member_id=m.id).update(balance=0, held=10)
         not_due = await ledger.award(m.id, "answer_accepted", 7, key="cli:2", policy=None)
-        await LedgerEntry.filter(id=not_due.entry_id).update(granted=0, held=7, hold_until=datetime.now(timezone.utc) + timedelta(days=3))
+        await LedgerEntry.filter(id=not_due.entry_id).update(
+            granted=0, held=7, hold_until=datetime.now(timezone.utc) + timedelta(days=3)
+        )
         await Balance.filter(member_id=m.id).update(balance=0, held=17)
     finally:
         await storage.close_db()
     env = {**os.environ, "BOT_DATABASE_URL": url, "BOT_REDIS_URL": "", "PYTHONPATH": str(ROOT)}
     for expected in ("released 10 pending points", "released 0 pending points"):
-        out = subprocess.run([sys.executable, "-m", "bot", "points", "release"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "bot", "points", "release"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert expected in out.stdout
     await storage.open_db(url)
@@ -180,8 +191,10 @@ async def test_accepts_are_capped_per_pair_per_week_and_per_day(client) -> None:
     helper = await trusted_member()
     askers = [await trusted_member() for _ in range(12)]
     pts = RULES.events["answer_accepted"].points
-    results = [await service.on_answer_accepted(answer_id=1000 + i, answerer_id=helper.id, asker_id=askers[0].id)
-               for i in range(3)]
+    results = [
+        await service.on_answer_accepted(answer_id=1000 + i, answerer_id=helper.id, asker_id=askers[0].id)
+        for i in range(3)
+    ]
     assert [r.granted for r in results] == [pts, pts, 0] and results[2].note == "pair limit"
     for i, asker in enumerate(askers[1:]):
         await service.on_answer_accepted(answer_id=2000 + i, answerer_id=helper.id, asker_id=asker.id)
@@ -213,7 +226,9 @@ async def test_a_ring_of_three_is_held_under_one_review_item(client) -> None:
     assert [f.key for f in flags] == [f"ring:{':'.join(str(m) for m in sorted((a.id, b.id, c.id)))}"]
     assert set(flags[0].detail["members"]) == {a.id, b.id, c.id}
     # the ring found again from another member's award: held, still one item
-    await LedgerEntry.filter(member_id__in=[a.id, b.id, c.id]).update(created_at=datetime.now(timezone.utc) - timedelta(days=8))
+    await LedgerEntry.filter(member_id__in=[a.id, b.id, c.id]).update(
+        created_at=datetime.now(timezone.utc) - timedelta(days=8)
+    )
     again = await accept(b, a)
     assert again.held > 0 and again.granted == 0
     assert await ReviewFlag.filter(reason="ring").count() == 1
@@ -242,14 +257,20 @@ async def test_forwards_count_members_and_devices_never_cookies_or_the_sharer(cl
     assert await points(sharer.id) == (0, 0)
     # the sharer's other account (a Telegram account of the same member) never pays either
     await ChannelAccount.create(member_id=sharer.id, channel="telegram", external_id="555")
-    await services.pipeline.process(Incoming(channel="telegram", user="555", event="start", payload=f"fw_{token}", msg_id="own"))
+    await services.pipeline.process(
+        Incoming(channel="telegram", user="555", event="start", payload=f"fw_{token}", msg_id="own")
+    )
     assert await points(sharer.id) == (0, 0)
     # a distinct trusted member pays at once; a new one pays pending
     friend = await ChannelAccount.create(member_id=(await trusted_member()).id, channel="telegram", external_id="556")
-    await services.pipeline.process(Incoming(channel="telegram", user="556", event="start", payload=f"fw_{token}", msg_id="f1"))
+    await services.pipeline.process(
+        Incoming(channel="telegram", user="556", event="start", payload=f"fw_{token}", msg_id="f1")
+    )
     expected = RULES.forward_points(item.difficulty, True)
     assert await points(sharer.id) == (expected, 0)
-    await services.pipeline.process(Incoming(channel="telegram", user="557", event="start", payload=f"fw_{token}", msg_id="f2"))
+    await services.pipeline.process(
+        Incoming(channel="telegram", user="557", event="start", payload=f"fw_{token}", msg_id="f2")
+    )
     assert (await points(sharer.id))[1] == expected
     # a trusted member's rating counts in credibility, a new member's does not
     await services.pipeline.process(Incoming(channel="telegram", user="556", action=f"fwr:{token}:1", msg_id="r1"))
@@ -259,7 +280,9 @@ async def test_forwards_count_members_and_devices_never_cookies_or_the_sharer(cl
     assert friend.member_id != sharer.id
     # reaching many new people is what forwarding is for: not a farm
     for n in range(558, 563):
-        await services.pipeline.process(Incoming(channel="telegram", user=str(n), event="start", payload=f"fw_{token}", msg_id=f"n{n}"))
+        await services.pipeline.process(
+            Incoming(channel="telegram", user=str(n), event="start", payload=f"fw_{token}", msg_id=f"n{n}")
+        )
     assert await ReviewFlag.filter(member_id=sharer.id).count() == 0
     assert (await points(sharer.id))[1] == min(RULES.hold_daily_cap, 6 * expected)
 
@@ -270,8 +293,12 @@ async def test_one_device_pays_once_per_item_even_as_fresh_members(client) -> No
 
     link = await ForwardLink.get(token=token)
     first, second = await Member.create(), await Member.create()  # two fresh web sessions, one phone
-    a = await service.on_forward_engaged(link, f"m:{first.id}", recipient_member_id=first.id, fingerprint="dev-1", network="n")
-    b = await service.on_forward_engaged(link, f"m:{second.id}", recipient_member_id=second.id, fingerprint="dev-1", network="n")
+    a = await service.on_forward_engaged(
+        link, f"m:{first.id}", recipient_member_id=first.id, fingerprint="dev-1", network="n"
+    )
+    b = await service.on_forward_engaged(
+        link, f"m:{second.id}", recipient_member_id=second.id, fingerprint="dev-1", network="n"
+    )
     assert a.engagement is not None and a.engagement.paid is False  # the row as created
     assert b.reason == "same device" and b.points == 0
     sharer = await member_of("dev-sharer")
@@ -302,7 +329,9 @@ async def test_zf_one_forward_a_day_per_number_per_sender_cap_and_friends(client
     rows = await OutboxMessage.filter(channel="sms", address=victim, purpose="forward")
     assert len(rows) == 1 and "第一" in rows[0].payload["text"] and "TD" in rows[0].payload["text"]
     refused = await chat(client, "zf-puppet99", text=f"ZF {item.sms_code} 13900139999")
-    assert ("今天" in refused[0]["text"] or "today" in refused[0]["text"]) and await OutboxMessage.filter(address=victim).count() == 1
+    assert ("今天" in refused[0]["text"] or "today" in refused[0]["text"]) and await OutboxMessage.filter(
+        address=victim
+    ).count() == 1
     # per sender: a member sends at most zf.per_sender_daily a day, to distinct numbers
     sent = 0
     for n in range(RULES.zf_per_sender_daily + 2):
@@ -313,7 +342,11 @@ async def test_zf_one_forward_a_day_per_number_per_sender_cap_and_friends(client
     # a friend who engaged with this sender's forward may get one more from them today
     sender = await member_of("zf-puppet0")
     await services.pipeline.process(Incoming(channel="sms", user=victim, text="1", msg_id="victim-1"))
-    other = await KnowledgeItem.filter(status="published", sms_code__not_isnull=True).exclude(sms_code=item.sms_code).first()
+    other = (
+        await KnowledgeItem.filter(status="published", sms_code__not_isnull=True)
+        .exclude(sms_code=item.sms_code)
+        .first()
+    )
     again = await chat(client, "zf-puppet0", text=f"ZF {other.sms_code} 13900139999")
     assert "****" in again[0]["text"]
     rows = await OutboxMessage.filter(channel="sms", address=victim, purpose="forward").order_by("id")
@@ -323,7 +356,9 @@ async def test_zf_one_forward_a_day_per_number_per_sender_cap_and_friends(client
     await chat(client, "zf-puppet0", text=f"ZF {other.sms_code} 13900139999")
     assert await OutboxMessage.filter(channel="sms", address=victim, purpose="forward").count() == 2
     # an opted-out number is refused
-    await Member.filter(id=(await ChannelAccount.get(channel="sms", external_id=victim)).member_id).update(opted_out=True)
+    await Member.filter(id=(await ChannelAccount.get(channel="sms", external_id=victim)).member_id).update(
+        opted_out=True
+    )
     out = await chat(client, "zf-late", text=f"ZF {item.sms_code} 13900139999")
     assert "退订" in out[0]["text"] or "opted out" in out[0]["text"]
 
@@ -366,8 +401,9 @@ events = st.lists(st.tuples(st.sampled_from(["accept", "vote"]), st.integers(0, 
 
 @hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seq=events, levels=st.lists(st.integers(0, 2), min_size=6, max_size=6))
-async def test_no_sequence_of_events_pays_more_than_the_caps(sqlite_orm: None, seq: list[tuple[str, int]],
-                                                              levels: list[int]) -> None:
+async def test_no_sequence_of_events_pays_more_than_the_caps(
+    sqlite_orm: None, seq: list[tuple[str, int]], levels: list[int]
+) -> None:
     service.configure(None)
     earner = await Member.create()
     actors = []
@@ -399,13 +435,22 @@ async def test_no_sequence_of_events_pays_more_than_the_caps(sqlite_orm: None, s
     assert bal.balance == sum(e.granted for e in entries) and bal.held == sum(e.held for e in entries)
 
 
-ledger_ops = st.lists(st.tuples(st.sampled_from(["award", "award_pending", "release", "reverse", "spend"]),
-                                st.integers(0, 9), st.integers(1, 40)), min_size=1, max_size=30)
+ledger_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["award", "award_pending", "release", "reverse", "spend"]),
+        st.integers(0, 9),
+        st.integers(1, 40),
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
 @hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seq=ledger_ops)
-async def test_ledger_pending_plus_redeemable_is_what_was_granted(sqlite_orm: None, seq: list[tuple[str, int, int]]) -> None:
+async def test_ledger_pending_plus_redeemable_is_what_was_granted(
+    sqlite_orm: None, seq: list[tuple[str, int, int]]
+) -> None:
     m = await Member.create()
     ids: list[int] = []
     until = datetime.now(timezone.utc) + timedelta(days=7)
@@ -418,7 +463,9 @@ async def test_ledger_pending_plus_redeemable_is_what_was_granted(sqlite_orm: No
             if op == "award":
                 ids.append((await ledger.award(m.id, "answer_helpful", amount, key=f"a{k}")).entry_id)
             elif op == "award_pending":
-                ids.append((await ledger.award(m.id, "answer_helpful", amount, key=f"p{k}", policy=pending_policy)).entry_id)
+                ids.append(
+                    (await ledger.award(m.id, "answer_helpful", amount, key=f"p{k}", policy=pending_policy)).entry_id
+                )
             elif op == "release" and ids:
                 await ledger.release(ids[k % len(ids)])
             elif op == "reverse" and ids:
@@ -483,8 +530,12 @@ async def test_pending_caps_farm_and_release_on_postgres(fresh_postgres_url: str
         service.configure(None)
         helper = await Member.create()
         puppets = [await Member.create() for _ in range(12)]
-        await asyncio.gather(*[service.on_answer_accepted(answer_id=i, answerer_id=helper.id, asker_id=p.id)
-                               for i, p in enumerate(puppets)])
+        await asyncio.gather(
+            *[
+                service.on_answer_accepted(answer_id=i, answerer_id=helper.id, asker_id=p.id)
+                for i, p in enumerate(puppets)
+            ]
+        )
         balance, held = await points(helper.id)
         assert balance == 0 and 0 < held <= RULES.hold_daily_cap
         assert await ReviewFlag.filter(reason="farm", member_id=helper.id).count() == 1

@@ -2,6 +2,7 @@
 rows arrive in id order even when a lower id commits after a higher one, a long absence is
 caught up page by page past 200 rows, and a member (or an address) cannot open streams
 without bound."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,16 @@ async def web(tmp_path: Path) -> AsyncIterator[TestClient]:
 async def row(mid: int, text: str, *, status: str = "sent", id: int | None = None) -> OutboxMessage:  # noqa: A002
     """An outbox row of the member's web chat, as the sender leaves it (or still queued)."""
     extra = {"id": id} if id is not None else {}
-    return await OutboxMessage.create(channel="web", address="x", member_id=mid, payload=Reply(text=text).to_dict(),
-                                      purpose="agent", status=status, next_attempt_at=utcnow(), **extra)
+    return await OutboxMessage.create(
+        channel="web",
+        address="x",
+        member_id=mid,
+        payload=Reply(text=text).to_dict(),
+        purpose="agent",
+        status=status,
+        next_attempt_at=utcnow(),
+        **extra,
+    )
 
 
 async def events_until_quiet(resp, quiet: float = 1.0) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -48,8 +57,9 @@ async def events_until_quiet(resp, quiet: float = 1.0) -> list[dict]:  # type: i
             return got
         if not frame:  # the stream ended
             return got
-        lines = dict(line.split(": ", 1) for line in frame.strip().split("\n")
-                     if ": " in line and not line.startswith(":"))
+        lines = dict(
+            line.split(": ", 1) for line in frame.strip().split("\n") if ": " in line and not line.startswith(":")
+        )
         if "data" in lines:
             event = json.loads(lines["data"])
             assert lines.get("id") == str(event["id"])
@@ -92,9 +102,19 @@ async def test_a_lower_row_still_queued_holds_back_the_next_until_it_is_sent(web
 async def test_a_450_row_gap_is_caught_up_page_by_page_across_a_bounded_reconnect(web: TestClient) -> None:
     await say(web, text="你好", msg_id="o3", locale="zh_CN")
     mid = await member_id(web)
-    await OutboxMessage.bulk_create([
-        OutboxMessage(channel="web", address="x", member_id=mid, payload=Reply(text=f"离线消息 {i}").to_dict(),
-                      purpose="agent", status="sent") for i in range(450)])
+    await OutboxMessage.bulk_create(
+        [
+            OutboxMessage(
+                channel="web",
+                address="x",
+                member_id=mid,
+                payload=Reply(text=f"离线消息 {i}").to_dict(),
+                purpose="agent",
+                status="sent",
+            )
+            for i in range(450)
+        ]
+    )
     old = utcnow().replace(year=2020)
     await OutboxMessage.filter(member_id=mid).update(created_at=old)  # long ago: no grace to wait out
     ids = sorted(await OutboxMessage.filter(member_id=mid).values_list("id", flat=True))

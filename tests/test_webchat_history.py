@@ -1,5 +1,6 @@
 """The web chat's memory and live updates (issue 18): the conversation comes back from the
 server's transcript on reload, and messages sent later arrive by server-sent events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,9 @@ async def next_event(resp) -> dict:  # type: ignore[no-untyped-def]
     """The next ``data:`` event of a stream (comments skipped), with its ``id``."""
     while True:
         frame = (await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)).decode()
-        lines = dict(line.split(": ", 1) for line in frame.strip().split("\n") if not line.startswith(":")
-                     and ": " in line)
+        lines = dict(
+            line.split(": ", 1) for line in frame.strip().split("\n") if not line.startswith(":") and ": " in line
+        )
         if "data" in lines:
             event = json.loads(lines["data"])
             assert lines.get("id") == str(event["id"])
@@ -121,9 +123,12 @@ async def test_agent_messages_come_back_with_an_unanswered_survey_still_live(web
     mid = await member_id(web)
     outbox = web.app[SERVICES].outbox
     await outbox.to_member(mid, Reply(text="您好，我是客服小王"), purpose="agent", idempotency_key="h1")
-    await outbox.to_member(mid, Reply(text="请评价本次服务", choices=[Choice("满意", "survey:1:5"),
-                                                                      Choice("不满意", "survey:1:1")]),
-                           purpose="survey", idempotency_key="h2")
+    await outbox.to_member(
+        mid,
+        Reply(text="请评价本次服务", choices=[Choice("满意", "survey:1:5"), Choice("不满意", "survey:1:1")]),
+        purpose="survey",
+        idempotency_key="h2",
+    )
     row = await wait_sent(channel="web", member_id=mid, purpose="survey")
     h = await history(web)
     agent = [e for e in h["entries"] if e["kind"] == "agent"]
@@ -177,8 +182,12 @@ async def test_zh_tw_member_receives_traditional_agent_messages(web: TestClient)
     await say(web, text="你好", msg_id="t1", locale="zh_TW")
     mid = await member_id(web)
     resp = await web.get("/api/v1/chat/events")
-    await web.app[SERVICES].outbox.to_member(mid, Reply(text="请重启光猫后再试", choices=[Choice("满意", "survey:2:5")]),
-                                             purpose="agent", idempotency_key="tw1")
+    await web.app[SERVICES].outbox.to_member(
+        mid,
+        Reply(text="请重启光猫后再试", choices=[Choice("满意", "survey:2:5")]),
+        purpose="agent",
+        idempotency_key="tw1",
+    )
     got = await next_event(resp)
     resp.close()
     assert got["text"] == "請重啟光貓後再試" and got["choices"][0]["label"] == "滿意"
@@ -221,8 +230,7 @@ async def test_every_page_size_walks_back_over_each_entry_exactly_once(web: Test
     await say(web, text="你好", msg_id="w0", locale="zh_CN")
     mid = await member_id(web)
     for i in range(23):
-        await TranscriptEntry.create(member_id=mid, channel="web", direction="in" if i % 2 else "out",
-                                     text=f"m{i}")
+        await TranscriptEntry.create(member_id=mid, channel="web", direction="in" if i % 2 else "out", text=f"m{i}")
     await TranscriptEntry.create(member_id=mid, channel="telegram", direction="in", text="other channel")
     full = [e["id"] for e in (await history(web, limit=100))["entries"]]
     assert len(full) == len(set(full)) and "other channel" not in str(full)

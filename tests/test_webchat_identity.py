@@ -1,5 +1,6 @@
 """Web chat identity through HTTP: the server's session, the operator's verified user, and
 nothing a client merely claims (issue 16: the PUK leak; issue 23: content type and CORS)."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -102,8 +103,13 @@ async def test_bare_user_can_neither_read_nor_act_as_another_member(web: TestCli
     assert r.status == 200 and (await r.json())["messages"] == []
 
     before = await TranscriptEntry.filter(member_id=carol.member_id).count()
-    for body in ({"user": "carol"}, {"user": "carol", "user_hash": "abc"}, {"user": "carol", "user_hash": None},
-                 {"user": ["carol"], "user_hash": as_member("carol")["user_hash"]}, {"user": "carol/x"}):
+    for body in (
+        {"user": "carol"},
+        {"user": "carol", "user_hash": "abc"},
+        {"user": "carol", "user_hash": None},
+        {"user": ["carol"], "user_hash": as_member("carol")["user_hash"]},
+        {"user": "carol/x"},
+    ):
         r = await post(web, text="积分", **body)
         assert r.status == 401 and "error" in await r.json()
     assert await TranscriptEntry.filter(member_id=carol.member_id).count() == before
@@ -152,8 +158,10 @@ async def test_cross_origin_only_for_allowed_origins(web: TestClient) -> None:
     assert await ChannelAccount.all().count() == 0
 
     shop = {"Origin": "https://shop.example"}
-    r = await web.options("/api/v1/chat", headers={**shop, "Access-Control-Request-Method": "POST",
-                                                   "Access-Control-Request-Headers": "content-type"})
+    r = await web.options(
+        "/api/v1/chat",
+        headers={**shop, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+    )
     assert r.status == 204
     assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     assert r.headers["Access-Control-Allow-Credentials"] == "true"
@@ -176,8 +184,14 @@ async def test_cross_origin_only_for_allowed_origins(web: TestClient) -> None:
 @pytest.mark.parametrize("mode", ["embedded", "redis"])
 async def test_session_and_address_limits(tmp_path: Path, mode: str, request: pytest.FixtureRequest) -> None:
     redis = {"redis_url": request.getfixturevalue("fresh_redis_url")} if mode == "redis" else {}
-    c = await _client(tmp_path, webchat_rate_per_session=0.01, webchat_burst_per_session=3,
-                      webchat_rate_per_ip=0.01, webchat_burst_per_ip=6, **redis)
+    c = await _client(
+        tmp_path,
+        webchat_rate_per_session=0.01,
+        webchat_burst_per_session=3,
+        webchat_rate_per_ip=0.01,
+        webchat_burst_per_ip=6,
+        **redis,
+    )
     try:
         if mode == "redis":
             from bot.core.redis_stores import RedisRateLimiter

@@ -1,4 +1,5 @@
 """Late answers, events, menus and the customer-service sender against a loopback WeChat API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,9 +24,15 @@ def deadline() -> float:
 
 @pytest.fixture
 def settings(tmp_path, wechat_api, deadline):  # type: ignore[no-untyped-def]
-    return make_settings(tmp_path, wechat_token=TEST_TOKEN, wechat_aes_key=TEST_AES_KEY, wechat_appid=TEST_APPID,
-                         wechat_secret=wechat_api.secret, wechat_api_base=wechat_api.base,
-                         wechat_reply_deadline_seconds=deadline)
+    return make_settings(
+        tmp_path,
+        wechat_token=TEST_TOKEN,
+        wechat_aes_key=TEST_AES_KEY,
+        wechat_appid=TEST_APPID,
+        wechat_secret=wechat_api.secret,
+        wechat_api_base=wechat_api.base,
+        wechat_reply_deadline_seconds=deadline,
+    )
 
 
 async def post(client, wx, xml, *, openid="oA", mode="safe"):  # type: ignore[no-untyped-def]
@@ -93,14 +100,16 @@ async def test_menu_clicks_map_to_knowledge_items_and_commands(client, wx, servi
 
     item = await KnowledgeItem.all().order_by("id").first()
     assert item is not None
-    shown = await post(client, wx, wx.event_xml("oClick", "CLICK", f"kb:{item.id}", create_time=1700000200),
-                       openid="oClick")
+    shown = await post(
+        client, wx, wx.event_xml("oClick", "CLICK", f"kb:{item.id}", create_time=1700000200), openid="oClick"
+    )
     assert "这个回答有帮助吗" in shown["Content"]
     assert await TranscriptEntry.filter(direction="out", item_id=item.id, kind="answer_pick").count() == 1
     helped = await post(client, wx, wx.event_xml("oClick", "CLICK", "帮助", create_time=1700000201), openid="oClick")
     assert "CXLL" in helped["Content"]
-    unknown = await post(client, wx, wx.event_xml("oClick", "CLICK", "no-such-key", create_time=1700000202),
-                         openid="oClick")
+    unknown = await post(
+        client, wx, wx.event_xml("oClick", "CLICK", "no-such-key", create_time=1700000202), openid="oClick"
+    )
     assert "抱歉" in unknown["Content"]
 
 
@@ -112,8 +121,9 @@ async def test_view_event_is_acknowledged_only(client, wx) -> None:
 
 
 async def test_media_gets_polite_what_i_can_do(client, wx) -> None:
-    for i, (msg_type, word) in enumerate([("image", "图片"), ("video", "视频"), ("location", "位置"),
-                                          ("link", "链接"), ("voice", "语音")]):
+    for i, (msg_type, word) in enumerate(
+        [("image", "图片"), ("video", "视频"), ("location", "位置"), ("link", "链接"), ("voice", "语音")]
+    ):
         reply = await post(client, wx, wx.media_xml("oMedia", msg_type, f"730{i}"), openid="oMedia")
         assert reply["MsgType"] == "text"
         assert "文字" in reply["Content"] and word in reply["Content"] and "帮助" in reply["Content"]
@@ -128,8 +138,12 @@ async def test_voice_with_recognition_is_answered_as_text(client, wx) -> None:
 # --- the sender: window, quota, token, fallback --------------------------------------------------------
 async def make_account(openid: str, *, last: timedelta | None = timedelta(minutes=1)) -> Member:
     member = await Member.create(display_name=openid)
-    await ChannelAccount.create(member=member, channel="wechat", external_id=openid,
-                                last_inbound_at=datetime.now(timezone.utc) - last if last else None)
+    await ChannelAccount.create(
+        member=member,
+        channel="wechat",
+        external_id=openid,
+        last_inbound_at=datetime.now(timezone.utc) - last if last else None,
+    )
     return member
 
 
@@ -137,7 +151,8 @@ async def test_outside_48h_window_is_held_without_calling_wechat_and_goes_by_sms
     member = await make_account("oOld", last=timedelta(hours=49))
     await ChannelAccount.create(member=member, channel="sms", external_id="+8613800138000")
     row = await services.outbox.enqueue(
-        Outgoing("wechat", "oOld", Reply(text="您的工单已处理"), member.id, idempotency_key="t-1", purpose="agent"))
+        Outgoing("wechat", "oOld", Reply(text="您的工单已处理"), member.id, idempotency_key="t-1", purpose="agent")
+    )
     row = await settled(row.id)
     assert row.status == "held"
     assert "48-hour" in row.last_error and "SMS" in row.last_error
@@ -152,7 +167,8 @@ async def test_window_and_quota_errors_hold_with_reason(client, services, wechat
         member = await make_account(f"o{code}")
         wechat_api.fail_next("message/custom/send", code)
         row = await services.outbox.enqueue(
-            Outgoing("wechat", f"o{code}", Reply(text="稍后答复"), member.id, purpose="agent"))
+            Outgoing("wechat", f"o{code}", Reply(text="稍后答复"), member.id, purpose="agent")
+        )
         row = await settled(row.id)
         assert row.status == "held" and words in row.last_error and str(code) in row.last_error
     assert wechat_api.sent == []
@@ -185,19 +201,28 @@ async def test_card_reply_goes_as_news(client, services, wechat_api) -> None:
     from bot.core.messages import Card
 
     member = await make_account("oNews")
-    card = Card(title="5G 套餐", description="月费 128 元", url="https://example.com/5g", image_url="https://example.com/5g.png")
-    row = await services.outbox.enqueue(Outgoing("wechat", "oNews", Reply(text="", cards=[card]), member.id, purpose="offer"))
+    card = Card(
+        title="5G 套餐", description="月费 128 元", url="https://example.com/5g", image_url="https://example.com/5g.png"
+    )
+    row = await services.outbox.enqueue(
+        Outgoing("wechat", "oNews", Reply(text="", cards=[card]), member.id, purpose="offer")
+    )
     assert (await settled(row.id)).status == "sent"
     article = wechat_api.sent[0]["news"]["articles"][0]
-    assert article == {"title": "5G 套餐", "description": "月费 128 元", "url": "https://example.com/5g",
-                       "picurl": "https://example.com/5g.png"}
+    assert article == {
+        "title": "5G 套餐",
+        "description": "月费 128 元",
+        "url": "https://example.com/5g",
+        "picurl": "https://example.com/5g.png",
+    }
 
 
 # --- one answer per MsgId, whatever the timing of retries ------------------------------------------------
 @pytest.mark.parametrize("deadline", [0.4])
 @pytest.mark.parametrize("retry_at", [0.5, 0.7, 1.6])  # while it is computed, just as it is done, after it was queued
-async def test_a_retry_never_adds_a_passive_answer_to_a_late_one(client, wx, wechat_api, services, deadline,
-                                                                  retry_at, monkeypatch) -> None:
+async def test_a_retry_never_adds_a_passive_answer_to_a_late_one(
+    client, wx, wechat_api, services, deadline, retry_at, monkeypatch
+) -> None:
     router = services.pipeline.router
     original = router.dispatch
 

@@ -1,4 +1,5 @@
 """The /wechat callback, driven exactly as WeChat's servers drive it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,14 @@ QUESTION = "我的流量还剩多少，怎么查？"
 
 @pytest.fixture
 def settings(tmp_path, wechat_api):  # type: ignore[no-untyped-def]
-    return make_settings(tmp_path, wechat_token=TEST_TOKEN, wechat_aes_key=TEST_AES_KEY, wechat_appid=TEST_APPID,
-                         wechat_secret=wechat_api.secret, wechat_api_base=wechat_api.base)
+    return make_settings(
+        tmp_path,
+        wechat_token=TEST_TOKEN,
+        wechat_aes_key=TEST_AES_KEY,
+        wechat_appid=TEST_APPID,
+        wechat_secret=wechat_api.secret,
+        wechat_api_base=wechat_api.base,
+    )
 
 
 async def post(client, wx, xml, *, mode="safe", openid="oUser1", **kw):  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ Each ``WeChatAPI`` instance stands for one worker process (its own cache and loc
 fake implements ``/cgi-bin/stable_token`` with WeChat's semantics (normal mode hands every
 caller the same token, ``force_refresh`` replaces it and is rationed).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,14 +44,18 @@ def tokens_used(fake: FakeWeChatAPI) -> list[str]:
     return [token for _, token in fake.calls]
 
 
-async def test_two_workers_interleaved_share_one_token_and_never_force(wechat_api: FakeWeChatAPI, worker: Workers) -> None:
+async def test_two_workers_interleaved_share_one_token_and_never_force(
+    wechat_api: FakeWeChatAPI, worker: Workers
+) -> None:
     a, b = worker(), worker()
     for i in range(6):
         await (a if i % 2 == 0 else b).send_custom(text("oShare", f"消息{i}"))
         if i == 2:  # an old tool fetching through cgi-bin/token does not disturb the stable token
             async with aiohttp.ClientSession() as s:
-                await s.get(wechat_api.base + "/cgi-bin/token", params={
-                    "grant_type": "client_credential", "appid": wechat_api.appid, "secret": wechat_api.secret})
+                await s.get(
+                    wechat_api.base + "/cgi-bin/token",
+                    params={"grant_type": "client_credential", "appid": wechat_api.appid, "secret": wechat_api.secret},
+                )
     assert [m["text"]["content"] for m in wechat_api.sent] == [f"消息{i}" for i in range(6)]
     assert len(set(tokens_used(wechat_api))) == 1 and len(wechat_api.calls) == 6  # no 40001 ping-pong
     assert wechat_api.stable_token_requests == 2  # one fetch per worker, then each uses its cache
@@ -59,8 +64,9 @@ async def test_two_workers_interleaved_share_one_token_and_never_force(wechat_ap
 
 
 @pytest.mark.parametrize("how", ["expire", "revoke"])
-async def test_rejected_token_recovers_with_one_normal_refetch(wechat_api: FakeWeChatAPI, worker: Workers,
-                                                               how: str) -> None:
+async def test_rejected_token_recovers_with_one_normal_refetch(
+    wechat_api: FakeWeChatAPI, worker: Workers, how: str
+) -> None:
     a, b = worker(), worker()
     await a.send_custom(text("oA", "一"))
     await b.send_custom(text("oB", "一"))
@@ -81,8 +87,9 @@ async def test_rejected_token_recovers_with_one_normal_refetch(wechat_api: FakeW
     assert [m["text"]["content"] for m in wechat_api.sent] == ["一", "一", "二", "二"]
 
 
-async def test_token_still_handed_out_after_rejection_is_force_refreshed_once(wechat_api: FakeWeChatAPI,
-                                                                              worker: Workers) -> None:
+async def test_token_still_handed_out_after_rejection_is_force_refreshed_once(
+    wechat_api: FakeWeChatAPI, worker: Workers
+) -> None:
     a, b = worker(), worker()
     await a.send_custom(text("oA", "一"))
     await b.send_custom(text("oB", "一"))
@@ -104,8 +111,9 @@ async def test_token_still_handed_out_after_rejection_is_force_refreshed_once(we
 
 
 @pytest.mark.parametrize("how", ["revoke", "reject"])
-async def test_concurrent_calls_after_a_rejection_refresh_once(wechat_api: FakeWeChatAPI, worker: Workers,
-                                                               how: str) -> None:
+async def test_concurrent_calls_after_a_rejection_refresh_once(
+    wechat_api: FakeWeChatAPI, worker: Workers, how: str
+) -> None:
     api = worker()
     await api.send_custom(text("o0", "热身"))
     wechat_api.revoke_tokens() if how == "revoke" else wechat_api.reject_stable_token()
@@ -119,8 +127,9 @@ async def test_concurrent_calls_after_a_rejection_refresh_once(wechat_api: FakeW
     assert sorted(m["text"]["content"] for m in wechat_api.sent[1:]) == sorted(f"并发{i}" for i in range(8))
 
 
-async def test_two_workers_needing_a_force_refresh_at_once_spend_only_one(wechat_api: FakeWeChatAPI,
-                                                                          worker: Workers) -> None:
+async def test_two_workers_needing_a_force_refresh_at_once_spend_only_one(
+    wechat_api: FakeWeChatAPI, worker: Workers
+) -> None:
     a, b = worker(), worker()
     await a.send_custom(text("oA", "一"))
     await b.send_custom(text("oB", "一"))
@@ -185,14 +194,20 @@ async def test_normal_mode_counts_down_and_force_replaces(wechat_api: FakeWeChat
         assert forced["access_token"] != first["access_token"] and forced["expires_in"] == 7200
         too_soon = await (await s.post(url, json={**body, "force_refresh": True})).json()
         assert too_soon["errcode"] == 45011
-        old = await (await s.post(wechat_api.base + "/cgi-bin/message/custom/send",
-                                  params={"access_token": first["access_token"]}, json=text("o", "x"))).json()
+        old = await (
+            await s.post(
+                wechat_api.base + "/cgi-bin/message/custom/send",
+                params={"access_token": first["access_token"]},
+                json=text("o", "x"),
+            )
+        ).json()
         assert old["errcode"] == 40001
 
 
 @pytest.mark.parametrize("field, code", [("appid", 40013), ("secret", 40125)])
-async def test_bad_credentials_are_permanent_errors(wechat_api: FakeWeChatAPI, worker: Workers,
-                                                    field: str, code: int) -> None:
+async def test_bad_credentials_are_permanent_errors(
+    wechat_api: FakeWeChatAPI, worker: Workers, field: str, code: int
+) -> None:
     api = worker(**{field: "wrong"})
     with pytest.raises(WeChatAPIError) as info:
         await api.send_custom(text("oX", "x"))

@@ -1,4 +1,5 @@
 """Signature, XML parsing and rendering, the menu file, and the menu command."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ from tests.fakes.wechat_api import wechat_api_fixture  # noqa: F401  (fixture)
 
 _ = get_translator().bind("zh_CN")
 # what a WeChat text can carry: any character XML 1.0 allows
-xml_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\ufffe\uffff",
-                                 max_codepoint=0x10FFFF).filter(lambda c: c in "\t\n" or ord(c) >= 0x20), max_size=200)
+xml_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\x00\r\ufffe\uffff", max_codepoint=0x10FFFF
+    ).filter(lambda c: c in "\t\n" or ord(c) >= 0x20),
+    max_size=200,
+)
 token_chars = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=32)
 
 
@@ -115,7 +120,7 @@ def test_custom_message_links_keep_actions_and_escape_labels() -> None:
     content = msg["text"]["content"]
     assert len(content.encode("utf-8")) <= MAX_TEXT_BYTES
     assert "msgmenuid=sv:5" in content and "msgmenuid=sv:1" in content  # links survive the cut
-    assert "&amp;" in content and 'msgmenucontent=满意 好' in content
+    assert "&amp;" in content and "msgmenucontent=满意 好" in content
     odd = custom_message("oX", Reply(text="q", choices=[Choice("x", "has space")]), _)
     assert "bizmsgmenu" not in odd["text"]["content"] and "回复 1：x" in odd["text"]["content"]
 
@@ -135,11 +140,18 @@ def test_menu_file_checks_wechat_rules(tmp_path: Path) -> None:
     good = tmp_path / "m.yaml"
     good.write_text(MENU, encoding="utf-8")
     body = load_menu(good).to_wechat()
-    assert body == {"button": [
-        {"name": "查流量", "type": "click", "key": "kb:12"},
-        {"name": "更多", "sub_button": [{"name": "帮助", "type": "click", "key": "帮助"},
-                                        {"name": "官网", "type": "view", "url": "https://example.com"}]},
-    ]}
+    assert body == {
+        "button": [
+            {"name": "查流量", "type": "click", "key": "kb:12"},
+            {
+                "name": "更多",
+                "sub_button": [
+                    {"name": "帮助", "type": "click", "key": "帮助"},
+                    {"name": "官网", "type": "view", "url": "https://example.com"},
+                ],
+            },
+        ]
+    }
     for bad, words in [
         ("button: []", "button"),
         ("button:\n" + "  - {name: a, type: click, key: k}\n" * 4, "button"),
@@ -220,8 +232,26 @@ def _reference(body: bytes) -> dict[str, str] | None:
     return out
 
 
-fragments = st.sampled_from(["<xml>", "</xml>", "<A>", "</A>", "<B>", "</B>", "x", "&amp;", "&lt;", "&e;", " ",
-                             "<![CDATA[c]]>", "<!-- c -->", '<!DOCTYPE xml [<!ENTITY e "y">]>', "<?pi x?>", "\n"])
+fragments = st.sampled_from(
+    [
+        "<xml>",
+        "</xml>",
+        "<A>",
+        "</A>",
+        "<B>",
+        "</B>",
+        "x",
+        "&amp;",
+        "&lt;",
+        "&e;",
+        " ",
+        "<![CDATA[c]]>",
+        "<!-- c -->",
+        '<!DOCTYPE xml [<!ENTITY e "y">]>',
+        "<?pi x?>",
+        "\n",
+    ]
+)
 
 
 @hsettings(max_examples=400)

@@ -1,4 +1,5 @@
 """Members at a given trust level, for the trust and gamification tests."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -18,8 +19,9 @@ async def make_trusted(member: Member, *, level: int = 2, phone: str | None = No
         member.created_at = now - timedelta(days=90)
         for i in range(12):
             await TranscriptEntry.create(member_id=member.id, channel="web", direction="in", text=f"hi {i}")
-    await Member.filter(id=member.id).update(phone=member.phone, phone_verified_at=member.phone_verified_at,
-                                             created_at=member.created_at)
+    await Member.filter(id=member.id).update(
+        phone=member.phone, phone_verified_at=member.phone_verified_at, created_at=member.created_at
+    )
     return member
 
 

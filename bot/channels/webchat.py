@@ -4,6 +4,7 @@ The member is who the server says (``bot.web.chat_session``): the signed session
 the operator's logged-in visitor named with ``user`` + a valid ``user_hash``. Message ids
 are the client's, so they are scoped to the account before they reach the pipeline: two
 members may both send ``msg_id`` "1"."""
+
 from __future__ import annotations
 
 import contextlib
@@ -81,14 +82,18 @@ def scoped_msg_id(external_id: str, msg_id: str | None) -> str | None:
 
 
 def _locale_of(request: web.Request, explicit: str | None) -> str:
-    return (normalize_locale(explicit) or normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])
-            or DEFAULT_LOCALE)
+    return (
+        normalize_locale(explicit)
+        or normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])
+        or DEFAULT_LOCALE
+    )
 
 
 def _too_fast(request: web.Request, locale: str, wait: float) -> web.Response:
     _ = request.app[SERVICES].translator.bind(locale)
-    resp = json_error(429, _("You are sending messages too quickly. Please wait a moment and try again."),
-                      retry_after=round(wait, 1))
+    resp = json_error(
+        429, _("You are sending messages too quickly. Please wait a moment and try again."), retry_after=round(wait, 1)
+    )
     resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
     return resp
 
@@ -230,7 +235,8 @@ class StreamLimits:
     def hold(self, member_id: int, address: str) -> Iterator[bool]:
         """True (and counted until the block ends) when one more stream is allowed."""
         if (self.per_member and self.members[member_id] >= self.per_member) or (
-                self.per_ip and self.addresses[address] >= self.per_ip):
+            self.per_ip and self.addresses[address] >= self.per_ip
+        ):
             yield False
             return
         self.members[member_id] += 1
@@ -268,9 +274,13 @@ class MemberEvents:
         more = len(rows) > limit
         rows = rows[:limit]
         now = utcnow()
-        pending = await (q.filter(status__in=("queued", "failed"), id__lt=rows[-1].id,
-                                  created_at__gt=now - timedelta(seconds=self.hold))
-                         .order_by("id").first())
+        pending = await (
+            q.filter(
+                status__in=("queued", "failed"), id__lt=rows[-1].id, created_at__gt=now - timedelta(seconds=self.hold)
+            )
+            .order_by("id")
+            .first()
+        )
         items: list[dict[str, Any]] = []
         retry: float | None = None
         for row in rows:
@@ -299,12 +309,14 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     after = sse.last_event_id(request)
     with request.app[STREAM_LIMITS].hold(member.id, client_ip(request)) as allowed:
         if not allowed:
-            return json_error(429, "too many event streams open; close another chat tab or poll /api/v1/chat/updates",
-                              retry_after=30)
+            return json_error(
+                429, "too many event streams open; close another chat tab or poll /api/v1/chat/updates", retry_after=30
+            )
         subscription = request.app[SERVICES].fanout.subscribe(events_topic(member.id))
         source = MemberEvents(member, settings.webchat_events_grace_seconds, settings.webchat_events_hold_seconds)
-        return await sse.serve_ordered(request, subscription, source, after=after,
-                                       max_rows=settings.webchat_events_max_rows)
+        return await sse.serve_ordered(
+            request, subscription, source, after=after, max_rows=settings.webchat_events_max_rows
+        )
 
 
 async def chat_page(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ Read from the server's transcript (both directions, in order), never from the br
 Only the newest offer of choices can still be tapped: the one the pipeline holds as the
 member's pending choices, or one the member has not answered yet (an agent's survey);
 older choices come back as disabled labels, so a tap on a stale menu is never sent."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -55,19 +56,22 @@ def _choices(entry: TranscriptEntry) -> list[tuple[str, str]]:
 
 async def _live_offer(member_id: int, pending: list[str] | None) -> int | None:
     """The transcript id of the choices that may still be tapped, if any."""
-    newest = await (TranscriptEntry.filter(member_id=member_id, channel=CHANNEL, direction="out",
-                                           payload__isnull=False).order_by("-id").first())
+    newest = await (
+        TranscriptEntry.filter(member_id=member_id, channel=CHANNEL, direction="out", payload__isnull=False)
+        .order_by("-id")
+        .first()
+    )
     if newest is None or not _choices(newest):
         return None
     if pending and [a for _, a in _choices(newest)] == pending:
         return newest.id
-    answered = await TranscriptEntry.filter(member_id=member_id, channel=CHANNEL, direction="in",
-                                            id__gt=newest.id).exists()
+    answered = await TranscriptEntry.filter(
+        member_id=member_id, channel=CHANNEL, direction="in", id__gt=newest.id
+    ).exists()
     return None if answered else newest.id
 
 
-async def member_history(services: Any, member: Member, *, before: int | None = None,
-                         limit: int = PAGE) -> History:
+async def member_history(services: Any, member: Member, *, before: int | None = None, limit: int = PAGE) -> History:
     """One page of ``member``'s web chat, oldest first, ending before transcript id ``before``."""
     limit = max(1, min(limit, MAX_PAGE))
     # the live-update watermark is read before the transcript: a row stored after it is
@@ -88,8 +92,13 @@ async def member_history(services: Any, member: Member, *, before: int | None = 
 
     labels: dict[str, str] = {}  # what a tapped action read as, from the offers before it
     if rows and rows[0].direction == "in" and rows[0].action:
-        earlier = await (TranscriptEntry.filter(member_id=member.id, channel=CHANNEL, direction="out",
-                                                payload__isnull=False, id__lt=rows[0].id).order_by("-id").first())
+        earlier = await (
+            TranscriptEntry.filter(
+                member_id=member.id, channel=CHANNEL, direction="out", payload__isnull=False, id__lt=rows[0].id
+            )
+            .order_by("-id")
+            .first()
+        )
         if earlier is not None:
             labels.update({a: label for label, a in _choices(earlier)})
     entries: list[HistoryEntry] = []
@@ -101,8 +110,13 @@ async def member_history(services: Any, member: Member, *, before: int | None = 
             continue
         offered = _choices(row)
         labels.update({a: label for label, a in offered})
-        entries.append(HistoryEntry(
-            row.id, "out", convert(row.text), row.kind,
-            [HistoryChoice(convert(label), action, row.id == live) for label, action in offered],
-        ))
+        entries.append(
+            HistoryEntry(
+                row.id,
+                "out",
+                convert(row.text),
+                row.kind,
+                [HistoryChoice(convert(label), action, row.id == live) for label, action in offered],
+            )
+        )
     return History(entries, more, newest.id if newest else 0)

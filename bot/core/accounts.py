@@ -5,6 +5,7 @@ number that never wrote to us) and pages (the web chat's own account) all need t
 way to create a person: a member and its account in one write, unique per
 ``(channel, external_id)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,14 @@ FirstWrites = Callable[[WriteJob, Member], object]  # what it returns is ignored
 
 
 async def account_for(
-    writes: GroupCommit | None, channel: str, external_id: str, *, display_name: str = "",
-    locale: str | None = None, chat_id: str = "", seen_at: datetime | None = None,
+    writes: GroupCommit | None,
+    channel: str,
+    external_id: str,
+    *,
+    display_name: str = "",
+    locale: str | None = None,
+    chat_id: str = "",
+    seen_at: datetime | None = None,
     first_writes: FirstWrites | None = None,
 ) -> tuple[ChannelAccount, bool]:
     """The sender's account with its member, and whether this call created them.
@@ -57,9 +64,15 @@ async def account_for(
 
 
 async def get_or_create_account(
-    channel: str, external_id: str, *, display_name: str = "", locale: str | None = None, chat_id: str = "",
+    channel: str,
+    external_id: str,
+    *,
+    display_name: str = "",
+    locale: str | None = None,
+    chat_id: str = "",
 ) -> ChannelAccount:
     """The account (with its member) of someone who may never have written to us."""
-    account, _created = await account_for(None, channel, external_id, display_name=display_name, locale=locale,
-                                          chat_id=chat_id)
+    account, _created = await account_for(
+        None, channel, external_id, display_name=display_name, locale=locale, chat_id=chat_id
+    )
     return account

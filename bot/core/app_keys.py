@@ -1,4 +1,5 @@
 """Typed aiohttp application keys shared by the app factory and the channels."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

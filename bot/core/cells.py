@@ -7,6 +7,7 @@ written as a string cell (never a formula) with Excel's "quote prefix" style whe
 otherwise look like one, so the cell shows exactly what was stored. :func:`unescape` undoes the
 CSV escape on import, so an export read back is the same data.
 """
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Outbound senders per channel, and the errors they raise."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class SendError(Exception):
 
 class ChannelSender(Protocol):
     name: str
+
     # sending limits the outbox enforces (messages per second); None: unlimited. Read-only
     # here, so a sender may declare them as plain ``None`` class attributes
     @property

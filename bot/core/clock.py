@@ -3,6 +3,7 @@
 One helper instead of one per module, so a test (or a future freeze) finds every stored
 timestamp going through the same place, and nobody stores a naive local time by mistake.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -5,6 +5,7 @@ the thread hand-offs of aiosqlite cost less, ~14 % more answered messages per se
 bench/pipeline.py. ``BOT_EVENT_LOOP=asyncio`` falls back to the standard loop (and so does a
 platform without uvloop).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -14,6 +14,7 @@ Usage::
         async for event in sub:
             ...
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -222,4 +223,3 @@ class RedisFanout(MemoryFanout):
 def make_fanout(redis: Redis | None) -> Fanout:
     """Redis fan-out when a client is given, else in-process."""
     return RedisFanout(redis) if redis is not None else MemoryFanout()
-

@@ -16,6 +16,7 @@ batches only form when messages arrive while a commit is in flight.
 The SQL and value conversions are tortoise's own (the model executor's INSERT, each
 field's ``to_db_value``), so defaults and ``auto_now_add`` behave as in ``Model.create``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -104,11 +105,14 @@ class WriteJob:
         if sql is None:
             sets = ", ".join(f'"{meta.fields_db_projection[n]}" = ?' for n in names)
             sql = _UPDATE[key] = for_dialect(
-                f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect)
+                f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect
+            )
         # an UPDATE by primary key has no instance; tortoise types it as required, but its fields
         # only look at it to tell a saved instance apart (None: none)
-        values = tuple(meta.fields_map[n].to_db_value(changes[n], None)  # type: ignore[arg-type]
-                       for n in names) + (pk,)
+        values = tuple(
+            meta.fields_map[n].to_db_value(changes[n], None)  # type: ignore[arg-type]
+            for n in names
+        ) + (pk,)
         self.statements.append(Statement(sql, values))
         return self
 
@@ -186,8 +190,10 @@ async def _run_batch(jobs: list[WriteJob]) -> list[list[Any] | Exception]:
         async with client.acquire_connection() as aconn:  # tortoise's lock on the one connection
             try:
                 # aiosqlite runs a callable on its thread; the whole batch is one hop
-                return cast(list[list[Any] | Exception],  # aiosqlite's _execute is untyped
-                            await aconn._execute(_run_sqlite, aconn._conn, jobs))  # noqa: SLF001
+                return cast(
+                    list[list[Any] | Exception],  # aiosqlite's _execute is untyped
+                    await aconn._execute(_run_sqlite, aconn._conn, jobs),
+                )  # noqa: SLF001
             except sqlite3.OperationalError as exc:
                 raise OperationalError(exc) from exc
     if dialect == "postgres":

@@ -4,6 +4,7 @@ Each package keeps its own catalog domain (``locales/<locale>/LC_MESSAGES/<domai
 all domains of a locale are merged. Catalogs are compiled in memory at start-up, so no
 build step is needed; ``make locales`` re-extracts and updates them.
 """
+
 from __future__ import annotations
 
 import io
@@ -54,7 +55,6 @@ def is_traditional(text: str) -> bool:
     from bot.core.normalize import to_simplified  # the matcher's fast t2s, loaded lazily
 
     return to_simplified(text) != text
-
 
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")

@@ -5,6 +5,7 @@ pipeline behind the port (``bot.pipeline.Pipeline``: dedup, member, handlers, tr
 is the assembly's business. So a channel is tested with any object that answers
 ``handle``/``process``, and reading a channel never leads into conversation code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Process logging, the same for the CLI, web workers and the queue worker."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 Channel adapters turn their wire format into :class:`Incoming` and render
 :class:`Reply` back; handlers only ever see these.
 """
+
 from __future__ import annotations
 
 import json

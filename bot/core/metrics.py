@@ -1,14 +1,11 @@
 """Prometheus metrics, exposed at ``GET /metrics``."""
+
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-INBOUND = Counter(
-    "everycsr_inbound_messages", "Inbound messages processed (duplicates excluded)", ["channel"]
-)
-DUPLICATES = Counter(
-    "everycsr_duplicate_messages", "Inbound messages dropped as channel retries", ["channel"]
-)
+INBOUND = Counter("everycsr_inbound_messages", "Inbound messages processed (duplicates excluded)", ["channel"])
+DUPLICATES = Counter("everycsr_duplicate_messages", "Inbound messages dropped as channel retries", ["channel"])
 DEDUP_TAKEOVERS = Counter(
     "everycsr_dedup_takeovers",
     "Messages taken over by a retry after the worker processing them stopped renewing its lease",

@@ -1,4 +1,5 @@
 """Core records: members, their channel accounts, the transcript and the outbox."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,7 +36,8 @@ class ChannelAccount(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="accounts", on_delete=fields.CASCADE)
+        "models.Member", related_name="accounts", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     external_id = fields.CharField(max_length=128)
@@ -55,7 +57,8 @@ class TranscriptEntry(Model):
 
     id = fields.BigIntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="transcript", on_delete=fields.CASCADE)
+        "models.Member", related_name="transcript", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     direction = fields.CharField(max_length=3)  # in | out
@@ -81,7 +84,8 @@ class UnansweredQuestion(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="unanswered", on_delete=fields.CASCADE)
+        "models.Member", related_name="unanswered", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
@@ -100,7 +104,8 @@ class AnswerFeedback(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="feedback", on_delete=fields.CASCADE)
+        "models.Member", related_name="feedback", on_delete=fields.CASCADE
+    )
     member_id: int
     transcript: fields.ForeignKeyNullableRelation[TranscriptEntry] = fields.ForeignKeyField(
         "models.TranscriptEntry", related_name="feedback", null=True, on_delete=fields.SET_NULL
@@ -125,7 +130,8 @@ class OutboxMessage(Model):
     channel = fields.CharField(max_length=16, db_index=True)
     address = fields.CharField(max_length=128)
     member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="outbox", null=True, on_delete=fields.SET_NULL)
+        "models.Member", related_name="outbox", null=True, on_delete=fields.SET_NULL
+    )
     member_id: int | None
     payload: fields.JSONField[dict[str, Any]] = fields.JSONField()  # Reply.to_dict()
     purpose = fields.CharField(max_length=16, default="reply")

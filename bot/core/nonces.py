@@ -6,6 +6,7 @@ client address over a window (:meth:`count` / :meth:`incr` / :meth:`reset`). Wit
 workers the counts and nonces must be shared, so production (``BOT_REDIS_URL``) keeps them in
 Redis; the embedded default keeps them in this process.
 """
+
 from __future__ import annotations
 
 import time
@@ -128,4 +129,3 @@ class RedisNonceStore:
 def make_nonce_store(redis: "Redis | None") -> NonceStore:
     """On the service's shared Redis pool when it has one, else in this process."""
     return RedisNonceStore(redis) if redis is not None else MemoryNonceStore()
-

@@ -5,6 +5,7 @@ respect each channel's global and per-chat rate, retry with exponential backoff 
 dead-letter what keeps failing. Unsolicited messages to opted-out members are
 suppressed here, so every sender honours opt-out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,15 +73,16 @@ async def claim_row(msg_id: int, lease_seconds: float, *, due_only: bool = True)
 async def renew_lease(msg_id: int, token: str, lease_seconds: float) -> bool:
     """Push the claim's lease on while its send is in flight; False when the claim is no
     longer this token's (the row was taken back and re-claimed, or already finished)."""
-    return bool(await OutboxMessage.filter(id=msg_id, status="sending", claim_token=token).update(
-        next_attempt_at=utcnow() + timedelta(seconds=lease_seconds)
-    ))
+    return bool(
+        await OutboxMessage.filter(id=msg_id, status="sending", claim_token=token).update(
+            next_attempt_at=utcnow() + timedelta(seconds=lease_seconds)
+        )
+    )
 
 
 def _stale(msg_id: int, channel: str, step: str) -> None:
     OUTBOX_STALE.labels(channel or "?", step).inc()
-    log.warning("outbox %s (%s): %s by a worker whose claim passed to another; nothing changed",
-                msg_id, channel, step)
+    log.warning("outbox %s (%s): %s by a worker whose claim passed to another; nothing changed", msg_id, channel, step)
 
 
 async def update_claimed(
@@ -101,13 +103,22 @@ async def update_claimed(
 
 
 async def mark_sent(
-    msg_id: int, *, attempts: int, provider_ref: str = "", segments: int | None = None, token: str | None = None,
+    msg_id: int,
+    *,
+    attempts: int,
+    provider_ref: str = "",
+    segments: int | None = None,
+    token: str | None = None,
     channel: str = "",
 ) -> bool:
     """The provider accepted the message: record it before anything else acknowledges it.
     False when the claim ``token`` is no longer the row's (another worker owns it now)."""
     fields: dict[str, object] = dict(
-        status="sent", attempts=attempts, sent_at=utcnow(), provider_ref=provider_ref[:128], segments=segments,
+        status="sent",
+        attempts=attempts,
+        sent_at=utcnow(),
+        provider_ref=provider_ref[:128],
+        segments=segments,
         last_error="",
     )
     if token is None:  # a caller without a token (legacy inline path): unconditional, as before
@@ -154,8 +165,8 @@ async def reclaim_expired(limit: int = 1000) -> list[int]:
     to the queue, due now; returns their ids. Run at start-up and periodically, in the
     embedded mode and by every queue worker alike."""
     now = utcnow()
-    stale = await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list(
-        "id", "channel"
+    stale = (
+        await OutboxMessage.filter(status="sending", next_attempt_at__lt=now).limit(limit).values_list("id", "channel")
     )
     taken: list[int] = []
     for msg_id, channel in stale:
@@ -235,8 +246,12 @@ class Outbox:
                 kind=out.purpose,
                 item_id=out.reply.item_id,
                 # as the pipeline records its replies: a chat page shows the choices again
-                payload={"choices": [c.action for c in out.reply.choices],
-                         "labels": [c.label for c in out.reply.choices]} if out.reply.choices else None,
+                payload={
+                    "choices": [c.action for c in out.reply.choices],
+                    "labels": [c.label for c in out.reply.choices],
+                }
+                if out.reply.choices
+                else None,
             )
         self.wakeup.set()
         for hook in self.on_stored:
@@ -253,9 +268,16 @@ class Outbox:
         if existing is None:
             try:
                 await OutboxMessage.create(
-                    channel=out.channel, address=out.address, member_id=out.member_id, payload=out.reply.to_dict(),
-                    purpose=out.purpose, idempotency_key=out.idempotency_key, status="sent", attempts=1,
-                    sent_at=utcnow(), provider_ref=INLINE,
+                    channel=out.channel,
+                    address=out.address,
+                    member_id=out.member_id,
+                    payload=out.reply.to_dict(),
+                    purpose=out.purpose,
+                    idempotency_key=out.idempotency_key,
+                    status="sent",
+                    attempts=1,
+                    sent_at=utcnow(),
+                    provider_ref=INLINE,
                 )
                 return True
             except IntegrityError:
@@ -263,7 +285,12 @@ class Outbox:
         return existing.provider_ref == INLINE
 
     async def to_member(
-        self, member_id: int, reply: Reply, *, purpose: str, idempotency_key: str | None = None,
+        self,
+        member_id: int,
+        reply: Reply,
+        *,
+        purpose: str,
+        idempotency_key: str | None = None,
         channel: str | None = None,
     ) -> OutboxMessage | None:
         """Send on the member's most recently used active channel (or the one named)."""
@@ -271,8 +298,10 @@ class Outbox:
         if channel:
             q = q.filter(channel=channel)
         # an account that never wrote (NULL) comes last: PostgreSQL sorts NULLs first in DESC
-        account = (await q.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
-                   or await q.order_by("id").first())
+        account = (
+            await q.filter(last_inbound_at__isnull=False).order_by("-last_inbound_at").first()
+            or await q.order_by("id").first()
+        )
         if account is None:
             return None
         return await self.enqueue(
@@ -292,8 +321,13 @@ class OutboxWorker:
     from task-queue workers."""
 
     def __init__(
-        self, settings: Settings, outbox: Outbox, channels: ChannelRegistry, limiter: RateLimiter,
-        concurrency: int = 32, state: StateStore | None = None,
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        channels: ChannelRegistry,
+        limiter: RateLimiter,
+        concurrency: int = 32,
+        state: StateStore | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -360,8 +394,15 @@ class OutboxWorker:
     async def crashed(self, msg_id: int, token: str | None) -> None:
         """A send that raised (our bug, not the provider's): try again in 30 s, if the row
         is still this claim's."""
-        await update_claimed(msg_id, token, step="crashed", only_sending=True, status="failed",
-                             next_attempt_at=utcnow() + timedelta(seconds=30), last_error="internal error")
+        await update_claimed(
+            msg_id,
+            token,
+            step="crashed",
+            only_sending=True,
+            status="failed",
+            next_attempt_at=utcnow() + timedelta(seconds=30),
+            last_error="internal error",
+        )
 
     async def send_one(self, msg_id: int, token: str | None = None) -> str:
         """Send one claimed (status ``sending``) message; returns its new status, or
@@ -405,8 +446,14 @@ class OutboxWorker:
                 metrics.OUTBOX_FAILED.labels(msg.channel, "exception").inc()
                 return await self._retry(msg, token, attempts, f"{type(exc).__name__}: {exc}"[:500], None)
         metrics.OUTBOX_SENT.labels(msg.channel).inc()
-        if not await mark_sent(msg.id, attempts=attempts, provider_ref=result.provider_ref, segments=result.segments,
-                               token=token, channel=msg.channel):
+        if not await mark_sent(
+            msg.id,
+            attempts=attempts,
+            provider_ref=result.provider_ref,
+            segments=result.segments,
+            token=token,
+            channel=msg.channel,
+        ):
             return "stale"
         if reply.choices and msg.member_id and self.state is not None:
             await self._remember_choices(msg.member_id, reply)
@@ -424,10 +471,18 @@ class OutboxWorker:
     ) -> str:
         if attempts >= self.settings.outbox_max_attempts:
             return await self._finish(msg, token, "dead", reason, attempts=attempts)
-        delay = retry_after if retry_after is not None else self.settings.outbox_backoff_base_seconds * 2 ** (attempts - 1)
+        delay = (
+            retry_after if retry_after is not None else self.settings.outbox_backoff_base_seconds * 2 ** (attempts - 1)
+        )
         if not await update_claimed(
-            msg.id, token, step="retry", channel=msg.channel, status="failed", attempts=attempts,
-            last_error=reason[:1000], next_attempt_at=utcnow() + timedelta(seconds=delay),
+            msg.id,
+            token,
+            step="retry",
+            channel=msg.channel,
+            status="failed",
+            attempts=attempts,
+            last_error=reason[:1000],
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
         ):
             return "stale"
         self.outbox.wakeup.set()
@@ -437,7 +492,12 @@ class OutboxWorker:
         self, msg: OutboxMessage, token: str | None, status: str, reason: str, *, attempts: int | None = None
     ) -> str:
         if not await update_claimed(
-            msg.id, token, step=status, channel=msg.channel, status=status, last_error=reason[:1000],
+            msg.id,
+            token,
+            step=status,
+            channel=msg.channel,
+            status=status,
+            last_error=reason[:1000],
             attempts=attempts if attempts is not None else msg.attempts,
         ):
             return "stale"

@@ -6,6 +6,7 @@ ms of CPU, most of it building the same SQL again; here the SQL is built once pe
 model, filter and database dialect, and rows still become model instances through
 tortoise's own ``_init_from_db`` — the same objects the ORM would return.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -47,8 +48,10 @@ def _from_row(model: type[M], row: dict[str, Any], prefix: str, cols: list[str])
     if dt_cols is None:
         meta = model._meta
         dt_cols = _DATETIME_COLUMNS[model] = tuple(
-            meta.fields_db_projection[name] for name, f in meta.fields_map.items()
-            if isinstance(f, DatetimeField) and name in meta.fields_db_projection)
+            meta.fields_db_projection[name]
+            for name, f in meta.fields_map.items()
+            if isinstance(f, DatetimeField) and name in meta.fields_db_projection
+        )
     for c in dt_cols:
         v = values[c]
         if isinstance(v, str):
@@ -77,14 +80,17 @@ def _sql(conn: Any, model: type[Model], related: str | None, keys: tuple[str, ..
         rel_model = fk.related_model
         rel_cols = _columns(rel_model)
         select += [f"t1.{q}{c}{q} AS {q}t1__{c}{q}" for c in rel_cols]
-        join = (f" JOIN {q}{rel_model._meta.db_table}{q} t1 ON t1.{q}{rel_model._meta.db_pk_column}{q}"
-                f" = t0.{q}{fk.source_field}{q}")
+        join = (
+            f" JOIN {q}{rel_model._meta.db_table}{q} t1 ON t1.{q}{rel_model._meta.db_pk_column}{q}"
+            f" = t0.{q}{fk.source_field}{q}"
+        )
     where = []
     for key in keys:
         col = meta.fields_db_projection[key] if key in meta.fields_db_projection else meta.fields_map[key].source_field
         where.append(f"t0.{q}{col}{q} = ?")
     sql = for_dialect(
-        f"SELECT {', '.join(select)} FROM {q}{meta.db_table}{q} t0{join} WHERE {' AND '.join(where)} LIMIT 2", dialect)
+        f"SELECT {', '.join(select)} FROM {q}{meta.db_table}{q} t0{join} WHERE {' AND '.join(where)} LIMIT 2", dialect
+    )
     out = (sql, cols, rel_cols)
     _SQL[cache_key] = out
     return out

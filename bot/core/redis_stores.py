@@ -6,6 +6,7 @@ gets it back; the
 rate limiter is GCRA in one Lua script using Redis' clock, so a Telegram limit of
 30 msg/s holds across all workers together, not per process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,9 @@ _NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
-DEDUP_CLAIM_LUA = _NOW_MS + """
+DEDUP_CLAIM_LUA = (
+    _NOW_MS
+    + """
 local lease = tonumber(ARGV[2])
 local h = redis.call('HMGET', KEYS[1], 's', 'u', 'r')
 if not h[1] then
@@ -51,12 +54,16 @@ if u > now then return {'busy', tostring(u - now)} end
 redis.call('HSET', KEYS[1], 'o', ARGV[1], 'u', now + lease)
 return {'owner', '1'}
 """
-DEDUP_RENEW_LUA = _NOW_MS + """
+)
+DEDUP_RENEW_LUA = (
+    _NOW_MS
+    + """
 local h = redis.call('HMGET', KEYS[1], 's', 'o')
 if h[1] ~= 'p' or h[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'u', now + tonumber(ARGV[2]))
 return 1
 """
+)
 DEDUP_FINISH_LUA = """
 local h = redis.call('HMGET', KEYS[1], 's', 'o')
 if h[1] and (h[1] ~= 'p' or h[2] ~= ARGV[1]) then return 0 end
@@ -89,9 +96,7 @@ class RedisDedupStore:
 
     async def claim(self, key: str, lease: float, ttl: int) -> Claim:
         token = new_token()
-        status, extra = await self._claim(
-            keys=[self.prefix + key], args=[token, max(1, int(lease * 1000)), int(ttl)]
-        )
+        status, extra = await self._claim(keys=[self.prefix + key], args=[token, max(1, int(lease * 1000)), int(ttl)])
         status = status.decode()
         if status == "owner":
             return Claim("owner", token=token, took_over=extra == b"1")
@@ -185,4 +190,3 @@ async def connect_redis_stores(settings: Settings) -> tuple[Redis, RedisDedupSto
     redis = make_redis(settings.redis_url)
     await redis.ping()  # type: ignore[misc]  # redis-py: sync-or-async return type
     return redis, RedisDedupStore(redis), RedisStateStore(redis), RedisRateLimiter(redis)
-

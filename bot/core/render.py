@@ -1,5 +1,6 @@
 """Replies as a member reads them: in their script, and degraded for text-only wires (SMS,
 WeChat passive replies)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -37,8 +38,9 @@ def in_script(replies: list[Reply], locale: str) -> list[Reply]:
             r,
             text=to_traditional(r.text),
             choices=[Choice(label=to_traditional(c.label), action=c.action) for c in r.choices],
-            cards=[replace(c, title=to_traditional(c.title), description=to_traditional(c.description))
-                   for c in r.cards],
+            cards=[
+                replace(c, title=to_traditional(c.title), description=to_traditional(c.description)) for c in r.cards
+            ],
         )
         for r in replies
     ]
@@ -55,7 +57,5 @@ def numbered_text(reply: Reply, _: Gettext, *, with_links: bool = True) -> str:
             line = card.title if not card.url else f"{card.title} {card.url}"
             parts.append(line)
     if reply.choices:
-        parts.append(
-            "\n".join(_("Reply %(n)s: %(label)s", n=i, label=c.label) for i, c in enumerate(reply.choices, 1))
-        )
+        parts.append("\n".join(_("Reply %(n)s: %(label)s", n=i, label=c.label) for i, c in enumerate(reply.choices, 1)))
     return "\n\n".join(p for p in parts if p)

@@ -4,6 +4,7 @@ The app factory (bot/app.py) builds one per process; channels, the pipeline, han
 domains' pages read what they need from it. Everything here is kernel: the knowledge base and
 the pipeline are reached through the small interfaces below, which their packages implement.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """Service settings: environment variables (prefix ``BOT_``) or a ``.env`` file."""
+
 from __future__ import annotations
 
 from functools import lru_cache

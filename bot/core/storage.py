@@ -3,6 +3,7 @@
 Schema changes go through the migrations in ``bot/migrations`` (tortoise-orm's built-in
 migration framework): ``python -m bot migrate`` applies them.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 The in-process implementations here are the embedded default; ``bot.core.redis_stores``
 implements the same protocols on Redis so several workers share them.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ The event loop keeps only a weak reference to a task: a fire-and-forget
 strong reference until the task is done, logs a task that failed, and can wait for the
 tasks still running (at shutdown, in tests).
 """
+
 from __future__ import annotations
 
 import asyncio

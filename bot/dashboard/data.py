@@ -3,12 +3,22 @@
 The dashboard is part of the assembly: it reads the inbox's tickets and surveys and the
 ledger's points directly.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from bot.dashboard.kpis import (
-    ANSWER_KINDS, Contact, Event, Feedback, History, PointsEntry, SlaTicket, Survey, TopicTicket, Unanswered,
+    ANSWER_KINDS,
+    Contact,
+    Event,
+    Feedback,
+    History,
+    PointsEntry,
+    SlaTicket,
+    Survey,
+    TopicTicket,
+    Unanswered,
 )
 from bot.core.models import AnswerFeedback, TranscriptEntry, UnansweredQuestion
 from community.inbox.models import Ticket
@@ -22,9 +32,22 @@ async def load_events(since: datetime, until: datetime) -> list[Event]:
     """Transcript rows (inbound text kept, cut to 200 characters, for rephrase detection).
     Offer impressions are marketing, not a service layer: they are not events here."""
     rows = await TranscriptEntry.filter(created_at__gte=since, created_at__lt=until).values_list(
-        "id", "member_id", "channel", "direction", "created_at", "kind", "action", "item_id", "text")
-    return [Event(id=r[0], member_id=r[1], channel=r[2], direction=r[3], at=r[4], kind=r[5] or "",
-                  action=r[6] or "", item_id=r[7], text=(r[8] or "")[:200] if r[3] == "in" else "") for r in rows]
+        "id", "member_id", "channel", "direction", "created_at", "kind", "action", "item_id", "text"
+    )
+    return [
+        Event(
+            id=r[0],
+            member_id=r[1],
+            channel=r[2],
+            direction=r[3],
+            at=r[4],
+            kind=r[5] or "",
+            action=r[6] or "",
+            item_id=r[7],
+            text=(r[8] or "")[:200] if r[3] == "in" else "",
+        )
+        for r in rows
+    ]
 
 
 async def load_history(start: datetime, end: datetime, *, window: timedelta, gap: timedelta) -> History:
@@ -34,27 +57,41 @@ async def load_history(start: datetime, end: datetime, *, window: timedelta, gap
     tail = max(window, timedelta(days=REPEAT_DAYS))
     history = History()
     history.events = await load_events(start - lead, end + tail)
-    history.feedback = [Feedback(t, h, at) for t, h, at in await AnswerFeedback.filter(
-        created_at__gte=start, created_at__lt=end + window, transcript_id__not_isnull=True,
-    ).values_list("transcript_id", "helpful", "created_at")]
-    history.unanswered = [Unanswered(text=r[0], normalized=r[1], channel=r[2], at=r[3])
-                          for r in await UnansweredQuestion.filter(
-                              created_at__gte=start, created_at__lt=end, resolved=False,
-                          ).values_list("text", "normalized", "channel", "created_at")]
+    history.feedback = [
+        Feedback(t, h, at)
+        for t, h, at in await AnswerFeedback.filter(
+            created_at__gte=start,
+            created_at__lt=end + window,
+            transcript_id__not_isnull=True,
+        ).values_list("transcript_id", "helpful", "created_at")
+    ]
+    history.unanswered = [
+        Unanswered(text=r[0], normalized=r[1], channel=r[2], at=r[3])
+        for r in await UnansweredQuestion.filter(
+            created_at__gte=start,
+            created_at__lt=end,
+            resolved=False,
+        ).values_list("text", "normalized", "channel", "created_at")
+    ]
     await _load_inbox(history, start, end)
     history.has_points = True
-    history.points = [PointsEntry(g, ev, at) for g, ev, at in await LedgerEntry.filter(
-        created_at__gte=start, created_at__lt=end).values_list("granted", "event", "created_at")]
+    history.points = [
+        PointsEntry(g, ev, at)
+        for g, ev, at in await LedgerEntry.filter(created_at__gte=start, created_at__lt=end).values_list(
+            "granted", "event", "created_at"
+        )
+    ]
     return history
 
 
 async def _load_inbox(history: History, start: datetime, end: datetime) -> None:
     history.has_surveys = history.has_tickets = True
-    rows = await Ticket.filter(created_at__gte=start - timedelta(days=REPEAT_DAYS),
-                               created_at__lt=end + timedelta(days=REPEAT_DAYS)).values_list(
-        "id", "member_id", "channel", "reason", "created_at", "first_response_due", "first_response_at")
+    rows = await Ticket.filter(
+        created_at__gte=start - timedelta(days=REPEAT_DAYS), created_at__lt=end + timedelta(days=REPEAT_DAYS)
+    ).values_list("id", "member_id", "channel", "reason", "created_at", "first_response_due", "first_response_at")
     surveys = await Ticket.filter(survey_at__gte=start, survey_at__lt=end, survey_score__not_isnull=True).values_list(
-        "survey_score", "survey_at", "channel")
+        "survey_score", "survey_at", "channel"
+    )
     history.surveys = [Survey(score=s, at=at, channel=ch) for s, at, ch in surveys]
     categories = dict(await KnowledgeItem.all().values_list("id", "category"))
 

@@ -4,6 +4,7 @@ Nothing here touches storage: ``bot.dashboard.data`` loads a :class:`History`, a
 tests build one by hand with known answers. Every figure is a :class:`Ratio`
 (numerator / denominator), so "no traffic" is ``None`` rather than a made-up 0 %.
 """
+
 from __future__ import annotations
 
 import math
@@ -172,7 +173,8 @@ class Conversation:
     def self_served(self) -> bool:
         """Answered by the knowledge base and never handed to a person (peer, agent, hotline)."""
         return not (self.layers_used() & PERSON_LAYERS) and any(
-            e.kind in ANSWER_KINDS for e in self.events if e.direction == "out")
+            e.kind in ANSWER_KINDS for e in self.events if e.direction == "out"
+        )
 
 
 @dataclass(slots=True)
@@ -253,8 +255,9 @@ def _is_question(e: Event) -> bool:
     return e.direction == "in" and not e.action and bool(text) and not text.isdigit() and not text.startswith("/")
 
 
-def answer_verdicts(events: Sequence[Event], feedback: Iterable[Feedback], window: timedelta,
-                    threshold: float = REPHRASE_SIMILARITY) -> list[tuple[Event, bool]]:
+def answer_verdicts(
+    events: Sequence[Event], feedback: Iterable[Feedback], window: timedelta, threshold: float = REPHRASE_SIMILARITY
+) -> list[tuple[Event, bool]]:
     """Each confident answer and whether it matched, from explicit signals only:
 
     - the member's 👍 on it (a stored verdict or the button) says it matched, 👎 that it did
@@ -280,14 +283,17 @@ def answer_verdicts(events: Sequence[Event], feedback: Iterable[Feedback], windo
             asked = next((e.text for e in reversed(evs[:i]) if _is_question(e)), "")
             end = ans.at + window
             ok = True
-            for later in evs[i + 1:]:
+            for later in evs[i + 1 :]:
                 if later.at > end or later.direction != "in":
                     if later.at > end:
                         break
                     continue
                 head = later.action.split(":")
-                if head[0] == "fb" and len(head) > 1 and (len(head) < 3 or ans.item_id is None
-                                                          or head[2] == str(ans.item_id)):
+                if (
+                    head[0] == "fb"
+                    and len(head) > 1
+                    and (len(head) < 3 or ans.item_id is None or head[2] == str(ans.item_id))
+                ):
                     ok = head[1] != "down"
                     break
                 if head[0] in HANDON_ACTIONS:
@@ -325,8 +331,9 @@ def mean_score(surveys: Iterable[Survey]) -> float | None:
     return sum(s.score for s in ss) / len(ss) if ss else None
 
 
-def repeat_verdicts(tickets: Iterable[TopicTicket], contacts: Iterable[Contact],
-                    days: int = 7) -> list[tuple[TopicTicket, bool]]:
+def repeat_verdicts(
+    tickets: Iterable[TopicTicket], contacts: Iterable[Contact], days: int = 7
+) -> list[tuple[TopicTicket, bool]]:
     """Each hotline ticket and whether its member came back about the same topic within
     ``days`` after it (the hotline did not settle it the first time)."""
     by_member: dict[int, list[Contact]] = defaultdict(list)
@@ -478,9 +485,19 @@ class Report:
     mean_survey: float | None
 
 
-def report(history: History, *, start: datetime, end: datetime, period: Period, tz: ZoneInfo,
-           window: timedelta, gap: timedelta, now: datetime, repeat_days: int = 7,
-           unanswered_limit: int = 20) -> Report:
+def report(
+    history: History,
+    *,
+    start: datetime,
+    end: datetime,
+    period: Period,
+    tz: ZoneInfo,
+    window: timedelta,
+    gap: timedelta,
+    now: datetime,
+    repeat_days: int = 7,
+    unanswered_limit: int = 20,
+) -> Report:
     """Every dashboard figure for [start, end), per period and per channel."""
     in_range: Callable[[datetime], bool] = lambda at: start <= at < end  # noqa: E731
     convs = [c for c in conversations(history.events, gap) if in_range(c.start) and c.asked]
@@ -489,23 +506,42 @@ def report(history: History, *, start: datetime, end: datetime, period: Period, 
     repeats = [(t, r) for t, r in repeat_verdicts(history.tickets, history.contacts, repeat_days) if in_range(t.at)]
     sla = [(t, m) for t, m in sla_verdicts(history.sla, now) if in_range(t.created_at)]
 
-    def row(key: str, cs: list[Conversation], ans: list[tuple[Event, bool]], ss: list[Survey],
-            rs: list[tuple[TopicTicket, bool]]) -> KpiRow:
-        return KpiRow(key, self_service(cs), answer_accuracy(ans), satisfaction(ss), repeat_inquiry(rs),
-                      sum(1 for c in cs if c.asked))
+    def row(
+        key: str,
+        cs: list[Conversation],
+        ans: list[tuple[Event, bool]],
+        ss: list[Survey],
+        rs: list[tuple[TopicTicket, bool]],
+    ) -> KpiRow:
+        return KpiRow(
+            key,
+            self_service(cs),
+            answer_accuracy(ans),
+            satisfaction(ss),
+            repeat_inquiry(rs),
+            sum(1 for c in cs if c.asked),
+        )
 
-    def split(key_conv: Callable[[Conversation], str], key_at: Callable[[datetime, str], str],
-              keys: Sequence[str]) -> list[KpiRow]:
+    def split(
+        key_conv: Callable[[Conversation], str], key_at: Callable[[datetime, str], str], keys: Sequence[str]
+    ) -> list[KpiRow]:
         gc = group_by(convs, key_conv)
         ga = group_by(answers, lambda p: key_at(p[0].at, p[0].channel))
         gs = group_by(surveys, lambda s: key_at(s.at, s.channel))
         gr = group_by(repeats, lambda p: key_at(p[0].at, p[0].channel))
         return [row(k, gc.get(k, []), ga.get(k, []), gs.get(k, []), gr.get(k, [])) for k in keys]
 
-    by_period = split(lambda c: period_key(c.start, period, tz), lambda at, ch: period_key(at, period, tz),
-                      periods(start, end, period, tz))
-    channels = sorted({c.channel for c in convs} | {e.channel for e, _ in answers} | {s.channel for s in surveys}
-                      | {t.channel for t, _ in repeats})
+    by_period = split(
+        lambda c: period_key(c.start, period, tz),
+        lambda at, ch: period_key(at, period, tz),
+        periods(start, end, period, tz),
+    )
+    channels = sorted(
+        {c.channel for c in convs}
+        | {e.channel for e, _ in answers}
+        | {s.channel for s in surveys}
+        | {t.channel for t, _ in repeats}
+    )
     by_channel = split(lambda c: c.channel, lambda at, ch: ch, channels)
     sla_groups = group_by(sla, lambda p: p[0].channel)
     issued, redeemed = points_totals(p for p in history.points if in_range(p.at))
@@ -521,4 +557,3 @@ def report(history: History, *, start: datetime, end: datetime, period: Period, 
         points_redeemed=redeemed,
         mean_survey=mean_score(surveys),
     )
-

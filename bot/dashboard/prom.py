@@ -3,6 +3,7 @@
 A scrape only reads the last snapshot: computing the KPIs reads a week of transcript,
 which must not happen on every Prometheus scrape of a large database.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,44 +50,56 @@ class DashboardCollector(Collector):
         s = self.snapshot
         names = {
             "self_service": ("everycsr_kpi_self_service_share", "Conversations resolved without a person (7 days)"),
-            "accuracy": ("everycsr_kpi_answer_accuracy", "Confident answers matched: 👍/👎, else no same-question rephrase or hand-on"),
+            "accuracy": (
+                "everycsr_kpi_answer_accuracy",
+                "Confident answers matched: 👍/👎, else no same-question rephrase or hand-on",
+            ),
             "satisfaction": ("everycsr_kpi_satisfaction", "Survey answers of 4 or 5 out of 5"),
-            "repeat": ("everycsr_kpi_repeat_inquiry_share", "Hotline tickets followed by a same-topic contact in 7 days"),
+            "repeat": (
+                "everycsr_kpi_repeat_inquiry_share",
+                "Hotline tickets followed by a same-topic contact in 7 days",
+            ),
         }
         for key, (name, doc) in names.items():
             g = GaugeMetricFamily(name, doc, labels=["channel"])
             for channel, value in sorted(s.kpis.get(key, {}).items()):
                 g.add_metric([channel], value)
             yield g
-        reached = GaugeMetricFamily("everycsr_funnel_conversations", "Conversations reaching each layer (7 days)",
-                                    labels=["layer"])
-        rate = GaugeMetricFamily("everycsr_funnel_handon_rate", "Share handed on to the next layer (7 days)",
-                                 labels=["layer"])
+        reached = GaugeMetricFamily(
+            "everycsr_funnel_conversations", "Conversations reaching each layer (7 days)", labels=["layer"]
+        )
+        rate = GaugeMetricFamily(
+            "everycsr_funnel_handon_rate", "Share handed on to the next layer (7 days)", labels=["layer"]
+        )
         for layer, (count, r) in s.funnel.items():
             reached.add_metric([layer], count)
             if r is not None:
                 rate.add_metric([layer], r)
         yield reached
         yield rate
-        sla = GaugeMetricFamily("everycsr_agent_sla_attainment", "Tickets answered within the first-response SLA",
-                                labels=["channel"])
+        sla = GaugeMetricFamily(
+            "everycsr_agent_sla_attainment", "Tickets answered within the first-response SLA", labels=["channel"]
+        )
         for channel, value in sorted(s.sla.items()):
             sla.add_metric([channel], value)
         yield sla
-        yield GaugeMetricFamily("everycsr_unanswered_questions", "Open unanswered questions (7 days)",
-                                value=s.unanswered)
+        yield GaugeMetricFamily(
+            "everycsr_unanswered_questions", "Open unanswered questions (7 days)", value=s.unanswered
+        )
         if s.points is not None:
             yield GaugeMetricFamily("everycsr_points_issued", "Points issued (7 days)", value=s.points[0])
             yield GaugeMetricFamily("everycsr_points_redeemed", "Points redeemed (7 days)", value=s.points[1])
-        offers = GaugeMetricFamily("everycsr_offer_events", "Offer impressions, clicks, accepts (7 days)",
-                                   labels=["offer", "kind"])
+        offers = GaugeMetricFamily(
+            "everycsr_offer_events", "Offer impressions, clicks, accepts (7 days)", labels=["offer", "kind"]
+        )
         for oid, (imp, clk, acc) in sorted(s.offers.items()):
             offers.add_metric([oid, "impression"], imp)
             offers.add_metric([oid, "click"], clk)
             offers.add_metric([oid, "accept"], acc)
         yield offers
-        yield GaugeMetricFamily("everycsr_dashboard_refreshed_timestamp_seconds",
-                                "When these dashboard gauges were computed", value=s.at)
+        yield GaugeMetricFamily(
+            "everycsr_dashboard_refreshed_timestamp_seconds", "When these dashboard gauges were computed", value=s.at
+        )
 
 
 COLLECTOR = DashboardCollector()

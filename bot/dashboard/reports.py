@@ -1,4 +1,5 @@
 """The dashboard's report for a date range: the page, its CSVs and /metrics read the same one."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,13 +45,22 @@ async def build_report(settings: Settings, q: Query, now: datetime) -> tuple[Rep
     window = timedelta(minutes=settings.kpi_answer_window_minutes)
     gap = timedelta(minutes=settings.kpi_conversation_gap_minutes)
     history = await load_history(q.start, q.end, window=window, gap=gap)
-    rep = report(history, start=q.start, end=q.end, period=q.period, tz=ZoneInfo(settings.service_timezone),
-                 window=window, gap=gap, now=now)
+    rep = report(
+        history,
+        start=q.start,
+        end=q.end,
+        period=q.period,
+        tz=ZoneInfo(settings.service_timezone),
+        window=window,
+        gap=gap,
+        now=now,
+    )
     return rep, history
 
 
 async def offer_rows(q: Query) -> list[tuple[int, str, int, int, int, float | None]]:
     conv = await conversion_by_offer(q.start, q.end)
     titles = dict(await Offer.filter(id__in=list(conv)).values_list("id", "title")) if conv else {}
-    return [(oid, titles.get(oid, ""), c.impressions, c.clicks, c.accepts, c.conversion)
-            for oid, c in sorted(conv.items())]
+    return [
+        (oid, titles.get(oid, ""), c.impressions, c.clicks, c.accepts, c.conversion) for oid, c in sorted(conv.items())
+    ]

@@ -5,6 +5,7 @@ the action succeeded. The actor comes from the server's session (``request["staf
 from the form; the client address from :func:`bot.web.client.client_ip`. Writing the log
 must not undo or fail the action it describes, so a failure here is logged, not raised.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,16 +19,25 @@ from bot.web.client import client_ip
 log = logging.getLogger(__name__)
 
 
-async def record(request: web.Request | None, action: str, target_type: str = "", target_id: object = "", *,
-                 staff: StaffUser | None = None, username: str = "", ip: str | None = None,
-                 **detail: Any) -> None:
+async def record(
+    request: web.Request | None,
+    action: str,
+    target_type: str = "",
+    target_id: object = "",
+    *,
+    staff: StaffUser | None = None,
+    username: str = "",
+    ip: str | None = None,
+    **detail: Any,
+) -> None:
     """Append one row: who (the session's staff user unless given), did what, to what."""
     actor = staff if staff is not None else (request.get("staff") if request is not None else None)
     try:
         await StaffAudit.create(
             staff_id=actor.id if actor is not None else None,
             username=(actor.username if actor is not None else username)[:64],
-            action=action[:48], target_type=target_type[:24],
+            action=action[:48],
+            target_type=target_type[:24],
             target_id="" if target_id is None else str(target_id)[:64],
             detail={k: v for k, v in detail.items() if v is not None},
             ip=(ip if ip is not None else client_ip(request) if request is not None else "")[:64],

@@ -9,6 +9,7 @@ argon2 costs ~0.1-0.2 s of CPU per check on purpose; it runs in worker threads b
 :class:`HashGate` (a few at once, a bounded queue), never on the event loop, and an unknown
 username is checked against a dummy hash so it costs the same as a known one.
 """
+
 from __future__ import annotations
 
 import asyncio

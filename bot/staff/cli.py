@@ -1,4 +1,5 @@
 """``python -m bot staff add USERNAME --role agent`` and the demo's staff logins."""
+
 from __future__ import annotations
 
 import argparse

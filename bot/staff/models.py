@@ -1,4 +1,5 @@
 """Staff users and their login sessions."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,7 +33,8 @@ class StaffSession(Model):
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)
     staff: fields.ForeignKeyRelation[StaffUser] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="sessions", on_delete=fields.CASCADE)
+        "models.StaffUser", related_name="sessions", on_delete=fields.CASCADE
+    )
     staff_id: int
     csrf_token = fields.CharField(max_length=64)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -50,7 +52,8 @@ class StaffAudit(Model):
 
     id = fields.BigIntField(primary_key=True)
     staff: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="audit", null=True, on_delete=fields.SET_NULL)
+        "models.StaffUser", related_name="audit", null=True, on_delete=fields.SET_NULL
+    )
     staff_id: int | None
     username = fields.CharField(max_length=64, default="")
     action = fields.CharField(max_length=48)  # e.g. login, ticket.reply, knowledge.edit, reward.save

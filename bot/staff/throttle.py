@@ -10,6 +10,7 @@ the address's count goes down by one, so only failures accumulate. Unknown usern
 like known ones. Counts live in the service's :mod:`bot.core.nonces` store, so every worker agrees
 (Redis).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,12 @@ class LoginThrottle:
 
     @classmethod
     def from_settings(cls, store: NonceStore, settings: Settings) -> "LoginThrottle":
-        return cls(store, settings.login_max_failures_per_account, settings.login_max_failures_per_ip,
-                   settings.login_lockout_seconds)
+        return cls(
+            store,
+            settings.login_max_failures_per_account,
+            settings.login_max_failures_per_ip,
+            settings.login_lockout_seconds,
+        )
 
     async def attempt(self, username: str, ip: str) -> Attempt:
         """Count this attempt; whether it may go on to the password check."""

@@ -6,6 +6,7 @@ a throttle per account and per client address (:mod:`bot.staff.throttle`), passw
 checks off the event loop (:class:`bot.staff.auth.HashGate`), a fresh session on every
 login (the old cookie's session is deleted), and an audit line for each outcome.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,14 @@ from bot.core.settings import Settings
 from bot.core.tasks import Background
 from bot.staff import audit
 from bot.staff.auth import (
-    COOKIE, HashGate, HashGateBusy, _digest, authenticate, require_role, set_cookie, start_session,
+    COOKIE,
+    HashGate,
+    HashGateBusy,
+    _digest,
+    authenticate,
+    require_role,
+    set_cookie,
+    start_session,
 )
 from bot.staff.models import StaffSession, StaffUser
 from bot.staff.throttle import LoginThrottle
@@ -50,14 +58,29 @@ def _settings(request: web.Request) -> Settings:
     return request.app[SERVICES].settings
 
 
-def _login_form(request: web.Request, *, status: int = 200, error: str = "", next_: str = "/staff",
-                username: str = "", minutes: int = 0) -> web.Response:
+def _login_form(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str = "",
+    next_: str = "/staff",
+    username: str = "",
+    minutes: int = 0,
+) -> web.Response:
     """The form with a fresh CSRF pair: the token in the page, its key in a cookie."""
     cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not (20 <= len(cookie_token) <= 64):
         cookie_token = secrets.token_urlsafe(24)
-    resp = render(request, "login.html", status=status, next=next_, error=error, username=username,
-                  minutes=minutes, csrf_token=_form_token(_settings(request).secret_key, cookie_token))
+    resp = render(
+        request,
+        "login.html",
+        status=status,
+        next=next_,
+        error=error,
+        username=username,
+        minutes=minutes,
+        csrf_token=_form_token(_settings(request).secret_key, cookie_token),
+    )
     set_client_cookie(resp, request, LOGIN_CSRF_COOKIE, cookie_token, max_age=3600, samesite="Strict")
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -103,8 +126,9 @@ async def _audit_failure(username: str, ip: str, locked_now: bool) -> None:
     would fill the table; the throttle counts them all the same)."""
     known = await StaffUser.get_or_none(username=username)
     if known is not None:
-        await audit.record(None, "login.locked" if locked_now else "login.failed", "staff", known.id,
-                           staff=known, ip=ip)
+        await audit.record(
+            None, "login.locked" if locked_now else "login.failed", "staff", known.id, staff=known, ip=ip
+        )
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -125,8 +149,9 @@ async def login_submit(request: web.Request) -> web.Response:
     attempt = await throttle.attempt(username, ip)
     if not attempt.allowed:
         SECURITY_REFUSALS.labels("login_locked").inc()
-        resp = _login_form(request, status=429, error="locked", next_=target, username=username,
-                           minutes=throttle.minutes)
+        resp = _login_form(
+            request, status=429, error="locked", next_=target, username=username, minutes=throttle.minutes
+        )
         resp.headers["Retry-After"] = str(settings.login_lockout_seconds)
         return resp
     try:
@@ -179,8 +204,15 @@ async def audit_page(request: web.Request) -> web.Response:
     target_type = request.query.get("target_type", "").strip()[:24]
     target_id = request.query.get("target_id", "").strip()[:64]
     rows = await audit.recent(300, target_type=target_type, target_id=target_id)
-    return render(request, "staff_audit.html", staff=request["staff"], rows=rows, target_type=target_type,
-                  target_id=target_id, csrf_token=request["csrf_token"])
+    return render(
+        request,
+        "staff_audit.html",
+        staff=request["staff"],
+        rows=rows,
+        target_type=target_type,
+        target_id=target_id,
+        csrf_token=request["csrf_token"],
+    )
 
 
 def setup(app: web.Application, settings: Settings) -> None:

@@ -1,4 +1,5 @@
 """Server-rendered pages: jinja2 (autoescape on) with the member's or staff's locale."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -85,9 +86,21 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     def member_name(member: Any) -> str:
         return display_name(member, gettext)
 
-    html = environment().get_template(template).render(
-        gettext=gettext, ngettext=ngettext, _=gettext, enum_label=enum, locale=locale, locales=LOCALE_NAMES,
-        member_name=member_name, request=request, csp_nonce=csp_nonce(request), **context,
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            gettext=gettext,
+            ngettext=ngettext,
+            _=gettext,
+            enum_label=enum,
+            locale=locale,
+            locales=LOCALE_NAMES,
+            member_name=member_name,
+            request=request,
+            csp_nonce=csp_nonce(request),
+            **context,
+        )
     )
     resp = web.Response(text=html, status=status, content_type="text/html")
     if request.query.get("lang") in LOCALES:

@@ -9,6 +9,7 @@ and Intercom do it). The two map to separate external-id namespaces of the ``web
 name, so a session and an operator user can never be the same account.
 
 Both the web chat channel and feature views (``/api/v1/me``) ask here, and nowhere else."""
+
 from __future__ import annotations
 
 import hashlib
@@ -87,8 +88,9 @@ def verified_user(settings: Settings, user: object, given_hash: object) -> str |
     return user
 
 
-def identify(request: web.Request, settings: Settings, fields: Mapping[str, object], *,
-             create: bool) -> WebIdentity | None:
+def identify(
+    request: web.Request, settings: Settings, fields: Mapping[str, object], *, create: bool
+) -> WebIdentity | None:
     """The request's identity: a verified operator user, else the session cookie, else (with
     ``create``) a new session whose cookie the caller sets. Raises :class:`IdentityRefused`."""
     user = verified_user(settings, fields.get("user"), fields.get("user_hash"))

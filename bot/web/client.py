@@ -10,6 +10,7 @@ untrusted address is the client. :func:`forwarded_middleware` applies the answer
 aiohttp's own ``request.clone(remote=..., scheme=...)``, so ``request.remote`` and
 ``request.secure`` are true everywhere after it, including code that never calls here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +49,7 @@ def parse_networks(spec: str) -> tuple[IPNetwork, ...]:
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:  # "[::1]:443"
-        text = text[1:text.index("]")]
+        text = text[1 : text.index("]")]
     elif text.count(":") == 1:  # "1.2.3.4:5678"
         text = text.split(":", 1)[0]
     try:
@@ -71,8 +72,9 @@ class Resolved:
     via_proxy: bool  # the TCP peer is a trusted proxy
 
 
-def resolve(peer: str, forwarded_for: Sequence[str], forwarded_proto: str, scheme: str,
-            nets: Sequence[IPNetwork]) -> Resolved:
+def resolve(
+    peer: str, forwarded_for: Sequence[str], forwarded_proto: str, scheme: str, nets: Sequence[IPNetwork]
+) -> Resolved:
     """The pure decision, for the middleware and for tests.
 
     ``forwarded_for`` is every ``X-Forwarded-For`` value in order (one header or several);
@@ -111,9 +113,13 @@ def _resolved(request: web.Request) -> Resolved:
     if isinstance(found, Resolved):
         return found
     settings = _settings(request)
-    found = resolve(request.remote or "", request.headers.getall("X-Forwarded-For", []),
-                    request.headers.get("X-Forwarded-Proto", ""), request.scheme,
-                    parse_networks(settings.trusted_proxies))
+    found = resolve(
+        request.remote or "",
+        request.headers.getall("X-Forwarded-For", []),
+        request.headers.get("X-Forwarded-Proto", ""),
+        request.scheme,
+        parse_networks(settings.trusted_proxies),
+    )
     request[_RESOLVED] = found
     return found
 
@@ -134,11 +140,21 @@ def is_secure(request: web.Request) -> bool:
     return resolved.via_proxy and _settings(request).public_url.lower().startswith("https://")
 
 
-def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, *,
-               max_age: int | None = None, httponly: bool = True, samesite: str = "Lax", path: str = "/") -> None:
+def set_cookie(
+    response: web.StreamResponse,
+    request: web.Request,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    httponly: bool = True,
+    samesite: str = "Lax",
+    path: str = "/",
+) -> None:
     """Every cookie the service sets: ``Secure`` whenever the client is on https."""
-    response.set_cookie(name, value, max_age=max_age, httponly=httponly, samesite=samesite, path=path,
-                        secure=is_secure(request))
+    response.set_cookie(
+        name, value, max_age=max_age, httponly=httponly, samesite=samesite, path=path, secure=is_secure(request)
+    )
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -3,6 +3,7 @@
 A request with an ``Origin`` that is neither the service's own nor listed in
 ``BOT_WEBCHAT_ALLOWED_ORIGINS`` is refused (403); a listed origin gets its preflight answered
 and ``Access-Control-Allow-Origin: <that origin>`` with credentials, and nothing wider."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def cross_origin(handler: Handler) -> Handler:
     """Refuse other origins' pages unless allowed (403), and say so to the browser if allowed."""
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
         settings = request.app[SERVICES].settings
         if _origin_refused(request, settings):
@@ -68,12 +70,13 @@ async def preflight(request: web.Request) -> web.Response:
     origin = request.headers.get("Origin", "")
     if origin not in settings.webchat_origins:
         return json_error(403, "this origin may not use the chat API")
-    resp = web.Response(status=204, headers={
-        "Access-Control-Allow-Methods": "GET, POST",
-        "Access-Control-Allow-Headers": "Content-Type",
-        "Access-Control-Max-Age": "600",
-    })
+    resp = web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        },
+    )
     _cors(request, settings, resp)
     return resp
-
-

@@ -1,4 +1,5 @@
 """CSV downloads of staff tables, safe to open in a spreadsheet."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -5,6 +5,7 @@ Inline ``<script>`` in a template runs only with ``nonce="{{ csp_nonce }}"`` (``
 passes it); scripts from ``/static`` need nothing. Staff pages may not be framed at all;
 public pages only by this site.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -38,17 +39,19 @@ def _is_staff(path: str) -> bool:
 def security_headers(request: web.Request) -> dict[str, str]:
     staff = _is_staff(request.path)
     ancestors = "'none'" if staff else "'self'"
-    csp = "; ".join([
-        "default-src 'self'",
-        f"script-src 'self' 'nonce-{csp_nonce(request)}'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: https:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        f"frame-ancestors {ancestors}",
-    ])
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'nonce-{csp_nonce(request)}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: https:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            f"frame-ancestors {ancestors}",
+        ]
+    )
     headers = {
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY" if staff else "SAMEORIGIN",

@@ -1,4 +1,5 @@
 """The object a staff page's URL names, or 404: one rule for every admin page."""
+
 from __future__ import annotations
 
 from typing import TypeVar

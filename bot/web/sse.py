@@ -9,6 +9,7 @@ backlog row that is also published live is not repeated, and the browser's
 ``serve_ordered`` is the stricter form for streams whose rows must arrive in id order
 (the member's web chat): live events only wake it up, and it reads the rows themselves,
 in order, from an :class:`OrderedSource`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,9 @@ def _frame(item: dict[str, Any], event_id: int | None) -> bytes:
 async def _open(request: web.Request) -> tuple[web.StreamResponse, asyncio.Event]:
     """The prepared event-stream response, and the app's shutdown flag it must watch."""
     install(request.app)
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await resp.prepare(request)
     return resp, request.app[SSE_STOP]
 
@@ -79,8 +81,15 @@ def last_event_id(request: web.Request, query_key: str = "after") -> int:
     return 0
 
 
-async def serve(request: web.Request, subscription: Subscription, *, backlog: Backlog | None = None,
-                with_ids: bool = False, after: int = 0, keepalive: float = KEEPALIVE) -> web.StreamResponse:
+async def serve(
+    request: web.Request,
+    subscription: Subscription,
+    *,
+    backlog: Backlog | None = None,
+    with_ids: bool = False,
+    after: int = 0,
+    keepalive: float = KEEPALIVE,
+) -> web.StreamResponse:
     """Stream ``subscription``'s events to the client until it leaves or the app stops.
 
     ``with_ids``: events carry an integer ``id``; only ids above ``after`` (and above every
@@ -140,9 +149,16 @@ class OrderedSource(Protocol):
 PAGE_ROWS = 200
 
 
-async def serve_ordered(request: web.Request, subscription: Subscription, source: OrderedSource, *,
-                        after: int = 0, max_rows: int = 2000, page: int = PAGE_ROWS,
-                        keepalive: float = KEEPALIVE) -> web.StreamResponse:
+async def serve_ordered(
+    request: web.Request,
+    subscription: Subscription,
+    source: OrderedSource,
+    *,
+    after: int = 0,
+    max_rows: int = 2000,
+    page: int = PAGE_ROWS,
+    keepalive: float = KEEPALIVE,
+) -> web.StreamResponse:
     """Stream ``source``'s rows after id ``after`` in id order, woken by ``subscription``.
 
     Catching up reads pages of ``page`` rows until caught up; after ``max_rows`` rows the

@@ -7,6 +7,7 @@ newlines anywhere in a URL, read ``\\`` as ``/``, strip leading spaces and contr
 and percent-decoding happens in some hops (proxies, frameworks). So anything that a browser
 would read differently from us is refused rather than repaired.
 """
+
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
@@ -17,8 +18,7 @@ _DEFAULT_NEXT = "/staff"
 
 def _suspicious(text: str) -> bool:
     """Characters a browser removes or reinterprets: whitespace, controls, backslashes."""
-    return any(c.isspace() or ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\\" or c in "\u200b\ufeff"
-               for c in text)
+    return any(c.isspace() or ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\\" or c in "\u200b\ufeff" for c in text)
 
 
 def safe_local_path(target: str | None, default: str = _DEFAULT_NEXT) -> str:

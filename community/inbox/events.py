@@ -1,4 +1,5 @@
 """Live inbox updates over ``bot.core.fanout`` (in-process, or Redis pub/sub across workers)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

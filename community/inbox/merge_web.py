@@ -2,6 +2,7 @@
 
 The work is ``bot.core.identity.merge``: one transaction, audited in ``MemberMerge``, idempotent.
 Pages need the agent role (admin passes); every POST carries the staff session's CSRF token."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,22 +39,36 @@ async def _member(member_id: int | None) -> dict | None:
 async def merge_page(request: web.Request) -> web.Response:
     source_id, target_id = _int(request.query.get("source")), _int(request.query.get("target"))
     merges = await MemberMerge.all().order_by("-id").limit(30).select_related("source", "target")
-    return render(request, "inbox_merge.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  source=await _member(source_id), target=await _member(target_id), source_id=source_id or "",
-                  target_id=target_id or "", merges=merges, flash=request.query.get("flash", ""),
-                  error=request.query.get("error", ""))
+    return render(
+        request,
+        "inbox_merge.html",
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        source=await _member(source_id),
+        target=await _member(target_id),
+        source_id=source_id or "",
+        target_id=target_id or "",
+        merges=merges,
+        flash=request.query.get("flash", ""),
+        error=request.query.get("error", ""),
+    )
 
 
 @require_role(*AGENTS)
 async def merge_post(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     source_id, target_id = _int(form.get("source")), _int(form.get("target"))
-    if source_id is None or target_id is None or not await Member.exists(id=source_id) \
-            or not await Member.exists(id=target_id):
+    if (
+        source_id is None
+        or target_id is None
+        or not await Member.exists(id=source_id)
+        or not await Member.exists(id=target_id)
+    ):
         raise web.HTTPSeeOther(f"/inbox/members/merge?error=unknown&source={source_id or ''}&target={target_id or ''}")
     try:
-        record = await request.app[SERVICES].merger.merge(source_id, target_id, via="staff",
-                                                              actor=f"staff:{request['staff'].username}")
+        record = await request.app[SERVICES].merger.merge(
+            source_id, target_id, via="staff", actor=f"staff:{request['staff'].username}"
+        )
     except MergeError:
         raise web.HTTPSeeOther(f"/inbox/members/merge?error=refused&source={source_id}&target={target_id}") from None
     raise web.HTTPSeeOther(f"/inbox/members/merge?flash=merged&m={record.id}")

@@ -1,4 +1,5 @@
 """Tickets and the messages on them."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -21,7 +22,8 @@ class Ticket(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="tickets", on_delete=fields.CASCADE)
+        "models.Member", related_name="tickets", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     reason = fields.CharField(max_length=16)
@@ -32,7 +34,8 @@ class Ticket(Model):
     urgent = fields.BooleanField(default=False)
     urgent_why: fields.JSONField[list[str]] = fields.JSONField(default=list)  # complaint, vip, repeat
     assignee: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="tickets", null=True, on_delete=fields.SET_NULL)
+        "models.StaffUser", related_name="tickets", null=True, on_delete=fields.SET_NULL
+    )
     assignee_id: int | None
     question_id = fields.IntField(null=True)
     unanswered_id = fields.IntField(null=True)
@@ -56,11 +59,13 @@ class TicketMessage(Model):
 
     id = fields.BigIntField(primary_key=True)
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
-        "models.Ticket", related_name="messages", on_delete=fields.CASCADE)
+        "models.Ticket", related_name="messages", on_delete=fields.CASCADE
+    )
     ticket_id: int
     author = fields.CharField(max_length=8)  # member | agent | system
     staff: fields.ForeignKeyNullableRelation[StaffUser] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="ticket_messages", null=True, on_delete=fields.SET_NULL)
+        "models.StaffUser", related_name="ticket_messages", null=True, on_delete=fields.SET_NULL
+    )
     staff_id: int | None
     text = fields.TextField()
     channel = fields.CharField(max_length=16, default="")
@@ -75,7 +80,19 @@ class TicketMessage(Model):
 
 # labels shown in the inbox, marked for translation
 LABELS = (
-    N_("unanswered"), N_("unsatisfied"), N_("complaint"), N_("human"), N_("deadline"),
-    N_("open"), N_("claimed"), N_("closed"), N_("vip"), N_("repeat"),
-    N_("visible"), N_("held"), N_("rejected"), N_("pending"), N_("approved"),
+    N_("unanswered"),
+    N_("unsatisfied"),
+    N_("complaint"),
+    N_("human"),
+    N_("deadline"),
+    N_("open"),
+    N_("claimed"),
+    N_("closed"),
+    N_("vip"),
+    N_("repeat"),
+    N_("visible"),
+    N_("held"),
+    N_("rejected"),
+    N_("pending"),
+    N_("approved"),
 )

@@ -6,6 +6,7 @@ computed by the database, so an urgent ticket is on page one however long the ba
 (before, the 200 oldest were loaded and only then sorted, and a new complaint behind 200
 ordinary tickets was not shown at all).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -46,9 +47,14 @@ class QueueFilter:
             assignee = str(me)
         if assignee not in ("", "none") and not (assignee.isascii() and assignee.isdigit()):
             assignee = ""
-        return cls(status=status, channel=str(get("channel", "") or "")[:16], tag=str(get("tag", "") or "")[:64].strip().lower(),
-                   assignee=assignee, search=str(get("q", "") or "").strip()[:MAX_SEARCH],
-                   urgent_only=str(get("urgent", "")) == "1")
+        return cls(
+            status=status,
+            channel=str(get("channel", "") or "")[:16],
+            tag=str(get("tag", "") or "")[:64].strip().lower(),
+            assignee=assignee,
+            search=str(get("q", "") or "").strip()[:MAX_SEARCH],
+            urgent_only=str(get("urgent", "")) == "1",
+        )
 
 
 @dataclass
@@ -85,8 +91,11 @@ def filtered(f: QueueFilter, now: datetime) -> QuerySet[Ticket]:
         q = q.filter(Q(urgent=True) | (breached_q(now) & Q(status__in=LIVE)))
     if f.search:
         s = f.search.lstrip("#")
-        cond = (Q(summary__icontains=f.search) | Q(member__display_name__icontains=f.search)
-                | Q(id__in=Subquery(TicketMessage.filter(text__icontains=f.search).values("ticket_id"))))
+        cond = (
+            Q(summary__icontains=f.search)
+            | Q(member__display_name__icontains=f.search)
+            | Q(id__in=Subquery(TicketMessage.filter(text__icontains=f.search).values("ticket_id")))
+        )
         if s.isascii() and s.isdigit() and len(s) <= 9:
             cond = cond | Q(id=int(s)) | Q(member_id=int(s))
         q = q.filter(cond)
@@ -106,9 +115,21 @@ async def page(f: QueueFilter, page_no: int = 1, size: int = PAGE_SIZE, now: dat
     total = await base.count()
     pages = max(1, -(-total // size))
     page_no = max(1, min(page_no, pages))
-    rows = await ordered(filtered(f, now), now).select_related("member", "assignee").offset((page_no - 1) * size).limit(size)
+    rows = (
+        await ordered(filtered(f, now), now)
+        .select_related("member", "assignee")
+        .offset((page_no - 1) * size)
+        .limit(size)
+    )
     live = filtered(QueueFilter(), now)
     urgent_total = await live.filter(Q(urgent=True) | breached_q(now)).count()
     breached_total = await filtered(QueueFilter(), now).filter(breached_q(now)).count()
-    return QueuePage(tickets=list(rows), total=total, page=page_no, pages=pages, urgent_total=urgent_total,
-                     breached_total=breached_total, filters=f)
+    return QueuePage(
+        tickets=list(rows),
+        total=total,
+        page=page_no,
+        pages=pages,
+        urgent_total=urgent_total,
+        breached_total=breached_total,
+        filters=f,
+    )

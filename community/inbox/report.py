@@ -1,4 +1,5 @@
 """Per-agent satisfaction (CSAT) and response report for the inbox."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

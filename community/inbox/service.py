@@ -1,5 +1,6 @@
 """Tickets: opening (one live ticket per member), the queue order, claiming without
 double assignment, agent replies through the outbox, closing with one survey."""
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,15 @@ async def contact_counts(member_id: int, now: datetime | None = None) -> tuple[i
 
 
 async def open_ticket(
-    services: "Services", member_id: int, channel: str, reason: str, *, summary: str = "",
-    question_id: int | None = None, unanswered_id: int | None = None, said: str = "",
+    services: "Services",
+    member_id: int,
+    channel: str,
+    reason: str,
+    *,
+    summary: str = "",
+    question_id: int | None = None,
+    unanswered_id: int | None = None,
+    said: str = "",
 ) -> tuple[Ticket, bool]:
     """The member's live ticket, created if there is none; returns (ticket, created).
 
@@ -63,8 +71,15 @@ async def open_ticket(
         s = services.settings
         try:
             ticket = await Ticket.create(
-                member_id=member_id, channel=channel, reason=reason, summary=summary[:4000], open_key=member_id,
-                urgent=bool(why), urgent_why=why, question_id=question_id, unanswered_id=unanswered_id,
+                member_id=member_id,
+                channel=channel,
+                reason=reason,
+                summary=summary[:4000],
+                open_key=member_id,
+                urgent=bool(why),
+                urgent_why=why,
+                question_id=question_id,
+                unanswered_id=unanswered_id,
                 first_response_due=now + timedelta(minutes=s.inbox_first_response_minutes),
                 resolution_due=now + timedelta(minutes=s.inbox_resolution_minutes),
             )
@@ -128,7 +143,8 @@ async def queue(limit: int = 200) -> list[Ticket]:
 async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
     """Take an unassigned ticket; exactly one of several concurrent claims wins."""
     done = await Ticket.filter(id=ticket_id, status="open", assignee_id=None).update(
-        status="claimed", assignee_id=staff_id, claimed_at=utcnow())
+        status="claimed", assignee_id=staff_id, claimed_at=utcnow()
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "claimed"})
     return bool(done)
@@ -137,7 +153,8 @@ async def claim(services: "Services", ticket_id: int, staff_id: int) -> bool:
 async def assign(services: "Services", ticket_id: int, to_staff_id: int, *, expected_assignee: int | None) -> bool:
     """Hand a ticket over, only if it is still with ``expected_assignee`` (compare and set)."""
     done = await Ticket.filter(id=ticket_id, status__in=LIVE, assignee_id=expected_assignee).update(
-        status="claimed", assignee_id=to_staff_id, claimed_at=utcnow())
+        status="claimed", assignee_id=to_staff_id, claimed_at=utcnow()
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "assigned"})
     return bool(done)
@@ -145,7 +162,8 @@ async def assign(services: "Services", ticket_id: int, to_staff_id: int, *, expe
 
 async def release(services: "Services", ticket_id: int, staff_id: int) -> bool:
     done = await Ticket.filter(id=ticket_id, status="claimed", assignee_id=staff_id).update(
-        status="open", assignee_id=None, claimed_at=None)
+        status="open", assignee_id=None, claimed_at=None
+    )
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "released"})
     return bool(done)
@@ -178,8 +196,7 @@ async def agent_reply(services: "Services", ticket: Ticket, staff_id: int, text:
     except IntegrityError:
         old = await TicketMessage.get(nonce=nonce)
         return Sent(old, old.outbox_id is not None)
-    row = await send_to_member(services, ticket, Reply(text=text, kind="agent"), purpose="agent",
-                               key=f"agent:{msg.id}")
+    row = await send_to_member(services, ticket, Reply(text=text, kind="agent"), purpose="agent", key=f"agent:{msg.id}")
     if row is not None:
         await TicketMessage.filter(id=msg.id).update(outbox_id=row.id, channel=row.channel)
         msg.outbox_id = row.id
@@ -191,8 +208,9 @@ async def agent_reply(services: "Services", ticket: Ticket, staff_id: int, text:
 async def send_to_member(services: "Services", ticket: Ticket, reply: Reply, *, purpose: str, key: str):  # type: ignore[no-untyped-def]
     """On the ticket's channel when the member is still reachable there, else their latest."""
     usable = await ChannelAccount.filter(member_id=ticket.member_id, channel=ticket.channel, active=True).exists()
-    return await services.outbox.to_member(ticket.member_id, reply, purpose=purpose, idempotency_key=key,
-                                           channel=ticket.channel if usable else None)
+    return await services.outbox.to_member(
+        ticket.member_id, reply, purpose=purpose, idempotency_key=key, channel=ticket.channel if usable else None
+    )
 
 
 async def add_member_message(services: "Services", ticket: Ticket, text: str, channel: str) -> TicketMessage:
@@ -204,7 +222,9 @@ async def add_member_message(services: "Services", ticket: Ticket, text: str, ch
 def survey_reply(services: "Services", locale: str, ticket_id: int) -> Reply:
     _ = services.translator.bind(locale)
     return Reply(
-        text=_("Your request has been closed. How satisfied are you with our service? Reply with a number from 1 (very unsatisfied) to 5 (very satisfied)."),
+        text=_(
+            "Your request has been closed. How satisfied are you with our service? Reply with a number from 1 (very unsatisfied) to 5 (very satisfied)."
+        ),
         choices=[Choice(label=str(n), action=f"sv:{ticket_id}:{n}") for n in range(1, 6)],
         kind="survey",
     )
@@ -222,8 +242,9 @@ async def ticket_question(ticket: Ticket) -> str:
     return ""
 
 
-async def close(services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False,
-                answered_by: int | None = None) -> bool:
+async def close(
+    services: "Services", ticket_id: int, staff_id: int | None, *, admin: bool = False, answered_by: int | None = None
+) -> bool:
     """Close once; the one close that wins sends the satisfaction survey.
 
     ``answered_by``: the published knowledge item the agent says answered the ticket (the
@@ -241,8 +262,13 @@ async def close(services: "Services", ticket_id: int, staff_id: int | None, *, a
     if answered_by is not None:
         await _learn_from_ticket(services, ticket, answered_by)
     if await Ticket.filter(id=ticket_id, survey_sent_at=None).update(survey_sent_at=now):
-        await send_to_member(services, ticket, survey_reply(services, ticket.member.locale, ticket.id),
-                             purpose="survey", key=f"survey:{ticket.id}")
+        await send_to_member(
+            services,
+            ticket,
+            survey_reply(services, ticket.member.locale, ticket.id),
+            purpose="survey",
+            key=f"survey:{ticket.id}",
+        )
     await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "closed"})
     return True
 
@@ -262,12 +288,19 @@ async def _learn_from_ticket(services: "Services", ticket: Ticket, item_id: int)
         log.exception("learning from ticket %s failed", ticket.id)
 
 
-async def record_survey(services: "Services", member_id: int, score: int, ticket_id: int | None = None) -> Ticket | None:
+async def record_survey(
+    services: "Services", member_id: int, score: int, ticket_id: int | None = None
+) -> Ticket | None:
     """Store the 1–5 answer once, on the named ticket or the member's latest surveyed one."""
     if not 1 <= score <= 5:
         return None
-    q = Ticket.filter(member_id=member_id, status="closed", survey_score=None, survey_sent_at__not_isnull=True,
-                      survey_sent_at__gte=utcnow() - SURVEY_WINDOW)
+    q = Ticket.filter(
+        member_id=member_id,
+        status="closed",
+        survey_score=None,
+        survey_sent_at__not_isnull=True,
+        survey_sent_at__gte=utcnow() - SURVEY_WINDOW,
+    )
     if ticket_id is not None:
         q = q.filter(id=ticket_id)
     ticket = await q.order_by("-survey_sent_at").first()
@@ -289,17 +322,22 @@ async def record_survey_comment(services: "Services", member_id: int, ticket_id:
     text = text.strip()[:MAX_COMMENT]
     if not text:
         return False
-    done = await Ticket.filter(id=ticket_id, member_id=member_id, survey_score__not_isnull=True,
-                               survey_comment=None, survey_at__gte=utcnow() - SURVEY_WINDOW).update(
-        survey_comment=text)
+    done = await Ticket.filter(
+        id=ticket_id,
+        member_id=member_id,
+        survey_score__not_isnull=True,
+        survey_comment=None,
+        survey_at__gte=utcnow() - SURVEY_WINDOW,
+    ).update(survey_comment=text)
     if done:
         await events.publish(services, {"type": "ticket", "ticket": ticket_id, "what": "survey"})
     return bool(done)
 
 
 async def awaiting_survey(member_id: int) -> bool:
-    return await Ticket.filter(member_id=member_id, status="closed", survey_score=None,
-                               survey_sent_at__gte=utcnow() - SURVEY_WINDOW).exists()
+    return await Ticket.filter(
+        member_id=member_id, status="closed", survey_score=None, survey_sent_at__gte=utcnow() - SURVEY_WINDOW
+    ).exists()
 
 
 async def live_ticket(member_id: int) -> Ticket | None:

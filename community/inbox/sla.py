@@ -1,5 +1,6 @@
 """SLA breach alerts: Prometheus gauges, and a live event to open inbox pages when a
 ticket newly misses its first-response or resolution time."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,10 +22,10 @@ log = logging.getLogger(__name__)
 
 LIVE = ("open", "claimed")
 LIVE_TICKETS = Gauge("everycsr_inbox_live_tickets", "Open or claimed tickets", ["urgent"])
-BREACHED = Gauge("everycsr_inbox_sla_breached_tickets", "Live tickets past an SLA due time",
-                 ["sla"])  # sla: first_response | resolution
-OLDEST_WAIT = Gauge("everycsr_inbox_oldest_unanswered_seconds",
-                    "Age of the oldest live ticket without a first reply")
+BREACHED = Gauge(
+    "everycsr_inbox_sla_breached_tickets", "Live tickets past an SLA due time", ["sla"]
+)  # sla: first_response | resolution
+OLDEST_WAIT = Gauge("everycsr_inbox_oldest_unanswered_seconds", "Age of the oldest live ticket without a first reply")
 
 
 @dataclass(frozen=True, slots=True)

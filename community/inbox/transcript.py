@@ -6,6 +6,7 @@ WeChat answers the numbered choices of the last reply. Both are resolved against
 choices actually offered before them (stored with their labels since the pipeline
 records them); older rows without labels fall back to a description of the action.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -57,8 +58,11 @@ def describe_action(action: str, _: Translate, titles: dict[int, str]) -> str:
         verdict = rest.partition(":")[0]
         return _("👍 Helpful") if verdict == "up" else _("👎 Not helpful")
     simple = {
-        "human": _("Talk to a person"), "post": _("Ask the community"), "none": _("None of these"),
-        "start": _("Opened the chat"), "subscribe": _("Followed the account"),
+        "human": _("Talk to a person"),
+        "post": _("Ask the community"),
+        "none": _("None of these"),
+        "start": _("Opened the chat"),
+        "subscribe": _("Followed the account"),
     }
     if action in simple:
         return simple[action]

@@ -1,4 +1,5 @@
 """Everything an agent sees on one ticket, gathered so the member never repeats themselves."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,7 +50,9 @@ class TicketView:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def canned_replies(services: "Services", text: str, locale: str, limit: int = CANNED_LIMIT) -> list[KnowledgeItem]:
+async def canned_replies(
+    services: "Services", text: str, locale: str, limit: int = CANNED_LIMIT
+) -> list[KnowledgeItem]:
     """Knowledge items close to ``text`` (what the member asked, or the agent's search),
     for one-click replies."""
     if not text.strip():

@@ -1,4 +1,5 @@
 """The agent inbox pages: queue, ticket view, actions, and live updates (SSE)."""
+
 from __future__ import annotations
 
 import secrets
@@ -46,13 +47,16 @@ def _back(ticket_id: int, flash: str = "") -> web.HTTPSeeOther:
 
 def _rows(tickets: list[Ticket]) -> list[dict[str, Any]]:
     now = datetime.now(timezone.utc)
-    return [{
-        "t": t,
-        "breached": service.sla_breached(t, now),
-        "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
-        "resolution_left": minutes_left(t.resolution_due, now),
-        "age": int((now - t.created_at).total_seconds() // 60),
-    } for t in tickets]
+    return [
+        {
+            "t": t,
+            "breached": service.sla_breached(t, now),
+            "first_left": None if t.first_response_at else minutes_left(t.first_response_due, now),
+            "resolution_left": minutes_left(t.resolution_due, now),
+            "age": int((now - t.created_at).total_seconds() // 60),
+        }
+        for t in tickets
+    ]
 
 
 def _page_no(request: web.Request) -> int:
@@ -75,16 +79,27 @@ async def queue_page(request: web.Request) -> web.Response:
     result, rows = await _queue(request)
     channels = sorted(await Ticket.all().distinct().values_list("channel", flat=True))
     agents = _agents(await StaffUser.filter(active=True).order_by("username"))
-    return render(request, "inbox_queue.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=rows, q=result, channels=channels, agents=agents, statuses=("live", *STATUSES, "all"),
-                  query=dict(request.query), flash=request.query.get("flash", ""))
+    return render(
+        request,
+        "inbox_queue.html",
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        rows=rows,
+        q=result,
+        channels=channels,
+        agents=agents,
+        statuses=("live", *STATUSES, "all"),
+        query=dict(request.query),
+        flash=request.query.get("flash", ""),
+    )
 
 
 @require_role(*AGENTS)
 async def queue_fragment(request: web.Request) -> web.Response:
     result, rows = await _queue(request)
-    return render(request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=rows, q=result)
+    return render(
+        request, "inbox_queue_rows.html", staff=request["staff"], csrf_token=request["csrf_token"], rows=rows, q=result
+    )
 
 
 @require_role(*AGENTS)
@@ -94,18 +109,32 @@ async def ticket_page(request: web.Request) -> web.Response:
     view = await ticket_view(services, ticket, services.translator.bind(request_locale(request)))
     staff = request["staff"]
     agents = await StaffUser.filter(active=True).order_by("username") if staff.has_role("admin") else []
-    return render(request, "inbox_ticket.html", staff=staff, csrf_token=request["csrf_token"], v=view,
-                  messages=view.messages, ticket=ticket,
-                  agents=_agents(agents), nonce=secrets.token_urlsafe(16),
-                  flash=request.query.get("flash", ""))
+    return render(
+        request,
+        "inbox_ticket.html",
+        staff=staff,
+        csrf_token=request["csrf_token"],
+        v=view,
+        messages=view.messages,
+        ticket=ticket,
+        agents=_agents(agents),
+        nonce=secrets.token_urlsafe(16),
+        flash=request.query.get("flash", ""),
+    )
 
 
 @require_role(*AGENTS)
 async def messages_fragment(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
     messages = await ticket_messages(ticket.id)
-    return render(request, "inbox_messages.html", messages=messages, ticket=ticket, staff=request["staff"],
-                  csrf_token=request["csrf_token"])
+    return render(
+        request,
+        "inbox_messages.html",
+        messages=messages,
+        ticket=ticket,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+    )
 
 
 @require_role(*AGENTS)
@@ -132,8 +161,9 @@ async def assign(request: web.Request) -> web.Response:
     expected = str(form.get("expected", ""))
     if not to.isdigit() or not await StaffUser.filter(id=int(to), active=True).exists():
         raise bad_request(request, N_("Choose an agent."))
-    ok = await service.assign(request.app[SERVICES], tid, int(to),
-                              expected_assignee=int(expected) if expected.isdigit() else None)
+    ok = await service.assign(
+        request.app[SERVICES], tid, int(to), expected_assignee=int(expected) if expected.isdigit() else None
+    )
     await audit.record(request, "ticket.assign", "ticket", tid, to_staff=int(to), ok=ok)
     raise _back(tid, "" if ok else "changed")
 
@@ -162,12 +192,17 @@ async def _answered_by(request: web.Request, form: Any) -> int | None:
     raw = str(form.get("kb_item", "")).strip().lstrip("#").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(id=int(raw), status="published"):
-        raise bad_request(request, N_("The knowledge item must be the number of a published item "
-                                      "(leave it empty to close without one)."))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not await KnowledgeItem.exists(
+        id=int(raw), status="published"
+    ):
+        raise bad_request(
+            request,
+            N_("The knowledge item must be the number of a published item (leave it empty to close without one)."),
+        )
     if not await service.ticket_question(await _ticket(request)):
-        raise bad_request(request, N_("This ticket has no question from the member to learn from; "
-                                      "close it without a knowledge item."))
+        raise bad_request(
+            request, N_("This ticket has no question from the member to learn from; close it without a knowledge item.")
+        )
     return int(raw)
 
 
@@ -176,8 +211,7 @@ async def close(request: web.Request) -> web.Response:
     tid = _ticket_id(request)
     staff = request["staff"]
     item_id = await _answered_by(request, await request.post())
-    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"),
-                             answered_by=item_id)
+    ok = await service.close(request.app[SERVICES], tid, staff.id, admin=staff.has_role("admin"), answered_by=item_id)
     await audit.record(request, "ticket.close", "ticket", tid, ok=ok, answered_by=item_id)
     raise _back(tid, ("answered" if item_id else "") if ok else "refused")
 
@@ -195,8 +229,13 @@ async def publish(request: web.Request) -> web.Response:
     title = str(form.get("title", "")).strip() or (question.text if question else ticket.summary) or msg.text
     try:
         await KnowledgeItem.create(
-            key=f"agent-reply-{msg.id}", locale=ticket.member.locale, title=title[:255], variants=[],
-            answer=msg.text, category=question.category if question else "", status="draft",
+            key=f"agent-reply-{msg.id}",
+            locale=ticket.member.locale,
+            title=title[:255],
+            variants=[],
+            answer=msg.text,
+            category=question.category if question else "",
+            status="draft",
             tags=["from-agent", f"ticket:{ticket.id}"],
         )
     except IntegrityError:
@@ -214,8 +253,13 @@ async def change_tag(request: web.Request) -> web.Response:
     if op not in ("add", "remove"):
         raise bad_request(request, N_("Unknown operation."))
     try:
-        await member_tags.change_tag(ticket.member_id, str(form.get("tag", "")), add=op == "add",
-                                     actor=f"staff:{request['staff'].username}", source="inbox")
+        await member_tags.change_tag(
+            ticket.member_id,
+            str(form.get("tag", "")),
+            add=op == "add",
+            actor=f"staff:{request['staff'].username}",
+            source="inbox",
+        )
     except member_tags.TagError:
         raise _back(ticket.id, "bad-tag") from None
     await service.reprioritize(request.app[SERVICES], ticket.member_id)
@@ -226,7 +270,11 @@ async def change_tag(request: web.Request) -> web.Response:
 async def canned(request: web.Request) -> web.Response:
     """Knowledge items for a canned reply, searched by the agent's own words."""
     text = request.query.get("q", "").strip()[:200]
-    items = await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2) if text else []
+    items = (
+        await canned_replies(request.app[SERVICES], text, request_locale(request), limit=CANNED_LIMIT * 2)
+        if text
+        else []
+    )
     return render(request, "inbox_canned.html", items=items, q=text)
 
 
@@ -234,8 +282,14 @@ async def canned(request: web.Request) -> web.Response:
 async def report_page(request: web.Request) -> web.Response:
     raw = request.query.get("days", "30")
     days = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 366 else 30
-    return render(request, "inbox_report.html", staff=request["staff"], csrf_token=request["csrf_token"],
-                  rows=await inbox_report.agent_report(days), days=days)
+    return render(
+        request,
+        "inbox_report.html",
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        rows=await inbox_report.agent_report(days),
+        days=days,
+    )
 
 
 @require_role(*AGENTS)

@@ -9,6 +9,7 @@ members agreed (0 = reviewer only). Accepting appends the phrasing to
 ``KnowledgeItem.variants`` and goes through ``KnowledgeService.reindex``: the item is
 re-indexed here (no rebuild) and every other worker reloads it from the database.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 MAX_LEN = 200  # longer texts are messages, not questions
 
 
-async def suggest_variant(services: Any, item_id: int, query: str, source: str,
-                          member_id: int | None = None) -> CandidateVariant | None:
+async def suggest_variant(
+    services: Any, item_id: int, query: str, source: str, member_id: int | None = None
+) -> CandidateVariant | None:
     """Record one vote for ``query`` as a phrasing of ``item_id``; auto-accept at the quorum."""
     norm = normalize(query)
     if not norm or len(norm) > MAX_LEN:
@@ -37,8 +39,9 @@ async def suggest_variant(services: Any, item_id: int, query: str, source: str,
     if item is None or norm in {normalize(x) for x in [item.title, *item.variants]}:
         return None  # already a phrasing of the item
     try:
-        cv, _created = await CandidateVariant.get_or_create(item_id=item_id, normalized=norm,
-                                                            defaults={"text": query.strip()[:MAX_LEN]})
+        cv, _created = await CandidateVariant.get_or_create(
+            item_id=item_id, normalized=norm, defaults={"text": query.strip()[:MAX_LEN]}
+        )
     except IntegrityError:  # a concurrent first vote
         cv = await CandidateVariant.get(item_id=item_id, normalized=norm)
     if cv.status != "candidate":
@@ -63,8 +66,7 @@ async def suggest_variant(services: Any, item_id: int, query: str, source: str,
 async def accept(services: Any, cv: CandidateVariant, decided_by: str) -> bool:
     """Add the phrasing to the item (stored and indexed). False if already decided."""
     async with in_transaction():
-        n = await CandidateVariant.filter(id=cv.id, status="candidate").update(status="accepted",
-                                                                                decided_by=decided_by)
+        n = await CandidateVariant.filter(id=cv.id, status="candidate").update(status="accepted", decided_by=decided_by)
         if not n:
             return False
         item = await KnowledgeItem.select_for_update().get(id=cv.item_id)
@@ -84,6 +86,7 @@ async def reject(cv: CandidateVariant, decided_by: str) -> bool:
 
 
 # --- hooks the handlers call through services.extras ---------------------------------------
+
 
 async def on_pick(ctx: Any, item_id: int, query: str) -> None:
     """A "did you mean" choice (ask handler). After a 👎 it is a "better pick"."""

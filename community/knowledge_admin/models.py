@@ -1,4 +1,5 @@
 """Records of the knowledge lifecycle (the items themselves are community.models.KnowledgeItem)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,14 @@ class KnowledgeVersion(Model):
 
     id = fields.IntField(primary_key=True)
     item: fields.ForeignKeyRelation[KnowledgeItem] = fields.ForeignKeyField(
-        "models.KnowledgeItem", related_name="versions", on_delete=fields.CASCADE)
+        "models.KnowledgeItem", related_name="versions", on_delete=fields.CASCADE
+    )
     item_id: int
     number = fields.IntField()
     data: fields.JSONField[dict[str, Any]] = fields.JSONField()
     state = fields.CharField(max_length=16, db_index=True)
-    author = fields.CharField(max_length=96)          # "staff:<username>" or "member:<id>"
-    reason = fields.TextField(default="")             # the author's note
+    author = fields.CharField(max_length=96)  # "staff:<username>" or "member:<id>"
+    reason = fields.TextField(default="")  # the author's note
     decided_by = fields.CharField(max_length=96, default="")
     decision_reason = fields.TextField(default="")
     contribution_id = fields.IntField(null=True)
@@ -43,10 +45,11 @@ class KnowledgeContribution(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="kb_contributions", on_delete=fields.CASCADE)
+        "models.Member", related_name="kb_contributions", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16, default="")
-    item_id = fields.IntField(null=True)              # the item it creates or edits
+    item_id = fields.IntField(null=True)  # the item it creates or edits
     text = fields.TextField()
     status = fields.CharField(max_length=16, default="pending", db_index=True)  # pending/approved/rejected
     reason = fields.TextField(default="")
@@ -64,10 +67,10 @@ class CandidateVariant(Model):
 
     id = fields.IntField(primary_key=True)
     item_id = fields.IntField(db_index=True)
-    text = fields.CharField(max_length=500)           # as asked
+    text = fields.CharField(max_length=500)  # as asked
     normalized = fields.CharField(max_length=500)
-    sources: fields.JSONField[list[str]] = fields.JSONField(default=list)          # pick / better_pick / ticket
-    members: fields.JSONField[list[int]] = fields.JSONField(default=list)          # distinct member ids that agreed
+    sources: fields.JSONField[list[str]] = fields.JSONField(default=list)  # pick / better_pick / ticket
+    members: fields.JSONField[list[int]] = fields.JSONField(default=list)  # distinct member ids that agreed
     status = fields.CharField(max_length=16, default="candidate", db_index=True)  # candidate/accepted/rejected
     decided_by = fields.CharField(max_length=96, default="")
     created_at = fields.DatetimeField(auto_now_add=True)

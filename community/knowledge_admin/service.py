@@ -5,6 +5,7 @@ A published item stays live while an edit of it waits for review: the edit is a 
 Who may do what is checked here too, not only in the web layer: ``approve``, ``reject``
 and ``retire`` need a reviewer (admin passes every role check); members never reach them.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -86,27 +87,43 @@ async def _check_locale(item: KnowledgeItem, locale: str) -> None:
         raise LocaleTaken(item.key, locale)
 
 
-async def create_item(key: str, data: dict[str, Any], author: str, *, submit: bool, reason: str = "",
-                      contribution_id: int | None = None) -> tuple[KnowledgeItem, KnowledgeVersion]:
+async def create_item(
+    key: str, data: dict[str, Any], author: str, *, submit: bool, reason: str = "", contribution_id: int | None = None
+) -> tuple[KnowledgeItem, KnowledgeVersion]:
     """A new item as a draft (or pending when submitted): not searchable until approved."""
     state = "pending" if submit else "draft"
     async with in_transaction():
         item = await KnowledgeItem.create(key=key, status=state, **data)
-        v = await KnowledgeVersion.create(item=item, number=1, data=snapshot(item), state=state,
-                                          author=author, reason=reason, contribution_id=contribution_id)
+        v = await KnowledgeVersion.create(
+            item=item,
+            number=1,
+            data=snapshot(item),
+            state=state,
+            author=author,
+            reason=reason,
+            contribution_id=contribution_id,
+        )
     return item, v
 
 
-async def propose(item: KnowledgeItem, data: dict[str, Any], author: str, *, submit: bool, reason: str = "",
-                  contribution_id: int | None = None) -> KnowledgeVersion:
+async def propose(
+    item: KnowledgeItem,
+    data: dict[str, Any],
+    author: str,
+    *,
+    submit: bool,
+    reason: str = "",
+    contribution_id: int | None = None,
+) -> KnowledgeVersion:
     """A new revision of ``item``. An unpublished item takes it at once; a published or
     retired one keeps its live text until a reviewer approves."""
     merged = {**snapshot(item), **{k: v for k, v in data.items() if k in EDITABLE}}
     await _check_locale(item, merged["locale"])
     state = "pending" if submit else "draft"
     async with in_transaction():
-        v = await add_version(item, data=merged, state=state, author=author, reason=reason,
-                              contribution_id=contribution_id)
+        v = await add_version(
+            item, data=merged, state=state, author=author, reason=reason, contribution_id=contribution_id
+        )
         if item.status in ("draft", "pending"):
             for f, val in merged.items():
                 setattr(item, f, val)
@@ -191,8 +208,16 @@ async def retire(item: KnowledgeItem, reviewer: Staff, reason: str, kb: Any = No
     async with in_transaction():
         item.status = "retired"
         await item.save()
-        await add_version(item, data=snapshot(item), state="retired", author=author_of(reviewer), reason=reason,
-                          decided_by=author_of(reviewer), decision_reason=reason, decided_at=_now())
+        await add_version(
+            item,
+            data=snapshot(item),
+            state="retired",
+            author=author_of(reviewer),
+            reason=reason,
+            decided_by=author_of(reviewer),
+            decision_reason=reason,
+            decided_at=_now(),
+        )
     if kb is not None:
         kb.reindex([item])
 
@@ -212,8 +237,11 @@ def _lines(data: dict[str, Any]) -> list[str]:
 
 def diff(old: KnowledgeVersion, new: KnowledgeVersion) -> list[str]:
     """Unified diff (difflib) of two versions' fields, one line per field value."""
-    return list(difflib.unified_diff(_lines(old.data), _lines(new.data),
-                                     fromfile=f"v{old.number}", tofile=f"v{new.number}", lineterm="", n=2))
+    return list(
+        difflib.unified_diff(
+            _lines(old.data), _lines(new.data), fromfile=f"v{old.number}", tofile=f"v{new.number}", lineterm="", n=2
+        )
+    )
 
 
 # --- contributions -------------------------------------------------------------------------
@@ -229,7 +257,8 @@ def configure(services: Any) -> None:
 async def _decide_contribution(contribution_id: int, status: str, reason: str) -> None:
     """Record the outcome, tell the member on their channel, pay points when approved."""
     updated = await KnowledgeContribution.filter(id=contribution_id, status="pending").update(
-        status=status, reason=reason, decided_at=_now())
+        status=status, reason=reason, decided_at=_now()
+    )
     if not updated:
         return  # already decided: a retry must not notify or pay twice
     c = await KnowledgeContribution.get(id=contribution_id).prefetch_related("member")
@@ -251,17 +280,26 @@ async def _decide_contribution(contribution_id: int, status: str, reason: str) -
     loc = c.member.locale or "zh_CN"
     excerpt = c.text[:40]
     if status == "approved":
-        text = tr.gettext(loc, N_("Thank you! Your contribution \"%(text)s\" was approved and is now in the knowledge base."),
-                          text=excerpt)
+        text = tr.gettext(
+            loc,
+            N_('Thank you! Your contribution "%(text)s" was approved and is now in the knowledge base.'),
+            text=excerpt,
+        )
     else:
-        text = tr.gettext(loc, N_("Your contribution \"%(text)s\" was not accepted: %(reason)s"), text=excerpt,
-                          reason=reason)
-    await _services.outbox.to_member(c.member_id, Reply(text=text, kind="notification"), purpose="notification",
-                                     idempotency_key=f"kbcontrib:{c.id}:{status}")
+        text = tr.gettext(
+            loc, N_('Your contribution "%(text)s" was not accepted: %(reason)s'), text=excerpt, reason=reason
+        )
+    await _services.outbox.to_member(
+        c.member_id,
+        Reply(text=text, kind="notification"),
+        purpose="notification",
+        idempotency_key=f"kbcontrib:{c.id}:{status}",
+    )
 
 
-async def contribute(member_id: int, channel: str, text: str, item_id: int | None = None,
-                     locale: str = "zh_CN") -> KnowledgeContribution:
+async def contribute(
+    member_id: int, channel: str, text: str, item_id: int | None = None, locale: str = "zh_CN"
+) -> KnowledgeContribution:
     """A member's proposal becomes a pending item (first line = question, the rest = answer)
     or, with ``item_id``, a pending edit of that item's answer."""
     text = text.strip()
@@ -269,18 +307,25 @@ async def contribute(member_id: int, channel: str, text: str, item_id: int | Non
     if not lines:
         raise ValueError("empty contribution")
     item = await KnowledgeItem.get_or_none(id=item_id) if item_id else None
-    c = await KnowledgeContribution.create(member_id=member_id, channel=channel, text=text[:4000],
-                                           item_id=item.id if item else None)
+    c = await KnowledgeContribution.create(
+        member_id=member_id, channel=channel, text=text[:4000], item_id=item.id if item else None
+    )
     author = f"member:{member_id}"
     if item is not None:
-        await propose(item, {"answer": text[:4000]}, author, submit=True, reason="member contribution",
-                      contribution_id=c.id)
+        await propose(
+            item, {"answer": text[:4000]}, author, submit=True, reason="member contribution", contribution_id=c.id
+        )
     else:
         title = lines[0][:255]
         answer = "\n".join(lines[1:]) or title
-        item, _v = await create_item(f"contrib-{c.id}", {"title": title, "answer": answer, "locale": locale,
-                                                        "category": "contribution"},
-                                     author, submit=True, reason="member contribution", contribution_id=c.id)
+        item, _v = await create_item(
+            f"contrib-{c.id}",
+            {"title": title, "answer": answer, "locale": locale, "category": "contribution"},
+            author,
+            submit=True,
+            reason="member contribution",
+            contribution_id=c.id,
+        )
         c.item_id = item.id
         await c.save()
     await open_review("contribution", c, "member contribution", summary=text, created_by=member_id)

@@ -1,4 +1,5 @@
 """'Knowledge wanted': the unanswered questions, clustered, most askers first."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,14 +12,14 @@ from bot.core.models import UnansweredQuestion
 from bot.core.normalize import normalize
 
 _CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-SIMILARITY = 75     # rapidfuzz token_set_ratio (0-100) to join a cluster
-SCAN_LIMIT = 5000   # newest unresolved questions looked at
+SIMILARITY = 75  # rapidfuzz token_set_ratio (0-100) to join a cluster
+SCAN_LIMIT = 5000  # newest unresolved questions looked at
 
 
 @dataclass
 class Cluster:
-    example: str                       # the first question seen, as asked
-    key: str                           # its normalised form (what others are compared to)
+    example: str  # the first question seen, as asked
+    key: str  # its normalised form (what others are compared to)
     askers: set[int] = field(default_factory=set)
     count: int = 0
     samples: list[str] = field(default_factory=list)
@@ -64,8 +65,12 @@ def cluster(rows: list[tuple[int, int, str, str]], similarity: int = SIMILARITY)
 
 
 async def knowledge_wanted(limit: int = 30) -> list[Cluster]:
-    rows = await UnansweredQuestion.filter(resolved=False).order_by("-id").limit(SCAN_LIMIT).values_list(
-        "id", "member_id", "text", "normalized")
+    rows = (
+        await UnansweredQuestion.filter(resolved=False)
+        .order_by("-id")
+        .limit(SCAN_LIMIT)
+        .values_list("id", "member_id", "text", "normalized")
+    )
     return cluster(list(reversed(rows)))[:limit]
 
 

@@ -6,6 +6,7 @@ Ranking is a pure function (``rank``): a Wilson-score lower bound of the unhelpf
 the lower mean answer confidence. The figures come from the transcript and the feedback
 table, grouped in SQL (``collect``) so the page stays cheap over a year of traffic.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,12 +22,12 @@ from community.models import KnowledgeItem
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 365
-Z_95 = 1.959963984540054     # two-sided 95%
+Z_95 = 1.959963984540054  # two-sided 95%
 LOW_CONFIDENCE_MARGIN = 0.05  # "barely confident": mean below answer threshold + this
 RECENT_QUERIES = 3
-SUGGEST_CHUNK = 5000          # transcript rows read per round when counting suggestions
+SUGGEST_CHUNK = 5000  # transcript rows read per round when counting suggestions
 SUGGEST_SCAN_LIMIT = 200_000  # newest "did you mean" replies looked at
-DOWN_QUERY_SCAN = 5000        # newest 👎 looked at for the example questions
+DOWN_QUERY_SCAN = 5000  # newest 👎 looked at for the example questions
 
 
 @dataclass
@@ -35,12 +36,12 @@ class ItemStats:
 
     item_id: int
     title: str = ""
-    answers: int = 0                       # confident answers (kind="answer" with a confidence)
+    answers: int = 0  # confident answers (kind="answer" with a confidence)
     mean_confidence: float | None = None
     up: int = 0
     down: int = 0
-    suggested: int = 0                     # offered among "did you mean" choices
-    picked: int = 0                        # opened from a choice (kind="answer_pick")
+    suggested: int = 0  # offered among "did you mean" choices
+    picked: int = 0  # opened from a choice (kind="answer_pick")
     recent_down: list[str] = field(default_factory=list)
 
     @property
@@ -138,8 +139,9 @@ class WeakReport:
     suggest_truncated: bool = False
 
 
-async def collect(days: int, answer_threshold: float, *, now: datetime | None = None,
-                  limit: int | None = None) -> WeakReport:
+async def collect(
+    days: int, answer_threshold: float, *, now: datetime | None = None, limit: int | None = None
+) -> WeakReport:
     """Aggregate the window per published item and rank it."""
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
     stats: dict[int, ItemStats] = {}
@@ -150,15 +152,23 @@ async def collect(days: int, answer_threshold: float, *, now: datetime | None = 
             s = stats[item_id] = ItemStats(item_id=item_id)
         return s
 
-    answers = await (TranscriptEntry.filter(direction="out", kind="answer", item_id__isnull=False,
-                                            confidence__isnull=False, created_at__gte=since)
-                     .annotate(n=Count("id"), c=Avg("confidence")).group_by("item_id")
-                     .values_list("item_id", "n", "c"))
+    answers = await (
+        TranscriptEntry.filter(
+            direction="out", kind="answer", item_id__isnull=False, confidence__isnull=False, created_at__gte=since
+        )
+        .annotate(n=Count("id"), c=Avg("confidence"))
+        .group_by("item_id")
+        .values_list("item_id", "n", "c")
+    )
     for item_id, n, c in answers:
         s = get(item_id)
         s.answers, s.mean_confidence = int(n), (float(c) if c is not None else None)
-    votes = await (AnswerFeedback.filter(created_at__gte=since).annotate(n=Count("id"))
-                   .group_by("item_id", "helpful").values_list("item_id", "helpful", "n"))
+    votes = await (
+        AnswerFeedback.filter(created_at__gte=since)
+        .annotate(n=Count("id"))
+        .group_by("item_id", "helpful")
+        .values_list("item_id", "helpful", "n")
+    )
     for item_id, helpful, n in votes:
         s = get(item_id)
         if helpful:
@@ -179,9 +189,12 @@ async def collect(days: int, answer_threshold: float, *, now: datetime | None = 
     ids = [s.item_id for s in ranked]
     by_id = {s.item_id: s for s in ranked}
 
-    picks = await (TranscriptEntry.filter(direction="out", kind="answer_pick", item_id__in=ids,
-                                          created_at__gte=since)
-                   .annotate(n=Count("id")).group_by("item_id").values_list("item_id", "n"))
+    picks = await (
+        TranscriptEntry.filter(direction="out", kind="answer_pick", item_id__in=ids, created_at__gte=since)
+        .annotate(n=Count("id"))
+        .group_by("item_id")
+        .values_list("item_id", "n")
+    )
     for item_id, n in picks:
         by_id[item_id].picked = int(n)
     suggested, report.suggest_truncated = await _suggested_counts(since)
@@ -191,9 +204,13 @@ async def collect(days: int, answer_threshold: float, *, now: datetime | None = 
     down_ids = [s.item_id for s in ranked if s.down]
     if down_ids:
         recent: dict[int, list[str]] = defaultdict(list)
-        rows = await (AnswerFeedback.filter(helpful=False, item_id__in=down_ids, created_at__gte=since)
-                      .exclude(query="").order_by("-created_at", "-id").limit(DOWN_QUERY_SCAN)
-                      .values_list("item_id", "query"))
+        rows = await (
+            AnswerFeedback.filter(helpful=False, item_id__in=down_ids, created_at__gte=since)
+            .exclude(query="")
+            .order_by("-created_at", "-id")
+            .limit(DOWN_QUERY_SCAN)
+            .values_list("item_id", "query")
+        )
         for item_id, query in rows:
             qs = recent[item_id]
             text = " ".join(str(query).split())[:200]
@@ -204,10 +221,35 @@ async def collect(days: int, answer_threshold: float, *, now: datetime | None = 
     return report
 
 
-CSV_HEADER = ("item_id", "title", "answers", "mean_confidence", "helpful", "not_helpful",
-              "unhelpful_rate", "weakness", "suggested", "picked", "recent_not_helpful_questions")
+CSV_HEADER = (
+    "item_id",
+    "title",
+    "answers",
+    "mean_confidence",
+    "helpful",
+    "not_helpful",
+    "unhelpful_rate",
+    "weakness",
+    "suggested",
+    "picked",
+    "recent_not_helpful_questions",
+)
 
 
 def csv_rows(report: WeakReport) -> list[tuple[object, ...]]:
-    return [(s.item_id, s.title, s.answers, s.mean_confidence, s.up, s.down, s.unhelpful_rate, s.weakness,
-             s.suggested, s.picked, " | ".join(s.recent_down)) for s in report.items]
+    return [
+        (
+            s.item_id,
+            s.title,
+            s.answers,
+            s.mean_confidence,
+            s.up,
+            s.down,
+            s.unhelpful_rate,
+            s.weakness,
+            s.suggested,
+            s.picked,
+            " | ".join(s.recent_down),
+        )
+        for s in report.items
+    ]

@@ -4,6 +4,7 @@ candidate variants and "knowledge wanted".
 Agents (and reviewers) read and write drafts; only reviewers (admin passes every check)
 approve, reject, retire, mark notices and accept learned variants.
 """
+
 from __future__ import annotations
 
 import re
@@ -62,7 +63,11 @@ def _form_data(request: web.Request, form: Any) -> dict[str, Any]:
     if code and not (code.isascii() and code.isalnum() and len(code) <= 16):
         raise bad_request(request, N_("SMS code must be letters and digits."))
     return {
-        "title": title, "answer": answer[:20000], "locale": locale, "difficulty": difficulty, "sms_code": code,
+        "title": title,
+        "answer": answer[:20000],
+        "locale": locale,
+        "difficulty": difficulty,
+        "sms_code": code,
         "category": str(form.get("category", "")).strip()[:32],
         "variants": [v.strip()[:255] for v in str(form.get("variants", "")).splitlines() if v.strip()][:100],
         "tags": [t.strip() for t in re.split(r"[,，]", str(form.get("tags", ""))) if t.strip()][:20],
@@ -82,11 +87,23 @@ async def item_list(request: web.Request) -> web.Response:
     pending = await KnowledgeVersion.filter(state="pending").order_by("created_at").prefetch_related("item").limit(PAGE)
     notices = await service.notices(10)
     kb = request.app[SERVICES].kb
-    return render(request, "knowledge_list.html", **_ctx(request, items=items, q=q, status_filter=status,
-                  statuses=STATUSES, pending=pending, notices=notices,
-                  can_review=service.can_approve(request["staff"]),
-                  calibration=list(kb.calibration.values()), self_calibrate=kb.self_calibrate,
-                  thresholds=kb.matcher.config.thresholds(False)[0]))
+    return render(
+        request,
+        "knowledge_list.html",
+        **_ctx(
+            request,
+            items=items,
+            q=q,
+            status_filter=status,
+            statuses=STATUSES,
+            pending=pending,
+            notices=notices,
+            can_review=service.can_approve(request["staff"]),
+            calibration=list(kb.calibration.values()),
+            self_calibrate=kb.self_calibrate,
+            thresholds=kb.matcher.config.thresholds(False)[0],
+        ),
+    )
 
 
 @require_role(*WRITERS)
@@ -99,12 +116,20 @@ async def item_new(request: web.Request) -> web.Response:
             raise bad_request(request, N_("Key: letters, digits, _ . - only."))
         if await KnowledgeItem.exists(key=key, locale=data["locale"]):
             raise bad_request(request, N_("An item with this key and locale exists."))
-        item, _v = await service.create_item(key, data, service.author_of(request["staff"]),
-                                             submit=bool(form.get("submit")), reason=str(form.get("reason", "")))
+        item, _v = await service.create_item(
+            key,
+            data,
+            service.author_of(request["staff"]),
+            submit=bool(form.get("submit")),
+            reason=str(form.get("reason", "")),
+        )
         await audit.record(request, "knowledge.create", "item", item.id, key=key, submit=bool(form.get("submit")))
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
-    return render(request, "knowledge_edit.html", **_ctx(request, item=None, versions=[], candidates=[],
-                  can_review=service.can_approve(request["staff"])))
+    return render(
+        request,
+        "knowledge_edit.html",
+        **_ctx(request, item=None, versions=[], candidates=[], can_review=service.can_approve(request["staff"])),
+    )
 
 
 async def _item(request: web.Request) -> KnowledgeItem:
@@ -117,16 +142,30 @@ async def item_edit(request: web.Request) -> web.Response:
     if request.method == "POST":
         form = await request.post()
         try:
-            await service.propose(item, _form_data(request, form), service.author_of(request["staff"]),
-                                  submit=bool(form.get("submit")), reason=str(form.get("reason", ""))[:2000])
+            await service.propose(
+                item,
+                _form_data(request, form),
+                service.author_of(request["staff"]),
+                submit=bool(form.get("submit")),
+                reason=str(form.get("reason", ""))[:2000],
+            )
         except service.LocaleTaken as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await audit.record(request, "knowledge.edit", "item", item.id, submit=bool(form.get("submit")))
         raise web.HTTPFound(f"/admin/knowledge/{item.id}")
     versions = await KnowledgeVersion.filter(item_id=item.id).order_by("-number")
     candidates = await CandidateVariant.filter(item_id=item.id, status="candidate").order_by("-updated_at")
-    return render(request, "knowledge_edit.html", **_ctx(request, item=item, versions=versions,
-                  candidates=candidates, can_review=service.can_approve(request["staff"])))
+    return render(
+        request,
+        "knowledge_edit.html",
+        **_ctx(
+            request,
+            item=item,
+            versions=versions,
+            candidates=candidates,
+            can_review=service.can_approve(request["staff"]),
+        ),
+    )
 
 
 @require_role(*WRITERS)
@@ -140,8 +179,7 @@ async def item_diff(request: web.Request) -> web.Response:
     vb = await KnowledgeVersion.get_or_none(item_id=item.id, number=b)
     if va is None or vb is None:
         raise web.HTTPNotFound(text="No such version.")
-    return render(request, "knowledge_diff.html", **_ctx(request, item=item, a=va, b=vb,
-                  lines=service.diff(va, vb)))
+    return render(request, "knowledge_diff.html", **_ctx(request, item=item, a=va, b=vb, lines=service.diff(va, vb)))
 
 
 async def _version(request: web.Request) -> KnowledgeVersion:
@@ -162,8 +200,9 @@ async def version_decide(request: web.Request) -> web.Response:
         raise web.HTTPConflict(text=str(exc)) from None
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    await audit.record(request, f"knowledge.{request.match_info['verdict']}", "version", v.id, item=v.item_id,
-                       reason=reason[:200])
+    await audit.record(
+        request, f"knowledge.{request.match_info['verdict']}", "version", v.id, item=v.item_id, reason=reason[:200]
+    )
     raise web.HTTPFound(f"/admin/knowledge/{v.item_id}")
 
 
@@ -192,8 +231,11 @@ async def item_notice(request: web.Request) -> web.Response:
 async def candidates(request: web.Request) -> web.Response:
     rows = await CandidateVariant.filter(status="candidate").order_by("-updated_at").limit(PAGE * 2)
     titles = dict(await KnowledgeItem.filter(id__in=[r.item_id for r in rows]).values_list("id", "title"))
-    return render(request, "knowledge_candidates.html", **_ctx(request, rows=rows, titles=titles,
-                  can_review=service.can_approve(request["staff"])))
+    return render(
+        request,
+        "knowledge_candidates.html",
+        **_ctx(request, rows=rows, titles=titles, can_review=service.can_approve(request["staff"])),
+    )
 
 
 @require_role(*REVIEWERS)
@@ -204,15 +246,19 @@ async def candidate_decide(request: web.Request) -> web.Response:
         await learning.accept(request.app[SERVICES], cv, who)
     else:
         await learning.reject(cv, who)
-    await audit.record(request, f"knowledge.variant_{request.match_info['verdict']}", "item", cv.item_id,
-                       candidate=cv.id)
+    await audit.record(
+        request, f"knowledge.variant_{request.match_info['verdict']}", "item", cv.item_id, candidate=cv.id
+    )
     raise web.HTTPFound(_back_to_referer(request, "/admin/knowledge/candidates"))
 
 
 @require_role(*WRITERS)
 async def wanted_page(request: web.Request) -> web.Response:
-    return render(request, "knowledge_wanted.html", **_ctx(request, clusters=await wanted.knowledge_wanted(),
-                  can_review=service.can_approve(request["staff"])))
+    return render(
+        request,
+        "knowledge_wanted.html",
+        **_ctx(request, clusters=await wanted.knowledge_wanted(), can_review=service.can_approve(request["staff"])),
+    )
 
 
 @require_role(*REVIEWERS)

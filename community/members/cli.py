@@ -1,4 +1,5 @@
 """``python -m bot tags import FILE.csv``: add or remove member tags in bulk (audited)."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ def cmd_tags_import(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tags = sub.add_parser("tags", help="member tags")
     tsub = tags.add_subparsers(dest="tags_command", required=True, metavar="ACTION")
-    p = tsub.add_parser("import", help="CSV rows: member,tag[,add|remove]; member is an id, +phone or channel:external_id")
+    p = tsub.add_parser(
+        "import", help="CSV rows: member,tag[,add|remove]; member is an id, +phone or channel:external_id"
+    )
     p.add_argument("file", help="CSV file (UTF-8), or - for stdin")
     p.add_argument("--actor", help="who is importing, for the audit record (default: the OS user)")
     p.set_defaults(func=cmd_tags_import)

@@ -1,4 +1,5 @@
 """Member tags as rows (so the inbox can filter by tag in SQL) and their audit trail."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ class MemberTag(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="tag_rows", on_delete=fields.CASCADE)
+        "models.Member", related_name="tag_rows", on_delete=fields.CASCADE
+    )
     member_id: int
     tag = fields.CharField(max_length=64)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -32,7 +34,8 @@ class MemberTagChange(Model):
 
     id = fields.BigIntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="tag_changes", on_delete=fields.CASCADE)
+        "models.Member", related_name="tag_changes", on_delete=fields.CASCADE
+    )
     member_id: int
     tag = fields.CharField(max_length=64)
     op = fields.CharField(max_length=8)  # add | remove

@@ -4,6 +4,7 @@ Every change is one transaction: the tag row, the member's denormalised list and
 record commit together or not at all, and a repeated add or remove changes nothing (no
 second audit record), so a retried request or a re-run import acts once.
 """
+
 from __future__ import annotations
 
 import csv
@@ -76,8 +77,9 @@ async def change_tag(member_id: int, raw_tag: str, *, add: bool, actor: str, sou
             await MemberTag.filter(member_id=member_id, tag=tag).using_db(conn).delete()
             current = [t for t in current if t != tag]
         await Member.filter(id=member_id).using_db(conn).update(tags=current)
-        await MemberTagChange.create(member_id=member_id, tag=tag, op="add" if add else "remove",
-                                     actor=actor[:128], source=source, using_db=conn)
+        await MemberTagChange.create(
+            member_id=member_id, tag=tag, op="add" if add else "remove", actor=actor[:128], source=source, using_db=conn
+        )
     return True
 
 

@@ -5,6 +5,7 @@ A staff session (cookie) with the agent or admin role; changes need the session'
 token in ``X-CSRF-Token``. Bodies are JSON ``{"tag": "vip"}``; answers are
 ``{"member": id, "tags": [...], "changed": bool}``.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,10 @@ async def _tag_from_body(request: web.Request) -> str:
     try:
         body = json.loads(await request.text())
     except (ValueError, UnicodeDecodeError):
-        raise _error(web.HTTPBadRequest, "send JSON: {\"tag\": \"...\"}") from None
+        raise _error(web.HTTPBadRequest, 'send JSON: {"tag": "..."}') from None
     tag = body.get("tag") if isinstance(body, dict) else None
     if not isinstance(tag, str):
-        raise _error(web.HTTPBadRequest, "send JSON: {\"tag\": \"...\"}")
+        raise _error(web.HTTPBadRequest, 'send JSON: {"tag": "..."}')
     return tag
 
 
@@ -57,8 +58,9 @@ async def _answer(member_id: int, changed: bool | None = None) -> web.Response:
 async def _change(request: web.Request, tag: str, add: bool) -> web.Response:
     member = await _member(request)
     try:
-        changed = await member_tags.change_tag(member.id, tag, add=add, actor=f"staff:{request['staff'].username}",
-                                               source="api")
+        changed = await member_tags.change_tag(
+            member.id, tag, add=add, actor=f"staff:{request['staff'].username}", source="api"
+        )
     except member_tags.TagError as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from None
     if changed:  # a live ticket follows the member's VIP status

@@ -11,6 +11,7 @@ in the text, whatever the pattern, so ``(a+)+$`` cannot stall the service. RE2 h
 back-references or look-arounds; a pattern that needs them is refused on save with a clear
 error. Words are literals we escape ourselves, so Python's ``re`` is safe for them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,9 +60,13 @@ def _re2(pattern: str, *, ignore_case: bool) -> Any:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise PatternError(N_("This regular expression cannot be used (%(reason)s). Back-references and "
-                              "look-arounds are not supported: they can make matching take exponential time."),
-                           reason=str(reason)) from None
+        raise PatternError(
+            N_(
+                "This regular expression cannot be used (%(reason)s). Back-references and "
+                "look-arounds are not supported: they can make matching take exponential time."
+            ),
+            reason=str(reason),
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +251,7 @@ def _apply_replacements(text: str, spans: list[tuple[Hit, str]]) -> str:
     for hit, repl in spans:
         if hit.start < pos:  # overlaps an earlier replacement
             continue
-        out.append(text[pos:hit.start])
+        out.append(text[pos : hit.start])
         out.append(repl)
         pos = hit.end
     out.append(text[pos:])

@@ -1,4 +1,5 @@
 """Watched words, held/flagged content awaiting review, warnings and the audit log."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,8 @@ class ReviewItem(Model):
     content_type = fields.CharField(max_length=16)  # question | answer | contribution | forward
     content_id = fields.IntField(null=True)
     member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="review_items", null=True, on_delete=fields.SET_NULL)
+        "models.Member", related_name="review_items", null=True, on_delete=fields.SET_NULL
+    )
     member_id: int | None
     text = fields.TextField()
     action = fields.CharField(max_length=16)  # hold | flag
@@ -55,7 +57,8 @@ class MemberStanding(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.OneToOneRelation[Member] = fields.OneToOneField(
-        "models.Member", related_name="standing", on_delete=fields.CASCADE)
+        "models.Member", related_name="standing", on_delete=fields.CASCADE
+    )
     member_id: int
     warnings = fields.IntField(default=0)
     forwarding_frozen = fields.BooleanField(default=False)

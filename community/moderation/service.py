@@ -5,6 +5,7 @@ Content owners (Q&A posts and answers here; contributions and forwards elsewhere
 that stores reviewable content registers a callback with :func:`on_review` so an
 approve/reject reaches its row.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,22 +67,43 @@ async def screen(text: str) -> Verdict:
     return watch.check(text)
 
 
-async def audit(actor: str, action: str, *, content_type: str = "", content_id: int | None = None,
-                member_id: int | None = None, **detail: Any) -> None:
-    await ModerationAudit.create(actor=actor[:64], action=action[:32], content_type=content_type[:16],
-                                 content_id=content_id, member_id=member_id, detail=detail)
+async def audit(
+    actor: str,
+    action: str,
+    *,
+    content_type: str = "",
+    content_id: int | None = None,
+    member_id: int | None = None,
+    **detail: Any,
+) -> None:
+    await ModerationAudit.create(
+        actor=actor[:64],
+        action=action[:32],
+        content_type=content_type[:16],
+        content_id=content_id,
+        member_id=member_id,
+        detail=detail,
+    )
 
 
-async def add_word(pattern: str, kind: str, action: str, *, replacement: str = "***", note: str = "",
-                   actor: str = "system") -> WatchedWord:
+async def add_word(
+    pattern: str, kind: str, action: str, *, replacement: str = "***", note: str = "", actor: str = "system"
+) -> WatchedWord:
     """Validate and store a watched word; raises ValueError with a message for the form."""
     if kind not in KINDS or action not in ACTIONS:
         raise ValueError("unknown kind or action")
     compile_rule(Rule(0, pattern, kind, action, replacement))  # PatternError is a ValueError
-    row = await WatchedWord.create(pattern=pattern.strip(), kind=kind, action=action,
-                                   replacement=replacement[:64] or "***", note=note[:255], created_by=actor[:64])
-    await audit(actor, "word_add", content_type="word", content_id=row.id, pattern=row.pattern, kind=kind,
-                word_action=action)
+    row = await WatchedWord.create(
+        pattern=pattern.strip(),
+        kind=kind,
+        action=action,
+        replacement=replacement[:64] or "***",
+        note=note[:255],
+        created_by=actor[:64],
+    )
+    await audit(
+        actor, "word_add", content_type="word", content_id=row.id, pattern=row.pattern, kind=kind, word_action=action
+    )
     invalidate()
     return row
 
@@ -94,19 +116,32 @@ async def remove_word(word_id: int, *, actor: str) -> bool:
     return bool(done)
 
 
-async def record(services: "Services", verdict: Verdict, *, member_id: int | None, content_type: str,
-                 content_id: int | None, text: str) -> ReviewItem | None:
+async def record(
+    services: "Services",
+    verdict: Verdict,
+    *,
+    member_id: int | None,
+    content_type: str,
+    content_id: int | None,
+    text: str,
+) -> ReviewItem | None:
     """Audit a verdict that matched, queue held/flagged content and warn when asked."""
     if verdict.action == "allow":
         return None
     matched = [{"rule": h.rule_id, "pattern": h.pattern, "action": h.action} for h in verdict.hits]
-    await audit("system", verdict.action, content_type=content_type, content_id=content_id,
-                member_id=member_id, matched=matched)
+    await audit(
+        "system", verdict.action, content_type=content_type, content_id=content_id, member_id=member_id, matched=matched
+    )
     item = None
     if verdict.action in ("hold", "flag", "warn"):
-        item = await ReviewItem.create(content_type=content_type, content_id=content_id, member_id=member_id,
-                                       text=text, action="hold" if verdict.action == "warn" else verdict.action,
-                                       matched=matched)
+        item = await ReviewItem.create(
+            content_type=content_type,
+            content_id=content_id,
+            member_id=member_id,
+            text=text,
+            action="hold" if verdict.action == "warn" else verdict.action,
+            matched=matched,
+        )
         await open_review("moderation_item", item, item.action, summary=text, created_by=member_id)
     if verdict.action == "warn" and member_id:
         await warn_member(services, member_id, content_type=content_type, content_id=content_id)
@@ -131,12 +166,17 @@ async def warn_member(services: "Services", member_id: int, *, content_type: str
         "other customers, so please check official sources before passing things on. Thank you for "
         "helping keep our community trustworthy."
     )
-    await services.outbox.to_member(member_id, Reply(text=text, kind="warning"), purpose="system",
-                                    idempotency_key=f"warn:{content_type}:{content_id}:{member_id}")
+    await services.outbox.to_member(
+        member_id,
+        Reply(text=text, kind="warning"),
+        purpose="system",
+        idempotency_key=f"warn:{content_type}:{content_id}:{member_id}",
+    )
     freeze = standing.warnings >= services.settings.moderation_warn_freeze_after
     if freeze and not standing.forwarding_frozen:
         updated = await MemberStanding.filter(id=standing.id, forwarding_frozen=False).update(
-            forwarding_frozen=True, frozen_at=datetime.now(timezone.utc))
+            forwarding_frozen=True, frozen_at=datetime.now(timezone.utc)
+        )
         if updated:
             await audit("system", "freeze_forwarding", member_id=member_id, warnings=standing.warnings)
     await _gamification_warning(member_id, standing.warnings, freeze, standing.episode)
@@ -148,7 +188,8 @@ async def lift_if_clean(member_id: int, now: datetime | None = None) -> bool:
     has passed; the warning count restarts and a new episode begins. True when lifted."""
     now = now or datetime.now(timezone.utc)
     done = await MemberStanding.filter(member_id=member_id, forwarding_frozen=True, clean_until__lte=now).update(
-        forwarding_frozen=False, warnings=0, episode=F("episode") + 1, frozen_at=None)
+        forwarding_frozen=False, warnings=0, episode=F("episode") + 1, frozen_at=None
+    )
     if done:
         await audit("system", "unfreeze_forwarding", member_id=member_id)
     return bool(done)
@@ -194,21 +235,41 @@ async def decide(item_id: int, *, approve: bool, reason: str, reviewer: str) -> 
     now = datetime.now(timezone.utc)
     status = "approved" if approve else "rejected"
     done = await ReviewItem.filter(id=item_id, status="pending").update(
-        status=status, reason=reason[:500], reviewer=reviewer[:64], decided_at=now)
+        status=status, reason=reason[:500], reviewer=reviewer[:64], decided_at=now
+    )
     if not done:
         return None
     item = await ReviewItem.get(id=item_id)
     if item.member_id is not None and item.action == "hold":
         # staff have dealt with this member's held content: later warnings are a new episode
         await MemberStanding.filter(member_id=item.member_id).update(episode=F("episode") + 1)
-    await audit(f"staff:{reviewer}", status, content_type=item.content_type, content_id=item.content_id,
-                member_id=item.member_id, reason=reason[:500], review_item=item.id)
+    await audit(
+        f"staff:{reviewer}",
+        status,
+        content_type=item.content_type,
+        content_id=item.content_id,
+        member_id=item.member_id,
+        reason=reason[:500],
+        review_item=item.id,
+    )
     callback = _review_callbacks.get(item.content_type)
     if callback and item.content_id is not None:
         await callback(item.content_id, approve)
     return item
 
 
-__all__ = ["PatternError", "Verdict", "add_word", "audit", "decide", "is_forwarding_frozen", "lift_clean_freezes",
-           "lift_if_clean", "on_review",
-           "record", "remove_word", "screen", "warn_member"]
+__all__ = [
+    "PatternError",
+    "Verdict",
+    "add_word",
+    "audit",
+    "decide",
+    "is_forwarding_frozen",
+    "lift_clean_freezes",
+    "lift_if_clean",
+    "on_review",
+    "record",
+    "remove_word",
+    "screen",
+    "warn_member",
+]

@@ -1,4 +1,5 @@
 """``/admin/moderation``: the review queue (approve/reject with a reason) and the watch list."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,14 +18,26 @@ TEMPLATES = Path(__file__).parent / "templates"
 REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
-async def _page(request: web.Request, *, error: str = "", status: int = 200,
-                error_args: dict | None = None) -> web.Response:
+async def _page(
+    request: web.Request, *, error: str = "", status: int = 200, error_args: dict | None = None
+) -> web.Response:
     items = await ReviewItem.filter(status="pending").order_by("id").limit(100)
     words = await WatchedWord.filter(active=True).order_by("id")
     log = await ModerationAudit.all().order_by("-id").limit(50)
-    return render(request, "moderation.html", status=status, staff=request["staff"],
-                  csrf_token=request["csrf_token"], items=items, words=words, log=log, kinds=KINDS,
-                  actions=ACTIONS, error=error, error_args=error_args or {})
+    return render(
+        request,
+        "moderation.html",
+        status=status,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        items=items,
+        words=words,
+        log=log,
+        kinds=KINDS,
+        actions=ACTIONS,
+        error=error,
+        error_args=error_args or {},
+    )
 
 
 @require_role(*REVIEWERS)
@@ -42,8 +55,9 @@ async def decide(request: web.Request) -> web.Response:
         raise bad_request(request, N_("Choose approve or reject."))
     if verdict == "reject" and not reason:
         return await _page(request, error="reason", status=400)
-    item = await service.decide(int(raw), approve=verdict == "approve", reason=reason,
-                                reviewer=request["staff"].username)
+    item = await service.decide(
+        int(raw), approve=verdict == "approve", reason=reason, reviewer=request["staff"].username
+    )
     if item is not None:
         await audit.record(request, f"moderation.{verdict}", "review", item.id, member=item.member_id)
     raise web.HTTPSeeOther("/admin/moderation")
@@ -53,15 +67,21 @@ async def decide(request: web.Request) -> web.Response:
 async def add_word(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        row = await service.add_word(str(form.get("pattern", "")), str(form.get("kind", "")), str(form.get("action", "")),
-                               replacement=str(form.get("replacement", "***")), note=str(form.get("note", "")),
-                               actor=f"staff:{request['staff'].username}")
+        row = await service.add_word(
+            str(form.get("pattern", "")),
+            str(form.get("kind", "")),
+            str(form.get("action", "")),
+            replacement=str(form.get("replacement", "***")),
+            note=str(form.get("note", "")),
+            actor=f"staff:{request['staff'].username}",
+        )
     except PatternError as exc:  # said in the reviewer's language
         return await _page(request, error=exc.msgid, error_args=exc.params, status=400)
     except ValueError as exc:
         return await _page(request, error=str(exc), status=400)
-    await audit.record(request, "moderation.word_add", "word", row.id, pattern=row.pattern, kind=row.kind,
-                       word_action=row.action)
+    await audit.record(
+        request, "moderation.word_add", "word", row.id, pattern=row.pattern, kind=row.kind, word_action=row.action
+    )
     raise web.HTTPSeeOther("/admin/moderation")
 
 

@@ -1,4 +1,5 @@
 """A sample offer for ``make demo``: ask about data and it is appended to the answer."""
+
 from __future__ import annotations
 
 from bot.core.settings import Settings

@@ -4,6 +4,7 @@ The rules are a pure function (:func:`evaluate`) of the offer, the answer's cont
 the member's offer history and the service rules, so every exclusion can be tested
 on its own; the async helpers around it load that context and history from storage.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -133,8 +134,13 @@ def _member_reasons(ctx: OfferContext, history: OfferHistory, rules: Rules) -> l
     if rules.in_quiet_hours(ctx.now):
         out.append(Reason("quiet_hours", N_("Quiet hours: no offers at this time of day.")))
     if history.member_offers_today >= rules.max_per_member_per_day:
-        out.append(Reason("member_daily_cap", N_("The member already saw %(n)s offer(s) today."),
-                          (("n", history.member_offers_today),)))
+        out.append(
+            Reason(
+                "member_daily_cap",
+                N_("The member already saw %(n)s offer(s) today."),
+                (("n", history.member_offers_today),),
+            )
+        )
     return out
 
 
@@ -171,12 +177,14 @@ def evaluate(offer: Offer, ctx: OfferContext, history: OfferHistory, rules: Rule
             reasons.append(Reason("tags", N_("The member has none of its tags.")))
 
     if offer.daily_budget and history.impressions_today.get(offer.id, 0) >= offer.daily_budget:
-        reasons.append(Reason("budget", N_("Today's budget of %(n)s impressions is spent."),
-                              (("n", offer.daily_budget),)))
+        reasons.append(
+            Reason("budget", N_("Today's budget of %(n)s impressions is spent."), (("n", offer.daily_budget),))
+        )
     last = history.last_shown.get(offer.id)
     if last is not None and offer.repeat_days > 0 and ctx.now - last < timedelta(days=offer.repeat_days):
-        reasons.append(Reason("repeat", N_("The member saw this offer within the last %(n)s day(s)."),
-                              (("n", offer.repeat_days),)))
+        reasons.append(
+            Reason("repeat", N_("The member saw this offer within the last %(n)s day(s)."), (("n", offer.repeat_days),))
+        )
     return Verdict(offer=offer, reasons=reasons, score=score)
 
 
@@ -197,7 +205,7 @@ UNKNOWN: Any = object()  # "the live ticket was not looked up yet"
 
 
 async def conversation_block(member_id: int, state: dict[str, Any] | None, ticket: Any = UNKNOWN) -> str | None:
-    """"complaint" / "agent" while a person owns the member's conversation, else None.
+    """ "complaint" / "agent" while a person owns the member's conversation, else None.
 
     ``ticket`` is the member's live inbox ticket when the caller already looked it up (the
     agent-mode middleware does, once per message); the conversation-state markers cover
@@ -217,22 +225,28 @@ async def conversation_block(member_id: int, state: dict[str, Any] | None, ticke
     return None
 
 
-async def load_history(member_id: int | None, now: datetime, rules: Rules,
-                       offers: Sequence[Offer] = ()) -> OfferHistory:
+async def load_history(
+    member_id: int | None, now: datetime, rules: Rules, offers: Sequence[Offer] = ()
+) -> OfferHistory:
     """The member's recent impressions, and today's impressions of the offers that have a
     daily budget: small aggregate queries, whatever the day's total traffic."""
     day = rules.day_start(now)
     history = OfferHistory()
     budgeted = [o.id for o in offers if o.daily_budget]
     if budgeted:
-        rows = await (OfferEvent.filter(kind="impression", created_at__gte=day, offer_id__in=budgeted)
-                      .annotate(n=Count("id")).group_by("offer_id").values_list("offer_id", "n"))
+        rows = await (
+            OfferEvent.filter(kind="impression", created_at__gte=day, offer_id__in=budgeted)
+            .annotate(n=Count("id"))
+            .group_by("offer_id")
+            .values_list("offer_id", "n")
+        )
         history.impressions_today = {oid: int(n) for oid, n in rows}
     if member_id is not None:
         days = max([o.repeat_days for o in offers] + [1])
         horizon = min(day, now - timedelta(days=days))
         mine = await OfferEvent.filter(kind="impression", member_id=member_id, created_at__gte=horizon).values_list(
-            "offer_id", "created_at")
+            "offer_id", "created_at"
+        )
         for offer_id, at in mine:
             if at >= day:
                 history.member_offers_today += 1
@@ -271,9 +285,16 @@ async def record_impression(verdict: Verdict, ctx: OfferContext, rules: Rules, t
     """Store the impression, then re-check the caps counting it: two answers racing for
     the last slot of a budget or a member's daily cap cannot both win."""
     event = await OfferEvent.create(
-        offer_id=verdict.offer.id, kind="impression", token=token, member_id=ctx.member_id,
-        channel=ctx.channel, item_id=ctx.item_id, category=ctx.category[:32], tags=list(ctx.tags),
-        tags_text=tags_text(ctx.tags), query=ctx.question[:200],
+        offer_id=verdict.offer.id,
+        kind="impression",
+        token=token,
+        member_id=ctx.member_id,
+        channel=ctx.channel,
+        item_id=ctx.item_id,
+        category=ctx.category[:32],
+        tags=list(ctx.tags),
+        tags_text=tags_text(ctx.tags),
+        query=ctx.question[:200],
     )
     day = rules.day_start(ctx.now)
     ahead = OfferEvent.filter(kind="impression", created_at__gte=day, id__lte=event.id)

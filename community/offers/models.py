@@ -1,4 +1,5 @@
 """Offers and the record of every impression, click and acceptance."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -49,12 +50,14 @@ class OfferEvent(Model):
 
     id = fields.BigIntField(primary_key=True)
     offer: fields.ForeignKeyRelation[Offer] = fields.ForeignKeyField(
-        "models.Offer", related_name="events", on_delete=fields.CASCADE)
+        "models.Offer", related_name="events", on_delete=fields.CASCADE
+    )
     offer_id: int
     kind = fields.CharField(max_length=12)  # impression | click | accept
     token = fields.CharField(max_length=32, db_index=True)
     member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="offer_events", null=True, on_delete=fields.SET_NULL)
+        "models.Member", related_name="offer_events", null=True, on_delete=fields.SET_NULL
+    )
     member_id: int | None
     channel = fields.CharField(max_length=16, default="")
     item_id = fields.IntField(null=True)

@@ -5,6 +5,7 @@ tricks, no imports) with autoescape, over a plain dict of member fields, never t
 ORM object. Channels show card text as plain text, so the HTML result is reduced to
 text (tags stripped, entities decoded) before it goes out.
 """
+
 from __future__ import annotations
 
 import secrets

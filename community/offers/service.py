@@ -3,6 +3,7 @@
 Channel-independent; ``handlers/offers.py`` calls :func:`offer_for_answer` after an
 answer and :func:`accept` when the member presses the offer's button.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,16 @@ from bot.core.messages import Reply
 from bot.core.models import Member
 from bot.core.settings import Settings
 from community.offers.engine import (
-    UNKNOWN, OfferContext, OfferHistory, Rules, _member_reasons, choose, conversation_block, evaluate_all,
-    record_impression, tags_text,
+    UNKNOWN,
+    OfferContext,
+    OfferHistory,
+    Rules,
+    _member_reasons,
+    choose,
+    conversation_block,
+    evaluate_all,
+    record_impression,
+    tags_text,
 )
 from community.offers.models import Offer, OfferEvent
 from community.offers.render import attach_offer, member_fields, new_token, render_body
@@ -44,18 +53,36 @@ def base_url(settings: Settings) -> str:
 
 
 async def build_context(
-    member: Member, *, channel: str, locale: str, question: str, item_id: int | None, category: str,
-    state: dict[str, Any] | None = None, now: datetime | None = None, ticket: Any = UNKNOWN,
+    member: Member,
+    *,
+    channel: str,
+    locale: str,
+    question: str,
+    item_id: int | None,
+    category: str,
+    state: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    ticket: Any = UNKNOWN,
 ) -> OfferContext:
     return OfferContext(
-        member_id=member.id, opted_out=member.opted_out, tags=tuple(member.tags or ()), channel=channel,
-        locale=locale, question=question, item_id=item_id, category=category,
-        now=now or datetime.now(timezone.utc), blocked_by=await conversation_block(member.id, state, ticket),
+        member_id=member.id,
+        opted_out=member.opted_out,
+        tags=tuple(member.tags or ()),
+        channel=channel,
+        locale=locale,
+        question=question,
+        item_id=item_id,
+        category=category,
+        now=now or datetime.now(timezone.utc),
+        blocked_by=await conversation_block(member.id, state, ticket),
     )
 
 
 async def offer_for_answer(
-    member: Member, reply: Reply, octx: OfferContext, settings: Settings,
+    member: Member,
+    reply: Reply,
+    octx: OfferContext,
+    settings: Settings,
 ) -> Offer | None:
     """Append the best eligible offer to ``reply`` and record the impression."""
     rules = rules_for(settings)
@@ -65,8 +92,10 @@ async def offer_for_answer(
     best = choose(await evaluate_all(octx, rules))
     if best is None:
         return None
-    body = render_body(best.offer, member_fields(
-        name=member.display_name, locale=octx.locale, channel=octx.channel, tags=list(octx.tags)))
+    body = render_body(
+        best.offer,
+        member_fields(name=member.display_name, locale=octx.locale, channel=octx.channel, tags=list(octx.tags)),
+    )
     token = new_token()
     if await record_impression(best, octx, rules, token) is None:
         return None
@@ -89,9 +118,16 @@ async def follow(token: str, kind: str, *, member_id: int | None = None) -> Foll
         return None
     try:
         await OfferEvent.create(
-            offer_id=impression.offer_id, kind=kind, token=impression.token, member_id=impression.member_id,
-            channel=impression.channel, item_id=impression.item_id, category=impression.category,
-            tags=impression.tags, tags_text=tags_text(impression.tags or []), query=impression.query,
+            offer_id=impression.offer_id,
+            kind=kind,
+            token=impression.token,
+            member_id=impression.member_id,
+            channel=impression.channel,
+            item_id=impression.item_id,
+            category=impression.category,
+            tags=impression.tags,
+            tags_text=tags_text(impression.tags or []),
+            query=impression.query,
         )
         new = True
     except IntegrityError:

@@ -1,4 +1,5 @@
 """Impressions, clicks and acceptances per offer: the conversion figures."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

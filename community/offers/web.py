@@ -3,6 +3,7 @@
 ``/admin/offers``: list with conversion, create/edit, records search + CSV, and a
 preview ("which offer would this member get for this question, and why not the others").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -146,17 +147,40 @@ def _local_input(value: datetime | None, tz: ZoneInfo) -> str:
 
 def offer_form_data(offer: Offer | None, tz: ZoneInfo) -> dict[str, Any]:
     if offer is None:
-        return {"title": "", "body": "", "url": "", "action_label": "", "trigger_items": "", "trigger_categories": "",
-                "trigger_keywords": "", "trigger_tags": "", "channels": [], "locales": [], "starts_at": "",
-                "ends_at": "", "daily_budget": 0, "repeat_days": 7, "priority": 0, "active": True}
+        return {
+            "title": "",
+            "body": "",
+            "url": "",
+            "action_label": "",
+            "trigger_items": "",
+            "trigger_categories": "",
+            "trigger_keywords": "",
+            "trigger_tags": "",
+            "channels": [],
+            "locales": [],
+            "starts_at": "",
+            "ends_at": "",
+            "daily_budget": 0,
+            "repeat_days": 7,
+            "priority": 0,
+            "active": True,
+        }
     return {
-        "title": offer.title, "body": offer.body, "url": offer.url, "action_label": offer.action_label,
+        "title": offer.title,
+        "body": offer.body,
+        "url": offer.url,
+        "action_label": offer.action_label,
         "trigger_items": ", ".join(str(i) for i in offer.trigger_items),
         "trigger_categories": ", ".join(offer.trigger_categories),
-        "trigger_keywords": ", ".join(offer.trigger_keywords), "trigger_tags": ", ".join(offer.trigger_tags),
-        "channels": offer.channels, "locales": offer.locales,
-        "starts_at": _local_input(offer.starts_at, tz), "ends_at": _local_input(offer.ends_at, tz),
-        "daily_budget": offer.daily_budget, "repeat_days": offer.repeat_days, "priority": offer.priority,
+        "trigger_keywords": ", ".join(offer.trigger_keywords),
+        "trigger_tags": ", ".join(offer.trigger_tags),
+        "channels": offer.channels,
+        "locales": offer.locales,
+        "starts_at": _local_input(offer.starts_at, tz),
+        "ends_at": _local_input(offer.ends_at, tz),
+        "daily_budget": offer.daily_budget,
+        "repeat_days": offer.repeat_days,
+        "priority": offer.priority,
         "active": offer.active,
     }
 
@@ -166,8 +190,16 @@ def _tz(request: web.Request) -> ZoneInfo:
 
 
 def _page(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
-    return render(request, template, status=status, staff=request["staff"], csrf_token=request["csrf_token"],
-                  channels=CHANNELS, all_locales=LOCALES, **ctx)
+    return render(
+        request,
+        template,
+        status=status,
+        staff=request["staff"],
+        csrf_token=request["csrf_token"],
+        channels=CHANNELS,
+        all_locales=LOCALES,
+        **ctx,
+    )
 
 
 CONVERSION_HEADER = ("offer_id", "title", "active", "impressions", "clicks", "accepts", "click_rate", "conversion")
@@ -182,12 +214,25 @@ async def offer_list(request: web.Request) -> web.StreamResponse:
     conv = await conversion_by_offer()
     rows = [(o, conv.get(o.id, Conversion(o.id))) for o in offers]
     if request.query.get("format") == "csv":
-        return csv_response("offer-conversion.csv", CONVERSION_HEADER, [
-            (o.id, o.title, o.active, c.impressions, c.clicks, c.accepts, c.click_rate, c.conversion) for o, c in rows])
+        return csv_response(
+            "offer-conversion.csv",
+            CONVERSION_HEADER,
+            [
+                (o.id, o.title, o.active, c.impressions, c.clicks, c.accepts, c.click_rate, c.conversion)
+                for o, c in rows
+            ],
+        )
     settings = request.app[SERVICES].settings
     rules = rules_for(settings)
-    return _page(request, "offers_list.html", rows=rows, saved=request.query.get("saved"), rules=rules,
-                 quiet_now=rules.in_quiet_hours(datetime.now(timezone.utc)), tz_name=settings.service_timezone)
+    return _page(
+        request,
+        "offers_list.html",
+        rows=rows,
+        saved=request.query.get("saved"),
+        rules=rules,
+        quiet_now=rules.in_quiet_hours(datetime.now(timezone.utc)),
+        tz_name=settings.service_timezone,
+    )
 
 
 @require_role(*MARKETING)
@@ -225,11 +270,27 @@ async def offer_save(request: web.Request) -> web.Response:
         errors.append("url / action_label: give a link, an action, or both")
     if errors or parsed is None:
         data: dict[str, Any]  # the form as typed, lists and flags added below
-        data = {k: str(form.get(k, "")) for k in ("title", "body", "url", "action_label", "trigger_items",
-                                                   "trigger_categories", "trigger_keywords", "trigger_tags",
-                                                   "starts_at", "ends_at", "daily_budget", "repeat_days", "priority")}
-        data.update(channels=form.getall("channels", []), locales=form.getall("locales", []),
-                    active=form.get("active") == "on")
+        data = {
+            k: str(form.get(k, ""))
+            for k in (
+                "title",
+                "body",
+                "url",
+                "action_label",
+                "trigger_items",
+                "trigger_categories",
+                "trigger_keywords",
+                "trigger_tags",
+                "starts_at",
+                "ends_at",
+                "daily_budget",
+                "repeat_days",
+                "priority",
+            )
+        }
+        data.update(
+            channels=form.getall("channels", []), locales=form.getall("locales", []), active=form.get("active") == "on"
+        )
         return _page(request, "offer_form.html", status=400, offer=offer, data=data, errors=errors)
     values = parsed.model_dump()
     if offer is None:
@@ -252,6 +313,7 @@ class RecordFilter:
 
 def parse_filter(query: Any, tz: ZoneInfo) -> RecordFilter:
     """Query-string filters; a malformed one raises HTTPBadRequest with the field name."""
+
     def day(name: str) -> date | None:
         raw = query.get(name, "").strip()
         if not raw:
@@ -276,8 +338,11 @@ def parse_filter(query: Any, tz: ZoneInfo) -> RecordFilter:
     return RecordFilter(
         since=datetime.combine(start, time(), tz).astimezone(timezone.utc) if start else None,
         until=datetime.combine(end + timedelta(days=1), time(), tz).astimezone(timezone.utc) if end else None,
-        offer_id=num("offer"), channel=query.get("channel", "")[:16], item_id=num("item"),
-        tag=query.get("tag", "").strip()[:64], kind=kind,
+        offer_id=num("offer"),
+        channel=query.get("channel", "")[:16],
+        item_id=num("item"),
+        tag=query.get("tag", "").strip()[:64],
+        kind=kind,
     )
 
 
@@ -310,15 +375,35 @@ async def records(request: web.Request) -> web.StreamResponse:
     q = filtered_events(f).select_related("offer").order_by("-id")
     as_csv = request.query.get("format") == "csv"
     events = await q.limit(CSV_MAX_ROWS if as_csv else RECORDS_PAGE)
-    rows = [(e.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.offer_id, e.offer.title,
-             e.member_id, e.channel, e.item_id, e.category, " ".join(e.tags or []), e.query) for e in events]
+    rows = [
+        (
+            e.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.offer_id,
+            e.offer.title,
+            e.member_id,
+            e.channel,
+            e.item_id,
+            e.category,
+            " ".join(e.tags or []),
+            e.query,
+        )
+        for e in events
+    ]
     if as_csv:
         return csv_response("offer-records.csv", RECORD_HEADER, rows)
     conv = await conversion_by_offer(f.since, f.until)
     offers = await Offer.all().order_by("id")
-    return _page(request, "offer_records.html", rows=rows, query=request.query, offers=offers,
-                 conv=[(o, conv[o.id]) for o in offers if o.id in conv], limit=RECORDS_PAGE,
-                 qs=request.query_string)
+    return _page(
+        request,
+        "offer_records.html",
+        rows=rows,
+        query=request.query,
+        offers=offers,
+        conv=[(o, conv[o.id]) for o in offers if o.id in conv],
+        limit=RECORDS_PAGE,
+        qs=request.query_string,
+    )
 
 
 async def _find_member(raw: str) -> Member | None:
@@ -352,20 +437,39 @@ async def preview(request: web.Request) -> web.Response:
             if decision and decision.kind == "answer" and decision.matches:
                 item = await services.kb.get(decision.matches[0].item_id)
             state = await services.state.get(f"member:{member.id}")
-            octx = await build_context(member, channel=channel, locale=locale, question=question,
-                                       item_id=item.id if item else None, category=item.category if item else "",
-                                       state=state)
+            octx = await build_context(
+                member,
+                channel=channel,
+                locale=locale,
+                question=question,
+                item_id=item.id if item else None,
+                category=item.category if item else "",
+                state=state,
+            )
             best, verdicts = await explain(octx, rules_for(services.settings))
             if item is None:  # offers only follow a confident answer
                 best = None
-            body = render_body(best.offer, member_fields(name=member.display_name, locale=locale, channel=channel,
-                                                         tags=list(member.tags or []))) if best else ""
+            body = (
+                render_body(
+                    best.offer,
+                    member_fields(
+                        name=member.display_name, locale=locale, channel=channel, tags=list(member.tags or [])
+                    ),
+                )
+                if best
+                else ""
+            )
             tr = get_translator()
             page_locale = request_locale(request)
             result = {
-                "member": member, "item": item, "best": best, "body": body, "locale": locale,
-                "verdicts": [(v, [r.text(lambda m, **kw: tr.gettext(page_locale, m, **kw)) for r in v.reasons])
-                             for v in verdicts],
+                "member": member,
+                "item": item,
+                "best": best,
+                "body": body,
+                "locale": locale,
+                "verdicts": [
+                    (v, [r.text(lambda m, **kw: tr.gettext(page_locale, m, **kw)) for r in v.reasons]) for v in verdicts
+                ],
             }
     return _page(request, "offer_preview.html", q=q, result=result, error=error, sel_channel=channel)
 

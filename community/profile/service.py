@@ -1,4 +1,5 @@
 """What a member's public profile shows, gathered from the Q&A and the points domains."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ HOW_TO_EARN = {
     "reached": N_("Reach %(n)s different people by forwarding answers"),
     "credible": N_("Have your forwarded answers rated accurate by the people who read them"),
     "streak": N_("Solve your own questions with the knowledge base %(n)s days in a row"),
-    "self_service": N_("Score %(n)s in self-service: each day a knowledge-base answer solved your question (👍) plus each of your answers accepted by a peer"),
+    "self_service": N_(
+        "Score %(n)s in self-service: each day a knowledge-base answer solved your question (👍) plus each of your answers accepted by a peer"
+    ),
 }
 RECENT = 10
 
@@ -56,16 +59,28 @@ async def profile_of(member_id: int, gettext: Gettext) -> Profile | None:
     name, title = (await service.names_and_titles([member_id], gettext)).get(member_id, ("", ""))
     bal = await ledger.balance_of(member_id)
     held = await MemberBadge.filter(member_id=member_id).order_by("created_at", "id")
-    answers = await Answer.filter(member_id=member_id, status="visible").select_related("question") \
-        .order_by("-created_at").limit(RECENT)
-    asked = await Question.filter(member_id=member_id, status__in=("open", "accepted", "ticketed")) \
-        .order_by("-created_at").limit(RECENT)
+    answers = (
+        await Answer.filter(member_id=member_id, status="visible")
+        .select_related("question")
+        .order_by("-created_at")
+        .limit(RECENT)
+    )
+    asked = (
+        await Question.filter(member_id=member_id, status__in=("open", "accepted", "ticketed"))
+        .order_by("-created_at")
+        .limit(RECENT)
+    )
     recent = [Activity(a.created_at, "accepted" if a.accepted else "answered", a.question) for a in answers]
     recent += [Activity(q.created_at, "asked", q) for q in asked]
     recent.sort(key=lambda a: a.when, reverse=True)
     return Profile(
-        member_id=member_id, name=name, title=title, since=member.created_at,
-        points=bal.balance, pending=bal.held, lifetime=bal.lifetime,
+        member_id=member_id,
+        name=name,
+        title=title,
+        since=member.created_at,
+        points=bal.balance,
+        pending=bal.held,
+        lifetime=bal.lifetime,
         accepted_answers=await Answer.filter(member_id=member_id, accepted=True, status="visible").count(),
         answers=await Answer.filter(member_id=member_id, status="visible").count(),
         badges=[HeldBadge(badges.BY_CODE[b.code], b.created_at) for b in held if b.code in badges.BY_CODE],
@@ -84,12 +99,19 @@ class BadgeEntry:
 async def badge_catalogue(gettext: Gettext, shown_holders: int = 5) -> list[BadgeEntry]:
     out: list[BadgeEntry] = []
     for badge in badges.BADGES:
-        rows: list[int] = await MemberBadge.filter(code=badge.code).order_by("-created_at").limit(shown_holders) \
-            .values_list("member_id", flat=True)  # type: ignore[assignment]  # tortoise types flat=True as tuples
+        rows: list[int] = (
+            await MemberBadge.filter(code=badge.code)
+            .order_by("-created_at")
+            .limit(shown_holders)
+            .values_list("member_id", flat=True)
+        )  # type: ignore[assignment]  # tortoise types flat=True as tuples
         names = await service.names_and_titles(list(rows), gettext)
-        out.append(BadgeEntry(
-            badge=badge, how=HOW_TO_EARN.get(badge.metric, ""),
-            holders=await MemberBadge.filter(code=badge.code).count(),
-            recent_holders=[(mid, names[mid][0]) for mid in rows if mid in names],
-        ))
+        out.append(
+            BadgeEntry(
+                badge=badge,
+                how=HOW_TO_EARN.get(badge.metric, ""),
+                holders=await MemberBadge.filter(code=badge.code).count(),
+                recent_holders=[(mid, names[mid][0]) for mid in rows if mid in names],
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """``GET /members/{id}`` (a member's public profile) and ``GET /badges`` (every badge)."""
+
 from __future__ import annotations
 
 from pathlib import Path

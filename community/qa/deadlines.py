@@ -4,6 +4,7 @@
 repeats it in the background. Each step is a conditional update, so several workers
 running the loop bump and ticket a question once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,14 +51,22 @@ async def to_ticket(services: "Services", q: Question) -> bool:
     if not await Question.filter(id=q.id, status="open").update(status="ticketed"):
         return False
     ticket, _created = await inbox.open_ticket(
-        services, q.member_id, q.channel, "deadline", summary=q.text, question_id=q.id, unanswered_id=q.unanswered_id)
+        services, q.member_id, q.channel, "deadline", summary=q.text, question_id=q.id, unanswered_id=q.unanswered_id
+    )
     await Question.filter(id=q.id).update(ticket_id=ticket.id)
     _ = await member_gettext(services, q.member_id)
     await services.outbox.to_member(
         q.member_id,
-        Reply(text=_("No one in the community has settled your question %(code)s yet, so we have passed it to "
-                     "our service staff. An agent will reply to you here.", code=q.code), kind="handover"),
-        purpose="system", idempotency_key=f"qa-ticket:{q.id}",
+        Reply(
+            text=_(
+                "No one in the community has settled your question %(code)s yet, so we have passed it to "
+                "our service staff. An agent will reply to you here.",
+                code=q.code,
+            ),
+            kind="handover",
+        ),
+        purpose="system",
+        idempotency_key=f"qa-ticket:{q.id}",
     )
     return True
 

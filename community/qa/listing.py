@@ -1,4 +1,5 @@
 """The public question list: which questions, in which order, filtered and searched in SQL."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,9 +46,7 @@ async def list_questions(show: Show, sort: Sort, search: str = "", page: int = 1
     """Open = waiting and nobody answered yet; answered = waiting with answers; accepted =
     solved. "Unanswered first" puts questions without a visible answer on top, newest first
     within each group, so a helper sees where help is needed."""
-    query = Question.filter(status__in=PUBLIC).annotate(
-        visible=Count("answers", _filter=Q(answers__status="visible"))
-    )
+    query = Question.filter(status__in=PUBLIC).annotate(visible=Count("answers", _filter=Q(answers__status="visible")))
     if show == "accepted":
         query = query.filter(status="accepted")
     elif show in ("open", "answered"):

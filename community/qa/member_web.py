@@ -5,6 +5,7 @@ every post carries the session's CSRF token and goes through the same
 ``community.qa.service`` functions as the chat commands, so points, caps, moderation and
 notifications are the same. Outcomes are told in the member's language: a redirect to the
 page with a fixed message key, or the page again with the error and the draft kept."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -46,7 +47,7 @@ async def _checked(request: web.Request) -> tuple[Question, int, dict[str, str]]
     if q is None or q.status in ("held", "rejected"):
         raise web.HTTPNotFound(text="No such question.")
     form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-    draft = form.get("text", "")[:qa.MAX_TEXT]
+    draft = form.get("text", "")[: qa.MAX_TEXT]
     member_id = await session_member_id(request, settings)
     if member_id is None:
         return await render_question(request, q, status=403, error=NO_SESSION, draft=draft)
@@ -68,7 +69,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
     if isinstance(checked, web.Response):
         return checked
     q, member_id, form = checked
-    text = form.get("text", "").strip()[:qa.MAX_TEXT]
+    text = form.get("text", "").strip()[: qa.MAX_TEXT]
     if not text:
         return await render_question(request, q, status=400, error=EMPTY)
     # the same answer sent twice (a double click, a resent form) is posted once
@@ -76,8 +77,9 @@ async def answer(request: web.Request) -> web.StreamResponse:
         return _done(q, "answer", Status.OK)
     done = await qa.post_answer(request.app[SERVICES], member_id, CHANNEL, q, text)
     if done.status in ANSWER_STATUS:
-        return await render_question(request, q, status=ANSWER_STATUS[done.status],
-                                     error=ANSWER_OUTCOMES[done.status][0], draft=text)
+        return await render_question(
+            request, q, status=ANSWER_STATUS[done.status], error=ANSWER_OUTCOMES[done.status][0], draft=text
+        )
     return _done(q, "answer", done.status)
 
 

@@ -1,4 +1,5 @@
 """Community questions and answers."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -18,7 +19,8 @@ class Question(Model):
     id = fields.IntField(primary_key=True)
     code = fields.CharField(max_length=12, unique=True)  # the short id members see and type
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="questions", on_delete=fields.CASCADE)
+        "models.Member", related_name="questions", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
@@ -39,10 +41,12 @@ class Question(Model):
 class Answer(Model):
     id = fields.IntField(primary_key=True)
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
-        "models.Question", related_name="answers", on_delete=fields.CASCADE)
+        "models.Question", related_name="answers", on_delete=fields.CASCADE
+    )
     question_id: int
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="answers", on_delete=fields.CASCADE)
+        "models.Member", related_name="answers", on_delete=fields.CASCADE
+    )
     member_id: int
     channel = fields.CharField(max_length=16)
     text = fields.TextField()
@@ -60,10 +64,12 @@ class Vote(Model):
 
     id = fields.IntField(primary_key=True)
     answer: fields.ForeignKeyRelation[Answer] = fields.ForeignKeyField(
-        "models.Answer", related_name="votes", on_delete=fields.CASCADE)
+        "models.Answer", related_name="votes", on_delete=fields.CASCADE
+    )
     answer_id: int
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="qa_votes", on_delete=fields.CASCADE)
+        "models.Member", related_name="qa_votes", on_delete=fields.CASCADE
+    )
     member_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -78,10 +84,12 @@ class HelpRequest(Model):
 
     id = fields.IntField(primary_key=True)
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
-        "models.Question", related_name="help_requests", on_delete=fields.CASCADE)
+        "models.Question", related_name="help_requests", on_delete=fields.CASCADE
+    )
     question_id: int
     helper: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="help_requests", on_delete=fields.CASCADE)
+        "models.Member", related_name="help_requests", on_delete=fields.CASCADE
+    )
     helper_id: int
     day = fields.CharField(max_length=10)
     slot = fields.IntField()
@@ -97,7 +105,8 @@ class HelperPreference(Model):
 
     id = fields.IntField(primary_key=True)
     member: fields.OneToOneRelation[Member] = fields.OneToOneField(
-        "models.Member", related_name="helper_pref", on_delete=fields.CASCADE)
+        "models.Member", related_name="helper_pref", on_delete=fields.CASCADE
+    )
     member_id: int
     help_requests = fields.BooleanField(default=False)
     updated_at = fields.DatetimeField(auto_now=True)

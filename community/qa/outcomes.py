@@ -1,5 +1,6 @@
 """What a member reads for each outcome of answering, accepting and voting: one table for
 the chat (``handlers.post``) and the community pages, so both say the same thing."""
+
 from __future__ import annotations
 
 from bot.core.i18n import N_
@@ -10,14 +11,18 @@ GONE = (N_("Sorry, that answer is no longer available."), "error")
 ANSWER_OUTCOMES: dict[Status, tuple[str, str]] = {
     Status.OK: (N_("Thank you! Your answer was sent to the member who asked."), "answered"),
     Status.HELD: (N_("Thank you! Your answer will be shown after a quick review."), "answered"),
-    Status.BLOCKED: (N_("Sorry, your answer could not be posted because it contains words our community does not allow."),
-                     "moderation"),
+    Status.BLOCKED: (
+        N_("Sorry, your answer could not be posted because it contains words our community does not allow."),
+        "moderation",
+    ),
     Status.NOT_ALLOWED: (N_("You cannot answer your own question."), "error"),
     Status.CLOSED: (N_("This question is already settled. Thank you anyway!"), "error"),
 }
 ACCEPT_OUTCOMES: dict[Status, tuple[str, str]] = {
-    Status.OK: (N_("Thanks! The answer is accepted and its author rewarded. Glad your question is solved."),
-                "accepted"),
+    Status.OK: (
+        N_("Thanks! The answer is accepted and its author rewarded. Glad your question is solved."),
+        "accepted",
+    ),
     Status.ALREADY: (N_("This question already has an accepted answer."), "accepted"),
     Status.NOT_ALLOWED: (N_("Only the member who asked can accept an answer."), "error"),
 }

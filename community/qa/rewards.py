@@ -3,6 +3,7 @@
 Every call is guarded: if ``gamification.service`` (or the function) is missing, the
 community still works and nothing is awarded. Event ids make the awards idempotent there.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,8 +35,9 @@ async def call_hook(name: str, **kwargs: Any) -> bool:
 
 
 async def answer_accepted(answer_id: int, answerer_id: int, asker_id: int, question_id: int) -> bool:
-    return await call_hook("on_answer_accepted", answer_id=answer_id, answerer_id=answerer_id,
-                           asker_id=asker_id, question_id=question_id)
+    return await call_hook(
+        "on_answer_accepted", answer_id=answer_id, answerer_id=answerer_id, asker_id=asker_id, question_id=question_id
+    )
 
 
 async def answer_helpful(answer_id: int, answerer_id: int, voter_id: int) -> bool:

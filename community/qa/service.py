@@ -4,6 +4,7 @@ Every step is a conditional write, so a retried button press or two workers doin
 same thing act once. Member-facing notifications go through the outbox on the
 recipient's own channel.
 """
+
 from __future__ import annotations
 
 import enum
@@ -82,14 +83,20 @@ class Posted:
 
 
 async def post_question(
-    services: "Services", member_id: int, channel: str, text: str, *, locale: str | None = None,
+    services: "Services",
+    member_id: int,
+    channel: str,
+    text: str,
+    *,
+    locale: str | None = None,
     unanswered_id: int | None = None,
 ) -> Posted:
     text = text.strip()[:MAX_TEXT]
     verdict = await moderation.screen(text)
     if verdict.action == "block":
-        await moderation.record(services, verdict, member_id=member_id, content_type="question", content_id=None,
-                                text=text)
+        await moderation.record(
+            services, verdict, member_id=member_id, content_type="question", content_id=None, text=text
+        )
         return Posted(Status.BLOCKED, verdict=verdict)
     now = utcnow()
     s = services.settings
@@ -98,8 +105,13 @@ async def post_question(
     for _attempt in range(5):
         try:
             question = await Question.create(
-                code=new_code(), member_id=member_id, channel=channel, text=verdict.text, category=category,
-                status="open" if verdict.allowed else "held", unanswered_id=unanswered_id,
+                code=new_code(),
+                member_id=member_id,
+                channel=channel,
+                text=verdict.text,
+                category=category,
+                status="open" if verdict.allowed else "held",
+                unanswered_id=unanswered_id,
                 deadline_at=now + timedelta(minutes=s.qa_deadline_minutes),
                 bump_at=now + timedelta(minutes=min(s.qa_bump_minutes, s.qa_deadline_minutes)),
             )
@@ -108,8 +120,9 @@ async def post_question(
             continue
     if question is None:
         raise RuntimeError("could not allocate a question code")
-    await moderation.record(services, verdict, member_id=member_id, content_type="question",
-                            content_id=question.id, text=text)
+    await moderation.record(
+        services, verdict, member_id=member_id, content_type="question", content_id=question.id, text=text
+    )
     if question.status == "held":
         return Posted(Status.HELD, question, verdict)
     offered = await offer_to_helpers(services, question)
@@ -127,13 +140,14 @@ async def ranked_helpers(category: str, exclude: set[int], limit: int) -> list[i
         q = Answer.filter(member_id__in=list(opted), status="visible")
         if scope is not None:
             q = q.filter(question__category=scope)
-        rows = await (
-            q.annotate(n=Count("id"))
-            .group_by("member_id").order_by("-n").values("member_id", "n")
-        )
+        rows = await q.annotate(n=Count("id")).group_by("member_id").order_by("-n").values("member_id", "n")
         accepted = dict(
-            await Answer.filter(member_id__in=list(opted), accepted=True, **({"question__category": scope} if scope else {}))
-            .annotate(a=Count("id")).group_by("member_id").values_list("member_id", "a")
+            await Answer.filter(
+                member_id__in=list(opted), accepted=True, **({"question__category": scope} if scope else {})
+            )
+            .annotate(a=Count("id"))
+            .group_by("member_id")
+            .values_list("member_id", "a")
         )
         rows.sort(key=lambda r: (-(accepted.get(r["member_id"], 0) * 3 + r["n"]), r["member_id"]))
         for r in rows:
@@ -160,8 +174,11 @@ async def offer_to_helpers(services: "Services", question: Question, *, now: dat
             await services.outbox.to_member(
                 helper_id,
                 Reply(
-                    text=_("A member needs help with a question you may know (%(code)s):\n%(text)s",
-                           code=question.code, text=question.text),
+                    text=_(
+                        "A member needs help with a question you may know (%(code)s):\n%(text)s",
+                        code=question.code,
+                        text=question.text,
+                    ),
                     choices=[Choice(label=_("Answer it"), action=f"ans:{question.code}")],
                     cards=[Card(title=question.code, url=question_url(services, question.code))],
                     kind="help_request",
@@ -220,13 +237,20 @@ async def post_answer(services: "Services", member_id: int, channel: str, questi
     text = text.strip()[:MAX_TEXT]
     verdict = await moderation.screen(text)
     if verdict.action == "block":
-        await moderation.record(services, verdict, member_id=member_id, content_type="answer", content_id=None,
-                                text=text)
+        await moderation.record(
+            services, verdict, member_id=member_id, content_type="answer", content_id=None, text=text
+        )
         return Answered(Status.BLOCKED)
-    answer = await Answer.create(question_id=question.id, member_id=member_id, channel=channel, text=verdict.text,
-                                 status="visible" if verdict.allowed else "held")
-    await moderation.record(services, verdict, member_id=member_id, content_type="answer", content_id=answer.id,
-                            text=text)
+    answer = await Answer.create(
+        question_id=question.id,
+        member_id=member_id,
+        channel=channel,
+        text=verdict.text,
+        status="visible" if verdict.allowed else "held",
+    )
+    await moderation.record(
+        services, verdict, member_id=member_id, content_type="answer", content_id=answer.id, text=text
+    )
     if answer.status == "held":
         return Answered(Status.HELD, answer)
     await notify_asker(services, question, answer)
@@ -238,8 +262,11 @@ async def notify_asker(services: "Services", question: Question, answer: Answer)
     await services.outbox.to_member(
         question.member_id,
         Reply(
-            text=_("New answer to your question %(code)s:\n%(answer)s\n\nDid it solve your problem?",
-                   code=question.code, answer=answer.text),
+            text=_(
+                "New answer to your question %(code)s:\n%(answer)s\n\nDid it solve your problem?",
+                code=question.code,
+                answer=answer.text,
+            ),
             choices=[
                 Choice(label=_("Accept this answer"), action=f"acc:{answer.id}"),
                 Choice(label=_("👍 Helpful"), action=f"vote:{answer.id}"),
@@ -261,7 +288,8 @@ async def accept(services: "Services", member_id: int, answer_id: int) -> tuple[
     if question.member_id != member_id:
         return Status.NOT_ALLOWED, answer
     done = await Question.filter(id=question.id, accepted_answer_id=None, status__in=("open", "ticketed")).update(
-        status="accepted", accepted_answer_id=answer.id)
+        status="accepted", accepted_answer_id=answer.id
+    )
     if not done:
         return Status.ALREADY, answer
     await Answer.filter(id=answer.id).update(accepted=True)
@@ -270,9 +298,12 @@ async def accept(services: "Services", member_id: int, answer_id: int) -> tuple[
     _ = await member_gettext(services, answer.member_id)
     await services.outbox.to_member(
         answer.member_id,
-        Reply(text=_("Your answer to question %(code)s was accepted. Thank you for helping!", code=question.code),
-              kind="accepted"),
-        purpose="notification", idempotency_key=f"qa-accepted:{answer.id}",
+        Reply(
+            text=_("Your answer to question %(code)s was accepted. Thank you for helping!", code=question.code),
+            kind="accepted",
+        ),
+        purpose="notification",
+        idempotency_key=f"qa-accepted:{answer.id}",
     )
     return Status.OK, answer
 
@@ -302,7 +333,8 @@ async def on_review(services: "Services", content_type: str, content_id: int, ap
                 s = services.settings
                 await Question.filter(id=content_id).update(
                     deadline_at=now + timedelta(minutes=s.qa_deadline_minutes),
-                    bump_at=now + timedelta(minutes=min(s.qa_bump_minutes, s.qa_deadline_minutes)))
+                    bump_at=now + timedelta(minutes=min(s.qa_bump_minutes, s.qa_deadline_minutes)),
+                )
                 await offer_to_helpers(services, question)
         else:
             await Question.filter(id=content_id, status__in=("held", "open")).update(status="rejected")

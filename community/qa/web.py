@@ -2,6 +2,7 @@
 
 Reading is public; the list is filtered, ordered and searched in SQL (``community.qa.listing``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,15 +38,19 @@ async def questions_page(request: web.Request) -> web.Response:
         page = int(request.query.get("page", "1"))
     except ValueError:
         page = 1
-    found = await listing.list_questions(listing.parse_show(request.query.get("show") or request.query.get("status")),
-                                         listing.parse_sort(request.query.get("sort")),
-                                         request.query.get("q", ""), min(page, 1000))
+    found = await listing.list_questions(
+        listing.parse_show(request.query.get("show") or request.query.get("status")),
+        listing.parse_sort(request.query.get("sort")),
+        request.query.get("q", ""),
+        min(page, 1000),
+    )
     names = await names_and_titles(sorted({r.question.member_id for r in found.rows}), page_gettext(request))
     return render(request, "questions.html", listing=found, names=names, shows=SHOW_LABELS, sorts=SORT_LABELS)
 
 
-async def render_question(request: web.Request, q: Question, *, status: int = 200, error: str | None = None,
-                          draft: str = "") -> web.Response:
+async def render_question(
+    request: web.Request, q: Question, *, status: int = 200, error: str | None = None, draft: str = ""
+) -> web.Response:
     """The question page; a visitor signed in through the web chat gets the forms to answer,
     vote and accept (``community.qa.member_web``), anyone else a link to the chat."""
     from bot.core.app_keys import SERVICES
@@ -56,10 +61,20 @@ async def render_question(request: web.Request, q: Question, *, status: int = 20
     answers = await visible_answers(q.id)
     names = await names_and_titles(sorted({q.member_id, *(a.member_id for a in answers)}), page_gettext(request))
     viewer = await session_member_id(request, settings)
-    return render(request, "question.html", status=status, q=q, answers=answers, names=names, viewer=viewer,
-                  member_csrf=member_csrf_token(request, settings) if viewer else None,
-                  can_answer=q.status in ("open", "ticketed"), error=error,
-                  done=DONE_MESSAGES.get(request.query.get("done", "")), draft=draft)
+    return render(
+        request,
+        "question.html",
+        status=status,
+        q=q,
+        answers=answers,
+        names=names,
+        viewer=viewer,
+        member_csrf=member_csrf_token(request, settings) if viewer else None,
+        can_answer=q.status in ("open", "ticketed"),
+        error=error,
+        done=DONE_MESSAGES.get(request.query.get("done", "")),
+        draft=draft,
+    )
 
 
 async def question_page(request: web.Request) -> web.Response:

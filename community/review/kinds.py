@@ -10,6 +10,7 @@ Gamification never imports community (docs/architecture.md: it hears about commu
 events), so its two kinds are *discovered*: ``discover`` lists open flags and manually queued
 orders that have no pending review yet, and the queue opens them before it is read.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -129,15 +130,19 @@ async def _flag_waiting(ids: list[int]) -> set[int]:
 
 async def _flag_discover(reviewed: set[int]) -> list[Opening]:
     rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
-    return [Opening(f, f.reason, f.key, _member_of(f), f.created_at)
-            for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
+    return [Opening(f, f.reason, f.key, _member_of(f), f.created_at) for f in rows if f.id not in reviewed][
+        :DISCOVER_LIMIT
+    ]
 
 
 # --- member contributions (community.knowledge_admin) -----------------------------------------
 async def _contribution(d: Decision) -> bool:
     """A contribution is decided through its pending version: approving publishes it."""
-    version = await KnowledgeVersion.filter(contribution_id=d.target_id, state__in=("pending", "draft")) \
-        .order_by("-number").first()
+    version = (
+        await KnowledgeVersion.filter(contribution_id=d.target_id, state__in=("pending", "draft"))
+        .order_by("-number")
+        .first()
+    )
     if version is None:
         return False
     try:
@@ -148,8 +153,7 @@ async def _contribution(d: Decision) -> bool:
     except knowledge.BadState:
         return False
     except knowledge.LocaleTaken:
-        raise TargetRefused(N_("Another item already has this key in that language; edit that item instead.")) \
-            from None
+        raise TargetRefused(N_("Another item already has this key in that language; edit that item instead.")) from None
     return True
 
 
@@ -198,25 +202,57 @@ async def _redemption_waiting(ids: list[int]) -> set[int]:
 
 
 async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
-    rows = await Redemption.filter(status="queued").order_by("id").limit(DISCOVER_LIMIT + len(reviewed)) \
+    rows = (
+        await Redemption.filter(status="queued")
+        .order_by("id")
+        .limit(DISCOVER_LIMIT + len(reviewed))
         .prefetch_related("reward")
-    return [Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
-            for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
+    )
+    return [
+        Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
+        for r in rows
+        if r.id not in reviewed
+    ][:DISCOVER_LIMIT]
 
 
 HANDLERS: dict[Kind, KindHandler] = {
     Kind.MODERATION_ITEM: KindHandler(
-        _moderation_item, _moderation_waiting, _same_page("/admin/moderation"), ("reviewer",),
-        N_("Approve"), N_("Reject"), reject_needs_note=True),
+        _moderation_item,
+        _moderation_waiting,
+        _same_page("/admin/moderation"),
+        ("reviewer",),
+        N_("Approve"),
+        N_("Reject"),
+        reject_needs_note=True,
+    ),
     Kind.MODERATION_FLAG: KindHandler(
-        _flag, _flag_waiting, _same_page("/admin/rewards"), ("admin",),
-        N_("Clear and release points"), N_("Confirm"), discover=_flag_discover),
+        _flag,
+        _flag_waiting,
+        _same_page("/admin/rewards"),
+        ("admin",),
+        N_("Clear and release points"),
+        N_("Confirm"),
+        discover=_flag_discover,
+    ),
     Kind.CONTRIBUTION: KindHandler(
-        _contribution, _contribution_waiting, _contribution_pages, ("reviewer",),
-        N_("Publish"), N_("Reject"), reject_needs_note=True),
+        _contribution,
+        _contribution_waiting,
+        _contribution_pages,
+        ("reviewer",),
+        N_("Publish"),
+        N_("Reject"),
+        reject_needs_note=True,
+    ),
     Kind.CANDIDATE_VARIANT: KindHandler(
-        _variant, _variant_waiting, _variant_pages, ("reviewer",), N_("Accept"), N_("Reject")),
+        _variant, _variant_waiting, _variant_pages, ("reviewer",), N_("Accept"), N_("Reject")
+    ),
     Kind.REDEMPTION: KindHandler(
-        _redemption, _redemption_waiting, _same_page("/admin/rewards"), ("admin",),
-        N_("Mark fulfilled"), N_("Refund"), discover=_redemption_discover),
+        _redemption,
+        _redemption_waiting,
+        _same_page("/admin/rewards"),
+        ("admin",),
+        N_("Mark fulfilled"),
+        N_("Refund"),
+        discover=_redemption_discover,
+    ),
 }

@@ -1,4 +1,5 @@
 """The review queue's rows: one ``Reviewable`` per thing waiting for staff, and its audit."""
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -17,11 +18,11 @@ if TYPE_CHECKING:
 class Kind(StrEnum):
     """What a reviewable points at; each kind's logic lives in its own package."""
 
-    MODERATION_ITEM = "moderation_item"      # community.moderation ReviewItem (held/flagged content)
-    MODERATION_FLAG = "moderation_flag"      # gamification ReviewFlag (a member held for review)
-    CONTRIBUTION = "contribution"            # community.knowledge_admin KnowledgeContribution
+    MODERATION_ITEM = "moderation_item"  # community.moderation ReviewItem (held/flagged content)
+    MODERATION_FLAG = "moderation_flag"  # gamification ReviewFlag (a member held for review)
+    CONTRIBUTION = "contribution"  # community.knowledge_admin KnowledgeContribution
     CANDIDATE_VARIANT = "candidate_variant"  # community.knowledge_admin CandidateVariant
-    REDEMPTION = "redemption"                # gamification Redemption in the manual queue
+    REDEMPTION = "redemption"  # gamification Redemption in the manual queue
 
 
 class Status(StrEnum):
@@ -73,10 +74,12 @@ class Reviewable(Model):
     reason = fields.CharField(max_length=255, default="")  # why it needs review
     summary = fields.CharField(max_length=500, default="")  # what the list shows
     created_by: fields.ForeignKeyNullableRelation["Member"] = fields.ForeignKeyField(
-        "models.Member", related_name="reviewables", null=True, on_delete=fields.SET_NULL)
+        "models.Member", related_name="reviewables", null=True, on_delete=fields.SET_NULL
+    )
     created_by_id: int | None
     reviewed_by: fields.ForeignKeyNullableRelation["StaffUser"] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="reviewables", null=True, on_delete=fields.SET_NULL)
+        "models.StaffUser", related_name="reviewables", null=True, on_delete=fields.SET_NULL
+    )
     reviewed_by_id: int | None
     reviewed_at = fields.DatetimeField(null=True)
     pending_key = fields.CharField(max_length=64, null=True, unique=True)
@@ -93,12 +96,14 @@ class ReviewableAction(Model):
 
     id = fields.BigIntField(primary_key=True)
     reviewable: fields.ForeignKeyRelation[Reviewable] = fields.ForeignKeyField(
-        "models.Reviewable", related_name="actions", on_delete=fields.CASCADE)
+        "models.Reviewable", related_name="actions", on_delete=fields.CASCADE
+    )
     reviewable_id: int
     action = fields.CharField(max_length=16)  # open | approve | reject | ignore
     actor = fields.CharField(max_length=96)  # "staff:<username>" or "system"
     staff: fields.ForeignKeyNullableRelation["StaffUser"] = fields.ForeignKeyField(
-        "models.StaffUser", related_name="review_actions", null=True, on_delete=fields.SET_NULL)
+        "models.StaffUser", related_name="review_actions", null=True, on_delete=fields.SET_NULL
+    )
     staff_id: int | None
     note = fields.TextField(default="")
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -4,6 +4,7 @@
 writes the audit row in one transaction: if the kind's code fails, the reviewable is still
 pending and nothing is recorded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, note: str = "",
-                 services: Any = None) -> Reviewable:
+async def decide(
+    reviewable: Reviewable | int, action: str, staff: StaffUser, note: str = "", services: Any = None
+) -> Reviewable:
     """Approve or reject once, through the kind's own service. A target already settled
     elsewhere leaves the reviewable ``ignored`` (audited, nothing else changes)."""
     rid = reviewable if isinstance(reviewable, int) else reviewable.id
@@ -77,8 +79,11 @@ async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, no
     approve = action == "approve"
     async with in_transaction():
         claimed = await Reviewable.filter(id=row.id, status=Status.PENDING).update(
-            status=Status.APPROVED if approve else Status.REJECTED, reviewed_by_id=staff.id,
-            reviewed_at=_now(), pending_key=None)
+            status=Status.APPROVED if approve else Status.REJECTED,
+            reviewed_by_id=staff.id,
+            reviewed_at=_now(),
+            pending_key=None,
+        )
         if not claimed:
             raise AlreadyDecided(N_("Someone else already decided this item."))
         try:
@@ -87,9 +92,13 @@ async def decide(reviewable: Reviewable | int, action: str, staff: StaffUser, no
             raise ReviewError(exc.msgid, **exc.params) from None
         if not changed:
             await Reviewable.filter(id=row.id).update(status=Status.IGNORED)
-        await ReviewableAction.create(reviewable_id=row.id, action=action if changed else "ignore",
-                                      actor=f"staff:{staff.username}"[:96], staff_id=staff.id,
-                                      note=note if changed else f"already settled elsewhere; {note}".strip("; "))
+        await ReviewableAction.create(
+            reviewable_id=row.id,
+            action=action if changed else "ignore",
+            actor=f"staff:{staff.username}"[:96],
+            staff_id=staff.id,
+            note=note if changed else f"already settled elsewhere; {note}".strip("; "),
+        )
     return await Reviewable.get(id=row.id)
 
 
@@ -135,9 +144,11 @@ async def settle_stale(kinds: list[Kind] | None = None) -> int:
             rows = await Reviewable.filter(kind=kind, status=Status.PENDING, target_id__in=list(gone))
             for r in rows:
                 if await Reviewable.filter(id=r.id, status=Status.PENDING).update(
-                        status=Status.IGNORED, reviewed_at=_now(), pending_key=None):
-                    await ReviewableAction.create(reviewable_id=r.id, action="ignore", actor="system",
-                                                  note="settled outside the review queue")
+                    status=Status.IGNORED, reviewed_at=_now(), pending_key=None
+                ):
+                    await ReviewableAction.create(
+                        reviewable_id=r.id, action="ignore", actor="system", note="settled outside the review queue"
+                    )
                     done += 1
     return done
 
@@ -163,9 +174,11 @@ def parse_filters(query: Any) -> Filters:
         age = int(str(query.get("age", "0")) or 0)
     except ValueError:
         age = 0
-    return Filters(kind=kind if kind in {k.value for k in Kind} else "",
-                   status=status if status in {s.value for s in Status} | {"all"} else Status.PENDING.value,
-                   older_than=age if age in AGES else 0)
+    return Filters(
+        kind=kind if kind in {k.value for k in Kind} else "",
+        status=status if status in {s.value for s in Status} | {"all"} else Status.PENDING.value,
+        older_than=age if age in AGES else 0,
+    )
 
 
 async def listing(staff: StaffUser, f: Filters, limit: int = PAGE) -> list[Reviewable]:
@@ -193,5 +206,19 @@ async def pages_of(rows: list[Reviewable]) -> dict[int, str]:
     return out
 
 
-__all__ = ["AlreadyDecided", "Filters", "NotAllowed", "NotFound", "ReviewError", "decide", "kinds_for", "listing",
-           "open_discovered", "open_review", "pages_of", "parse_filters", "refresh", "settle_stale"]
+__all__ = [
+    "AlreadyDecided",
+    "Filters",
+    "NotAllowed",
+    "NotFound",
+    "ReviewError",
+    "decide",
+    "kinds_for",
+    "listing",
+    "open_discovered",
+    "open_review",
+    "pages_of",
+    "parse_filters",
+    "refresh",
+    "settle_stale",
+]

@@ -4,6 +4,7 @@ Reviewers see the kinds they may decide (held content, contributions, learned ph
 admins also see member flags and reward orders, as on ``/admin/rewards``. Each row links to
 its target's own page and is approved or rejected here with a note.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,21 +26,44 @@ REVIEWERS = ("reviewer",)  # admin passes every role check
 
 
 def _query(f: service.Filters) -> str:
-    values = {"kind": f.kind, "status": "" if f.status == Status.PENDING.value else f.status,
-              "age": str(f.older_than) if f.older_than else ""}
+    values = {
+        "kind": f.kind,
+        "status": "" if f.status == Status.PENDING.value else f.status,
+        "age": str(f.older_than) if f.older_than else "",
+    }
     return urlencode({k: v for k, v in values.items() if v})
 
 
-async def _page(request: web.Request, f: service.Filters, *, error: str = "",
-                error_args: dict[str, Any] | None = None, status: int = 200) -> web.Response:
+async def _page(
+    request: web.Request,
+    f: service.Filters,
+    *,
+    error: str = "",
+    error_args: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
     staff = request["staff"]
     await service.refresh()  # every kind, whoever reads: the queue is the same for all
     rows = await service.listing(staff, f)
-    return render(request, "review_queue.html", status=status, staff=staff, csrf_token=request["csrf_token"],
-                  rows=rows, pages=await service.pages_of(rows), filters=f, back=_query(f),
-                  kinds=service.kinds_for(staff), kind_labels=KIND_LABELS, status_labels=STATUS_LABELS,
-                  statuses=list(Status), ages=service.AGES, handlers={k: service.handler(k) for k in Kind},
-                  error=error, error_args=error_args or {})
+    return render(
+        request,
+        "review_queue.html",
+        status=status,
+        staff=staff,
+        csrf_token=request["csrf_token"],
+        rows=rows,
+        pages=await service.pages_of(rows),
+        filters=f,
+        back=_query(f),
+        kinds=service.kinds_for(staff),
+        kind_labels=KIND_LABELS,
+        status_labels=STATUS_LABELS,
+        statuses=list(Status),
+        ages=service.AGES,
+        handlers={k: service.handler(k) for k in Kind},
+        error=error,
+        error_args=error_args or {},
+    )
 
 
 @require_role(*REVIEWERS)
@@ -53,12 +77,18 @@ async def review_decide(request: web.Request) -> web.Response:
     back = service.parse_filters(dict(parse_qsl(str(form.get("back", ""))[:200])))
     rid = int(request.match_info["reviewable_id"])
     try:
-        row = await service.decide(rid, str(form.get("decision", "")), request["staff"],
-                                   str(form.get("note", "")), services=request.app[SERVICES])
+        row = await service.decide(
+            rid,
+            str(form.get("decision", "")),
+            request["staff"],
+            str(form.get("note", "")),
+            services=request.app[SERVICES],
+        )
     except service.ReviewError as exc:
         return await _page(request, back, error=exc.msgid, error_args=exc.params, status=exc.status)
-    await audit.record(request, f"review.{row.status}", row.target_type, row.target_id,
-                       reviewable=row.id, kind=str(row.kind))
+    await audit.record(
+        request, f"review.{row.status}", row.target_type, row.target_id, reviewable=row.id, kind=str(row.kind)
+    )
     raise web.HTTPSeeOther("/staff/review" + (f"?{_query(back)}" if _query(back) else ""))
 
 

@@ -23,43 +23,51 @@ if TYPE_CHECKING:
 __all__ = ["Calibration", "calibrate", "TARGET_PRECISION"]
 
 TARGET_PRECISION = 0.95
-MIN_ANSWERED = 10          # fewer answers than this at a threshold say nothing about it
-MIN_THRESHOLD = 0.5        # never answer below this, whatever a small KB suggests
-MAX_QUESTIONS = 3000       # held-out phrasings (a random sample beyond this, seeded)
+MIN_ANSWERED = 10  # fewer answers than this at a threshold say nothing about it
+MIN_THRESHOLD = 0.5  # never answer below this, whatever a small KB suggests
+MAX_QUESTIONS = 3000  # held-out phrasings (a random sample beyond this, seeded)
 SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 @dataclass(frozen=True)
 class Calibration:
     """What the leave-one-out pass found (shown to reviewers)."""
-    stage: str                    # "lexical" or "encoder"
-    questions: int                # held-out phrasings asked
-    items: int                    # items with at least two phrasings (the others cannot be held out)
-    top1: float                   # share whose own item came first
-    threshold: float | None       # the lowest threshold with >= target precision; None: too little data
-    answered: float               # share answered at that threshold
-    precision: float              # their precision
+
+    stage: str  # "lexical" or "encoder"
+    questions: int  # held-out phrasings asked
+    items: int  # items with at least two phrasings (the others cannot be held out)
+    top1: float  # share whose own item came first
+    threshold: float | None  # the lowest threshold with >= target precision; None: too little data
+    answered: float  # share answered at that threshold
+    precision: float  # their precision
     target: float = TARGET_PRECISION
     sweep: tuple[tuple[float, float, float], ...] = field(default=())  # (threshold, answered, precision)
 
     def lines(self) -> list[str]:
-        head = (f"{self.stage}: {self.questions} held-out phrasings of {self.items} items, "
-                f"top-1 {self.top1:.3f}")
+        head = f"{self.stage}: {self.questions} held-out phrasings of {self.items} items, top-1 {self.top1:.3f}"
         if self.threshold is None:
             res = f"no threshold reaches {self.target:.0%} precision with {MIN_ANSWERED}+ answers"
         else:
-            res = (f"answer threshold {self.threshold:.3f}: answers {self.answered:.1%} "
-                   f"at {self.precision:.1%} precision (target {self.target:.0%})")
+            res = (
+                f"answer threshold {self.threshold:.3f}: answers {self.answered:.1%} "
+                f"at {self.precision:.1%} precision (target {self.target:.0%})"
+            )
         rows = [f"  >= {t:.2f}: answered {a:.3f}, precision {p:.3f}" for t, a, p in self.sweep]
         return [head, res, *rows]
 
 
-def calibrate(m: "Matcher", *, encoder: bool = False, target: float = TARGET_PRECISION,
-              max_questions: int = MAX_QUESTIONS, seed: int = 7) -> Calibration:
+def calibrate(
+    m: "Matcher",
+    *,
+    encoder: bool = False,
+    target: float = TARGET_PRECISION,
+    max_questions: int = MAX_QUESTIONS,
+    seed: int = 7,
+) -> Calibration:
     """Leave-one-out over every item's question phrasings (see the module doc). With
     ``encoder``, the encoder's ranking of each held-out phrasing (its vector is already
     made); without, the lexical path's."""
-    held: list[tuple[int, int, str, str]] = []   # (item, slot, text, locale)
+    held: list[tuple[int, int, str, str]] = []  # (item, slot, text, locale)
     items = 0
     for iid in m.item_ids:
         units = m.question_units(iid)

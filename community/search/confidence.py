@@ -23,9 +23,19 @@ if TYPE_CHECKING:
     from .tokenize import Analyzed
 
 __all__ = [
-    "RANK_FEATURES", "RANK_COEF", "rank_score",
-    "CONF_FEATURES", "CONF_COEF", "conf_features", "confidence", "sigmoid", "MARGIN_CAP",
-    "SEM_CONF_FEATURES", "SEM_CONF_COEF", "semantic_features", "semantic_confidence",
+    "RANK_FEATURES",
+    "RANK_COEF",
+    "rank_score",
+    "CONF_FEATURES",
+    "CONF_COEF",
+    "conf_features",
+    "confidence",
+    "sigmoid",
+    "MARGIN_CAP",
+    "SEM_CONF_FEATURES",
+    "SEM_CONF_COEF",
+    "semantic_features",
+    "semantic_confidence",
 ]
 
 # Candidate features (per knowledge item, best of its question units):
@@ -62,8 +72,9 @@ NULL_RANK = 5.0
 PHRASINGS_CAP = 8
 
 
-def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed: Analyzed | None,
-                  n_questions: int = 1) -> tuple[float, ...]:
+def conf_features(
+    ranks: list[float], i: int, feats: tuple[float, ...], analyzed: Analyzed | None, n_questions: int = 1
+) -> tuple[float, ...]:
     """Decision features of candidate ``i`` given every candidate's rank
     score (best first) and its rank features; shared by the matcher and the
     fitting script so that both always compute the same thing."""
@@ -73,8 +84,9 @@ def conf_features(ranks: list[float], i: int, feats: tuple[float, ...], analyzed
     else:
         other = ranks[1] if i == 0 else ranks[0]
     margin = max(-MARGIN_CAP, min(MARGIN_CAP, r - other))
-    share = 1.0 / (sum(math.exp(max(-50.0, min(50.0, x - r))) for x in ranks)
-                   + math.exp(max(-50.0, min(50.0, NULL_RANK - r))))
+    share = 1.0 / (
+        sum(math.exp(max(-50.0, min(50.0, x - r))) for x in ranks) + math.exp(max(-50.0, min(50.0, NULL_RANK - r)))
+    )
     short = 1.0 if analyzed is not None and len(analyzed.words) <= 2 else 0.0
     phr = math.log2(min(max(n_questions, 1), PHRASINGS_CAP))
     return (margin, share, feats[5], short, phr)
@@ -94,8 +106,9 @@ LOGIT_CAP = 8.0
 GAP_CAP = 30.0
 
 
-def semantic_features(p_lex: float, cos: float | None, best_other: float | None,
-                      *, encoder_first: bool, both_first: bool) -> tuple[float, ...] | None:
+def semantic_features(
+    p_lex: float, cos: float | None, best_other: float | None, *, encoder_first: bool, both_first: bool
+) -> tuple[float, ...] | None:
     """None when the candidate has no vector yet: its lexical confidence stands."""
     if cos is None:
         return None

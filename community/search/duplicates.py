@@ -29,8 +29,13 @@ MIN_LEXICAL = 0.30
 MIN_LEXICAL_ALONE = 0.90
 
 
-def duplicate_groups(m: "Matcher", *, min_cosine: float = MIN_COSINE, min_lexical: float = MIN_LEXICAL,
-                     min_lexical_alone: float = MIN_LEXICAL_ALONE) -> dict[int, int]:
+def duplicate_groups(
+    m: "Matcher",
+    *,
+    min_cosine: float = MIN_COSINE,
+    min_lexical: float = MIN_LEXICAL,
+    min_lexical_alone: float = MIN_LEXICAL_ALONE,
+) -> dict[int, int]:
     """item id -> group id (the smallest item id of its group) for every indexed item.
     Blocking: one lexical search per item (and encoder look-ups of vectors already made)."""
     ids = m.item_ids

@@ -34,7 +34,7 @@ class BM25Channel:
         self.k1 = k1
         self.b = b
         self.vocab: dict[str, int] = {}
-        self._post: list[dict[int, float] | None] = []   # None: derive from _arr
+        self._post: list[dict[int, float] | None] = []  # None: derive from _arr
         self._df: list[int] = []
         self._arr: list[tuple[np.ndarray, np.ndarray] | None] = []
         self._pending: dict[int, dict[int, float]] = {}
@@ -284,7 +284,7 @@ class SlotTerms:
     16 bytes per pair), so a build helper process can hand it over."""
 
     vocab: dict[str, int]
-    lens: np.ndarray    # terms per slot, repeats included
+    lens: np.ndarray  # terms per slot, repeats included
     counts: np.ndarray  # distinct terms per slot
     tid: np.ndarray
     tf: np.ndarray
@@ -330,8 +330,12 @@ class BulkLoad:
         slot_u, tid_u = np.divmod(pair, n_terms)
         i32 = np.int32
         return SlotTerms(
-            vocab, lens.astype(i32), np.bincount(slot_u, minlength=n).astype(i32),
-            tid_u.astype(i32), tf.astype(i32), np.argsort(tid_u, kind="stable").astype(i32),
+            vocab,
+            lens.astype(i32),
+            np.bincount(slot_u, minlength=n).astype(i32),
+            tid_u.astype(i32),
+            tf.astype(i32),
+            np.argsort(tid_u, kind="stable").astype(i32),
         )
 
 

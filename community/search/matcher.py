@@ -115,25 +115,30 @@ class MatcherConfig:
         answer, suggest = float(self.answer_threshold), float(self.suggest_threshold)
         if consulted or not self.semantic:
             return answer, suggest
-        return (ANSWER_THRESHOLD if self.lexical_answer_threshold is None else self.lexical_answer_threshold,
-                SUGGEST_THRESHOLD if self.lexical_suggest_threshold is None else self.lexical_suggest_threshold)
+        return (
+            ANSWER_THRESHOLD if self.lexical_answer_threshold is None else self.lexical_answer_threshold,
+            SUGGEST_THRESHOLD if self.lexical_suggest_threshold is None else self.lexical_suggest_threshold,
+        )
 
 
 # First-stage channel weights and BM25 parameters (tuned on the dev sets).
 CHANNEL_WEIGHTS: dict[str, float] = {"w": 1.0, "b": 0.3, "c": 1.0, "p": 0.5}
 BM25_PARAMS: dict[str, tuple[float, float]] = {
-    "w": (1.2, 0.5), "b": (1.2, 0.5), "c": (1.2, 0.5), "p": (1.2, 0.5),
+    "w": (1.2, 0.5),
+    "b": (1.2, 0.5),
+    "c": (1.2, 0.5),
+    "p": (1.2, 0.5),
 }
 UNIT_WEIGHT = {"title": 1.0, "variant": 1.0, "learned": 1.0, "answer": 0.3}
-FIRST_STAGE_UNITS = 60     # units kept from the first stage
-RERANK_ITEMS = 20          # items re-ranked with rapidfuzz/coverage features
-UNITS_PER_ITEM = 3         # best units of one item looked at in the re-rank
-LOCALE_PENALTY = 1.0       # logit subtracted for an item of another language
+FIRST_STAGE_UNITS = 60  # units kept from the first stage
+RERANK_ITEMS = 20  # items re-ranked with rapidfuzz/coverage features
+UNITS_PER_ITEM = 3  # best units of one item looked at in the re-rank
+LOCALE_PENALTY = 1.0  # logit subtracted for an item of another language
 VERBATIM_CONFIDENCE = 0.95  # floor for a query identical to a unique KB question
-SUGGEST_FLOOR = 0.5        # suggestions besides the first need >= floor*suggest
-DECISION_CACHE = 8192      # FAQ traffic repeats itself: top matches remembered per index state
-SEMANTIC_SLOTS = 40        # units taken from the encoder's ranking
-SEMANTIC_ITEMS = 10        # items of those added to the re-ranked pool
+SUGGEST_FLOOR = 0.5  # suggestions besides the first need >= floor*suggest
+DECISION_CACHE = 8192  # FAQ traffic repeats itself: top matches remembered per index state
+SEMANTIC_SLOTS = 40  # units taken from the encoder's ranking
+SEMANTIC_ITEMS = 10  # items of those added to the re-ranked pool
 
 
 def _family(locale: str | None) -> str | None:
@@ -406,8 +411,7 @@ class Matcher:
         """How many question phrasings (title, variants, learned) an item has (the slots in
         ``skip``, held out by a calibration pass, not counted)."""
         item = self._items[item_id]
-        return sum(1 for s in item.slots
-                   if s not in skip and (u := self._units[s]) is not None and u.kind != "answer")
+        return sum(1 for s in item.slots if s not in skip and (u := self._units[s]) is not None and u.kind != "answer")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -443,12 +447,17 @@ class Matcher:
         h = self._homophone_table
         if h is None or h.generation != self._generation:
             h = self._homophone_table = Homophones.from_channels(
-                self._channels["w"], self._channels["c"], self._generation)
+                self._channels["w"], self._channels["c"], self._generation
+            )
         return h
 
-    def _candidates(self, text: str, locale: str | None, qvec: np.ndarray | None = None,
-                    skip: frozenset[int] = frozenset(),
-                    ) -> tuple[list[tuple[float, int, tuple[float, ...]]], Analyzed | None]:
+    def _candidates(
+        self,
+        text: str,
+        locale: str | None,
+        qvec: np.ndarray | None = None,
+        skip: frozenset[int] = frozenset(),
+    ) -> tuple[list[tuple[float, int, tuple[float, ...]]], Analyzed | None]:
         """Re-ranked candidates: list of (rank_score, item_id, features), best first. With a
         query vector, the encoder's best items join the pool (their lexical features may be
         weak: their confidence in :meth:`_ranked` gives them their place). Slots in ``skip``
@@ -592,10 +601,14 @@ class Matcher:
                 best = c
         return best
 
-    def _ranked(self, norm: str, locale: str | None, qvec: np.ndarray | None, limit: int | None = None,
-                skip: frozenset[int] = frozenset(),
-                ) -> tuple[list[tuple[int, float, tuple[float, ...], int, tuple[float, ...] | None]], list[float],
-                           Analyzed | None]:
+    def _ranked(
+        self,
+        norm: str,
+        locale: str | None,
+        qvec: np.ndarray | None,
+        limit: int | None = None,
+        skip: frozenset[int] = frozenset(),
+    ) -> tuple[list[tuple[int, float, tuple[float, ...], int, tuple[float, ...] | None]], list[float], Analyzed | None]:
         """Candidates in answer order with their confidence: [(item_id, p, features, lexical
         position, encoder features)] and the re-ranker's scores (best first).
 
@@ -608,8 +621,10 @@ class Matcher:
         ranks = [c[0] for c in cands]
         if qvec is None and limit is not None:
             cands = cands[:limit]
-        p = [conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid, skip)))
-             for i, (_r, iid, f) in enumerate(cands)]
+        p = [
+            conf.confidence(conf.conf_features(ranks, i, f, a, self.n_questions(iid, skip)))
+            for i, (_r, iid, f) in enumerate(cands)
+        ]
         sem: list[tuple[float, ...] | None] = [None] * len(cands)
         if qvec is not None and cands:
             cosines = [self._item_cosine(qvec, iid, skip) for _r, iid, _f in cands]
@@ -622,8 +637,9 @@ class Matcher:
                         other = cosines[top[1]] if len(top) > 1 else None
                     else:
                         other = cosines[first]
-                    sem[i] = feats = conf.semantic_features(p[i], cosines[i], other,
-                                                            encoder_first=i == first, both_first=i == first == 0)
+                    sem[i] = feats = conf.semantic_features(
+                        p[i], cosines[i], other, encoder_first=i == first, both_first=i == first == 0
+                    )
                     assert feats is not None  # None only without a cosine, and this one is known
                     p[i] = conf.semantic_confidence(feats)
         order = sorted(range(len(cands)), key=lambda i: (-p[i], i)) if qvec is not None else range(len(cands))
@@ -632,8 +648,9 @@ class Matcher:
     def question_units(self, item_id: int) -> list[tuple[int, str]]:
         """(slot, normalised text) of an item's question phrasings: what a calibration pass
         holds out one at a time (``skip``)."""
-        return [(s, u.text) for s in self._items[item_id].slots
-                if (u := self._units[s]) is not None and u.kind != "answer"]
+        return [
+            (s, u.text) for s in self._items[item_id].slots if (u := self._units[s]) is not None and u.kind != "answer"
+        ]
 
     def unit_vector(self, slot: int) -> np.ndarray | None:
         """The encoder's vector of an indexed phrasing (None without one)."""
@@ -646,23 +663,36 @@ class Matcher:
     def item_locale(self, item_id: int) -> str:
         return self._items[item_id].doc.locale
 
-    def search(self, text: str, *, locale: str | None = None, limit: int = 5,
-               qvec: np.ndarray | None = None, skip: frozenset[int] = frozenset(),
-               encoder: bool = True) -> list[Match]:
+    def search(
+        self,
+        text: str,
+        *,
+        locale: str | None = None,
+        limit: int = 5,
+        qvec: np.ndarray | None = None,
+        skip: frozenset[int] = frozenset(),
+        encoder: bool = True,
+    ) -> list[Match]:
         """Best matches, best first. With an encoder, ``qvec`` is the question's vector
         (:meth:`query_vector`); if not given it is computed here. ``skip``: slots held out
         (calibration); ``encoder=False``: the lexical path alone."""
         return list(self._search(text, locale, limit, qvec, skip, encoder).matches)
 
-    def _search(self, text: str, locale: str | None, limit: int, qvec: np.ndarray | None,
-                skip: frozenset[int] = frozenset(), encoder: bool = True) -> Ranking:
+    def _search(
+        self,
+        text: str,
+        locale: str | None,
+        limit: int,
+        qvec: np.ndarray | None,
+        skip: frozenset[int] = frozenset(),
+        encoder: bool = True,
+    ) -> Ranking:
         norm = normalize(text)
         if not norm or limit <= 0:
             return Ranking((), False, 0.0, 0, 0)
         if not encoder:
             qvec = None
-        elif qvec is None and self._semantic is not None and self._semantic.has_vectors \
-                and not self._semantic.remote:
+        elif qvec is None and self._semantic is not None and self._semantic.has_vectors and not self._semantic.remote:
             qvec = self._semantic.embed_query(self._analyzer.prepare(norm))
         result: list[Match] = []
         code_hit = self._sms.get(norm.replace(" ", ""))
@@ -689,8 +719,9 @@ class Matcher:
         known = sum(1 for word in words if w.doc_freq(word))
         return Ranking(tuple(result), qvec is not None, explained, known, len(words))
 
-    def assess(self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None,
-               limit: int = 3) -> Ranking:
+    def assess(
+        self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None, limit: int = 3
+    ) -> Ranking:
         """The cascade: the lexical path's ranking when it is sure (at or above the lexical
         answer threshold) or when there is no encoder; else the encoder is consulted (with
         ``qvec`` when given, else computed here, blocking) and its ranking stands."""
@@ -736,8 +767,10 @@ class Matcher:
         floor = suggest_t * SUGGEST_FLOOR
         options = tuple(m for m in matches if m.score >= floor)[:3]
         if self._single_option(matches, answer_t, suggest_t) or (
-                r.lexical and r.lexical[0].item_id == matches[0].item_id
-                and self._single_option(r.lexical, *cfg.thresholds(False))):
+            r.lexical
+            and r.lexical[0].item_id == matches[0].item_id
+            and self._single_option(r.lexical, *cfg.thresholds(False))
+        ):
             # one clear option (by the encoder, or by the lexical path with the encoder agreeing)
             return Decision("answer", matches, tentative=True, consulted=r.consulted)
         return Decision("suggest", options, consulted=r.consulted)
@@ -746,12 +779,17 @@ class Matcher:
         """The first match is the only option worth showing (every other below the suggestion
         floor) and within ``tentative_share`` of the answer threshold."""
         floor = suggest_t * SUGGEST_FLOOR
-        return (bool(matches) and matches[0].score >= self.config.tentative_share * answer_t
-                and all(m.score < floor for m in matches[1:]))
+        return (
+            bool(matches)
+            and matches[0].score >= self.config.tentative_share * answer_t
+            and all(m.score < floor for m in matches[1:])
+        )
 
     def _scripts(self) -> frozenset[str]:
         """Scripts the knowledge base is written in (``ood.script_of``)."""
-        return frozenset(s for s, n in (("han", self._zh_items), ("latin", len(self._items) - self._zh_items)) if n) | {"latin"}
+        return frozenset(s for s, n in (("han", self._zh_items), ("latin", len(self._items) - self._zh_items)) if n) | {
+            "latin"
+        }
 
     def needs_query_vector(self, text: str, locale: str | None) -> bool:
         """Whether :meth:`decide` would embed ``text`` (an encoder is on, no remembered
@@ -779,7 +817,7 @@ class Matcher:
         generation = self._generation
         ranking = self.assess(text, locale=locale, qvec=qvec)
         if generation != self._generation or ranking.fallback:  # a (threaded) build changed the
-            return ranking                                       # index meanwhile, or no encoder now
+            return ranking  # index meanwhile, or no encoder now
         self._decisions[key] = (semantic_version, ranking)
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)

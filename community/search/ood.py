@@ -55,10 +55,33 @@ def script_noise(text: str, scripts: frozenset[str]) -> float:
 
 # Question and function words every KB holds: knowing them says nothing about the topic
 # (the canonical forms of community/data/synonyms.txt's question-word groups among them).
-FUNCTION_WORDS = frozenset({
-    "为什么", "什么时候", "怎么", "什么", "多少", "哪里", "哪儿", "哪个", "哪些", "如何", "能不能",
-    "可不可以", "可以", "是不是", "有没有", "一下", "请问", "你好", "我们", "你们", "他们", "这个", "那个",
-})
+FUNCTION_WORDS = frozenset(
+    {
+        "为什么",
+        "什么时候",
+        "怎么",
+        "什么",
+        "多少",
+        "哪里",
+        "哪儿",
+        "哪个",
+        "哪些",
+        "如何",
+        "能不能",
+        "可不可以",
+        "可以",
+        "是不是",
+        "有没有",
+        "一下",
+        "请问",
+        "你好",
+        "我们",
+        "你们",
+        "他们",
+        "这个",
+        "那个",
+    }
+)
 
 
 def is_content_word(word: str) -> bool:

@@ -37,6 +37,7 @@ class EmbeddingsUnavailable(RuntimeError):
 class CircuitBreaker:
     """Closed: requests go. ``failures`` failures in a row open it for ``cooldown`` seconds;
     after that one request is let through (half-open): success closes it, failure reopens."""
+
     failures: int = 3
     cooldown: float = 30.0
     clock: Callable[[], float] = field(default=time.monotonic)
@@ -74,11 +75,15 @@ class RemoteEncoder:
     name = "remote"
     remote = True
 
-    def __init__(self, url: str, *, model: str = "", key: str = "", timeout: float = 2.0,
-                 breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self, url: str, *, model: str = "", key: str = "", timeout: float = 2.0, breaker: CircuitBreaker | None = None
+    ) -> None:
         base = url.rstrip("/")
-        self.url = base if base.endswith("/embeddings") else (
-            f"{base}/embeddings" if base.endswith("/v1") else f"{base}/v1/embeddings")
+        self.url = (
+            base
+            if base.endswith("/embeddings")
+            else (f"{base}/embeddings" if base.endswith("/v1") else f"{base}/v1/embeddings")
+        )
         self.model = model
         self._key = key
         self.timeout = timeout
@@ -123,8 +128,9 @@ class RemoteEncoder:
             body["model"] = self.model
         self.requests += 1
         try:
-            async with self._session.post(self.url, json=body, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+            async with self._session.post(
+                self.url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as resp:
                 if resp.status != 200:
                     raise EmbeddingsUnavailable(f"HTTP {resp.status}")
                 payload = await resp.json(content_type=None)

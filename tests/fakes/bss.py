@@ -3,6 +3,7 @@
 It checks the request signature (401 otherwise), knows a few query codes (404 for others),
 answers from per-number accounts, and records every request so tests see whose number was
 asked. ``down`` makes it answer 503."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ class FakeAccountApi:
 
     async def _query(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify(self.secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")):
+        if not verify(
+            self.secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")
+        ):
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=401)
         data = json.loads(body)

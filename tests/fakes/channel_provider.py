@@ -15,6 +15,7 @@ SendError mapping); ``setup`` registers it as channel ``prov`` so the production
 tests.fakes.channel_provider`` runs a queue worker with this channel added (for the
 kill -9 test and the benchmark).
 """
+
 from __future__ import annotations
 
 import asyncio

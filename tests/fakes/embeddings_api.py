@@ -8,6 +8,7 @@ similar questions get similar vectors), ``DIM`` floats. ``fail`` makes it answer
 ``delay`` sleeps before answering (to exceed the client's timeout); every request is counted
 in ``requests`` and its inputs kept in ``inputs``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,7 @@ DIM = 64
 
 def vector(text: str) -> list[float]:
     v = np.zeros(DIM)
-    grams = list(text) + [text[i:i + 2] for i in range(len(text) - 1)]
+    grams = list(text) + [text[i : i + 2] for i in range(len(text) - 1)]
     for g in grams:
         h = int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "big")
         v[h % DIM] += 1.0 if h & 1 else -1.0
@@ -67,9 +68,11 @@ class FakeEmbeddingsServer:
         if self.fail:
             return web.json_response({"error": {"message": "overloaded"}}, status=500)
         self.inputs += texts
-        return web.json_response({
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(texts)],
-            "model": body.get("model", ""),
-            "usage": {"prompt_tokens": sum(map(len, texts)), "total_tokens": sum(map(len, texts))},
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(texts)],
+                "model": body.get("model", ""),
+                "usage": {"prompt_tokens": sum(map(len, texts)), "total_tokens": sum(map(len, texts))},
+            }
+        )

@@ -14,6 +14,7 @@ A deliver_sm answered with a temporary error (ESME_RX_T_APPN), or not answered b
 the session went away, is delivered again after ``redeliver_after`` seconds, as a real
 SMSC retries (up to ``max_redeliveries`` times).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -140,10 +141,19 @@ class FakeSmsc:
             return
         message_id = f"{next(self._ids):08x}"
         ev.accept(message_id)
-        self.submitted.append(Submitted(
-            ev.session_id, ev.source_addr, ev.destination_addr, ev.esm_class, ev.data_coding,
-            ev.registered_delivery, ev.short_message, message_id, time.monotonic(),
-        ))
+        self.submitted.append(
+            Submitted(
+                ev.session_id,
+                ev.source_addr,
+                ev.destination_addr,
+                ev.esm_class,
+                ev.data_coding,
+                ev.registered_delivery,
+                ev.short_message,
+                message_id,
+                time.monotonic(),
+            )
+        )
         if self.send_receipts and ev.registered_delivery & 0x01:
             stat = self.receipt_status.get(ev.destination_addr, "DELIVRD")
             self._spawn(self._receipt(ev.session_id, ev.destination_addr, ev.source_addr, message_id, stat))
@@ -159,11 +169,20 @@ class FakeSmsc:
         task.add_done_callback(self._tasks.discard)
 
     def resps(self, *, kind: str | None = None, source_addr: str | None = None) -> list[DeliverResp]:
-        return [r for r in self.deliver_resps
-                if (kind is None or r.kind == kind) and (source_addr is None or r.source_addr == source_addr)]
+        return [
+            r
+            for r in self.deliver_resps
+            if (kind is None or r.kind == kind) and (source_addr is None or r.source_addr == source_addr)
+        ]
 
-    async def _deliver(self, esme: smpp34.Esme | None, kind: str, params: dict[str, object],
-                       number: int | None = None, attempt: int = 1) -> int | None:
+    async def _deliver(
+        self,
+        esme: smpp34.Esme | None,
+        kind: str,
+        params: dict[str, object],
+        number: int | None = None,
+        attempt: int = 1,
+    ) -> int | None:
         """Send one deliver_sm, record its resp, and schedule a redelivery if it was refused
         for now; returns the resp's command_status (None: no resp)."""
         number = number if number is not None else next(self._deliveries)
@@ -181,10 +200,14 @@ class FakeSmsc:
             if kind == "mo" and self.lose_resps > 0:  # the ESME answered; the SMSC never heard it
                 self.lose_resps -= 1
                 status = None
-        self.deliver_resps.append(DeliverResp(number, attempt, kind, str(params.get("source_addr", "")), status,
-                                              time.time()))
-        if (status is None or status == ESME_RX_T_APPN) and self.redeliver_after is not None \
-                and attempt <= self.max_redeliveries:
+        self.deliver_resps.append(
+            DeliverResp(number, attempt, kind, str(params.get("source_addr", "")), status, time.time())
+        )
+        if (
+            (status is None or status == ESME_RX_T_APPN)
+            and self.redeliver_after is not None
+            and attempt <= self.max_redeliveries
+        ):
             self._spawn(self._redeliver(kind, params, number, attempt + 1))
         return status
 
@@ -199,11 +222,20 @@ class FakeSmsc:
             return
         err = "000" if stat == "DELIVRD" else "001"
         text = DLR_TEXT.format(id=message_id, d="001" if stat == "DELIVRD" else "000", stat=stat, err=err)
-        await self._deliver(esme, "receipt", dict(
-            source_addr=source, destination_addr=dest, esm_class=0x04, short_message=text.encode(),
-            tlvs=[smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\x00"),
-                  smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([STATE_TLV.get(stat, 7)]))],
-        ))
+        await self._deliver(
+            esme,
+            "receipt",
+            dict(
+                source_addr=source,
+                destination_addr=dest,
+                esm_class=0x04,
+                short_message=text.encode(),
+                tlvs=[
+                    smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\x00"),
+                    smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([STATE_TLV.get(stat, 7)])),
+                ],
+            ),
+        )
 
     async def _esme(self, timeout: float = 3.0) -> smpp34.Esme:
         """A bound receiver (the bind event may still be on its way to our serve loop)."""
@@ -215,21 +247,37 @@ class FakeSmsc:
             await asyncio.sleep(0.01)
         raise AssertionError("no ESME bound to receive")
 
-    async def mo(self, source: str, text: str, *, dest: str = "10086", ton: int = 1,
-                 check: bool = True) -> int | None:
+    async def mo(self, source: str, text: str, *, dest: str = "10086", ton: int = 1, check: bool = True) -> int | None:
         """A member's short text: GSM (ASCII subset, unpacked) or UCS-2, one PDU; returns
         the deliver_sm_resp status (asserted ESME_ROK unless ``check`` is false)."""
         ascii_ok = all(" " <= c <= "~" and c not in "`[]{}\\^~|" for c in text)
         body, dc = (text.encode("ascii"), 0) if ascii_ok else (text.encode("utf-16-be"), 8)
-        status = await self._deliver(await self._esme(), "mo", dict(
-            source_addr=source, destination_addr=dest, source_addr_ton=ton, source_addr_npi=1, data_coding=dc,
-            short_message=body))
+        status = await self._deliver(
+            await self._esme(),
+            "mo",
+            dict(
+                source_addr=source,
+                destination_addr=dest,
+                source_addr_ton=ton,
+                source_addr_npi=1,
+                data_coding=dc,
+                short_message=body,
+            ),
+        )
         if check:
             assert status == smpp34.ESME_ROK, status
         return status
 
-    async def mo_concatenated(self, source: str, text: str, *, ref: int = 0x1234, octets_per_part: int = 134,
-                              order: list[int] | None = None, dest: str = "10086") -> int:
+    async def mo_concatenated(
+        self,
+        source: str,
+        text: str,
+        *,
+        ref: int = 0x1234,
+        octets_per_part: int = 134,
+        order: list[int] | None = None,
+        dest: str = "10086",
+    ) -> int:
         """A long UCS-2 text in parts with a 16-bit-reference UDH, cut at fixed octet counts
         (as many handsets and SMSCs do: a surrogate pair may straddle two parts)."""
         raw = text.encode("utf-16-be")
@@ -238,9 +286,19 @@ class FakeSmsc:
         esme = await self._esme()
         for seq in order or list(range(1, total + 1)):
             udh = bytes([6, 0x08, 4, ref >> 8, ref & 0xFF, total, seq])
-            status = await self._deliver(esme, "mo", dict(
-                source_addr=source, destination_addr=dest, source_addr_ton=1, source_addr_npi=1, esm_class=0x40,
-                data_coding=8, short_message=udh + chunks[seq - 1]))
+            status = await self._deliver(
+                esme,
+                "mo",
+                dict(
+                    source_addr=source,
+                    destination_addr=dest,
+                    source_addr_ton=1,
+                    source_addr_npi=1,
+                    esm_class=0x40,
+                    data_coding=8,
+                    short_message=udh + chunks[seq - 1],
+                ),
+            )
             assert status == smpp34.ESME_ROK, status
         return total
 

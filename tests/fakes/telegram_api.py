@@ -7,6 +7,7 @@ be told to answer 429, 403 "bot was blocked by the user", or to stall past the c
 timeout. Optionally it enforces Telegram's flood limits itself (a global token bucket
 and a minimum interval per chat) and answers 429 when a sender breaks them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,13 +89,28 @@ class FakeTelegram:
     _closing: bool = False
 
     # --- scripting ---------------------------------------------------------------------
-    def fail(self, method: str, chat_id: str | int, code: int, description: str,
-             *, retry_after: int | None = None, times: int = 1, skip: int = 0) -> None:
+    def fail(
+        self,
+        method: str,
+        chat_id: str | int,
+        code: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+        skip: int = 0,
+    ) -> None:
         self._failures[(method, str(chat_id))].append(Failure(code, description, retry_after, times, skip))
 
     def rate_limit(self, chat_id: str | int, retry_after: int, *, times: int = 1) -> None:
-        self.fail("sendMessage", chat_id, 429, f"Too Many Requests: retry after {retry_after}",
-                  retry_after=retry_after, times=times)
+        self.fail(
+            "sendMessage",
+            chat_id,
+            429,
+            f"Too Many Requests: retry after {retry_after}",
+            retry_after=retry_after,
+            times=times,
+        )
 
     def block(self, chat_id: str | int) -> None:
         self.fail("sendMessage", chat_id, 403, "Forbidden: bot was blocked by the user", times=-1)
@@ -112,8 +128,11 @@ class FakeTelegram:
 
     # --- reading --------------------------------------------------------------------------
     def sent(self, method: str = "sendMessage", chat_id: str | int | None = None) -> list[Call]:
-        return [c for c in self.calls if c.method == method and c.status == 200
-                and (chat_id is None or c.chat_id == str(chat_id))]
+        return [
+            c
+            for c in self.calls
+            if c.method == method and c.status == 200 and (chat_id is None or c.chat_id == str(chat_id))
+        ]
 
     def count(self, status: int) -> int:
         return sum(1 for c in self.calls if c.status == status)
@@ -142,8 +161,9 @@ class FakeTelegram:
             await self._runner.cleanup()
 
     async def _dump_calls(self, request: web.Request) -> web.Response:
-        return web.json_response([{"method": c.method, "chat_id": c.chat_id, "at": c.at, "status": c.status}
-                                  for c in self.calls])
+        return web.json_response(
+            [{"method": c.method, "chat_id": c.chat_id, "at": c.at, "status": c.status} for c in self.calls]
+        )
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.calls.clear()
@@ -226,8 +246,15 @@ class FakeTelegram:
 
     # --- methods --------------------------------------------------------------------------
     async def _m_getMe(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR", "username": BOT_USERNAME,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "EveryCSR",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     def _message(self, p: dict[str, Any], message_id: int | None = None) -> dict[str, Any]:
         if message_id is None:
@@ -235,8 +262,13 @@ class FakeTelegram:
             message_id = self._next_message_id
         chat_id = int(p["chat_id"])
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
-        return {"message_id": message_id, "date": int(time.time()), "chat": chat,
-                "from": {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR"}, "text": p.get("text", "")}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR"},
+            "text": p.get("text", ""),
+        }
 
     async def _m_sendMessage(self, p: dict[str, Any]) -> Any:
         if not str(p.get("text", "")).strip():
@@ -272,7 +304,9 @@ class FakeTelegram:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
             if not self._updates and timeout:
                 try:
-                    await asyncio.wait_for(self._update_cond.wait_for(lambda: bool(self._updates) or self._closing), timeout)
+                    await asyncio.wait_for(
+                        self._update_cond.wait_for(lambda: bool(self._updates) or self._closing), timeout
+                    )
                 except asyncio.TimeoutError:
                     pass
             return self._updates[:limit]
@@ -312,18 +346,31 @@ def _entities(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def message_update(update_id: int, uid: int, text: str | None, *, chat_id: int | None = None,
-                   chat_type: str = "private", lang: str | None = "zh-hans", message_id: int | None = None,
-                   reply_to: dict[str, Any] | None = None, edited: bool = False,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def message_update(
+    update_id: int,
+    uid: int,
+    text: str | None,
+    *,
+    chat_id: int | None = None,
+    chat_type: str = "private",
+    lang: str | None = "zh-hans",
+    message_id: int | None = None,
+    reply_to: dict[str, Any] | None = None,
+    edited: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     chat_id = uid if chat_id is None else chat_id
     chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
     if chat_type == "private":
         chat["first_name"] = "小明"
     else:
         chat["title"] = "EveryCSR 用户群"
-    msg: dict[str, Any] = {"message_id": message_id or update_id, "date": 1764100000, "chat": chat,
-                           "from": tg_user(uid, lang)}
+    msg: dict[str, Any] = {
+        "message_id": message_id or update_id,
+        "date": 1764100000,
+        "chat": chat,
+        "from": tg_user(uid, lang),
+    }
     if text is not None:
         msg["text"] = text
         ents = _entities(text)
@@ -339,28 +386,54 @@ def message_update(update_id: int, uid: int, text: str | None, *, chat_id: int |
 
 def bot_message(message_id: int, chat_id: int, text: str = "…", chat_type: str = "private") -> dict[str, Any]:
     """A message the bot sent earlier (what a button or a reply points at)."""
-    return {"message_id": message_id, "date": 1764100000,
-            "chat": {"id": chat_id, "type": chat_type, **({"first_name": "小明"} if chat_type == "private" else {"title": "群"})},
-            "from": {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR", "username": BOT_USERNAME},
-            "text": text}
+    return {
+        "message_id": message_id,
+        "date": 1764100000,
+        "chat": {
+            "id": chat_id,
+            "type": chat_type,
+            **({"first_name": "小明"} if chat_type == "private" else {"title": "群"}),
+        },
+        "from": {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR", "username": BOT_USERNAME},
+        "text": text,
+    }
 
 
-def callback_update(update_id: int, uid: int, data: str, *, message_id: int = 500, chat_id: int | None = None,
-                    text: str = "您是不是想问：", lang: str | None = "zh-hans") -> dict[str, Any]:
+def callback_update(
+    update_id: int,
+    uid: int,
+    data: str,
+    *,
+    message_id: int = 500,
+    chat_id: int | None = None,
+    text: str = "您是不是想问：",
+    lang: str | None = "zh-hans",
+) -> dict[str, Any]:
     chat_id = uid if chat_id is None else chat_id
-    return {"update_id": update_id, "callback_query": {
-        "id": f"cb{update_id}", "from": tg_user(uid, lang), "chat_instance": "42", "data": data,
-        "message": bot_message(message_id, chat_id, text, "private" if chat_id > 0 else "supergroup"),
-    }}
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": f"cb{update_id}",
+            "from": tg_user(uid, lang),
+            "chat_instance": "42",
+            "data": data,
+            "message": bot_message(message_id, chat_id, text, "private" if chat_id > 0 else "supergroup"),
+        },
+    }
 
 
 def member_update(update_id: int, uid: int, old: str = "member", new: str = "kicked") -> dict[str, Any]:
     bot_user = {"id": BOT_ID, "is_bot": True, "first_name": "EveryCSR", "username": BOT_USERNAME}
-    return {"update_id": update_id, "my_chat_member": {
-        "chat": {"id": uid, "type": "private", "first_name": "小明"}, "from": tg_user(uid), "date": 1764100000,
-        "old_chat_member": {"status": old, "user": bot_user, **({"until_date": 0} if old == "kicked" else {})},
-        "new_chat_member": {"status": new, "user": bot_user, **({"until_date": 0} if new == "kicked" else {})},
-    }}
+    return {
+        "update_id": update_id,
+        "my_chat_member": {
+            "chat": {"id": uid, "type": "private", "first_name": "小明"},
+            "from": tg_user(uid),
+            "date": 1764100000,
+            "old_chat_member": {"status": old, "user": bot_user, **({"until_date": 0} if old == "kicked" else {})},
+            "new_chat_member": {"status": new, "user": bot_user, **({"until_date": 0} if new == "kicked" else {})},
+        },
+    }
 
 
 # --- pytest fixtures (import them into a test module) -------------------------------------

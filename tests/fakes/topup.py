@@ -9,6 +9,7 @@ posts the signed outcome to the order's ``callback_url``: ``failed`` for numbers
 ``unavailable`` makes the next n submissions answer 503. ``GET /v1/topups/<order_id>`` (signed)
 answers the order's state, or 404 for one never received.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +60,9 @@ class FakeTopupProvider:
 
     async def _submit(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify(self.secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")):
+        if not verify(
+            self.secret, request.headers.get("X-Timestamp", ""), body, request.headers.get("X-Signature", "")
+        ):
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=401)
         order = json.loads(body)
@@ -73,7 +76,8 @@ class FakeTopupProvider:
         if known is None:
             failed = order["phone"] in self.fail_numbers
             known = self.orders[order["order_id"]] = {
-                **order, "provider_ref": f"TP{len(self.orders) + 1:06d}",
+                **order,
+                "provider_ref": f"TP{len(self.orders) + 1:06d}",
                 "state": "processing" if order["phone"] in self.silent_numbers else "failed" if failed else "success",
             }
             if order["phone"] in self.silent_numbers | self.lost_callback_numbers:
@@ -86,21 +90,33 @@ class FakeTopupProvider:
     async def _status(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         signed = f"GET /v1/topups/{order_id}".encode()
-        if not verify(self.secret, request.headers.get("X-Timestamp", ""), signed, request.headers.get("X-Signature", "")):
+        if not verify(
+            self.secret, request.headers.get("X-Timestamp", ""), signed, request.headers.get("X-Signature", "")
+        ):
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=401)
         self.status_queries += 1
         known = self.orders.get(order_id)
         if known is None:
             return web.json_response({"error": "unknown order"}, status=404)
-        return web.json_response({"order_id": order_id, "provider_ref": known["provider_ref"], "status": known["state"],
-                                  "reason": "carrier rejected" if known["state"] == "failed" else ""})
+        return web.json_response(
+            {
+                "order_id": order_id,
+                "provider_ref": known["provider_ref"],
+                "status": known["state"],
+                "reason": "carrier rejected" if known["state"] == "failed" else "",
+            }
+        )
 
     async def _callback(self, order: dict[str, Any]) -> None:
         await asyncio.sleep(0.01)
         failed = order["phone"] in self.fail_numbers
-        payload = {"order_id": order["order_id"], "provider_ref": order["provider_ref"],
-                   "status": "failed" if failed else "success", "reason": "carrier rejected" if failed else ""}
+        payload = {
+            "order_id": order["order_id"],
+            "provider_ref": order["provider_ref"],
+            "status": "failed" if failed else "success",
+            "reason": "carrier rejected" if failed else "",
+        }
         body = json.dumps(payload).encode()
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-Timestamp": ts, "X-Signature": sign(self.secret, ts, body)}

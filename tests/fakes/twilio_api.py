@@ -6,6 +6,7 @@ MessagingServiceSid, Body, StatusCallback); answers 201 with the message resourc
 or Twilio's error JSON (``{"code": 21211, "message": ..., "status": 400}``). It can
 post a signed status callback back to the service, as Twilio does.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,19 +73,30 @@ class FakeTwilio:
             return web.json_response({"code": 20003, "message": "Authenticate", "status": 401}, status=401)
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         if not form.get("To") or not (form.get("From") or form.get("MessagingServiceSid")):
-            return web.json_response({"code": 21604, "message": "A 'To' phone number is required.", "status": 400}, status=400)
+            return web.json_response(
+                {"code": 21604, "message": "A 'To' phone number is required.", "status": 400}, status=400
+            )
         if "Body" not in form:
             return web.json_response({"code": 21602, "message": "Message body is required.", "status": 400}, status=400)
         if self.failures:
             status, code, message = self.failures.pop(0)
             headers = {"Retry-After": "1"} if status == 429 else {}
-            return web.json_response({"code": code, "message": message, "status": status}, status=status, headers=headers)
+            return web.json_response(
+                {"code": code, "message": message, "status": status}, status=status, headers=headers
+            )
         message_sid = f"SM{next(self._ids):032x}"
         self.sent.append(Sent(message_sid, form))
         body: dict[str, Any] = {
-            "sid": message_sid, "account_sid": sid, "to": form["To"], "from": form.get("From"),
-            "body": form["Body"], "status": "queued", "num_segments": str(count_segments(form["Body"])),
-            "direction": "outbound-api", "error_code": None, "error_message": None,
+            "sid": message_sid,
+            "account_sid": sid,
+            "to": form["To"],
+            "from": form.get("From"),
+            "body": form["Body"],
+            "status": "queued",
+            "num_segments": str(count_segments(form["Body"])),
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
         }
         return web.json_response(body, status=201)
 

@@ -14,6 +14,7 @@ issues a new token at once and the previous one stops working, at most
 (45011). Stable tokens and ``/cgi-bin/token`` tokens are independent, as on WeChat. The
 fake's clock can be moved forward with :meth:`FakeWeChatAPI.advance`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -170,8 +171,12 @@ class FakeWeChatAPI:
                 self.rejected.discard(current)
             token = self._issue_stable()
         else:
-            valid = (current is not None and current in self.tokens and not self.tokens[current]
-                     and self._remaining(current) > HANDOVER_SECONDS)
+            valid = (
+                current is not None
+                and current in self.tokens
+                and not self.tokens[current]
+                and self._remaining(current) > HANDOVER_SECONDS
+            )
             # the old token keeps working until its own expiry (hand-over), unless expired/revoked
             token = current if valid else self._issue_stable()  # type: ignore[assignment]
         return web.json_response({"access_token": token, "expires_in": round(self._remaining(token))})
@@ -186,9 +191,14 @@ class FakeWeChatAPI:
         queued = self._errors[path]
         if queued:
             code = queued.popleft()
-            return self._err(code, {45015: "response out of time limit or subscription is canceled",
-                                    45047: "out of response count limit",
-                                    43004: "require subscribe"}.get(code, "error"))
+            return self._err(
+                code,
+                {
+                    45015: "response out of time limit or subscription is canceled",
+                    45047: "out of response count limit",
+                    43004: "require subscribe",
+                }.get(code, "error"),
+            )
         return None
 
     async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
@@ -255,35 +265,50 @@ class WeChatCallbacks:
         self.crypto = WeChatCrypto(token, aes_key, appid)
 
     @staticmethod
-    def text_xml(openid: str, content: str, msg_id: str, *, create_time: int | None = None,
-                 account: str = "gh_0123456789ab", extra: str = "") -> str:
+    def text_xml(
+        openid: str,
+        content: str,
+        msg_id: str,
+        *,
+        create_time: int | None = None,
+        account: str = "gh_0123456789ab",
+        extra: str = "",
+    ) -> str:
         import time as _time
 
         ts = create_time or int(_time.time())
-        return (f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
-                f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-                f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>{extra}</xml>")
+        return (
+            f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>{extra}</xml>"
+        )
 
     @staticmethod
-    def event_xml(openid: str, event: str, key: str = "", *, create_time: int | None = None,
-                  account: str = "gh_0123456789ab") -> str:
+    def event_xml(
+        openid: str, event: str, key: str = "", *, create_time: int | None = None, account: str = "gh_0123456789ab"
+    ) -> str:
         import time as _time
 
         ts = create_time or int(_time.time())
-        return (f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
-                f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-                f"<Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>")
+        return (
+            f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>"
+        )
 
     @staticmethod
     def media_xml(openid: str, msg_type: str, msg_id: str, extra: str = "") -> str:
         import time as _time
 
-        return (f"<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
-                f"</FromUserName><CreateTime>{int(_time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]>"
-                f"</MsgType><MediaId><![CDATA[m1]]></MediaId><MsgId>{msg_id}</MsgId>{extra}</xml>")
+        return (
+            f"<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{int(_time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]>"
+            f"</MsgType><MediaId><![CDATA[m1]]></MediaId><MsgId>{msg_id}</MsgId>{extra}</xml>"
+        )
 
-    def build(self, xml: str, *, mode: str = "safe", openid: str = "", timestamp: int | None = None,
-              nonce: str | None = None) -> tuple[dict[str, str], bytes]:
+    def build(
+        self, xml: str, *, mode: str = "safe", openid: str = "", timestamp: int | None = None, nonce: str | None = None
+    ) -> tuple[dict[str, str], bytes]:
         """(query params, body) for one message in ``plain``, ``compatible`` or ``safe`` mode."""
         import time as _time
 
@@ -302,8 +327,10 @@ class WeChatCallbacks:
         encrypt = root.findtext("Encrypt") or ""
         params.update(encrypt_type="aes", msg_signature=sign(self.token, ts, nonce, encrypt))
         if mode == "safe":
-            body = (f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName>"
-                    f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+            body = (
+                f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName>"
+                f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+            )
         else:  # compatible: plaintext fields and the ciphertext side by side
             body = xml.replace("</xml>", f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
         return params, body.encode("utf-8")

@@ -8,6 +8,7 @@ aiogram takes ~3 s to import (pydantic builds ~300 Bot API types), so it is impo
 a token is configured: a service without Telegram starts in half the time. Import the
 channel's names (``TELEGRAM``, ``make_bot`` …) from ``bot.channels.telegram.mount``.
 """
+
 from __future__ import annotations
 
 from aiohttp import web

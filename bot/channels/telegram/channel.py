@@ -9,6 +9,7 @@ whatever cannot be delivered now (429, network trouble, a blocked member) is lef
 outbox, which retries, waits ``retry_after`` or marks the account unreachable. A
 redelivered update finds its rows by their keys: nothing is sent twice.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,9 @@ class TelegramChannel:
         configured username still recognise replies and mentions."""
         if self._me is not None:
             return self._me
-        fallback = User(id=self.bot.id, is_bot=True, first_name="bot",
-                        username=self.settings.telegram_bot_username or None)
+        fallback = User(
+            id=self.bot.id, is_bot=True, first_name="bot", username=self.settings.telegram_bot_username or None
+        )
         loop = asyncio.get_running_loop()
         if loop.time() < self._me_retry_at:
             return fallback  # don't stall every update on an unreachable Bot API
@@ -105,7 +107,11 @@ class TelegramChannel:
         self._spawn(self._after(spinner, self.deliver(incoming, rows, first_time=handled.status == "answered")))
 
     async def _store(
-        self, msg: str | None, chat: str, user: str | None, replies: list[Reply],
+        self,
+        msg: str | None,
+        chat: str,
+        user: str | None,
+        replies: list[Reply],
     ) -> list[tuple[Reply, int]]:
         """One outbox row per reply, keyed by message and position: durable before the
         200, and the same rows again for a redelivery."""
@@ -116,15 +122,23 @@ class TelegramChannel:
         if user is not None:
             from bot.core.models import ChannelAccount
 
-            member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=user).first().values_list(
-                "member_id", flat=True
+            member_id = (
+                await ChannelAccount.filter(channel=CHANNEL, external_id=user)
+                .first()
+                .values_list("member_id", flat=True)
             )
         not_before = datetime.now(timezone.utc) + timedelta(seconds=self.settings.telegram_inline_grace_seconds)
         rows = []
         for i, reply in enumerate(replies):
             row = await self.services.outbox.enqueue(
-                Outgoing(channel=CHANNEL, address=chat, reply=reply, member_id=member_id, purpose="reply",
-                         idempotency_key=f"{CHANNEL}:{msg}:{i}" if msg else None),
+                Outgoing(
+                    channel=CHANNEL,
+                    address=chat,
+                    reply=reply,
+                    member_id=member_id,
+                    purpose="reply",
+                    idempotency_key=f"{CHANNEL}:{msg}:{i}" if msg else None,
+                ),
                 not_before=not_before,
             )
             rows.append((reply, row.id))
@@ -169,7 +183,12 @@ class TelegramChannel:
             await self._group_note(group, incoming, delivered_privately)
 
     async def _send_rows(
-        self, chat: str, rows: list[tuple[Reply, int]], *, reply_to: int | None = None, edit_id: int | None = None,
+        self,
+        chat: str,
+        rows: list[tuple[Reply, int]],
+        *,
+        reply_to: int | None = None,
+        edit_id: int | None = None,
     ) -> bool:
         delivered = True
         for i, (reply, row_id) in enumerate(rows):
@@ -207,7 +226,9 @@ class TelegramChannel:
                 if err.ambiguous:
                     log.warning("telegram send to %s may have arrived (%s); not repeated", chat, err.reason)
                     await OutboxMessage.filter(id=row_id).update(
-                        status="dead", attempts=1, last_error=f"{err.reason} (may have been delivered; not repeated)"[:1000]
+                        status="dead",
+                        attempts=1,
+                        last_error=f"{err.reason} (may have been delivered; not repeated)"[:1000],
                     )
                     return True
                 await self._to_outbox(chat, parts[i:], row_id, err)
@@ -225,7 +246,10 @@ class TelegramChannel:
         log.info("telegram send to %s deferred to the outbox: %s", chat, err.reason)
         delay = err.retry_after or 0.0
         await OutboxMessage.filter(id=row_id, status="sending").update(
-            status="failed", payload=rest.to_dict(), attempts=1, last_error=err.reason[:1000],
+            status="failed",
+            payload=rest.to_dict(),
+            attempts=1,
+            last_error=err.reason[:1000],
             next_attempt_at=datetime.now(timezone.utc) + timedelta(seconds=delay),
         )
         self.services.outbox.wakeup.set()
@@ -242,8 +266,11 @@ class TelegramChannel:
             text = _("I can only answer this in a private chat. Please open a chat with me and send the command again.")
         markup = None
         if me.username:
-            markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-                text=_("Open a private chat"), url=f"https://t.me/{me.username}")]])
+            markup = InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [InlineKeyboardButton(text=_("Open a private chat"), url=f"https://t.me/{me.username}")]
+                ]
+            )
         part = render(Reply(text=text))[0]
         part = Part(text=part.text, html=part.html, markup=markup)
         await pace(self.services.limiter, self.sender, group_chat)

@@ -4,6 +4,7 @@ Handlers register text commands (``points``, ``积分`` …) once for every chan
 Telegram ``/points@everycsr_bot`` is mapped to that same text, and the menu shown by
 Telegram's "/" button is published per language with ``setMyCommands``.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,6 +1,7 @@
 """Mounting the Telegram channel on the app: the webhook at ``POST /telegram/webhook``, the
 Bot, long polling for development, the command menu, and the outbox sender.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,7 +87,9 @@ async def announce(channel: TelegramChannel, settings: Settings) -> None:
         url = settings.public_url.rstrip("/") + WEBHOOK_PATH
         try:
             await channel.bot.set_webhook(
-                url=url, secret_token=settings.telegram_webhook_secret, allowed_updates=ALLOWED_UPDATES,
+                url=url,
+                secret_token=settings.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
             )
             log.info("telegram webhook set to %s", url)
         except TelegramAPIError as exc:

@@ -4,6 +4,7 @@ No public URL needed: the bot asks Telegram for updates (``getUpdates``) and fee
 to the same :class:`TelegramChannel` the webhook uses. The webhook is removed first,
 because Telegram refuses ``getUpdates`` while one is set.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,10 @@ async def poll(channel: TelegramChannel, *, timeout: int = 25, max_backoff: floa
     while True:
         try:
             updates = await bot.get_updates(
-                offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES, request_timeout=timeout + 10,
+                offset=offset,
+                timeout=timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                request_timeout=timeout + 10,
             )
         except asyncio.CancelledError:
             raise

@@ -5,6 +5,7 @@ parse mode, so a stray ``<b>`` must show as text, not break the message). Long a
 are split at Telegram's 4096-character limit on paragraph boundaries; the keyboard
 rides on the last part.
 """
+
 from __future__ import annotations
 
 import html
@@ -98,7 +99,9 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     """Choices as callback buttons, one per row; cards with a link as URL buttons."""
     rows: list[list[InlineKeyboardButton]] = []
     for i, choice in enumerate(reply.choices):
-        rows.append([InlineKeyboardButton(text=choice.label[:64] or "…", callback_data=callback_data(choice.action, i))])
+        rows.append(
+            [InlineKeyboardButton(text=choice.label[:64] or "…", callback_data=callback_data(choice.action, i))]
+        )
     for card in reply.cards:
         if card.url.startswith(_URL_SCHEMES):
             rows.append([InlineKeyboardButton(text=(card.title or card.url)[:64], url=card.url)])

@@ -7,6 +7,7 @@ group; the outbox (and the webhook's inline replies, through the same
 after the request went out may have been delivered, so it is not blindly repeated; a
 connection that never opened is simply retried.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -119,8 +120,13 @@ class TelegramSender:
     async def _send(self, chat_id: str, part: Part, reply_to: int | None) -> Message:
         await self._keep_chat_spacing(chat_id)
         return await self.bot.send_message(
-            chat_id=int(chat_id), text=part.html, parse_mode=ParseMode.HTML, reply_markup=part.markup,
-            reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None,
+            chat_id=int(chat_id),
+            text=part.html,
+            parse_mode=ParseMode.HTML,
+            reply_markup=part.markup,
+            reply_parameters=ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+            if reply_to
+            else None,
         )
 
     async def edit_part(self, chat_id: str, message_id: int, part: Part) -> None:
@@ -128,7 +134,10 @@ class TelegramSender:
         await self._keep_chat_spacing(chat_id)
         try:
             await self.bot.edit_message_text(
-                chat_id=int(chat_id), message_id=message_id, text=part.html, parse_mode=ParseMode.HTML,
+                chat_id=int(chat_id),
+                message_id=message_id,
+                text=part.html,
+                parse_mode=ParseMode.HTML,
                 reply_markup=part.markup,
             )
         except TelegramAPIError as exc:

@@ -4,6 +4,7 @@ aiogram's routers and filters pick the update kind (message, edited message, but
 press, the member blocking the bot) and whether a group message is addressed to the
 bot; the handlers here only translate. The domain work happens in the pipeline.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,7 @@ def msg_id(update_id: int) -> str:
 def _entity_text(text: str, entity: MessageEntity) -> str:
     # entity offsets count UTF-16 code units
     raw = text.encode("utf-16-le")
-    return raw[entity.offset * 2:(entity.offset + entity.length) * 2].decode("utf-16-le", errors="replace")
+    return raw[entity.offset * 2 : (entity.offset + entity.length) * 2].decode("utf-16-le", errors="replace")
 
 
 def mentions_bot(message: Message, me: User) -> bool:
@@ -79,7 +80,9 @@ class AddressedToBot(Filter):
         return message.chat.type in GROUP_TYPES and mentions_bot(message, me)
 
 
-def message_incoming(message: Message, update_id: int, me: User, *, edited: bool = False) -> Incoming | Unsupported | None:
+def message_incoming(
+    message: Message, update_id: int, me: User, *, edited: bool = False
+) -> Incoming | Unsupported | None:
     """A text message (or caption) in a private chat, or addressed to the bot in a group."""
     user = message.from_user
     if user is None or user.is_bot:
@@ -98,8 +101,13 @@ def message_incoming(message: Message, update_id: int, me: User, *, edited: bool
     if edited:
         meta["edited"] = True
     base = dict(
-        channel=CHANNEL, user=str(user.id), msg_id=msg_id(update_id), chat=str(message.chat.id),
-        display_name=user.full_name, locale_hint=hint, meta=meta,
+        channel=CHANNEL,
+        user=str(user.id),
+        msg_id=msg_id(update_id),
+        chat=str(message.chat.id),
+        display_name=user.full_name,
+        locale_hint=hint,
+        meta=meta,
     )
     cmd = parse_command(text)
     if cmd is not None and cmd.addressed_to and me.username and cmd.addressed_to.lower() != me.username.lower():
@@ -133,8 +141,13 @@ def callback_incoming(query: CallbackQuery, update_id: int) -> Incoming | None:
         if message.chat.type in GROUP_TYPES:
             meta["group"] = True
     base = dict(
-        channel=CHANNEL, user=str(user.id), msg_id=msg_id(update_id), chat=chat,
-        display_name=user.full_name, locale_hint=normalize_locale(user.language_code), meta=meta,
+        channel=CHANNEL,
+        user=str(user.id),
+        msg_id=msg_id(update_id),
+        chat=chat,
+        display_name=user.full_name,
+        locale_hint=normalize_locale(user.language_code),
+        meta=meta,
     )
     if data.startswith(CALLBACK_INDEX_PREFIX) and data[1:].isdigit():
         return Incoming(text=str(int(data[1:]) + 1), **base)
@@ -146,8 +159,12 @@ def callback_incoming(query: CallbackQuery, update_id: int) -> Incoming | None:
 def member_incoming(event: ChatMemberUpdated, update_id: int) -> Incoming:
     """The member blocked the bot (private chat, new status ``kicked``)."""
     return Incoming(
-        channel=CHANNEL, user=str(event.from_user.id), event="unsubscribe", msg_id=msg_id(update_id),
-        chat=str(event.chat.id), display_name=event.from_user.full_name,
+        channel=CHANNEL,
+        user=str(event.from_user.id),
+        event="unsubscribe",
+        msg_id=msg_id(update_id),
+        chat=str(event.chat.id),
+        display_name=event.from_user.full_name,
         meta={"chat_type": event.chat.type},
     )
 

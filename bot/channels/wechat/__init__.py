@@ -5,6 +5,7 @@ passive replies within the deadline). Outbound: :mod:`.sender` over :mod:`.api`
 (aiohttp; wechatpy's own client is synchronous). Menu: :mod:`.menu`, ``python -m bot
 wechat menu set FILE.yaml``.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -11,6 +11,7 @@ When WeChat rejects it (40001/40014/42001) the call re-fetches in normal mode on
 worker may hold a newer token, or the old one rolled over); only if WeChat hands back the
 very token it just rejected is one ``force_refresh`` spent (limited to 20 a day, 30 s apart).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,12 +30,14 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 # outside the 48 h customer-service window / over the reply quota of that window
 WINDOW_ERRORS = {
     45015: "outside WeChat's 48-hour customer-service window (errcode 45015); "
-           "it can be sent after the member writes again",
+    "it can be sent after the member writes again",
     45047: "WeChat's customer-service message quota for this member is used up (errcode 45047); "
-           "it can be sent after the member writes again",
+    "it can be sent after the member writes again",
 }
-UNREACHABLE_ERRORS = {43004: "the member has unsubscribed from the Official Account (errcode 43004)",
-                      43019: "the member has blocked the Official Account (errcode 43019)"}
+UNREACHABLE_ERRORS = {
+    43004: "the member has unsubscribed from the Official Account (errcode 43004)",
+    43019: "the member has blocked the Official Account (errcode 43019)",
+}
 RETRY_ERRORS = {-1: 5.0, 45009: 60.0, 45011: 1.0}  # system busy, API frequency limits
 TOKEN_MARGIN_SECONDS = 300
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
@@ -65,8 +68,15 @@ def send_error(err: WeChatAPIError) -> SendError:
 class WeChatAPI:
     """One Official Account's API client; share one instance per process."""
 
-    def __init__(self, appid: str, secret: str, *, base: str = "https://api.weixin.qq.com",
-                 session: aiohttp.ClientSession | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        *,
+        base: str = "https://api.weixin.qq.com",
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.appid = appid
         self.secret = secret
         self.base = base.rstrip("/")
@@ -124,10 +134,16 @@ class WeChatAPI:
             return token
 
     async def _fetch_stable(self, *, force: bool) -> str:
-        data = await self._request("POST", STABLE_TOKEN_PATH, body={
-            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-            "force_refresh": force,
-        })
+        data = await self._request(
+            "POST",
+            STABLE_TOKEN_PATH,
+            body={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self.secret,
+                "force_refresh": force,
+            },
+        )
         token = data.get("access_token")
         if not token:
             raise WeChatAPIError(-2, "no access_token in the token response")
@@ -159,13 +175,15 @@ class WeChatAPI:
     async def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         return await self.call("/cgi-bin/menu/create", menu)
 
-    async def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                       body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         # WeChat shows \\uXXXX literally unless the JSON carries real UTF-8
         data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
         headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
-        async with self._http().request(method, self.base + path, params=params, data=data,
-                                        headers=headers, timeout=self._timeout) as resp:
+        async with self._http().request(
+            method, self.base + path, params=params, data=data, headers=headers, timeout=self._timeout
+        ) as resp:
             raw = await resp.read()
             if resp.status >= 500:
                 raise WeChatAPIError(-1, f"HTTP {resp.status}")

@@ -1,4 +1,5 @@
 """``python -m bot wechat menu set FILE.yaml``: set the Official Account's custom menu."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """WeChat XML message -> the core :class:`~bot.core.messages.Incoming` (or what to do instead)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,10 @@ def to_inbound(msg: dict[str, str]) -> Inbound:
         text = msg.get("Content", "").strip()
         menu_id = (msg.get("bizmsgmenuid") or "").strip()
         out.incoming = Incoming(
-            channel=CHANNEL, user=user, text=text or None, msg_id=msg_id,
+            channel=CHANNEL,
+            user=user,
+            text=text or None,
+            msg_id=msg_id,
             # a tapped weixin://bizmsgmenu link carries its choice's action as the menu id
             action=menu_id[:128] if menu_id else None,
         )
@@ -71,11 +75,10 @@ def _event(msg: dict[str, str], user: str) -> Incoming | None:
     msg_id = event_msg_id(msg)
     if event == "subscribe":
         # subscribing through a parametric QR code: EventKey is "qrscene_<scene>"
-        scene = key[len("qrscene_"):] if key.startswith("qrscene_") else ""
+        scene = key[len("qrscene_") :] if key.startswith("qrscene_") else ""
         return Incoming(channel=CHANNEL, user=user, event="subscribe", payload=scene or None, msg_id=msg_id)
     if event == "unsubscribe":
-        return Incoming(channel=CHANNEL, user=user, event="unsubscribe", msg_id=msg_id,
-                        meta={"reason": "unsubscribed"})
+        return Incoming(channel=CHANNEL, user=user, event="unsubscribe", msg_id=msg_id, meta={"reason": "unsubscribed"})
     if event == "scan":
         return Incoming(channel=CHANNEL, user=user, event="scan", payload=key or None, msg_id=msg_id)
     if event == "click" and key:

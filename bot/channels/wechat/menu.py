@@ -13,6 +13,7 @@ button:
 command word. WeChat's limits (3 buttons, 5 sub-buttons, name lengths in bytes) are
 checked here so a mistake is reported before anything is sent.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ButtonType = Literal["click", "view", "miniprogram", "scancode_push", "scancode_waitmsg",
-                     "pic_sysphoto", "pic_photo_or_album", "pic_weixin", "location_select"]
+ButtonType = Literal[
+    "click",
+    "view",
+    "miniprogram",
+    "scancode_push",
+    "scancode_waitmsg",
+    "pic_sysphoto",
+    "pic_photo_or_album",
+    "pic_weixin",
+    "location_select",
+]
 
 
 class MenuError(ValueError):

@@ -4,6 +4,7 @@ WeChat has no buttons: passive replies number the choices ("回复 1 …", mappe
 the pipeline); customer-service messages make each choice a ``weixin://bizmsgmenu``
 link whose menu id carries the choice's action.
 """
+
 from __future__ import annotations
 
 import html
@@ -50,8 +51,9 @@ def text_xml(to_user: str, from_user: str, content: str, *, now: int | None = No
     )
 
 
-def news_xml(to_user: str, from_user: str, cards: list[Card], *, fallback_text: str = "",
-             now: int | None = None) -> str:
+def news_xml(
+    to_user: str, from_user: str, cards: list[Card], *, fallback_text: str = "", now: int | None = None
+) -> str:
     items = "".join(
         f"<item><Title>{cdata(c.title)}</Title><Description>{cdata(c.description or fallback_text)}</Description>"
         f"<PicUrl>{cdata(c.image_url)}</PicUrl><Url>{cdata(c.url)}</Url></item>"
@@ -64,8 +66,9 @@ def news_xml(to_user: str, from_user: str, cards: list[Card], *, fallback_text: 
     )
 
 
-def passive_xml(reply: Reply, *, to_user: str, from_user: str, _: Gettext,
-                max_articles: int = MAX_ARTICLES_MESSAGE) -> str:
+def passive_xml(
+    reply: Reply, *, to_user: str, from_user: str, _: Gettext, max_articles: int = MAX_ARTICLES_MESSAGE
+) -> str:
     """One passive reply: a news message when the reply is cards only (and they fit),
     otherwise text with numbered choices and card links."""
     if reply.cards and not reply.choices and len(reply.cards) <= max_articles:
@@ -84,8 +87,12 @@ def custom_message(openid: str, reply: Reply, _: Gettext) -> dict[str, Any]:
     """The JSON body of ``message/custom/send`` for one reply."""
     if reply.cards and not reply.choices and len(reply.cards) == 1:
         card = reply.cards[0]
-        article = {"title": card.title, "description": card.description or reply.text,
-                   "url": card.url, "picurl": card.image_url}
+        article = {
+            "title": card.title,
+            "description": card.description or reply.text,
+            "url": card.url,
+            "picurl": card.image_url,
+        }
         return {"touser": openid, "msgtype": "news", "news": {"articles": [article]}}
     linkable = all(_SAFE_ACTION.match(c.action) for c in reply.choices)
     if reply.choices and linkable:

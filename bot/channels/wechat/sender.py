@@ -4,6 +4,7 @@ WeChat only lets an Official Account write to a member for 48 hours after the me
 last message, with a quota. What cannot go out is held with a clear reason, and a copy
 goes by SMS when the member has an active SMS account.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,13 +39,15 @@ class WeChatSender:
     async def send(self, message: "OutboxMessage", reply: Reply, locale: str) -> SendResult:
         account = await ChannelAccount.get_or_none(channel=CHANNEL, external_id=message.address)
         if account is not None and not account.active:
-            raise SendError(f"the member's WeChat account is inactive ({account.inactive_reason or 'unsubscribed'})",
-                            permanent=True)
+            raise SendError(
+                f"the member's WeChat account is inactive ({account.inactive_reason or 'unsubscribed'})", permanent=True
+            )
         last = account.last_inbound_at if account else None
         if last is None or datetime.now(timezone.utc) - last > SERVICE_WINDOW:
             when = last.strftime("%Y-%m-%d %H:%M UTC") if last else "never"
             raise await self._hold(
-                message, reply,
+                message,
+                reply,
                 f"outside WeChat's 48-hour customer-service window (member last wrote: {when}); "
                 "it can be sent after the member writes again",
             )
@@ -67,8 +70,14 @@ class WeChatSender:
             if sms is not None:
                 key = f"{message.idempotency_key or f'outbox:{message.id}'}:sms"
                 copy = await self.services.outbox.enqueue(
-                    Outgoing(channel="sms", address=sms.chat_id or sms.external_id, reply=reply,
-                             member_id=message.member_id, idempotency_key=key[:191], purpose=message.purpose),
+                    Outgoing(
+                        channel="sms",
+                        address=sms.chat_id or sms.external_id,
+                        reply=reply,
+                        member_id=message.member_id,
+                        idempotency_key=key[:191],
+                        purpose=message.purpose,
+                    ),
                     transcribe=False,
                 )
                 reason = f"{reason}; sent by SMS instead (outbox #{copy.id})"

@@ -3,6 +3,7 @@
 Comparison is constant-time, and a timestamp outside the configured window is
 refused so a captured request cannot be replayed later.
 """
+
 from __future__ import annotations
 
 import hashlib

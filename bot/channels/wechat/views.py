@@ -4,6 +4,7 @@ Every request is authenticated before its body is looked at; a message is answer
 passively when the pipeline is done within the deadline, otherwise ``success`` goes back
 at once and the answer follows through the outbox (customer-service messages).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,7 +52,8 @@ class WeChatEndpoint:
         self.token = settings.wechat_token
         self.crypto = (
             WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
-            if settings.wechat_token and settings.wechat_aes_key else None
+            if settings.wechat_token and settings.wechat_aes_key
+            else None
         )
         self.background = Background("wechat")
 
@@ -165,14 +167,27 @@ class WeChatEndpoint:
         if len(replies) > 1:  # one passive message per callback: the rest as service messages
             self._spawn(self._enqueue(services, inbound, replies, start=1))
         first = replies[0]
-        if handled.status == "repeat" and incoming.msg_id and not await services.outbox.answered_inline(
-            Outgoing(channel=CHANNEL, address=inbound.from_user, reply=first, member_id=None,
-                     idempotency_key=f"wechat:{incoming.msg_id}:0", purpose="reply")
+        if (
+            handled.status == "repeat"
+            and incoming.msg_id
+            and not await services.outbox.answered_inline(
+                Outgoing(
+                    channel=CHANNEL,
+                    address=inbound.from_user,
+                    reply=first,
+                    member_id=None,
+                    idempotency_key=f"wechat:{incoming.msg_id}:0",
+                    purpose="reply",
+                )
+            )
         ):
             return None  # the first callback went late: its service message carries the answer
         locale = incoming.meta.get("locale") or detect_locale(first.text, self.settings.default_locale)
         return passive_xml(
-            first, to_user=inbound.from_user, from_user=inbound.to_user, _=services.translator.bind(locale),
+            first,
+            to_user=inbound.from_user,
+            from_user=inbound.to_user,
+            _=services.translator.bind(locale),
             max_articles=MAX_ARTICLES_EVENT if inbound.is_event else MAX_ARTICLES_MESSAGE,
         )
 
@@ -200,28 +215,43 @@ class WeChatEndpoint:
         assert incoming is not None
         if start >= len(replies):
             return
-        member_id = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
-            "member_id", flat=True
+        member_id = (
+            await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user)
+            .first()
+            .values_list("member_id", flat=True)
         )
         for i, reply in enumerate(replies[start:], start):
             key = f"wechat:{incoming.msg_id}:{i}" if incoming.msg_id else None
             await services.outbox.enqueue(
-                Outgoing(channel=CHANNEL, address=inbound.from_user, reply=reply, member_id=member_id,
-                         idempotency_key=key, purpose="reply")
+                Outgoing(
+                    channel=CHANNEL,
+                    address=inbound.from_user,
+                    reply=reply,
+                    member_id=member_id,
+                    idempotency_key=key,
+                    purpose="reply",
+                )
             )
 
     async def _media_reply(self, services: ChannelServices, inbound: Inbound) -> str:
         """What we say to a picture, voice note, location …: we read text, and what we can do."""
-        locale = await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user).first().values_list(
-            "member__locale", flat=True
-        ) or self.settings.default_locale
+        locale = (
+            await ChannelAccount.filter(channel=CHANNEL, external_id=inbound.from_user)
+            .first()
+            .values_list("member__locale", flat=True)
+            or self.settings.default_locale
+        )
         _ = services.translator.bind(locale)
         kind = _(MEDIA_NAMES.get(inbound.media or "", N_("files")))
-        text = "\n".join([
-            _("Thanks! I can only read text messages, so I cannot look at %(kind)s yet.", kind=kind),
-            _("Here is what I can do: type your question (for example: how do I check my data balance), "
-              "send a business code such as CXLL, send 帮助 for help, or 人工 to talk to a person."),
-        ])
+        text = "\n".join(
+            [
+                _("Thanks! I can only read text messages, so I cannot look at %(kind)s yet.", kind=kind),
+                _(
+                    "Here is what I can do: type your question (for example: how do I check my data balance), "
+                    "send a business code such as CXLL, send 帮助 for help, or 人工 to talk to a person."
+                ),
+            ]
+        )
         return text_xml(inbound.from_user, inbound.to_user, text)
 
     async def close(self) -> None:

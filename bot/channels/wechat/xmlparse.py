@@ -5,6 +5,7 @@ applied directly on an expat parser: defusedxml's ElementTree parser is built on
 pure-Python ``XMLParser`` and costs more than the rest of a callback. The tests check
 this parser against ``defusedxml.ElementTree`` on arbitrary input.
 """
+
 from __future__ import annotations
 
 from xml.parsers import expat

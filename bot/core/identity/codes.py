@@ -5,6 +5,7 @@ the member who asked, on any of their channels: a guesser needs that member's ac
 has five tries. ``bind`` codes (8 letters and digits, ~10^12) are shown on one channel and
 typed on another, so they are looked up by their hash; failed lookups are rate-limited per
 member by the caller."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,22 +61,38 @@ async def issue_phone_code(secret_key: str, member_id: int, account_id: int, pho
     recent = await LinkCode.filter(kind="phone", phone=phone, created_at__gte=day).order_by("-created_at")
     if len(recent) >= PHONE_CODES_PER_NUMBER_PER_DAY or (recent and now - recent[0].created_at < RESEND_AFTER):
         raise TooManyCodes(phone)
-    if await LinkCode.filter(kind="phone", member_id=member_id, created_at__gte=day).count() >= PHONE_CODES_PER_MEMBER_PER_DAY:
+    if (
+        await LinkCode.filter(kind="phone", member_id=member_id, created_at__gte=day).count()
+        >= PHONE_CODES_PER_MEMBER_PER_DAY
+    ):
         raise TooManyCodes(str(member_id))
     code = f"{secrets.randbelow(10**6):06d}"
-    row = await LinkCode.create(kind="phone", member_id=member_id, account_id=account_id, phone=phone,
-                                code_hash=code_hash(secret_key, "phone", code), expires_at=now + PHONE_CODE_TTL)
+    row = await LinkCode.create(
+        kind="phone",
+        member_id=member_id,
+        account_id=account_id,
+        phone=phone,
+        code_hash=code_hash(secret_key, "phone", code),
+        expires_at=now + PHONE_CODE_TTL,
+    )
     return Issued(code, row)
 
 
 async def issue_bind_code(secret_key: str, member_id: int, account_id: int) -> Issued:
     now = utcnow()
-    if await LinkCode.filter(kind="bind", member_id=member_id,
-                             created_at__gte=now - timedelta(days=1)).count() >= BIND_CODES_PER_MEMBER_PER_DAY:
+    if (
+        await LinkCode.filter(kind="bind", member_id=member_id, created_at__gte=now - timedelta(days=1)).count()
+        >= BIND_CODES_PER_MEMBER_PER_DAY
+    ):
         raise TooManyCodes(str(member_id))
     code = "".join(secrets.choice(BIND_ALPHABET) for _ in range(8))
-    row = await LinkCode.create(kind="bind", member_id=member_id, account_id=account_id,
-                                code_hash=code_hash(secret_key, "bind", code), expires_at=now + BIND_CODE_TTL)
+    row = await LinkCode.create(
+        kind="bind",
+        member_id=member_id,
+        account_id=account_id,
+        code_hash=code_hash(secret_key, "bind", code),
+        expires_at=now + BIND_CODE_TTL,
+    )
     return Issued(code, row)
 
 
@@ -87,8 +104,9 @@ async def _use(row: LinkCode) -> bool:
 async def redeem_phone_code(secret_key: str, member_id: int, raw: str) -> LinkCode | None:
     """The member's live phone code matching ``raw`` (now used), else None (a wrong try counts)."""
     now = utcnow()
-    live = await LinkCode.filter(kind="phone", member_id=member_id, used_at=None, expires_at__gt=now,
-                                 attempts__lt=MAX_ATTEMPTS).order_by("-id")
+    live = await LinkCode.filter(
+        kind="phone", member_id=member_id, used_at=None, expires_at__gt=now, attempts__lt=MAX_ATTEMPTS
+    ).order_by("-id")
     want = code_hash(secret_key, "phone", normalize_code(raw))
     for row in live:
         if hmac.compare_digest(row.code_hash, want):
@@ -99,13 +117,15 @@ async def redeem_phone_code(secret_key: str, member_id: int, raw: str) -> LinkCo
 
 
 async def redeem_bind_code(secret_key: str, raw: str) -> LinkCode | None:
-    row = await LinkCode.get_or_none(kind="bind", code_hash=code_hash(secret_key, "bind", normalize_code(raw)),
-                                     used_at=None, expires_at__gt=utcnow())
+    row = await LinkCode.get_or_none(
+        kind="bind", code_hash=code_hash(secret_key, "bind", normalize_code(raw)), used_at=None, expires_at__gt=utcnow()
+    )
     if row is None or not await _use(row):
         return None
     return row
 
 
 async def has_live_phone_code(member_id: int) -> bool:
-    return await LinkCode.filter(kind="phone", member_id=member_id, used_at=None, expires_at__gt=utcnow(),
-                                 attempts__lt=MAX_ATTEMPTS).exists()
+    return await LinkCode.filter(
+        kind="phone", member_id=member_id, used_at=None, expires_at__gt=utcnow(), attempts__lt=MAX_ATTEMPTS
+    ).exists()

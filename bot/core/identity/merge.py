@@ -16,6 +16,7 @@ attributes, what a blind move would get wrong:
 a row that would collide stays with the source and is listed in ``MemberMerge.kept``.
 Everything moved is listed in the :class:`MemberMerge` record, so :meth:`Merger.unmerge`
 puts exactly that back. Rows written for the target after the merge stay with it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ class MergeHook(Protocol):
 
     async def merge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int) -> dict[str, Any]: ...
 
-    async def unmerge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int,
-                      done: dict[str, Any]) -> None: ...
+    async def unmerge(
+        self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int, done: dict[str, Any]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,7 @@ def member_links() -> list[MemberLink]:
             if meta.fields_map[name].related_model is not Member:
                 continue
             uniques = tuple(
-                tuple(f for f in group if f != name)
-                for group in (meta.unique_together or ())
-                if name in group
+                tuple(f for f in group if f != name) for group in (meta.unique_together or ()) if name in group
             )
             out.append(MemberLink(model, name, name in meta.o2o_fields, uniques))
     return out
@@ -89,8 +89,17 @@ def _models_with_columns() -> list[type[Model]]:
     return [m for m in registered_models() if getattr(m, "merge_member_columns", ())]
 
 
-MEMBER_FIELDS = ("display_name", "nickname", "tags", "opted_out", "phone", "phone_verified_at", "status",
-                 "locale", "locale_explicit")
+MEMBER_FIELDS = (
+    "display_name",
+    "nickname",
+    "tags",
+    "opted_out",
+    "phone",
+    "phone_verified_at",
+    "status",
+    "locale",
+    "locale_explicit",
+)
 
 
 def _snapshot(m: Member) -> dict[str, Any]:
@@ -135,8 +144,11 @@ class Merger:
         if source_id == target_id:
             raise MergeError("a member cannot be merged into itself")
         links = member_links()
-        missing = {getattr(link.model, "merge_by_hook") for link in links
-                   if getattr(link.model, "merge_by_hook", None) and link.model.merge_by_hook not in self.hooks}
+        missing = {
+            getattr(link.model, "merge_by_hook")
+            for link in links
+            if getattr(link.model, "merge_by_hook", None) and link.model.merge_by_hook not in self.hooks
+        }
         if missing:
             raise MergeError(f"no merge hook for {sorted(missing)}: refusing to merge")
         try:
@@ -155,12 +167,18 @@ class Merger:
                 await after(source_id, target_id)
         return record
 
-    async def _merge(self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *,
-                     via: str, actor: str) -> MemberMerge:
+    async def _merge(
+        self, conn: BaseDBAsyncClient, links: list[MemberLink], source_id: int, target_id: int, *, via: str, actor: str
+    ) -> MemberMerge:
         # both members locked in one order (PostgreSQL): a concurrent A->B and B->C cannot
         # interleave and strand A's rows on a member that is itself merged away
-        locked = {m.id: m for m in await Member.filter(id__in=sorted({source_id, target_id}))
-                  .order_by("id").select_for_update().using_db(conn)}
+        locked = {
+            m.id: m
+            for m in await Member.filter(id__in=sorted({source_id, target_id}))
+            .order_by("id")
+            .select_for_update()
+            .using_db(conn)
+        }
         source, target = locked.get(source_id), locked.get(target_id)
         if source is None or target is None:
             raise MergeError("unknown member")
@@ -169,7 +187,12 @@ class Merger:
         if source.phone and target.phone and source.phone != target.phone:
             raise MergeError("both members have verified different phone numbers")
         record = await MemberMerge.create(
-            using_db=conn, source_id=source_id, target_id=target_id, active_key=source_id, via=via, actor=actor[:64],
+            using_db=conn,
+            source_id=source_id,
+            target_id=target_id,
+            active_key=source_id,
+            via=via,
+            actor=actor[:64],
             members={"source": _snapshot(source), "target": _snapshot(target)},
         )
         moved: dict[str, dict[str, list[Any]]] = {}
@@ -272,8 +295,11 @@ class Merger:
                 model = models[label]
                 pk = model._meta.pk_attr
                 for field, pks in fields_.items():
-                    await model.filter(**{f"{pk}__in": pks, f"{field}_id": record.target_id}).using_db(conn).update(
-                        **{f"{field}_id": record.source_id})
+                    await (
+                        model.filter(**{f"{pk}__in": pks, f"{field}_id": record.target_id})
+                        .using_db(conn)
+                        .update(**{f"{field}_id": record.source_id})
+                    )
             for label, cols in record.columns.items():
                 model = models[label]
                 pk = model._meta.pk_attr
@@ -295,7 +321,6 @@ class Merger:
             if after is not None:
                 await after(record.source_id, record.target_id)
         return record
-
 
 
 async def channels_of(member_id: int) -> list[ChannelAccount]:

@@ -1,4 +1,5 @@
 """Records of the identity layer: one-time link codes and the audit of every member merge."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,8 @@ class LinkCode(Model):
     id = fields.IntField(primary_key=True)
     kind = fields.CharField(max_length=8)  # phone | bind
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="link_codes", on_delete=fields.CASCADE)
+        "models.Member", related_name="link_codes", on_delete=fields.CASCADE
+    )
     member_id: int
     account_id = fields.IntField()  # the channel account that asked
     phone = fields.CharField(max_length=32, null=True, db_index=True)
@@ -43,10 +45,12 @@ class MemberMerge(Model):
 
     id = fields.IntField(primary_key=True)
     source: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="merged_away", on_delete=fields.CASCADE)
+        "models.Member", related_name="merged_away", on_delete=fields.CASCADE
+    )
     source_id: int
     target: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
-        "models.Member", related_name="merged_in", on_delete=fields.CASCADE)
+        "models.Member", related_name="merged_in", on_delete=fields.CASCADE
+    )
     target_id: int
     active_key = fields.IntField(null=True, unique=True)
     via = fields.CharField(max_length=16)  # phone | bind | staff

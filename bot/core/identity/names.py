@@ -2,6 +2,7 @@
 
 The member's chosen name ("改名 X" / "name X"), else the channel profile's name, else the
 verified phone masked (138****5678), else "会员0008" (translated) — never a bare "#8"."""
+
 from __future__ import annotations
 
 import re
