@@ -6,7 +6,7 @@ from tortoise import fields
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0011_review_queue')]
+    dependencies = [('models', '0012_ticket_hotline')]
 
     initial = False
 
