@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
+import aiohttp
 from aiohttp import web
 
 from bot.core import metrics, storage
@@ -127,11 +128,13 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         await storage.open_db(settings.database_url, create_schema=db_setup == "schema")
         services = await build_services(settings)
         app[SERVICES] = services
+        services.http = aiohttp.ClientSession()  # one outbound pool per process (keep-alive)
         await services.kb.load()
         try:
             yield
         finally:
             await services.nonces.close()
+            await services.http.close()
             if services.redis is not None:  # the pool the stores, fan-out and nonces share
                 await services.redis.aclose()
             await services.kb.close()

@@ -24,7 +24,7 @@ from tortoise.functions import Count
 from bot.core.app_keys import SERVICES
 from bot.core.fanout import make_fanout
 from bot.core.models import OutboxMessage
-from bot.core.outbox import utcnow
+from bot.core.clock import utcnow
 from bot.core.settings import Settings
 from bot.staff.auth import require_role
 

@@ -31,6 +31,11 @@ class DuplicateMessage(Exception):
     """The channel delivered a message we already processed."""
 
 
+class LeaseLost(Exception):
+    """This worker's processing lease passed to another (it stalled past the lease and a
+    retry took the message over): its answer must not be recorded or sent."""
+
+
 def reply_locale(member: Member, hint: str | None) -> str:
     """The one rule for the language a member is answered in: their own choice, else what
     the channel says of them now (the page's language, the app's setting), else the language
@@ -52,6 +57,25 @@ class _Lease:
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds / 3, self._due)
         self._task: asyncio.Task[None] | None = None
+        self.lost = False
+        # until then no other worker can have taken the message over (its lease cannot have
+        # run out yet, with half a lease to spare for the claim's round trip and clock drift)
+        self._sure_until = self._loop.time() + seconds / 2
+
+    async def held(self) -> bool:
+        """Still this worker's message? Asked right before the durable writes. Most messages
+        are answered well inside their lease and cost nothing here; a slow one asks the
+        store, renewing the lease as it asks, so its writes start with a fresh lease."""
+        if self.lost:
+            return False
+        if self._loop.time() < self._sure_until:
+            return True
+        asked = self._loop.time()
+        if await self.dedup.renew(self.key, self.token, self.seconds):
+            self._sure_until = asked + self.seconds / 2
+        else:
+            self.lost = True
+        return not self.lost
 
     def _due(self) -> None:
         self._timer = None
@@ -59,9 +83,12 @@ class _Lease:
 
     async def _renew(self) -> None:
         try:
+            asked = self._loop.time()
             if not await self.dedup.renew(self.key, self.token, self.seconds):
+                self.lost = True
                 log.warning("%s: lease lost while processing", self.key)
                 return
+            self._sure_until = asked + self.seconds / 2
         except Exception as exc:  # Redis hiccup: try again at the next beat
             log.warning("%s: lease renewal failed: %s", self.key, exc)
         if self._task is not None:
@@ -115,7 +142,14 @@ class Pipeline:
                 log.warning("%s: taken over after its worker's lease lapsed", key)
         lease = _Lease(self.services.dedup, key, token, settings.dedup_lease_seconds) if key else None
         try:
-            replies, repeat = await self._process(incoming)
+            replies, repeat = await self._process(incoming, lease)
+        except LeaseLost:
+            # another worker owns the message now and answers it: this one records and sends
+            # nothing, and leaves the key alone (it is not this worker's to release)
+            lease.stop()  # type: ignore[union-attr]
+            metrics.DEDUP_LEASE_LOST.labels(incoming.channel).inc()
+            log.warning("%s: lease lost before recording the answer; dropped (the new owner answers)", key)
+            return Handled([], "pending")
         except BaseException:
             if lease is not None:
                 lease.stop()
@@ -151,8 +185,9 @@ class Pipeline:
             if result is not None:
                 return Claim("done", result=result)
 
-    async def _process(self, incoming: Incoming) -> tuple[list[Reply], bool]:
-        """The replies, and whether they are a repeat of an answer recorded earlier."""
+    async def _process(self, incoming: Incoming, lease: _Lease | None = None) -> tuple[list[Reply], bool]:
+        """The replies, and whether they are a repeat of an answer recorded earlier.
+        Raises :class:`LeaseLost` before the durable writes when ``lease`` is gone."""
         if incoming.text and len(incoming.text) > MAX_TEXT:
             incoming.text = incoming.text[:MAX_TEXT]
         hint = normalize_locale(incoming.locale_hint)
@@ -225,6 +260,8 @@ class Pipeline:
             ]
         replies = in_script(replies, locale)
 
+        if lease is not None and not await lease.held():
+            raise LeaseLost(incoming.dedup_key)
         if replies:  # the last reply's numbered choices are what a later "1" picks
             state.remember_choices(next((r.choices for r in reversed(replies) if r.choices), ()))
         after = state.to_json()

@@ -7,8 +7,8 @@ Order of events for one outgoing message:
 2. the row's id is handed to the queue as a taskiq task (``everycsr.outbox.send``);
    a short-lived Redis marker keeps the same row from being handed out twice at once;
 3. a queue worker receives the task, claims the row with a conditional update
-   (``queued``/``failed`` and due -> ``sending``, lease until ``next_attempt_at``),
-   and runs :meth:`bot.core.outbox.OutboxWorker.send_one` — the same send, rate limiting,
+   (``queued``/``failed`` and due -> ``sending``, lease until ``next_attempt_at``, a
+   fresh ``claim_token``), and runs :meth:`bot.core.outbox.OutboxWorker.send_one` — the same send, rate limiting,
    retry/backoff and dead-letter rules as the embedded in-process worker;
 4. a sweeper in every queue worker hands out due rows nobody handed out (Redis was
    down at enqueue time, retries whose backoff expired) and takes back rows left in
@@ -26,8 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -42,7 +41,8 @@ from tortoise.expressions import Q
 
 from bot.core.app_keys import PROCESS_ROLE, SERVICES
 from bot.core.models import OutboxMessage
-from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired, utcnow
+from bot.core.clock import utcnow
+from bot.core.outbox import DUE_STATUSES, OutboxWorker, claim_row, reclaim_expired
 from bot.core.redis_stores import PREFIX, make_redis
 from bot.core.settings import Settings
 
@@ -65,7 +65,7 @@ class OutboxStreamBroker(RedisStreamBroker):
     Redis, declares the group again and carries on.
     """
 
-    async def listen(self) -> AsyncGenerator[AckableMessage, None]:  # type: ignore[override]
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         backoff = 0.1
         while True:
             try:
@@ -112,7 +112,7 @@ class OutboxQueue:
 
         self.task = self.broker.register_task(send_outbox_message, task_name=TASK_NAME)
         self._tasks: list[asyncio.Task[None]] = []
-        self.stats = {"sent": 0, "skipped": 0, "reclaimed": 0, "kick_errors": 0}
+        self.stats = {"sent": 0, "skipped": 0, "reclaimed": 0, "kick_errors": 0, "stale": 0}
 
     def _marker(self, msg_id: int) -> str:
         return f"{PREFIX}outbox:handed:{msg_id}"
@@ -145,21 +145,24 @@ class OutboxQueue:
     # --- the task ---------------------------------------------------------------------------
     async def handle(self, msg_id: int) -> str:
         """The task body: claim the row (conditional update with a lease), then send it."""
-        if not await claim_row(msg_id, self.settings.outbox_lease_seconds):
+        token = await claim_row(msg_id, self.settings.outbox_lease_seconds)
+        if token is None:
             self.stats["skipped"] += 1
             # not due yet / already taken / not yet committed: let the sweeper decide later
             await self._unmark(msg_id)
             return "skipped"
         try:
-            status = await self.worker.send_one(msg_id)
+            # the lease is renewed while the send is in flight, and the outcome is recorded
+            # only while the claim is still this token's (a stale worker changes nothing)
+            status = await self.worker.send_one(msg_id, token)
         except Exception:
             log.exception("outbox send %s crashed", msg_id)
-            await OutboxMessage.filter(id=msg_id, status="sending").update(
-                status="failed", next_attempt_at=utcnow() + timedelta(seconds=30), last_error="internal error"
-            )
+            await self.worker.crashed(msg_id, token)
             status = "failed"
         if status == "sent":
             self.stats["sent"] += 1
+        elif status == "stale":
+            self.stats["stale"] += 1
         await self._unmark(msg_id)
         return status
 
@@ -170,13 +173,14 @@ class OutboxQueue:
             self.stats["reclaimed"] += 1
             await self._unmark(msg_id)
         now = utcnow()
-        due = (
+        due = cast(  # tortoise types flat=True as tuples
+            list[int],
             await OutboxMessage.filter(
                 Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), status__in=DUE_STATUSES
             )
             .order_by("id")
             .limit(limit)
-            .values_list("id", flat=True)
+            .values_list("id", flat=True),
         )
         handed = 0
         for msg_id in due:

@@ -7,9 +7,10 @@ import functools
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
+from bot.core.clock import utcnow as _utcnow
 from community.models import KnowledgeItem
 from community.search import Decision, KBDoc, Matcher, MatcherConfig
 from community.search.calibrate import Calibration, calibrate
@@ -297,10 +298,6 @@ CALIBRATE_DELAY = 2.0
 EMBED_RETRY = 30.0  # seconds before embedding is tried again when the embeddings server failed  # seconds after an edit before the knowledge base recalibrates
 # how far each look at the database reaches back before the previous one
 CATCH_UP_OVERLAP = timedelta(seconds=60)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _log_failure(task: "asyncio.Task[None]") -> None:

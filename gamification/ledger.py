@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
@@ -75,10 +75,6 @@ def key_of(*parts: object) -> str:
     if len(raw) <= 191:
         return raw
     return raw[:150] + ":" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def _ensure_balance(member_id: int) -> None:

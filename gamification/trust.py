@@ -14,8 +14,9 @@ and not redeemable until the release job pays them out; see :func:`pending_until
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from bot.core.clock import utcnow as _utcnow
 from bot.core.models import Member, TranscriptEntry
 from gamification import caps, ledger
 from gamification.models import Balance
@@ -27,10 +28,6 @@ class Standing:
     trust_level: int
     balance: int  # redeemable now
     pending: int  # earned, held until the hold period passes or a review releases it
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def _meets(member: Member, need: TrustLevel, now: datetime) -> bool:

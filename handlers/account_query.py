@@ -25,7 +25,7 @@ def member_number(ctx: Context) -> str | None:
 async def account_reply(ctx: Context, item: KnowledgeItem) -> Reply | None:
     """The account's answer to the code; None when no account-query API is configured (the
     knowledge base's answer stands)."""
-    api = AccountQueries.from_settings(ctx.services.settings)
+    api = AccountQueries.from_services(ctx.services)  # the process's shared session
     if api is None or not item.sms_code:
         return None
     _ = ctx._

@@ -32,6 +32,7 @@ import smpplib.smpp
 from smpplib import exceptions as smpp_exc
 
 from sms_gateway.encoding import Segment
+from bot.core.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class SmppEsme:
         self._stop_wait = threading.Event()  # wakes a paced write that is waiting for its slot on stop
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbound: set[asyncio.Task[None]] = set()
+        self._inbound = Background("smpp inbound")
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -431,8 +432,7 @@ class SmppEsme:
     def _dispatch_inbound(self, pdu: DeliverSm, client: _Client) -> None:
         self.stats.delivered_pdus += 1
         task = asyncio.ensure_future(self._safe_deliver(pdu, client))
-        self._inbound.add(task)
-        task.add_done_callback(self._inbound.discard)
+        self._inbound.keep(task)
 
     async def _safe_deliver(self, pdu: DeliverSm, client: _Client) -> None:
         """Handle, then acknowledge: ESME_ROK once ``on_deliver`` returned (a member's

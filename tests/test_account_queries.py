@@ -94,3 +94,32 @@ async def test_account_figures_are_never_posted_to_a_group(app: TestClient, bss:
         Incoming(channel="telegram", user="777", chat="-100", text="CXLL", msg_id="g-cxll", meta={"group": True})
     )
     assert "私聊" in reply.text and bss.requests == []
+
+
+async def test_queries_share_one_session_per_process_closed_at_shutdown(
+    tmp_path: Path,
+    bss: FakeAccountApi,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from community import account_queries
+
+    application = create_app(make_settings(tmp_path, bss_api_base=bss.url, bss_secret=SECRET), db_setup="schema")
+    async with TestClient(TestServer(application)) as client:
+        await load_sample_kb(application)
+        shared = application[SERVICES].http
+        assert shared is not None and not shared.closed
+        opened: list[object] = []
+        real = account_queries.aiohttp.ClientSession
+
+        def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+            opened.append(kwargs)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(account_queries.aiohttp, "ClientSession", counting)
+        await chat(client, "gina", text="你好")
+        await verified("gina", PHONE)
+        for _ in range(2):
+            [reply] = await chat(client, "gina", text="CXLL")
+            assert "剩余 6.8GB" in reply["text"], reply
+        assert len(bss.requests) == 2 and opened == []  # both through the shared session
+    assert shared.closed

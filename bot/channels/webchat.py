@@ -7,10 +7,14 @@ members may both send ``msg_id`` "1"."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bot.core.app_keys import SERVICES
 from bot.core.channel_registry import SendResult
+from bot.core.clock import utcnow
 from bot.channels.webchat_history import PAGE, member_history
 from bot.core.i18n import DEFAULT_LOCALE, normalize_locale
 from bot.core.messages import Incoming, Reply
@@ -25,7 +30,7 @@ from bot.core.models import ChannelAccount, Member, OutboxMessage
 from bot.core.render import in_script
 from bot.core.settings import Settings
 from bot.web import render
-from bot.web.client import device_fingerprint
+from bot.web.client import client_ip, device_fingerprint
 from bot.web.chat_limits import inbound_allowed
 from bot.web.chat_session import IdentityRefused, WebIdentity, identify, identify_get, set_session_cookie
 from bot.web.cors import cross_origin, json_error, preflight
@@ -54,7 +59,7 @@ class ChatRequest(BaseModel):
         return self
 
 
-def reply_json(reply: Reply) -> dict:
+def reply_json(reply: Reply) -> dict[str, Any]:
     d = reply.to_dict()
     return {"text": d["text"], "choices": d["choices"], "cards": d["cards"], "kind": d["kind"]}
 
@@ -128,6 +133,7 @@ async def chat_api(request: web.Request) -> web.StreamResponse:
         # the device a share link is made from: its own opens of the link never pay
         meta={"fingerprint": device_fingerprint(request, services.settings.secret_key)},
     )
+    assert services.pipeline is not None  # built with the services, before any request
     replies = await services.pipeline.process(incoming)
     resp = web.json_response({"replies": [reply_json(r) for r in replies]})
     set_session_cookie(resp, request, who)
@@ -145,7 +151,7 @@ def events_topic(member_id: int) -> str:
     return f"webchat:{member_id}"
 
 
-def message_json(row: OutboxMessage, locale: str) -> dict:
+def message_json(row: OutboxMessage, locale: str) -> dict[str, Any]:
     """A sent outbox row as the page shows it, in the member's script."""
     return {"id": row.id, **reply_json(in_script([Reply.from_dict(row.payload)], locale)[0])}
 
@@ -163,15 +169,12 @@ async def _member(request: web.Request) -> Member | web.Response | None:
     return account.member if account else None
 
 
-async def _sent_after(member: Member, after: int, limit: int = 50) -> list[dict]:
-    rows = (
-        # "sending" too: the sender publishes just before the row is marked sent, so a page
-        # that connects in between would otherwise miss it (the page shows each id once)
-        await OutboxMessage.filter(channel=CHANNEL, member_id=member.id, status__in=("sending", "sent"), id__gt=after)
-        .order_by("id")
-        .limit(limit)
-    )
-    return [message_json(r, member.locale) for r in rows]
+async def _sent_after(request: web.Request, member: Member, after: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The polling fallback reads through the same ordered source as the event stream, without
+    the grace (a poll comes back every few seconds anyway; a row sent now is shown now)."""
+    settings = request.app[SERVICES].settings
+    source = MemberEvents(member, 0.0, settings.webchat_events_hold_seconds)
+    return (await source.ready(after, limit)).items
 
 
 def _int_query(request: web.Request, key: str, default: int | None) -> int | None:
@@ -196,7 +199,7 @@ async def chat_updates(request: web.Request) -> web.StreamResponse:
         return member
     if member is None:
         return web.json_response({"messages": []})
-    return web.json_response({"messages": await _sent_after(member, after)})
+    return web.json_response({"messages": await _sent_after(request, member, after)})
 
 
 @cross_origin
@@ -216,22 +219,102 @@ async def chat_history(request: web.Request) -> web.StreamResponse:
     return web.json_response(history.to_dict())
 
 
+@dataclass
+class StreamLimits:
+    """Event streams open in this process, per member and per client address: a page open
+    in many tabs, or a script, cannot hold unbounded connections and database readers."""
+
+    per_member: int
+    per_ip: int
+    members: Counter[int] = field(default_factory=Counter)
+    addresses: Counter[str] = field(default_factory=Counter)
+
+    @contextlib.contextmanager
+    def hold(self, member_id: int, address: str) -> Iterator[bool]:
+        """True (and counted until the block ends) when one more stream is allowed."""
+        if (self.per_member and self.members[member_id] >= self.per_member) or (
+            self.per_ip and self.addresses[address] >= self.per_ip
+        ):
+            yield False
+            return
+        self.members[member_id] += 1
+        self.addresses[address] += 1
+        try:
+            yield True
+        finally:
+            self.members[member_id] -= 1
+            self.addresses[address] -= 1
+            # forget the ones at zero: memory holds only streams open now
+            self.members += Counter()
+            self.addresses += Counter()
+
+
+STREAM_LIMITS: web.AppKey[StreamLimits] = web.AppKey("webchat_stream_limits", StreamLimits)
+
+
+class MemberEvents:
+    """The member's sent web chat rows, strictly in id order (``bot.web.sse.OrderedSource``).
+
+    Rows are read from the outbox table, not taken from the live events, so a row whose
+    send finished after a higher one's is not skipped. Two holds keep the order: a row is
+    streamed once it is ``grace`` old (a lower id committing a moment later goes first),
+    and a lower row still queued holds back the rows after it for at most ``hold``."""
+
+    def __init__(self, member: Member, grace: float, hold: float) -> None:
+        self.member, self.grace, self.hold = member, grace, hold
+
+    async def ready(self, after: int, limit: int) -> sse.Ready:
+        q = OutboxMessage.filter(channel=CHANNEL, member_id=self.member.id, id__gt=after)
+        # "sending" too: the sender publishes just before the row is marked sent
+        rows = await q.filter(status__in=("sending", "sent")).order_by("id").limit(limit + 1)
+        if not rows:
+            return sse.Ready([])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        now = utcnow()
+        pending = await (
+            q.filter(
+                status__in=("queued", "failed"), id__lt=rows[-1].id, created_at__gt=now - timedelta(seconds=self.hold)
+            )
+            .order_by("id")
+            .first()
+        )
+        items: list[dict[str, Any]] = []
+        retry: float | None = None
+        for row in rows:
+            if pending is not None and row.id > pending.id:
+                left = (pending.created_at + timedelta(seconds=self.hold) - now).total_seconds()
+                retry = max(0.05, min(left, 0.5))  # its own send wakes the stream sooner
+                break
+            young = (row.created_at + timedelta(seconds=self.grace) - now).total_seconds()
+            if young > 0:
+                retry = young
+                break
+            items.append(message_json(row, self.member.locale))
+        return sse.Ready(items, more=more and len(items) == len(rows), retry_in=retry)
+
+
 @cross_origin
 async def chat_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: each message sent to this member's web chat as it is sent, after
-    those sent since ``Last-Event-ID`` / ``?after=``."""
+    """Server-sent events: each message sent to this member's web chat, in id order, after
+    those sent since ``Last-Event-ID`` / ``?after=`` (caught up page by page)."""
     member = await _member(request)
     if isinstance(member, web.Response):
         return member
     if member is None:  # nothing can be sent to someone who has never written
         return json_error(404, "no conversation yet")
+    settings = request.app[SERVICES].settings
     after = sse.last_event_id(request)
-    subscription = request.app[SERVICES].fanout.subscribe(events_topic(member.id))
-
-    async def backlog() -> list[dict]:
-        return await _sent_after(member, after, limit=200)
-
-    return await sse.serve(request, subscription, backlog=backlog, with_ids=True, after=after)
+    with request.app[STREAM_LIMITS].hold(member.id, client_ip(request)) as allowed:
+        if not allowed:
+            return json_error(
+                429, "too many event streams open; close another chat tab or poll /api/v1/chat/updates", retry_after=30
+            )
+        subscription = request.app[SERVICES].fanout.subscribe(events_topic(member.id))
+        source = MemberEvents(member, settings.webchat_events_grace_seconds, settings.webchat_events_hold_seconds)
+        return await sse.serve_ordered(
+            request, subscription, source, after=after, max_rows=settings.webchat_events_max_rows
+        )
 
 
 async def chat_page(request: web.Request) -> web.Response:
@@ -274,6 +357,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/v1/chat/history", chat_history)
     app.router.add_route("OPTIONS", "/api/v1/chat/history", preflight)
     app.router.add_get("/api/v1/chat/events", chat_events)
+    app[STREAM_LIMITS] = StreamLimits(settings.webchat_events_per_member, settings.webchat_events_per_ip)
     sse.install(app)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

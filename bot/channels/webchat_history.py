@@ -65,16 +65,21 @@ async def _live_offer(member_id: int, pending: list[str] | None) -> int | None:
     if newest is None or not _choices(newest):
         return None
     if pending and [a for _, a in _choices(newest)] == pending:
-        return newest.id
+        return int(newest.id)
     answered = await TranscriptEntry.filter(
         member_id=member_id, channel=CHANNEL, direction="in", id__gt=newest.id
     ).exists()
-    return None if answered else newest.id
+    return None if answered else int(newest.id)
 
 
 async def member_history(services: Any, member: Member, *, before: int | None = None, limit: int = PAGE) -> History:
     """One page of ``member``'s web chat, oldest first, ending before transcript id ``before``."""
     limit = max(1, min(limit, MAX_PAGE))
+    # the live-update watermark is read before the transcript: a row stored after it is
+    # above it (the event stream brings it); read after, a whole enqueue could fall between
+    # the two reads and be counted as shown without being in the page. What is left is the
+    # moment between the outbox row and its transcript entry inside one enqueue
+    newest = await OutboxMessage.filter(channel=CHANNEL, member_id=member.id).order_by("-id").first()
     q = TranscriptEntry.filter(member_id=member.id, channel=CHANNEL)
     if before is not None:
         q = q.filter(id__lt=before)
@@ -114,6 +119,4 @@ async def member_history(services: Any, member: Member, *, before: int | None = 
                 [HistoryChoice(convert(label), action, row.id == live) for label, action in offered],
             )
         )
-    # every outbox row stored so far is in the transcript already (it is written on enqueue)
-    newest = await OutboxMessage.filter(channel=CHANNEL, member_id=member.id).order_by("-id").first()
     return History(entries, more, newest.id if newest else 0)

@@ -140,6 +140,8 @@ class OutboxMessage(Model):
     # queued | sending | sent | failed (retrying) | dead | held (cannot send now, e.g. window)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True, db_index=True)
+    # the current claim's fencing token: a worker whose lease passed to another changes nothing
+    claim_token = fields.CharField(max_length=32, null=True)
     last_error = fields.TextField(default="")
     provider_ref = fields.CharField(max_length=128, default="")  # provider message id
     delivery_status = fields.CharField(max_length=32, default="")  # from delivery receipts

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aiohttp import ClientSession
 from redis.asyncio import Redis
 
 from bot.core.events import EventBus
@@ -69,6 +70,7 @@ class Services:
     writes: GroupCommit = field(default_factory=GroupCommit)  # the hot path's durable writes
     fanout: Fanout = field(default_factory=MemoryFanout)  # server-sent events across workers (ops_web sets Redis)
     nonces: NonceStore = field(default_factory=MemoryNonceStore)  # webhook nonces, login throttles
+    http: ClientSession | None = None  # the process's outbound HTTP pool (keep-alive), opened by the app
     redis: Redis | None = None  # the shared pool when BOT_REDIS_URL is set (stores, fan-out, nonces)
     merger: Merger = field(default_factory=lambda: Merger([]))  # member merges, with the domains' hooks
     events: EventBus = field(default_factory=EventBus)  # cross-domain events, wired in bot/subscriptions.py

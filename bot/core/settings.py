@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     webchat_burst_per_session: float = 10.0
     webchat_rate_per_ip: float = 5.0
     webchat_burst_per_ip: float = 60.0
+    # server-sent event streams (/api/v1/chat/events) open at once per member and per client
+    # address, in each process; beyond them 429 (a page opened in many tabs, or a script)
+    webchat_events_per_member: int = 5
+    webchat_events_per_ip: int = 20
+    # a message is streamed once it is this old, so a lower id committing a moment later
+    # still goes out first (the page shows ids in order and skips a lower one after)
+    webchat_events_grace_seconds: float = 0.3
+    # a lower id still queued (not yet sent) holds back the ones after it at most this long
+    webchat_events_hold_seconds: float = 5.0
+    # rows one event stream sends before it ends (the browser reconnects and resumes by
+    # Last-Event-ID): catching up after a long absence is paged, never one unbounded read
+    webchat_events_max_rows: int = 2000
 
     # --- WeChat ---------------------------------------------------------------------------
     wechat_token: str = ""

@@ -9,7 +9,6 @@ login (the old cookie's session is deleted), and an audit line for each outcome.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -22,6 +21,7 @@ from bot.core.app_keys import SERVICES
 from bot.core.i18n import N_
 from bot.core.metrics import SECURITY_REFUSALS
 from bot.core.settings import Settings
+from bot.core.tasks import Background
 from bot.staff import audit
 from bot.staff.auth import (
     COOKIE,
@@ -107,13 +107,11 @@ def _csrf_ok(request: web.Request, sent: str) -> bool:
     return hmac.compare_digest(sent, _form_token(_settings(request).secret_key, cookie_token))
 
 
-_background: set["asyncio.Task[None]"] = set()
+_background = Background("staff")
 
 
 def _spawn(coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    _background.spawn(coro)
 
 
 async def _audit_failure(username: str, ip: str, locked_now: bool) -> None:

@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from bot.core.clock import utcnow
 from bot.core.identity.models import LinkCode
 
 PHONE_CODE_TTL = timedelta(minutes=10)
@@ -34,10 +35,6 @@ class TooManyCodes(Exception):
 class Issued:
     code: str
     row: LinkCode
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def code_hash(secret_key: str, kind: str, code: str) -> str:
