@@ -48,7 +48,7 @@ def cmd_badges_rerun(args: argparse.Namespace, settings: Settings) -> int:
     from bot.core.storage import with_db
     from gamification import badges
     from gamification.rules import load_rules
-    from gamification.service import utcnow
+    from bot.core.clock import utcnow
 
     async def run() -> int:
         granted, revoked = await badges.rerun(load_rules(), utcnow().date())

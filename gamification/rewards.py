@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import phonenumbers
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -30,6 +30,7 @@ from tortoise.expressions import F, Q
 
 from bot.core.models import Member
 from bot.core.settings import Settings
+from bot.core.clock import utcnow
 from gamification import ledger
 from gamification.models import LedgerEntry, Redemption, Reward
 from gamification.topup import TopupError, TopupOrder, TopupProvider
@@ -64,10 +65,6 @@ def policy_from(settings: Settings) -> FulfilPolicy:
         max(0.0, settings.topup_retry_base_seconds),
         max(0.0, settings.topup_order_timeout_minutes),
     )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class RedeemError(Exception):

@@ -44,7 +44,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TYPE_CHECKING, cast
 
 from tortoise.exceptions import IntegrityError
@@ -62,6 +62,7 @@ from bot.core.i18n import N_, Gettext
 from bot.core.identity.names import display_name
 from bot.core.messages import Reply
 from bot.core.models import Member
+from bot.core.clock import utcnow
 from gamification import badges, caps, graph, ledger, trust
 from gamification.credibility import credibility_of
 from gamification.leaderboard import Leaderboard, SqlLeaderboard, Standing
@@ -158,10 +159,6 @@ def configure(
 
 def runtime() -> Runtime:
     return _runtime or configure(None)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 EVENT_LABELS = {

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
@@ -18,6 +18,7 @@ from bot.core.events import TicketResolved
 from bot.core.identity.names import mask_phone
 from bot.core.messages import Choice, Outgoing, Reply
 from bot.core.models import ChannelAccount, Member, OutboxMessage, TranscriptEntry, UnansweredQuestion
+from bot.core.clock import utcnow
 from community.inbox import events
 from community.inbox.models import HOTLINE_NONCE, REASONS, Ticket, TicketMessage
 
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 
 LIVE = ("open", "claimed")
 SURVEY_WINDOW = timedelta(days=3)  # a late "4" still counts; older digits are just digits
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def day_start(now: datetime) -> datetime:

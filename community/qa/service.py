@@ -11,7 +11,7 @@ import enum
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
@@ -22,6 +22,7 @@ from bot.core.events import AnswerAccepted, AnswerHelpful, AnswerRemoved
 from bot.core.i18n import Gettext
 from bot.core.messages import Card, Choice, Reply
 from bot.core.models import Member
+from bot.core.clock import utcnow
 from community.models import KnowledgeItem
 from community.moderation import service as moderation
 from community.moderation.matcher import Verdict
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: easy to type from SMS
 CODE_LEN = 6
 MAX_TEXT = 2000
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def new_code() -> str:

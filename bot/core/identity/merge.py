@@ -25,7 +25,7 @@ The models' shapes (primary key, relations, unique rules) come from tortoise's p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from tortoise.transactions import in_transaction
 
 from bot.core.identity.models import MemberMerge
 from bot.core.models import ChannelAccount, Member
+from bot.core.clock import utcnow
 
 
 class MergeError(Exception):
@@ -63,10 +64,6 @@ class MemberLink:
     field: str  # the relation's name; the column is ``<field>_id``
     one_to_one: bool
     unique_with: tuple[tuple[str, ...], ...]  # other fields of unique_together rules with it
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def registered_models() -> list[type[Model]]:
