@@ -31,6 +31,7 @@ from bot.core.inbound import ChannelServices
 from bot.core.messages import Incoming, Outgoing, Reply
 from bot.core.models import OutboxMessage
 from bot.core.outbox import claim_row, mark_sent, pace
+from bot.core.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class TelegramChannel:
         self._me: User | None = None
         self._me_lock = asyncio.Lock()
         self._me_retry_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background("telegram answers")
 
     # --- the bot's own identity (for group mentions) -------------------------------------
     async def me(self) -> User:
@@ -158,14 +159,11 @@ class TelegramChannel:
             except Exception:  # a send that fails for good is already in the outbox
                 log.exception("telegram delivery failed")
 
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(run())
 
     async def drain(self) -> None:
         """Wait until every answer in flight is sent (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait()
 
     async def _answer_callback(self, callback_id: str) -> None:
         """Stop the button's spinner first; the answer itself follows."""

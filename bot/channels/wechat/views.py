@@ -26,6 +26,7 @@ from bot.core.messages import Outgoing, Reply
 from bot.core.metrics import SECURITY_REFUSALS
 from bot.core.models import ChannelAccount
 from bot.core.settings import Settings
+from bot.core.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class WeChatEndpoint:
             if settings.wechat_token and settings.wechat_aes_key
             else None
         )
-        self.background: set[asyncio.Task[None]] = set()
+        self.background = Background("wechat late answers")
 
     # --- authentication -----------------------------------------------------------------
     def _authenticate(self, query: MultiMapping[str]) -> None:
@@ -191,9 +192,7 @@ class WeChatEndpoint:
         )
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(self._logged(coro))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        self.background.spawn(self._logged(coro))
 
     @staticmethod
     async def _logged(coro) -> None:  # type: ignore[no-untyped-def]
@@ -262,4 +261,4 @@ class WeChatEndpoint:
     async def close(self) -> None:
         """Let late answers finish queueing before the database closes."""
         if self.background:
-            await asyncio.wait(set(self.background), timeout=10)
+            await asyncio.wait(set(self.background), timeout=10)  # bounded: a stuck send must not hold shutdown
