@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
 from bot.core import metrics
 from bot.core.accounts import account_for, state_key
-from bot.core.group_commit import WriteJob
+from bot.core.group_commit import Row, WriteJob
 from bot.core.i18n import detect_locale, normalize_locale
 from bot.core.inbound import Handled
 from bot.core.state import ConversationState
@@ -194,16 +195,17 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         chat = incoming.chat or incoming.user
         group = bool(incoming.meta.get("group"))
-        entry = TranscriptEntry(
-            channel=incoming.channel,
-            direction="in",
-            text=incoming.text or "",
-            action=(incoming.action or incoming.event or "")[:128],
-            msg_id=incoming.msg_id,
-        )
+        entry = {
+            "channel": incoming.channel,
+            "direction": "in",
+            "text": incoming.text or "",
+            "action": (incoming.action or incoming.event or "")[:128],
+            "msg_id": incoming.msg_id,
+        }
         writes = self.services.writes
         # a first contact without a channel hint is answered in the language it wrote in
         first_locale = hint or detect_locale(incoming.text or "", self.services.settings.default_locale)
+        inbound: list[Row[TranscriptEntry]] = []
         account, new_member = await account_for(
             writes,
             incoming.channel,
@@ -212,12 +214,14 @@ class Pipeline:
             locale=first_locale,
             chat_id="" if group else chat,
             seen_at=now,
-            first_writes=lambda job, member: job.insert(entry, member_id=member),
+            first_writes=lambda job, member: inbound.append(job.insert(TranscriptEntry, member_id=member, **entry)),
         )
         member = account.member
-        if not new_member:
+        if new_member:
+            entry_id = inbound[0].id
+        else:
             try:
-                await self._record_returning(account, entry, incoming, now, chat, group)
+                entry_id = await self._record_returning(account, entry, incoming, now, chat, group)
             except DuplicateMessage:
                 prior = await self._prior(incoming, now)
                 if prior is None:  # answered before this version kept answers, or long ago
@@ -229,7 +233,7 @@ class Pipeline:
                 # as that message (same transcript id, so handlers' idempotency keys hold).
                 metrics.RECOVERED_ANSWERS.labels(incoming.channel, "answered_now").inc()
                 log.warning("%s: recorded but never answered (worker lost); answering now", incoming.dedup_key)
-                entry = prior
+                entry_id = prior.id
 
         locale = reply_locale(member, hint)
         incoming.meta["locale"] = locale  # channels render numbered choices in it
@@ -244,7 +248,7 @@ class Pipeline:
             state=state,
             services=self.services,
             _=self.services.translator.bind(locale),
-            transcript_id=entry.id,
+            transcript_id=entry_id,
             new_member=new_member,
             root=self.router,
         )
@@ -269,24 +273,22 @@ class Pipeline:
             await self.services.state.set(skey, after, self.services.settings.state_ttl_seconds)
         # the answer is recorded on the inbound row in the same commit as the outbound rows:
         # a retry whose dedup key is gone (or whose first worker died) finds it there
-        job = WriteJob().update(TranscriptEntry, entry.id, payload={"replies": [r.to_dict() for r in replies]})
-        if replies:
-            for r in replies:
-                job.insert(
-                    TranscriptEntry(
-                        member_id=member.id,
-                        channel=incoming.channel,
-                        direction="out",
-                        text=r.text,
-                        kind=r.kind,
-                        item_id=r.item_id,
-                        confidence=r.confidence,
-                        # the actions (what a tap sends) and, beside them, the labels the member saw
-                        payload={"choices": [c.action for c in r.choices], "labels": [c.label for c in r.choices]}
-                        if r.choices
-                        else None,
-                    )
-                )
+        job = WriteJob().update(TranscriptEntry, entry_id, payload={"replies": [r.to_dict() for r in replies]})
+        for r in replies:
+            job.insert(
+                TranscriptEntry,
+                member_id=member.id,
+                channel=incoming.channel,
+                direction="out",
+                text=r.text,
+                kind=r.kind,
+                item_id=r.item_id,
+                confidence=r.confidence,
+                # the actions (what a tap sends) and, beside them, the labels the member saw
+                payload={"choices": [c.action for c in r.choices], "labels": [c.label for c in r.choices]}
+                if r.choices
+                else None,
+            )
         await writes.run(job)
         return replies, False
 
@@ -302,18 +304,17 @@ class Pipeline:
     async def _record_returning(
         self,
         account: ChannelAccount,
-        entry: TranscriptEntry,
+        entry: dict[str, Any],
         incoming: Incoming,
         now: datetime,
         chat: str,
         group: bool,
-    ) -> None:
+    ) -> Any:
         """A known sender's inbound message, with the account and member touch-ups it implies,
-        in one job: a retried message id writes none of it."""
+        in one job: a retried message id writes none of it. Returns the message's row id."""
         member = account.member
         job = WriteJob()
-        entry.member_id = member.id
-        job.insert(entry)
+        row = job.insert(TranscriptEntry, member_id=member.id, **entry)
         updates: dict[str, object] = {}
         # last contact is kept to the minute: enough for service windows, one write less per message
         if account.last_inbound_at is None or now - account.last_inbound_at > LAST_SEEN_PRECISION:
@@ -335,3 +336,4 @@ class Pipeline:
             setattr(account, k, v)
         if seen:
             member.last_seen_at = now
+        return row.id

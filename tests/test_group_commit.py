@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from bot.core import storage
-from bot.core.group_commit import GroupCommit, Statement, WriteJob, commit
+from bot.core.group_commit import GroupCommit, Row, Statement, WriteJob, commit
 from bot.core.models import ChannelAccount, Member, TranscriptEntry
 
 
@@ -32,11 +33,11 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[st
 
 def first_contact(
     external_id: str, msg_id: str | None = None
-) -> tuple[WriteJob, Member, ChannelAccount, TranscriptEntry]:
-    member = Member(display_name=external_id, locale="zh_CN")
-    account = ChannelAccount(channel="web", external_id=external_id)
-    entry = TranscriptEntry(channel="web", direction="in", text="你好", msg_id=msg_id)
-    job = WriteJob().insert(member).insert(account, member_id=member).insert(entry, member_id=member)
+) -> tuple[WriteJob, Row[Member], Row[ChannelAccount], Row[TranscriptEntry]]:
+    job = WriteJob()
+    member = job.insert(Member, display_name=external_id, locale="zh_CN")
+    account = job.insert(ChannelAccount, channel="web", external_id=external_id, member_id=member)
+    entry = job.insert(TranscriptEntry, channel="web", direction="in", text="你好", msg_id=msg_id, member_id=member)
     return job, member, account, entry
 
 
@@ -52,11 +53,12 @@ async def test_concurrent_jobs_commit_together_and_get_their_ids(db: str) -> Non
     else:
         assert writes.jobs == 0  # PostgreSQL: each job its own transaction, concurrently on the pool
     for _job, member, account, entry in jobs:
-        assert member.pk and account.pk and entry.pk
-        assert account.member_id == member.pk == entry.member_id
-        stored = await ChannelAccount.get(id=account.pk).select_related("member")
-        assert stored.external_id == account.external_id and stored.member.display_name == account.external_id
-        assert (await TranscriptEntry.get(id=entry.pk)).member_id == member.pk  # type: ignore[attr-defined]
+        assert member.id and account.id and entry.id
+        acc = account.instance()
+        assert acc.member_id == member.id == entry.instance().member_id  # type: ignore[attr-defined]
+        stored = await ChannelAccount.get(id=account.id).select_related("member")
+        assert stored.external_id == acc.external_id and stored.member.display_name == acc.external_id
+        assert (await TranscriptEntry.get(id=entry.id)).member_id == member.id  # type: ignore[attr-defined]
     assert await Member.all().count() == 40
 
 
@@ -78,14 +80,14 @@ async def test_a_job_breaking_a_constraint_is_rolled_back_alone(db: str) -> None
         ["taken", *(f"ok{i}" for i in range(5))]
     )
     for job in (dup_account, dup_message):
-        assert all(s.instance is None or s.instance.pk is None for s in job.statements)
+        assert all(s.row is None or s.row.id is None for s in job.statements)
 
 
 async def test_a_value_the_driver_cannot_bind_fails_its_job_alone(sqlite_orm: None) -> None:
     good = first_contact("fine")[0]
     bad = first_contact("broken")[0]
     first = bad.statements[0]
-    bad.statements[0] = Statement(first.sql, (object(), *first.values[1:]), instance=first.instance)
+    bad.statements[0] = Statement(first.sql, (object(), *first.values[1:]), row=first.row)
     writes = GroupCommit()
     results = await asyncio.gather(writes.run(bad), writes.run(good), return_exceptions=True)
     await writes.close()
@@ -105,7 +107,7 @@ async def test_a_failed_transaction_fails_its_batch_whole_and_the_writer_goes_on
     later, member, *_ = first_contact("later")
     await writes.run(later)
     await writes.close()
-    assert member.pk and await Member.all().count() == 1
+    assert member.id and await Member.all().count() == 1
 
 
 async def test_updates_and_close_drains_what_is_queued(sqlite_orm: None) -> None:
@@ -114,15 +116,15 @@ async def test_updates_and_close_drains_what_is_queued(sqlite_orm: None) -> None
     await commit(job)
     writes = GroupCommit()
     pending = [
-        asyncio.create_task(writes.run(WriteJob().update(ChannelAccount, account.pk, chat_id=f"c{i}")))
+        asyncio.create_task(writes.run(WriteJob().update(ChannelAccount, account.id, chat_id=f"c{i}")))
         for i in range(10)
     ]
     await asyncio.sleep(0)
     await writes.close()
     assert all(t.done() and t.exception() is None for t in pending)
-    assert (await ChannelAccount.get(id=account.pk)).chat_id == "c9"  # applied in order
-    await writes.run(WriteJob().update(Member, member.pk, display_name="after close"))  # still durable
-    assert (await Member.get(id=member.pk)).display_name == "after close"
+    assert (await ChannelAccount.get(id=account.id)).chat_id == "c9"  # applied in order
+    await writes.run(WriteJob().update(Member, member.id, display_name="after close"))  # still durable
+    assert (await Member.get(id=member.id)).display_name == "after close"
 
 
 async def test_a_job_inside_a_transaction_is_refused_not_deadlocked(db: str) -> None:
@@ -135,9 +137,50 @@ async def test_a_job_inside_a_transaction_is_refused_not_deadlocked(db: str) -> 
 
 
 async def test_a_reference_to_a_row_not_in_the_job_is_an_error(sqlite_orm: None) -> None:
-    outsider = Member(display_name="x")
+    outsider = WriteJob().insert(Member, display_name="x")
     with pytest.raises(ValueError, match="not inserted earlier"):
-        WriteJob().insert(ChannelAccount(channel="web", external_id="y"), member_id=outsider)
+        WriteJob().insert(ChannelAccount, channel="web", external_id="y", member_id=outsider)
+
+
+async def test_rows_are_stored_and_read_back_as_the_orm_stores_them(db: str) -> None:
+    """A job's INSERT (columns, defaults, conversions from the model's description) and
+    the instance it hands back equal what ``Model.create`` stores and the ORM reads."""
+    when = datetime(2026, 12, 5, 8, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
+    member = await Member.create(display_name="orm", locale="zh_TW", tags=["vip", "流量"], last_seen_at=when)
+    job = WriteJob()
+    ours = job.insert(Member, display_name="job", locale="zh_TW", tags=["vip", "流量"], last_seen_at=when)
+    entry = job.insert(
+        TranscriptEntry,
+        member_id=ours,
+        channel="web",
+        direction="out",
+        text="答",
+        item_id=3,
+        confidence=0.5,
+        payload={"choices": ["a:1"], "labels": ["选项"]},
+    )
+    await commit(job)
+    theirs = await TranscriptEntry.create(
+        member_id=member.id,
+        channel="web",
+        direction="out",
+        text="答",
+        item_id=3,
+        confidence=0.5,
+        payload={"choices": ["a:1"], "labels": ["选项"]},
+    )
+    fields = [f for f in Member._meta.db_fields if f not in ("id", "display_name", "created_at")]
+    a, b = await Member.get(id=ours.id), await Member.get(id=member.id)
+    assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
+    assert a.created_at.tzinfo and abs((a.created_at - b.created_at).total_seconds()) < 60
+    handed = ours.instance()
+    assert {f: getattr(handed, f) for f in fields} == {f: getattr(a, f) for f in fields}
+    assert handed.created_at == a.created_at and handed.pk == a.pk
+    await handed.save(update_fields=["nickname"])  # an instance handed back saves like any other
+    cols = [f for f in TranscriptEntry._meta.db_fields if f not in ("id", "member_id", "created_at")]
+    x, y = await TranscriptEntry.get(id=entry.id), await TranscriptEntry.get(id=theirs.id)
+    assert {f: getattr(x, f) for f in cols} == {f: getattr(y, f) for f in cols}
+    assert x.member_id == ours.id  # type: ignore[attr-defined]
 
 
 @hsettings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -126,7 +126,7 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
         "/api/v1/chat", json={**as_member("pq"), "text": "我的流量还剩多少", "msg_id": "pq-1", "locale": "zh-TW"}
     )
     assert r.status == 200
-    fast = await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="pq")
+    fast = await point_queries.get_or_none(ChannelAccount, ("member", Member), channel="web", external_id="pq")
     slow = await ChannelAccount.get(channel="web", external_id="pq").select_related("member")
     assert fast is not None
     assert {f: getattr(fast, f) for f in ChannelAccount._meta.db_fields} == {
@@ -137,7 +137,9 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
     }
     assert fast.member.locale == "zh_TW" and fast.last_inbound_at is not None and fast.last_inbound_at.tzinfo
     assert fast.chat_id == "pq" and fast.member.last_seen_at is not None  # set by the first contact itself
-    assert await point_queries.get_or_none(ChannelAccount, "member", channel="web", external_id="nobody") is None
+    assert (
+        await point_queries.get_or_none(ChannelAccount, ("member", Member), channel="web", external_id="nobody") is None
+    )
 
     ticket, _ = await inbox.open_ticket(client.app[SERVICES], fast.member_id, "web", "human")
     live = await inbox.live_ticket(fast.member_id)

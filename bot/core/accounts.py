@@ -14,7 +14,7 @@ from datetime import datetime
 from tortoise.exceptions import IntegrityError
 
 from bot.core import point_queries
-from bot.core.group_commit import GroupCommit, WriteJob, commit
+from bot.core.group_commit import GroupCommit, Row, WriteJob, commit
 from bot.core.i18n import DEFAULT_LOCALE
 from bot.core.models import ChannelAccount, Member
 from bot.core.stores import member_state_key
@@ -23,7 +23,9 @@ __all__ = ["FirstWrites", "account_for", "get_or_create_account", "state_key"]
 
 state_key = member_state_key
 
-FirstWrites = Callable[[WriteJob, Member], object]  # what it returns is ignored
+_MEMBER = ("member", Member)  # the account's member, read with it
+
+FirstWrites = Callable[[WriteJob, Row[Member]], object]  # what it returns is ignored
 
 
 async def account_for(
@@ -43,23 +45,33 @@ async def account_for(
     (so the first message writes no extra updates); ``first_writes`` adds the caller's
     own writes for the new member to that job, committed with it or not at all. The job
     goes through ``writes`` (grouped with other messages' writes) or, without it, alone."""
-    account = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
+    account = await point_queries.get_or_none(ChannelAccount, _MEMBER, channel=channel, external_id=external_id)
     if account:
         return account, False
-    member = Member(display_name=display_name[:128], locale=locale or DEFAULT_LOCALE, last_seen_at=seen_at)
-    account = ChannelAccount(channel=channel, external_id=external_id, chat_id=chat_id, last_inbound_at=seen_at)
-    job = WriteJob().insert(member).insert(account, member_id=member)
+    job = WriteJob()
+    member_row = job.insert(
+        Member, display_name=display_name[:128], locale=locale or DEFAULT_LOCALE, last_seen_at=seen_at
+    )
+    account_row = job.insert(
+        ChannelAccount,
+        channel=channel,
+        external_id=external_id,
+        chat_id=chat_id,
+        last_inbound_at=seen_at,
+        member_id=member_row,
+    )
     if first_writes:
-        first_writes(job, member)
+        first_writes(job, member_row)
     try:
         await (writes.run(job) if writes else commit(job))
     except IntegrityError:
         # a concurrent first message of the same person won the race
-        found = await point_queries.get_or_none(ChannelAccount, "member", channel=channel, external_id=external_id)
+        found = await point_queries.get_or_none(ChannelAccount, _MEMBER, channel=channel, external_id=external_id)
         if found is None:
             raise
         return found, False
-    account.member = member
+    account = account_row.instance()
+    account.member = member_row.instance()
     return account, True
 
 

@@ -13,8 +13,8 @@ tortoise's `IntegrityError`, the others commit. `GroupCommit.run` returns after 
 so nothing is acknowledged before it is durable; a lone message is written at once,
 batches only form when messages arrive while a commit is in flight.
 
-The SQL and value conversions are tortoise's own (the model executor's INSERT, each
-field's ``to_db_value``), so defaults and ``auto_now_add`` behave as in ``Model.create``.
+The SQL, defaults and value conversions come from the model's description
+(``bot.core.tables``), so a row is stored as ``Model.create`` would store it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import logging
 import sqlite3
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from asyncpg.exceptions import IntegrityConstraintViolationError
 from tortoise import connections
@@ -34,26 +34,47 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
 
 from bot.core import metrics
-from bot.core.point_queries import for_dialect
+from bot.core.clock import utcnow
+from bot.core.tables import Table, for_dialect, table
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=Model)
+
 MAX_BATCH = 256  # jobs per transaction: bounds how long one COMMIT keeps others waiting
+
+
+class Row(Generic[M]):
+    """A row a job inserts. After COMMIT it has its ``id``, and :meth:`instance` gives it
+    as the model instance tortoise would have returned."""
+
+    __slots__ = ("table", "values", "id")
+
+    def __init__(self, table: Table[M], values: dict[str, Any]) -> None:
+        self.table = table
+        self.values = values  # every column's Python value (references: the Row)
+        self.id: Any = None
+
+    def instance(self) -> M:
+        if self.id is None:
+            raise OperationalError(f"{self.table.name}: the row is not committed")
+        values = {k: (v.id if isinstance(v, Row) else v) for k, v in self.values.items()}
+        return self.table.model.construct(_saved_in_db=True, **{self.table.pk: self.id}, **values)
 
 
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One INSERT or UPDATE. Each of ``refs`` (position in ``values``, index of an earlier
-    INSERT of the same job, field name) is a foreign key to a row created in the same job:
-    that row's new id goes into the values, and onto the instance after COMMIT."""
+    INSERT of the same job) is a foreign key to a row created in the same job: that row's
+    new id goes into the values at COMMIT."""
 
     sql: str
     values: tuple[Any, ...]
-    refs: tuple[tuple[int, int, str], ...] = ()
-    instance: Model | None = None  # an INSERT's model instance: gets its id after COMMIT
+    refs: tuple[tuple[int, int], ...] = ()
+    row: Row[Any] | None = None  # an INSERT's row: gets its id after COMMIT
 
 
-_INSERT: dict[tuple[str, type[Model]], tuple[str, list[str]]] = {}
+_INSERT: dict[tuple[str, type[Model]], str] = {}
 _UPDATE: dict[tuple[str, type[Model], tuple[str, ...]], str] = {}
 
 
@@ -61,58 +82,60 @@ def _client() -> BaseDBAsyncClient:
     return cast(BaseDBAsyncClient, connections.get("default"))  # the connections proxy is untyped
 
 
-def _insert_sql(conn: BaseDBAsyncClient, model: type[Model]) -> tuple[str, list[str]]:
-    key = (conn.capabilities.dialect, model)
-    hit = _INSERT.get(key)
-    if hit is None:
-        executor = conn.executor_class(model=model, db=conn)
-        hit = _INSERT[key] = (executor.insert_query, list(executor.regular_columns))
-    return hit
+def _insert_sql(dialect: str, t: Table[Any]) -> str:
+    key = (dialect, t.model)
+    sql = _INSERT.get(key)
+    if sql is None:
+        cols = ", ".join(f'"{c.db}"' for c in t.columns)
+        marks = ", ".join("?" for _ in t.columns)
+        returning = f' RETURNING "{t.pk}"' if dialect == "postgres" else ""
+        sql = _INSERT[key] = for_dialect(f'INSERT INTO "{t.name}" ({cols}) VALUES ({marks}){returning}', dialect)
+    return sql
 
 
 class WriteJob:
     """The writes of one message, all or nothing."""
 
-    __slots__ = ("statements", "_conn")
+    __slots__ = ("statements", "_dialect", "_now")
 
     def __init__(self) -> None:
         self.statements: list[Statement] = []
-        self._conn = _client()
+        self._dialect: str = _client().capabilities.dialect
+        self._now = utcnow()
 
-    def insert(self, instance: Model, **refs: Model) -> WriteJob:
-        """INSERT ``instance``; ``refs`` name foreign-key columns (``member_id=member``) that
-        take the id of an instance inserted earlier in this job."""
-        model = type(instance)
-        sql, columns = _insert_sql(self._conn, model)
-        fields = model._meta.fields_map
-        values = tuple(fields[c].to_db_value(getattr(instance, c), instance) for c in columns)
-        resolved = []
-        for column, target in refs.items():
-            index = next((i for i, s in enumerate(self.statements) if s.instance is target), None)
-            if index is None:
-                raise ValueError(f"{column}: {target!r} is not inserted earlier in this job")
-            resolved.append((columns.index(column), index, column))
-        self.statements.append(Statement(sql, values, tuple(resolved), instance))
-        return self
+    def insert(self, model: type[M], **values: Any) -> Row[M]:
+        """INSERT a ``model`` row; a value that is a :class:`Row` inserted earlier in this job
+        (``member_id=member_row``) becomes that row's id. Columns not given take the model's
+        defaults, as ``Model.create`` would."""
+        t = table(model)
+        row = Row(t, t.values_for_insert(values, self._now))
+        bound: list[Any] = []
+        refs: list[tuple[int, int]] = []
+        dialect = self._dialect
+        for position, column in enumerate(t.columns):
+            value = row.values[column.name]
+            if isinstance(value, Row):
+                index = next((i for i, s in enumerate(self.statements) if s.row is value), None)
+                if index is None:
+                    raise ValueError(f"{column.name}: {value.table.name} row is not inserted earlier in this job")
+                refs.append((position, index))
+                bound.append(None)
+            else:
+                bound.append(column.to_db(value, dialect))
+        self.statements.append(Statement(_insert_sql(dialect, t), tuple(bound), tuple(refs), row))
+        return row
 
     def update(self, model: type[Model], pk: Any, **changes: Any) -> WriteJob:
         """UPDATE one row by primary key."""
         names = tuple(sorted(changes))
-        dialect = self._conn.capabilities.dialect
+        dialect = self._dialect
         key = (dialect, model, names)
+        t = table(model)
         sql = _UPDATE.get(key)
-        meta = model._meta
         if sql is None:
-            sets = ", ".join(f'"{meta.fields_db_projection[n]}" = ?' for n in names)
-            sql = _UPDATE[key] = for_dialect(
-                f'UPDATE "{meta.db_table}" SET {sets} WHERE "{meta.db_pk_column}" = ?', dialect
-            )
-        # an UPDATE by primary key has no instance; tortoise types it as required, but its fields
-        # only look at it to tell a saved instance apart (None: none)
-        values = tuple(
-            meta.fields_map[n].to_db_value(changes[n], None)  # type: ignore[arg-type]
-            for n in names
-        ) + (pk,)
+            sets = ", ".join(f'"{t.by_name[n].db}" = ?' for n in names)
+            sql = _UPDATE[key] = for_dialect(f'UPDATE "{t.name}" SET {sets} WHERE "{t.pk}" = ?', dialect)
+        values = tuple(t.by_name[n].to_db(changes[n], dialect) for n in names) + (pk,)
         self.statements.append(Statement(sql, values))
         return self
 
@@ -121,7 +144,7 @@ def _resolved(statement: Statement, ids: list[Any]) -> tuple[Any, ...] | list[An
     if not statement.refs:
         return statement.values
     values = list(statement.values)
-    for position, index, _column in statement.refs:
+    for position, index in statement.refs:
         values[position] = ids[index]
     return values
 
@@ -142,7 +165,7 @@ def _run_sqlite(conn: sqlite3.Connection, jobs: list[WriteJob]) -> list[list[Any
             try:
                 for statement in job.statements:
                     cursor = conn.execute(statement.sql, _resolved(statement, ids))
-                    ids.append(cursor.lastrowid if statement.instance is not None else None)
+                    ids.append(cursor.lastrowid if statement.row is not None else None)
             except _JOB_ERRORS as exc:  # this job's own fault: roll it back alone
                 conn.execute("ROLLBACK TO everycsr_job")
                 out.append(exc)
@@ -164,7 +187,7 @@ async def _run_postgres(client: BaseDBAsyncClient, job: WriteJob) -> list[Any] |
         async with client.acquire_connection() as con, con.transaction():
             for statement in job.statements:
                 values = _resolved(statement, ids)
-                if statement.instance is not None:
+                if statement.row is not None:
                     row = await con.fetchrow(statement.sql, *values)  # INSERT … RETURNING id
                     ids.append(row[0] if row else None)
                 else:
@@ -215,7 +238,7 @@ class GroupCommit:
         self.jobs = 0
 
     async def run(self, job: WriteJob) -> None:
-        """Commit ``job``; its inserted instances then carry their ids.
+        """Commit ``job``; its inserted rows then carry their ids.
 
         Raises tortoise's ``IntegrityError`` when the job broke a constraint (nothing of it
         was written). Never call it inside a transaction: the job commits on its own."""
@@ -276,19 +299,14 @@ class GroupCommit:
 
 
 def _apply(job: WriteJob, result: list[Any] | Exception) -> None:
-    """Give a committed job's instances their ids, or raise why it was rolled back."""
+    """Give a committed job's rows their ids, or raise why it was rolled back."""
     if isinstance(result, (sqlite3.IntegrityError, IntegrityConstraintViolationError)):
         raise IntegrityError(result)
     if isinstance(result, Exception):
         raise OperationalError(result)
     for statement, new_id in zip(job.statements, result, strict=True):
-        instance = statement.instance
-        if instance is None:
-            continue
-        instance.pk = new_id
-        instance._saved_in_db = True
-        for _position, index, column in statement.refs:
-            setattr(instance, column, result[index])
+        if statement.row is not None:
+            statement.row.id = new_id
 
 
 def _outside_transaction() -> BaseDBAsyncClient:
