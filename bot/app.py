@@ -26,6 +26,7 @@ from bot.web import STATIC_DIR
 from bot.web.client import forwarded_middleware, parse_networks
 from bot.web.headers import headers_middleware
 from community.knowledge import KnowledgeService
+from community.offers.catalog import OFFER_CATALOG, OfferCatalog
 from community.search import MatcherConfig
 from gamification.merge import LedgerMergeHook
 from community.search.remote import RemoteEncoder
@@ -128,6 +129,7 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         await storage.open_db(settings.database_url, create_schema=db_setup == "schema")
         services = await build_services(settings)
         app[SERVICES] = services
+        app[OFFER_CATALOG] = OfferCatalog(settings.offers_cache_seconds)
         services.http = aiohttp.ClientSession()  # one outbound pool per process (keep-alive)
         await services.kb.load()
         try:

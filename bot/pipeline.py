@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.core import metrics
 from bot.core.accounts import account_for, state_key
-from bot.core.group_commit import Row, WriteJob
+from bot.core.group_commit import Row
 from bot.core.i18n import detect_locale, normalize_locale
 from bot.core.inbound import Handled
 from bot.core.state import ConversationState
@@ -273,7 +273,7 @@ class Pipeline:
             await self.services.state.set(skey, after, self.services.settings.state_ttl_seconds)
         # the answer is recorded on the inbound row in the same commit as the outbound rows:
         # a retry whose dedup key is gone (or whose first worker died) finds it there
-        job = WriteJob().update(TranscriptEntry, entry_id, payload={"replies": [r.to_dict() for r in replies]})
+        job = writes.job().update(TranscriptEntry, entry_id, payload={"replies": [r.to_dict() for r in replies]})
         for r in replies:
             job.insert(
                 TranscriptEntry,
@@ -313,7 +313,7 @@ class Pipeline:
         """A known sender's inbound message, with the account and member touch-ups it implies,
         in one job: a retried message id writes none of it. Returns the message's row id."""
         member = account.member
-        job = WriteJob()
+        job = self.services.writes.job()
         row = job.insert(TranscriptEntry, member_id=member.id, **entry)
         updates: dict[str, object] = {}
         # last contact is kept to the minute: enough for service windows, one write less per message

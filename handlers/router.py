@@ -74,6 +74,43 @@ class _Command:
     words: tuple[str, ...] = ()  # as written, for showing: "积分", "積分", "points"
 
 
+@dataclass(frozen=True)
+class _Routes:
+    """A router tree flattened once: what dispatch looks up per message, first registration wins."""
+
+    commands: dict[str, tuple[int, Handler]]  # normalised word -> (registration order, handler)
+    actions: dict[str, Handler]
+    events: dict[str, Handler]
+    states: dict[str, Handler]
+    payloads: dict[str, Handler]
+    fallback: Handler | None
+    middlewares: tuple[Middleware, ...]
+
+
+def _compile(tree: list["Router"]) -> _Routes:
+    commands: dict[str, tuple[int, Handler]] = {}
+    for order, c in enumerate(c for r in tree for c in r._commands):
+        for name in c.names:
+            commands.setdefault(name, (order, c.handler))
+
+    def first(attr: str) -> dict[str, Handler]:
+        out: dict[str, Handler] = {}
+        for r in tree:
+            for key, handler in getattr(r, attr).items():
+                out.setdefault(key, handler)
+        return out
+
+    return _Routes(
+        commands=commands,
+        actions=first("_actions"),
+        events=first("_events"),
+        states=first("_states"),
+        payloads=first("_payloads"),
+        fallback=next((r._fallback for r in tree if r._fallback), None),
+        middlewares=tuple(m for r in tree for m in r._middlewares),
+    )
+
+
 class Router:
     def __init__(self, name: str = "root") -> None:
         self.name = name
@@ -86,6 +123,7 @@ class Router:
         self._middlewares: list[Middleware] = []
         self._children: list[Router] = []
         self._tree: list[Router] | None = None  # this router and its descendants, computed once
+        self._routes: _Routes | None = None
 
     # --- registration ----------------------------------------------------------------
     def command(self, *names: str, help: str | None = None) -> Callable[[H], H]:
@@ -147,6 +185,7 @@ class Router:
     def include_router(self, router: "Router") -> "Router":
         self._children.append(router)
         self._tree = None
+        self._routes = None
         return router
 
     # --- lookup ----------------------------------------------------------------------------
@@ -159,15 +198,19 @@ class Router:
             self._tree = tree
         return self._tree
 
+    def routes(self) -> _Routes:
+        # routers are assembled at start-up, before the first message; dispatch looks up here
+        if self._routes is None:
+            self._routes = _compile(self._walk())
+        return self._routes
+
     def commands(self) -> list[_Command]:
         return [c for r in self._walk() for c in r._commands]
 
     def find_action(self, action: str) -> tuple[Handler | None, str]:
         prefix, _, args = action.partition(":")
-        for r in self._walk():
-            if prefix in r._actions:
-                return r._actions[prefix], args
-        return None, ""
+        handler = self.routes().actions.get(prefix)
+        return (handler, args) if handler is not None else (None, "")
 
     def find_command(self, text: str) -> tuple[Handler | None, str]:
         raw = text.strip()
@@ -175,43 +218,32 @@ class Router:
             raw = raw[1:]
         head, _, rest = raw.partition(" ")
         head = head.split("@", 1)[0]  # Telegram: /points@everycsr_bot
-        key = normalize(head)
-        whole = normalize(raw)
-        for r in self._walk():
-            for c in r._commands:
-                if key in c.names:
-                    return c.handler, rest.strip()
-                if whole in c.names:
-                    return c.handler, ""
+        commands = self.routes().commands
+        by_word = commands.get(normalize(head))
+        whole = commands.get(normalize(raw)) if raw != head else by_word
+        # the command registered first wins when the first word and the whole text name different ones
+        if by_word is not None and (whole is None or by_word[0] <= whole[0]):
+            return by_word[1], rest.strip()
+        if whole is not None:
+            return whole[1], ""
         return None, ""
 
     def find_event(self, name: str) -> Handler | None:
-        for r in self._walk():
-            if name in r._events:
-                return r._events[name]
-        return None
+        return self.routes().events.get(name)
 
     def find_payload(self, payload: str) -> tuple[Handler | None, str]:
         prefix, _, rest = payload.partition("_")
-        for r in self._walk():
-            if prefix in r._payloads:
-                return r._payloads[prefix], rest
-        return None, ""
+        handler = self.routes().payloads.get(prefix)
+        return (handler, rest) if handler is not None else (None, "")
 
     def find_state(self, name: str) -> Handler | None:
-        for r in self._walk():
-            if name in r._states:
-                return r._states[name]
-        return None
+        return self.routes().states.get(name)
 
     def find_fallback(self) -> Handler | None:
-        for r in self._walk():
-            if r._fallback:
-                return r._fallback
-        return None
+        return self.routes().fallback
 
-    def middlewares(self) -> list[Middleware]:
-        return [m for r in self._walk() for m in r._middlewares]
+    def middlewares(self) -> tuple[Middleware, ...]:
+        return self.routes().middlewares
 
     # --- dispatch ---------------------------------------------------------------------------
     async def dispatch(self, ctx: Context) -> list[Reply]:

@@ -54,7 +54,10 @@ async def test_expired_lease_is_sent_again_periodically_and_a_live_one_is_left_a
 
 async def test_a_restarted_process_takes_back_its_stuck_rows_at_start_up(client, services) -> None:  # type: ignore[no-untyped-def]
     running: OutboxWorker = client.app[OUTBOX_WORKER]
-    running.reclaim_every = 3600.0  # only a start-up reclaim can free the row now
+    # the process that was sending dies: no periodic reclaim of its own any more (a reclaim it
+    # had already scheduled could otherwise fire on a slow machine); only a start-up reclaim
+    # of the next process can free the row now
+    await running.stop()
     lost = await stuck_row(services, "lease-3", lease_left=-1)
     await asyncio.sleep(0.3)
     assert (await OutboxMessage.get(id=lost.id)).status == "sending"

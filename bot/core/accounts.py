@@ -48,7 +48,7 @@ async def account_for(
     account = await point_queries.get_or_none(ChannelAccount, _MEMBER, channel=channel, external_id=external_id)
     if account:
         return account, False
-    job = WriteJob()
+    job = writes.job() if writes else WriteJob()
     member_row = job.insert(
         Member, display_name=display_name[:128], locale=locale or DEFAULT_LOCALE, last_seen_at=seen_at
     )

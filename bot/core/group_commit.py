@@ -98,9 +98,9 @@ class WriteJob:
 
     __slots__ = ("statements", "_dialect", "_now")
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: str | None = None) -> None:
         self.statements: list[Statement] = []
-        self._dialect: str = _client().capabilities.dialect
+        self._dialect: str = dialect or _client().capabilities.dialect
         self._now = utcnow()
 
     def insert(self, model: type[M], **values: Any) -> Row[M]:
@@ -236,6 +236,13 @@ class GroupCommit:
         self._closing = False
         self.batches = 0  # transactions committed (or failed): how well writes are grouped
         self.jobs = 0
+        self._dialect: str | None = None
+
+    def job(self) -> WriteJob:
+        """A new job for this process's database (its dialect looked up once)."""
+        if self._dialect is None:
+            self._dialect = _client().capabilities.dialect
+        return WriteJob(self._dialect)
 
     async def run(self, job: WriteJob) -> None:
         """Commit ``job``; its inserted rows then carry their ids.

@@ -92,6 +92,9 @@ def _settled(text: str) -> bool:
     return bool(trad) and trad.isdisjoint(text)
 
 
+CACHED_LENGTH = 256  # texts up to this long are remembered: a message is folded 3 times on its way
+
+
 def normalize(text: str) -> str:
     """Fold ``text`` for matching (see module doc).  Never raises on ``str``;
     ``None`` becomes ``""``."""
@@ -99,6 +102,12 @@ def normalize(text: str) -> str:
         return ""
     if not isinstance(text, str):
         text = str(text)
+    if len(text) <= CACHED_LENGTH:
+        return _fold_cached(text)
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
     # Surrogates (lone halves) cannot be normalised meaningfully; drop them.
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         text = "".join(ch for ch in text if not ("\ud800" <= ch <= "\udfff"))
@@ -113,3 +122,7 @@ def normalize(text: str) -> str:
             return out
         out = nxt
     return out
+
+
+# bounded: at most 16,384 short texts (a few MB), the commands and common questions stay in it
+_fold_cached = functools.lru_cache(maxsize=16384)(_fold)

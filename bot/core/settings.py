@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     offers_enabled: bool = True
     offers_quiet_hours: str = "22:00-08:00"  # local time, no offers in this span; empty = none
     offers_max_per_member_per_day: int = 1  # offers of any kind one member sees per day
+    # each worker keeps the switched-on offers in memory; a save on the offers page reaches every
+    # worker at once (fan-out), a change made elsewhere within this many seconds; 0 = read every time
+    offers_cache_seconds: float = 5.0
     dashboard_refresh_seconds: float = 60.0  # how often /metrics KPI gauges are recomputed
     kpi_answer_window_minutes: int = 10  # 👎 / rephrase / hand-on within this marks an answer wrong
     kpi_conversation_gap_minutes: int = 30  # silence that ends a conversation

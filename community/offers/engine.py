@@ -257,24 +257,23 @@ async def load_history(
     return history
 
 
-async def candidate_offers(now: datetime, *, include_inactive: bool = False) -> list[Offer]:
-    q = Offer.all() if include_inactive else Offer.filter(active=True)
-    offers = await q.order_by("id")
-    return offers if include_inactive else [o for o in offers if not o.ends_at or o.ends_at > now]
+async def all_offers() -> list[Offer]:
+    """Every offer, switched off ones too (the marketers' preview explains each)."""
+    return await Offer.all().order_by("id")
 
 
-async def evaluate_all(ctx: OfferContext, rules: Rules, *, include_inactive: bool = False) -> list[Verdict]:
-    offers = await candidate_offers(ctx.now, include_inactive=include_inactive)
+async def evaluate_all(ctx: OfferContext, rules: Rules, offers: Sequence[Offer]) -> list[Verdict]:
+    """A verdict per offer of ``offers`` (the catalog's switched-on ones on the answer path)."""
     if not offers:
         return []
-    history = await load_history(ctx.member_id, ctx.now, rules, offers)
+    history = await load_history(ctx.member_id, ctx.now, rules, list(offers))
     return [evaluate(o, ctx, history, rules) for o in offers]
 
 
 async def explain(ctx: OfferContext, rules: Rules) -> tuple[Verdict | None, list[Verdict]]:
     """For the preview: the offer this member would get for this answer, and every
     offer (switched-off ones too) with the reasons it would not be shown."""
-    verdicts = await evaluate_all(ctx, rules, include_inactive=True)
+    verdicts = await evaluate_all(ctx, rules, await all_offers())
     return choose(verdicts), sorted(verdicts, key=rank_key, reverse=True)
 
 

@@ -30,6 +30,7 @@ from community.offers.engine import (
     record_impression,
     tags_text,
 )
+from community.offers.catalog import OfferCatalog
 from community.offers.models import Offer, OfferEvent
 from community.offers.render import attach_offer, member_fields, new_token, render_body
 
@@ -85,13 +86,14 @@ async def offer_for_answer(
     reply: Reply,
     octx: OfferContext,
     settings: Settings,
+    catalog: OfferCatalog,
 ) -> Offer | None:
-    """Append the best eligible offer to ``reply`` and record the impression."""
+    """Append the best eligible offer of ``catalog`` to ``reply`` and record the impression."""
     rules = rules_for(settings)
     # the member-wide exclusions need no offer and no history: skip the queries
     if _member_reasons(octx, OfferHistory(), rules):
         return None
-    best = choose(await evaluate_all(octx, rules))
+    best = choose(await evaluate_all(octx, rules, await catalog.active(octx.now)))
     if best is None:
         return None
     body = render_body(

@@ -6,6 +6,8 @@ preview ("which offer would this member get for this question, and why not the o
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from bot.core.settings import Settings
 from bot.staff.auth import require_role
 from bot.web import add_staff_link, add_template_dir, render, request_locale
 from bot.web.lookup import object_or_404
+from community.offers.catalog import OFFER_CATALOG
 from community.offers.engine import explain
 from community.offers.models import Offer, OfferEvent
 from community.offers.render import check_template, member_fields, render_body
@@ -296,6 +299,7 @@ async def offer_save(request: web.Request) -> web.Response:
         offer = await Offer.create(**values, created_by=request["staff"].username)
     else:
         await Offer.filter(id=offer.id).update(**values)
+    await request.app[OFFER_CATALOG].changed()  # every worker's next answer sees it
     raise web.HTTPFound(f"/admin/offers?saved={offer.id}")
 
 
@@ -495,3 +499,12 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_post(r"/admin/offers/{offer_id:\d+}", offer_save)
     app.router.add_get("/o/{token}", tracked_redirect)
     add_staff_link(app, "/admin/offers", N_("Offers"), MARKETING)
+    app.cleanup_ctx.append(_follow_changes)
+
+
+async def _follow_changes(app: web.Application) -> AsyncIterator[None]:
+    """Saves on other workers reach this worker's catalog (the fan-out is ops_web's, set up before)."""
+    task = asyncio.create_task(app[OFFER_CATALOG].follow(app[SERVICES].fanout))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
