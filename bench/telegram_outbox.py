@@ -125,7 +125,7 @@ class Stack:
 
     async def __aenter__(self) -> "Stack":
         await storage.open_db(self.settings.database_url, create_schema=True)
-        self.services = await build_services(self.settings)
+        self.services = (await build_services(self.settings)).services
         self.bot = make_bot(self.settings)
         self.sent_at: list[float] = []  # client side, as each sendMessage leaves
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -19,7 +19,7 @@ from bot.core.identity import merge
 from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.core.services import Services
-from bot.subscriptions import subscribe_all
+from bot.subscriptions import build_gamification, subscribe_all
 from bot.core.settings import Settings, get_settings
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
@@ -29,9 +29,10 @@ from community.knowledge import KnowledgeService
 from community.offers.catalog import OFFER_CATALOG, OfferCatalog
 from community.search import MatcherConfig
 from gamification.merge import LedgerMergeHook
+from gamification.service import GAMIFICATION, Gamification
 from community.search.remote import RemoteEncoder
 from community.search.semantic import resolve_semantic
-from handlers import build_router
+from handlers import Domains, build_router
 
 from bot import ops_web
 from bot.channels import telegram, webchat, wechat
@@ -97,7 +98,16 @@ def knowledge_service(settings: Settings) -> KnowledgeService:
     )
 
 
-async def build_services(settings: Settings) -> Services:
+class Built(NamedTuple):
+    """What one process runs on: the kernel's ``Services`` and the domain services the
+    assembly builds once per app (each kept under its package's app key)."""
+
+    services: Services
+    gamification: Gamification
+    offers: OfferCatalog
+
+
+async def build_services(settings: Settings) -> Built:
     if settings.redis_url:
         from bot.core.redis_stores import connect_redis_stores
 
@@ -115,11 +125,13 @@ async def build_services(settings: Settings) -> Services:
         outbox=Outbox(settings),
         redis=redis,
         nonces=make_nonce_store(redis),
-        merger=merge.Merger([LedgerMergeHook()]),
     )
-    services.pipeline = Pipeline(services, build_router())
-    subscribe_all(services)  # every cross-domain event subscriber: bot/subscriptions.py
-    return services
+    gamification = build_gamification(services)  # bot/subscriptions.py
+    services.merger = merge.Merger([LedgerMergeHook(gamification)])
+    offers = OfferCatalog(settings.offers_cache_seconds)
+    services.pipeline = Pipeline(services, build_router(), Domains(gamification=gamification, offers=offers))
+    subscribe_all(services, gamification)  # every cross-domain event subscriber: bot/subscriptions.py
+    return Built(services, gamification, offers)
 
 
 def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -127,9 +139,10 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         if db_setup == "migrate":
             await storage.migrate(settings.database_url)
         await storage.open_db(settings.database_url, create_schema=db_setup == "schema")
-        services = await build_services(settings)
+        services, gamification, offers = await build_services(settings)
         app[SERVICES] = services
-        app[OFFER_CATALOG] = OfferCatalog(settings.offers_cache_seconds)
+        app[GAMIFICATION] = gamification
+        app[OFFER_CATALOG] = offers
         services.http = aiohttp.ClientSession()  # one outbound pool per process (keep-alive)
         await services.kb.load()
         try:

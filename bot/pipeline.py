@@ -21,7 +21,7 @@ from bot.core.models import ChannelAccount, Member, TranscriptEntry
 from bot.core.render import in_script
 from bot.core.stores import Claim, DedupStore
 from bot.core.services import Services
-from handlers.router import Context, Router
+from handlers.router import Context, Domains, Router
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,10 @@ class Pipeline:
     """The :class:`bot.core.inbound.MessageHandler` channels are given: one message through
     dedup, member, handlers and transcript."""
 
-    def __init__(self, services: Services, router: Router) -> None:
+    def __init__(self, services: Services, router: Router, domains: Domains) -> None:
         self.services = services
         self.router = router
+        self.domains = domains  # handed to every handler's Context as it is
 
     async def process(self, incoming: Incoming) -> list[Reply]:
         """Process once; a retry of the same message gets the first answer back."""
@@ -247,6 +248,7 @@ class Pipeline:
             locale=locale,
             state=state,
             services=self.services,
+            domains=self.domains,
             _=self.services.translator.bind(locale),
             transcript_id=entry_id,
             new_member=new_member,

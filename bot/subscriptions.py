@@ -11,7 +11,7 @@ Order matters only within one event type: subscribers run in the order below.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.core.events import (
     AnswerAccepted,
@@ -26,8 +26,11 @@ from bot.core.events import (
 from community.knowledge_admin.learning import VariantLearning
 from community.models import KnowledgeItem
 from community.moderation.service import is_forwarding_frozen
-from gamification import rewards, service as gamification, topup
+from gamification import rewards, topup
 from gamification.leaderboard import make_leaderboard
+from gamification.notices import Notices
+from gamification.rules import load_rules
+from gamification.service import Gamification, Scoring
 
 if TYPE_CHECKING:
     from bot.core.services import Services
@@ -46,43 +49,36 @@ class CommunityFacts:
         return item.difficulty if item is not None else 1
 
 
-def gamification_runtime(services: "Services") -> gamification.Runtime:
-    """Gamification's collaborators: the leaderboard (Redis when configured, sharing the
-    stores' client), the top-up provider, the callback URL, the fulfilment policy and the
-    community facts. Installed as the process's runtime for readers that are not handed one."""
+def build_gamification(services: "Services") -> Gamification:
+    """The app's gamification, with the collaborators it needs: the rules, the leaderboard
+    (Redis when configured, on the stores' shared pool), badge and expiry notices through the
+    outbox in the member's language, the top-up provider with its callback URL and fulfilment
+    policy, and the community facts. The app factory keeps it under
+    ``gamification.service.GAMIFICATION`` and hands it to the handlers and the merge hook."""
     settings = services.settings
-    redis: Any = None
-    own_redis: Any = None
-    if settings.redis_url:
-        redis = services.redis
-        if redis is None:
-            from bot.core.redis_stores import make_redis
-
-            redis = own_redis = make_redis(settings.redis_url)
     provider = (
         topup.HttpTopupProvider(settings.topup_api_base, settings.topup_secret) if settings.topup_api_base else None
     )
     base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    rt = gamification.configure(
-        services,
-        make_leaderboard(redis, prefix="everycsr:lb"),
+    return Gamification(
+        load_rules(),
+        make_leaderboard(services.redis if settings.redis_url else None, prefix="everycsr:lb"),
+        notices=Notices(services.translator, services.outbox),
         provider=provider,
         callback_url=f"{base}/api/v1/topup/callback",
+        policy=rewards.policy_from(settings),
         facts=CommunityFacts(),
     )
-    rt.policy = rewards.policy_from(settings)
-    rt.own_redis = own_redis  # closed by gamification.web's lifecycle at shutdown
-    return rt
 
 
-def subscribe_all(services: "Services") -> None:
-    """Build gamification's runtime and wire every domain subscriber onto ``services.events``;
-    once per Services."""
+def subscribe_all(services: "Services", gamification: Gamification) -> None:
+    """Wire every domain subscriber onto ``services.events``; once per Services.
+    ``gamification`` is the app's instance (:func:`build_gamification`): its rules, board and
+    facts are what scoring uses."""
     bus = services.events
     if bus.subscriptions():
         raise RuntimeError("subscribe_all called twice on the same services")
-    gamification_runtime(services)  # Scoring's rules, board and facts
-    scoring = gamification.Scoring()
+    scoring = Scoring(gamification)
     learning = VariantLearning(services)
 
     # Q&A -> points

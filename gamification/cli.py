@@ -23,8 +23,9 @@ from bot.core.settings import Settings
 
 def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
     from bot.core.storage import with_db
-    from gamification import service
     from gamification.leaderboard import make_leaderboard
+    from gamification.rules import load_rules
+    from gamification.service import Gamification
 
     async def run() -> int:
         redis = None
@@ -33,8 +34,10 @@ def cmd_points_release(args: argparse.Namespace, settings: Settings) -> int:
 
             redis = make_redis(settings.redis_url)
         try:
-            service.configure(None, make_leaderboard(redis, prefix="everycsr:lb"))
-            released = await service.release_due()
+            # this command's own instance: the board to update, nobody to notify
+            gamification = Gamification(load_rules(), make_leaderboard(redis, prefix="everycsr:lb"))
+            released = await gamification.release_due()
+            await gamification.close()
         finally:
             if redis is not None:
                 await redis.aclose()

@@ -5,7 +5,7 @@
   must be safe: none of them is a person who read the answer.
 - ``POST /f/<token>/read`` ("this helped me") and ``POST /f/<token>/rate`` (准确 / 不准确)
   are what a reader does on the page; either records the engagement, and the rules of
-  :func:`gamification.service.on_forward_engaged` decide whether the sharer is paid: one
+  :meth:`gamification.service.Gamification.on_forward_engaged` decide whether the sharer is paid: one
   engagement per person (a member, else the device: address + browser, so a cleared cookie is
   the same visitor), never the sharer's own accounts or devices, a few devices per network a
   day, the daily caps and the hold for unverified readers.
@@ -29,8 +29,8 @@ from bot.core.settings import Settings
 from bot.web import bad_request, render
 from bot.web.chat_session import member_csrf_ok, member_csrf_token, page_session, session_member_id, set_session_cookie
 from bot.web.client import device_fingerprint, network_fingerprint
-from gamification import service
 from gamification.models import ForwardEngagement, ForwardLink, ForwardRating
+from gamification.service import GAMIFICATION, ForwardOutcome
 
 REFUSED = {
     "form": N_("This form could not be checked. Open the shared answer again and try once more."),
@@ -88,8 +88,8 @@ async def _engagement(link: ForwardLink, reader: Reader) -> ForwardEngagement | 
     return await ForwardEngagement.get_or_none(item_id=link.item_id, recipient_key=reader.key[:80])
 
 
-async def _engage(link: ForwardLink, reader: Reader, kind: str) -> service.ForwardOutcome:
-    return await service.on_forward_engaged(
+async def _engage(request: web.Request, link: ForwardLink, reader: Reader, kind: str) -> ForwardOutcome:
+    return await request.app[GAMIFICATION].on_forward_engaged(
         link,
         reader.key,
         recipient_member_id=reader.member_id,
@@ -153,7 +153,7 @@ async def forwarded_read(request: web.Request) -> web.Response:
     reader = await reader_of(request, link, settings)
     if reader.member_id is not None and reader.member_id == link.sharer_id:
         return _refused(request, link.token, "own")
-    await _engage(link, reader, "read")
+    await _engage(request, link, reader, "read")
     raise web.HTTPSeeOther(f"/f/{link.token}")
 
 
@@ -172,12 +172,12 @@ async def forwarded_rate(request: web.Request) -> web.Response:
         return _refused(request, link.token, "own")
     engagement = await _engagement(link, reader)
     if engagement is None:
-        engagement = (await _engage(link, reader, "rate")).engagement
+        engagement = (await _engage(request, link, reader, "rate")).engagement
     if engagement is None:
         return _refused(request, link.token, "own")
     if engagement.link_id != link.id:
         return _refused(request, link.token, "other")
-    await service.rate_forward(engagement, verdict == "1", rater_member_id=reader.member_id)
+    await request.app[GAMIFICATION].rate_forward(engagement, verdict == "1", rater_member_id=reader.member_id)
     raise web.HTTPSeeOther(f"/f/{link.token}?rated=1")
 
 

@@ -1,6 +1,6 @@
 """Share links: the rows a forward is paid through.
 
-A share link is what points for forwarding hang on (``service.on_forward_engaged``), so it
+A share link is what points for forwarding hang on (``Gamification.on_forward_engaged``), so it
 is made here, by the domain, not by the conversation that offers the button: one link per
 sharer, item, channel and SMS number, with the device it was made from.
 """

@@ -8,10 +8,17 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from gamification import ledger
+from gamification.service import Gamification
 
 
 class LedgerMergeHook:
+    """Built by the assembly with the app's :class:`Gamification`: a merge takes the
+    merged-away member off its board, an unmerge revisits both members' badges by its rules."""
+
     name = "ledger"
+
+    def __init__(self, gamification: Gamification) -> None:
+        self.gamification = gamification
 
     async def merge(self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int) -> dict[str, Any]:
         """Everything the source holds (net balance and held points) moves to the target."""
@@ -19,9 +26,7 @@ class LedgerMergeHook:
 
     async def after_merge(self, source_id: int, target_id: int) -> None:
         """The merged-away member leaves the leaderboards (its status is no longer active)."""
-        from gamification import service  # the runtime's board; imported late: service imports much
-
-        await service.on_member_status_changed(source_id)
+        await self.gamification.on_member_status_changed(source_id)
 
     async def unmerge(
         self, conn: BaseDBAsyncClient, merge_id: int, source_id: int, target_id: int, done: dict[str, Any]
@@ -40,7 +45,5 @@ class LedgerMergeHook:
     async def after_unmerge(self, source_id: int, target_id: int) -> None:
         """Both members' badges follow their own history again: the target may lose what the
         source's record earned it (audited), the source regains its own."""
-        from gamification import service
-
         for member_id in (target_id, source_id):
-            await service.revisit_badges(member_id, "unmerge")
+            await self.gamification.revisit_badges(member_id, "unmerge")

@@ -25,9 +25,10 @@ from bot.staff import audit
 from bot.staff.auth import require_role
 from bot.web import add_staff_link, add_template_dir, render, request_locale
 from bot.web.lookup import path_id
-from gamification import forward_pages, rewards, service, topup
+from gamification import forward_pages, rewards, topup
 from gamification.leaderboard import PERIODS
 from gamification.models import Redemption, ReviewFlag, Reward
+from gamification.service import GAMIFICATION, Gamification, names_and_titles
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ async def leaderboard_page(request: web.Request) -> web.Response:
     period = request.query.get("period", "week")
     if period not in PERIODS:
         period = "week"
-    st = await service.standing(period, None, limit=50)
+    st = await request.app[GAMIFICATION].standing(period, None, limit=50)
     gettext = request.app[SERVICES].translator.bind(request_locale(request))
-    names = await service.names_and_titles([r.member_id for r in st.top], gettext)
+    names = await names_and_titles([r.member_id for r in st.top], gettext)
     rows = [(r.rank, r.member_id, *names.get(r.member_id, ("", "")), r.points) for r in st.top]
     return render(request, "leaderboard.html", rows=rows, period=period, periods=PERIOD_NAMES)
 
@@ -163,10 +164,11 @@ async def flag_action(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="Unknown action.")
     flag = await ReviewFlag.get_or_none(id=fid, status="open")
     if flag and await ReviewFlag.filter(id=fid, status="open").update(status=action):
+        gamification = request.app[GAMIFICATION]
         if action == "cleared":
-            await service.release_held(flag.member_id)
+            await gamification.release_held(flag.member_id)
         elif flag.reason in ("ring", "farm"):  # fraud confirmed: what it held never pays
-            await service.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
+            await gamification.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
     if flag:
         await audit.record(request, f"flag.{action}", "member", flag.member_id, flag=fid)
     raise web.HTTPSeeOther("/admin/rewards")
@@ -174,30 +176,29 @@ async def flag_action(request: web.Request) -> web.Response:
 
 # --- lifecycle -----------------------------------------------------------------------------------------------
 async def _housekeeping_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The hourly housekeeping while the app runs, then the runtime's background work and its
-    own Redis client are closed. The runtime itself (board, provider, facts) is built by the
-    assembly, ``bot/subscriptions.py``; nothing here configures it."""
-    rt = service.runtime()
-    loop = asyncio.create_task(_housekeeping(rt))
+    """The hourly housekeeping while the app runs, then the instance's background work is
+    waited for. The instance itself (board, provider, facts) is built by the assembly,
+    ``bot/subscriptions.py``, and kept under :data:`GAMIFICATION`; nothing here builds it."""
+    gamification = app[GAMIFICATION]
+    loop = asyncio.create_task(_housekeeping(gamification))
     try:
         yield
     finally:
         loop.cancel()
-        await asyncio.gather(loop, *rt.tasks, return_exceptions=True)
-        if rt.own_redis is not None:
-            await rt.own_redis.aclose()
+        await asyncio.gather(loop, return_exceptions=True)
+        await gamification.close()
 
 
-async def _housekeeping(rt: service.Runtime) -> None:
+async def _housekeeping(gamification: Gamification) -> None:
     """Hourly: resubmit top-ups left pending by transient errors (bounded, with backoff) and
     settle orders whose callback is overdue (rewards.reconcile), pay out pending points whose
     hold has passed, expire old points."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
-            await rewards.reconcile(rt.provider, rt.callback_url, rt.policy)  # retries, timeouts
-            await service.release_due()
-            await service.run_expiry()
+            await gamification.reconcile_rewards()  # retries, timeouts
+            await gamification.release_due()
+            await gamification.run_expiry()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -30,7 +30,7 @@ from handlers import (
     subscription,
     survey,
 )
-from handlers.router import Context, Router
+from handlers.router import Context, Domains, Router
 
 HANDLER_MODULES: list[ModuleType] = [
     agent_mode,  # middleware: while an agent owns the ticket the bot stays quiet; keep first
@@ -62,4 +62,4 @@ def build_router() -> Router:
     return root
 
 
-__all__ = ["Context", "HANDLER_MODULES", "Router", "build_router"]
+__all__ = ["Context", "Domains", "HANDLER_MODULES", "Router", "build_router"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.i18n import N_
 from bot.core.messages import Choice, Reply
-from gamification import badges, service
+from gamification import badges
 from gamification.models import MemberBadge
 from handlers.router import Context, Router
 
@@ -27,7 +27,7 @@ async def my_badges(ctx: Context) -> Reply:
         lines.append(
             _("You have no badges yet. Answer other members' questions and forward answers to friends to earn them.")
         )
-    s = await service.summary(ctx.member.id)
+    s = await ctx.domains.gamification.summary(ctx.member.id)
     if s.next_badge:
         badge, have = s.next_badge
         lines.append(

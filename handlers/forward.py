@@ -31,10 +31,10 @@ from community.models import KnowledgeItem
 from tortoise.exceptions import IntegrityError
 
 from bot.core.models import OutboxMessage
-from gamification import service
 from gamification.forwarding import share_link
 from gamification.models import ForwardEngagement, ForwardLink, SmsForward
 from gamification.rewards import normalize_phone
+from gamification.service import ForwardOutcome
 from handlers.router import Context, Router
 
 router = Router("forward")
@@ -138,7 +138,7 @@ async def forward_sms(ctx: Context) -> Reply:
         return Reply(
             text=_("You have forwarded many answers by SMS in the last hour. Please try again later."), kind="forward"
         )
-    rules = service.runtime().rules
+    rules = ctx.domains.gamification.rules
     day = datetime.now(timezone.utc).date().isoformat()
     # the same forward again today (a retry after a crash, a second press): its slot, its key
     sent = await SmsForward.get_or_none(sender_id=ctx.member.id, phone=phone, item_id=item.id, day=day)
@@ -229,8 +229,10 @@ async def _take_sms_slot(
     return None
 
 
-async def _engage(ctx: Context, link: ForwardLink, kind: str) -> service.ForwardOutcome:
-    return await service.on_forward_engaged(link, f"m:{ctx.member.id}", recipient_member_id=ctx.member.id, kind=kind)
+async def _engage(ctx: Context, link: ForwardLink, kind: str) -> ForwardOutcome:
+    return await ctx.domains.gamification.on_forward_engaged(
+        link, f"m:{ctx.member.id}", recipient_member_id=ctx.member.id, kind=kind
+    )
 
 
 def rating_choices(ctx: Context, token: str) -> list[Choice]:
@@ -280,7 +282,7 @@ async def rate(ctx: Context) -> Reply:
     )
     if engagement is None or engagement.link_id != link.id:
         return Reply(text=_("Thanks! Someone else shared this answer with you first."), kind="feedback")
-    if not await service.rate_forward(engagement, verdict == "1", rater_member_id=ctx.member.id):
+    if not await ctx.domains.gamification.rate_forward(engagement, verdict == "1", rater_member_id=ctx.member.id):
         return Reply(text=_("Thanks, we already have your rating."), kind="feedback")
     return Reply(text=_("Thanks for rating this answer!"), kind="feedback")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.core.i18n import N_
 from bot.core.messages import Choice, Reply
-from gamification import service
 from gamification.leaderboard import PERIODS, Row
+from gamification.service import names_and_titles
 from handlers.router import Context, Router
 
 router = Router("leaderboard")
@@ -15,9 +15,9 @@ PERIOD_NAMES = {"week": N_("This week"), "month": N_("This month"), "all": N_("A
 
 async def board_reply(ctx: Context, period: str) -> Reply:
     _ = ctx._
-    st = await service.standing(period, ctx.member.id)
+    st = await ctx.domains.gamification.standing(period, ctx.member.id)
     ids = [r.member_id for r in st.top] + ([st.me.member_id] if st.me else [])
-    names = await service.names_and_titles(ids, _)
+    names = await names_and_titles(ids, _)
 
     def line(r: Row) -> str:
         name, title = names.get(r.member_id, ("", ""))

@@ -41,7 +41,7 @@ async def offers_middleware(ctx: Context, call_next: Callable[[], Awaitable[list
             state=ctx.state,
             ticket=ctx.extra.get("live_ticket", UNKNOWN),
         )
-        await offer_for_answer(ctx.member, target, octx, ctx.services.settings)
+        await offer_for_answer(ctx.member, target, octx, ctx.services.settings, ctx.domains.offers)
     except Exception:  # an offer is never worth losing the answer
         log.exception("offer selection failed for member %s", ctx.member.id)
     return replies

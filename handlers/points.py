@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.i18n import N_
 from bot.core.messages import Choice, Reply
-from gamification import service
+from gamification.service import EVENT_LABELS
 from handlers.router import Context, Router
 
 router = Router("points")
@@ -14,7 +14,7 @@ router = Router("points")
 @router.action("pts")
 async def points(ctx: Context) -> Reply:
     _ = ctx._
-    s = await service.summary(ctx.member.id)
+    s = await ctx.domains.gamification.summary(ctx.member.id)
     lines = [_("Your points: %(balance)s", balance=s.balance)]
     if s.held:
         lines.append(
@@ -28,7 +28,7 @@ async def points(ctx: Context) -> Reply:
     if s.recent:
         lines.append(_("Recent:"))
         for e in s.recent:
-            label = _(service.EVENT_LABELS.get(e.event, e.event))
+            label = _(EVENT_LABELS.get(e.event, e.event))
             shown = f"{e.granted:+d}" if e.granted or not e.held else _("%(held)s on hold", held=e.held)
             note = (
                 ""

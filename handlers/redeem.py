@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.core.i18n import N_
 from bot.core.identity.names import mask_phone
 from bot.core.messages import Choice, Reply
-from gamification import ledger, service
+from gamification import ledger
 from gamification.models import Reward
 from gamification.rewards import RedeemError, catalogue, verified_phone
 from handlers.router import Context, Router
@@ -53,7 +53,9 @@ async def menu(ctx: Context) -> Reply:
 async def _redeem(ctx: Context, reward: Reward) -> Reply:
     _ = ctx._
     try:
-        r = await service.redeem(ctx.member.id, reward.id, request_key=f"rd:{ctx.member.id}:{ctx.transcript_id}")
+        r = await ctx.domains.gamification.redeem(
+            ctx.member.id, reward.id, request_key=f"rd:{ctx.member.id}:{ctx.transcript_id}"
+        )
     except RedeemError as err:
         return Reply(text=_(ERRORS[err.code]), kind="redeem")
     bal = await ledger.balance_of(ctx.member.id)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from bot.core.models import ChannelAccount, Member
     from bot.core.services import Services
     from bot.core.i18n import Gettext
+    from community.offers.catalog import OfferCatalog
+    from gamification.service import Gamification
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,17 @@ Handler = Callable[["Context"], Awaitable[HandlerResult]]
 Middleware = Callable[["Context", Callable[[], Awaitable[list[Reply]]]], Awaitable[list[Reply]]]
 # a registering decorator hands the handler back with its own type (``-> Reply`` stays ``Reply``)
 H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True)
+class Domains:
+    """The domain services one app built for its handlers, as aiogram's workflow data but
+    typed: the assembly (``bot/app.py``) builds them once, hands them to the pipeline, and the
+    pipeline puts them on every :class:`Context`. The kernel's ``Services`` knows no domain;
+    what a handler needs of a domain's per-app instance is reached here."""
+
+    gamification: "Gamification"
+    offers: "OfferCatalog"  # the switched-on offers, in this worker's memory
 
 
 @dataclass
@@ -39,6 +52,7 @@ class Context:
     locale: str
     state: ConversationState  # loaded before dispatch, saved after it (bot.pipeline)
     services: "Services"
+    domains: Domains  # the app's domain services (ctx.domains.gamification)
     _: "Gettext"
     args: str = ""
     transcript_id: int | None = None

@@ -88,6 +88,14 @@ async def services(client: TestClient):  # type: ignore[no-untyped-def]
     return client.app[SERVICES]
 
 
+@pytest_asyncio.fixture
+async def gam(client: TestClient):  # type: ignore[no-untyped-def]
+    """The running app's gamification: the instance its handlers, pages and subscribers use."""
+    from gamification.service import GAMIFICATION
+
+    return client.app[GAMIFICATION]
+
+
 # fixtures that build and start the whole app, drive a browser or start real servers
 APP_FIXTURES = frozenset(
     {

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from bot.core import storage
 from bot.core.identity.merge import Merger
 from bot.core.models import AnswerFeedback, Member
-from gamification import badges, ledger, service
+from gamification import badges, ledger
 from gamification.merge import LedgerMergeHook
 from gamification.models import BadgeEvent, Balance, LedgerEntry, MemberBadge
 from gamification.rules import load_rules, parse_rules
+from tests.gamification_helpers import standalone
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = load_rules()
@@ -117,38 +118,32 @@ async def test_self_service_expert_from_helpful_days_and_peer_accepts(sqlite_orm
 
 
 async def test_forfeit_of_held_points_revokes(sqlite_orm: None) -> None:
-    service.configure(None, rules=small_rules())
-    try:
-        m = await Member.create()
-        await accept(m.id, 1)
-        await accept(m.id, 2, held=True)
-        await badges.reconcile(service.runtime().rules, m.id, TODAY)
-        assert "accept_10" in await held_codes(m.id)
-        await service.forfeit_held(m.id)
-        assert await held_codes(m.id) == {"first_accept"}
-        assert await BadgeEvent.filter(member_id=m.id, code="accept_10", action="revoke", reason="forfeit").exists()
-    finally:
-        service.configure(None)
+    gam = standalone(small_rules())
+    m = await Member.create()
+    await accept(m.id, 1)
+    await accept(m.id, 2, held=True)
+    await badges.reconcile(gam.rules, m.id, TODAY)
+    assert "accept_10" in await held_codes(m.id)
+    await gam.forfeit_held(m.id)
+    assert await held_codes(m.id) == {"first_accept"}
+    assert await BadgeEvent.filter(member_id=m.id, code="accept_10", action="revoke", reason="forfeit").exists()
 
 
 async def test_unmerge_revokes_what_the_source_earned_the_target(sqlite_orm: None) -> None:
-    service.configure(None, rules=small_rules())
-    merger = Merger([LedgerMergeHook()])
-    try:
-        src, dst = await Member.create(), await Member.create()
-        await accept(src.id, 2)
-        await accept(dst.id, 1)
-        record = await merger.merge(src.id, dst.id, via="staff", actor="staff:t")
-        # the target's history now includes the source's: 3 accepted answers
-        out = await badges.reconcile(service.runtime().rules, dst.id, TODAY)
-        assert "accept_10" in {b.code for b in out.granted}
-        assert await held_codes(src.id) == set()
-        await merger.unmerge(record.id, actor="staff:t")
-        assert await held_codes(dst.id) == {"first_accept"}
-        assert await BadgeEvent.filter(member_id=dst.id, code="accept_10", action="revoke", reason="unmerge").exists()
-        assert "first_accept" in await held_codes(src.id)
-    finally:
-        service.configure(None)
+    gam = standalone(small_rules())
+    merger = Merger([LedgerMergeHook(gam)])
+    src, dst = await Member.create(), await Member.create()
+    await accept(src.id, 2)
+    await accept(dst.id, 1)
+    record = await merger.merge(src.id, dst.id, via="staff", actor="staff:t")
+    # the target's history now includes the source's: 3 accepted answers
+    out = await badges.reconcile(gam.rules, dst.id, TODAY)
+    assert "accept_10" in {b.code for b in out.granted}
+    assert await held_codes(src.id) == set()
+    await merger.unmerge(record.id, actor="staff:t")
+    assert await held_codes(dst.id) == {"first_accept"}
+    assert await BadgeEvent.filter(member_id=dst.id, code="accept_10", action="revoke", reason="unmerge").exists()
+    assert "first_accept" in await held_codes(src.id)
 
 
 @hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -113,7 +113,7 @@ async def test_member_pages_read_in_each_locale(tmp_path: Path) -> None:
 async def test_answer_and_accept_in_the_browser_reach_the_answerers_profile(tmp_path: Path) -> None:
     """list -> question -> answer (helper's chat session) -> accept (the asker, in another
     browser context with its own session) -> the answerer's profile shows points and badge."""
-    from gamification import service as gamification
+    from gamification.service import GAMIFICATION
 
     text = "携号转网需要满足什么条件？"
     answer = "在网满 120 天、没有欠费、不在合约期内即可办理。"
@@ -163,6 +163,7 @@ async def test_answer_and_accept_in_the_browser_reach_the_answerers_profile(tmp_
             await check_access(asker, "accepted question")
 
             (ans,) = await Answer.filter(question_id=q.id)
+            gamification = app[GAMIFICATION]
             summary = await gamification.summary(ans.member_id)
             # an award from a brand-new asker is pending (anti-gaming hold): shown, not spendable
             assert summary.held > 0 and summary.balance == 0

@@ -141,8 +141,9 @@ async def test_peer_answer_accepted_before_deadline_makes_no_ticket(client) -> N
     assert (await chat(client, "asker", action=f"acc:{answer.id}"))[0]["kind"] == "accepted"  # again: no-op
     answer = await Answer.get(id=answer.id)
     assert answer.accepted and answer.helpful_count == 1
-    from gamification import service as gamification
+    from gamification.service import GAMIFICATION
 
+    gamification = client.app[GAMIFICATION]
     earned = await gamification.member_summary(helper.member_id)
     # accepted + helpful, paid once despite the repeated presses; the asker is a new member, so
     # the points are pending (issue 16) and the vote of a new member weighs nothing

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.core.models import ChannelAccount
 from community.qa.models import Answer, Question, Vote
-from gamification import service as gamification
+from gamification.service import GAMIFICATION
 from tests.community_helpers import wait_sent
 from tests.conftest import load_sample_kb, make_settings
 
@@ -121,6 +121,7 @@ async def test_answer_vote_accept_through_the_page(visitors: Visitors) -> None:
     assert r.headers["Location"].endswith("done=accept-already")
     q = await Question.get(id=q.id)
     assert q.status == "accepted" and q.accepted_answer_id == answer.id
+    gamification = visitors.app[GAMIFICATION]
     summary = await gamification.summary(helper_id)
     assert summary.lifetime > 0 or summary.held > 0  # rewarded once, as from the chat
     first = summary.lifetime + summary.held

@@ -74,17 +74,19 @@ def test_events_are_frozen_and_subscribe_refuses_a_non_event() -> None:
         EventBus().subscribe(dict, lambda e: None)  # type: ignore[arg-type]
 
 
-def test_the_assembly_wires_each_hook_replacement(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_assembly_wires_each_hook_replacement() -> None:
     """subscribe_all subscribes learning and scoring where the old string hooks were, once."""
     from types import SimpleNamespace
 
     from bot import subscriptions
+    from bot.core.i18n import get_translator
     from bot.core.settings import Settings
-    from gamification import service as gamification
 
-    monkeypatch.setattr(gamification, "_runtime", gamification._runtime)  # restored after the test
-    services = SimpleNamespace(events=EventBus(), settings=Settings(), redis=None)
-    subscriptions.subscribe_all(services)  # type: ignore[arg-type]
+    services = SimpleNamespace(
+        events=EventBus(), settings=Settings(), redis=None, translator=get_translator(), outbox=None
+    )
+    gam = subscriptions.build_gamification(services)  # type: ignore[arg-type]
+    subscriptions.subscribe_all(services, gam)  # type: ignore[arg-type]
     wired = {(s.event_type.__name__, s.name) for s in services.events.subscriptions()}
     assert ("ItemPicked", "VariantLearning.on_item_picked") in wired
     assert ("TicketResolved", "VariantLearning.on_ticket_resolved") in wired
@@ -93,8 +95,8 @@ def test_the_assembly_wires_each_hook_replacement(monkeypatch: pytest.MonkeyPatc
     assert ("ContributionApproved", "Scoring.contribution_approved") in wired
     assert ("MemberWarned", "Scoring.member_warned") in wired
     with pytest.raises(RuntimeError):
-        subscriptions.subscribe_all(services)  # type: ignore[arg-type]
-    assert gamification.runtime().facts.__class__.__name__ == "CommunityFacts"  # community facts plugged in
+        subscriptions.subscribe_all(services, gam)  # type: ignore[arg-type]
+    assert gam.facts.__class__.__name__ == "CommunityFacts"  # community facts plugged in
 
 
 async def test_a_thumbs_up_pays_the_streak_through_the_bus_and_a_failing_subscriber_loses_nothing(client) -> None:
@@ -131,9 +133,7 @@ async def test_a_thumbs_up_pays_the_streak_through_the_bus_and_a_failing_subscri
     assert await LedgerEntry.filter(member_id=member.id, event="self_service_streak").count() == 1
 
 
-async def test_gamification_learns_community_facts_through_the_assembly(
-    sqlite_orm: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_gamification_learns_community_facts_through_the_assembly(sqlite_orm: None) -> None:
     """Forwarding points ask the facts port, which the assembly fills from moderation and the
     knowledge base: a frozen sharer earns nothing, an item's difficulty scales the points."""
     from datetime import datetime, timedelta, timezone
@@ -142,29 +142,28 @@ async def test_gamification_learns_community_facts_through_the_assembly(
     from bot.subscriptions import CommunityFacts
     from community.models import KnowledgeItem
     from community.moderation.models import MemberStanding
-    from gamification import service as gamification
-    from gamification.models import ForwardLink
+    from gamification.models import ForwardLink, LedgerEntry
+    from tests.gamification_helpers import standalone
 
-    monkeypatch.setattr(gamification, "_runtime", gamification._runtime)  # restored after the test
-    rt = gamification.configure(None, facts=CommunityFacts())
+    gam = standalone(facts=CommunityFacts())
     hard = await KnowledgeItem.create(
         key="hard", locale="zh_CN", title="携号转网", answer="…", difficulty=3, status="published"
     )
-    assert await rt.facts.item_difficulty(hard.id) == 3
-    assert await rt.facts.item_difficulty(999_999) == 1
+    assert await gam.facts.item_difficulty(hard.id) == 3
+    assert await gam.facts.item_difficulty(999_999) == 1
 
     frozen, free = await Member.create(), await Member.create()
     await MemberStanding.create(
         member=frozen, warnings=3, forwarding_frozen=True, clean_until=datetime.now(timezone.utc) + timedelta(days=30)
     )
-    assert await rt.facts.forwarding_frozen(frozen.id) and not await rt.facts.forwarding_frozen(free.id)
+    assert await gam.facts.forwarding_frozen(frozen.id) and not await gam.facts.forwarding_frozen(free.id)
 
     held = await ForwardLink.create(token="frozen-link-01", sharer=frozen, item_id=hard.id, channel="web")
-    outcome = await gamification.on_forward_engaged(held, "d:someone", fingerprint="dev-a", network="net-a")
+    outcome = await gam.on_forward_engaged(held, "d:someone", fingerprint="dev-a", network="net-a")
     assert (outcome.points, outcome.reason) == (0, "forwarding frozen")
 
     paid = await ForwardLink.create(token="free-link-0001", sharer=free, item_id=hard.id, channel="web")
-    outcome = await gamification.on_forward_engaged(paid, "d:someone-else", fingerprint="dev-b", network="net-b")
-    earned = await gamification.LedgerEntry.filter(member_id=free.id, event="forward_engaged").first()
+    outcome = await gam.on_forward_engaged(paid, "d:someone-else", fingerprint="dev-b", network="net-b")
+    earned = await LedgerEntry.filter(member_id=free.id, event="forward_engaged").first()
     assert outcome.reason != "forwarding frozen" and earned is not None
-    assert earned.granted + earned.held == rt.rules.forward_points(3, True, 1.0)
+    assert earned.granted + earned.held == gam.rules.forward_points(3, True, 1.0)

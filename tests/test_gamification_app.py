@@ -16,7 +16,7 @@ from bot.core.messages import Incoming
 from bot.core.models import ChannelAccount, Member, OutboxMessage
 from bot.staff.auth import create_staff
 from community.models import KnowledgeItem
-from gamification import ledger, service
+from gamification import ledger
 from gamification.models import (
     Balance,
     ForwardEngagement,
@@ -28,6 +28,7 @@ from gamification.models import (
     ReviewFlag,
     Reward,
 )
+from gamification.service import GAMIFICATION, Gamification
 from tests.community_helpers import chat
 from tests.conftest import load_sample_kb, make_settings
 from tests.fakes.topup import FakeTopupProvider
@@ -54,7 +55,7 @@ async def test_web_forward_pays_once_per_new_distinct_visitor(client) -> None:
     sharer = await member_of("web", "sharer1")
     link = await ForwardLink.get(token=token)
     assert link.creator_fingerprint  # the device the link was made from is written down
-    rules = service.runtime().rules
+    rules = client.app[GAMIFICATION].rules
     # a stranger opens it (a GET, as a link previewer would): nothing is recorded or paid
     page = await client.get(f"/f/{token}", headers={"User-Agent": "phone-A"})
     assert page.status == 200 and item.title in await page.text()
@@ -122,7 +123,7 @@ async def test_deep_link_start_pays_sharer_not_own_accounts(client, services) ->
     actions = [c.action for c in replies[0].choices]
     assert actions == [f"fwr:{token}:1", f"fwr:{token}:0"]
     first = (await ledger.balance_of(sharer.id)).held  # a new Telegram account: pending
-    assert first == service.runtime().rules.forward_points(item.difficulty, True)
+    assert first == client.app[GAMIFICATION].rules.forward_points(item.difficulty, True)
     assert (await ledger.balance_of(sharer.id)).balance == 0
     # replay of the same start and a second start: never twice per recipient + item
     await services.pipeline.process(
@@ -183,14 +184,14 @@ async def test_sms_zf_sends_with_sender_and_opt_out_and_refuses_opted_out(client
     assert "ZF" in bad[0].text
 
 
-async def test_points_top_and_accepted_answers(client, services) -> None:
+async def test_points_top_and_accepted_answers(client, services, gam) -> None:
     await chat(client, "helper", text="你好")
     await chat(client, "asker", text="你好")
     helper, asker = await member_of("web", "helper"), await make_trusted(await member_of("web", "asker"))
-    assert await service.on_answer_accepted(answer_id=1, answerer_id=helper.id, asker_id=helper.id) is None
-    res = await service.on_answer_accepted(answer_id=2, answerer_id=helper.id, asker_id=asker.id, question_id=9)
+    assert await gam.on_answer_accepted(answer_id=1, answerer_id=helper.id, asker_id=helper.id) is None
+    res = await gam.on_answer_accepted(answer_id=2, answerer_id=helper.id, asker_id=asker.id, question_id=9)
     assert res is not None and res.granted == 20
-    again = await service.on_answer_accepted(answer_id=2, answerer_id=helper.id, asker_id=asker.id)
+    again = await gam.on_answer_accepted(answer_id=2, answerer_id=helper.id, asker_id=asker.id)
     assert again is not None and again.duplicate
     # first accepted answer badge: granted and notified once, in the member's language
     assert await MemberBadge.filter(member_id=helper.id, code="first_accept").count() == 1
@@ -202,15 +203,15 @@ async def test_points_top_and_accepted_answers(client, services) -> None:
     assert top[0]["kind"] == "leaderboard" and "20" in top[0]["text"]
     assert "1." in top[0]["text"]
     # a deleted answer takes exactly the points back
-    await service.on_content_removed("answer:2")
+    await gam.on_content_removed("answer:2")
     assert (await ledger.balance_of(helper.id)).balance == 0
 
 
-async def test_leaderboard_page_escapes_names_and_hides_staff(client) -> None:
+async def test_leaderboard_page_escapes_names_and_hides_staff(client, gam) -> None:
     evil = await Member.create(display_name="<script>alert(1)</script>")
     staff = await Member.create(display_name="StaffPerson", is_staff=True)
-    await service.award(evil.id, "answer_accepted", "answer:77")
-    await service.award(staff.id, "answer_accepted", "answer:78")
+    await gam.award(evil.id, "answer_accepted", "answer:77")
+    await gam.award(staff.id, "answer_accepted", "answer:78")
     resp = await client.get("/leaderboard?period=all")
     html = await resp.text()
     assert resp.status == 200
@@ -218,22 +219,22 @@ async def test_leaderboard_page_escapes_names_and_hides_staff(client) -> None:
     assert "StaffPerson" not in html
 
 
-async def test_ring_of_mutual_accepts_is_flagged_and_held(client) -> None:
+async def test_ring_of_mutual_accepts_is_flagged_and_held(client, gam) -> None:
     a, b = await trusted_member(), await trusted_member()
     for i in range(2):
-        await service.on_answer_accepted(answer_id=100 + i, answerer_id=a.id, asker_id=b.id)
+        await gam.on_answer_accepted(answer_id=100 + i, answerer_id=a.id, asker_id=b.id)
     for i in range(2):
-        await service.on_answer_accepted(answer_id=200 + i, answerer_id=b.id, asker_id=a.id)
+        await gam.on_answer_accepted(answer_id=200 + i, answerer_id=b.id, asker_id=a.id)
     # the pair limit (2 a week) stops a third; a pair ring needs min_each_way (3) each way
-    assert (await service.on_answer_accepted(answer_id=300, answerer_id=a.id, asker_id=b.id)).note == "pair limit"
+    assert (await gam.on_answer_accepted(answer_id=300, answerer_id=a.id, asker_id=b.id)).note == "pair limit"
     assert (await Balance.get(member_id=a.id)).balance == 40
     assert await ReviewFlag.filter(reason="ring").count() == 0
     # a week later (the pair limit has passed), a third accept each way closes the ring
     await LedgerEntry.filter(member_id__in=[a.id, b.id]).update(
         created_at=datetime.now(timezone.utc) - timedelta(days=8)
     )
-    assert (await service.on_answer_accepted(answer_id=301, answerer_id=a.id, asker_id=b.id)).granted == 20
-    await service.on_answer_accepted(answer_id=302, answerer_id=b.id, asker_id=a.id)
+    assert (await gam.on_answer_accepted(answer_id=301, answerer_id=a.id, asker_id=b.id)).granted == 20
+    await gam.on_answer_accepted(answer_id=302, answerer_id=b.id, asker_id=a.id)
     # one review item for the pair, the closing award held
     flags = await ReviewFlag.filter(reason="ring", status="open")
     assert (
@@ -243,12 +244,12 @@ async def test_ring_of_mutual_accepts_is_flagged_and_held(client) -> None:
     assert bal_b.held == 20 and bal_b.balance == 40
     assert (await Balance.get(member_id=a.id)).balance == 60
     # later earnings of the flagged member are held too; clearing releases them
-    await service.on_contribution_approved(5, b.id)
+    await gam.on_contribution_approved(5, b.id)
     assert (await Balance.get(member_id=b.id)).held == 50
     await ReviewFlag.filter(member_id=b.id).update(status="cleared")
-    assert await service.release_held(b.id) == 50
+    assert await gam.release_held(b.id) == 50
     assert (await Balance.get(member_id=b.id)).balance == 90
-    assert await service.release_held(b.id) == 0
+    assert await gam.release_held(b.id) == 0
 
 
 async def login_admin(client) -> str:  # type: ignore[no-untyped-def]
@@ -283,15 +284,15 @@ async def test_rewards_admin_requires_admin_and_csrf(client) -> None:
     assert await Reward.filter(name="<b>Mug</b>", cost=50, stock=3).count() == 1
 
 
-async def test_gift_redemption_via_chat_and_manual_queue_refund(client, services) -> None:
+async def test_gift_redemption_via_chat_and_manual_queue_refund(client, services, gam) -> None:
     reward = await Reward.create(name="Umbrella", kind="gift", cost=30, stock=5, per_member_limit=1)
     await chat(client, "buyer", text="你好")
     buyer = await member_of("web", "buyer")
     unverified = await chat(client, "buyer", action=f"rd:{reward.id}")
     assert "不够" in unverified[0]["text"]  # the balance is checked before anything is asked
     await make_trusted(buyer, level=1)
-    await service.award(buyer.id, "answer_accepted", "answer:300")
-    await service.award(buyer.id, "answer_accepted", "answer:301")
+    await gam.award(buyer.id, "answer_accepted", "answer:300")
+    await gam.award(buyer.id, "answer_accepted", "answer:301")
     menu = await chat(client, "buyer", text="兑换")
     assert any(c["action"] == f"rd:{reward.id}" for c in menu[0]["choices"])
     done = await chat(client, "buyer", action=f"rd:{reward.id}")
@@ -322,17 +323,17 @@ async def topup_env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, FakeTopup
         make_settings(tmp_path, topup_api_base=provider.url, topup_secret="topup-secret-1"), db_setup="schema"
     )
     async with TestClient(TestServer(app)) as c:
-        service.runtime().callback_url = str(c.make_url("/api/v1/topup/callback"))
+        c.app[GAMIFICATION].callback_url = str(c.make_url("/api/v1/topup/callback"))
         yield c, provider
     await provider.stop()
 
 
-async def _settle(provider: FakeTopupProvider, n: int) -> None:
+async def _settle(gam: Gamification, provider: FakeTopupProvider, n: int) -> None:
     import asyncio
 
     deadline = asyncio.get_running_loop().time() + 10.0
     while True:
-        await asyncio.gather(*service.runtime().tasks, return_exceptions=True)
+        await gam.background.wait()
         if len(provider.callbacks) >= n:
             return
         assert asyncio.get_running_loop().time() < deadline, f"{len(provider.callbacks)} of {n} callbacks"
@@ -341,19 +342,20 @@ async def _settle(provider: FakeTopupProvider, n: int) -> None:
 
 async def test_topup_success_failure_and_refusal(topup_env) -> None:
     client, provider = topup_env
+    gam = client.app[GAMIFICATION]
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=10, per_member_limit=5, face_value=10)
     members = []
     for phone in ("+8613900000001", "+8613900000002", "+8613900000003"):
         m = await Member.create()
         await make_trusted(m, level=1, phone=phone)
         for i in range(10):
-            await service.award(m.id, "contribution_approved", f"contribution:t{m.id}:{i}")
+            await gam.award(m.id, "contribution_approved", f"contribution:t{m.id}:{i}")
         members.append(m)
-    ok = await service.redeem(members[0].id, reward.id, request_key="k1")
-    failed = await service.redeem(members[1].id, reward.id, request_key="k2")
-    refused = await service.redeem(members[2].id, reward.id, request_key="k3")
+    ok = await gam.redeem(members[0].id, reward.id, request_key="k1")
+    failed = await gam.redeem(members[1].id, reward.id, request_key="k2")
+    refused = await gam.redeem(members[2].id, reward.id, request_key="k3")
     assert (ok.phone, failed.phone) == ("+8613900000001", "+8613900000002")  # the verified number, only
-    await _settle(provider, 2)
+    await _settle(gam, provider, 2)
     assert provider.bad_signatures == 0
     assert (await Redemption.get(id=ok.id)).status == "fulfilled"
     assert (await Redemption.get(id=failed.id)).status == "failed"

@@ -13,11 +13,12 @@ from hypothesis import given, strategies as st
 
 from bot.core import storage
 from bot.core.models import Member
-from gamification import badges, ledger, service
+from gamification import badges, ledger
 from gamification.credibility import assess
 from gamification.leaderboard import RedisLeaderboard, SqlLeaderboard, period_start
 from gamification.models import Balance, LedgerEntry
 from gamification.rules import load_rules, parse_rules
+from tests.gamification_helpers import standalone
 
 RULES = load_rules()
 
@@ -65,7 +66,6 @@ def test_streak_counts_consecutive_days_back_from_today(days: set[int]) -> None:
 @pytest_asyncio.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
     await storage.open_db(f"sqlite://{tmp_path / 'r.sqlite3'}", create_schema=True)
-    service.configure(None)
     try:
         yield
     finally:
@@ -136,9 +136,10 @@ async def test_expiry_spends_oldest_points_and_reminds_once(db: None) -> None:
     await ledger.award(m.id, "answer_helpful", 40, key="new")
     now = datetime.now(timezone.utc)
     await LedgerEntry.filter(id=old.entry_id).update(created_at=now - timedelta(days=RULES.expiry_days + 1))
-    expired, _ = await service.run_expiry(now)
+    gam = standalone()
+    expired, _ = await gam.run_expiry(now)
     assert expired == 1
     assert (await ledger.balance_of(m.id)).balance == 40  # 50 old − 20 spent = 30 expired
-    again, _ = await service.run_expiry(now)
+    again, _ = await gam.run_expiry(now)
     assert again == 0 and (await ledger.balance_of(m.id)).balance == 40
     assert period_start("week", now).weekday() == 0

@@ -180,14 +180,15 @@ async def test_me_needs_a_session(app: TestClient) -> None:
 
 
 async def test_names_on_the_leaderboard_chat_board_and_inbox(app: TestClient) -> None:
-    from gamification import service
+    from gamification.service import GAMIFICATION
     from tests.community_helpers import staff_login
 
     await chat(app, "gina", text="改名 Gina<b>")
     await chat(app, "hank", text="你好")
     gina, hank = await member_of("web", "gina"), await member_of("web", "hank")
-    await service.award(gina.id, "answer_accepted", "t:1")
-    await service.award(hank.id, "answer_accepted", "t:2")
+    gamification = app.app[GAMIFICATION]
+    await gamification.award(gina.id, "answer_accepted", "t:1")
+    await gamification.award(hank.id, "answer_accepted", "t:2")
     page = await (await app.get("/leaderboard")).text()
     assert "Gina&lt;b&gt;" in page and f"会员{hank.id:04d}" in page and f"#{hank.id}" not in page
     board = await chat(app, "hank", text="排行")

@@ -17,8 +17,9 @@ from community.inbox.models import Ticket
 from gamification import ledger
 from gamification.merge import LedgerMergeHook
 from gamification.models import Balance, LedgerEntry, MemberBadge
+from tests.gamification_helpers import standalone
 
-MERGER = Merger([LedgerMergeHook()])
+MERGER = Merger([LedgerMergeHook(standalone())])
 BADGES = ("self_service", "helper", "streak")
 
 side = st.fixed_dictionaries(

@@ -14,8 +14,9 @@ from bot.core.identity.merge import Merger, member_links, merged_fields, undo_fi
 from bot.core.identity.models import MemberMerge
 from bot.core.models import ChannelAccount, Member
 from gamification.merge import LedgerMergeHook
+from tests.gamification_helpers import standalone
 
-MERGER = Merger([LedgerMergeHook()])
+MERGER = Merger([LedgerMergeHook(standalone())])
 _numbers = itertools.count(13_700_000_000)
 
 member_spec = st.fixed_dictionaries(

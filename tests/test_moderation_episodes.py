@@ -10,15 +10,13 @@ from community.moderation import service as moderation
 from community.moderation.models import MemberStanding, ModerationAudit, ReviewItem
 
 
-async def test_freeze_lifts_after_clean_period_and_a_new_episode_starts(services, monkeypatch) -> None:
+async def test_freeze_lifts_after_clean_period_and_a_new_episode_starts(services, gam, monkeypatch) -> None:
     seen: list[dict] = []
 
     async def hook(member_id: int, warnings: int, freeze_forwarding: bool = False, episode: int = 0) -> None:
         seen.append({"warnings": warnings, "frozen": freeze_forwarding, "episode": episode})
 
-    from gamification import service as gsvc
-
-    monkeypatch.setattr(gsvc, "on_moderation_warning", hook, raising=False)
+    monkeypatch.setattr(gam, "on_moderation_warning", hook)  # what the app's scoring subscriber calls
     mid = (await get_or_create_account("web", "mod-ep")).member_id
     for n in range(2):
         await moderation.warn_member(services, mid, content_type="answer", content_id=n)

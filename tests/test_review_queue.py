@@ -26,6 +26,7 @@ from community.review.models import Kind, Reviewable, ReviewableAction, Status
 from community.review.queue import open_review
 from gamification import caps, rewards
 from gamification.models import Redemption, ReviewFlag, Reward
+from tests.gamification_helpers import standalone
 
 pytestmark = pytest.mark.usefixtures("sqlite_orm")
 
@@ -139,8 +140,14 @@ async def test_flag_confirm_and_clear_through_gamification() -> None:
     flag_a = await ReviewFlag.get(id=ra.target_id)
     assert ra.created_at == flag_a.created_at  # waiting since the flag, not since the queue noticed it
     assert ra.reason == "ring" and await Reviewable.filter(kind=Kind.MODERATION_FLAG).count() == 2
-    await service.decide(ra, "reject", admin, "confirmed ring")
-    await service.decide(rb, "approve", admin)
+    # paying out or forfeiting goes through the app's gamification: without it, nothing is decided
+    with pytest.raises(service.ReviewError):
+        await service.decide(ra, "reject", admin, "confirmed ring")
+    assert (await Reviewable.get(id=ra.id)).status == Status.PENDING
+    assert (await ReviewFlag.get(id=ra.target_id)).status == "open"
+    gam = standalone()
+    await service.decide(ra, "reject", admin, "confirmed ring", gamification=gam)
+    await service.decide(rb, "approve", admin, gamification=gam)
     assert (await ReviewFlag.get(id=ra.target_id)).status == "confirmed"
     assert (await ReviewFlag.get(id=rb.target_id)).status == "cleared"
     assert not await caps.has_open_flag(a.id)

@@ -17,8 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.core import storage
 from bot.app import create_app
 from bot.core.models import Member
-from gamification import ledger, rewards, service
+from gamification import ledger, rewards
 from gamification.models import LedgerEntry, Redemption, Reward
+from gamification.service import GAMIFICATION, Gamification
 from tests.conftest import make_settings
 from tests.fakes.topup import FakeTopupProvider
 from tests.trust_helpers import make_trusted
@@ -36,68 +37,62 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, FakeTopupProvid
     await provider.start()
     app = create_app(make_settings(tmp_path, topup_api_base=provider.url, topup_secret=SECRET), db_setup="schema")
     async with TestClient(TestServer(app)) as c:
-        rt = service.runtime()
-        rt.callback_url, rt.policy = str(c.make_url("/api/v1/topup/callback")), POLICY
+        gam = c.app[GAMIFICATION]
+        gam.callback_url, gam.policy = str(c.make_url("/api/v1/topup/callback")), POLICY
         yield c, provider
     await provider.stop()
 
 
-async def rich_member(phone: str) -> Member:
+async def rich_member(gam: Gamification, phone: str) -> Member:
     m = await Member.create()
     await make_trusted(m, level=1, phone=phone)
     for i in range(10):
-        await service.award(m.id, "contribution_approved", f"contribution:r{m.id}:{i}")
+        await gam.award(m.id, "contribution_approved", f"contribution:r{m.id}:{i}")
     return m
 
 
-async def settle() -> None:
-    await asyncio.gather(*service.runtime().tasks, return_exceptions=True)
+async def settle(gam: Gamification) -> None:
+    await gam.background.wait()
     await asyncio.sleep(0.1)  # the fake's callback, if any
-    await asyncio.gather(*service.runtime().tasks, return_exceptions=True)
+    await gam.background.wait()
 
 
 async def test_transient_failures_retry_with_backoff_then_succeed(env) -> None:
     client, provider = env
+    gam = client.app[GAMIFICATION]
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=5, face_value=10)
-    m = await rich_member("+8613900000001")
+    m = await rich_member(gam, "+8613900000001")
     provider.unavailable = 2
-    r = await service.redeem(m.id, reward.id, request_key="t1")
-    await settle()
+    r = await gam.redeem(m.id, reward.id, request_key="t1")
+    await settle(gam)
     r = await Redemption.get(id=r.id)
     assert (r.status, r.attempts, provider.submissions) == ("pending", 1, 1)
     assert r.next_attempt_at is not None
     # inside the backoff: nothing is resubmitted
-    assert (
-        await rewards.retry_pending(
-            provider=service.runtime().provider, callback_url=service.runtime().callback_url, policy=POLICY
-        )
-        == 0
-    )
+    assert await rewards.retry_pending(provider=gam.provider, callback_url=gam.callback_url, policy=POLICY) == 0
     assert provider.submissions == 1
     later = datetime.now(timezone.utc) + timedelta(seconds=61)
-    await rewards.retry_pending(service.runtime().provider, service.runtime().callback_url, policy=POLICY, now=later)
+    await rewards.retry_pending(gam.provider, gam.callback_url, policy=POLICY, now=later)
     r = await Redemption.get(id=r.id)
     assert (r.status, r.attempts) == ("pending", 2)
     assert r.next_attempt_at - later > timedelta(seconds=100)  # the second wait is twice the first
-    await rewards.retry_pending(
-        service.runtime().provider, service.runtime().callback_url, policy=POLICY, now=later + timedelta(seconds=121)
-    )
-    await settle()
+    await rewards.retry_pending(gam.provider, gam.callback_url, policy=POLICY, now=later + timedelta(seconds=121))
+    await settle(gam)
     assert (await Redemption.get(id=r.id)).status == "fulfilled"
     assert (await ledger.balance_of(m.id)).balance == 250
 
 
 async def test_final_transient_failure_refunds_once(env) -> None:
     client, provider = env
+    gam = client.app[GAMIFICATION]
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=5, face_value=10)
-    m = await rich_member("+8613900000002")
+    m = await rich_member(gam, "+8613900000002")
     provider.unavailable = 100
-    r = await service.redeem(m.id, reward.id, request_key="t2")
-    await settle()
-    rt = service.runtime()
+    r = await gam.redeem(m.id, reward.id, request_key="t2")
+    await settle(gam)
     for day in range(1, 6):  # more runs, each past the backoff, than attempts: bounded
         far = datetime.now(timezone.utc) + timedelta(days=day)
-        await rewards.retry_pending(rt.provider, rt.callback_url, policy=POLICY, now=far)
+        await rewards.retry_pending(gam.provider, gam.callback_url, policy=POLICY, now=far)
     r = await Redemption.get(id=r.id)
     assert (r.status, r.attempts, provider.submissions) == ("failed", 3, 3)
     assert "gave up after 3 attempts" in r.note
@@ -110,18 +105,18 @@ async def test_final_transient_failure_refunds_once(env) -> None:
 
 async def test_reconcile_settles_overdue_orders_from_the_provider_status(env) -> None:
     client, provider = env
+    gam = client.app[GAMIFICATION]
     reward = await Reward.create(name="10元话费", kind="topup", cost=50, stock=10, per_member_limit=3, face_value=10)
-    rt = service.runtime()
-    processing = await rich_member("+8613900000011")
-    later_failed = await rich_member("+8613900000012")
-    lost = await rich_member("+8613900000013")
+    processing = await rich_member(gam, "+8613900000011")
+    later_failed = await rich_member(gam, "+8613900000012")
+    lost = await rich_member(gam, "+8613900000013")
     orders = {}
     for name, m in (("processing", processing), ("failed", later_failed), ("lost", lost)):
-        orders[name] = await service.redeem(m.id, reward.id, request_key=f"rc-{name}")
-    await settle()
+        orders[name] = await gam.redeem(m.id, reward.id, request_key=f"rc-{name}")
+    await settle(gam)
     assert {(await Redemption.get(id=o.id)).status for o in orders.values()} == {"submitted"}
     # before the timeout: a lost callback whose order succeeded completes; the rest wait
-    rows = await rewards.reconcile(rt.provider, rt.callback_url, POLICY)
+    rows = await rewards.reconcile(gam.provider, gam.callback_url, POLICY)
     status = {k: (await Redemption.get(id=o.id)).status for k, o in orders.items()}
     assert status == {"processing": "submitted", "failed": "submitted", "lost": "fulfilled"}
     assert {r.redemption_id: r.after for r in rows}[orders["lost"].id] == "fulfilled"
@@ -137,7 +132,7 @@ async def test_reconcile_settles_overdue_orders_from_the_provider_status(env) ->
         submitted_at=datetime.now(timezone.utc),
     )
     late = datetime.now(timezone.utc) + timedelta(minutes=31)
-    await rewards.reconcile(rt.provider, rt.callback_url, POLICY, now=late)
+    await rewards.reconcile(gam.provider, gam.callback_url, POLICY, now=late)
     status = {k: (await Redemption.get(id=o.id)).status for k, o in orders.items()}
     assert status == {"processing": "queued", "failed": "failed", "lost": "fulfilled"}
     assert (await Redemption.get(id=ghost.id)).status == "failed"
@@ -146,7 +141,7 @@ async def test_reconcile_settles_overdue_orders_from_the_provider_status(env) ->
     assert (await ledger.balance_of(later_failed.id)).balance == 300
     assert "still processing" in (await Redemption.get(id=orders["processing"].id)).note
     # idempotent: a second run changes nothing and refunds nothing twice
-    again = await rewards.reconcile(rt.provider, rt.callback_url, POLICY, now=late)
+    again = await rewards.reconcile(gam.provider, gam.callback_url, POLICY, now=late)
     assert all(r.before == r.after for r in again)
     assert (await ledger.balance_of(later_failed.id)).balance == 300
     assert provider.bad_signatures == 0

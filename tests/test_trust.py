@@ -23,11 +23,12 @@ from bot.core.messages import Incoming
 from bot.core.models import ChannelAccount, Member, OutboxMessage
 from bot.core.settings import ROOT
 from community.models import KnowledgeItem
-from gamification import graph, ledger, service, trust
+from gamification import graph, ledger, trust
 from gamification.models import Balance, ForwardRating, LedgerEntry, Redemption, ReviewFlag, Reward, SmsForward
 from gamification.rules import load_rules, parse_rules
 from tests.forward_helpers import tap_helped, tap_rating
 from tests.community_helpers import chat, csrf, staff_login
+from tests.gamification_helpers import standalone
 from tests.trust_helpers import make_trusted, trusted_member
 
 RULES = load_rules()
@@ -82,7 +83,7 @@ async def test_trust_levels_come_from_rules_data(client) -> None:
 
 
 # --- pending, release, fraud -------------------------------------------------------------------------
-async def test_points_from_a_new_askers_accept_are_pending_then_released(client, tmp_path: Path) -> None:
+async def test_points_from_a_new_askers_accept_are_pending_then_released(client, tmp_path: Path, gam) -> None:
     await chat(client, "helper-p", text="你好")
     helper = await member_of("helper-p")
     _code, answer = await peer_answer(client, "new-asker", "helper-p", 1)
@@ -100,10 +101,10 @@ async def test_points_from_a_new_askers_accept_are_pending_then_released(client,
     await chat(client, "old-asker", action=f"acc:{answer2}")
     assert await points(helper.id) == (RULES.events["answer_accepted"].points, half)
     # the hold is not over yet: the job releases nothing; after it, once
-    assert await service.release_due() == 0
+    assert await gam.release_due() == 0
     later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days, minutes=1)
-    assert await service.release_due(later) == half
-    assert await service.release_due(later) == 0
+    assert await gam.release_due(later) == half
+    assert await gam.release_due(later) == 0
     assert await points(helper.id) == (RULES.events["answer_accepted"].points + half, 0)
 
 
@@ -113,7 +114,6 @@ async def test_release_command_pays_out_due_points(tmp_path: Path) -> None:
     await storage.open_db(url)
     try:
         m = await Member.create()
-        service.configure(None)
         due = await ledger.award(m.id, "answer_accepted", 10, key="cli:1", policy=None)
         await LedgerEntry.filter(id=due.entry_id).update(
             granted=0, held=10, hold_until=datetime.now(timezone.utc) - timedelta(hours=1)
@@ -146,7 +146,7 @@ async def test_release_command_pays_out_due_points(tmp_path: Path) -> None:
         await storage.close_db()
 
 
-async def test_accept_farm_opens_one_review_item_and_confirming_it_reverses_the_points(client) -> None:
+async def test_accept_farm_opens_one_review_item_and_confirming_it_reverses_the_points(client, gam) -> None:
     await chat(client, "farmed", text="你好")
     helper = await member_of("farmed")
     for i in range(5):
@@ -159,14 +159,14 @@ async def test_accept_farm_opens_one_review_item_and_confirming_it_reverses_the_
     assert balance == 0 and 0 < held <= RULES.hold_daily_cap
     # the hold passes, but a member under review is not paid
     later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days + 1)
-    assert await service.release_due(later) == 0
+    assert await gam.release_due(later) == 0
     # staff confirm the farm: everything held is reversed, never redeemable
     await staff_login(client, "root", ["admin"])
     _html, token = await csrf(client, "/admin/rewards")
     resp = await client.post(f"/admin/flags/{flags[0].id}", data={"csrf_token": token, "action": "confirmed"})
     assert resp.status == 200
     assert await points(helper.id) == (0, 0)
-    assert await service.release_due(later) == 0
+    assert await gam.release_due(later) == 0
     assert await LedgerEntry.filter(member_id=helper.id, event="reversal").count() >= 1
 
 
@@ -188,30 +188,29 @@ async def test_votes_weigh_by_the_voters_trust(client) -> None:
     assert await points(helper.id) == (3, 3)
 
 
-async def test_accepts_are_capped_per_pair_per_week_and_per_day(client) -> None:
+async def test_accepts_are_capped_per_pair_per_week_and_per_day(client, gam) -> None:
     helper = await trusted_member()
     askers = [await trusted_member() for _ in range(12)]
     pts = RULES.events["answer_accepted"].points
     results = [
-        await service.on_answer_accepted(answer_id=1000 + i, answerer_id=helper.id, asker_id=askers[0].id)
-        for i in range(3)
+        await gam.on_answer_accepted(answer_id=1000 + i, answerer_id=helper.id, asker_id=askers[0].id) for i in range(3)
     ]
     assert [r.granted for r in results] == [pts, pts, 0] and results[2].note == "pair limit"
     for i, asker in enumerate(askers[1:]):
-        await service.on_answer_accepted(answer_id=2000 + i, answerer_id=helper.id, asker_id=asker.id)
+        await gam.on_answer_accepted(answer_id=2000 + i, answerer_id=helper.id, asker_id=asker.id)
     paid = await LedgerEntry.filter(member_id=helper.id, event="answer_accepted", granted__gt=0).count()
     assert paid == RULES.events["answer_accepted"].daily_limit
     assert (await ledger.balance_of(helper.id)).balance == paid * pts
 
 
-async def test_a_ring_of_three_is_held_under_one_review_item(client) -> None:
+async def test_a_ring_of_three_is_held_under_one_review_item(client, gam) -> None:
     a, b, c = [await trusted_member() for _ in range(3)]
     n = 0
 
     async def accept(earner: Member, giver: Member) -> ledger.LedgerResult:
         nonlocal n
         n += 1
-        res = await service.on_answer_accepted(answer_id=5000 + n, answerer_id=earner.id, asker_id=giver.id)
+        res = await gam.on_answer_accepted(answer_id=5000 + n, answerer_id=earner.id, asker_id=giver.id)
         assert res is not None
         return res
 
@@ -288,16 +287,16 @@ async def test_forwards_count_members_and_devices_never_cookies_or_the_sharer(cl
     assert (await points(sharer.id))[1] == min(RULES.hold_daily_cap, 6 * expected)
 
 
-async def test_one_device_pays_once_per_item_even_as_fresh_members(client) -> None:
+async def test_one_device_pays_once_per_item_even_as_fresh_members(client, gam) -> None:
     token, _item = await share(client, "dev-sharer")
     from gamification.models import ForwardLink
 
     link = await ForwardLink.get(token=token)
     first, second = await Member.create(), await Member.create()  # two fresh web sessions, one phone
-    a = await service.on_forward_engaged(
+    a = await gam.on_forward_engaged(
         link, f"m:{first.id}", recipient_member_id=first.id, fingerprint="dev-1", network="n"
     )
-    b = await service.on_forward_engaged(
+    b = await gam.on_forward_engaged(
         link, f"m:{second.id}", recipient_member_id=second.id, fingerprint="dev-1", network="n"
     )
     assert a.engagement is not None and a.engagement.paid is False  # the row as created
@@ -306,7 +305,7 @@ async def test_one_device_pays_once_per_item_even_as_fresh_members(client) -> No
     assert await LedgerEntry.filter(member_id=sharer.id, event="forward_engaged").count() == 1
 
 
-async def test_rating_puppets_do_not_make_a_sharer_credible(client) -> None:
+async def test_rating_puppets_do_not_make_a_sharer_credible(client, gam) -> None:
     token, _item = await share(client, "cred-sharer")
     sharer = await member_of("cred-sharer")
     for i in range(12):
@@ -314,7 +313,7 @@ async def test_rating_puppets_do_not_make_a_sharer_credible(client) -> None:
         ua = {"User-Agent": f"puppet-browser-{i}"}
         assert (await tap_rating(client, token, True, ua)).status == 200
     assert await ForwardRating.filter(sharer_id=sharer.id).count() == 12
-    summary = await service.member_summary(sharer.id)
+    summary = await gam.member_summary(sharer.id)
     assert summary["credibility"] == "unrated"
     balance, held = await points(sharer.id)
     assert balance == 0 and held <= RULES.per_network_daily_cap * RULES.forward_points(5, True)
@@ -364,17 +363,17 @@ async def test_zf_one_forward_a_day_per_number_per_sender_cap_and_friends(client
 
 
 # --- redemption ------------------------------------------------------------------------------------
-async def test_redemption_needs_a_verified_phone_and_pays_only_to_it(client) -> None:
+async def test_redemption_needs_a_verified_phone_and_pays_only_to_it(client, gam) -> None:
     reward = await Reward.create(name="10元话费", kind="topup", cost=30, stock=5, per_member_limit=3, face_value=10)
     await chat(client, "spender", text="你好")
     m = await member_of("spender")
     # the balance is checked before anything is asked
     poor = await chat(client, "spender", action=f"rd:{reward.id}")
     assert "不够" in poor[0]["text"]
-    await service.award(m.id, "contribution_approved", "contribution:r1")
-    await service.award(m.id, "contribution_approved", "contribution:r2")
+    await gam.award(m.id, "contribution_approved", "contribution:r1")
+    await gam.award(m.id, "contribution_approved", "contribution:r2")
     # pending points cannot be spent
-    await service.on_answer_accepted(answer_id=9001, answerer_id=m.id, asker_id=(await Member.create()).id)
+    await gam.on_answer_accepted(answer_id=9001, answerer_id=m.id, asker_id=(await Member.create()).id)
     assert (await ledger.balance_of(m.id)).held > 0
     unverified = await chat(client, "spender", action=f"rd:{reward.id}")
     assert "绑定手机" in unverified[0]["text"]
@@ -404,7 +403,7 @@ events = st.lists(st.tuples(st.sampled_from(["accept", "vote"]), st.integers(0, 
 async def test_no_sequence_of_events_pays_more_than_the_caps(
     sqlite_orm: None, seq: list[tuple[str, int]], levels: list[int]
 ) -> None:
-    service.configure(None)
+    gam = standalone()
     earner = await Member.create()
     actors = []
     for lv in levels:
@@ -413,9 +412,9 @@ async def test_no_sequence_of_events_pays_more_than_the_caps(
     for n, (kind, who) in enumerate(seq):
         actor = actors[who]
         if kind == "accept":
-            await service.on_answer_accepted(answer_id=n, answerer_id=earner.id, asker_id=actor.id)
+            await gam.on_answer_accepted(answer_id=n, answerer_id=earner.id, asker_id=actor.id)
         else:
-            await service.on_answer_helpful(answer_id=n, answerer_id=earner.id, voter_id=actor.id)
+            await gam.on_answer_helpful(answer_id=n, answerer_id=earner.id, voter_id=actor.id)
     entries = await LedgerEntry.filter(member_id=earner.id)
     total = sum(e.granted + e.held for e in entries)
     assert total <= RULES.daily_cap
@@ -492,7 +491,7 @@ async def test_ledger_pending_plus_redeemable_is_what_was_granted(
     assert total == (await ledger.balance_of(m.id)).held
 
 
-async def test_release_job_never_pays_what_waits_for_a_review(client) -> None:
+async def test_release_job_never_pays_what_waits_for_a_review(client, gam) -> None:
     """Held for a ring or farm (even if the process died before the review item was written),
     a suspended member, a member whose fraud was confirmed: the hold passing pays nothing."""
     later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days + 1)
@@ -511,12 +510,12 @@ async def test_release_job_never_pays_what_waits_for_a_review(client) -> None:
     await held(confirmed, "pending", "r:3")
     await ReviewFlag.create(member_id=confirmed.id, reason="farm", key="farm:x", status="confirmed")
     await held(honest, "pending", "r:4")
-    assert await service.release_due(later) == 10
+    assert await gam.release_due(later) == 10
     assert [await points(m.id) for m in (farmed, suspended, confirmed, honest)] == [(0, 10), (0, 10), (0, 10), (10, 0)]
     # staff clear the farmed member's (re-opened) review item: the review stands in for the hold
     flag = await ReviewFlag.create(member_id=farmed.id, reason="farm", key=f"farm:{farmed.id}")
     await ReviewFlag.filter(id=flag.id).update(status="cleared")
-    assert await service.release_held(farmed.id) == 10
+    assert await gam.release_held(farmed.id) == 10
     assert await points(farmed.id) == (10, 0)
 
 
@@ -527,23 +526,20 @@ async def test_pending_caps_farm_and_release_on_postgres(fresh_postgres_url: str
 
     await storage.open_db(fresh_postgres_url, create_schema=True)
     try:
-        service.configure(None)
+        gam = standalone()
         helper = await Member.create()
         puppets = [await Member.create() for _ in range(12)]
         await asyncio.gather(
-            *[
-                service.on_answer_accepted(answer_id=i, answerer_id=helper.id, asker_id=p.id)
-                for i, p in enumerate(puppets)
-            ]
+            *[gam.on_answer_accepted(answer_id=i, answerer_id=helper.id, asker_id=p.id) for i, p in enumerate(puppets)]
         )
         balance, held = await points(helper.id)
         assert balance == 0 and 0 < held <= RULES.hold_daily_cap
         assert await ReviewFlag.filter(reason="farm", member_id=helper.id).count() == 1
         later = datetime.now(timezone.utc) + timedelta(days=RULES.hold_days + 1)
-        assert await service.release_due(later) == 0  # under review
+        assert await gam.release_due(later) == 0  # under review
         await ReviewFlag.filter(member_id=helper.id).update(status="cleared")
         # cleared: what the review held is paid at once, the pending rest when its hold passes
-        released = await service.release_held(helper.id) + await service.release_due(later)
+        released = await gam.release_held(helper.id) + await gam.release_due(later)
         assert released == held and await points(helper.id) == (held, 0)
         rows = await LedgerEntry.filter(member_id=helper.id)
         assert sum(e.granted + e.held for e in rows) == held

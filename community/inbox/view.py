@@ -18,6 +18,7 @@ from community.qa.models import Answer, Question
 
 if TYPE_CHECKING:
     from bot.core.services import Services
+    from gamification.service import Gamification
 
 TRANSCRIPT_LIMIT = 80
 CANNED_LIMIT = 3
@@ -68,7 +69,9 @@ async def ticket_messages(ticket_id: int) -> list[TicketMessage]:
     return list(await TicketMessage.filter(ticket_id=ticket_id).order_by("created_at", "id").select_related("staff"))
 
 
-async def ticket_view(services: "Services", ticket: Ticket, _: transcripts.Translate | None = None) -> TicketView:
+async def ticket_view(
+    services: "Services", gamification: "Gamification", ticket: Ticket, _: transcripts.Translate | None = None
+) -> TicketView:
     """``_`` is the reader's gettext (the staff page's locale) for tapped-button labels."""
     now = datetime.now(timezone.utc)
     member = await Member.get(id=ticket.member_id)
@@ -94,7 +97,7 @@ async def ticket_view(services: "Services", ticket: Ticket, _: transcripts.Trans
         answers=list(answers),
         tags=[str(t) for t in (member.tags or [])],
         tenure_days=max(0, (now - member.created_at).days),
-        profile=await rewards.member_profile(member.id),
+        profile=await rewards.member_profile(gamification, member.id),
         today=today,
         week=week,
         canned=await canned_replies(services, last_member_text, member.locale),

@@ -29,6 +29,7 @@ from community.inbox.view import CANNED_LIMIT, canned_replies, minutes_left, tic
 from community.members import tags as member_tags
 from community.models import KnowledgeItem
 from community.qa.models import Question
+from gamification.service import GAMIFICATION
 
 TEMPLATES = Path(__file__).parent / "templates"
 AGENTS = ("agent",)  # a supervisor is an agent too; admin passes every role check
@@ -115,7 +116,9 @@ async def queue_fragment(request: web.Request) -> web.Response:
 async def ticket_page(request: web.Request) -> web.Response:
     ticket = await _ticket(request)
     services = request.app[SERVICES]
-    view = await ticket_view(services, ticket, services.translator.bind(request_locale(request)))
+    view = await ticket_view(
+        services, request.app[GAMIFICATION], ticket, services.translator.bind(request_locale(request))
+    )
     staff = request["staff"]
     supervises = _supervises(staff)
     agents = await StaffUser.filter(active=True).order_by("username") if supervises else []

@@ -10,8 +10,9 @@ from datetime import datetime
 from bot.core.i18n import N_, Gettext
 from bot.core.models import Member
 from community.qa.models import Answer, Question
-from gamification import badges, ledger, service
+from gamification import badges, ledger
 from gamification.models import MemberBadge
+from gamification.service import names_and_titles
 
 # how each badge metric is earned, for the badges page: msgid with %(n)s = the threshold
 HOW_TO_EARN = {
@@ -58,7 +59,7 @@ async def profile_of(member_id: int, gettext: Gettext) -> Profile | None:
     member = await Member.get_or_none(id=member_id, status="active")
     if member is None:
         return None
-    name, title = (await service.names_and_titles([member_id], gettext)).get(member_id, ("", ""))
+    name, title = (await names_and_titles([member_id], gettext)).get(member_id, ("", ""))
     bal = await ledger.balance_of(member_id)
     held = await MemberBadge.filter(member_id=member_id).order_by("created_at", "id")
     answers = (
@@ -108,7 +109,7 @@ async def badge_catalogue(gettext: Gettext, shown_holders: int = 5) -> list[Badg
             .limit(shown_holders)
             .values_list("member_id", flat=True),
         )
-        names = await service.names_and_titles(list(rows), gettext)
+        names = await names_and_titles(list(rows), gettext)
         out.append(
             BadgeEntry(
                 badge=badge,

@@ -1,4 +1,4 @@
-"""The helper's standing for the agent's ticket view, from gamification's public service.
+"""The helper's standing for the agent's ticket view, from the app's gamification service.
 
 Points themselves are not called from here any more: Q&A publishes ``AnswerAccepted``,
 ``AnswerHelpful`` and ``AnswerRemoved`` (bot.core.events) and gamification scores them in its
@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gamification.service import member_summary
+from gamification.service import Gamification
 
 log = logging.getLogger(__name__)
 
 
-async def member_profile(member_id: int) -> dict[str, Any]:
+async def member_profile(gamification: Gamification, member_id: int) -> dict[str, Any]:
     """Points, titles, badges and credibility; empty when gamification fails (the ticket view
     still opens)."""
     try:
-        return await member_summary(member_id)
+        return await gamification.member_summary(member_id)
     except Exception:  # a scoring problem must not keep the agent from the ticket
         log.exception("gamification member_summary failed for member %s", member_id)
         return {}

@@ -29,8 +29,8 @@ from community.moderation import service as moderation
 from community.moderation.models import ReviewItem
 from community.review.models import Kind
 from gamification import rewards
-from gamification import service as points
 from gamification.models import Redemption, ReviewFlag
+from gamification.service import Gamification
 
 
 class TargetRefused(ValueError):
@@ -51,6 +51,7 @@ class Decision:
     staff: StaffUser
     note: str
     services: Any  # bot.services.Services: the knowledge service for re-indexing (None in jobs without it)
+    gamification: Gamification | None = None  # the app's: a points review pays out or forfeits through it
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ async def _moderation_waiting(ids: list[int]) -> set[int]:
 async def _flag(d: Decision) -> bool:
     """Clearing pays out what the flag held; confirming a ring or farm forfeits it (as
     ``/admin/rewards`` does)."""
+    points = d.gamification
+    if points is None:
+        raise TargetRefused(N_("Deciding a points review needs the running gamification service."))
     status = "cleared" if d.approve else "confirmed"
     flag = await ReviewFlag.get_or_none(id=d.target_id, status="open")
     if flag is None or not await ReviewFlag.filter(id=flag.id, status="open").update(status=status):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
@@ -18,6 +18,9 @@ from bot.staff.models import StaffUser
 from community.review.kinds import HANDLERS, Decision, KindHandler, TargetRefused
 from community.review.models import Kind, Reviewable, ReviewableAction, Status
 from community.review.queue import open_review
+
+if TYPE_CHECKING:
+    from gamification.service import Gamification
 
 ACTIONS = ("approve", "reject")
 PAGE = 200
@@ -60,10 +63,17 @@ def _now() -> datetime:
 
 
 async def decide(
-    reviewable: Reviewable | int, action: str, staff: StaffUser, note: str = "", services: Any = None
+    reviewable: Reviewable | int,
+    action: str,
+    staff: StaffUser,
+    note: str = "",
+    services: Any = None,
+    gamification: "Gamification | None" = None,
 ) -> Reviewable:
     """Approve or reject once, through the kind's own service. A target already settled
-    elsewhere leaves the reviewable ``ignored`` (audited, nothing else changes)."""
+    elsewhere leaves the reviewable ``ignored`` (audited, nothing else changes). ``services``
+    (the knowledge service) and ``gamification`` (points reviews) are the app's; a kind that
+    needs one it was not given refuses (:class:`ReviewError`) and the review stays pending."""
     rid = reviewable if isinstance(reviewable, int) else reviewable.id
     row = await Reviewable.get_or_none(id=rid)
     if row is None:
@@ -87,7 +97,7 @@ async def decide(
         if not claimed:
             raise AlreadyDecided(N_("Someone else already decided this item."))
         try:
-            changed = await h.decide(Decision(row.target_id, approve, staff, note, services))
+            changed = await h.decide(Decision(row.target_id, approve, staff, note, services, gamification))
         except TargetRefused as exc:
             raise ReviewError(exc.msgid, **exc.params) from None
         if not changed:

@@ -21,6 +21,7 @@ from bot.staff.auth import require_role
 from bot.web import add_staff_link, add_template_dir, render
 from community.review import service
 from community.review.models import KIND_LABELS, STATUS_LABELS, Kind, Status
+from gamification.service import GAMIFICATION
 
 TEMPLATES = Path(__file__).parent / "templates"
 REVIEWERS = ("reviewer",)  # admin passes every role check
@@ -84,6 +85,7 @@ async def review_decide(request: web.Request) -> web.Response:
             request["staff"],
             str(form.get("note", "")),
             services=request.app[SERVICES],
+            gamification=request.app[GAMIFICATION],
         )
     except service.ReviewError as exc:
         return await _page(request, back, error=exc.msgid, error_args=exc.params, status=exc.status)
