@@ -25,6 +25,7 @@ from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStor
 from bot.web import STATIC_DIR
 from bot.web.client import forwarded_middleware, parse_networks
 from bot.web.headers import headers_middleware
+from community.inbox.service import LIVE_TICKET
 from community.knowledge import KnowledgeService
 from community.offers.catalog import OFFER_CATALOG, OfferCatalog
 from community.search import MatcherConfig
@@ -129,7 +130,12 @@ async def build_services(settings: Settings) -> Built:
     gamification = build_gamification(services)  # bot/subscriptions.py
     services.merger = merge.Merger([LedgerMergeHook(gamification)])
     offers = OfferCatalog(settings.offers_cache_seconds)
-    services.pipeline = Pipeline(services, build_router(), Domains(gamification=gamification, offers=offers))
+    services.pipeline = Pipeline(
+        services,
+        build_router(),
+        Domains(gamification=gamification, offers=offers),
+        read_with_sender=(LIVE_TICKET,),  # agent mode and offers look at it on every message
+    )
     subscribe_all(services, gamification)  # every cross-domain event subscriber: bot/subscriptions.py
     return Built(services, gamification, offers)
 

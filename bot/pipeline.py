@@ -9,10 +9,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
 
 from bot.core import metrics
 from bot.core.accounts import account_for, state_key
 from bot.core.group_commit import Row
+from bot.core.point_queries import Beside
 from bot.core.i18n import detect_locale, normalize_locale
 from bot.core.inbound import Handled
 from bot.core.state import ConversationState
@@ -108,10 +110,15 @@ class Pipeline:
     """The :class:`bot.core.inbound.MessageHandler` channels are given: one message through
     dedup, member, handlers and transcript."""
 
-    def __init__(self, services: Services, router: Router, domains: Domains) -> None:
+    def __init__(
+        self, services: Services, router: Router, domains: Domains, *, read_with_sender: tuple[Beside, ...] = ()
+    ) -> None:
         self.services = services
         self.router = router
         self.domains = domains  # handed to every handler's Context as it is
+        # rows of the member's the handlers need on every message, read in the account's query
+        # and handed over in ``ctx.extra`` by name (the live ticket: community.inbox.LIVE_TICKET)
+        self.read_with_sender = read_with_sender
 
     async def process(self, incoming: Incoming) -> list[Reply]:
         """Process once; a retry of the same message gets the first answer back."""
@@ -207,6 +214,7 @@ class Pipeline:
         # a first contact without a channel hint is answered in the language it wrote in
         first_locale = hint or detect_locale(incoming.text or "", self.services.settings.default_locale)
         inbound: list[Row[TranscriptEntry]] = []
+        beside: dict[str, Model | None] = {}
         account, new_member = await account_for(
             writes,
             incoming.channel,
@@ -216,6 +224,8 @@ class Pipeline:
             chat_id="" if group else chat,
             seen_at=now,
             first_writes=lambda job, member: inbound.append(job.insert(TranscriptEntry, member_id=member, **entry)),
+            beside=self.read_with_sender,
+            found_beside=beside,
         )
         member = account.member
         if new_member:
@@ -253,6 +263,7 @@ class Pipeline:
             transcript_id=entry_id,
             new_member=new_member,
             root=self.router,
+            extra=dict(beside),
         )
         try:
             replies = await self.router.dispatch(ctx)

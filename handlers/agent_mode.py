@@ -20,9 +20,15 @@ async def agent_mode(ctx: Context, call_next: Callable[[], Awaitable[list[Reply]
     inc = ctx.incoming
     if inc.event or (not inc.text and not inc.action):
         return await call_next()
-    # a member created by this very message cannot have a ticket yet
-    ticket = None if ctx.new_member else await inbox.live_ticket(ctx.member.id)
-    ctx.extra["live_ticket"] = ticket  # later middlewares (offers) need not ask again
+    # a member created by this very message cannot have a ticket yet; the pipeline read a
+    # known sender's with their account (inbox.LIVE_TICKET); later middlewares (offers) reuse it
+    if ctx.new_member:
+        ticket = None
+    elif inbox.LIVE_TICKET.name in ctx.extra:
+        ticket = ctx.extra[inbox.LIVE_TICKET.name]
+    else:
+        ticket = await inbox.live_ticket(ctx.member.id)
+    ctx.extra[inbox.LIVE_TICKET.name] = ticket
     if ticket is None:
         return await call_next()
     text = ctx.text or f"[{inc.action}]"

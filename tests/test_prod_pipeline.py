@@ -141,8 +141,20 @@ async def test_point_queries_return_what_the_orm_returns(client: TestClient) -> 
         await point_queries.get_or_none(ChannelAccount, ("member", Member), channel="web", external_id="nobody") is None
     )
 
+    _, nothing = await point_queries.get_with(
+        ChannelAccount, ("member", Member), (inbox.LIVE_TICKET,), channel="web", external_id="pq"
+    )
+    assert nothing == {"live_ticket": None}  # no live ticket: the LEFT JOIN reads NULLs
     ticket, _ = await inbox.open_ticket(client.app[SERVICES], fast.member_id, "web", "human")
     live = await inbox.live_ticket(fast.member_id)
+    with_account, beside = await point_queries.get_with(
+        ChannelAccount, ("member", Member), (inbox.LIVE_TICKET,), channel="web", external_id="pq"
+    )
+    read_beside = beside["live_ticket"]
+    assert with_account is not None and with_account.member.id == fast.member_id
+    assert read_beside is not None and {f: getattr(read_beside, f) for f in Ticket._meta.db_fields} == {
+        f: getattr(live, f) for f in Ticket._meta.db_fields
+    }
     orm = await Ticket.get(id=ticket.id)
     assert live is not None
     assert {f: getattr(live, f) for f in Ticket._meta.db_fields} == {f: getattr(orm, f) for f in Ticket._meta.db_fields}

@@ -13,7 +13,10 @@ from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
 
+from tortoise.models import Model
+
 from bot.core import point_queries
+from bot.core.point_queries import Beside
 from bot.core.group_commit import GroupCommit, Row, WriteJob, commit
 from bot.core.i18n import DEFAULT_LOCALE
 from bot.core.models import ChannelAccount, Member
@@ -38,14 +41,23 @@ async def account_for(
     chat_id: str = "",
     seen_at: datetime | None = None,
     first_writes: FirstWrites | None = None,
+    beside: tuple[Beside, ...] = (),
+    found_beside: dict[str, Model | None] | None = None,
 ) -> tuple[ChannelAccount, bool]:
     """The sender's account with its member, and whether this call created them.
 
     A first contact creates both in one write job, already marked as seen at ``seen_at``
     (so the first message writes no extra updates); ``first_writes`` adds the caller's
     own writes for the new member to that job, committed with it or not at all. The job
-    goes through ``writes`` (grouped with other messages' writes) or, without it, alone."""
-    account = await point_queries.get_or_none(ChannelAccount, _MEMBER, channel=channel, external_id=external_id)
+    goes through ``writes`` (grouped with other messages' writes) or, without it, alone.
+
+    ``beside``: rows of the member's read in the same query (the pipeline's live ticket);
+    they land in ``found_beside`` (None each for a member this call created)."""
+    account, rows = await point_queries.get_with(
+        ChannelAccount, _MEMBER, beside, channel=channel, external_id=external_id
+    )
+    if found_beside is not None:
+        found_beside.update(rows or dict.fromkeys((b.name for b in beside), None))
     if account:
         return account, False
     job = writes.job() if writes else WriteJob()

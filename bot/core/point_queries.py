@@ -10,6 +10,7 @@ objects that read and save like the ORM's own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from tortoise import connections
@@ -19,7 +20,7 @@ from tortoise.models import Model
 
 from bot.core.tables import Table, for_dialect, table
 
-__all__ = ["for_dialect", "get_or_none"]
+__all__ = ["Beside", "for_dialect", "get_or_none", "get_with"]
 
 M = TypeVar("M", bound=Model)
 
@@ -30,9 +31,26 @@ def _client() -> BaseDBAsyncClient:
     return cast(BaseDBAsyncClient, connections.get("default"))  # the connections proxy is untyped
 
 
-def _sql(dialect: str, own: Table[Any], related: tuple[str, Table[Any]] | None, keys: tuple[str, ...]) -> str:
-    """SELECT with the model's (and optionally one foreign key's) columns, aliased t0__/t1__."""
-    cache_key = (dialect, own.model, related[0] if related else None, keys)
+@dataclass(frozen=True)
+class Beside:
+    """A row read in the same query as the looked-up one: the ``model`` row whose unique
+    ``column`` holds the related row's id (the member's live ticket beside their account)."""
+
+    name: str
+    model: type[Model]
+    column: str
+
+
+def _sql(
+    dialect: str,
+    own: Table[Any],
+    related: tuple[str, Table[Any]] | None,
+    keys: tuple[str, ...],
+    beside: tuple[Beside, ...] = (),
+) -> str:
+    """SELECT with the model's (and optionally one foreign key's) columns, aliased t0__/t1__,
+    and each ``beside`` row's, aliased t2__, t3__ … (LEFT JOIN: absent rows read as NULL)."""
+    cache_key = (dialect, own.model, related[0] if related else None, keys, beside)
     hit = _SQL.get(cache_key)
     if hit is not None:
         return hit
@@ -43,6 +61,12 @@ def _sql(dialect: str, own: Table[Any], related: tuple[str, Table[Any]] | None, 
         name, rel = related
         select += rel.select_list("t1", q)
         join = f" JOIN {q}{rel.name}{q} t1 ON t1.{q}{rel.pk}{q} = t0.{q}{own.by_name[name + '_id'].db}{q}"
+    anchor = "t1" if related else "t0"
+    anchor_pk = related[1].pk if related else own.pk
+    for i, b in enumerate(beside, start=2):
+        t = table(b.model)
+        select += t.select_list(f"t{i}", q)
+        join += f" LEFT JOIN {q}{t.name}{q} t{i} ON t{i}.{q}{t.by_name[b.column].db}{q} = {anchor}.{q}{anchor_pk}{q}"
     where = " AND ".join(f"t0.{q}{own.by_name[k].db if k in own.by_name else k}{q} = ?" for k in keys)
     sql = _SQL[cache_key] = for_dialect(
         f"SELECT {', '.join(select)} FROM {q}{own.name}{q} t0{join} WHERE {where} LIMIT 2", dialect
@@ -55,18 +79,31 @@ async def get_or_none(model: type[M], related: tuple[str, type[Model]] | None = 
     RelatedModel)``), equality filters only.
 
     Raises ``MultipleObjectsReturned`` like the ORM when the filter is not unique."""
+    found, _ = await get_with(model, related, (), **eq)
+    return found
+
+
+async def get_with(
+    model: type[M], related: tuple[str, type[Model]] | None, beside: tuple[Beside, ...], /, **eq: Any
+) -> tuple[M | None, dict[str, Model | None]]:
+    """:func:`get_or_none`, and in the same query each ``beside`` row (None where there is
+    none): one round trip to the database instead of one per lookup."""
     conn = _client()
     own: Table[M] = table(model)
     rel = (related[0], table(related[1])) if related else None
     keys = tuple(sorted(eq))
-    sql = _sql(conn.capabilities.dialect, own, rel, keys)
+    sql = _sql(conn.capabilities.dialect, own, rel, keys, beside)
     _n, rows = await conn.execute_query(sql, [eq[k] for k in keys])
     if not rows:
-        return None
+        return None, {}
     if len(rows) > 1:
         raise MultipleObjectsReturned(model)
     row = rows[0]
     obj: M = own.from_row(row, "t0")
     if rel:
         setattr(obj, rel[0], rel[1].from_row(row, "t1"))
-    return obj
+    extra: dict[str, Model | None] = {}
+    for i, b in enumerate(beside, start=2):
+        t = table(b.model)
+        extra[b.name] = t.from_row(row, f"t{i}") if row[f"t{i}__{t.pk}"] is not None else None
+    return obj, extra

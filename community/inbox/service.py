@@ -476,6 +476,11 @@ async def awaiting_survey(member_id: int) -> bool:
     ).exists()
 
 
+# the member's open or claimed ticket: the row whose open_key is the member's id. The pipeline
+# reads it in the same query as the sender's account (bot/app.py) and hands it to the handlers
+LIVE_TICKET = point_queries.Beside("live_ticket", Ticket, "open_key")
+
+
 async def live_ticket(member_id: int) -> Ticket | None:
     """The member's open or claimed ticket (an agent owning it keeps the bot quiet)."""
     return await point_queries.get_or_none(Ticket, open_key=member_id)
