@@ -19,7 +19,7 @@ from bot.core.identity import merge
 from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.core.services import Services
-from bot.subscriptions import subscribe_all
+from bot.subscriptions import ReviewQueueDecisions, subscribe_all
 from bot.core.settings import Settings, get_settings
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
@@ -225,6 +225,9 @@ def create_app(settings: Settings | None = None, *, db_setup: DbSetup = "none") 
     app.router.add_static("/static", STATIC_DIR)
     for part in (*CHANNELS, *FEATURES):
         part.setup(app, settings)
+    # /admin/rewards decides flags and manual orders through the review queue (gamification
+    # imports no community module: docs/architecture.md)
+    app[gamification_web.STAFF_DECISIONS] = ReviewQueueDecisions()
     if settings.redis_url:  # production: the durable outbox runs on the taskiq queue
         from bot.queue import queue_ctx
 

@@ -1,6 +1,7 @@
 """The review queue without the app (``sqlite_orm``): each kind's owner opens one pending
 review per target, a decision goes through the kind's own service and is audited with it,
-and what other pages or the system settle leaves the queue."""
+and what the system settles outside staff pages (a late top-up callback, a phrasing
+auto-accepted at the quorum) leaves the queue."""
 
 from __future__ import annotations
 
@@ -236,7 +237,7 @@ async def test_redemption_fulfil_and_refund_through_rewards() -> None:
 async def test_target_settled_elsewhere_is_ignored_not_decided_twice() -> None:
     admin = await staff("boss", "admin")
     red, _ = await redemption_in_manual_queue()
-    other = await held()
+    late, _ = await redemption_in_manual_queue()
     r_red = await Reviewable.get(kind=Kind.REDEMPTION, target_id=red.id)
     assert await rewards.complete(red.id, "from the provider")  # the callback came late after all
     got = await service.decide(r_red, "reject", admin, "refund")
@@ -244,11 +245,16 @@ async def test_target_settled_elsewhere_is_ignored_not_decided_twice() -> None:
     assert (await Redemption.get(id=red.id)).status == "fulfilled"  # no refund of a delivered top-up
     assert (await ReviewableAction.filter(reviewable_id=r_red.id).order_by("-id").first()).action == "ignore"
 
-    await moderation.decide(other.id, approve=True, reason="", reviewer="old-page")  # the old page
+    assert await rewards.fail(late.id, "provider: failed")  # a late callback: no staff page involved
+    item = await KnowledgeItem.create(key="pk", title="套餐", answer="...", status="published")
+    cv = await learning.suggest_variant(services(quorum=2), item.id, "换套餐", "pick", 7)
+    assert cv is not None and cv.status == "candidate"  # one vote: its review is open
+    assert (await learning.suggest_variant(services(quorum=2), item.id, "换套餐", "pick", 8)).status == "accepted"
     await service.refresh()
-    assert await service.settle_stale() == 0  # refresh settled it already
-    r_other = await Reviewable.get(kind=Kind.MODERATION_ITEM, target_id=other.id)
-    assert r_other.status == Status.IGNORED and r_other.pending_key is None
+    assert await service.settle_stale() == 0  # refresh settled them already
+    for kind, target in ((Kind.REDEMPTION, late.id), (Kind.CANDIDATE_VARIANT, cv.id)):
+        r_other = await Reviewable.get(kind=kind, target_id=target)
+        assert r_other.status == Status.IGNORED and r_other.pending_key is None
     assert await service.listing(admin, service.Filters()) == []
 
 
