@@ -288,3 +288,44 @@ async def test_listing_filters_by_kind_status_and_age() -> None:
     f = service.parse_filters({"kind": "nope", "status": "weird", "age": "5"})
     assert f == service.Filters()
     assert b and red
+
+
+async def test_decide_target_opens_a_missing_review_once_and_refuses_what_no_longer_waits() -> None:
+    """The kinds' own pages name the target: its review is found, or opened first (an order
+    the queue page has not discovered yet), and decided through ``decide``."""
+    admin, reviewer = await staff("boss", "admin"), await staff("rev", "reviewer")
+    member = await Member.create()
+    reward = await Reward.create(name="雨伞", kind="gift", cost=10, stock=3)
+    order = await Redemption.create(member=member, reward=reward, cost=10, request_key="dt1", status="queued")
+    with pytest.raises(service.NotAllowed):  # a reviewer cannot, and nothing is opened for them
+        await service.decide_target(Kind.REDEMPTION, order.id, "approve", reviewer)
+    assert not await Reviewable.exists(kind=Kind.REDEMPTION, target_id=order.id)
+    with pytest.raises(service.NotFound):
+        await service.decide_target(Kind.REDEMPTION, 999_999, "approve", admin)
+
+    done = await service.decide_target(Kind.REDEMPTION, order.id, "approve", admin, "SF9")
+    assert (done.status, done.reviewed_by_id, done.summary) == (Status.APPROVED, admin.id, "雨伞")
+    assert [a.action for a in await ReviewableAction.filter(reviewable_id=done.id).order_by("id")] == [
+        "open",
+        "approve",
+    ]
+    assert (await Redemption.get(id=order.id)).status == "fulfilled"
+    with pytest.raises(service.AlreadyDecided):  # decided: nothing opens again
+        await service.decide_target(Kind.REDEMPTION, order.id, "reject", admin, "refund")
+    assert await Reviewable.filter(kind=Kind.REDEMPTION, target_id=order.id).count() == 1
+    assert (await Redemption.get(id=order.id)).status == "fulfilled"
+
+
+async def test_decide_target_on_a_target_settled_elsewhere_is_already_decided() -> None:
+    """The top-up provider's late callback settled the order while its review waited: the
+    page's decision is refused as already decided, audited as ``ignore``, nothing refunded."""
+    admin = await staff("boss", "admin")
+    red, reward = await redemption_in_manual_queue()
+    assert await rewards.complete(red.id, "from the provider")
+    with pytest.raises(service.AlreadyDecided):
+        await service.decide_target(Kind.REDEMPTION, red.id, "reject", admin, "refund")
+    r = await Reviewable.get(kind=Kind.REDEMPTION, target_id=red.id)
+    assert r.status == Status.IGNORED and r.pending_key is None
+    assert (await ReviewableAction.filter(reviewable_id=r.id).order_by("-id").first()).action == "ignore"
+    assert (await Redemption.get(id=red.id)).status == "fulfilled"
+    assert (await Reward.get(id=reward.id)).stock == 3  # no refund: a refund puts one back
