@@ -19,7 +19,7 @@ from bot.core.identity import merge
 from bot.core.outbox import Outbox, OutboxWorker
 from bot.pipeline import Pipeline
 from bot.core.services import Services
-from bot.subscriptions import build_gamification, subscribe_all
+from bot.subscriptions import ReviewQueueDecisions, build_gamification, subscribe_all
 from bot.core.settings import Settings, get_settings
 from bot.core.stores import MemoryDedupStore, MemoryRateLimiter, MemoryStateStore
 from bot.web import STATIC_DIR
@@ -149,6 +149,9 @@ def _services_ctx(settings: Settings, db_setup: DbSetup) -> Callable[[web.Applic
         app[SERVICES] = services
         app[GAMIFICATION] = gamification
         app[OFFER_CATALOG] = offers
+        # /admin/rewards decides flags and manual orders through the review queue (gamification
+        # imports no community module: docs/architecture.md)
+        app[gamification_web.STAFF_DECISIONS] = ReviewQueueDecisions(gamification)
         services.http = aiohttp.ClientSession()  # one outbound pool per process (keep-alive)
         await services.kb.load()
         try:

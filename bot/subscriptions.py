@@ -26,14 +26,17 @@ from bot.core.events import (
 from community.knowledge_admin.learning import VariantLearning
 from community.models import KnowledgeItem
 from community.moderation.service import is_forwarding_frozen
+from community.review import service as review
 from gamification import rewards, topup
 from gamification.leaderboard import make_leaderboard
 from gamification.notices import Notices
 from gamification.rules import load_rules
 from gamification.service import Gamification, Scoring
+from gamification.web import Refusal
 
 if TYPE_CHECKING:
     from bot.core.services import Services
+    from bot.staff.models import StaffUser
 
 
 class CommunityFacts:
@@ -47,6 +50,31 @@ class CommunityFacts:
         # any status, as before: a link to an item retired since still pays by its difficulty
         item = await KnowledgeItem.get_or_none(id=item_id)
         return item.difficulty if item is not None else 1
+
+
+class ReviewQueueDecisions:
+    """``/admin/rewards``' decisions on review flags and manually queued orders
+    (``gamification.web.StaffDecisions``) through the review queue's one decision path,
+    ``community.review.service.decide_target``; its refusals (already decided, not allowed)
+    become the page's ``Refusal``. Set on the app by ``bot.app.create_app``, with the app's
+    gamification (a points review pays out or forfeits through it)."""
+
+    def __init__(self, gamification: Gamification) -> None:
+        self.gamification = gamification
+
+    async def decide(self, kind: str, target_id: int, approve: bool, staff: "StaffUser", note: str) -> Refusal | None:
+        try:
+            await review.decide_target(
+                kind,
+                target_id,
+                "approve" if approve else "reject",
+                staff,
+                note,
+                gamification=self.gamification,
+            )
+        except review.ReviewError as exc:
+            return Refusal(exc.status, exc.msgid, dict(exc.params))
+        return None
 
 
 def build_gamification(services: "Services") -> Gamification:

@@ -4,6 +4,10 @@
 - ``/f/<token>`` — forwarded answers, in :mod:`gamification.forward_pages` (registered here).
 - ``POST /api/v1/topup/callback`` — the top-up provider's signed outcome.
 - ``/admin/rewards`` — admins manage the catalogue, the manual fulfilment queue and review flags.
+
+Review flags and orders in the manual queue are review-queue items: deciding them here goes
+through the one decision path, the review queue (``community.review``), which gamification
+does not import (docs/architecture.md): the assembly passes it as :class:`StaffDecisions`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -23,12 +28,15 @@ from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.web import add_staff_link, add_template_dir, render, request_locale
+from bot.web import add_staff_link, add_template_dir, render, request_locale, staff_text
 from bot.web.lookup import path_id
 from gamification import forward_pages, rewards, topup
 from gamification.leaderboard import PERIODS
 from gamification.models import Redemption, ReviewFlag, Reward
 from gamification.service import GAMIFICATION, Gamification, names_and_titles
+
+if TYPE_CHECKING:
+    from bot.staff.models import StaffUser
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +89,43 @@ async def topup_callback(request: web.Request) -> web.Response:
 
 
 # --- admin --------------------------------------------------------------------------------------------------
+FLAG = "moderation_flag"  # the review queue's kinds this page decides
+REDEMPTION = "redemption"
+PROVIDER_ORDERS = ("pending", "submitted")  # with the top-up provider: not in the review queue
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a decision was refused: the HTTP status (409 already decided, 404, 403, 400) and
+    a message marked ``N_`` for staff."""
+
+    status: int
+    msgid: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class StaffDecisions(Protocol):
+    """The one way staff approve or reject a review flag (``FLAG``) or an order in the manual
+    queue (``REDEMPTION``): the review queue's decision (permission, claim, audit, the kind's
+    own code: ``service.release_held``/``forfeit_held``, ``rewards.complete``/``fail``). The
+    assembly passes it (``bot/app.py``), as it passes ``service.ForwardFacts``."""
+
+    async def decide(self, kind: str, target_id: int, approve: bool, staff: "StaffUser", note: str) -> Refusal | None:
+        """None when decided; otherwise why not (nothing was applied)."""
+        ...
+
+
+STAFF_DECISIONS: "web.AppKey[StaffDecisions]" = web.AppKey("gamification_staff_decisions")
+
+
+async def _decided(request: web.Request, kind: str, target_id: int, approve: bool, note: str = "") -> Refusal | None:
+    return await request.app[STAFF_DECISIONS].decide(kind, target_id, approve, request["staff"], note)
+
+
+async def _refused(request: web.Request, why: Refusal) -> web.Response:
+    return await _admin_page(request, error=staff_text(request, why.msgid, **why.params), status=why.status)
+
+
 def _int(form: Any, name: str, default: int = 0, lo: int = 0, hi: int = 10_000_000) -> int:
     try:
         value = int(str(form.get(name, default)).strip())
@@ -145,12 +190,19 @@ async def redemption_action(request: web.Request) -> web.Response:
     form = await request.post()
     rid = path_id(request, "redemption_id", "redemption")
     action = str(form.get("action", ""))
-    if action == "fulfilled":
-        await rewards.complete(rid, str(form.get("ref", ""))[:128])
-    elif action == "failed":
-        await rewards.fail(rid, f"staff {request['staff'].username}: {str(form.get('note', ''))[:300]}")
-    else:
+    if action not in ("fulfilled", "failed"):
         raise web.HTTPBadRequest(text="Unknown action.")
+    ref, note = str(form.get("ref", ""))[:128], str(form.get("note", ""))[:300]
+    order = await Redemption.get_or_none(id=rid)
+    if order is not None and order.status in PROVIDER_ORDERS:
+        # an order still with the provider is no review item: staff settle it directly (if it
+        # moved to the manual queue meanwhile, the queue closes its review when read)
+        if action == "fulfilled":
+            await rewards.complete(rid, ref)
+        else:
+            await rewards.fail(rid, f"staff {request['staff'].username}: {note}")
+    elif why := await _decided(request, REDEMPTION, rid, action == "fulfilled", ref if action == "fulfilled" else note):
+        return await _refused(request, why)
     await audit.record(request, f"redemption.{action}", "redemption", rid)
     raise web.HTTPSeeOther("/admin/rewards")
 
@@ -162,15 +214,11 @@ async def flag_action(request: web.Request) -> web.Response:
     action = str(form.get("action", ""))
     if action not in ("cleared", "confirmed"):
         raise web.HTTPBadRequest(text="Unknown action.")
-    flag = await ReviewFlag.get_or_none(id=fid, status="open")
-    if flag and await ReviewFlag.filter(id=fid, status="open").update(status=action):
-        gamification = request.app[GAMIFICATION]
-        if action == "cleared":
-            await gamification.release_held(flag.member_id)
-        elif flag.reason in ("ring", "farm"):  # fraud confirmed: what it held never pays
-            await gamification.forfeit_held(flag.member_id, reason=f"{flag.reason} confirmed by staff")
-    if flag:
-        await audit.record(request, f"flag.{action}", "member", flag.member_id, flag=fid)
+    # clearing releases what the flag held; confirming a ring or farm forfeits it
+    if why := await _decided(request, FLAG, fid, action == "cleared"):
+        return await _refused(request, why)
+    flag = await ReviewFlag.get(id=fid)
+    await audit.record(request, f"flag.{action}", "member", flag.member_id, flag=fid)
     raise web.HTTPSeeOther("/admin/rewards")
 
 

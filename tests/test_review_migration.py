@@ -14,6 +14,7 @@ from bot.core.models import Member
 from community.knowledge_admin.models import CandidateVariant, KnowledgeContribution
 from community.moderation.models import ReviewItem
 from community.review.models import Kind, Reviewable, ReviewableAction, Status
+from community.review.queue import open_review
 from gamification.models import Redemption, ReviewFlag, Reward
 
 BEFORE = "models.0010_badges"
@@ -89,3 +90,70 @@ async def test_backfill_opens_a_review_for_every_waiting_row_on_sqlite(tmp_path:
 
 async def test_backfill_on_postgresql(fresh_postgres_url: str) -> None:
     await _check(fresh_postgres_url)
+
+
+ONE_PATH_BEFORE = "models.0013_outbox_claim_token"
+
+
+async def _check_one_path(url: str) -> None:
+    """0014_review_one_path: reviews the old pages left pending when they decided directly are
+    closed (``ignored``, audited), waiting ones stay, and the kinds still settled on read
+    (reward orders, phrasings) are left to the queue."""
+    await tortoise_migrate(config=storage.tortoise_config(url), target=ONE_PATH_BEFORE)
+    await Tortoise.close_connections()
+    await storage.open_db(url)
+    try:
+        m = await Member.create(display_name="老李")
+        gift = await Reward.create(name="雨伞", kind="gift", cost=10, stock=5)
+        stale = {
+            Kind.MODERATION_ITEM: await ReviewItem.create(
+                content_type="question", member=m, text="a", action="hold", status="approved"
+            ),
+            Kind.MODERATION_FLAG: await ReviewFlag.create(member=m, reason="ring", key="ring:9", status="cleared"),
+            Kind.CONTRIBUTION: await KnowledgeContribution.create(member=m, text="c", status="rejected"),
+        }
+        waiting = {
+            Kind.MODERATION_ITEM: await ReviewItem.create(content_type="answer", member=m, text="b", action="flag"),
+            Kind.MODERATION_FLAG: await ReviewFlag.create(member=m, reason="farm", key="farm:9"),
+            Kind.CONTRIBUTION: await KnowledgeContribution.create(member=m, text="d"),
+        }
+        left = {
+            Kind.REDEMPTION: await Redemption.create(
+                member=m, reward=gift, cost=10, request_key="z", status="fulfilled"
+            ),
+            Kind.CANDIDATE_VARIANT: await CandidateVariant.create(
+                item_id=1, text="x", normalized="x", status="accepted"
+            ),
+        }
+        for kind, target in [*stale.items(), *waiting.items(), *left.items()]:
+            await open_review(kind, target, "before")
+    finally:
+        await storage.close_db()
+    await storage.migrate(url)
+    await storage.open_db(url)
+    try:
+        for kind, target in stale.items():
+            r = await Reviewable.get(kind=kind, target_id=target.id)
+            assert (r.status, r.pending_key) == (Status.IGNORED, None) and r.reviewed_at is not None
+            actions = await ReviewableAction.filter(reviewable_id=r.id).order_by("id")
+            assert [(a.action, a.actor) for a in actions] == [("open", "system"), ("ignore", "system")]
+        for kind, target in [*waiting.items(), *left.items()]:
+            r = await Reviewable.get(kind=kind, target_id=target.id)
+            assert r.status == Status.PENDING and r.pending_key is not None
+            assert await ReviewableAction.filter(reviewable_id=r.id).count() == 1
+        audits = await ReviewableAction.all().count()
+        migration = importlib.import_module("bot.migrations.0014_review_one_path")
+        conn = Tortoise.get_connection("default")
+        for sql in migration.settle_sql():  # a second run settles nothing more
+            await conn.execute_query(sql)
+        assert await ReviewableAction.all().count() == audits
+    finally:
+        await storage.close_db()
+
+
+async def test_one_path_closes_reviews_the_old_pages_left_pending_on_sqlite(tmp_path: Path) -> None:
+    await _check_one_path(f"sqlite://{tmp_path / 'p.sqlite3'}")
+
+
+async def test_one_path_on_postgresql(fresh_postgres_url: str) -> None:
+    await _check_one_path(fresh_postgres_url)

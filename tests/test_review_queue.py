@@ -1,6 +1,7 @@
 """The review queue without the app (``sqlite_orm``): each kind's owner opens one pending
 review per target, a decision goes through the kind's own service and is audited with it,
-and what other pages or the system settle leaves the queue."""
+and what the system settles outside staff pages (a late top-up callback, a phrasing
+auto-accepted at the quorum) leaves the queue."""
 
 from __future__ import annotations
 
@@ -243,7 +244,7 @@ async def test_redemption_fulfil_and_refund_through_rewards() -> None:
 async def test_target_settled_elsewhere_is_ignored_not_decided_twice() -> None:
     admin = await staff("boss", "admin")
     red, _ = await redemption_in_manual_queue()
-    other = await held()
+    late, _ = await redemption_in_manual_queue()
     r_red = await Reviewable.get(kind=Kind.REDEMPTION, target_id=red.id)
     assert await rewards.complete(red.id, "from the provider")  # the callback came late after all
     got = await service.decide(r_red, "reject", admin, "refund")
@@ -251,11 +252,16 @@ async def test_target_settled_elsewhere_is_ignored_not_decided_twice() -> None:
     assert (await Redemption.get(id=red.id)).status == "fulfilled"  # no refund of a delivered top-up
     assert (await ReviewableAction.filter(reviewable_id=r_red.id).order_by("-id").first()).action == "ignore"
 
-    await moderation.decide(other.id, approve=True, reason="", reviewer="old-page")  # the old page
+    assert await rewards.fail(late.id, "provider: failed")  # a late callback: no staff page involved
+    item = await KnowledgeItem.create(key="pk", title="套餐", answer="...", status="published")
+    cv = await learning.suggest_variant(services(quorum=2), item.id, "换套餐", "pick", 7)
+    assert cv is not None and cv.status == "candidate"  # one vote: its review is open
+    assert (await learning.suggest_variant(services(quorum=2), item.id, "换套餐", "pick", 8)).status == "accepted"
     await service.refresh()
-    assert await service.settle_stale() == 0  # refresh settled it already
-    r_other = await Reviewable.get(kind=Kind.MODERATION_ITEM, target_id=other.id)
-    assert r_other.status == Status.IGNORED and r_other.pending_key is None
+    assert await service.settle_stale() == 0  # refresh settled them already
+    for kind, target in ((Kind.REDEMPTION, late.id), (Kind.CANDIDATE_VARIANT, cv.id)):
+        r_other = await Reviewable.get(kind=kind, target_id=target)
+        assert r_other.status == Status.IGNORED and r_other.pending_key is None
     assert await service.listing(admin, service.Filters()) == []
 
 
@@ -289,3 +295,44 @@ async def test_listing_filters_by_kind_status_and_age() -> None:
     f = service.parse_filters({"kind": "nope", "status": "weird", "age": "5"})
     assert f == service.Filters()
     assert b and red
+
+
+async def test_decide_target_opens_a_missing_review_once_and_refuses_what_no_longer_waits() -> None:
+    """The kinds' own pages name the target: its review is found, or opened first (an order
+    the queue page has not discovered yet), and decided through ``decide``."""
+    admin, reviewer = await staff("boss", "admin"), await staff("rev", "reviewer")
+    member = await Member.create()
+    reward = await Reward.create(name="雨伞", kind="gift", cost=10, stock=3)
+    order = await Redemption.create(member=member, reward=reward, cost=10, request_key="dt1", status="queued")
+    with pytest.raises(service.NotAllowed):  # a reviewer cannot, and nothing is opened for them
+        await service.decide_target(Kind.REDEMPTION, order.id, "approve", reviewer)
+    assert not await Reviewable.exists(kind=Kind.REDEMPTION, target_id=order.id)
+    with pytest.raises(service.NotFound):
+        await service.decide_target(Kind.REDEMPTION, 999_999, "approve", admin)
+
+    done = await service.decide_target(Kind.REDEMPTION, order.id, "approve", admin, "SF9")
+    assert (done.status, done.reviewed_by_id, done.summary) == (Status.APPROVED, admin.id, "雨伞")
+    assert [a.action for a in await ReviewableAction.filter(reviewable_id=done.id).order_by("id")] == [
+        "open",
+        "approve",
+    ]
+    assert (await Redemption.get(id=order.id)).status == "fulfilled"
+    with pytest.raises(service.AlreadyDecided):  # decided: nothing opens again
+        await service.decide_target(Kind.REDEMPTION, order.id, "reject", admin, "refund")
+    assert await Reviewable.filter(kind=Kind.REDEMPTION, target_id=order.id).count() == 1
+    assert (await Redemption.get(id=order.id)).status == "fulfilled"
+
+
+async def test_decide_target_on_a_target_settled_elsewhere_is_already_decided() -> None:
+    """The top-up provider's late callback settled the order while its review waited: the
+    page's decision is refused as already decided, audited as ``ignore``, nothing refunded."""
+    admin = await staff("boss", "admin")
+    red, reward = await redemption_in_manual_queue()
+    assert await rewards.complete(red.id, "from the provider")
+    with pytest.raises(service.AlreadyDecided):
+        await service.decide_target(Kind.REDEMPTION, red.id, "reject", admin, "refund")
+    r = await Reviewable.get(kind=Kind.REDEMPTION, target_id=red.id)
+    assert r.status == Status.IGNORED and r.pending_key is None
+    assert (await ReviewableAction.filter(reviewable_id=r.id).order_by("-id").first()).action == "ignore"
+    assert (await Redemption.get(id=red.id)).status == "fulfilled"
+    assert (await Reward.get(id=reward.id)).stock == 3  # no refund: a refund puts one back

@@ -3,6 +3,11 @@ candidate variants and "knowledge wanted".
 
 Agents (and reviewers) read and write drafts; only reviewers (admin passes every check)
 approve, reject, retire, mark notices and accept learned variants.
+
+A member's contribution (its version) and a learned variant are review-queue kinds: deciding
+them here goes through ``community.review.service`` like ``/staff/review`` (one claim, one
+audit, "already decided" as 409). Staff's own edits are not queue items and are decided by
+the knowledge workflow directly.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from bot.core.i18n import N_
 from bot.core.settings import Settings
 from bot.staff import audit
 from bot.staff.auth import require_role
-from bot.web import add_staff_link, add_template_dir, bad_request, render
+from bot.web import add_staff_link, add_template_dir, bad_request, render, staff_text
 from bot.web.lookup import object_or_404
-from community.knowledge_admin import learning, service, wanted, weak
+from community.knowledge_admin import service, wanted, weak
 from community.knowledge_admin.models import CandidateVariant, KnowledgeVersion
 from community.models import STATUSES, KnowledgeItem
+from community.review import service as review
+from community.review.models import Kind
 
 TEMPLATES = Path(__file__).parent / "templates"
 WRITERS = ("agent", "reviewer")
@@ -40,6 +47,12 @@ def _back_to_referer(request: web.Request, default: str) -> str:
     if ref.netloc and ref.netloc != request.host:
         return default
     return safe_local_path(ref.path + (f"?{ref.query}" if ref.query else ""), default)
+
+
+def _refused(request: web.Request, exc: review.ReviewError) -> web.Response:
+    """The queue's refusal (already decided: 409, a missing reason: 400) as these pages say
+    errors: plain text in the reader's language."""
+    return web.Response(status=exc.status, text=staff_text(request, exc.msgid, **exc.params))
 
 
 def _ctx(request: web.Request, **kw: Any) -> dict[str, Any]:
@@ -190,18 +203,26 @@ async def version_decide(request: web.Request) -> web.Response:
     v = await _version(request)
     form = await request.post()
     reason = str(form.get("reason", "")).strip()[:2000]
-    try:
-        if request.match_info["verdict"] == "approve":
-            await service.approve(v, request["staff"], reason, services=request.app[SERVICES])
-        else:
-            await service.reject(v, request["staff"], reason, services=request.app[SERVICES])
-    except service.BadState as exc:
-        raise web.HTTPConflict(text=str(exc)) from None
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-    await audit.record(
-        request, f"knowledge.{request.match_info['verdict']}", "version", v.id, item=v.item_id, reason=reason[:200]
-    )
+    verdict = request.match_info["verdict"]
+    services = request.app[SERVICES]
+    if v.contribution_id is not None:  # a member's contribution (its one version): a queue item
+        try:
+            await review.decide_target(
+                Kind.CONTRIBUTION, v.contribution_id, verdict, request["staff"], reason, services=services
+            )
+        except review.ReviewError as exc:
+            return _refused(request, exc)
+    else:  # a staff edit: the knowledge workflow alone
+        try:
+            if verdict == "approve":
+                await service.approve(v, request["staff"], reason, services=services)
+            else:
+                await service.reject(v, request["staff"], reason, services=services)
+        except service.BadState as exc:
+            raise web.HTTPConflict(text=str(exc)) from None
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+    await audit.record(request, f"knowledge.{verdict}", "version", v.id, item=v.item_id, reason=reason[:200])
     raise web.HTTPFound(f"/admin/knowledge/{v.item_id}")
 
 
@@ -240,11 +261,16 @@ async def candidates(request: web.Request) -> web.Response:
 @require_role(*REVIEWERS)
 async def candidate_decide(request: web.Request) -> web.Response:
     cv = await object_or_404(CandidateVariant, request, "cand_id", "candidate")
-    who = service.author_of(request["staff"])
-    if request.match_info["verdict"] == "accept":
-        await learning.accept(request.app[SERVICES], cv, who)
-    else:
-        await learning.reject(cv, who)
+    try:
+        await review.decide_target(
+            Kind.CANDIDATE_VARIANT,
+            cv.id,
+            "approve" if request.match_info["verdict"] == "accept" else "reject",
+            request["staff"],
+            services=request.app[SERVICES],
+        )
+    except review.ReviewError as exc:
+        return _refused(request, exc)
     await audit.record(
         request, f"knowledge.variant_{request.match_info['verdict']}", "item", cv.item_id, candidate=cv.id
     )

@@ -1,4 +1,7 @@
-"""``/admin/moderation``: the review queue (approve/reject with a reason) and the watch list."""
+"""``/admin/moderation``: the review queue (approve/reject with a reason) and the watch list.
+
+Approving or rejecting goes through the one review queue (``community.review.service``): the
+same claim, audit and "already decided" as ``/staff/review``."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from bot.web import bad_request, render
 from community.moderation import service
 from community.moderation.matcher import PatternError
 from community.moderation.models import ACTIONS, KINDS, ModerationAudit, ReviewItem, WatchedWord
+from community.review import service as review
+from community.review.models import Kind
 
 TEMPLATES = Path(__file__).parent / "templates"
 REVIEWERS = ("reviewer",)  # admin passes every role check
@@ -56,11 +61,12 @@ async def decide(request: web.Request) -> web.Response:
         raise bad_request(request, N_("Choose approve or reject."))
     if verdict == "reject" and not reason:
         return await _page(request, error="reason", status=400)
-    item = await service.decide(
-        int(raw), approve=verdict == "approve", reason=reason, reviewer=request["staff"].username
-    )
-    if item is not None:
-        await audit.record(request, f"moderation.{verdict}", "review", item.id, member=item.member_id)
+    try:
+        await review.decide_target(Kind.MODERATION_ITEM, int(raw), verdict, request["staff"], reason)
+    except review.ReviewError as exc:  # already decided (409), no such item: said on the page
+        return await _page(request, error=exc.msgid, error_args=exc.params, status=exc.status)
+    item = await ReviewItem.get(id=int(raw))
+    await audit.record(request, f"moderation.{verdict}", "review", item.id, member=item.member_id)
     raise web.HTTPSeeOther("/admin/moderation")
 
 

@@ -8,7 +8,9 @@ the functions here only adapt the call.
 Community's kinds open their reviews where the row is made (``queue.open_review``).
 Gamification never imports community (docs/architecture.md: it hears about community through
 events), so its two kinds are *discovered*: ``discover`` lists open flags and manually queued
-orders that have no pending review yet, and the queue opens them before it is read.
+orders that have no pending review yet, and the queue opens them before it is read. A staff
+page that decides a target with no review yet (old rows, an undiscovered flag) opens it from
+the kind's ``opening`` first (``service.decide_target``).
 """
 
 from __future__ import annotations
@@ -68,17 +70,25 @@ class Opening:
 @dataclass(frozen=True)
 class KindHandler:
     """What the queue needs from a kind. ``decide`` returns False when the target was
-    already settled elsewhere (nothing changed); ``waiting`` returns the ids of ``ids``
-    whose targets still wait; ``pages`` the staff page of each target."""
+    already settled elsewhere (nothing changed); ``opening`` says what the review of a
+    target row (of ``model``) should say, or None when the target no longer waits; ``pages``
+    the staff page of each target.
+
+    ``waiting`` (the ids of ``ids`` whose targets still wait) only for the kinds whose targets
+    something other than staff settles: the queue closes their reviews when it is read
+    (``service.settle_stale``). Staff decide every kind through ``service.decide``, whichever
+    page they use, so the other kinds need no such reconciliation."""
 
     decide: Callable[[Decision], Awaitable[bool]]
-    waiting: Callable[[list[int]], Awaitable[set[int]]]
+    model: type[Model]
+    opening: Callable[[Any], Awaitable[Opening | None]]
     pages: Callable[[list[int]], Awaitable[dict[int, str]]]
     roles: tuple[str, ...]
     approve_label: str
     reject_label: str
     reject_needs_note: bool = False
     discover: Callable[[set[int]], Awaitable[list[Opening]]] | None = None  # targets not in the set
+    waiting: Callable[[list[int]], Awaitable[set[int]]] | None = None  # settled outside staff pages
 
 
 DISCOVER_LIMIT = 500  # per kind and pass; the next read opens the rest
@@ -106,8 +116,11 @@ async def _moderation_item(d: Decision) -> bool:
     return item is not None
 
 
-async def _moderation_waiting(ids: list[int]) -> set[int]:
-    return _ids(await ReviewItem.filter(id__in=ids, status="pending").values_list("id", flat=True))
+async def _moderation_opening(item: ReviewItem) -> Opening | None:
+    """As ``moderation.record`` opens it."""
+    if item.status != "pending":
+        return None
+    return Opening(item, item.action, item.text, item.member_id, item.created_at)
 
 
 # --- members held for a points review (gamification) ------------------------------------------
@@ -128,15 +141,17 @@ async def _flag(d: Decision) -> bool:
     return True
 
 
-async def _flag_waiting(ids: list[int]) -> set[int]:
-    return _ids(await ReviewFlag.filter(id__in=ids, status="open").values_list("id", flat=True))
+def _flag_open(f: ReviewFlag) -> Opening:
+    return Opening(f, f.reason, f.key, _member_of(f), f.created_at)
+
+
+async def _flag_opening(f: ReviewFlag) -> Opening | None:
+    return _flag_open(f) if f.status == "open" else None
 
 
 async def _flag_discover(reviewed: set[int]) -> list[Opening]:
     rows = await ReviewFlag.filter(status="open").order_by("id").limit(DISCOVER_LIMIT + len(reviewed))
-    return [Opening(f, f.reason, f.key, _member_of(f), f.created_at) for f in rows if f.id not in reviewed][
-        :DISCOVER_LIMIT
-    ]
+    return [_flag_open(f) for f in rows if f.id not in reviewed][:DISCOVER_LIMIT]
 
 
 # --- member contributions (community.knowledge_admin) -----------------------------------------
@@ -161,8 +176,11 @@ async def _contribution(d: Decision) -> bool:
     return True
 
 
-async def _contribution_waiting(ids: list[int]) -> set[int]:
-    return _ids(await KnowledgeContribution.filter(id__in=ids, status="pending").values_list("id", flat=True))
+async def _contribution_opening(c: KnowledgeContribution) -> Opening | None:
+    """As ``knowledge.contribute`` opens it."""
+    if c.status != "pending":
+        return None
+    return Opening(c, "member contribution", c.text, _member_of(c), c.created_at)
 
 
 async def _contribution_pages(ids: list[int]) -> dict[int, str]:
@@ -183,7 +201,13 @@ async def _variant(d: Decision) -> bool:
     return await learning.reject(cv, who)
 
 
+async def _variant_opening(cv: CandidateVariant) -> Opening | None:
+    """As ``learning.suggest_variant`` opens it."""
+    return Opening(cv, "learned from use", cv.text, None, cv.created_at) if cv.status == "candidate" else None
+
+
 async def _variant_waiting(ids: list[int]) -> set[int]:
+    """Auto-accepted at the quorum (``learning.suggest_variant``) after its review was opened."""
     return _ids(await CandidateVariant.filter(id__in=ids, status="candidate").values_list("id", flat=True))
 
 
@@ -202,7 +226,19 @@ async def _redemption(d: Decision) -> bool:
 
 
 async def _redemption_waiting(ids: list[int]) -> set[int]:
+    """A late provider callback settles a queued order too (``rewards.complete``/``fail``)."""
     return _ids(await Redemption.filter(id__in=ids, status="queued").values_list("id", flat=True))
+
+
+def _redemption_open(r: Redemption) -> Opening:
+    return Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
+
+
+async def _redemption_opening(r: Redemption) -> Opening | None:
+    if r.status != "queued":
+        return None
+    await r.fetch_related("reward")
+    return _redemption_open(r)
 
 
 async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
@@ -212,17 +248,14 @@ async def _redemption_discover(reviewed: set[int]) -> list[Opening]:
         .limit(DISCOVER_LIMIT + len(reviewed))
         .prefetch_related("reward")
     )
-    return [
-        Opening(r, r.note[:255] or r.reward.kind, r.reward.name, _member_of(r), r.updated_at)
-        for r in rows
-        if r.id not in reviewed
-    ][:DISCOVER_LIMIT]
+    return [_redemption_open(r) for r in rows if r.id not in reviewed][:DISCOVER_LIMIT]
 
 
 HANDLERS: dict[Kind, KindHandler] = {
     Kind.MODERATION_ITEM: KindHandler(
         _moderation_item,
-        _moderation_waiting,
+        ReviewItem,
+        _moderation_opening,
         _same_page("/admin/moderation"),
         ("reviewer",),
         N_("Approve"),
@@ -231,7 +264,8 @@ HANDLERS: dict[Kind, KindHandler] = {
     ),
     Kind.MODERATION_FLAG: KindHandler(
         _flag,
-        _flag_waiting,
+        ReviewFlag,
+        _flag_opening,
         _same_page("/admin/rewards"),
         ("admin",),
         N_("Clear and release points"),
@@ -240,7 +274,8 @@ HANDLERS: dict[Kind, KindHandler] = {
     ),
     Kind.CONTRIBUTION: KindHandler(
         _contribution,
-        _contribution_waiting,
+        KnowledgeContribution,
+        _contribution_opening,
         _contribution_pages,
         ("reviewer",),
         N_("Publish"),
@@ -248,15 +283,24 @@ HANDLERS: dict[Kind, KindHandler] = {
         reject_needs_note=True,
     ),
     Kind.CANDIDATE_VARIANT: KindHandler(
-        _variant, _variant_waiting, _variant_pages, ("reviewer",), N_("Accept"), N_("Reject")
+        _variant,
+        CandidateVariant,
+        _variant_opening,
+        _variant_pages,
+        ("reviewer",),
+        N_("Accept"),
+        N_("Reject"),
+        waiting=_variant_waiting,
     ),
     Kind.REDEMPTION: KindHandler(
         _redemption,
-        _redemption_waiting,
+        Redemption,
+        _redemption_opening,
         _same_page("/admin/rewards"),
         ("admin",),
         N_("Mark fulfilled"),
         N_("Refund"),
         discover=_redemption_discover,
+        waiting=_redemption_waiting,
     ),
 }

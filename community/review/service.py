@@ -2,7 +2,9 @@
 
 ``decide`` claims the reviewable, calls the kind's approve/reject (``kinds.HANDLERS``) and
 writes the audit row in one transaction: if the kind's code fails, the reviewable is still
-pending and nothing is recorded.
+pending and nothing is recorded. It is the one decision path: ``/staff/review`` calls it, and
+so do the kinds' own staff pages (``/admin/moderation``, ``/admin/knowledge``,
+``/admin/rewards``) through :func:`decide_target`, which finds (or opens) the target's review.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tortoise.transactions import in_transaction
 from bot.core.i18n import N_
 from bot.staff.models import StaffUser
 from community.review.kinds import HANDLERS, Decision, KindHandler, TargetRefused
-from community.review.models import Kind, Reviewable, ReviewableAction, Status
+from community.review.models import Kind, Reviewable, ReviewableAction, Status, pending_key
 from community.review.queue import open_review
 
 if TYPE_CHECKING:
@@ -112,6 +114,50 @@ async def decide(
     return await Reviewable.get(id=row.id)
 
 
+async def decide_target(
+    kind: Kind | str,
+    target_id: int,
+    action: str,
+    staff: StaffUser,
+    note: str = "",
+    services: Any = None,
+    gamification: "Gamification | None" = None,
+) -> Reviewable:
+    """Decide a target the way a kind's own staff page names it (a moderation item, a
+    contribution, a flag ...): through its pending review and :func:`decide`, so every page
+    shares one claim, one audit and one 409. A target still waiting without a review (a row
+    made before the queue, a flag or order the queue page has not discovered yet) has one
+    opened first (``open_review`` is idempotent per target). Raises ``NotFound`` for no such
+    target, and ``AlreadyDecided`` when it no longer waits: decided on another page, or
+    settled elsewhere (the review is then ``ignored``, audited, and nothing is applied)."""
+    kind = Kind(kind)
+    h = handler(kind)
+    if action not in ACTIONS:
+        raise ReviewError(N_("Choose approve or reject."))
+    if not staff.has_role(*h.roles):  # before opening anything
+        raise NotAllowed(N_("Your role cannot decide this kind of item."))
+    row = await Reviewable.get_or_none(pending_key=pending_key(kind, target_id))
+    if row is None:
+        target = await h.model.get_or_none(id=target_id)
+        if target is None:
+            raise NotFound(N_("No such review item."))
+        opening = await h.opening(target)
+        if opening is None:
+            raise AlreadyDecided(N_("Someone else already decided this item."))
+        row = await open_review(
+            kind,
+            opening.target,
+            opening.reason,
+            summary=opening.summary,
+            created_by=opening.created_by,
+            since=opening.since,
+        )
+    done = await decide(row, action, staff, note, services, gamification)
+    if done.status == Status.IGNORED:
+        raise AlreadyDecided(N_("Someone else already decided this item."))
+    return done
+
+
 async def _pending_targets(kind: Kind) -> set[int]:
     rows: list[Any] = await Reviewable.filter(kind=kind, status=Status.PENDING).values_list("target_id", flat=True)
     return {int(t) for t in rows}
@@ -134,20 +180,27 @@ async def open_discovered(kinds: list[Kind] | None = None) -> int:
 
 async def refresh(kinds: list[Kind] | None = None) -> None:
     """Bring the queue up to date before it is read: discovered targets opened, targets
-    settled elsewhere closed."""
+    settled outside staff pages closed."""
     await open_discovered(kinds)
     await settle_stale(kinds)
 
 
 async def settle_stale(kinds: list[Kind] | None = None) -> int:
-    """Mark ``ignored`` the pending reviewables whose targets were settled outside the queue
-    (the old pages, the top-up provider, auto-accepted phrasings); how many."""
+    """Mark ``ignored`` the pending reviewables whose targets were settled by something other
+    than a staff decision; how many. Staff pages all decide through :func:`decide`, so this is
+    only for the kinds with ``waiting``: reward orders a late top-up callback completed or
+    refunded, and phrasings auto-accepted at the quorum. (Reviews left pending by the pages'
+    direct decisions before they went through the queue were closed by migration
+    ``0014_review_one_path``.)"""
     done = 0
     for kind in kinds or list(Kind):
+        waiting = handler(kind).waiting
+        if waiting is None:
+            continue
         ids = sorted(await _pending_targets(kind))
         if not ids:
             continue
-        gone = set(ids) - await handler(kind).waiting(ids)
+        gone = set(ids) - await waiting(ids)
         if not gone:
             continue
         async with in_transaction():
@@ -223,6 +276,7 @@ __all__ = [
     "NotFound",
     "ReviewError",
     "decide",
+    "decide_target",
     "kinds_for",
     "listing",
     "open_discovered",
