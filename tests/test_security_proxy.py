@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.app import create_app
@@ -85,20 +85,28 @@ def test_bad_proxy_setting_is_a_clear_error() -> None:
 addresses = st.ip_addresses().map(str)
 
 
+@example(peer="::ffff:0:0", hops=[], trusted=["0.0.0.0"])  # found by hypothesis: a mapped IPv4 peer
 @given(
     peer=addresses, hops=st.lists(addresses | st.text(max_size=12), max_size=5), trusted=st.lists(addresses, max_size=3)
 )
 def test_the_client_address_comes_from_the_header_only_through_trusted_hops(peer, hops, trusted) -> None:  # type: ignore[no-untyped-def]
     nets = parse_networks(",".join(trusted))
     got = resolve(peer, [", ".join(hops)] if hops else [], "https", "http", nets)
-    peer_trusted = any(ipaddress.ip_address(peer) in n for n in nets if n.version == ipaddress.ip_address(peer).version)
+    # a dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d: it is that IPv4 address
+    peer_ip = _unmapped(peer)
+    peer_trusted = any(peer_ip in n for n in nets if n.version == peer_ip.version)
     if not peer_trusted:
-        assert got.ip == peer and got.scheme == "http" and not got.via_proxy
+        assert got.ip in (peer, str(peer_ip)) and got.scheme == "http" and not got.via_proxy
         return
     assert got.via_proxy and got.scheme == "https"
     # what we return is the peer or one of the forwarded addresses, and every hop to its right is trusted
     candidates = [peer, *[p.strip() for h in hops for p in h.split(",")]]
-    assert any(str(ipaddress.ip_address(c)) == got.ip for c in candidates if _is_ip(c))
+    assert any(got.ip in (str(ipaddress.ip_address(c)), str(_unmapped(c))) for c in candidates if _is_ip(c))
+
+
+def _unmapped(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(text)
+    return addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped else addr
 
 
 def _is_ip(text: str) -> bool:
