@@ -137,6 +137,8 @@ LOCALE_PENALTY = 1.0  # logit subtracted for an item of another language
 VERBATIM_CONFIDENCE = 0.95  # floor for a query identical to a unique KB question
 SUGGEST_FLOOR = 0.5  # suggestions besides the first need >= floor*suggest
 DECISION_CACHE = 8192  # FAQ traffic repeats itself: top matches remembered per index state
+LEXICAL_MEMO = 256  # lexical rankings between needs_query_vector and decide, while messages interleave
+ANY_VERSION = -1  # a decision the lexical path was sure of: new vectors cannot change it
 SEMANTIC_SLOTS = 40  # units taken from the encoder's ranking
 SEMANTIC_ITEMS = 10  # items of those added to the re-ranked pool
 
@@ -219,7 +221,7 @@ class Matcher:
         self._zh_items = 0  # items in Chinese: romanised pinyin input can match only those
         self._homophone_table: Homophones | None = None
         # needs_query_vector's, for decide
-        self._lexical_memo: tuple[tuple[str, str | None, int, int], Ranking] | None = None
+        self._lexical_memo: OrderedDict[tuple[str, str | None, int, int], Ranking] = OrderedDict()
         self._sms: dict[str, int] = {}
         self._decisions: OrderedDict[tuple[str, str | None], tuple[int, Ranking]] = OrderedDict()
         self._generation = getattr(self, "_generation", 0) + 1
@@ -743,10 +745,13 @@ class Matcher:
     def _lexical(self, text: str, locale: str | None, limit: int) -> Ranking:
         key = (normalize(text), _family(locale), limit, self._generation)
         memo = self._lexical_memo
-        if memo is not None and memo[0] == key:
-            return memo[1]
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
         r = self._search(text, locale, limit, None, encoder=False)
-        self._lexical_memo = (key, r)
+        memo[key] = r
+        if len(memo) > LEXICAL_MEMO:
+            memo.popitem(last=False)
         return r
 
     def decide(self, text: str, *, locale: str | None = None, qvec: np.ndarray | None = None) -> Decision:
@@ -799,7 +804,7 @@ class Matcher:
             return False
         assert self._semantic is not None  # _encoder_ready
         cached = self._decisions.get((normalize(text), _family(locale)))
-        if cached is not None and cached[0] == self._semantic.version:
+        if cached is not None and cached[0] in (ANY_VERSION, self._semantic.version):
             return False
         return not self._lexical_sure(self._lexical(text, locale, 3))
 
@@ -811,14 +816,16 @@ class Matcher:
         key = (normalize(text), _family(locale))
         semantic_version = self._semantic.version if self._semantic is not None else 0
         cached = self._decisions.get(key)
-        if cached is not None and cached[0] == semantic_version:
+        if cached is not None and cached[0] in (ANY_VERSION, semantic_version):
             self._decisions.move_to_end(key)
             return cached[1]
         generation = self._generation
         ranking = self.assess(text, locale=locale, qvec=qvec)
         if generation != self._generation or ranking.fallback:  # a (threaded) build changed the
             return ranking  # index meanwhile, or no encoder now
-        self._decisions[key] = (semantic_version, ranking)
+        # with vectors present, a ranking the lexical path was sure of never consulted them
+        sure = self._encoder_ready and not ranking.consulted and self._lexical_sure(ranking)
+        self._decisions[key] = (ANY_VERSION if sure else semantic_version, ranking)
         if len(self._decisions) > DECISION_CACHE:
             self._decisions.popitem(last=False)
         return ranking

@@ -126,6 +126,7 @@ class SemanticIndex:
         self._pending: dict[int, str] = {}  # slot -> text still to embed
         self._vec = np.zeros((0, encoder.dim), dtype=np.float32)
         self._has = np.zeros(0, dtype=bool)
+        self._any: bool | None = False  # whether any slot has a vector (None: count again); asked per message
         self.version = 0
         self._closed = False
 
@@ -138,6 +139,7 @@ class SemanticIndex:
         with self._lock:
             self._pending.clear()
             self._has[:] = False
+            self._any = False
             self._vec = np.zeros_like(self._vec)
             self.version += 1
 
@@ -159,12 +161,14 @@ class SemanticIndex:
             else:
                 self._vec[slot] = v
                 self._has[slot] = True
+                self._any = True
 
     def drop(self, slot: int) -> None:
         with self._lock:
             self._pending.pop(slot, None)
             if slot < len(self._has):
                 self._has[slot] = False
+                self._any = None
 
     def forget_unused(self, texts: set[str]) -> None:
         """Keep cached vectors only for ``texts`` (after a full build), so removed items'
@@ -174,7 +178,10 @@ class SemanticIndex:
 
     @property
     def has_vectors(self) -> bool:
-        return bool(self._has.any())
+        if self._any is None:
+            with self._lock:
+                self._any = bool(self._has.any())
+        return self._any
 
     @property
     def pending(self) -> int:
@@ -213,6 +220,7 @@ class SemanticIndex:
             if vecs.shape[1] != self._vec.shape[1]:  # a server's dimension, learnt from its first answer
                 self._vec = np.zeros((len(self._has), vecs.shape[1]), dtype=np.float32)
                 self._has[:] = False
+                self._any = False
                 self._known.clear()
             for t, v in zip(texts, vecs):
                 self._known[t] = v
@@ -221,6 +229,7 @@ class SemanticIndex:
                 if v is not None:
                     self._vec[slot] = v
                     self._has[slot] = True
+                    self._any = True
                     del self._pending[slot]
             self.version += 1
 
