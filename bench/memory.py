@@ -40,10 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench._loadgen import (  # noqa: E402
     CpuMeter,
     OpenLoopResult,
+    RawHttp,
+    Send,
     descendants,
     free_port,
     open_loop,
@@ -188,8 +190,8 @@ class Run:
     notes: dict[str, object] = field(default_factory=dict)
 
 
-def web_sender(url: str, user_of, text_of, msg_prefix: str):  # type: ignore[no-untyped-def]
-    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+def web_sender(user_of: Callable[[int], str], text_of: Callable[[int], str], msg_prefix: str) -> Send:
+    async def send(client: RawHttp, i: int) -> bool:
         user = user_of(i)
         body = {
             "user": user,
@@ -197,18 +199,17 @@ def web_sender(url: str, user_of, text_of, msg_prefix: str):  # type: ignore[no-
             "text": text_of(i),
             "msg_id": f"{msg_prefix}-{i}",
         }
-        async with session.post(url, json=body) as resp:
-            data = await resp.json(content_type=None)
-            return resp.status == 200 and bool(data.get("replies"))
+        status, data = await client.post_json("/api/v1/chat", body)
+        return status == 200 and bool(json.loads(data).get("replies"))
 
     return send
 
 
 async def soak(
-    pid: int, url: str, questions: Questions, *, minutes: float, rate: float, every: float, run: Run
+    pid: int, port: int, questions: Questions, *, minutes: float, rate: float, every: float, run: Run
 ) -> OpenLoopResult:
     res = OpenLoopResult(target_rate=rate, duration=minutes * 60)
-    send = web_sender(url, lambda i: f"soak-{i // 2}", questions, "soak")
+    send = web_sender(lambda i: f"soak-{i // 2}", questions, "soak")
     t0 = time.perf_counter()
 
     async def sampler() -> None:
@@ -233,7 +234,7 @@ async def soak(
     run.soak.append(Sample(0.0, memory_of(pid)["rss_mb"], 0, 0, 0.0, 0.0))
     task = asyncio.create_task(sampler())
     try:
-        await open_loop(send, rate=rate, duration=minutes * 60, warmup=0.0, cpu_pid=pid, result=res, seed=3)
+        await open_loop(send, port=port, rate=rate, duration=minutes * 60, warmup=0.0, cpu_pid=pid, result=res, seed=3)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -331,18 +332,22 @@ async def main() -> int:
         run.phases.append(("idle after start-up", memory_of(proc.pid)))
 
         # 4. messages from distinct existing members
-        url = f"http://127.0.0.1:{port}/api/v1/chat"
         questions = Questions([str(item["zh_CN"]["title"]) for item in kb])  # type: ignore[index]
         if args.messages:
             order = random.Random(5).sample(range(args.members), args.messages) if args.members else []
             send = web_sender(
-                url,
                 (lambda i: f"m{order[i % len(order)]}") if order else (lambda i: f"new-{i}"),
                 questions,
                 "distinct",
             )
             res = await open_loop(
-                send, rate=args.rate, duration=args.messages / args.rate, warmup=0.0, cpu_pid=proc.pid, seed=2
+                send,
+                port=port,
+                rate=args.rate,
+                duration=args.messages / args.rate,
+                warmup=0.0,
+                arrivals="fixed",  # exactly --messages
+                cpu_pid=proc.pid,
             )
             await settle(proc.pid, quiet_for=SETTLE_QUIET, timeout=120)
             run.phases.append((f"after {res.sent} messages from distinct members", memory_of(proc.pid)))
@@ -361,7 +366,7 @@ async def main() -> int:
                 f"\nsoak: {args.soak:g} min at {args.rate:g} msg/s from new members, RSS every {args.sample_every:g} s"
             )
             soak_res = await soak(
-                proc.pid, url, questions, minutes=args.soak, rate=args.rate, every=args.sample_every, run=run
+                proc.pid, port, questions, minutes=args.soak, rate=args.rate, every=args.sample_every, run=run
             )
             run.phases.append((f"after the soak ({soak_res.sent} more messages)", memory_of(proc.pid)))
     finally:

@@ -36,7 +36,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +45,7 @@ from bench._loadgen import (  # noqa: E402
     ROW_HEADER,
     LoadResult,
     OpenLoopResult,
+    RawHttp,
     closed_loop,
     free_port,
     half_rate,
@@ -131,14 +131,15 @@ async def run_one(
                 await settle(proc.pid, label=f"{name} after the closed loop")
             rate = half_rate(closed.rps) if closed is not None else float(args.open_loop)
 
-            async def send(session: aiohttp.ClientSession, i: int) -> bool:
+            async def send(client: RawHttp, i: int) -> bool:
                 # the closed loop's shape: client i % concurrency, its (i // concurrency)-th message
                 b = body(i % args.concurrency, i // args.concurrency + 1, "-ol")
-                async with session.post(url, json=b) as resp:
-                    await resp.read()
-                    return resp.status == 200
+                status, _ = await client.post_json("/api/v1/chat", b)
+                return status == 200
 
-            opened = await open_loop(send, rate=rate, duration=args.duration, arrivals=args.arrivals, cpu_pid=proc.pid)
+            opened = await open_loop(
+                send, port=port, rate=rate, duration=args.duration, arrivals=args.arrivals, cpu_pid=proc.pid
+            )
         return closed, opened
     finally:
         proc.terminate()

@@ -51,6 +51,7 @@ from bench._loadgen import (  # noqa: E402
     CpuMeter,
     FixedPipeline,
     OpenLoopResult,
+    RawHttp,
     free_port,
     half_rate,
     open_loop,
@@ -228,21 +229,16 @@ async def open_load(
 ) -> OpenLoopResult:
     """Callbacks at a constant arrival rate ``rate``/s for ``seconds`` (after 1 s of warm-up),
     each with its own MsgId from new senders (``oOpen0``…``oOpen499``) when ``unique``."""
-    import aiohttp
+    from urllib.parse import urlencode
 
     from tests.fakes.wechat_api import WeChatCallbacks
 
-    from urllib.parse import urlencode
-
-    from yarl import URL
-
     wx = WeChatCallbacks(TOKEN, AES_KEY, APPID)
-    base = f"http://127.0.0.1:{port}/wechat?"
 
-    def request(i: int) -> tuple[dict[str, str], URL, bytes]:
+    def request(i: int) -> tuple[dict[str, str], str, bytes]:
         openid = f"oOpen{i % 500}"
         params, body = wx.build(wx.text_xml(openid, QUESTION, str(offset + i)), mode="safe", openid=openid)
-        return params, URL(base + urlencode(params), encoded=True), body
+        return params, "/wechat?" + urlencode(params), body
 
     # build requests ahead (encrypting is WeChat's work): Poisson arrivals need some slack
     expected = rate * (seconds + 1.0)
@@ -250,22 +246,23 @@ async def open_load(
     same = request(0)
     checked = 0
 
-    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+    async def send(client: RawHttp, i: int) -> bool:
         nonlocal checked
         if not unique:
-            params, url, body = same
+            params, target, body = same
         else:
-            params, url, body = pool[i] if i < len(pool) else request(i)
-        async with session.post(url, data=body) as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                return False
+            params, target, body = pool[i] if i < len(pool) else request(i)
+        status, data = await client.request("POST", target, body, "text/xml")
+        if status != 200:
+            return False
         if checked < 50 or i % 97 == 0:  # decrypt and check a sample of answers
             checked += 1
-            return expect in wx.read_reply(text, params).get("Content", "")
+            return expect in wx.read_reply(data.decode("utf-8"), params).get("Content", "")
         return True
 
-    return await open_loop(send, rate=rate, duration=seconds, arrivals=arrivals, cpu_pid=cpu_pid, timeout=30.0)
+    return await open_loop(
+        send, port=port, rate=rate, duration=seconds, arrivals=arrivals, cpu_pid=cpu_pid, timeout=30.0
+    )
 
 
 def run_one(name: str, cmd: list[str], port: int, **kw: Any) -> tuple[dict[str, float] | None, OpenLoopResult | None]:
