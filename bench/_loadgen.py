@@ -297,6 +297,9 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self._parse()
+
+    def _parse(self) -> None:
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
@@ -304,21 +307,28 @@ class _Conn(asyncio.Protocol):
         if end < 0:
             return
         head = bytes(self.buf[:end]).lower()
+        # HTTP/1.0 (wsgiref) closes after each response unless it says otherwise
+        keep = b"\r\nconnection: close" not in head and (
+            not head.startswith(b"http/1.0") or b"\r\nconnection: keep-alive" in head
+        )
         at = head.find(b"\r\ncontent-length:")
-        if at < 0:
-            waiter.set_exception(ConnectionError("response without Content-Length"))
-            return
-        stop = head.find(b"\r\n", at + 2)
-        length = int(head[at + 17 : stop if stop > 0 else len(head)])
-        total = end + 4 + length
-        if len(self.buf) < total:
-            return
+        if at < 0:  # the body runs to the end of the connection
+            if not self.closed:
+                return
+            total = len(self.buf)
+            keep = False
+        else:
+            stop = head.find(b"\r\n", at + 2)
+            total = end + 4 + int(head[at + 17 : stop if stop > 0 else len(head)])
+            if len(self.buf) < total:
+                return
         body = bytes(self.buf[end + 4 : total])
         del self.buf[:total]
-        waiter.set_result((int(head[9:12]), body, b"\r\nconnection: close" not in head))
+        waiter.set_result((int(head[9:12]), body, keep))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._parse()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(ConnectionError("connection closed"))
 
@@ -329,7 +339,7 @@ class RawHttp:
 
     Keep-alive connections are reused when idle and opened when none is: no limit, so the
     number of connections follows the requests in flight, as independent clients would.
-    Responses must carry Content-Length (aiohttp's and wsgiref's do)."""
+    A response without Content-Length ends with its connection (HTTP/1.0, wsgiref)."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
