@@ -9,15 +9,34 @@ way providers retry. Then it counts end to end, from the database and the fake
 Telegram API: every message processed exactly once (no loss, no duplicate), every
 retry answered without acting twice, every Telegram update answered once.
 
-    .venv/bin/python bench/load.py [--messages 1600] [--concurrency 32]
+    .venv/bin/python bench/load.py [--messages 1600] [--concurrency 32] [--workers 2]
 
 Prints throughput, p50/p99 latency per configuration and the ratio.
+
+Then, on the production configuration (``--workers N`` web workers, PostgreSQL + Redis), the
+cost of one answered message per channel: the same service is sent ``--per-channel`` more
+messages of one channel at a time (a quarter of them first contacts: each new sender sends
+four), and between counters read before and after each phase (after the service's CPU has
+gone quiet, so Telegram's answers through the outbox are in) it prints per message:
+
+* CPU of the web workers and of the queue worker (utime + stime from /proc), and of
+  PostgreSQL's and Redis's server processes, in ms of one core;
+* PostgreSQL statements by kind from ``pg_stat_statements`` (the throw-away cluster is
+  started with ``shared_preload_libraries=pg_stat_statements``; without the extension,
+  transactions from ``pg_stat_database``), rows written (``tup_inserted`` + ``tup_updated`` +
+  ``tup_deleted`` of the database), transactions and WAL bytes;
+* Redis commands from ``INFO commandstats`` (by command);
+* outbox rows created.
+
+Background activity with no traffic (the queue worker's polling, autovacuum) is measured
+over an idle window first and subtracted pro rata. ``--no-accounting`` skips this part.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -41,7 +60,14 @@ from bot.web.chat_session import user_hash  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram, message_update  # noqa: E402
 
 BENCH_IDENTITY_SECRET = "bench-identity-secret"
-from tests.fixtures_services import PostgresCluster, RedisServer, create_database, free_port, postgres_bindir  # noqa: E402
+from tests.fixtures_services import (  # noqa: E402
+    PostgresCluster,
+    RedisServer,
+    create_database,
+    free_port,
+    postgres_bindir,
+)
+from bench._loadgen import CLK_TCK, cmdline, descendants, proc_ticks, settle  # noqa: E402
 
 WECHAT_TOKEN, WECHAT_APPID = "benchtoken", "wxbench0000000001"
 WECHAT_AES = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars
@@ -78,7 +104,10 @@ class Msg:
             return "SM" + self.key.replace("-", "").ljust(32, "0")
         if self.channel == "wechat":
             return str(10**11 + int(self.key.rsplit("-", 1)[1]))
-        return self.key
+        from bot.channels.webchat import scoped_msg_id
+        from bot.web.chat_session import operator_external_id
+
+        return scoped_msg_id(operator_external_id(self.user), self.key) or self.key  # ids are per account
 
 
 @dataclass
@@ -89,6 +118,8 @@ class Result:
     statuses: dict[int, int] = field(default_factory=dict)
     empty_answers: int = 0
     checks: dict[str, int] = field(default_factory=dict)
+    costs: list[Cost] = field(default_factory=list)  # per-message accounting (idle first)
+    statements_on: bool = False
 
     def line(self) -> str:
         lat = sorted(self.latencies)
@@ -125,6 +156,7 @@ class Sender:
         from wechatpy.crypto import WeChatCrypto
 
         self.base, self.http = base, http
+        self.deliveries = itertools.count()
         self.crypto = WeChatCrypto(WECHAT_TOKEN, WECHAT_AES, WECHAT_APPID)
 
     async def send(self, m: Msg) -> tuple[int, bool]:
@@ -162,7 +194,8 @@ class Sender:
         # WeChat safe mode: the XML arrives AES-encrypted with msg_signature
         from bot.channels.wechat.signature import sign
 
-        ts, nonce = str(int(time.time())), f"n{m.key}"
+        # WeChat signs each delivery, a retry too, with a new nonce (a repeated one is a replay: 403)
+        ts, nonce = str(int(time.time())), f"n{m.key}-{next(self.deliveries)}"
         plain = (
             f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{m.user}]]></FromUserName>"
             f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
@@ -244,6 +277,10 @@ async def count_end_to_end(db_url: str, mix: list[Msg], fake: FakeTelegram, res:
         seen = {(ch, mid): n for ch, mid, n in rows}
         found = sum((m.channel, m.wire_id) in seen for m in firsts)
         res.checks["lost"] = len(firsts) - found
+        for ch in ("web", "wechat", "telegram", "sms"):
+            missing = sum((m.channel, m.wire_id) not in seen for m in firsts if m.channel == ch)
+            if missing:
+                res.checks[f"lost_{ch}"] = missing
         res.checks["duplicated"] = sum(n - 1 for n in seen.values() if n > 1)
         members = await ChannelAccount.filter(channel="telegram", external_id__in=list(tg_chats)).values_list(
             "member_id", flat=True
@@ -284,7 +321,17 @@ async def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> N
 
 
 async def run_config(
-    name: str, db_url: str, redis_url: str, workers: int, mix: list[Msg], concurrency: int, tmp: Path
+    name: str,
+    db_url: str,
+    redis_url: str,
+    workers: int,
+    mix: list[Msg],
+    concurrency: int,
+    tmp: Path,
+    *,
+    settle_first: bool = True,
+    accounting: tuple[StatsPostgres, RedisServer] | None = None,
+    per_channel: int = 0,
 ) -> Result:
     fake = await FakeTelegram().start()
     port = free_port()
@@ -372,7 +419,38 @@ async def run_config(
             8,
             Result("warm-up"),
         )
-        await drive(base, mix, concurrency, res)
+        if settle_first:  # the workers' start-up work (embedding, calibration) is not the load's
+            await settle(proc.pid, label=f"{name.split(',')[0]} start-up")
+        acc = None
+        if accounting is not None:
+            acc = Accounting(accounting[0], db_url, accounting[1], proc.pid)
+            await acc.open()
+        try:
+            before = await acc.snapshot() if acc is not None else None
+            await drive(base, mix, concurrency, res)
+            if acc is not None and before is not None:
+                await wait_telegram(fake, {m.user for m in mix if m.channel == "telegram"})
+                await settle(proc.pid, quiet_for=1.0, timeout=60)
+                mixed = diff("mix (+10 % retries)", res.statuses.get(200, 0), before, await acc.snapshot())
+                mixed.db["req_per_s"] = len(res.latencies) / res.seconds if res.seconds else 0.0
+                costs = await account_channels(acc, base, fake, per_channel, concurrency, proc.pid)
+                # the mix ran before the idle window was measured: subtract it now
+                idle = costs[0]
+                k = mixed.seconds / idle.seconds if idle.seconds else 0.0
+                mixed.statements = {
+                    kd: (max(0.0, c - k * idle.statements.get(kd, (0, 0))[0]), r)
+                    for kd, (c, r) in mixed.statements.items()
+                }
+                mixed.redis = {cmd: max(0.0, v - k * idle.redis.get(cmd, 0.0)) for cmd, v in mixed.redis.items()}
+                mixed.cpu = {role: max(0.0, v - k * idle.cpu.get(role, 0.0)) for role, v in mixed.cpu.items()}
+                for key in ("xact_commit", "tup_inserted", "tup_updated", "tup_deleted"):
+                    mixed.db[key] = max(0.0, mixed.db.get(key, 0.0) - k * idle.db.get(key, 0.0))
+                mixed.wal_bytes = max(0.0, mixed.wal_bytes - k * idle.wal_bytes)
+                res.costs = [idle, mixed, *costs[1:]]
+                res.statements_on = acc.statements_on
+        finally:
+            if acc is not None:
+                await acc.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
@@ -381,24 +459,409 @@ async def run_config(
     return res
 
 
+# --- per-message accounting on PostgreSQL + Redis ------------------------------------------------------------------
+class StatsPostgres(PostgresCluster):
+    """The tests' throw-away cluster, with ``pg_stat_statements`` loaded when it is installed."""
+
+    @property
+    def has_statements(self) -> bool:
+        return (self.bindir.parent / "lib" / "pg_stat_statements.so").exists()
+
+    def start(self) -> None:
+        if not self.has_statements:
+            return super().start()
+        opts = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -F -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=200 "
+            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.root / "server.log"),
+            "start",
+        )
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def role_of(pid: int) -> str:
+    cl = cmdline(pid)
+    if "bot.workers web" in cl:
+        return "web"
+    if "bot.workers queue" in cl:
+        return "queue"
+    return "supervisor"
+
+
+@dataclass
+class Snapshot:
+    at: float
+    statements: dict[str, tuple[int, int]]  # kind -> (calls, rows)
+    db: dict[str, int]  # pg_stat_database counters of the service's database
+    wal_bytes: int
+    redis: dict[str, int]  # command -> calls
+    outbox: dict[str, int]  # channel -> rows
+    cpu: dict[str, float]  # role -> CPU seconds since start
+    texts: dict[str, int] = field(default_factory=dict)  # statement -> calls (pg_stat_statements)
+
+
+# asyncpg's Connection.reset() when a connection goes back to its pool: one round trip
+# (a simple query of these four statements; pg_stat_statements lists each)
+POOL_RESET = frozenset({"UNLISTEN *", "CLOSE ALL", "SELECT pg_advisory_unlock_all()", "RESET ALL"})
+
+
+class Accounting:
+    """Counters of PostgreSQL, Redis, the outbox table and the service's processes."""
+
+    KINDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+    def __init__(self, pg: StatsPostgres, db_url: str, redis: RedisServer, service_pid: int) -> None:
+        self.pg, self.db_url, self.redis, self.service_pid = pg, db_url, redis, service_pid
+        self.db_name = db_url.rsplit("/", 1)[1]
+        self.statements_on = False
+        self.texts: dict[str, int] = {}  # statement text -> calls, at the last snapshot
+        self._admin = None  # asyncpg connection to the maintenance database
+        self._db = None  # asyncpg connection to the service's database
+        self._redis = None
+
+    async def open(self) -> None:
+        import asyncpg
+        import redis.asyncio as aioredis
+
+        self._admin = await asyncpg.connect(self.pg.url.replace("postgres://", "postgresql://", 1))
+        self._db = await asyncpg.connect(self.db_url.replace("postgres://", "postgresql://", 1))
+        if self.pg.has_statements:
+            try:
+                await self._admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                self.statements_on = True
+            except Exception as exc:  # noqa: BLE001 - the fallback is pg_stat_database alone
+                print(f"pg_stat_statements unavailable ({exc}); statements from pg_stat_database only")
+        self._redis = aioredis.Redis.from_url(self.redis.url)
+
+    async def close(self) -> None:
+        for conn in (self._admin, self._db):
+            if conn is not None:
+                await conn.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _cpu(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid in descendants(self.service_pid):
+            r = role_of(pid)
+            out[r] = out.get(r, 0.0) + proc_ticks(pid) / CLK_TCK
+        pm = self.pg.postmaster_pid()
+        if pm is not None:
+            out["postgresql"] = sum(proc_ticks(p) for p in descendants(pm)) / CLK_TCK
+        if self.redis.proc is not None:
+            out["redis"] = proc_ticks(self.redis.proc.pid) / CLK_TCK
+        return out
+
+    async def snapshot(self) -> Snapshot:
+        assert self._admin is not None and self._db is not None and self._redis is not None
+        # an idle backend flushes its pg_stat_database counters up to 10 s late (PostgreSQL 15:
+        # PGSTAT_IDLE_INTERVAL); pg_stat_statements is current at once
+        await asyncio.sleep(11.0)
+        statements: dict[str, tuple[int, int]] = {}
+        if self.statements_on:
+            rows = await self._admin.fetch(
+                "SELECT s.query, s.calls, s.rows FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                "WHERE d.datname = $1 AND s.query NOT LIKE '%/* bench */%'",
+                self.db_name,
+            )
+            self.texts = {r["query"]: int(r["calls"]) for r in rows}
+            for r in rows:
+                word = (r["query"].lstrip("( \n").split(None, 1) or ["?"])[0].upper()
+                kind = word if word in self.KINDS else ("WITH" if word == "WITH" else "other")
+                if r["query"].strip() in POOL_RESET:
+                    kind = "pool reset"
+                if word in ("START",):
+                    kind = "BEGIN"
+                if word == "END":
+                    kind = "COMMIT"
+                c, n = statements.get(kind, (0, 0))
+                statements[kind] = (c + r["calls"], n + r["rows"])
+        db = dict(
+            await self._admin.fetchrow(
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, tup_returned, "
+                "tup_fetched FROM pg_stat_database WHERE datname = $1 /* bench */",
+                self.db_name,
+            )
+        )
+        wal = int(await self._admin.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') /* bench */"))
+        outbox = {
+            r["channel"]: r["n"]
+            for r in await self._db.fetch(
+                "SELECT channel, count(*) AS n FROM outbox_message GROUP BY channel /* bench */"
+            )
+        }
+        info = await self._redis.info("commandstats")
+        redis = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items() if k != "cmdstat_info"}
+        return Snapshot(time.perf_counter(), statements, db, wal, redis, outbox, self._cpu(), dict(self.texts))
+
+
+@dataclass
+class Cost:
+    """One phase's deltas, less the idle background for as long as the phase lasted."""
+
+    name: str
+    messages: int
+    seconds: float
+    statements: dict[str, tuple[float, float]] = field(default_factory=dict)
+    db: dict[str, float] = field(default_factory=dict)
+    wal_bytes: float = 0.0
+    redis: dict[str, float] = field(default_factory=dict)
+    outbox: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, int] = field(default_factory=dict)  # statement -> calls in the phase
+
+    def per(self, x: float) -> float:
+        return x / self.messages if self.messages else 0.0
+
+    @property
+    def statements_total(self) -> float:
+        """Statements the service sent, not counting the pool resets' four each."""
+        return sum(c for k, (c, _) in self.statements.items() if k != "pool reset")
+
+    @property
+    def pool_resets(self) -> float:
+        return self.statements.get("pool reset", (0.0, 0.0))[0] / len(POOL_RESET)
+
+    @property
+    def round_trips(self) -> float:
+        """Statements plus pool resets (one round trip each; asyncpg's executemany aside)."""
+        return self.statements_total + self.pool_resets
+
+    @property
+    def rows_written(self) -> float:
+        return self.db.get("tup_inserted", 0) + self.db.get("tup_updated", 0) + self.db.get("tup_deleted", 0)
+
+    @property
+    def redis_total(self) -> float:
+        return sum(self.redis.values())
+
+
+def diff(name: str, messages: int, a: Snapshot, b: Snapshot, idle: Cost | None = None) -> Cost:
+    seconds = b.at - a.at
+    k = seconds / idle.seconds if idle is not None and idle.seconds else 0.0
+    c = Cost(name, messages, seconds)
+    for kind in set(a.statements) | set(b.statements):
+        c0, r0 = a.statements.get(kind, (0, 0))
+        c1, r1 = b.statements.get(kind, (0, 0))
+        ic, ir = idle.statements.get(kind, (0.0, 0.0)) if idle else (0.0, 0.0)
+        c.statements[kind] = (max(0.0, c1 - c0 - k * ic), max(0.0, r1 - r0 - k * ir))
+    for key in b.db:
+        c.db[key] = max(0.0, b.db[key] - a.db.get(key, 0) - (k * idle.db.get(key, 0.0) if idle else 0.0))
+    c.wal_bytes = max(0.0, b.wal_bytes - a.wal_bytes - (k * idle.wal_bytes if idle else 0.0))
+    for cmd in set(a.redis) | set(b.redis):
+        d = b.redis.get(cmd, 0) - a.redis.get(cmd, 0) - (k * idle.redis.get(cmd, 0.0) if idle else 0.0)
+        if d > 0.5:
+            c.redis[cmd] = d
+    c.outbox = sum(b.outbox.values()) - sum(a.outbox.values())
+    c.texts = {q: n - a.texts.get(q, 0) for q, n in b.texts.items() if n > a.texts.get(q, 0)}
+    for role in set(a.cpu) | set(b.cpu):
+        d = b.cpu.get(role, 0.0) - a.cpu.get(role, 0.0) - (k * idle.cpu.get(role, 0.0) if idle else 0.0)
+        c.cpu[role] = max(0.0, d)
+    return c
+
+
+async def wait_telegram(fake: FakeTelegram, chats: set[str], timeout: float = 60) -> None:
+    """Until every chat got an answer through the Bot API (they go out after the webhook's 200)."""
+    deadline = time.monotonic() + timeout
+    while chats - {c.chat_id for c in fake.sent()} and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+
+
+def channel_phase(channel: str, n: int, phase: int) -> list[Msg]:
+    """``n`` messages of one channel, from ``n // 4`` new senders who send four each (so a
+    quarter are first contacts), message ids of their own."""
+    rnd = random.Random(100 + phase)
+    out = []
+    for j in range(n):
+        k = j // 4 + 1000 * phase
+        base = 500_000 + 10_000 * phase + j
+        user = {
+            "web": f"pw{k}",
+            "wechat": f"oPhase{k:06d}",
+            "telegram": str(600_000 + k),
+            "sms": f"+86139{k:08d}",
+        }[channel]
+        key = str(base) if channel == "telegram" else f"{channel}-{base}"
+        out.append(Msg(channel, key, user, rnd.choice(QUESTIONS)))
+    return out
+
+
+async def account_channels(
+    acc: Accounting, base: str, fake: FakeTelegram, per_channel: int, concurrency: int, service_pid: int
+) -> list[Cost]:
+    await settle(service_pid, quiet_for=2.0, timeout=60, below=0.05)
+    # the background with no traffic: the queue worker's polling, autovacuum, the stores' timers
+    a = await acc.snapshot()
+    await asyncio.sleep(5.0)
+    b = await acc.snapshot()
+    idle = diff("idle", 0, a, b)
+    costs = [idle]
+    for phase, channel in enumerate(("web", "wechat", "telegram", "sms"), start=1):
+        msgs = channel_phase(channel, per_channel, phase)
+        res = Result(channel)
+        a = await acc.snapshot()
+        await drive(base, msgs, concurrency, res)
+        if channel == "telegram":  # answered through the Bot API after the webhook's 200
+            await wait_telegram(fake, {m.user for m in msgs})
+        await settle(service_pid, quiet_for=1.0, timeout=60, below=0.05)
+        b = await acc.snapshot()
+        answered = res.statuses.get(200, 0)
+        cost = diff(channel, answered, a, b, idle)
+        cost.db["req_per_s"] = len(res.latencies) / res.seconds if res.seconds else 0.0
+        costs.append(cost)
+    return costs
+
+
+def print_costs(costs: list[Cost], workers: int, statements_on: bool) -> dict[str, object]:
+    idle, phases = costs[0], costs[1:]
+    print(
+        f"\nPer answered message, {workers} web workers + queue worker on PostgreSQL + Redis (background with no "
+        f"traffic subtracted: per second {idle.statements_total / idle.seconds:.1f} statements, "
+        f"{idle.redis_total / idle.seconds:.1f} Redis commands, "
+        f"{sum(idle.cpu.values()) / idle.seconds * 1000:.1f} ms CPU of all processes)\n"
+    )
+    kinds = sorted(
+        {k for c in phases for k in c.statements if k != "pool reset"}, key=lambda k: (k not in Accounting.KINDS, k)
+    )
+    head = ["channel", "messages", "closed-loop msg/s", "web CPU ms", "queue CPU ms", "PostgreSQL CPU ms",
+            "Redis CPU ms", "PG statements" + ("" if statements_on else " (n/a)"), *[f"  {k}" for k in kinds],
+            "PG pool resets (1 round trip each)", "PG round trips", "PG transactions", "rows written", "  inserted", "  updated", "  deleted", "WAL kB", "Redis commands",
+            "outbox rows"]  # fmt: skip
+    rows: dict[str, list[str]] = {}
+    out: dict[str, object] = {}
+    for c in phases:
+        per = c.per
+        vals = {
+            "messages": c.messages,
+            "closed_loop_msg_per_s": round(c.db.get("req_per_s", 0.0), 1),
+            "web_cpu_ms": round(1000 * per(c.cpu.get("web", 0.0)), 3),
+            "queue_cpu_ms": round(1000 * per(c.cpu.get("queue", 0.0)), 3),
+            "postgresql_cpu_ms": round(1000 * per(c.cpu.get("postgresql", 0.0)), 3),
+            "redis_cpu_ms": round(1000 * per(c.cpu.get("redis", 0.0)), 3),
+            "pg_statements": round(per(c.statements_total), 2),
+            "pg_statements_by_kind": {k: round(per(c.statements.get(k, (0, 0))[0]), 2) for k in kinds},
+            "pg_pool_resets": round(per(c.pool_resets), 2),
+            "pg_round_trips": round(per(c.round_trips), 2),
+            "pg_transactions": round(per(c.db.get("xact_commit", 0) + c.db.get("xact_rollback", 0)), 2),
+            "rows_written": round(per(c.rows_written), 2),
+            "rows_inserted": round(per(c.db.get("tup_inserted", 0)), 2),
+            "rows_updated": round(per(c.db.get("tup_updated", 0)), 2),
+            "rows_deleted": round(per(c.db.get("tup_deleted", 0)), 2),
+            "wal_bytes": round(per(c.wal_bytes)),
+            "redis_commands": round(per(c.redis_total), 2),
+            "redis_by_command": {k: round(per(v), 2) for k, v in sorted(c.redis.items(), key=lambda x: -x[1])},
+            "outbox_rows": round(per(c.outbox), 2),
+        }
+        out[c.name] = vals
+        rows[c.name] = [
+            str(c.messages),
+            f"{vals['closed_loop_msg_per_s']:.0f}",
+            f"{vals['web_cpu_ms']:.2f}",
+            f"{vals['queue_cpu_ms']:.2f}",
+            f"{vals['postgresql_cpu_ms']:.2f}",
+            f"{vals['redis_cpu_ms']:.2f}",
+            f"{vals['pg_statements']:.2f}",
+            *[f"{vals['pg_statements_by_kind'][k]:.2f}" for k in kinds],  # type: ignore[index]
+            f"{vals['pg_pool_resets']:.2f}",
+            f"{vals['pg_round_trips']:.2f}",
+            f"{vals['pg_transactions']:.2f}",
+            f"{vals['rows_written']:.2f}",
+            f"{vals['rows_inserted']:.2f}",
+            f"{vals['rows_updated']:.2f}",
+            f"{vals['rows_deleted']:.2f}",
+            f"{vals['wal_bytes'] / 1024:.1f}",  # type: ignore[operator]
+            f"{vals['redis_commands']:.2f}",
+            f"{vals['outbox_rows']:.2f}",
+        ]
+    names = list(rows)
+    print("| per message | " + " | ".join(names) + " |")
+    print("| --- | " + " | ".join("---" for _ in names) + " |")
+    for i, h in enumerate(head[1:]):
+        print(f"| {h} | " + " | ".join(rows[n][i] for n in names) + " |")
+    print("\nPostgreSQL statements per message, the most frequent (pg_stat_statements):")
+    for c in phases:
+        if not c.messages:
+            continue
+        print(f"  {c.name}:")
+        for q, n in sorted(c.texts.items(), key=lambda x: -x[1])[:12]:
+            print(f"    {n / c.messages:6.2f}  {' '.join(q.split())[:150]}")
+    print("\nRedis commands per message, by command:")
+    for c in phases:
+        top = ", ".join(
+            f"{k} {v / c.messages:.2f}" for k, v in sorted(c.redis.items(), key=lambda x: -x[1]) if c.messages
+        )
+        print(f"  {c.name}: {top}")
+    out["idle_per_s"] = {
+        "pg_statements": round(idle.statements_total / idle.seconds, 2),
+        "redis_commands": round(idle.redis_total / idle.seconds, 2),
+        "cpu_ms": {k: round(1000 * v / idle.seconds, 2) for k, v in idle.cpu.items()},
+    }
+    return out
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=1600)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2, help="web workers of the production configuration")
+    ap.add_argument(
+        "--per-channel", type=int, default=0, help="messages per channel for the accounting (default: messages / 2)"
+    )
+    ap.add_argument("--no-accounting", dest="accounting", action="store_false")
+    ap.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="drive as soon as the service answers (as before 2026-12): start-up work then shares the CPU",
+    )
     args = ap.parse_args()
     mix = build_mix(min(args.messages, 20000))
+    per_channel = args.per_channel or max(40, args.messages // 2)
     tmp = Path(tempfile.mkdtemp(prefix="everycsr-load-"))
-    redis, pg = RedisServer(), PostgresCluster(postgres_bindir() or Path("/nonexistent"))
+    redis, pg = RedisServer(), StatsPostgres(postgres_bindir() or Path("/nonexistent"))
     redis.start()
     pg.init()
     pg.start()
     try:
         base_res = await run_config(
-            "1 process, SQLite, in-process", f"sqlite://{tmp / 'bench.sqlite3'}", "", 1, mix, args.concurrency, tmp
+            "1 process, SQLite, in-process",
+            f"sqlite://{tmp / 'bench.sqlite3'}",
+            "",
+            1,
+            mix,
+            args.concurrency,
+            tmp,
+            settle_first=args.settle,
         )
         pg_url = await create_database(pg.url)
         prod_res = await run_config(
-            "2 workers, PostgreSQL + Redis", pg_url, redis.url + "/0", 2, mix, args.concurrency, tmp
+            f"{args.workers} workers, PostgreSQL + Redis",
+            pg_url,
+            redis.url + "/0",
+            args.workers,
+            mix,
+            args.concurrency,
+            tmp,
+            settle_first=args.settle,
+            accounting=(pg, redis) if args.accounting else None,
+            per_channel=per_channel,
         )
     finally:
         redis.cleanup()
@@ -410,8 +873,11 @@ async def main() -> None:
     for r in (base_res, prod_res):
         print(r.line())
     ratio = (len(prod_res.latencies) / prod_res.seconds) / (len(base_res.latencies) / base_res.seconds)
-    print(f"throughput ratio (2 workers PG+Redis / 1 process SQLite): {ratio:.2f}")
-    print(json.dumps({"baseline": base_res.checks, "production": prod_res.checks}))
+    print(f"throughput ratio ({args.workers} workers PG+Redis / 1 process SQLite): {ratio:.2f}")
+    out: dict[str, object] = {"baseline": base_res.checks, "production": prod_res.checks}
+    if prod_res.costs:
+        out["per_message"] = print_costs(prod_res.costs, args.workers, prod_res.statements_on)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,20 @@ AES-encrypted text message, signature + msg_signature query parameters):
   message, a fixed text reply, served by its WSGI app on a threaded wsgiref server.
 
     python bench/wechat.py                      # 200 senders, 8 s per server
-    python bench/wechat.py --concurrency 200 --seconds 8 --json
+    python bench/wechat.py --concurrency 200 --seconds 8
+    python bench/wechat.py --open-loop half     # + each server open-loop at half its saturation
+    python bench/wechat.py --open-loop 300      # each server open-loop at 300 callbacks/s only
 
-Every answer is decrypted and checked. Prints a table; the last line is JSON.
+A sample of the answers is decrypted and checked. Prints a table; the last line is JSON.
+Each row has the server's CPU per answered callback (utime + stime of the server process
+from /proc over the measured window, ms of one core).
+
+``--open-loop RATE`` sends callbacks at a constant arrival rate (Poisson, or ``--arrivals
+fixed``), each request its own task on a connection pool without a limit, and reports the
+achieved rate, p50/p95/p99/max from the scheduled send time, errors and the callbacks the
+generator sent late (> 5 ms behind schedule). ``--open-loop half`` measures each server
+closed-loop first (the usual table) and then drives it open-loop at half of that rate, on
+new senders (openids) with the closed loop's shape.
 """
 
 from __future__ import annotations
@@ -30,11 +41,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # bench/ holds scripts named like the packages (bench/gamification.py): import the packages
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-from bench._loadgen import FixedPipeline, free_port, wait_up  # noqa: E402
+from bench._loadgen import (  # noqa: E402
+    OPEN_HEADER,
+    CpuMeter,
+    FixedPipeline,
+    OpenLoopResult,
+    RawHttp,
+    free_port,
+    half_rate,
+    open_loop,
+    parse_open_loop,
+    settle,
+    wait_up,
+)
 
 TOKEN = "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -116,6 +140,7 @@ async def load(
     expect: str,
     max_requests: int,
     offset: int = 10_000_000,
+    cpu_pid: int | None = None,
 ) -> dict[str, float]:
     import aiohttp
 
@@ -165,13 +190,18 @@ async def load(
                     errors += 1
                 checked += 1
 
+    meter = CpuMeter(cpu_pid)
+    meter.prepare()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
+        meter.start()
         await asyncio.gather(*[sender(session) for _ in range(concurrency)])
         elapsed = time.perf_counter() - started
+        meter.stop()
     latencies.sort()
     n = len(latencies)
+    cpu_s = meter.seconds
     return {
         "requests": n,
         "errors": errors,
@@ -181,10 +211,61 @@ async def load(
         "max_ms": 1000 * latencies[-1],
         "near_deadline": sum(1 for x in latencies if x >= 4.0),
         "mean_ms": 1000 * statistics.fmean(latencies),
+        "cpu_ms_per_answered": 1000 * cpu_s / (n - errors) if cpu_s is not None and n > errors else 0.0,
+        "server_cpu_share": meter.share or 0.0,
     }
 
 
-def run_one(name: str, cmd: list[str], port: int, **kw) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def open_load(
+    port: int,
+    *,
+    rate: float,
+    seconds: float,
+    unique: bool,
+    expect: str,
+    arrivals: str,
+    cpu_pid: int,
+    offset: int = 20_000_000,
+) -> OpenLoopResult:
+    """Callbacks at a constant arrival rate ``rate``/s for ``seconds`` (after 1 s of warm-up),
+    each with its own MsgId from new senders (``oOpen0``…``oOpen499``) when ``unique``."""
+    from urllib.parse import urlencode
+
+    from tests.fakes.wechat_api import WeChatCallbacks
+
+    wx = WeChatCallbacks(TOKEN, AES_KEY, APPID)
+
+    def request(i: int) -> tuple[dict[str, str], str, bytes]:
+        openid = f"oOpen{i % 500}"
+        params, body = wx.build(wx.text_xml(openid, QUESTION, str(offset + i)), mode="safe", openid=openid)
+        return params, "/wechat?" + urlencode(params), body
+
+    # build requests ahead (encrypting is WeChat's work): Poisson arrivals need some slack
+    expected = rate * (seconds + 1.0)
+    pool = [request(i) for i in range(int(expected * 1.1 + 6 * expected**0.5 + 50))] if unique else []
+    same = request(0)
+    checked = 0
+
+    async def send(client: RawHttp, i: int) -> bool:
+        nonlocal checked
+        if not unique:
+            params, target, body = same
+        else:
+            params, target, body = pool[i] if i < len(pool) else request(i)
+        status, data = await client.request("POST", target, body, "text/xml")
+        if status != 200:
+            return False
+        if checked < 50 or i % 97 == 0:  # decrypt and check a sample of answers
+            checked += 1
+            return expect in wx.read_reply(data.decode("utf-8"), params).get("Content", "")
+        return True
+
+    return await open_loop(
+        send, port=port, rate=rate, duration=seconds, arrivals=arrivals, cpu_pid=cpu_pid, timeout=30.0
+    )
+
+
+def run_one(name: str, cmd: list[str], port: int, **kw: Any) -> tuple[dict[str, float] | None, OpenLoopResult | None]:
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -194,28 +275,49 @@ def run_one(name: str, cmd: list[str], port: int, **kw) -> dict[str, float]:  # 
             log.seek(0)
             sys.stderr.write(log.read().decode("utf-8", "replace")[-3000:])
             raise
+        if kw["settle"]:  # start-up work (embedding, calibration) is not the load's
+            asyncio.run(settle(proc.pid, label=f"{name} start-up"))
         asyncio.run(
             load(
                 port, concurrency=20, seconds=1.0, unique=kw["unique"], expect=kw["expect"], max_requests=200, offset=1
             )
         )  # warm-up (its own MsgIds): jieba, caches, connections
-        result = asyncio.run(
-            load(
-                port,
-                concurrency=kw["concurrency"],
-                seconds=kw["seconds"],
-                unique=kw["unique"],
-                expect=kw["expect"],
-                max_requests=kw["max_requests"],
+        result = None
+        if kw["open_loop"] in (None, "half"):
+            result = asyncio.run(
+                load(
+                    port,
+                    concurrency=kw["concurrency"],
+                    seconds=kw["seconds"],
+                    unique=kw["unique"],
+                    expect=kw["expect"],
+                    max_requests=kw["max_requests"],
+                    cpu_pid=proc.pid,
+                )
             )
-        )
+        opened = None
+        if kw["open_loop"] is not None:
+            if kw["settle"]:  # the closed loop's leftover work is not the open loop's
+                asyncio.run(settle(proc.pid, label=f"{name} after the closed loop"))
+            rate = half_rate(result["rps"]) if result is not None else float(kw["open_loop"])
+            opened = asyncio.run(
+                open_load(
+                    port,
+                    rate=rate,
+                    seconds=kw["seconds"],
+                    unique=kw["unique"],
+                    expect=kw["expect"],
+                    arrivals=kw["arrivals"],
+                    cpu_pid=proc.pid,
+                )
+            )
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return result
+    return result, opened
 
 
 def main() -> int:
@@ -223,6 +325,18 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--max-requests", type=int, default=40_000)
+    ap.add_argument(
+        "--open-loop",
+        metavar="RATE|half",
+        help="constant arrival rate in callbacks/s, or 'half': half of each server's closed-loop saturation",
+    )
+    ap.add_argument("--arrivals", choices=["poisson", "fixed"], default="poisson")
+    ap.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="measure as soon as the port opens (as before 2026-12): start-up work then shares the CPU",
+    )
     ap.add_argument("--serve", choices=["everycsr", "werobot"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -235,16 +349,38 @@ def main() -> int:
         serve_werobot(args.port)
         return 0
 
-    common = dict(concurrency=args.concurrency, seconds=args.seconds, max_requests=args.max_requests)
+    try:
+        open_mode = parse_open_loop(args.open_loop)
+    except ValueError as exc:
+        ap.error(str(exc))
+    common = dict(
+        concurrency=args.concurrency,
+        seconds=args.seconds,
+        max_requests=args.max_requests,
+        open_loop=open_mode,
+        arrivals=args.arrivals,
+        settle=args.settle,
+    )
     results: dict[str, dict[str, float]] = {}
+    opened: dict[str, OpenLoopResult] = {}
+
+    def keep(name: str, pair: tuple[dict[str, float] | None, OpenLoopResult | None]) -> None:
+        if pair[0] is not None:
+            results[name] = pair[0]
+        if pair[1] is not None:
+            opened[name] = pair[1]
+
     port = free_port()
-    results["werobot"] = run_one(
+    keep(
         "werobot",
-        [sys.executable, __file__, "--serve", "werobot", "--port", str(port)],
-        port,
-        unique=False,
-        expect=FIXED,
-        **common,
+        run_one(
+            "werobot",
+            [sys.executable, __file__, "--serve", "werobot", "--port", str(port)],
+            port,
+            unique=False,
+            expect=FIXED,
+            **common,
+        ),
     )
     for name, fixed in (("everycsr", True), ("everycsr+kb", False)):
         with tempfile.TemporaryDirectory() as tmp:
@@ -259,27 +395,39 @@ def main() -> int:
                 "--db",
                 str(Path(tmp) / "bench.sqlite3"),
             ] + (["--fixed"] if fixed else [])
-            results[name] = run_one(name, cmd, port, unique=True, expect=FIXED if fixed else "流量", **common)
-    print(
-        f"safe-mode text callbacks, {args.concurrency} concurrent senders, {args.seconds:g} s each, "
-        f"nproc={os.cpu_count()}"
-    )
-    print(f"{'server':<12} {'req':>7} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>=4s':>5}")
-    for name, r in results.items():
+            keep(name, run_one(name, cmd, port, unique=True, expect=FIXED if fixed else "流量", **common))
+    out: dict[str, object] = {}
+    if results:
         print(
-            f"{name:<12} {r['requests']:>7.0f} {r['errors']:>4.0f} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} "
-            f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['near_deadline']:>5.0f}"
+            f"safe-mode text callbacks, {args.concurrency} concurrent senders, {args.seconds:g} s each, "
+            f"nproc={os.cpu_count()}"
         )
-    ratio = results["everycsr"]["rps"] / results["werobot"]["rps"]
-    print(
-        f"throughput ratio EveryCSR / WeRoBot (both a fixed reply): {ratio:.2f}x; "
-        f"with the whole pipeline: {results['everycsr+kb']['rps'] / results['werobot']['rps']:.2f}x"
-    )
-    print(
-        json.dumps(
-            {"ratio": round(ratio, 2), **{k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}}
+        print(
+            f"{'server':<12} {'req':>7} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'>=4s':>5}"
+            f" {'CPU ms/ans':>10}"
         )
-    )
+        for name, r in results.items():
+            print(
+                f"{name:<12} {r['requests']:>7.0f} {r['errors']:>4.0f} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} "
+                f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['near_deadline']:>5.0f} {r['cpu_ms_per_answered']:>10.3f}"
+            )
+        ratio = results["everycsr"]["rps"] / results["werobot"]["rps"]
+        print(
+            f"throughput ratio EveryCSR / WeRoBot (both a fixed reply): {ratio:.2f}x; "
+            f"with the whole pipeline: {results['everycsr+kb']['rps'] / results['werobot']['rps']:.2f}x"
+        )
+        out = {"ratio": round(ratio, 2), **{k: {m: round(v, 3) for m, v in r.items()} for k, r in results.items()}}
+    if opened:
+        how = "half of each server's closed-loop rate" if open_mode == "half" else f"{open_mode:g} callbacks/s"
+        print(
+            f"\nopen loop: {args.arrivals} arrivals at {how}, {args.seconds:g} s each after 1 s of warm-up; "
+            "latency from the scheduled send; late = sent > 5 ms after schedule\n"
+        )
+        print(OPEN_HEADER)
+        for name, o in opened.items():
+            print(o.row(name))
+        out["open_loop"] = {k: o.as_dict() for k, o in opened.items()}
+    print(json.dumps(out))
     return 0
 
 
