@@ -114,7 +114,12 @@ async def build_services(settings: Settings) -> Built:
 
         redis, dedup, state, limiter = await connect_redis_stores(settings)
     else:
-        redis, dedup, state, limiter = None, MemoryDedupStore(), MemoryStateStore(), MemoryRateLimiter()
+        redis, dedup, state, limiter = (
+            None,
+            MemoryDedupStore(max_entries=settings.memory_dedup_max_entries),
+            MemoryStateStore(max_entries=settings.memory_state_max_entries),
+            MemoryRateLimiter(),
+        )
     services = Services(
         settings=settings,
         translator=get_translator(),

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # worker is alive: a retry after a worker died takes the message over once it lapses
     dedup_lease_seconds: float = 6.0
     state_ttl_seconds: int = 7 * 24 * 3600
+    # without Redis (one process): how many answered message ids and member states this
+    # process keeps at most; past it the oldest go (a late retry is still answered once,
+    # from its transcript row)
+    memory_dedup_max_entries: int = 50_000
+    memory_state_max_entries: int = 100_000
     jieba_cache_dir: str = str(ROOT / "data")
 
     # --- knowledge matching ------------------------------------------------------------

@@ -77,11 +77,15 @@ class TTLMap:
     """Entries that expire. Each write moves its key to the end, so with one TTL the order
     is expiry order and expired entries are dropped from the front, a couple per write:
     O(1) per operation and memory bounded by what is live, instead of scanning every entry
-    (a day of dedup keys is hundreds of thousands) on each message."""
+    (a day of dedup keys is hundreds of thousands) on each message. ``max_entries`` also
+    bounds it by count: past it, the least recently written entry goes, live or not (a
+    day's TTL at a steady rate would otherwise hold millions)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int | None = None) -> None:
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._clock = clock
+        self.max_entries = max_entries
+        self.evicted = 0  # live entries dropped for room
 
     def __len__(self) -> int:
         return len(self._data)
@@ -103,6 +107,9 @@ class TTLMap:
             if self._data[oldest][0] >= now:
                 break
             del self._data[oldest]
+        if self.max_entries is not None and len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+            self.evicted += 1
 
     def pop(self, key: str) -> Any | None:
         hit = self._data.pop(key, None)
@@ -121,11 +128,14 @@ class MemoryDedupStore:
     """The in-process :class:`DedupStore` (one process: the embedded mode).
 
     Every entry is kept ``ttl`` seconds from its last write, whatever its state, so the
-    TTL map's expiry order holds; a processing entry's lease is checked on each claim."""
+    TTL map's expiry order holds; a processing entry's lease is checked on each claim.
+    At most ``max_entries`` are kept: a retry of a message whose entry was dropped for room
+    still acts once, as the inbound transcript row (unique per channel and message id)
+    holds the answer (bot.pipeline, "a retry whose dedup key is gone")."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int | None = None) -> None:
         self._clock = clock
-        self._claims = TTLMap(clock)
+        self._claims = TTLMap(clock, max_entries)
 
     async def claim(self, key: str, lease: float, ttl: int) -> Claim:
         now = self._clock()
@@ -185,8 +195,11 @@ class MemoryDedupStore:
 
 
 class MemoryStateStore:
-    def __init__(self) -> None:
-        self._data = TTLMap()
+    """Conversation states in this process, at most ``max_entries`` members' (the least
+    recently active member's state goes first: a pending numbered choice from long ago)."""
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        self._data = TTLMap(max_entries=max_entries)
 
     async def get(self, key: str) -> dict[str, Any]:
         hit = self._data.get(key)
