@@ -60,6 +60,11 @@ from bench._loadgen import (  # noqa: E402
     wait_up,
 )
 
+# --serve --tree DIR: the server imports EveryCSR (bot, community …) from another checkout
+# (``--also``); the bench's own helpers above stay this checkout's
+if "--tree" in sys.argv:
+    sys.path.insert(0, sys.argv[sys.argv.index("--tree") + 1])
+
 TOKEN = "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx0123456789abcdef"
@@ -341,6 +346,14 @@ def main() -> int:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--fixed", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tree", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another EveryCSR checkout whose whole pipeline is measured in the same run",
+    )
     args = ap.parse_args()
     if args.serve == "everycsr":
         serve_everycsr(args.port, args.db, args.fixed)
@@ -396,6 +409,13 @@ def main() -> int:
                 str(Path(tmp) / "bench.sqlite3"),
             ] + (["--fixed"] if fixed else [])
             keep(name, run_one(name, cmd, port, unique=True, expect=FIXED if fixed else "流量", **common))
+    for i, tree in enumerate(args.also, start=1):
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            cmd = [sys.executable, __file__, "--serve", "everycsr", "--port", str(port)]
+            cmd += ["--db", str(Path(tmp) / "bench.sqlite3"), "--tree", str(Path(tree).resolve())]
+            keep(f"also{i}+kb", run_one(f"also{i}+kb", cmd, port, unique=True, expect="流量", **common))
+            print(f"also{i}+kb = {tree}")
     out: dict[str, object] = {}
     if results:
         print(
