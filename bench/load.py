@@ -802,7 +802,10 @@ def print_costs(costs: list[Cost], workers: int, statements_on: bool) -> dict[st
         print(f"  {c.name}:")
         for q, n in sorted(c.texts.items(), key=lambda x: -x[1])[:12]:
             print(f"    {n / c.messages:6.2f}  {' '.join(q.split())[:150]}")
-    print("\nRedis commands per message, by command:")
+    print(
+        "\nRedis commands per message, by command (INFO commandstats: the commands the Lua scripts run "
+        "inside Redis count too, so client round trips are fewer):"
+    )
     for c in phases:
         top = ", ".join(
             f"{k} {v / c.messages:.2f}" for k, v in sorted(c.redis.items(), key=lambda x: -x[1]) if c.messages
