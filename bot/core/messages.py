@@ -6,7 +6,7 @@ Channel adapters turn their wire format into :class:`Incoming` and render
 
 from __future__ import annotations
 
-import json
+from bot.core import jsoncodec
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -72,11 +72,11 @@ class Reply:
 
 
 def replies_to_json(replies: list[Reply]) -> str:
-    return json.dumps([r.to_dict() for r in replies], ensure_ascii=False)
+    return jsoncodec.dumps([r.to_dict() for r in replies])
 
 
 def replies_from_json(raw: str) -> list[Reply]:
-    return [Reply.from_dict(d) for d in json.loads(raw)]
+    return [Reply.from_dict(d) for d in jsoncodec.loads(raw)]
 
 
 @dataclass(slots=True)

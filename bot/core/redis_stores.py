@@ -10,7 +10,7 @@ rate limiter is GCRA in one Lua script using Redis' clock, so a Telegram limit o
 from __future__ import annotations
 
 import asyncio
-import json
+from bot.core import jsoncodec
 import time
 from typing import Any
 
@@ -141,11 +141,11 @@ class RedisStateStore:
         raw = await self.redis.get(self.prefix + key)
         if raw is None:
             return {}
-        value = json.loads(raw)
+        value = jsoncodec.loads(raw)
         return value if isinstance(value, dict) else {}
 
     async def set(self, key: str, value: dict[str, Any], ttl: int) -> None:
-        await self.redis.set(self.prefix + key, json.dumps(value, ensure_ascii=False).encode("utf-8"), ex=ttl)
+        await self.redis.set(self.prefix + key, jsoncodec.dumps(value).encode("utf-8"), ex=ttl)
 
     async def delete(self, key: str) -> None:
         await self.redis.delete(self.prefix + key)

@@ -7,7 +7,7 @@ implements the same protocols on Redis so several workers share them.
 from __future__ import annotations
 
 import asyncio
-import json
+from bot.core import jsoncodec
 import secrets
 import time
 from collections import OrderedDict
@@ -203,10 +203,10 @@ class MemoryStateStore:
 
     async def get(self, key: str) -> dict[str, Any]:
         hit = self._data.get(key)
-        return json.loads(hit) if hit is not None else {}
+        return jsoncodec.loads(hit) if hit is not None else {}
 
     async def set(self, key: str, value: dict[str, Any], ttl: int) -> None:
-        self._data.set(key, json.dumps(value, ensure_ascii=False), ttl)
+        self._data.set(key, jsoncodec.dumps(value), ttl)
 
     async def delete(self, key: str) -> None:
         self._data.pop(key)

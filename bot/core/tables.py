@@ -12,8 +12,9 @@ Tests pin the round trip against the ORM on SQLite and PostgreSQL
 from __future__ import annotations
 
 import enum
-import json
+from bot.core import jsoncodec
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cache
@@ -51,7 +52,7 @@ def _datetime_from_db(value: Any) -> Any:
 
 
 def _json_from_db(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+    return jsoncodec.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _bool_from_db(value: Any) -> Any:
@@ -95,7 +96,7 @@ class Column:
             # SQLite keeps text: tortoise's adapter writes isoformat(" ")
             return value.isoformat(" ") if dialect == "sqlite" else value
         if kind == "json":
-            return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            return value if isinstance(value, str) else jsoncodec.dumps(value)
         if kind == "enum":
             return value.value if isinstance(value, enum.Enum) else value
         if kind == "date" and dialect == "sqlite":
@@ -130,6 +131,10 @@ class Table(Generic[M]):
     pk: str  # the primary key's column (also its attribute)
     columns: tuple[Column, ...]  # every column but the primary key, in the model's order
     by_name: dict[str, Column]
+    # per select alias: (attribute, result key, converter) of every column, built once
+    _keys: dict[str, tuple[tuple[str, str, Callable[[Any], Any]], ...]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def select_list(self, alias: str, quote: str = '"') -> list[str]:
         """``alias."col" AS "alias__col"`` for the primary key and every column."""
@@ -138,9 +143,12 @@ class Table(Generic[M]):
 
     def from_row(self, row: Any, alias: str) -> M:
         """The instance tortoise would return for a row selected with :meth:`select_list`."""
+        keys = self._keys.get(alias)
+        if keys is None:
+            keys = self._keys[alias] = tuple((c.name, f"{alias}__{c.db}", c.from_db) for c in self.columns)
         values = {self.pk: row[f"{alias}__{self.pk}"]}
-        for c in self.columns:
-            values[c.name] = c.from_db(row[f"{alias}__{c.db}"])
+        for name, key, from_db in keys:
+            values[name] = row[key] if from_db is _same else from_db(row[key])
         return self.model.construct(_saved_in_db=True, **values)
 
     def values_for_insert(self, given: dict[str, Any], now: datetime) -> dict[str, Any]:

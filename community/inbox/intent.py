@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Literal
 
 Intent = Literal["complaint", "question", "none"]
@@ -97,6 +98,11 @@ def _normalize(text: str) -> str:
 
 def classify(text: str) -> Intent:
     """``complaint`` (an urgent ticket), ``question`` (about complaints: answer it), ``none``."""
+    return _classify(text)
+
+
+@lru_cache(maxsize=4096)  # every message is asked; FAQ questions repeat word for word
+def _classify(text: str) -> Intent:
     t = _normalize(text)
     if not t:
         return "none"
