@@ -37,7 +37,17 @@ from bot.dashboard.snapshot import Snapshot, loads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLLECTOR", "DashboardCollector", "KpiChild", "Snapshot", "follow_redis", "refresh", "register", "setup"]
+__all__ = [
+    "COLLECTOR",
+    "KPI_CHILD",
+    "DashboardCollector",
+    "KpiChild",
+    "Snapshot",
+    "follow_redis",
+    "refresh",
+    "register",
+    "setup",
+]
 
 # the KPI process a single web process starts (bot/workers.py: main)
 CHILD_ARGV = (sys.executable, "-m", "bot.workers", "dashboard", "--settings-stdin")
@@ -220,6 +230,10 @@ class KpiChild:
             await self._end(self.proc)
 
 
+# the single process's KPI child while it runs (absent in the supervisor's web processes)
+KPI_CHILD: "web.AppKey[KpiChild]" = web.AppKey("dashboard_kpi_child")
+
+
 def setup(app: web.Application, settings: Settings) -> None:
     register()
 
@@ -233,7 +247,7 @@ def setup(app: web.Application, settings: Settings) -> None:
                 every = min(15.0, settings.dashboard_refresh_seconds)
                 follower = asyncio.create_task(follow_redis(redis, every), name="dashboard-snapshot-follower")
             if role == "both" and settings.dashboard_kpi_child:
-                child = KpiChild(settings)
+                child = app[KPI_CHILD] = KpiChild(settings)
                 child.start()
         try:
             yield

@@ -203,13 +203,18 @@ class Publisher:
         self.every = settings.dashboard_refresh_seconds if every is None else every
         self.compute = compute
         self.published: Snapshot | None = None  # the last snapshot this process published
+        self.standby = False  # another process held the lease at the last try
 
     async def run_once(self) -> Snapshot | None:
         """One pass if this process holds the lease; the published snapshot, or None (another
         process holds the lease, the pass failed, or the lease was lost before publishing)."""
         try:
             if not await self.lease.acquire():
+                if not self.standby:
+                    log.info("dashboard KPIs: another process holds the lease; standing by")
+                self.standby = True
                 return None
+            self.standby = False
             async with self.lease.kept():
                 snap = await self.compute(self.settings)
             if not await self.sink.publish(snap, self.lease):
@@ -272,15 +277,25 @@ def serve(settings: Settings, *, parent: bool = False) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if parent:  # Ctrl+C reaches the whole group: the parent ends us by closing stdin
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            loop.add_signal_handler(signal.SIGINT, stop.set)
         watch = asyncio.create_task(_stdin_closed(stop)) if parent else None
+        work = asyncio.create_task(run_publisher(settings, stop))
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await run_publisher(settings, stop)
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            work.cancel()  # a pass in flight is dropped: nothing half-done is published
+            await asyncio.gather(work, return_exceptions=True)
+            if not work.cancelled():
+                work.result()  # the start failed (database URL, ...): exit non-zero, logged
         finally:
-            if watch is not None:
-                watch.cancel()
-                await asyncio.gather(watch, return_exceptions=True)
+            for task in (watch, stopped):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
     if not settings.redis_url and not parent:
         log.warning("BOT_REDIS_URL is not set: snapshots go to stdout (the single process starts its own)")
