@@ -152,7 +152,7 @@ async def test_a_web_process_runs_no_kpi_pass(tmp_path: Path, no_pass_here: list
 
 
 def test_the_supervisor_runs_one_kpi_process(tmp_path: Path) -> None:
-    s = make_settings(tmp_path, redis_url="redis://127.0.0.1:1/0")
+    s = make_settings(tmp_path, redis_url="redis://127.0.0.1:1/0", dashboard_kpi_child=True)
     names = [c.name for c in build_children(s, 3)]
     assert names.count("dashboard") == 1 and names.count("outbox-queue") == 1
     kpi = next(c for c in build_children(s, 3) if c.name == "dashboard")
