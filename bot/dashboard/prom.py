@@ -143,7 +143,10 @@ async def follow_redis(redis: Redis, every: float, collector: DashboardCollector
     keeps the figures already held (their age shows in the timestamp gauge)."""
     last: bytes | None = None
     failing = False
+    me = asyncio.current_task()
     while True:
+        if me is not None and me.cancelling():  # a cancel a Redis call swallowed: stop all the same
+            raise asyncio.CancelledError
         try:
             raw = await redis.get(SNAPSHOT_KEY)
             if raw is not None and raw != last:
