@@ -3,8 +3,10 @@
 Each web process opens its own listening socket with ``SO_REUSEPORT`` on the same
 host:port, and the Linux kernel spreads incoming connections across them (no shared
 accept lock, no master in the data path). With Redis configured, one more process runs
-the durable outbox's taskiq worker (``python -m bot.workers queue``). This supervisor restarts
-a process that dies and forwards SIGTERM/SIGINT for a clean stop.
+the durable outbox's taskiq worker (``python -m bot.workers queue``), and one computes the
+dashboard's /metrics KPIs (``python -m bot.workers dashboard``: bot/dashboard/publisher.py), so
+that no web process runs that pass. This supervisor restarts a process that dies and forwards
+SIGTERM/SIGINT for a clean stop.
 
 Several workers need the shared stores: ``BOT_REDIS_URL`` must be set (in-process dedup
 keys and rate limits would be per process), and PostgreSQL is the database to use
@@ -25,13 +27,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
-from bot.app import create_app
-from bot.core.event_loop import run_web
+from bot.core.app_keys import PROCESS_ROLE
 from bot.core.logs import setup_logging
 from bot.core.settings import ROOT, Settings, get_settings
-from bot.queue import QUEUE_ROLE
+
+if TYPE_CHECKING:  # imported where used: the dashboard process needs no web app
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ def build_children(settings: Settings, workers: int) -> list[Child]:
     children = [Child(f"web-{i + 1}", [sys.executable, "-m", "bot.workers", "web"], env) for i in range(workers)]
     if settings.redis_url and settings.outbox_enabled:
         children.append(Child("outbox-queue", [sys.executable, "-m", "bot.workers", "queue"], env))
+    if settings.dashboard_kpi_child:  # one KPI pass for the deployment, never in a web process
+        children.append(Child("dashboard", [sys.executable, "-m", "bot.workers", "dashboard"], env))
     return children
 
 
@@ -149,14 +154,19 @@ def run_workers(settings: Settings, workers: int) -> int:
 
 def serve_web(settings: Settings) -> None:
     """One web process: the app on the shared port, handing outbox rows to the queue."""
+    from bot.app import create_app
+    from bot.core.event_loop import run_web
+
     app = create_app(settings)
-    app[QUEUE_ROLE] = "web"
+    app[PROCESS_ROLE] = "web"
     run_web(app, settings, reuse_port=True)
 
 
 async def run_queue_worker(app: web.Application, *, stop: asyncio.Event | None = None) -> None:
     """A queue-worker process: the app's services and channel senders, no HTTP listener."""
-    app[QUEUE_ROLE] = "worker"
+    from aiohttp import web
+
+    app[PROCESS_ROLE] = "worker"
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()  # runs the cleanup contexts: database, stores, senders, queue
     log.info("outbox queue worker started (pid %s)", os.getpid())
@@ -176,19 +186,54 @@ def serve_queue(settings: Settings, app: web.Application | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_queue_worker(app or create_app(settings), stop=stop)
+        if app is None:
+            from bot.app import create_app
+
+            await run_queue_worker(create_app(settings), stop=stop)
+        else:
+            await run_queue_worker(app, stop=stop)
 
     asyncio.run(run())
 
 
+USAGE = (
+    "usage: python -m bot.workers web|queue|dashboard [--once | --settings-stdin]\n"
+    "  (web and queue are started by `python -m bot run --workers N`; dashboard is the one process\n"
+    "  computing the /metrics KPIs: started by the supervisor or a single `run`, or run it yourself)"
+)
+
+
+def serve_dashboard(settings: Settings, options: list[str]) -> int:
+    """The KPI process (bot/dashboard/publisher.py); ``--once``: one pass printed as JSON;
+    ``--settings-stdin``: started by a web process, which sends its settings on stdin."""
+    from bot.dashboard import publisher
+    from bot.dashboard.snapshot import dumps
+
+    if options == ["--once"]:
+        print(dumps(asyncio.run(publisher.once(settings))))
+        return 0
+    if options == ["--settings-stdin"]:
+        settings = publisher.settings_from_parent(sys.stdin.readline())
+        setup_logging(settings)
+        publisher.serve(settings, parent=True)
+        return 0
+    publisher.serve(settings)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bot.workers web|queue``: one child of the supervisor."""
+    """``python -m bot.workers web|queue|dashboard``: one child of the supervisor."""
     args = sys.argv[1:] if argv is None else argv
-    if args not in (["web"], ["queue"]):
-        print("usage: python -m bot.workers web|queue   (started by `python -m bot run --workers N`)", file=sys.stderr)
+    if not args or args[0] not in ("web", "queue", "dashboard") or (args[0] != "dashboard" and len(args) > 1):
+        print(USAGE, file=sys.stderr)
+        return 2
+    if args[0] == "dashboard" and args[1:] not in ([], ["--once"], ["--settings-stdin"]):
+        print(USAGE, file=sys.stderr)
         return 2
     settings = get_settings()
     setup_logging(settings)
+    if args[0] == "dashboard":
+        return serve_dashboard(settings, args[1:])
     (serve_web if args == ["web"] else serve_queue)(settings)
     return 0
 

@@ -45,6 +45,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         # thresholds stay the fitted defaults unless a test asks for self-calibration
         "search_semantic": "none",
         "search_self_calibrate": False,
+        # the app's KPI child process (bot/dashboard/prom.py): tests that need it turn it on
+        "dashboard_kpi_child": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -161,14 +161,15 @@ class Service:
 
     async def full_strength(self, timeout: float = 120) -> None:
         """Several workers: wait until every web worker listens again and the queue worker
-        runs (a kill is one failure, not two overlapping ones)."""
+        runs, and the dashboard KPI process (a kill is one failure, not two overlapping ones)."""
         if self.workers == 1:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = subprocess.run(["ss", "-Hltnp", f"sport = :{self.port}"], capture_output=True, text=True).stdout
             listening = {int(p) for p in __import__("re").findall(r"pid=(\d+)", out)}
-            if len(listening) >= self.workers and len(self.children()) == self.workers + 1:
+            # the web workers, the queue worker and the dashboard KPI process
+            if len(listening) >= self.workers and len(self.children()) == self.workers + 2:
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError("the supervisor did not bring every worker back")

@@ -179,7 +179,13 @@ class Settings(BaseSettings):
     # each worker keeps the switched-on offers in memory; a save on the offers page reaches every
     # worker at once (fan-out), a change made elsewhere within this many seconds; 0 = read every time
     offers_cache_seconds: float = 5.0
-    dashboard_refresh_seconds: float = 60.0  # how often /metrics KPI gauges are recomputed
+    # how often the KPI process recomputes the /metrics dashboard gauges (bot/dashboard/publisher.py)
+    dashboard_refresh_seconds: float = 60.0
+    # the KPI process is started by the supervisor (`run --workers N`) or, for a single process,
+    # as its child; false: none is started here, run `python -m bot.workers dashboard` yourself
+    dashboard_kpi_child: bool = True
+    # the database the KPI process reads (a read replica); empty: BOT_DATABASE_URL
+    dashboard_database_url: str = ""
     kpi_answer_window_minutes: int = 10  # 👎 / rephrase / hand-on within this marks an answer wrong
     kpi_conversation_gap_minutes: int = 30  # silence that ends a conversation
 

@@ -2,5 +2,6 @@
 
 ``kpis`` computes every figure from plain records (testable with a constructed
 history); ``data`` loads those records; ``web`` renders the page, CSV and charts;
-``prom`` exposes the same figures in /metrics, refreshed periodically.
+``publisher`` computes the /metrics figures in one process of the deployment (never a web
+process) and publishes a ``snapshot``; ``prom`` serves the latest published one in /metrics.
 """
