@@ -381,11 +381,23 @@ def _logreg(X, y, w=None, l2=1e-2, iters=50):
 def _condlogit(groups, l2=1e-2, iters=60):
     """Conditional (softmax-over-candidates) logit by Newton's method: the
     listwise objective log P(right item | the query's candidates), i.e. what
-    top-1 accuracy needs.  ``groups``: list of (X [n_cand x k], gold index, weight)."""
+    top-1 accuracy needs.  ``groups``: list of (X [n_cand x k], gold index, weight).
+    Steps are halved until the objective does not rise (a full Newton step can overshoot
+    when features have large ranges, e.g. cosines in hundredths)."""
     import numpy as np
 
     k = groups[0][0].shape[1]
+
+    def objective(b):
+        v = 0.5 * l2 * float(b @ b)
+        for X, gi, w in groups:
+            s = X @ b
+            top = s.max()
+            v += w * (top + np.log(np.exp(s - top).sum()) - s[gi])
+        return v
+
     beta = np.zeros(k)
+    f = objective(beta)
     for _ in range(iters):
         g = l2 * beta
         H = l2 * np.eye(k)
@@ -397,8 +409,15 @@ def _condlogit(groups, l2=1e-2, iters=60):
             g += w * (mu - X[gi])
             H += w * ((X * p[:, None]).T @ X - np.outer(mu, mu))
         step = np.linalg.solve(H, g)
-        beta -= step
-        if np.abs(step).max() < 1e-8:
+        t = 1.0
+        while True:
+            nb = beta - t * step
+            nf = objective(nb)
+            if nf <= f or t < 1e-6:
+                break
+            t /= 2
+        beta, f = nb, nf
+        if np.abs(t * step).max() < 1e-8:
             break
     return beta
 
@@ -464,36 +483,69 @@ def fit(args) -> None:
 def fit_semantic(
     sets: list[EvalSet], cfg: MatcherConfig, weights: dict[str, float], groups: dict[str, dict[int, int]]
 ) -> None:
-    """The encoder's refinement of the confidence (``confidence.SEM_CONF_COEF``), over the
-    two candidates of every query that can come first (the re-ranker's and the encoder's
-    first), on the cold KB and the online replay's second half like the lexical confidence.
-    Uses the lexical coefficients in confidence.py: refit those first and paste them in."""
+    """The encoder stage's models (``confidence.SEM_RANK_COEF`` and ``SEM_CONF_COEF``). Uses
+    the lexical coefficients in confidence.py: refit those first and paste them in.
+
+    1. The fused order, listwise (conditional logit, like the re-ranker) over every candidate
+       of the cold KB's queries whose labelled entry is among them: the lexical confidence's
+       logit and the cosines of the encoder's two views.
+    2. The confidence of the first candidate in that order, on the cold KB and on the online
+       replay's second half, for the queries the lexical path is not sure of (only those
+       reach the encoder in the cascade); right = the labelled entry or a near-duplicate."""
     import numpy as np
 
     from community.search import confidence as conf
     from bot.core.normalize import normalize
 
-    X, Y, W = [], [], []
+    qvecs: dict[tuple[str, int], object] = {}
+    rank_groups = []
     for es in sets:
         wq = weights.get(es.name, 1.0) / len(es.queries)
+        m = Matcher(cfg)
+        m.build(kb_docs(es))
+        for k, (q, y) in enumerate(es.queries):
+            qvecs[es.name, k] = qv = m.query_vector(q)
+            if y is None or qv is None:
+                continue
+            cands, a = m._candidates(normalize(q), None, qv)
+            ranks = [c[0] for c in cands]
+            rows, ids = [], []
+            for i, (_r, iid, f) in enumerate(cands):
+                views = m._item_cosines(qv, iid)
+                if views is None:
+                    continue
+                p = conf.confidence(conf.conf_features(ranks, i, f, a, m.n_questions(iid)))
+                rows.append((conf.logit(p), 100.0 * views[0], 100.0 * views[1]))
+                ids.append(iid)
+            if len(ids) >= 2 and y in ids:
+                x = np.array(rows)  # centred per query: the same softmax, a better-conditioned fit
+                rank_groups.append((x - x.max(axis=0), ids.index(y), wq))
+    beta = _condlogit(rank_groups, l2=1e-4)
+    conf.SEM_RANK_COEF = (0.0, *(float(b) for b in beta))
+    print("SEM_RANK_FEATURES =", conf.SEM_RANK_FEATURES)
+    print("SEM_RANK_COEF: tuple[float, ...] = (" + ", ".join(f"{b:.4f}" for b in conf.SEM_RANK_COEF) + ")")
+    X, Y, W = [], [], []
+    for es in sets:
         half = len(es.queries) // 2
         for online in (False, True):
             m = Matcher(cfg)
             m.build(kb_docs(es))
+            consulted = []
             for k, (q, y) in enumerate(es.queries):
-                ranked, _ranks, _a = m._ranked(normalize(q), None, m.query_vector(q))
+                sure = m._lexical_sure(m._lexical(q, None, 3))
+                ranked, _ranks, _a = m._ranked(normalize(q), None, qvecs[es.name, k])  # type: ignore[arg-type]
                 if online and y is not None:
                     m.add_variant(y, q)
-                if online and k < half:
+                if (online and k < half) or sure or not ranked or ranked[0][4] is None:
                     continue
-                for item_id, _p, _f, lexical_pos, sem in ranked:
-                    if sem is not None and (lexical_pos == 0 or sem[2] == 1.0):
-                        X.append(sem)
-                        Y.append(1.0 if right([item_id], y, groups[es.name]) else 0.0)
-                        W.append(wq)
-    beta = _logreg(np.array(X), Y, W)
+                consulted.append((ranked[0][4], 1.0 if right([ranked[0][0]], y, groups[es.name]) else 0.0))
+            for feats, ok in consulted:
+                X.append(feats)
+                Y.append(ok)
+                W.append(weights.get(es.name, 1.0) / len(consulted))
+    gamma = _logreg(np.array(X), Y, W)
     print("SEM_CONF_FEATURES =", conf.SEM_CONF_FEATURES)
-    print("SEM_CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{b:.4f}" for b in beta) + ")")
+    print("SEM_CONF_COEF: tuple[float, ...] = (" + ", ".join(f"{b:.4f}" for b in gamma) + ")")
 
 
 # ------------------------------------------------------------- synthetic

@@ -167,18 +167,44 @@ def test_an_unknown_encoder_is_a_clear_error() -> None:
 def test_semantic_confidence_is_a_probability_rising_with_both_kinds_of_evidence(
     p_lex: float, cos: float, other: float, first: bool
 ) -> None:
-    feats = conf.semantic_features(p_lex, cos, other, encoder_first=first, both_first=False)
+    feats = conf.semantic_features(p_lex, cos, other, encoder_first=first, lexical_first=False)
     p = conf.semantic_confidence(feats)
     assert 0.0 < p < 1.0
     # more lexical confidence, or a wider lead of the encoder, never lowers it
     more_lex = conf.semantic_confidence(
-        conf.semantic_features(min(1.0, p_lex + 0.1), cos, other, encoder_first=first, both_first=False)
+        conf.semantic_features(min(1.0, p_lex + 0.1), cos, other, encoder_first=first, lexical_first=False)
     )
     wider = conf.semantic_confidence(
-        conf.semantic_features(p_lex, cos, other - 0.05, encoder_first=first, both_first=False)
+        conf.semantic_features(p_lex, cos, other - 0.05, encoder_first=first, lexical_first=False)
     )
     assert more_lex >= p - 1e-12 and wider >= p - 1e-12
-    assert conf.semantic_features(p_lex, None, other, encoder_first=first, both_first=False) is None
+    assert conf.semantic_features(p_lex, None, other, encoder_first=first, lexical_first=False) is None
+    # a wider lead in the passage view alone never lowers it either
+    passage_wider = conf.semantic_confidence(
+        conf.semantic_features(p_lex, cos, other, cos, other - 0.05, encoder_first=first, passage_first=first)
+    )
+    same_view = conf.semantic_confidence(
+        conf.semantic_features(p_lex, cos, other, cos, other, encoder_first=first, passage_first=first)
+    )
+    assert passage_wider >= same_view - 1e-12
+
+
+@given(st.floats(0.0, 1.0), st.floats(-1.0, 1.0), st.floats(-1.0, 1.0))
+def test_the_fused_order_rises_with_each_kind_of_evidence(p_lex: float, cos: float, pcos: float) -> None:
+    s = conf.semantic_rank_score(p_lex, cos, pcos)
+    assert conf.semantic_rank_score(min(1.0, p_lex + 0.1), cos, pcos) >= s - 1e-9
+    assert conf.semantic_rank_score(p_lex, cos + 0.01, pcos) >= s - 1e-9
+    assert conf.semantic_rank_score(p_lex, cos, pcos + 0.01) >= s - 1e-9
+
+
+def test_knowledge_phrasings_get_a_passage_view_too(semantic) -> None:
+    """e5 embeds each knowledge-base phrasing as a question and as a passage; the two views
+    differ, and the matcher looks at both."""
+    slot, text = semantic.question_units(semantic.item_ids[0])[0]
+    qvec = semantic.unit_vector(slot)
+    assert qvec is not None
+    cos, pcos = semantic._semantic.similarities(qvec, slot)
+    assert cos == pytest.approx(1.0, abs=1e-3) and 0.5 < pcos < 0.999
 
 
 def test_results_are_ordered_by_confidence(semantic) -> None:

