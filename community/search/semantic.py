@@ -74,18 +74,17 @@ class E5Encoder:
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            out = self._model.query(list(texts))
-        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
+        return self._run(self._model.query, texts)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """The same texts with e5's ``passage:`` prefix (knowledge-base phrasings only)."""
+        return self._run(self._model.passage, texts)
+
+    def _run(self, view: Callable[[list[str]], object], texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
-            out = self._model.passage(list(texts))
+            out = view(list(texts))
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
 
